@@ -1,0 +1,2 @@
+// hamming kernel family (to be implemented).
+#pragma once

@@ -1,0 +1,2 @@
+// linalg kernel family (to be implemented).
+#pragma once

@@ -1,0 +1,2 @@
+// pq kernel family (to be implemented).
+#pragma once

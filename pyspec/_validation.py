@@ -1,0 +1,92 @@
+"""Argument coercion and checks shared by the public API.
+
+The compiled kernels accept exactly one dtype and layout per argument; these
+helpers make the one deliberate conversion (or refuse) with a message that
+says what was expected, what was received and how to fix it.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def check_num_threads(num_threads: int | None) -> int:
+    """Map the public ``num_threads`` (None or int >= 1) to the kernels' int (0 = default)."""
+    if num_threads is None:
+        return 0
+    if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral):
+        raise TypeError(f"num_threads must be None or an int >= 1, got {type(num_threads).__name__}")
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be None or an int >= 1, got {num_threads}")
+    return int(num_threads)
+
+
+def check_k(k: int) -> int:
+    """Validate a neighbour count (0 allowed: returns empty rows)."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"k must be an int >= 0, got {type(k).__name__}")
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    return int(k)
+
+
+def describe(a: object) -> str:
+    """Short 'dtype shape' description of an array-like for error messages."""
+    if isinstance(a, np.ndarray):
+        layout = "" if a.flags.c_contiguous else ", non-contiguous"
+        return f"{a.dtype} {a.shape}{layout}"
+    return type(a).__name__
+
+
+def as_float_matrix(
+    x: object,
+    name: str,
+    dtype: type = np.float32,
+    n_features: int | None = None,
+    allow_1d: bool = True,
+    check_finite: bool = True,
+) -> np.ndarray:
+    """Return ``x`` as a C-contiguous 2-D float array of ``dtype``.
+
+    Integer and other float dtypes are converted (a documented, deliberate
+    copy); complex, object, bool and string input is a ``TypeError``. A 1-D
+    input is one row when ``allow_1d``. Non-finite values are a
+    ``ValueError`` naming the first offending rows.
+    """
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name}: expected a real numeric array, got {describe(arr)}")
+    if arr.ndim == 1 and allow_1d:
+        arr = arr[np.newaxis, :]
+    if arr.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array (n_spectra, n_pixels), got shape {arr.shape}")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(
+            f"{name}: expected {n_features} pixels per spectrum (as in fit), got {arr.shape[1]}; "
+            "resample onto the model's wavelength grid first"
+        )
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if check_finite:
+        bad = ~np.isfinite(arr).all(axis=1)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            shown = ", ".join(str(r) for r in rows[:5]) + (" ..." if rows.size > 5 else "")
+            raise ValueError(
+                f"{name}: {rows.size} row(s) contain NaN or Inf (rows {shown}); "
+                "mask and fill them with pyspec.preprocess first"
+            )
+    return arr
+
+
+def as_ids(ids: object, n: int, start: int = 0) -> np.ndarray:
+    """Return int64 ids of length ``n`` (default ``start .. start+n-1``)."""
+    if ids is None:
+        return np.arange(start, start + n, dtype=np.int64)
+    arr = np.asarray(ids)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"ids: expected an integer array, got {describe(arr)}")
+    if arr.shape != (n,):
+        raise ValueError(f"ids: expected shape ({n},) to match the data, got {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.int64)

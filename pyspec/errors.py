@@ -1,0 +1,28 @@
+"""Exception classes raised by pyspec.
+
+Every pyspec-specific error derives from :class:`PyspecError` and also from
+the built-in class a caller would naturally catch (``ValueError``,
+``AttributeError``), so generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+
+class PyspecError(Exception):
+    """Base class of all pyspec-specific errors."""
+
+
+class FitsFormatError(PyspecError, ValueError):
+    """A file is not a spectrum layout pyspec can read (names the file and why)."""
+
+
+class IndexFormatError(PyspecError, ValueError):
+    """A saved index, model or store file is truncated, corrupted or not ours."""
+
+
+class NotFittedError(PyspecError, AttributeError):
+    """A model was used before ``fit``."""
+
+
+class SpectrumCoverageError(PyspecError, ValueError):
+    """A spectrum does not cover enough of the target wavelength grid."""

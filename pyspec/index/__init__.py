@@ -1,0 +1,1 @@
+"""Indexes over codes: Hamming (binary), PQ (quantised), graph (HNSW)."""

@@ -1,0 +1,69 @@
+"""Shared fixtures: seeded rng, SIMD levels, thread counts, the real-data corpus."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pyspec
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("PYSPEC_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+HAVE_SHARED = (SHARED_DATA / "spectra_index.csv").is_file()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = [_config_line()]
+    if HAVE_SHARED:
+        lines.append(f"shared corpus: {SHARED_DATA} (tests over all real spectra will run)")
+    else:
+        lines.append(f"shared corpus: NOT FOUND at {SHARED_DATA}; tests marked shared_data are "
+                     "SKIPPED (set PYSPEC_SHARED_DATA to run them)")
+    return lines
+
+
+def _config_line() -> str:
+    from pyspec._config import config
+
+    c = config()
+    return (f"pyspec {c['version']}: SIMD selected {c['simd_selected']} "
+            f"(compiled {c['simd_compiled']}, detected {c['simd_detected']}), "
+            f"OpenMP {'on' if c['openmp'] else 'off'}, {c['threads']} threads")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if HAVE_SHARED:
+        return
+    if os.environ.get("CI"):
+        raise pytest.UsageError(f"CI run but the shared corpus is missing at {SHARED_DATA}")
+    skip = pytest.mark.skip(reason=f"../shared/data not found at {SHARED_DATA}")
+    for item in items:
+        if "shared_data" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20261121)
+
+
+@pytest.fixture(params=pyspec.available_simd_levels())
+def simd_level(request: pytest.FixtureRequest):
+    """Run the test body at each SIMD level this build and CPU support."""
+    with pyspec.simd_level(request.param):
+        yield request.param
+
+
+@pytest.fixture(params=[1, 2, 4])
+def num_threads(request: pytest.FixtureRequest) -> int:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not HAVE_SHARED:
+        pytest.skip(f"../shared/data not found at {SHARED_DATA}")
+    return SHARED_DATA
