@@ -46,12 +46,14 @@ def print_table(title: str, rows: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     available = sections()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("section", nargs="*", choices=[[]] + sorted(available) or None,
-                        help="sections to run (default: all)")
+    parser.add_argument("section", nargs="*", help=f"sections to run (default: all of {sorted(available)})")
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     for module in available.values():
         module.add_arguments(parser)
     args = parser.parse_args(argv)
+    unknown = set(args.section) - set(available)
+    if unknown:
+        parser.error(f"unknown section(s) {sorted(unknown)}; choose from {sorted(available)}")
     import pyspec
 
     pyspec.show_config()
