@@ -348,3 +348,97 @@ def test_bad_ranges_raise(library):
     with pytest.raises(ValueError, match="chunk_size"):
         next(sim.iter_chunks(10, 0))
     assert len(sim.generate(5, 5)) == 0
+
+
+# ---------------------------------------------------------------- writers and CLI
+
+@pytest.mark.parametrize("gzip", [False, True])
+def test_fits_output_round_trips_through_read_spectrum(library, tmp_path, gzip):
+    from pyspec.io import read_spectrum
+    from pyspec.simulate import write_fits
+
+    paths = write_fits(tmp_path, 6, seed=5, templates=library, gzip=gzip, snr=20.0,
+                       bad_run_rate=1.0, p_pad=0.5)
+    assert len(paths) == 6 and all(p.is_file() for p in paths)
+    ref = Simulator(grid=lamost_native_wavelength(), seed=5, templates=library, snr=20.0,
+                    bad_run_rate=1.0, p_pad=0.5).generate(0, 6)
+    layouts = []
+    for i, path in enumerate(paths):
+        s = read_spectrum(path)
+        np.testing.assert_allclose(s.wavelength, ref.wavelength, rtol=1e-6)  # float32 storage
+        np.testing.assert_array_equal(s.flux, ref.flux[i])
+        np.testing.assert_array_equal(s.ivar, ref.ivar[i])
+        np.testing.assert_array_equal(np.asarray(s.mask, bool) | (s.ivar == 0), ref.ivar[i] == 0)
+        assert s.meta["class"] == ref.labels["class"][i]
+        assert s.meta["z"] == pytest.approx(ref.labels["z"][i], abs=1e-9)
+        assert s.meta["snr_r"] == pytest.approx(ref.labels["snr_r"][i], rel=1e-6)
+        layouts.append(s.meta.get("layout"))
+    assert len(set(layouts)) == 2  # C and D alternate
+    with pytest.raises(OSError):  # never overwrites
+        write_fits(tmp_path, 1, seed=5, templates=library, gzip=gzip)
+
+
+def test_fits_layouts_have_the_lamost_structure(library, tmp_path):
+    from astropy.io import fits
+
+    from pyspec.simulate import write_fits
+
+    c, d = write_fits(tmp_path, 2, seed=1, templates=library)
+    with fits.open(c) as h:
+        assert len(h) == 1 and h[0].data.shape == (5, 3909) and h[0].data.dtype == ">f4"
+        assert h[0].header["COEFF0"] == pytest.approx(3.5682)
+        assert h[0].header["COEFF1"] == pytest.approx(1e-4)
+        assert {"OBSID", "SNRR", "CLASS", "Z", "RA", "DEC"} <= set(h[0].header)
+    with fits.open(d) as h:
+        assert h[0].data is None and h[1].name == "COADD" and len(h[1].data) == 1
+        assert h[1].columns.names == ["FLUX", "IVAR", "WAVELENGTH", "ANDMASK", "ORMASK",
+                                      "NORMALIZATION"]
+        assert h[1].data["FLUX"].shape == (1, 3909)
+
+
+def test_store_output_opens_with_labels(library, tmp_path):
+    from pyspec import SpectrumStore, WavelengthGrid
+    from pyspec.simulate import write_store
+
+    grid = WavelengthGrid.preset("pq-2A")
+    path = write_store(tmp_path / "store", 700, seed=2, grid=grid, chunk_size=256,
+                       templates=library)
+    store = SpectrumStore.open(path)
+    assert len(store) == 700
+    assert store.flux.shape == (700, len(grid)) and store.ivar.shape == (700, len(grid))
+    ref = Simulator(grid=grid, seed=2, templates=library).generate(0, 700)
+    np.testing.assert_array_equal(np.asarray(store.flux), ref.flux)
+    np.testing.assert_array_equal(np.asarray(store.ivar), ref.ivar)
+    for col in ("class", "subclass", "z", "snr_r", "template", "lines", "amp_Halpha"):
+        np.testing.assert_array_equal(np.asarray(store.meta[col]), np.asarray(ref.labels[col]))
+    np.testing.assert_allclose(store.grid.wavelength, grid.wavelength)
+
+
+def test_cli_simulate_store_and_fits(library, tmp_path):
+    from pyspec.cli import main
+
+    rc = main(["simulate", "--n", "300", "--out", str(tmp_path / "st"), "--seed", "4",
+               "--grid", "pq-2A", "--chunk-size", "128", "--quiet", "--templates",
+               str(SAMPLE_DIR)])
+    assert rc == 0
+    from pyspec import SpectrumStore
+
+    assert len(SpectrumStore.open(tmp_path / "st")) == 300
+    rc = main(["simulate", "--n", "3", "--fits", str(tmp_path / "ff"), "--layouts", "D",
+               "--quiet", "--snr", "unknown", "--templates", str(SAMPLE_DIR)])
+    assert rc == 0
+    assert len(list((tmp_path / "ff").glob("sim-0-*.fits"))) == 3
+
+
+@pytest.mark.parametrize("argv", [
+    ["--n", "-1", "--out", "X"],
+    ["--n", "5", "--fits", "X", "--layouts", "E"],
+    ["--n", "5", "--out", "X", "--snr", "nonsense"],
+    ["--n", "5", "--out", "X", "--classes", "WD=1"],
+])
+def test_cli_bad_input_exits_1(tmp_path, argv, capsys):
+    from pyspec.cli import main
+
+    argv = [a.replace("X", str(tmp_path / "x")) for a in argv]
+    assert main(["simulate", *argv, "--quiet", "--templates", str(SAMPLE_DIR)]) == 1
+    assert "error" in capsys.readouterr().err

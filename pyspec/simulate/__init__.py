@@ -588,9 +588,12 @@ def write_store(path, n: int, seed: int = 0, grid="lamost", chunk_size: int = 40
     return _ws(path, n, seed=seed, grid=grid, chunk_size=chunk_size, progress=progress, **kwargs)
 
 
-def write_fits(directory, n: int, seed: int = 0, grid="lamost", layouts=("C", "D"),
+def write_fits(directory, n: int, seed: int = 0, grid=None, layouts=("C", "D"),
                progress: bool = False, **kwargs) -> list[Path]:
-    """Write ``n`` simulated spectra as LAMOST FITS files (layouts C and D alternating)."""
+    """Write ``n`` simulated spectra as LAMOST FITS files (layouts C and D alternating).
+
+    ``grid`` defaults to LAMOST's native 3909-pixel log-linear grid. Returns the paths.
+    """
     from pyspec.simulate._writers import write_fits as _wf
 
     return _wf(directory, n, seed=seed, grid=grid, layouts=layouts, progress=progress, **kwargs)

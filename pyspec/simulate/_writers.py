@@ -103,10 +103,11 @@ def _header_cards(row, i: int, seed: int, wl: np.ndarray, layout: str) -> list:
         ("SNRZ", snr * 0.9, "SNR of z filter"),
         ("SIMSEED", int(seed), "pyspec.simulate seed"),
         ("SIMINDEX", int(row["id"]), "index of the spectrum in the simulation"),
-        ("SIMTMPL", str(row["template"])[:68], "template spectrum"),
+        ("SIMTMPL", str(row["template"])[:60], ""),
         ("SIMRV", float(row["rv"]) if math.isfinite(row["rv"]) else 0.0,
          "[km/s] injected radial velocity (0 if z)"),
-        ("SIMLINES", str(row["lines"])[:68] or "none", "injected emission lines"),
+        ("SIMLMASK", _line_bits(str(row["lines"])), "injected lines, bit k = LINE_NAMES[k]"),
+        ("SIMHAAMP", float(row["amp_Halpha"]), "injected H-alpha peak / continuum"),
     ]
     if log_linear:
         cards += [("NWORDER", 2, "Number of linear-log10 coefficients"),
@@ -114,6 +115,14 @@ def _header_cards(row, i: int, seed: int, wl: np.ndarray, layout: str) -> list:
                   ("COEFF0", float(np.log10(wl[0])), "Central wavelength (log10) of first pixel"),
                   ("COEFF1", float(dlog.mean()), "Log10 dispersion per pixel")]
     return cards
+
+
+def _line_bits(lines: str) -> int:
+    """Bit mask of injected lines (bit k = pyspec.simulate.LINE_NAMES[k])."""
+    from pyspec.simulate import LINE_NAMES
+
+    names = set(lines.split(",")) if lines else set()
+    return sum(1 << k for k, name in enumerate(LINE_NAMES) if name in names)
 
 
 def _andmask(flux: np.ndarray, ivar: np.ndarray) -> np.ndarray:
