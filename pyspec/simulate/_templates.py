@@ -280,7 +280,7 @@ def _read_and_clean(rows: list[dict]) -> TemplateLibrary:
         seen.add(name)
         try:
             s = read_spectrum(r["path"])
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, KeyError) as exc:
             log.warning("template %s skipped: %s", r["path"], exc)
             continue
         waves.append(s.wavelength)
