@@ -380,7 +380,8 @@ def _size(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=_size, nargs="+", default=[10_000, 100_000, 1_000_000])
     p.add_argument("--threads", type=int, nargs="+", default=_threads_default())
     p.add_argument("--stages", nargs="+", default=None, help=f"subset of {[s[0] for s in STAGES]}")

@@ -322,6 +322,23 @@ def test_masks_where_bad_pixels_and_padding_were_placed(library):
         assert np.all(np.isfinite(flux[i]))
 
 
+def test_chunked_generation_memory_does_not_grow_with_n(library):
+    """Peak traced memory of iterating 12 chunks is that of iterating 2 (within 25 %)."""
+    import tracemalloc
+
+    sim = Simulator(grid=SMALL_GRID, seed=6, templates=library)
+    sim.generate(0, 4)  # kernels compiled, library loaded
+    peaks = []
+    for n in (2 * 512, 12 * 512):
+        tracemalloc.start()
+        total = sum(len(b) for b in sim.iter_chunks(n, 512))
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert total == n
+    # one chunk of flux + ivar + coverage is 512 x 1150 x 9 B = 5.3 MB
+    assert peaks[1] < 1.25 * peaks[0]
+
+
 # ---------------------------------------------------------------- validation
 
 @pytest.mark.parametrize(("kwargs", "error"), [

@@ -21,7 +21,8 @@ def _snr(text: str):
         try:
             return (float(parts[0]), float(parts[1]))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected MEDIAN,SIGMA numbers, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected MEDIAN,SIGMA numbers, got {text!r}") from None
     try:
         return float(text)
     except ValueError:

@@ -182,7 +182,8 @@ def _grid_wavelength(grid) -> tuple[np.ndarray, object]:
     wl = getattr(grid, "wavelength", grid)
     wl = np.asarray(wl, dtype=np.float64)
     if wl.ndim != 1 or wl.size < 2:
-        raise ValueError(f"grid must be a 1-D wavelength array of >= 2 pixels, got shape {wl.shape}")
+        raise ValueError(f"grid must be a 1-D wavelength array of >= 2 pixels, got shape "
+                         f"{wl.shape}")
     if not (np.all(np.isfinite(wl)) and np.all(wl > 0) and np.all(np.diff(wl) > 0)):
         raise ValueError("grid wavelengths must be finite, positive and strictly increasing")
     return wl, (None if isinstance(grid, np.ndarray) else grid)
