@@ -62,9 +62,16 @@ def write_store(path, n: int, seed: int = 0, grid="lamost", chunk_size: int = 40
     with SpectrumStore.create(path, sim.grid, preprocessing=None) as writer, \
             _progress(n, progress, "simulate") as bar:
         for batch in sim.iter_chunks(n, chunk_size):
-            writer.append(batch.flux, batch.ivar, batch.labels)
+            writer.append(batch.flux, batch.ivar, _rows(batch.labels))
             bar.update(len(batch))
     return path
+
+
+def _rows(table) -> list[dict]:
+    """Table -> list of dicts of plain Python scalars (much faster than iterating Rows)."""
+    names = table.colnames
+    columns = [np.asarray(table[c]).tolist() for c in names]
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
 def _check_count(n) -> int:
