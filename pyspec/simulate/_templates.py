@@ -273,8 +273,9 @@ def _read_and_clean(rows: list[dict]) -> TemplateLibrary:
     waves, fluxes, masks, keep = [], [], [], []
     seen = set()
     for r in rows:
-        # the shared corpus holds the shipped sample again: one template per file name
-        name = Path(r["path"]).name
+        # the shared corpus holds the shipped sample again (uncompressed), and some
+        # objects in two layouts: one template per file stem
+        name = Path(r["path"]).name.split(".fits")[0]
         if name in seen:
             continue
         seen.add(name)
