@@ -212,7 +212,7 @@ def test_radial_velocity_recovered_by_cross_correlation(library):
         errors.append(v - params["rv"][i])
     errors = np.abs(errors)
     # one LAMOST pixel is 69 km/s; at S/N 60 the parabolic CCF peak is good to a
-    # few km/s (median 3.0 km/s, max 8.8 km/s measured at seed 8)
+    # few km/s (median 2.4 km/s, max 12.5 km/s measured at seed 8)
     assert np.median(errors) < 8.0
     assert np.max(errors) < 25.0
     assert np.std(params["rv"]) > 100  # shifts of several pixels were injected
