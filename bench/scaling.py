@@ -216,13 +216,15 @@ def st_pq_search(ctx, n, t):
 
 
 def _embedding(ctx, n):
-    """PIL embedding when the hasher exists, else a 64-d PCA of the spectra (labelled)."""
+    """PIL embedding when the hasher exists, else a 64-d Gaussian random projection."""
     if ctx.embed is not None and ctx.embed.shape[0] >= n:
         return ctx.embed[:n], "pil"
-    x = ctx.spectra(n)
-    sub = x[:: max(1, n // 5000)]
-    _, _, vt = np.linalg.svd(sub - sub.mean(0), full_matrices=False)
-    return np.ascontiguousarray(x @ vt[:64].T, dtype=np.float32), "pca64"
+    cached = getattr(ctx, "_proj_cache", None)
+    if cached is None or cached[0] != n:
+        x = ctx.spectra(n)
+        proj = np.random.default_rng(1).standard_normal((x.shape[1], 64)).astype(np.float32)
+        ctx._proj_cache = cached = (n, np.ascontiguousarray(x @ proj))
+    return cached[1], "randproj64"
 
 
 def st_graph_build(ctx, n, t):
