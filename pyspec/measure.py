@@ -99,7 +99,7 @@ def _line_rows_table(rows: list[dict]):
 
 def measure(spectra: Any, *, lines: bool = True, indices: bool = True, z: Any = None,
             method: str = "direct", window: float = 150.0, quantile: float | None = 0.9,
-            nsigma: float | None = 5.0, half_width_kms: float = 300.0,
+            nsigma: float | None = 3.0, half_width_kms: float = 300.0,
             template_z: Any = None, progress: Any = None):
     """Measure a batch of spectra into a catalogue table (rows aligned with input).
 

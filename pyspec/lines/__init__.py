@@ -152,12 +152,15 @@ def _check_positive(name: str, value: float) -> float:
     return value
 
 
-def _continuum(item: Prepared, window: float) -> np.ndarray:
-    good = item.good
+def _stride(item: Prepared, window: float) -> int:
+    # evaluate running medians every ~2 % of the window (see _kernels.median_continuum)
     step = float(np.median(np.diff(item.wavelength)))
-    # evaluate the median every ~2 % of the window (see _kernels.median_continuum)
-    stride = max(1, int(0.02 * window / step))
-    return _kernels.median_continuum(item.wavelength, item.flux, good, 0.5 * window, stride)
+    return max(1, int(0.02 * window / step))
+
+
+def _continuum(item: Prepared, window: float) -> np.ndarray:
+    return _kernels.median_continuum(item.wavelength, item.flux, item.good, 0.5 * window,
+                                     _stride(item, window))
 
 
 def pseudo_continuum(spectra: Any, window: float = 150.0) -> np.ndarray | list[np.ndarray]:
@@ -214,6 +217,9 @@ class _Analysis:
 
 
 _MIN_GOOD_FRACTION = 0.3
+# Two maxima in one run above threshold are separate lines when the valley
+# between them drops below half the lower maximum (see _kernels.find_peaks).
+_SPLIT_DEPTH = 0.5
 
 
 def _analyse(item: Prepared, window: float) -> _Analysis:
@@ -225,7 +231,8 @@ def _analyse(item: Prepared, window: float) -> _Analysis:
     reason = None
     if good.mean() < _MIN_GOOD_FRACTION:
         reason = f"only {good.mean():.0%} of pixels usable (need {_MIN_GOOD_FRACTION:.0%})"
-    return _Analysis(item, cont, resid, good, reason=reason)
+    return _Analysis(item, cont, resid, good, reason=reason,
+                     extra={"window": window, "stride": _stride(item, window)})
 
 
 def _lines_table(a: _Analysis, peak, start, end, centre):
@@ -251,8 +258,22 @@ def _lines_table(a: _Analysis, peak, start, end, centre):
     return t
 
 
+def _local_scatter(a: _Analysis) -> np.ndarray:
+    """1.4826 x running median of |residual| over the continuum window.
+
+    A robust local noise level that includes what ivar does not: unmodelled
+    continuum structure (the bumps between a cool star's absorption bands),
+    sky-subtraction residuals and underestimated ivar.  Emission lines occupy
+    few pixels of a window, so they hardly raise it.
+    """
+    absr = np.abs(a.resid)
+    sc = _kernels.median_continuum(a.item.wavelength, absr, a.good, 0.5 * a.extra["window"],
+                                   a.extra["stride"])
+    return 1.4826 * np.nan_to_num(sc, nan=np.inf)
+
+
 def _detect(a: _Analysis, quantile: float | None, nsigma: float | None, min_pixels: int,
-            half_window: int, max_lines: int) -> None:
+            half_window: int, max_lines: int, local_scatter: bool = True) -> None:
     empty = np.zeros(0, np.int64)
     a.extra.update(peak=empty, start=empty, end=empty, centre=np.zeros(0), snr=np.zeros(0))
     if a.reason is not None:
@@ -263,9 +284,11 @@ def _detect(a: _Analysis, quantile: float | None, nsigma: float | None, min_pixe
     if nsigma is not None:
         iv = a.item.ivar
         noise = np.where(iv > 0, 1.0 / np.sqrt(np.where(iv > 0, iv, 1.0)), np.inf)
+        if local_scatter:
+            noise = np.maximum(noise, _local_scatter(a))
         thr = np.maximum(thr, nsigma * noise)
     peak, start, end, centre = _kernels.find_peaks(a.item.wavelength, a.resid, thr, a.good,
-                                                   min_pixels, half_window)
+                                                   min_pixels, half_window, _SPLIT_DEPTH)
     if peak.size > max_lines:  # keep the strongest, in wavelength order
         keep = np.sort(np.argsort(-a.resid[peak], kind="stable")[:max_lines])
         peak, start, end, centre = peak[keep], start[keep], end[keep], centre[keep]
@@ -291,7 +314,7 @@ def _check_detect_args(window, quantile, nsigma, min_pixels, half_window, max_li
 
 
 def find_lines(spectra: Any, *, window: float = 150.0, quantile: float | None = 0.9,
-               nsigma: float | None = 5.0, min_pixels: int = 2, half_window: int = 2,
+               nsigma: float | None = 3.0, min_pixels: int = 2, half_window: int = 2,
                max_lines: int = 40):
     """Find strong emission lines: centre, start and end of each.
 
@@ -373,6 +396,12 @@ def _finalise(zij, weights, rows, cols, wave, good, tol):
         used_r.add(r)
         used_c.add(c)
         keep.append((r, c))
+    # fixed-ratio doublets: the strong member must be the stronger detection
+    by_name = {_REST_NAMES[c]: r for r, c in keep}
+    for weak, strong in (("OIII_4959", "OIII_5007"), ("NII_6548", "NII_6583")):
+        if weak in by_name and strong in by_name and weights[by_name[weak]] > weights[
+                by_name[strong]]:
+            keep = [(r, c) for r, c in keep if _REST_NAMES[c] != weak]
     for _ in range(2):
         names = {_REST_NAMES[c] for _, c in keep}
         z_mean = float(np.mean([zij[r, c] for r, c in keep])) if keep else np.nan
@@ -485,7 +514,7 @@ def _redshift_one(a: _Analysis, tol, min_lines, z_range) -> RedshiftResult:
 
 def redshift(spectra: Any, *, tol: float = 0.001, min_lines: int = 3,
              z_range: tuple[float, float] = (-0.01, 1.5), window: float = 150.0,
-             quantile: float | None = 0.9, nsigma: float | None = 5.0, min_pixels: int = 2,
+             quantile: float | None = 0.9, nsigma: float | None = 3.0, min_pixels: int = 2,
              half_window: int = 2, max_lines: int = 40):
     """Line-combination ("CL") redshift of one spectrum or a batch.
 
@@ -737,7 +766,7 @@ def _resolve_z(items: list[Prepared], z: Any, window: float) -> np.ndarray:
             if it.error is not None:
                 continue
             a = _analyse(it, window)
-            _detect(a, 0.9, 5.0, 2, 2, 40)
+            _detect(a, 0.9, 3.0, 2, 2, 40)
             r = _redshift_one(a, 0.001, 3, (-0.01, 1.5))
             out[i] = r.z if r.ok else header_z(it.meta)
         return out

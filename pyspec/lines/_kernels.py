@@ -56,13 +56,15 @@ def median_continuum(wave, flux, good, half_width, stride):
 
 
 @njit(cache=True)
-def find_peaks(wave, resid, thresh, good, min_pixels, half_window):
+def find_peaks(wave, resid, thresh, good, min_pixels, half_window, split_depth):
     """Emission peaks: runs of good pixels with resid > thresh, split at minima.
 
     Within each run, a pixel is a peak when it is the maximum of a sliding
     window of +-half_window pixels (strictly above the pixels to its left, so
-    a flat top gives one peak).  Neighbouring peaks in one run are separated at
-    the lowest pixel between them.  A peak is kept when its segment has at
+    a flat top gives one peak).  Two neighbouring maxima stay separate lines
+    only when the lowest residual between them is below ``split_depth`` times
+    the lower maximum (otherwise the higher one represents both); separate
+    lines are cut at that lowest pixel.  A peak is kept when its segment has at
     least ``min_pixels`` pixels.
 
     Returns
@@ -102,10 +104,29 @@ def find_peaks(wave, resid, thresh, good, min_pixels, half_window):
             if is_max:
                 cand[nc] = p
                 nc += 1
-        seg_start = a
+        # merge neighbouring maxima unless the valley between them is deep:
+        # noise wiggles on a broad line stay one line, resolved lines split
+        nm = 0
         for c in range(nc):
+            q = cand[c]
+            if nm == 0:
+                cand[0] = q
+                nm = 1
+                continue
+            p = cand[nm - 1]
+            valley = resid[p]
+            for r in range(p, q + 1):
+                if resid[r] < valley:
+                    valley = resid[r]
+            if valley < split_depth * min(resid[p], resid[q]):
+                cand[nm] = q
+                nm += 1
+            elif resid[q] > resid[p]:
+                cand[nm - 1] = q
+        seg_start = a
+        for c in range(nm):
             p = cand[c]
-            if c + 1 < nc:
+            if c + 1 < nm:
                 q = cand[c + 1]
                 cut = p
                 for r in range(p, q + 1):
