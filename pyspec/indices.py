@@ -142,7 +142,8 @@ def halpha_activity(wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray,
 
     Returns
     -------
-    dict with ha_ew, ha_ew_err (Angstrom), ha_cont_snr, ha_active (bool)
+    dict with ha_ew, ha_ew_err (Angstrom), ha_cont_snr (median per-pixel S/N
+    in the continuum windows), ha_active (bool)
     """
     s = 1.0 + z
     (l0, l1), conts = HALPHA_WINDOWS["line"], HALPHA_WINDOWS["continuum"]
@@ -164,7 +165,12 @@ def halpha_activity(wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray,
     r = mean[0] / fc
     ew = width * (r - 1.0)
     ew_err = width * abs(r) * np.hypot(err[0] / mean[0] if mean[0] else np.inf, fc_err / fc)
-    snr = fc / fc_err if fc_err > 0 else np.inf
+    # continuum S/N per pixel: median of flux * sqrt(ivar) over the continuum windows
+    in_cont = np.zeros(wavelength.size, bool)
+    for a, b in zip(lo[1:], hi[1:], strict=True):
+        in_cont |= (wavelength >= a) & (wavelength <= b)
+    in_cont &= ivar > 0
+    snr = float(np.median(flux[in_cont] * np.sqrt(ivar[in_cont]))) if in_cont.any() else np.nan
     out.update(ha_ew=float(ew), ha_ew_err=float(ew_err), ha_cont_snr=float(snr),
                ha_active=bool(snr > snr_min and ew > ew_min))
     return out

@@ -48,7 +48,7 @@ def _column_info() -> dict[str, tuple[str | None, str]]:
         "zeta_err": (_ONE, "1-sigma error of zeta from ivar"),
         "ha_ew": (_AA, "H-alpha equivalent width, positive = emission (West et al. 2011 windows)"),
         "ha_ew_err": (_AA, "1-sigma error of ha_ew from ivar"),
-        "ha_cont_snr": (_ONE, "S/N of the H-alpha continuum"),
+        "ha_cont_snr": (_ONE, "median per-pixel S/N in the H-alpha continuum windows"),
         "ha_active": (None, "active: ha_cont_snr > 3 and ha_ew > 1 Angstrom"),
         "index_reason": (None, "cool-star indices not measured, and why"),
         "z_rt": (_ONE, "redshift transferred from the nearest template (RT)"),

@@ -9,6 +9,7 @@ meta) that the measurement functions accept.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,37 @@ def _header_z(h) -> float:
 
 
 def read_simple(path: str | Path) -> SimpleSpectrum:
+    """Read one file; astropy's header warnings (non-ASCII cards, padding) are
+    ignored here because these tests are about measurements, not I/O."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _read(path)
+
+
+def load_sample(obj_class: str, subclass_prefix: str = "", min_snr: float = 0.0,
+                limit: int | None = None) -> list[SimpleSpectrum]:
+    """Shipped sample spectra of one class (files that do not open are skipped)."""
+    from astropy.table import Table
+
+    from pyspec.data import SAMPLE_DIR, sample_index_path
+
+    idx = Table.read(sample_index_path(), format="ascii.csv")
+    out = []
+    for r in idx:
+        if r["obj_class"] != obj_class or not str(r["subclass"]).startswith(subclass_prefix):
+            continue
+        if not float(r["snr_r"]) >= min_snr:
+            continue
+        try:
+            out.append(read_simple(SAMPLE_DIR / r["file"]))
+        except OSError:
+            continue
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+def _read(path: str | Path) -> SimpleSpectrum:
     with fits.open(path, memmap=False) as hdul:
         h0 = hdul[0].header
         if len(hdul) > 1 and hdul[1].name == "COADD" and "loglam" in hdul[1].columns.names:

@@ -262,13 +262,13 @@ def _local_scatter(a: _Analysis) -> np.ndarray:
     """1.4826 x running median of |residual| over the continuum window.
 
     A robust local noise level that includes what ivar does not: unmodelled
-    continuum structure (the bumps between a cool star's absorption bands),
-    sky-subtraction residuals and underestimated ivar.  Emission lines occupy
-    few pixels of a window, so they hardly raise it.
+    continuum structure (the bumps between a star's absorption lines), sky
+    subtraction residuals and underestimated ivar.  For pure noise it equals
+    sigma.  Emission lines occupy few pixels of a window, so they hardly
+    raise it.
     """
-    absr = np.abs(a.resid)
-    sc = _kernels.median_continuum(a.item.wavelength, absr, a.good, 0.5 * a.extra["window"],
-                                   a.extra["stride"])
+    sc = _kernels.median_continuum(a.item.wavelength, np.abs(a.resid), a.good,
+                                   0.5 * a.extra["window"], a.extra["stride"])
     return 1.4826 * np.nan_to_num(sc, nan=np.inf)
 
 
