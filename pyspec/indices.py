@@ -107,6 +107,9 @@ def zeta(tio5: Any, cah2: Any, cah3: Any, tio5_err: Any = 0.0, cah2_err: Any = 0
     Returns
     -------
     zeta, zeta_err : ndarrays (NaN where 1 - [TiO5]_Zsun <= 0)
+        The error assumes independent index errors; :func:`measure` instead
+        propagates from the window means, since the three indices share a
+        continuum window.
 
     Examples
     --------
@@ -176,6 +179,32 @@ def halpha_activity(wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray,
     return out
 
 
+def _zeta_shared_continuum(mean: np.ndarray, err: np.ndarray,
+                           calibration: str) -> tuple[float, float]:
+    """zeta and its error from the window means: TiO5, CaH2 and CaH3 share the
+    7042-7046 A continuum, so the error is propagated from the four independent
+    window means (numerical derivatives), not from the three correlated indices."""
+    slots = [_SLOTS[INDEX_NAMES.index(n)] for n in ("tio5", "cah2", "cah3")]
+    ids = [slots[0][0], slots[1][0], slots[2][0], slots[0][1]]  # T, B2, B3, shared C
+    x0 = mean[ids].astype(np.float64)
+    if not np.all(np.isfinite(x0)) or x0[3] <= 0:
+        return np.nan, np.nan
+
+    def f(x):
+        return float(zeta(x[0] / x[3], x[1] / x[3], x[2] / x[3], calibration=calibration)[0])
+
+    z0 = f(x0)
+    if not np.isfinite(z0):
+        return np.nan, np.nan
+    var = 0.0
+    for k in range(4):
+        h = 1e-6 * abs(x0[k]) + 1e-12
+        xp = x0.copy()
+        xp[k] += h
+        var += ((f(xp) - z0) / h * err[ids[k]]) ** 2
+    return z0, float(np.sqrt(var))
+
+
 def _star_z(meta: dict, z: float | None) -> float:
     if z is not None and np.isfinite(z):
         return float(z)
@@ -213,9 +242,7 @@ def _measure_one(item: Prepared, z: float | None, calibration: str) -> dict:
         val = b / c
         out[n] = val
         out[f"{n}_err"] = abs(val) * np.hypot(b_err / b if b else 0.0, c_err / c)
-    zt, zt_err = zeta(out["tio5"], out["cah2"], out["cah3"], out["tio5_err"], out["cah2_err"],
-                      out["cah3_err"], calibration)
-    out["zeta"], out["zeta_err"] = float(zt), float(zt_err)
+    out["zeta"], out["zeta_err"] = _zeta_shared_continuum(mean, err, calibration)
     out.update(halpha_activity(item.wavelength, item.flux, item.ivar, zz))
     notes = []
     if missing:
