@@ -152,15 +152,8 @@ def _check_positive(name: str, value: float) -> float:
     return value
 
 
-def _stride(item: Prepared, window: float) -> int:
-    # evaluate running medians every ~2 % of the window (see _kernels.median_continuum)
-    step = float(np.median(np.diff(item.wavelength)))
-    return max(1, int(0.02 * window / step))
-
-
 def _continuum(item: Prepared, window: float) -> np.ndarray:
-    return _kernels.median_continuum(item.wavelength, item.flux, item.good, 0.5 * window,
-                                     _stride(item, window))
+    return _kernels.median_continuum(item.wavelength, item.flux, item.good, 0.5 * window)
 
 
 def pseudo_continuum(spectra: Any, window: float = 150.0) -> np.ndarray | list[np.ndarray]:
@@ -232,7 +225,7 @@ def _analyse(item: Prepared, window: float) -> _Analysis:
     if good.mean() < _MIN_GOOD_FRACTION:
         reason = f"only {good.mean():.0%} of pixels usable (need {_MIN_GOOD_FRACTION:.0%})"
     return _Analysis(item, cont, resid, good, reason=reason,
-                     extra={"window": window, "stride": _stride(item, window)})
+                     extra={"window": window})
 
 
 def _lines_table(a: _Analysis, peak, start, end, centre):
@@ -268,7 +261,7 @@ def _local_scatter(a: _Analysis) -> np.ndarray:
     raise it.
     """
     sc = _kernels.median_continuum(a.item.wavelength, np.abs(a.resid), a.good,
-                                   0.5 * a.extra["window"], a.extra["stride"])
+                                   0.5 * a.extra["window"])
     return 1.4826 * np.nan_to_num(sc, nan=np.inf)
 
 
