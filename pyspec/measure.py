@@ -34,6 +34,7 @@ def _column_info() -> dict[str, tuple[str | None, str]]:
         "n_lines_cl": (None, "number of emission lines that agree on z_cl (within 0.001)"),
         "lines_cl": (None, "names of the lines used for z_cl, comma separated"),
         "z_cl_reason": (None, "why z_cl is NaN"),
+        "z_cl_guided": (None, "z_cl needed lines of the guided pass (confirm_nsigma)"),
         "n_lines_found": (None, "emission lines found above the threshold"),
         "z_used": (_ONE, "redshift at which line fluxes were measured"),
         "z_source": (None, "origin of z_used: CL, given, header or none"),
@@ -83,7 +84,7 @@ def _line_rows_table(rows: list[dict]):
         if name.endswith("reason") or name in ("lines_cl", "z_source", "velocity_class",
                                                 "bpt_class"):
             col = np.array(["" if v is None else str(v) for v in values], dtype=str)
-        elif name in ("ha_active", "hii_region", "z_confirmed"):
+        elif name in ("ha_active", "hii_region", "z_confirmed", "z_cl_guided"):
             col = np.array(values, dtype=bool)
         elif name.startswith("n_"):
             col = np.array(values, dtype=np.int32)
@@ -99,7 +100,8 @@ def _line_rows_table(rows: list[dict]):
 
 def measure(spectra: Any, *, lines: bool = True, indices: bool = True, z: Any = None,
             method: str = "direct", window: float = 150.0, quantile: float | None = 0.9,
-            nsigma: float | None = 3.0, half_width_kms: float = 300.0,
+            nsigma: float | None = 3.0, confirm_nsigma: float | None = 2.0,
+            half_width_kms: float = 300.0,
             template_z: Any = None, progress: Any = None):
     """Measure a batch of spectra into a catalogue table (rows aligned with input).
 
@@ -113,8 +115,9 @@ def measure(spectra: Any, *, lines: bool = True, indices: bool = True, z: Any = 
         header redshift ``meta['z']`` (``z_source`` tells which).
     method : {"direct", "gaussian"}
         Line-flux method (:func:`pyspec.lines.line_fluxes`).
-    window, quantile, nsigma
-        Line search settings (:func:`pyspec.lines.find_lines`).
+    window, quantile, nsigma, confirm_nsigma
+        Line search settings (:func:`pyspec.lines.find_lines`,
+        :func:`pyspec.lines.redshift`).
     half_width_kms : float
         Half width of the line-flux windows.
     template_z : array of shape (n,), optional
@@ -159,9 +162,9 @@ def measure(spectra: Any, *, lines: bool = True, indices: bool = True, z: Any = 
         if lines:
             a = _lines._analyse(it, args[0])
             _lines._detect(a, *args[1:])
-            r = _lines._redshift_one(a, 0.001, 3, (-0.01, 1.5))
+            r = _lines._redshift_one(a, 0.001, 3, (-0.01, 1.5), confirm_nsigma)
             row.update(z_cl=r.z, z_cl_err=r.z_err, n_lines_cl=r.n_lines,
-                       lines_cl=",".join(r.lines), z_cl_reason=r.reason,
+                       lines_cl=",".join(r.lines), z_cl_reason=r.reason, z_cl_guided=r.guided,
                        n_lines_found=int(a.extra["centre"].size) if "centre" in a.extra else 0)
             if zgiven is not None and np.isfinite(zgiven[i]):
                 zu, src = float(zgiven[i]), "given"
@@ -189,7 +192,8 @@ def measure(spectra: Any, *, lines: bool = True, indices: bool = True, z: Any = 
         for name in t2.colnames:
             t[name] = t2[name]
     t.meta["pyspec_measure"] = {"window_A": float(args[0]), "quantile": quantile,
-                                "nsigma": nsigma, "method": method,
+                                "nsigma": nsigma, "confirm_nsigma": confirm_nsigma,
+                                "method": method,
                                 "half_width_kms": float(half_width_kms),
                                 "zeta_calibration": "lepine2013"}
     return t

@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="residual quantile threshold (default 0.9, the top tenth)")
     parser.add_argument("--nsigma", type=float, default=3.0,
                         help="threshold in noise units (default 3)")
+    parser.add_argument("--confirm-nsigma", type=float, default=2.0,
+                        help="guided second-pass threshold for the CL redshift "
+                             "(default 2; 0 turns the second pass off)")
     parser.add_argument("--chunk-size", type=int, default=256, metavar="N",
                         help="spectra read and measured per block (default 256)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -53,7 +56,8 @@ def _read_one(path: str) -> Any:
 
 def _measure_kwargs(args: argparse.Namespace) -> dict:
     return {"lines": not args.no_lines, "indices": not args.no_indices, "method": args.method,
-            "window": args.window, "quantile": args.quantile, "nsigma": args.nsigma}
+            "window": args.window, "quantile": args.quantile, "nsigma": args.nsigma,
+            "confirm_nsigma": args.confirm_nsigma if args.confirm_nsigma > 0 else None}
 
 
 def _file_rows(paths: list[str], kwargs: dict, chunk: int, bar: Any):
