@@ -279,8 +279,9 @@ def test_transfer_and_confirm_redshift():
 
 
 def test_line_fluxes_direct_and_gaussian_recover_injected_flux(rng):
-    """50 noisy realisations: the mean recovers the injected flux and the
-    ivar-propagated error matches the scatter (within 25 %, measured 3-10 %)."""
+    """50 noisy realisations: the mean recovers the injected flux (measured
+    bias -1.4 % to -0.1 %: the +-300 km/s window and the median continuum) and
+    the ivar-propagated error matches the scatter (within 25 %, measured 5-8 %)."""
     w = np.geomspace(3700, 9100, 3900)
     z, flux_in = 0.05, {"Ha": 30.0, "Hb": 10.0, "NII_6583": 9.0}
     clean = 2.0 + gaussian_lines(w, z, flux_in, 100.0, L.REST_LINES)
