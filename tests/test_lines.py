@@ -393,3 +393,23 @@ def test_running_median_kernel_equals_numpy(rng):
     ref = np.array([np.median(f[(np.abs(w - x) <= 20.0) & good])
                     if np.any((np.abs(w - x) <= 20.0) & good) else np.nan for x in w])
     np.testing.assert_array_equal(got, ref)
+
+
+def test_air_wavelength_spectra_are_converted():
+    z = 0.08
+    w_vac = np.geomspace(3700, 9100, 3900)
+    f = 1.0 + gaussian_lines(w_vac, z, {"Ha": 30, "Hb": 10, "OIII_5007": 20}, 90.0,
+                             L.REST_LINES)
+
+    class AirSpectrum:
+        wavelength = L.vacuum_to_air(w_vac)
+        flux = f
+        ivar = np.full(w_vac.size, 1e4)
+        meta = {"vacuum": False}
+
+    class VacSpectrum(AirSpectrum):
+        meta = {"vacuum": True}
+
+    assert L.redshift(AirSpectrum()).z == pytest.approx(z, abs=2e-5)
+    # read as vacuum, an air grid is off by ~ 2.8e-4 in z
+    assert abs(L.redshift(VacSpectrum()).z - z) > 2e-4
