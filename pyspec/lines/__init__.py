@@ -642,33 +642,78 @@ def confirm_redshift(z_cl: Any, z_rt: Any, tol: float = 0.001) -> tuple[np.ndarr
 # ---------------------------------------------------------------- line fluxes
 
 
-def _gaussian_fit(wave, resid, ivar, centre, half_width):
-    """Least-squares Gaussian to the residual in centre +- half_width."""
+# Lines fitted together (shared velocity shift and width in km/s): name of the
+# output line for each component and its rest wavelength.  The [O II] doublet
+# is fitted as two components and reported as their sum.
+_GAUSS_GROUPS: tuple[tuple[tuple[str, float], ...], ...] = (
+    (("OII_3727", 3727.09), ("OII_3727", 3729.88)),
+    (("Hb", 4862.68),),
+    (("OIII_4959", 4960.30), ("OIII_5007", 5008.24)),
+    (("NII_6548", 6549.86), ("Ha", 6564.61), ("NII_6583", 6585.27)),
+    (("SII_6716", 6718.29), ("SII_6731", 6732.67)),
+)
+_SIGMA_KMS_BOUNDS = (20.0, 1000.0)
+
+
+def _gaussian_group_fit(wave, resid, ivar, z, half_width_kms, comps):
+    """Joint Gaussian fit of one line group to the residual, errors from ivar.
+
+    Model: sum_j A_j exp(-(x - m_j)^2 / 2 s_j^2) with m_j = rest_j (1+z)
+    (1 + dv/c) and s_j = m_j sigma_v / c: free amplitudes, one velocity shift
+    dv (|dv| <= half_width_kms / 2) and one width sigma_v.  Fluxes are
+    A_j s_j sqrt(2 pi), summed per output line, with errors from the
+    covariance (scipy curve_fit, absolute_sigma=True).
+
+    Returns (fluxes, errors, note) with fluxes/errors dicts by output name.
+    """
     from scipy.optimize import curve_fit
 
-    sel = (np.abs(wave - centre) <= half_width) & (ivar > 0)
-    if sel.sum() < 5:
-        return (np.nan,) * 4 + ("too few good pixels for a Gaussian fit",)
-    x, y, s = wave[sel], resid[sel], 1.0 / np.sqrt(ivar[sel])
+    names = [n for n, _ in comps]
+    mu0 = np.array([r for _, r in comps]) * (1.0 + z)
+    pad = 1.5 * mu0 * half_width_kms / C_KMS
+    sel = (wave >= mu0.min() - pad.min()) & (wave <= mu0.max() + pad.max()) & (ivar > 0)
+    k = len(comps)
+    nan = ({n: np.nan for n in names}, {n: np.nan for n in names})
+    if sel.sum() < k + 5:
+        return (*nan, "too few good pixels for a Gaussian fit")
+    x, y, sd = wave[sel], resid[sel], 1.0 / np.sqrt(ivar[sel])
 
-    def model(x, amp, mu, sig):
-        return amp * np.exp(-0.5 * ((x - mu) / sig) ** 2)
+    def model(x, *p):
+        amps, dv, sv = np.asarray(p[:k]), p[k], p[k + 1]
+        m = mu0 * (1.0 + dv / C_KMS)
+        sg = m * sv / C_KMS
+        return np.sum(amps[:, None] * np.exp(-0.5 * ((x[None, :] - m[:, None])
+                                                     / sg[:, None]) ** 2), axis=0)
 
-    step = float(np.median(np.diff(x)))
-    amp0 = float(y[np.argmin(np.abs(x - centre))])
-    p0 = [amp0 if amp0 != 0 else float(y.max()), centre, max(1.5 * step, 1.0)]
-    bounds = ([-np.inf, centre - 0.5 * half_width, 0.5 * step],
-              [np.inf, centre + 0.5 * half_width, half_width])
+    a0 = [float(y[np.argmin(np.abs(x - m))]) for m in mu0]
+    p0 = [*(max(v, 1e-3 * (np.abs(y).max() + 1e-30)) for v in a0), 0.0, 100.0]
+    dvmax = 0.5 * half_width_kms
+    lo = [-np.inf] * k + [-dvmax, _SIGMA_KMS_BOUNDS[0]]
+    hi = [np.inf] * k + [dvmax, _SIGMA_KMS_BOUNDS[1]]
     try:
-        p, cov = curve_fit(model, x, y, p0=p0, sigma=s, absolute_sigma=True, bounds=bounds)
+        p, cov = curve_fit(model, x, y, p0=p0, sigma=sd, absolute_sigma=True, bounds=(lo, hi))
     except (RuntimeError, ValueError) as exc:
-        return (np.nan,) * 4 + (f"Gaussian fit failed: {exc}",)
+        return (*nan, f"Gaussian fit failed: {exc}")
     if not np.all(np.isfinite(cov)):
-        return (np.nan,) * 4 + ("Gaussian fit: undefined covariance",)
+        return (*nan, "Gaussian fit: undefined covariance")
+    amps, dv, sv = p[:k], p[k], p[k + 1]
     root2pi = np.sqrt(2.0 * np.pi)
-    flux = p[0] * p[2] * root2pi
-    jac = np.array([p[2] * root2pi, 0.0, p[0] * root2pi])
-    return flux, float(np.sqrt(jac @ cov @ jac)), p[1], p[2], None
+    m = mu0 * (1.0 + dv / C_KMS)
+    sg = m * sv / C_KMS
+    fluxes, errors = {}, {}
+    for name in dict.fromkeys(names):
+        jac = np.zeros(k + 2)
+        total = 0.0
+        for j in range(k):
+            if names[j] != name:
+                continue
+            total += amps[j] * sg[j] * root2pi
+            jac[j] = sg[j] * root2pi
+            jac[k] += amps[j] * root2pi * mu0[j] * sv / C_KMS**2
+            jac[k + 1] += amps[j] * root2pi * m[j] / C_KMS
+        fluxes[name] = float(total)
+        errors[name] = float(np.sqrt(max(jac @ cov @ jac, 0.0)))
+    return fluxes, errors, None
 
 
 def _fluxes_one(a: _Analysis, z: float, half_width_kms: float, method: str) -> dict:
@@ -700,13 +745,16 @@ def _fluxes_one(a: _Analysis, z: float, half_width_kms: float, method: str) -> d
                                                   0.8)
     notes = []
     if method == "gaussian":
-        for i, n in enumerate(names):
-            if not np.isfinite(cont[i]):
+        for comps in _GAUSS_GROUPS:
+            idx = [names.index(n) for n in dict.fromkeys(c for c, _ in comps)]
+            if not any(np.isfinite(cont[i]) for i in idx):
                 continue
-            f, e, _, _, why = _gaussian_fit(w, resid, a.item.ivar, centres[i], 1.5 * hw[i])
-            flux[i], err[i] = f, e
+            fl, er, why = _gaussian_group_fit(w, resid, a.item.ivar, z, half_width_kms, comps)
+            for i in idx:
+                if np.isfinite(cont[i]):
+                    flux[i], err[i] = fl[names[i]], er[names[i]]
             if why:
-                notes.append(f"{n}: {why}")
+                notes.append(f"{'+'.join(names[i] for i in idx)}: {why}")
     with np.errstate(divide="ignore", invalid="ignore"):
         ew = np.where(cont > 0, flux / cont, np.nan)
         ew_err = np.where(cont > 0, err / cont, np.nan)
@@ -746,8 +794,11 @@ def line_fluxes(spectra: Any, z: Any = None, *, method: str = "direct",
     ``direct`` integrates ``flux - pseudo-continuum`` over ``centre*(1+z) +-
     half_width_kms`` (300 km/s: about 3 sigma of an unresolved line at
     LAMOST/SDSS resolution, and half the H-alpha-[N II] spacing); ``gaussian``
-    fits a Gaussian to the residual in 1.5 times that window with errors from
-    ivar (scipy ``curve_fit``, absolute sigma).  Equivalent widths are flux
+    fits each group of neighbouring lines (H-alpha + [N II], [S II], [O III],
+    [O II] doublet, H-beta) jointly with one velocity shift and one width, so
+    blends are split, with errors from ivar (scipy ``curve_fit``, absolute
+    sigma).  In both cases the pseudo-continuum is re-estimated from pixels
+    outside all line windows.  Equivalent widths are flux
     over the mean pseudo-continuum in the window and are positive for
     emission.  Also gives the log ratios for the BPT diagram (lines detected
     at ``snr_min``) and the BPT class.
