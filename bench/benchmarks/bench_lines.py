@@ -46,6 +46,9 @@ class LineMeasure:
     def time_measure(self, n):
         measure(self.batch)
 
+    def time_measure_gaussian(self, n):
+        measure(self.batch, method="gaussian")
+
     def time_redshift(self, n):
         lines.redshift(self.batch)
 
