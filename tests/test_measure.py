@@ -144,3 +144,13 @@ def test_cli_measure_over_a_store(tmp_path, monkeypatch):
     t = Table.read(out, format="ascii.ecsv")
     assert t["id"].tolist() == [10, 11, 12]
     assert t["z_cl"][0] == pytest.approx(0.1, abs=1e-4) and np.isnan(t["z_cl"][2])
+
+
+@pytest.mark.parametrize("module", ["pyspec.lines", "pyspec.classify", "pyspec.indices",
+                                    "pyspec.measure"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
