@@ -216,18 +216,33 @@ def _star_z(meta: dict, z: float | None) -> float:
     return hz if np.isfinite(hz) and abs(hz) < 0.01 else 0.0
 
 
-def _measure_one(item: Prepared, z: float | None, calibration: str) -> dict:
+def _band_snr(item: Prepared, lo: float, hi: float) -> float:
+    sel = (item.wavelength >= lo) & (item.wavelength <= hi) & (item.ivar > 0)
+    if not sel.any():
+        return np.nan
+    return float(np.median(item.flux[sel] * np.sqrt(item.ivar[sel])))
+
+
+def _measure_one(item: Prepared, z: float | None, calibration: str,
+                 min_snr: float = 3.0) -> dict:
     out: dict[str, Any] = {}
     for n in INDEX_NAMES:
         out[n] = np.nan
         out[f"{n}_err"] = np.nan
     out.update(zeta=np.nan, zeta_err=np.nan, ha_ew=np.nan, ha_ew_err=np.nan,
-               ha_cont_snr=np.nan, ha_active=False, index_reason=None)
+               ha_cont_snr=np.nan, ha_active=False, index_snr=np.nan, index_reason=None)
     if item.error is not None:
         out["index_reason"] = item.error
         return out
     zz = _star_z(item.meta, z)
     s = 1.0 + zz
+    out["index_snr"] = _band_snr(item, _LO.min() * s, _HI.max() * s)
+    out.update(halpha_activity(item.wavelength, item.flux, item.ivar, zz))
+    if not out["index_snr"] >= min_snr:
+        out["index_reason"] = (f"median S/N {out['index_snr']:.2g} in 6230-7135 A is below "
+                               f"{min_snr:g}" if np.isfinite(out["index_snr"])
+                               else "6230-7135 A not covered")
+        return out
     mean, err, _ = _kernels.band_means(item.wavelength, item.flux, item.ivar, _LO * s, _HI * s,
                                        _MIN_COVERAGE)
     missing = []
@@ -243,7 +258,6 @@ def _measure_one(item: Prepared, z: float | None, calibration: str) -> dict:
         out[n] = val
         out[f"{n}_err"] = abs(val) * np.hypot(b_err / b if b else 0.0, c_err / c)
     out["zeta"], out["zeta_err"] = _zeta_shared_continuum(mean, err, calibration)
-    out.update(halpha_activity(item.wavelength, item.flux, item.ivar, zz))
     notes = []
     if missing:
         notes.append("no coverage or bad continuum for " + ",".join(missing))
@@ -253,7 +267,8 @@ def _measure_one(item: Prepared, z: float | None, calibration: str) -> dict:
     return out
 
 
-def measure(spectra: Any, z: Any = None, *, zeta_calibration: str = "lepine2013"):
+def measure(spectra: Any, z: Any = None, *, zeta_calibration: str = "lepine2013",
+            min_snr: float = 3.0):
     """TiO1-5, CaH1-3, CaOH with errors, zeta, and H-alpha activity.
 
     Parameters
@@ -263,14 +278,18 @@ def measure(spectra: Any, z: Any = None, *, zeta_calibration: str = "lepine2013"
         Stellar redshift (v/c) that shifts the windows; None uses
         ``meta['z']`` when it is a stellar velocity (|z| < 0.01), else 0.
     zeta_calibration : {"lepine2013", "lepine2007"}
+    min_snr : float
+        Band indices are NaN (with a reason) when the median per-pixel S/N
+        over 6230-7135 A is below this (default 3); H-alpha is still measured.
 
     Returns
     -------
     dict for one spectrum, astropy.table.Table for a batch
         ``<index>``, ``<index>_err`` (dimensionless), ``zeta``, ``zeta_err``,
         ``ha_ew``, ``ha_ew_err`` (Angstrom, positive = emission),
-        ``ha_cont_snr``, ``ha_active`` and ``index_reason`` (None when all
-        were measured).
+        ``ha_cont_snr``, ``ha_active``, ``index_snr`` (median per-pixel S/N
+        over the index windows) and ``index_reason`` (None when all were
+        measured).
 
     Raises
     ------
@@ -293,7 +312,8 @@ def measure(spectra: Any, z: Any = None, *, zeta_calibration: str = "lepine2013"
             zs = [float(v) for v in za]
         else:
             raise ValueError(f"z has shape {za.shape}, expected ({len(items)},)")
-    rows = [_measure_one(it, zi, zeta_calibration) for it, zi in zip(items, zs, strict=True)]
+    rows = [_measure_one(it, zi, zeta_calibration, float(min_snr))
+            for it, zi in zip(items, zs, strict=True)]
     if single:
         return rows[0]
     from pyspec.measure import _line_rows_table

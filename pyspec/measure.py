@@ -51,6 +51,7 @@ def _column_info() -> dict[str, tuple[str | None, str]]:
         "ha_ew_err": (_AA, "1-sigma error of ha_ew from ivar"),
         "ha_cont_snr": (_ONE, "median per-pixel S/N in the H-alpha continuum windows"),
         "ha_active": (None, "active: ha_cont_snr > 3 and ha_ew > 1 Angstrom"),
+        "index_snr": (_ONE, "median per-pixel S/N over 6230-7135 A (index windows)"),
         "index_reason": (None, "cool-star indices not measured, and why"),
         "z_rt": (_ONE, "redshift transferred from the nearest template (RT)"),
         "z_confirmed": (None, "|z_cl - z_rt| < 0.001 (the study's confirmation rule)"),

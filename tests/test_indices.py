@@ -92,7 +92,7 @@ def test_batch_and_failures():
     t = I.measure([(w, f, iv), (blue, np.ones(blue.size), np.ones(blue.size)), 42])
     assert len(t) == 3
     assert t["tio5"][0] == pytest.approx(0.6, abs=0.05)
-    assert np.isnan(t["tio5"][1]) and "no coverage" in t["index_reason"][1]
+    assert np.isnan(t["tio5"][1]) and "not covered" in t["index_reason"][1]
     assert "not a spectrum" in t["index_reason"][2]
     assert t["ha_ew"].unit == "Angstrom"
     with pytest.raises(ValueError, match="z has shape"):
@@ -141,3 +141,16 @@ def test_corpus_dm_stars_in_literature_ranges(shared_data):
     assert np.all(np.abs(t["cah3"][dm1] - 0.847) < 0.08)
     # none of these is active except the dM5 (EW 4.1 A), as measured
     assert np.sum(t["ha_active"]) <= 2
+
+
+def test_low_snr_gives_nan_indices_with_reason(rng):
+    w, f = _with_bands({"tio5": 0.6})
+    sigma = 0.5  # S/N 2 per pixel
+    m = I.measure((w, f + rng.normal(0, sigma, w.size), np.full(w.size, 1 / sigma**2)), z=0.0)
+    assert np.isnan(m["tio5"]) and np.isnan(m["zeta"])
+    assert "below 3" in m["index_reason"]
+    assert m["index_snr"] == pytest.approx(2.0, rel=0.2)
+    assert np.isfinite(m["ha_ew"])  # H-alpha is still reported, with its own S/N rule
+    m = I.measure((w, f + rng.normal(0, sigma, w.size), np.full(w.size, 1 / sigma**2)), z=0.0,
+                  min_snr=1.0)
+    assert np.isfinite(m["tio5"])
