@@ -54,6 +54,9 @@ def _read_one(path: str) -> Any:
     return read_spectrum(path)
 
 
+_READ_ONE_DEFAULT = _read_one
+
+
 def _measure_kwargs(args: argparse.Namespace) -> dict:
     return {"lines": not args.no_lines, "indices": not args.no_indices, "method": args.method,
             "window": args.window, "quantile": args.quantile, "nsigma": args.nsigma,
@@ -134,6 +137,14 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"input not found: {missing[0]}"
                                     + (f" (and {len(missing) - 1} more)" if len(missing) > 1
                                        else ""))
+        if _read_one is _READ_ONE_DEFAULT:
+            try:
+                import pyspec.io  # noqa: F401
+            except ModuleNotFoundError as exc:
+                from pyspec.errors import PyspecError
+
+                raise PyspecError("reading FITS files needs pyspec.io, which this build "
+                                  f"lacks ({exc}); measure a --store instead") from exc
         with tqdm(total=len(args.inputs), disable=quiet, unit="spectra", desc="measure") as bar:
             t = _file_rows(list(args.inputs), kwargs, args.chunk_size, bar)
         source = {"files": len(args.inputs)}
