@@ -56,7 +56,9 @@ class SimulateStore:
         simulation_templates()
 
     def teardown(self, n_spectra):
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        # asv calls teardown even when setup skipped the case
+        if getattr(self, "tmp", None):
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     def _write(self, n_spectra):
         from pyspec.simulate import write_store
@@ -87,7 +89,8 @@ class SimulateFits:
         simulation_templates()
 
     def teardown(self, n_files):
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if getattr(self, "tmp", None):
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     def time_write_fits(self, n_files):
         from pyspec.simulate import write_fits
