@@ -63,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar=("LOW", "HIGH"), help="H-alpha peak height range (continuum units)")
     parser.add_argument("--templates", nargs="+", default=None, metavar="DIR",
                         help="template directories with sample_index.csv or spectra_index.csv "
-                             "(default: shipped sample + shared corpus if present)")
+                             "(default: shipped sample + shared corpus if present; the output "
+                             "for a seed depends on the library)")
     parser.add_argument("--min-template-snr", type=float, default=10.0,
                         help="minimum header S/N of a template (default 10)")
     parser.add_argument("--chunk-size", type=int, default=4096,

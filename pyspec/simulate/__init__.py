@@ -11,7 +11,7 @@ Each simulated spectrum starts from a real, cleaned rest-frame template
   like) in stars, the usual galaxy set (H-alpha, H-beta, [O III], [N II],
   [S II], [O II]) at the galaxy's redshift, broadened by the instrument;
 * noise from a chosen S/N distribution (log-normal, as survey S/N is; the
-  ``"unknown"`` preset puts 9 in 10 spectra below S/N 10), with variance
+  ``"unknown"`` preset puts 87 % of spectra below S/N 10), with variance
   ``a * (flux + sky)`` and an ``ivar`` consistent with it;
 * runs of bad pixels (bad columns: ivar = 0, flux at an arbitrary level) and
   zero-flux padding at the blue and red ends (ivar = 0);
@@ -21,16 +21,24 @@ shift, injected lines, S/N) come with every spectrum.
 
 Determinism: the parameters of spectrum ``i`` are drawn in fixed blocks of
 :data:`BLOCK` spectra from ``(seed, block)``, and its noise is a counter-based
-function of ``(seed, i, pixel)``, so the output for a seed is identical
-whatever the chunk size or thread count.
+function of ``(seed, i, pixel)``, so the output for a seed and a template
+library is identical whatever the chunk size or thread count. The library is
+part of the input: the default one includes ``shared/data`` when present, so
+pass ``templates=load_library([...])`` for output that is the same on every
+machine.
 
 Examples
 --------
->>> from pyspec.simulate import Simulator
->>> sim = Simulator(grid=np.geomspace(3900.0, 8900.0, 500), seed=1)  # doctest: +SKIP
->>> batch = sim.generate(0, 10)                                     # doctest: +SKIP
->>> batch.flux.shape, batch.labels["class"][0]                      # doctest: +SKIP
-((10, 500), 'STAR')
+>>> import numpy as np
+>>> from pyspec.simulate import Simulator, load_library
+>>> from pyspec.simulate._templates import SAMPLE_DIR
+>>> sim = Simulator(grid=np.geomspace(3900.0, 8900.0, 500), seed=1,
+...                 templates=load_library([SAMPLE_DIR]))
+>>> batch = sim.generate(0, 10)
+>>> batch.flux.shape, batch.ivar.dtype.name, len(batch.labels)
+((10, 500), 'float32', 10)
+>>> bool(np.all(batch.ivar[batch.flux == 0] == 0))  # padding and gaps are masked
+True
 """
 
 from __future__ import annotations
