@@ -459,3 +459,12 @@ def test_cli_bad_input_exits_1(tmp_path, argv, capsys):
     argv = [a.replace("X", str(tmp_path / "x")) for a in argv]
     assert main(["simulate", *argv, "--quiet", "--templates", str(SAMPLE_DIR)]) == 1
     assert "error" in capsys.readouterr().err
+
+
+def test_write_store_needs_a_grid_object(library, tmp_path):
+    from pyspec.simulate import write_store
+
+    with pytest.raises(TypeError, match="WavelengthGrid"):
+        write_store(tmp_path / "s", 10, grid=SMALL_GRID, templates=library)
+    with pytest.raises(ValueError, match="n must be"):
+        write_store(tmp_path / "s", -5, templates=library)

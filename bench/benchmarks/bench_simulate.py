@@ -63,6 +63,8 @@ class SimulateStore:
     def _write(self, n_spectra):
         from pyspec.simulate import write_store
 
+        # one store on disk at a time: asv repeats the call many times
+        shutil.rmtree(os.path.join(self.tmp, f"s{self.count}"), ignore_errors=True)
         self.count += 1
         write_store(os.path.join(self.tmp, f"s{self.count}"), n_spectra, seed=0, grid=self.grid,
                     chunk_size=4096, templates=simulation_templates())
@@ -95,6 +97,7 @@ class SimulateFits:
     def time_write_fits(self, n_files):
         from pyspec.simulate import write_fits
 
+        shutil.rmtree(os.path.join(self.tmp, f"f{self.count}"), ignore_errors=True)
         self.count += 1
         write_fits(os.path.join(self.tmp, f"f{self.count}"), n_files, seed=0,
                    templates=simulation_templates())
