@@ -1,0 +1,221 @@
+"""Reading survey spectra: format registry, fast path, and astropy fallback.
+
+``read_spectrum(path)`` returns one :class:`Spectrum`; ``read_spectra(paths)``
+returns a :class:`ReadResult` holding the spectra and the files that could
+not be read, each with a reason. Formats are recognised by structure through
+a registry of ``identify``/``load`` pairs (see :mod:`pyspec.io.fits` and
+:func:`register_loader`).
+
+Each file is first parsed by the fast path (:mod:`pyspec.io._rawfits`: header
+cards and data blocks read directly with NumPy, ``.gz`` inflated by
+:mod:`gzip`); anything it does not support goes through astropy, with
+astropy's warnings caught for that file only. Both paths feed the same
+loaders, so they return identical arrays and metadata.
+
+Examples
+--------
+>>> from pyspec.data import sample_files
+>>> from pyspec.io import read_spectrum
+>>> s = read_spectrum(sample_files()[0])
+>>> s.flux.dtype, s.wavelength.dtype, s.meta["vacuum"]
+(dtype('float32'), dtype('float64'), True)
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from pyspec.errors import FitsFormatError
+from pyspec.io import fits as _fits  # noqa: F401  (registers the survey loaders)
+from pyspec.io._base import (
+    META_FLOAT_KEYS,
+    META_KEYS,
+    Loader,
+    ReadResult,
+    Spectrum,
+    SpectrumBatch,
+    bad_pixel_mask,
+    loaders,
+    register_loader,
+)
+from pyspec.io._rawfits import RawCorrupt, RawUnsupported
+from pyspec.io._view import astropy_view, open_astropy, raw_view, read_bytes, source_name
+
+__all__ = ["META_KEYS", "META_FLOAT_KEYS", "Loader", "ReadResult", "Spectrum", "SpectrumBatch",
+           "bad_pixel_mask", "loaders", "read_batch", "read_spectra", "read_spectrum",
+           "register_loader"]
+
+
+def _dispatch(view: Any) -> SpectrumBatch:
+    for loader in loaders():
+        if loader.identify(view):
+            batch = loader.load(view)
+            for m in batch.meta:
+                m.setdefault("format", loader.label)
+            _validate(view, batch)
+            return batch
+    from pyspec.io.fits import describe_layout
+
+    labels = ", ".join(x.label for x in loaders())
+    raise FitsFormatError(f"{view.name}: not a recognised spectrum layout "
+                          f"({describe_layout(view)}); known formats: {labels}")
+
+
+def _validate(view: Any, batch: SpectrumBatch) -> None:
+    if batch.flux.shape[0] == 0 or batch.flux.shape[1] == 0:
+        raise FitsFormatError(f"{view.name}: no pixels (flux has shape {batch.flux.shape})")
+    wl = batch.wavelength
+    if not np.all(np.isfinite(wl)):
+        raise FitsFormatError(f"{view.name}: wavelength array has non-finite values")
+    if wl.shape[-1] > 1 and not np.all(np.diff(wl, axis=-1) > 0):
+        raise FitsFormatError(f"{view.name}: wavelengths are not strictly increasing")
+    finite = np.isfinite(batch.flux).any(axis=1)
+    if not finite.any():
+        raise FitsFormatError(f"{view.name}: flux has no finite values (all NaN/Inf)")
+
+
+def _astropy_read(data: bytes, name: str, first_error: str | None) -> SpectrumBatch:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            hdul = open_astropy(data)
+        except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
+            reason = first_error or f"{type(exc).__name__}: {exc}"
+            raise FitsFormatError(f"{name}: not a readable FITS file ({reason})") from None
+        try:
+            with hdul:
+                batch = _dispatch(astropy_view(hdul, name))
+        except FitsFormatError:
+            raise
+        except (OSError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+            reason = first_error or f"{type(exc).__name__}: {exc}"
+            raise FitsFormatError(f"{name}: cannot read data ({reason})") from None
+    messages = [str(w.message) for w in caught
+                if not issubclass(w.category, ResourceWarning)]
+    fatal = [m for m in messages if "truncat" in m.lower()]
+    if fatal:
+        raise FitsFormatError(f"{name}: {fatal[0]}")
+    if messages:
+        for m in batch.meta:
+            m["warnings"] = list(messages)
+    return batch
+
+
+def read_batch(source: Any, *, fast: bool = True) -> SpectrumBatch:
+    """Read every spectrum of one file.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, binary file object, bytes or astropy HDUList
+        A ``.fits`` or ``.fits.gz`` file (gzip is recognised by content).
+    fast : bool
+        Try the NumPy fast path first (default). ``False`` reads through
+        astropy only; the results are identical.
+
+    Returns
+    -------
+    SpectrumBatch
+
+    Raises
+    ------
+    FitsFormatError
+        Unknown or unsupported layout, corrupt or truncated file, no finite
+        flux. The message names the file and the reason.
+    OSError
+        The file cannot be opened.
+    """
+    if hasattr(source, "__getitem__") and hasattr(source, "fileinfo") and hasattr(source, "info"):
+        # an open astropy HDUList: the caller owns it
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            return _dispatch(astropy_view(source, source_name(source)))
+    data, name = read_bytes(source)
+    if len(data) == 0:
+        raise FitsFormatError(f"{name}: empty file (0 bytes)")
+    first_error = None
+    if fast:
+        try:
+            return _dispatch(raw_view(data, name))
+        except FitsFormatError:
+            raise
+        except RawCorrupt as exc:
+            first_error = str(exc)
+        except (RawUnsupported, ValueError, KeyError, IndexError, TypeError):
+            pass
+    return _astropy_read(data, name, first_error)
+
+
+def read_spectrum(source: Any, *, index: int | None = None, fast: bool = True) -> Spectrum:
+    """Read one spectrum.
+
+    Parameters
+    ----------
+    source : path, binary file object, bytes or astropy HDUList
+    index : int, optional
+        Which spectrum of a multi-spectrum file (DESI coadd). Required when
+        the file holds more than one.
+    fast : bool
+        Use the NumPy fast path when possible (identical results).
+
+    Returns
+    -------
+    Spectrum
+
+    Raises
+    ------
+    FitsFormatError
+        Unreadable or unsupported file (see :func:`read_batch`).
+    ValueError
+        A multi-spectrum file without ``index``, or ``index`` out of range.
+    """
+    batch = read_batch(source, fast=fast)
+    if index is None:
+        if len(batch) != 1:
+            raise ValueError(f"{source_name(source)} holds {len(batch)} spectra; pass index= "
+                             "or use read_spectra")
+        index = 0
+    if not -len(batch) <= index < len(batch):
+        raise ValueError(f"index {index} out of range for {len(batch)} spectra")
+    return batch.spectrum(index)
+
+
+def read_spectra(sources: Iterable[Any], *, fast: bool = True) -> ReadResult:
+    """Read many files; bad files are reported, not raised.
+
+    Parameters
+    ----------
+    sources : iterable of path-like (or file objects)
+        Multi-spectrum files contribute all their spectra.
+    fast : bool
+        Use the NumPy fast path when possible.
+
+    Returns
+    -------
+    ReadResult
+        ``spectra`` (list of Spectrum) and ``rejects`` (list of
+        ``(file, reason)``) with one entry per unreadable file.
+    """
+    spectra: list[Spectrum] = []
+    rejects: list[tuple[str, str]] = []
+    for source in sources:
+        try:
+            spectra.extend(read_batch(source, fast=fast))
+        except (FitsFormatError, OSError) as exc:
+            rejects.append((source_name(source), reason_of(exc, source_name(source))))
+    return ReadResult(spectra, rejects)
+
+
+def reason_of(exc: BaseException, name: str) -> str:
+    """The message of ``exc`` without a leading ``"<name>: "``."""
+    msg = str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    prefix = f"{name}: "
+    return msg[len(prefix):] if msg.startswith(prefix) else msg
+
+
