@@ -57,7 +57,10 @@ def read_bytes(source: Any) -> tuple[bytes, str]:
     else:
         raise TypeError(f"cannot read a spectrum from {type(source).__name__}; pass a path, "
                         "a binary file object, bytes or an astropy HDUList")
-    if raw[:2] == _GZIP_MAGIC:
+    depth = 0
+    while raw[:2] == _GZIP_MAGIC and depth < 3:
+        # nested gzip occurs in the wild (an already-gzipped file gzipped again)
+        depth += 1
         try:
             raw = gzip.decompress(raw)
         except EOFError:
