@@ -84,22 +84,24 @@ def _astropy_read(data: bytes, name: str, first_error: str | None) -> SpectrumBa
         warnings.simplefilter("always")
         try:
             hdul = open_astropy(data)
-        except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
-            reason = first_error or f"{type(exc).__name__}: {exc}"
-            raise FitsFormatError(f"{name}: not a readable FITS file ({reason})") from None
-        try:
             with hdul:
                 batch = _dispatch(astropy_view(hdul, name))
         except FitsFormatError:
             raise
         except (OSError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
-            reason = first_error or f"{type(exc).__name__}: {exc}"
-            raise FitsFormatError(f"{name}: cannot read data ({reason})") from None
+            truncated = [str(w.message) for w in caught if "truncat" in str(w.message).lower()]
+            if first_error:
+                reason = first_error
+            elif truncated:
+                reason = f"truncated file ({truncated[0]})"
+            else:
+                reason = f"{type(exc).__name__}: {exc}"
+            raise FitsFormatError(f"{name}: not a readable FITS file ({reason})") from None
     messages = [str(w.message) for w in caught
                 if not issubclass(w.category, ResourceWarning)]
     fatal = [m for m in messages if "truncat" in m.lower()]
     if fatal:
-        raise FitsFormatError(f"{name}: {fatal[0]}")
+        raise FitsFormatError(f"{name}: truncated file ({fatal[0]})")
     if messages:
         for m in batch.meta:
             m["warnings"] = list(messages)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import warnings
 import zlib
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,14 @@ class _AstropyHeader:
         return self._h[key]
 
     def get(self, key: str, default: object = None) -> object:
-        return self._h.get(key, default)
+        from astropy.io.fits.verify import VerifyError
+
+        try:
+            return self._h.get(key, default)
+        except VerifyError as exc:
+            # an unparsable card: report it through the per-file warning capture
+            warnings.warn(f"card {key} is unparsable and was ignored ({exc})", stacklevel=2)
+            return default
 
     def comment(self, key: str) -> str:
         try:
