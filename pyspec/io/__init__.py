@@ -40,6 +40,7 @@ from pyspec.io._base import (
     Spectrum,
     SpectrumBatch,
     bad_pixel_mask,
+    empty_meta,
     loaders,
     register_loader,
 )
@@ -47,7 +48,7 @@ from pyspec.io._rawfits import RawCorrupt, RawUnsupported
 from pyspec.io._view import astropy_view, open_astropy, raw_view, read_bytes, source_name
 
 __all__ = ["META_KEYS", "META_FLOAT_KEYS", "Loader", "ReadResult", "Spectrum", "SpectrumBatch",
-           "bad_pixel_mask", "loaders", "read_batch", "read_spectra", "read_spectrum",
+           "bad_pixel_mask", "empty_meta", "loaders", "read_batch", "read_spectra", "read_spectrum",
            "register_loader"]
 
 
