@@ -185,8 +185,6 @@ class StoreWriter:
                                        "damaged")
             if size > nbytes:  # rows of an interrupted chunk: drop them
                 os.truncate(f, nbytes)
-        self._flux_fh = open(path / "flux.f32", "ab")  # noqa: SIM115
-        self._ivar_fh = open(path / "ivar.f32", "ab")  # noqa: SIM115
 
     def _check_same(self, path: Path) -> None:
         try:
@@ -250,12 +248,12 @@ class StoreWriter:
                              "spectra instead of storing them")
         if flux.shape[0] == 0 and not self._pending_rejects:
             return
-        self._flux_fh.write(flux.tobytes())
-        self._ivar_fh.write(ivar.tobytes())
-        self._flux_fh.flush()
-        self._ivar_fh.flush()
-        os.fsync(self._flux_fh.fileno())
-        os.fsync(self._ivar_fh.fileno())
+        # files are opened per chunk, so an abandoned writer holds no handles
+        for name, arr in (("flux.f32", flux), ("ivar.f32", ivar)):
+            with open(self.path / name, "ab") as fh:
+                fh.write(arr.tobytes())
+                fh.flush()
+                os.fsync(fh.fileno())
         self._write_part(_meta_columns(meta_rows), flux.shape[0])
 
     def reject(self, file: Any, reason: str) -> None:
@@ -292,8 +290,6 @@ class StoreWriter:
             return
         if self._pending_rejects:
             self._write_part({}, 0)
-        self._flux_fh.close()
-        self._ivar_fh.close()
         from pyspec import __version__
 
         manifest = {"format": FORMAT, "version": VERSION, "n_spectra": self._n_rows,
@@ -303,10 +299,8 @@ class StoreWriter:
         self._closed = True
 
     def _abort(self) -> None:
-        if not self._closed:
-            self._flux_fh.close()
-            self._ivar_fh.close()
-            self._closed = True
+        """Stop without writing the manifest (the store keeps its last complete state)."""
+        self._closed = True
 
     def _check_open(self) -> None:
         if self._closed:

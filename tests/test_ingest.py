@@ -1,0 +1,133 @@
+"""The ingest job and ``pyspec ingest``: accounting, bad inputs, resume, workers."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from io_builders import write_bad_inputs, write_desi_coadd, write_lamost_image
+
+import pyspec.ingest as ingest_mod
+from pyspec.cli import main
+from pyspec.data import sample_files
+from pyspec.errors import IndexFormatError
+from pyspec.ingest import ingest, iter_sources
+from pyspec.store import SpectrumStore
+
+
+@pytest.fixture
+def inputs(tmp_path, rng):
+    """12 real sample files (all four LAMOST layouts), the six bad inputs, one DESI file."""
+    src = tmp_path / "in"
+    (src / "real").mkdir(parents=True)
+    files = sample_files()
+    chosen = files[:4] + files[-8:]  # obsid-named, DR1/DR2, DR7/DR8/DR9/DR10 files
+    for f in chosen:
+        shutil.copy(f, src / "real" / f.name)
+    good = tmp_path / "good.fits"
+    write_lamost_image(good, "C", rng)
+    bad = write_bad_inputs(src / "bad", good, rng)
+    write_desi_coadd(src / "coadd-1.fits", rng, nspec=3)
+    return src, bad
+
+
+def test_accounting_with_bad_inputs(tmp_path, inputs):
+    src, bad = inputs
+    out = tmp_path / "store"
+    summary = ingest([src], out, grid="lamost", chunk_size=5)
+    assert summary.files == 12 + 6 + 1
+    assert summary.seen == 12 + 6 + 3  # the DESI file holds 3 spectra
+    assert summary.seen == summary.accepted + summary.rejected
+    s = SpectrumStore.open(out)
+    assert len(s) == summary.accepted == len(s.meta)
+    assert len(s.rejects) == summary.rejected
+    reasons = dict(zip(s.rejects["file"].tolist(), s.rejects["reason"].tolist(), strict=False))
+    expected = {"truncated": "truncated", "random": "not a FITS file", "empty": "empty",
+                "truncated_gz": "truncated gzip", "wrong_shape": "shape (2, 3900)",
+                "all_nan": "no finite values"}
+    for kind, text in expected.items():
+        assert text in reasons[str(bad[kind])], (kind, reasons[str(bad[kind])])
+    # every input file is accounted for, as stored rows or as rejects
+    seen_files = set(s.meta["file"].tolist()) | set(s.rejects["file"].tolist())
+    assert seen_files == set(iter_sources([src]))
+    assert np.all(np.isfinite(s.flux)) and s.flux.shape[1] == 3921
+    ok = s.meta["layout"] != "desi-coadd"
+    np.testing.assert_allclose(np.linalg.norm(s.flux[np.flatnonzero(ok)], axis=1), 1.0,
+                               rtol=1e-5)
+    desi = s.meta[s.meta["layout"] == "desi-coadd"]
+    assert sorted(desi["id"].tolist()) == [str(39627000000000001 + i) for i in range(3)]
+    # re-running skips everything already stored or rejected
+    again = ingest([src], out, grid="lamost")
+    assert again.skipped == 19 and again.seen == 0 and again.n_spectra_total == len(s)
+
+
+def test_interrupted_run_resumes_to_the_same_store(tmp_path, inputs, monkeypatch):
+    src, _ = inputs
+    full = ingest([src / "real"], tmp_path / "full", files_per_task=2)
+    real_process = ingest_mod.process_files
+    calls = {"n": 0}
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real_process(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_mod, "process_files", dying)
+    with pytest.raises(KeyboardInterrupt):
+        ingest([src / "real"], tmp_path / "part", files_per_task=2, chunk_size=3)
+    with pytest.raises(IndexFormatError, match="interrupted"):
+        SpectrumStore.open(tmp_path / "part")
+    monkeypatch.setattr(ingest_mod, "process_files", real_process)
+    resumed = ingest([src / "real"], tmp_path / "part", files_per_task=2, chunk_size=3)
+    assert resumed.skipped > 0 and resumed.skipped + resumed.files == 12
+    a, b = SpectrumStore.open(tmp_path / "full"), SpectrumStore.open(tmp_path / "part")
+    assert a.meta["id"].tolist() == b.meta["id"].tolist()
+    np.testing.assert_array_equal(a.flux, b.flux)
+    assert len(a) == full.accepted
+
+
+def test_workers_give_the_same_store(tmp_path, inputs):
+    src, _ = inputs
+    one = ingest([src], tmp_path / "one", workers=1, files_per_task=3)
+    two = ingest([src], tmp_path / "two", workers=2, files_per_task=3)
+    assert (one.accepted, one.rejected) == (two.accepted, two.rejected)
+    a, b = SpectrumStore.open(tmp_path / "one"), SpectrumStore.open(tmp_path / "two")
+    np.testing.assert_array_equal(a.flux, b.flux)
+    np.testing.assert_array_equal(a.ivar, b.ivar)
+    assert a.meta["file"].tolist() == b.meta["file"].tolist()
+    assert a.rejects["reason"].tolist() == b.rejects["reason"].tolist()
+
+
+def test_sources_file_lists_and_missing(tmp_path, inputs):
+    src, _ = inputs
+    real = sorted((src / "real").iterdir())
+    listing = tmp_path / "files.txt"
+    listing.write_text("# two spectra\n" + "\n".join(str(p) for p in real[:2]) + "\n\n")
+    assert list(iter_sources([listing])) == [str(p) for p in real[:2]]
+    assert list(iter_sources([real[0]])) == [str(real[0])]
+    with pytest.raises(FileNotFoundError, match="nope"):
+        list(iter_sources([tmp_path / "nope"]))
+    with pytest.raises(ValueError, match="workers"):
+        ingest([listing], tmp_path / "s", workers=0)
+
+
+def test_cli_ingest(tmp_path, inputs, capsys):
+    src, _ = inputs
+    out = tmp_path / "cli_store"
+    rc = main(["ingest", str(src / "real"), str(src / "bad"), "--out", str(out), "--grid",
+               "pq-2A", "--normalise", "minmax", "--quiet"])
+    assert rc == 0
+    captured = capsys.readouterr()
+    assert "18 seen = " in captured.out and "rejected" in captured.err
+    s = SpectrumStore.open(out)
+    assert s.grid.name == "pq-2A" and s.preprocessing["normalise"] == "minmax"
+    assert len(s) + len(s.rejects) == 18
+    assert s.flux[:].min() >= 0.0 and s.flux[:].max() <= 1.0
+    # appending with different settings is a one-line user error
+    rc = main(["ingest", str(src / "real"), "--out", str(out), "--grid", "lamost", "--quiet"])
+    assert rc == 1
+    assert "use the same --grid" in capsys.readouterr().err
+    rc = main(["ingest", str(tmp_path / "missing"), "--out", str(out), "--quiet"])
+    assert rc == 1

@@ -1,0 +1,144 @@
+"""SpectrumStore: round trip, append, resume after an interruption, damaged stores."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import pyspec
+from pyspec.errors import IndexFormatError
+from pyspec.preprocess import Preprocessor, WavelengthGrid
+from pyspec.store import SpectrumStore
+
+GRID = WavelengthGrid.preset("halpha-140")
+
+
+def rows(n, start=0, **extra):
+    return [{"id": f"s{start + i}", "file": f"f{start + i}.fits", "ra": 10.0 + i, "dec": -1.0,
+             "class": "STAR", "subclass": None, "z": 0.001 * i, "snr_r": math.nan,
+             "vacuum": True if i % 2 else None, "layout": "lamost-C", **extra}
+            for i in range(n)]
+
+
+def test_round_trip(tmp_path, rng):
+    flux = rng.normal(size=(7, 140)).astype(np.float32)
+    ivar = rng.uniform(size=(7, 140)).astype(np.float32)
+    pre = Preprocessor(GRID).to_dict()
+    with SpectrumStore.create(tmp_path / "s", GRID, pre) as w:
+        w.append(flux[:3], ivar[:3], rows(3, n_interpolated=4))
+        w.reject("bad.fits", "truncated file")
+        w.append(flux[3:], ivar[3:], rows(4, 3, n_interpolated=0))
+    s = SpectrumStore.open(tmp_path / "s")
+    assert pyspec.SpectrumStore is SpectrumStore
+    assert len(s) == 7 and s.grid == GRID and s.preprocessing == pre
+    assert isinstance(s.flux, np.memmap) and not s.flux.flags.writeable
+    np.testing.assert_array_equal(s.flux, flux)
+    np.testing.assert_array_equal(s.ivar, ivar)
+    assert s.meta["id"].tolist() == [f"s{i}" for i in range(7)]
+    np.testing.assert_array_equal(s.meta["ra"], [10, 11, 12, 10, 11, 12, 13])
+    assert s.meta["n_interpolated"].tolist() == [4, 4, 4, 0, 0, 0, 0]
+    assert s.meta["vacuum"].tolist() == [-1, 1, -1, -1, 1, -1, 1]
+    assert np.isnan(s.meta["snr_r"]).all() and s.meta["subclass"].tolist() == [""] * 7
+    assert s.rejects["file"].tolist() == ["bad.fits"]
+    assert s.rejects["reason"].tolist() == ["truncated file"]
+    assert s.preprocessor.to_dict() == pre
+    chunks = list(s.iter_chunks(3))
+    assert [c[0] for c in chunks] == [0, 3, 6]
+    np.testing.assert_array_equal(np.vstack([c[1] for c in chunks]), flux)
+
+
+def test_empty_store(tmp_path):
+    with SpectrumStore.create(tmp_path / "e", "lamost") as w:
+        w.reject("x.fits", "random bytes")
+    s = SpectrumStore.open(tmp_path / "e")
+    assert len(s) == 0 and s.flux.shape == (0, 3921) and len(s.meta) == 0
+    assert len(s.rejects) == 1 and list(s.iter_chunks(10)) == []
+
+
+def test_interrupted_store_never_opens_and_resumes(tmp_path, rng):
+    flux = rng.normal(size=(5, 140)).astype(np.float32)
+    path = tmp_path / "s"
+    w = SpectrumStore.create(path, GRID)
+    w.append(flux[:2], flux[:2], rows(2))
+    w.reject("r.fits", "bad")
+    # killed here: the manifest was never written
+    with pytest.raises(IndexFormatError, match="interrupted"):
+        SpectrumStore.open(path)
+    # simulate half-written rows of the next chunk after the last committed part
+    with open(path / "flux.f32", "ab") as fh:
+        fh.write(b"\0" * 140 * 4 + b"\1\2")
+    w2 = SpectrumStore.create(path, GRID, append=True)
+    assert len(w2) == 2
+    assert w2.done_files() == {"f0.fits", "f1.fits"}  # pending rejects died with w
+    w2.append(flux[2:], flux[2:], rows(3, 2))
+    w2.close()
+    s = SpectrumStore.open(path)
+    np.testing.assert_array_equal(s.flux, flux)
+    assert s.meta["id"].tolist() == ["s0", "s1", "s2", "s3", "s4"]
+
+
+def test_exception_in_writer_block_leaves_previous_state(tmp_path, rng):
+    flux = rng.normal(size=(4, 140)).astype(np.float32)
+    with SpectrumStore.create(tmp_path / "s", GRID) as w:
+        w.append(flux[:2], flux[:2], rows(2))
+    with pytest.raises(RuntimeError), SpectrumStore.create(tmp_path / "s", GRID,
+                                                           append=True) as w:
+        w.append(flux[2:], flux[2:], rows(2, 2))
+        raise RuntimeError("killed")
+    s = SpectrumStore.open(tmp_path / "s")  # the last complete state: 2 rows
+    assert len(s) == 2 and len(s.meta) == 2
+    with SpectrumStore.create(tmp_path / "s", GRID, append=True) as w:  # resume keeps them
+        assert len(w) == 4
+    assert len(SpectrumStore.open(tmp_path / "s")) == 4
+
+
+def test_errors(tmp_path, rng):
+    with SpectrumStore.create(tmp_path / "s", GRID, {"a": 1}):
+        pass
+    with pytest.raises(FileExistsError, match="append=True"):
+        SpectrumStore.create(tmp_path / "s", GRID)
+    with pytest.raises(ValueError, match="grid"):
+        SpectrumStore.create(tmp_path / "s", "lamost", {"a": 1}, append=True)
+    with pytest.raises(ValueError, match="preprocessing"):
+        SpectrumStore.create(tmp_path / "s", GRID, {"a": 2}, append=True)
+    w = SpectrumStore.create(tmp_path / "s", GRID, {"a": 1}, append=True)
+    with pytest.raises(ValueError, match=r"shape \(n, 140\)"):
+        w.append(np.zeros((2, 10)), np.zeros((2, 10)), rows(2))
+    with pytest.raises(ValueError, match="metadata rows"):
+        w.append(np.zeros((2, 140)), np.zeros((2, 140)), rows(3))
+    bad = np.zeros((2, 140))
+    bad[1, 5] = np.nan
+    with pytest.raises(ValueError, match=r"non-finite values in rows \[1\]"):
+        w.append(bad, np.zeros((2, 140)), rows(2))
+    w.close()
+    with pytest.raises(ValueError, match="closed"):
+        w.reject("x", "y")
+    with pytest.raises(FileNotFoundError):
+        SpectrumStore.open(tmp_path / "nope")
+    # damaged: matrix shorter than the manifest says
+    with SpectrumStore.create(tmp_path / "d", GRID) as w:
+        w.append(np.ones((3, 140)), np.ones((3, 140)), rows(3))
+    with open(tmp_path / "d" / "flux.f32", "r+b") as fh:
+        fh.truncate(100)
+    with pytest.raises(IndexFormatError, match="expected at least"):
+        SpectrumStore.open(tmp_path / "d")
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    manifest["version"] = 99
+    (tmp_path / "s" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexFormatError, match="version"):
+        SpectrumStore.open(tmp_path / "s")
+
+
+def test_append_table_rows(tmp_path, rng):
+    from astropy.table import Table
+
+    t = Table({"id": ["a", "b"], "z": [0.1, 0.2], "extra": [1.5, 2.5]})
+    with SpectrumStore.create(tmp_path / "s", GRID) as w:
+        w.append(np.zeros((2, 140)), np.ones((2, 140)), t)
+    s = SpectrumStore.open(tmp_path / "s")
+    assert s.meta["extra"].tolist() == [1.5, 2.5] and s.meta["id"].tolist() == ["a", "b"]
+    with pytest.raises(ValueError, match="chunk_size"):
+        list(s.iter_chunks(0))
