@@ -215,7 +215,7 @@ def bad_pixel_mask(flux: np.ndarray, ivar: np.ndarray,
         am = np.asarray(and_mask)
         mask |= ~np.isfinite(am) | (am != 0) if am.dtype.kind == "f" else (am != 0)
     zero = flux == 0
-    if zero.any():
+    if zero[..., 0].any() or zero[..., -1].any():
         # a zero run touching the blue end: cumulative AND from the left
         lead = np.logical_and.accumulate(zero, axis=-1)
         trail = np.flip(np.logical_and.accumulate(np.flip(zero, axis=-1), axis=-1), axis=-1)

@@ -20,12 +20,16 @@ every format loader is written once and runs on either path.
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import numpy as np
 
 BLOCK = 2880
 CARD = 80
 
 _BITPIX_DTYPE = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+_TFORM_RE = re.compile(r"(\d*)([A-Z])")
 _TFORM_DTYPE = {"L": "i1", "B": "u1", "I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8"}
 
 
@@ -70,10 +74,8 @@ def _parse_value(text: str) -> tuple[object, str]:
         return True, comment
     if raw == "F":
         return False, comment
-    try:
+    if raw.lstrip("+-").isdigit():
         return int(raw), comment
-    except ValueError:
-        pass
     try:
         return float(raw.replace("D", "E").replace("d", "e")), comment
     except ValueError:
@@ -84,76 +86,106 @@ class RawHeader:
     """Keyword -> value mapping of one header (first occurrence wins, like astropy).
 
     Offers the small part of :class:`astropy.io.fits.Header` that the format
-    loaders use: ``in``, ``[]``, ``get`` and ``comment(key)``. Values are
-    parsed from the card text on first access.
+    loaders use: ``in``, ``[]``, ``get`` and ``comment(key)``. The header text
+    is kept as is; a keyword is located with one ``str.find`` at card
+    boundaries and its value parsed on first access, so a loader pays only for
+    the few dozen cards it reads.
     """
 
-    __slots__ = ("_raw", "_parsed")
+    __slots__ = ("_text", "_parsed", "_index")
 
-    def __init__(self) -> None:
-        self._raw: dict[str, str] = {}
-        self._parsed: dict[str, tuple[object, str]] = {}
+    def __init__(self, text: str = "") -> None:
+        self._text = text
+        self._parsed: dict[str, tuple[object, str] | None] = {}
+        self._index: dict[bytes, int] | None = None
 
-    def _set(self, key: str, text: str) -> None:
-        if key not in self._raw:
-            self._raw[key] = text
-
-    def _item(self, key: str) -> tuple[object, str]:
-        item = self._parsed.get(key)
-        if item is None:
-            item = _parse_value(self._raw[key])
-            self._parsed[key] = item
+    def _item(self, key: str) -> tuple[object, str] | None:
+        try:
+            return self._parsed[key]
+        except KeyError:
+            pass
+        index = self._index
+        if index is None:
+            # "KEYWORD = " (first 10 bytes of each card) -> card offset, built in C
+            # (astype truncates every 80-byte card); reversed so that the first
+            # occurrence of a keyword wins, as in astropy
+            heads = np.frombuffer(self._text.encode("ascii"), dtype="S80").astype("S10").tolist()
+            n = len(heads)
+            index = dict(zip(heads[::-1], range((n - 1) * CARD, -1, -CARD), strict=True))
+            self._index = index
+        pos = index.get(f"{key:<8}= ".encode("ascii")) if len(key) <= 8 else None
+        item = None if pos is None else _parse_value(self._text[pos + 10:pos + CARD])
+        self._parsed[key] = item
         return item
 
     def __contains__(self, key: str) -> bool:
-        return key.upper() in self._raw
+        return self._item(key.upper()) is not None
 
     def __getitem__(self, key: str) -> object:
-        return self._item(key.upper())[0]
+        item = self._item(key.upper())
+        if item is None:
+            raise KeyError(key)
+        return item[0]
 
     def get(self, key: str, default: object = None) -> object:
-        key = key.upper()
-        if key not in self._raw:
-            return default
-        return self._item(key)[0]
+        item = self._item(key.upper())
+        return default if item is None else item[0]
 
     def comment(self, key: str) -> str:
-        key = key.upper()
-        return self._item(key)[1] if key in self._raw else ""
+        item = self._item(key.upper())
+        return "" if item is None else item[1]
 
     def keys(self) -> list[str]:
-        return list(self._raw)
+        text = self._text
+        out: list[str] = []
+        for i in range(0, len(text), CARD):
+            key = text[i:i + 8].rstrip()
+            if text[i + 8:i + 10] == "= " and key not in ("COMMENT", "HISTORY", "") \
+                    and key not in out:
+                out.append(key)
+        return out
+
+
+_END_CARD = b"END" + b" " * 77
+
 
 
 def parse_header(buf: bytes | memoryview, start: int) -> tuple[RawHeader, int]:
     """Parse one header starting at byte ``start``; return it and the data offset."""
-    header = RawHeader()
     n = len(buf)
     pos = start
-    while True:
+    end = -1
+    while end < 0:
         if pos + BLOCK > n:
             if pos == start:
                 raise RawCorrupt(f"file ends inside a header at byte {pos} (truncated file?)")
             raise RawCorrupt(f"header starting at byte {start} has no END card before the end "
                              "of the file (truncated file?)")
         block = bytes(buf[pos:pos + BLOCK])
+        k = block.find(_END_CARD)
+        while k >= 0 and k % CARD:
+            k = block.find(_END_CARD, k + 1)
+        if k < 0:
+            # END may be followed by non-blank junk in damaged files: check card starts
+            for i in range(0, BLOCK, CARD):
+                if block[i:i + 8] == b"END     ":
+                    k = i
+                    break
         pos += BLOCK
-        try:
-            text = block.decode("ascii")
-        except UnicodeDecodeError:
-            raise RawCorrupt(f"header at byte {start} contains non-ASCII bytes "
-                             "(not a FITS file, or corrupted)") from None
-        for i in range(0, BLOCK, CARD):
-            card = text[i:i + CARD]
-            key = card[:8].rstrip()
-            if key == "END":
-                return header, pos
-            if card[8:10] == "= " and key not in ("COMMENT", "HISTORY", ""):
-                if key == "CONTINUE":
-                    raise RawUnsupported("long-string CONTINUE cards")
-                header._set(key, card[10:])
-            elif key == "CONTINUE":
-                raise RawUnsupported("long-string CONTINUE cards")
+        if k >= 0:
+            end = pos - BLOCK + k
+    try:
+        text = bytes(buf[start:end]).decode("ascii")
+    except UnicodeDecodeError:
+        raise RawCorrupt(f"header at byte {start} contains non-ASCII bytes "
+                         "(not a FITS file, or corrupted)") from None
+    k = text.find("CONTINUE")
+    while k >= 0 and k % CARD:
+        k = text.find("CONTINUE", k + 1)
+    if k >= 0:
+        raise RawUnsupported("long-string CONTINUE cards")
+    header = RawHeader(text)
+    return header, pos
 
 
 def _data_size(h: RawHeader) -> int:
@@ -179,7 +211,7 @@ def _data_size(h: RawHeader) -> int:
 class RawHDU:
     """One HDU of a :class:`RawFits`: parsed header plus lazy data views."""
 
-    __slots__ = ("header", "_buf", "_offset", "_size", "index")
+    __slots__ = ("header", "_buf", "_offset", "_size", "index", "_table", "_cols")
 
     def __init__(self, header: RawHeader, buf: memoryview, offset: int, size: int,
                  index: int) -> None:
@@ -188,6 +220,8 @@ class RawHDU:
         self._offset = offset
         self._size = size
         self.index = index
+        self._table: np.ndarray | None = None
+        self._cols: list[tuple[str, Any, int]] | None = None
 
     @property
     def kind(self) -> str:
@@ -220,55 +254,60 @@ class RawHDU:
         return np.frombuffer(self._buf, dtype=dtype, count=count,
                              offset=self._offset).reshape(shape)
 
-    def _table_dtype(self) -> np.dtype:
+    def _layout(self) -> list[tuple[str, Any, int]]:
+        """(name, numpy format, byte offset) of every table column, computed once."""
+        if self._cols is not None:
+            return self._cols
         h = self.header
         nfields = h.get("TFIELDS", 0)
-        names, formats, offsets = [], [], []
+        if not isinstance(nfields, int) or nfields < 0:
+            raise RawCorrupt(f"TFIELDS = {nfields!r} is not a column count")
+        cols = []
         off = 0
         for k in range(1, nfields + 1):
             tform = str(h.get(f"TFORM{k}", "")).strip().upper()
-            digits = ""
-            i = 0
-            while i < len(tform) and tform[i].isdigit():
-                digits += tform[i]
-                i += 1
-            repeat = int(digits) if digits else 1
-            code = tform[i:i + 1]
+            m = _TFORM_RE.match(tform)
+            if m is None:
+                raise RawUnsupported(f"table column format {tform!r}")
+            repeat = int(m.group(1)) if m.group(1) else 1
+            code = m.group(2)
             if code == "A":
-                fmt, width = f"S{repeat}", repeat
+                fmt: Any = f"S{repeat}" if repeat else "S1"
+                width = repeat
             elif code in _TFORM_DTYPE:
                 base = np.dtype(_TFORM_DTYPE[code])
                 fmt = (base, (repeat,)) if repeat != 1 else base
                 width = base.itemsize * repeat
             else:
                 raise RawUnsupported(f"table column format {tform!r}")
-            name = str(h.get(f"TTYPE{k}", f"col{k}"))
-            names.append(name)
-            formats.append(fmt)
-            offsets.append(off)
+            cols.append((str(h.get(f"TTYPE{k}", f"col{k}")), fmt, off))
             off += width
         if off != h.get("NAXIS1"):
             raise RawCorrupt(f"table row width {h.get('NAXIS1')} does not match its "
                              f"columns ({off} bytes)")
-        lower = [n.lower() for n in names]
+        lower = [c[0].lower() for c in cols]
         if len(set(lower)) != len(lower):
             raise RawUnsupported("duplicate column names")
-        return np.dtype({"names": names, "formats": formats, "offsets": offsets,
-                         "itemsize": off})
+        self._cols = cols
+        return cols
 
     def table(self) -> np.ndarray:
-        """The binary table as a structured (big-endian) NumPy view."""
-        dtype = self._table_dtype()
-        return np.frombuffer(self._buf, dtype=dtype, count=self.header.get("NAXIS2", 0),
-                             offset=self._offset)
+        """The binary table as a structured (big-endian) NumPy view (built once)."""
+        if self._table is None:
+            cols = self._layout()
+            dtype = np.dtype({"names": [c[0] for c in cols], "formats": [c[1] for c in cols],
+                              "offsets": [c[2] for c in cols],
+                              "itemsize": self.header.get("NAXIS1")})
+            self._table = np.frombuffer(self._buf, dtype=dtype,
+                                        count=self.header.get("NAXIS2", 0), offset=self._offset)
+        return self._table
 
     @property
     def colnames(self) -> list[str]:
         """Column names of a binary table (empty for other HDUs)."""
         if self.kind != "bintable":
             return []
-        h = self.header
-        return [str(h.get(f"TTYPE{k}", f"col{k}")) for k in range(1, h.get("TFIELDS", 0) + 1)]
+        return [c[0] for c in self._layout()]
 
     def column(self, name: str) -> np.ndarray:
         """One column (case-insensitive name), shape (n_rows,) or (n_rows, repeat).
@@ -277,10 +316,15 @@ class RawHDU:
         convention (TZERO = 2**(bits-1)) gives an unsigned array, any other
         scaling a float64 array.
         """
-        table = self.table()
-        for k, n in enumerate(table.dtype.names, start=1):
+        nrows = self.header.get("NAXIS2", 0)
+        rowlen = self.header.get("NAXIS1")
+        for k, (n, fmt, off) in enumerate(self._layout(), start=1):
             if n.lower() == name.lower():
-                col = table[n]
+                # a one-field structured view: no need to build all columns' dtype
+                one = np.dtype({"names": ["v"], "formats": [fmt], "offsets": [off],
+                                "itemsize": rowlen})
+                col = np.frombuffer(self._buf, dtype=one, count=nrows,
+                                    offset=self._offset)["v"]
                 h = self.header
                 if f"TSCAL{k}" not in h and f"TZERO{k}" not in h:
                     return col

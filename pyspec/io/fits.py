@@ -37,6 +37,7 @@ Formats
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any
@@ -45,7 +46,6 @@ import numpy as np
 
 from pyspec.io._base import (
     SpectrumBatch,
-    bad_pixel_mask,
     clean_float,
     clean_snr,
     clean_str,
@@ -53,6 +53,7 @@ from pyspec.io._base import (
     fail,
     register_loader,
 )
+from pyspec.io._kernels import check_wavelength, mask_and_count
 
 _BANDS = ("u", "g", "r", "i", "z")
 
@@ -73,7 +74,20 @@ def _batch(view: Any, wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray
                    f"{flux.shape[-1]}")
     if and_mask is not None:
         and_mask = np.atleast_2d(np.asarray(and_mask))
-    mask = bad_pixel_mask(flux, ivar, and_mask)
+        if and_mask.shape != flux.shape:
+            raise fail(view, f"mask {and_mask.shape} and flux {flux.shape} have different "
+                       "shapes")
+    # one-pass kernel; pyspec.io.bad_pixel_mask is its NumPy reference
+    mask, n_finite = mask_and_count(flux, ivar, and_mask)
+    if flux.shape[1] == 0:
+        raise fail(view, f"no pixels (flux has shape {flux.shape})")
+    status = check_wavelength(wavelength)
+    if status == 1:
+        raise fail(view, "wavelength array has non-finite values")
+    if status == 2:
+        raise fail(view, "wavelengths are not strictly increasing")
+    if not n_finite.any():
+        raise fail(view, "flux has no finite values (all NaN/Inf)")
     for m in metas:
         m["file"] = view.name
     return SpectrumBatch(wavelength, flux, ivar, mask, [m["id"] for m in metas], metas)
@@ -152,7 +166,13 @@ def _loglinear(h: Any, n: int, view: Any) -> np.ndarray:
     if not isinstance(c0, int | float) or not isinstance(c1, int | float) or c1 <= 0:
         raise fail(view, "image has no wavelength row and no valid COEFF0/COEFF1 "
                    "log-linear dispersion keywords")
-    return 10.0 ** (float(c0) + float(c1) * np.arange(n, dtype=np.float64))
+    return _loglinear_grid(float(c0), float(c1), int(n)).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _loglinear_grid(c0: float, c1: float, n: int) -> np.ndarray:
+    # survey files share a handful of grids: compute each once (callers copy)
+    return 10.0 ** (c0 + c1 * np.arange(n, dtype=np.float64))
 
 
 def _is_sdss_header(h: Any) -> bool:
@@ -256,9 +276,8 @@ def load_sdss_spec(view: Any) -> SpectrumBatch:
     wavelength = 10.0 ** loglam
     and_mask = hdu.column("and_mask") if "and_mask" in cols else None
     meta = empty_meta()
-    obj = view.find("SPECOBJ") if view.has(2) else None
-    if obj is None and view.has(2):
-        obj = view.find("SPALL")
+    # SDSS-I/II files carry SPECOBJ, BOSS/eBOSS files SPALL, always as HDU 2
+    obj = view[2] if view.has(2) and view[2].name in ("SPECOBJ", "SPALL") else None
     h0 = view[0].header
     if obj is not None and obj.kind == "bintable":
         plate, mjd, fiber = (_row_value(obj, k) for k in ("PLATE", "MJD", "FIBERID"))
