@@ -2,7 +2,7 @@
 
 This module is the fast path of :mod:`pyspec.io`. It parses the 2880-byte
 header blocks of a FITS file held in memory (``gzip`` files are inflated with
-the :mod:`gzip` module first) and exposes each HDU's data as a zero-copy
+:mod:`zlib` with gzip framing first) and exposes each HDU's data as a zero-copy
 NumPy view. It handles only the plain cases that survey spectra use:
 
 * images with ``BITPIX`` -32, -64, 8, 16, 32 or 64 and no ``BSCALE``/``BZERO``
@@ -31,6 +31,9 @@ CARD = 80
 _BITPIX_DTYPE = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 _TFORM_RE = re.compile(r"(\d*)([A-Z])")
 _TFORM_DTYPE = {"L": "i1", "B": "u1", "I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8"}
+
+
+_MISSING = object()
 
 
 class RawUnsupported(Exception):
@@ -94,27 +97,27 @@ class RawHeader:
 
     __slots__ = ("_text", "_parsed", "_index")
 
-    def __init__(self, text: str = "") -> None:
+    def __init__(self, text: bytes = b"") -> None:
         self._text = text
         self._parsed: dict[str, tuple[object, str] | None] = {}
         self._index: dict[bytes, int] | None = None
 
     def _item(self, key: str) -> tuple[object, str] | None:
-        try:
-            return self._parsed[key]
-        except KeyError:
-            pass
+        item = self._parsed.get(key, _MISSING)
+        if item is not _MISSING:
+            return item  # type: ignore[return-value]
         index = self._index
         if index is None:
             # "KEYWORD = " (first 10 bytes of each card) -> card offset, built in C
             # (astype truncates every 80-byte card); reversed so that the first
             # occurrence of a keyword wins, as in astropy
-            heads = np.frombuffer(self._text.encode("ascii"), dtype="S80").astype("S10").tolist()
+            heads = np.frombuffer(self._text, dtype="S80").astype("S10").tolist()
             n = len(heads)
             index = dict(zip(heads[::-1], range((n - 1) * CARD, -1, -CARD), strict=True))
             self._index = index
-        pos = index.get(f"{key:<8}= ".encode("ascii")) if len(key) <= 8 else None
-        item = None if pos is None else _parse_value(self._text[pos + 10:pos + CARD])
+        pos = index.get((key + "        "[len(key):] + "= ").encode()) if len(key) <= 8 \
+            else None
+        item = None if pos is None else _parse_value(self._text[pos + 10:pos + CARD].decode())
         self._parsed[key] = item
         return item
 
@@ -136,7 +139,7 @@ class RawHeader:
         return "" if item is None else item[1]
 
     def keys(self) -> list[str]:
-        text = self._text
+        text = self._text.decode("ascii")
         out: list[str] = []
         for i in range(0, len(text), CARD):
             key = text[i:i + 8].rstrip()
@@ -165,23 +168,16 @@ def parse_header(buf: bytes | memoryview, start: int) -> tuple[RawHeader, int]:
         k = block.find(_END_CARD)
         while k >= 0 and k % CARD:
             k = block.find(_END_CARD, k + 1)
-        if k < 0:
-            # END may be followed by non-blank junk in damaged files: check card starts
-            for i in range(0, BLOCK, CARD):
-                if block[i:i + 8] == b"END     ":
-                    k = i
-                    break
         pos += BLOCK
         if k >= 0:
             end = pos - BLOCK + k
-    try:
-        text = bytes(buf[start:end]).decode("ascii")
-    except UnicodeDecodeError:
+    text = bytes(buf[start:end])
+    if not text.isascii():
         raise RawCorrupt(f"header at byte {start} contains non-ASCII bytes "
-                         "(not a FITS file, or corrupted)") from None
-    k = text.find("CONTINUE")
+                         "(not a FITS file, or corrupted)")
+    k = text.find(b"CONTINUE")
     while k >= 0 and k % CARD:
-        k = text.find("CONTINUE", k + 1)
+        k = text.find(b"CONTINUE", k + 1)
     if k >= 0:
         raise RawUnsupported("long-string CONTINUE cards")
     header = RawHeader(text)
