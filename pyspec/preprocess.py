@@ -376,6 +376,11 @@ def resample(wavelength: Any, flux: Any, ivar: Any, mask: Any, grid: WavelengthG
     wl = np.asarray(wavelength, dtype=np.float64)
     f = np.asarray(flux, dtype=np.float64)
     iv = np.asarray(ivar, dtype=np.float64)
+    if wl.ndim != 1 or f.shape != wl.shape or iv.shape != wl.shape:
+        raise ValueError(f"wavelength {wl.shape}, flux {f.shape} and ivar {iv.shape} must be "
+                         "1-D arrays of one length")
+    if wl.size > 1 and not np.all(np.diff(wl) > 0):
+        raise ValueError("wavelength must be strictly increasing")
     bad = ~np.isfinite(f) | ~np.isfinite(iv) | ~(iv > 0)
     if mask is not None:
         bad |= np.asarray(mask, dtype=bool)

@@ -99,13 +99,17 @@ def _meta_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     for key in extra:
         values = [r.get(key) for r in rows]
         present = [v for v in values if v is not None]
-        if present and all(isinstance(v, bool | np.bool_) for v in present):
-            cols[key] = np.array([bool(v) if v is not None else False for v in values])
-        elif present and all(isinstance(v, _INT_TYPES) and not isinstance(v, bool | np.bool_)
-                             for v in present) and len(present) == len(values):
+        if not present:
+            continue  # filled with the column's missing value when parts are joined
+        if all(isinstance(v, bool | np.bool_) for v in present):
+            # -1 = missing, like "vacuum"
+            cols[key] = np.array([-1 if v is None else int(bool(v)) for v in values],
+                                 dtype=np.int8)
+        elif all(isinstance(v, _INT_TYPES) and not isinstance(v, bool | np.bool_)
+                 for v in present) and len(present) == len(values):
             cols[key] = np.array(values, dtype=np.int64)
-        elif present and all(isinstance(v, _REAL_TYPES) and not isinstance(v, bool | np.bool_)
-                             for v in present):
+        elif all(isinstance(v, _REAL_TYPES) and not isinstance(v, bool | np.bool_)
+                 for v in present):
             cols[key] = np.array([_to_float(v) for v in values], dtype=np.float64)
         else:
             cols[key] = np.array([_to_str(v) for v in values], dtype=str)
@@ -453,9 +457,12 @@ class SpectrumStore:
                     chunks.append(part[k])
                 else:
                     like = next(p[k] for p in parts if k in p)
-                    fill = "" if like.dtype.kind == "U" else (
-                        np.nan if like.dtype.kind == "f" else 0)
+                    fill = {"U": "", "f": np.nan, "i": -1 if like.dtype == np.int8 else 0,
+                            "b": False}.get(like.dtype.kind, 0)
                     chunks.append(np.full(n, fill, dtype=like.dtype))
+            kinds = {c.dtype.kind for c in chunks}
+            if len(kinds) > 1 and "U" in kinds:  # a column that changed type between parts
+                chunks = [c.astype(str) for c in chunks]
             if chunks:
                 cols[k[2:]] = np.concatenate(chunks)
             else:

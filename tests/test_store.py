@@ -142,3 +142,17 @@ def test_append_table_rows(tmp_path, rng):
     assert s.meta["extra"].tolist() == [1.5, 2.5] and s.meta["id"].tolist() == ["a", "b"]
     with pytest.raises(ValueError, match="chunk_size"):
         list(s.iter_chunks(0))
+
+
+def test_extra_columns_that_differ_between_parts(tmp_path):
+    with SpectrumStore.create(tmp_path / "s", GRID) as w:
+        w.append(np.zeros((2, 140)), np.ones((2, 140)),
+                 [{"id": "a", "object": None, "ivar_known": None, "score": 1.5},
+                  {"id": "b", "object": None, "ivar_known": None, "score": None}])
+        w.append(np.zeros((2, 140)), np.ones((2, 140)),
+                 [{"id": "c", "object": "alpha Lyr", "ivar_known": False, "score": "n/a"},
+                  {"id": "d", "object": None, "ivar_known": True, "score": 2.0}])
+    m = SpectrumStore.open(tmp_path / "s").meta
+    assert m["object"].tolist() == ["", "", "alpha Lyr", ""]
+    assert m["ivar_known"].tolist() == [-1, -1, 0, 1]  # -1 = missing
+    assert m["score"].tolist() == ["1.5", "nan", "n/a", "2.0"]  # mixed types become text

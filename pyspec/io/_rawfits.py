@@ -8,8 +8,8 @@ NumPy view. It handles only the plain cases that survey spectra use:
 * images with ``BITPIX`` -32, -64, 8, 16, 32 or 64 and no ``BSCALE``/``BZERO``
   scaling;
 * binary tables whose columns are fixed-width ``L``, ``B``, ``I``, ``J``,
-  ``K``, ``E``, ``D`` or ``A`` fields (optionally vectors) without
-  ``TSCAL``/``TZERO`` scaling or variable-length arrays.
+  ``K``, ``E``, ``D`` or ``A`` fields (optionally vectors; no variable-length
+  arrays), ``TSCAL``/``TZERO`` applied per column as astropy does.
 
 Anything else raises :class:`RawUnsupported`, and the caller falls back to
 astropy. Structural damage (a truncated file, a missing ``END`` card, data
