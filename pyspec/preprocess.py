@@ -523,8 +523,12 @@ def continuum_median(flux: Any, wavelength: Any, window: float = 150.0) -> np.nd
     wl = np.asarray(wavelength, dtype=np.float64)
     width = float(np.median(np.diff(wl)))
     n = max(3, int(round(float(window) / width)) | 1)
-    size = (1,) * (f.ndim - 1) + (n,)
-    return median_filter(f, size=size, mode="nearest")
+    # row by row: scipy's 1-D median filter is ~20x faster than its N-D path
+    rows = f.reshape(-1, f.shape[-1])
+    out = np.empty_like(rows)
+    for i, row in enumerate(rows):
+        out[i] = median_filter(row, size=n, mode="nearest")
+    return out.reshape(f.shape)
 
 
 def continuum_poly(flux: Any, wavelength: Any, weights: Any | None = None, degree: int = 3,
