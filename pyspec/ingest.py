@@ -106,8 +106,14 @@ def process_files(paths: list[str], preprocessing: dict[str, Any], fast: bool = 
             rejects.append((path, reason_of(exc, path)))
             seen += 1
             continue
+        try:
+            prepared = pre.apply(batch)
+        except Exception as exc:  # noqa: BLE001  one bad file must not stop the job
+            log.warning("%s: preprocessing failed: %s: %s", path, type(exc).__name__, exc)
+            rejects.append((path, f"preprocessing failed ({type(exc).__name__}: {exc})"))
+            seen += 1
+            continue
         seen += len(batch)
-        prepared = pre.apply(batch)
         multi = len(batch) > 1
         for i in range(len(batch)):
             if prepared.ok[i]:
