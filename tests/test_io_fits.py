@@ -325,3 +325,17 @@ def test_damaged_files_only_raise_fits_format_error(rng, fast):
         except FitsFormatError:
             outcomes["rejected"] += 1
     assert outcomes["read"] > 0 and outcomes["rejected"] > 0
+
+
+def test_loaders_accept_paths_and_hdulists(tmp_path, rng):
+    from pyspec.io import loaders
+    from pyspec.io.fits import identify_lamost_image, load_lamost_image
+
+    path = tmp_path / "x.fits"
+    truth = write_lamost_image(path, "C", rng)
+    assert identify_lamost_image(path)
+    assert [x.label for x in loaders()][0] == "lamost-mrs"  # highest priority first
+    with fits.open(path) as hdul:
+        batch = load_lamost_image(hdul)
+    np.testing.assert_array_equal(batch.flux[0], truth["flux"])
+    np.testing.assert_array_equal(load_lamost_image(str(path)).flux[0], truth["flux"])

@@ -238,3 +238,34 @@ def open_astropy(data: bytes) -> Any:
     from astropy.io import fits
 
     return fits.open(io.BytesIO(data), memmap=False, lazy_load_hdus=True)
+
+
+def as_view(source: Any) -> FitsView:
+    """A FitsView from a view, an open HDUList, a path, bytes or a binary file object.
+
+    Paths, bytes and file objects are read whole (nothing is left open) and
+    parsed by the fast parser; :func:`pyspec.io.read_batch` is the entry point
+    that also falls back to astropy.
+    """
+    if isinstance(source, FitsView):
+        return source
+    if hasattr(source, "fileinfo") and hasattr(source, "info"):
+        return astropy_view(source, source_name(source))
+    from pyspec.io._rawfits import RawCorrupt
+
+    data, name = read_bytes(source)
+    try:
+        return raw_view(data, name)
+    except RawCorrupt as exc:
+        raise FitsFormatError(f"{name}: {exc}") from None
+
+
+def accepts_source(func: Any) -> Any:
+    """Let an ``identify``/``load`` function take any source :func:`as_view` accepts."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(source: Any) -> Any:
+        return func(as_view(source))
+
+    return wrapper

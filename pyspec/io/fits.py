@@ -1,7 +1,8 @@
 """Survey FITS layouts: one ``identify``/``load`` pair per format.
 
 Every loader receives a :class:`pyspec.io._view.FitsView` (fast NumPy parser
-or astropy, same interface) and returns a :class:`SpectrumBatch`. Formats are
+or astropy, same interface; a path, bytes, binary file object or open
+``HDUList`` is turned into one) and returns a :class:`SpectrumBatch`. Formats are
 recognised by structure (HDU kinds, shapes, column names, header keywords),
 never by file name or release string.
 
@@ -54,6 +55,7 @@ from pyspec.io._base import (
     register_loader,
 )
 from pyspec.io._kernels import check_wavelength, mask_and_count
+from pyspec.io._view import accepts_source
 
 _BANDS = ("u", "g", "r", "i", "z")
 
@@ -179,6 +181,7 @@ def _is_sdss_header(h: Any) -> bool:
     return "SPEC_CLN" in h or str(h.get("TELESCOP", "")).upper().startswith("SDSS")
 
 
+@accepts_source
 def identify_lamost_image(view: Any) -> bool:
     hdu = view[0]
     if hdu.kind != "image" or _is_sdss_header(hdu.header):
@@ -188,6 +191,7 @@ def identify_lamost_image(view: Any) -> bool:
     return h.get("NAXIS") in (1, 2) and lamost_keys
 
 
+@accepts_source
 def load_lamost_image(view: Any) -> SpectrumBatch:
     hdu = view[0]
     h = hdu.header
@@ -207,6 +211,7 @@ def load_lamost_image(view: Any) -> SpectrumBatch:
     return _batch(view, wavelength, data[0], data[1], and_mask, [meta])
 
 
+@accepts_source
 def identify_lamost_table(view: Any) -> bool:
     if not view.has(1):
         return False
@@ -217,6 +222,7 @@ def identify_lamost_table(view: Any) -> bool:
     return {"FLUX", "IVAR", "WAVELENGTH"} <= cols
 
 
+@accepts_source
 def load_lamost_table(view: Any) -> SpectrumBatch:
     hdu = view[1]
     nrows = hdu.header.get("NAXIS2", 0)
@@ -232,6 +238,7 @@ def load_lamost_table(view: Any) -> SpectrumBatch:
     return _batch(view, wavelength, flux, ivar, and_mask, [meta])
 
 
+@accepts_source
 def identify_lamost_mrs(view: Any) -> bool:
     for i in range(1, 4):
         if not view.has(i):
@@ -242,6 +249,7 @@ def identify_lamost_mrs(view: Any) -> bool:
     return False
 
 
+@accepts_source
 def load_lamost_mrs(view: Any) -> SpectrumBatch:
     raise fail(view, "LAMOST medium-resolution (MRS) file (COADD_B/COADD_R extensions); "
                "pyspec reads low-resolution spectra only")
@@ -249,6 +257,7 @@ def load_lamost_mrs(view: Any) -> SpectrumBatch:
 
 # ---------------------------------------------------------------- SDSS
 
+@accepts_source
 def identify_sdss_spec(view: Any) -> bool:
     if not view.has(1):
         return False
@@ -267,6 +276,7 @@ def _row_value(hdu: Any, name: str) -> Any:
     return col[0] if len(col) else None
 
 
+@accepts_source
 def load_sdss_spec(view: Any) -> SpectrumBatch:
     hdu = view[1]
     cols = {c.lower() for c in hdu.colnames}
@@ -311,11 +321,13 @@ _SPEC_CLN = {0: "UNKNOWN", 1: "STAR", 2: "GALAXY", 3: "QSO", 4: "HIZ_QSO", 5: "S
              6: "STAR_LATE", 7: "GAL_EM"}
 
 
+@accepts_source
 def identify_sdss_spspec(view: Any) -> bool:
     hdu = view[0]
     return hdu.kind == "image" and _is_sdss_header(hdu.header)
 
 
+@accepts_source
 def load_sdss_spspec(view: Any) -> SpectrumBatch:
     hdu = view[0]
     h = hdu.header
@@ -359,6 +371,7 @@ def _desi_arms(view: Any) -> list[str]:
     return arms
 
 
+@accepts_source
 def identify_desi_coadd(view: Any) -> bool:
     if not view.has(1):
         return False
@@ -371,6 +384,7 @@ def identify_desi_coadd(view: Any) -> bool:
         any(n.endswith("_FLUX") for n in names)
 
 
+@accepts_source
 def load_desi_coadd(view: Any) -> SpectrumBatch:
     arms = _desi_arms(view)
     if not arms:
@@ -471,10 +485,12 @@ def _table_hdu(view: Any) -> Any:
     return None
 
 
+@accepts_source
 def identify_table_1d(view: Any) -> bool:
     return _table_hdu(view) is not None
 
 
+@accepts_source
 def load_table_1d(view: Any) -> SpectrumBatch:
     hdu = _table_hdu(view)
     h = hdu.header
