@@ -339,3 +339,11 @@ def test_loaders_accept_paths_and_hdulists(tmp_path, rng):
         batch = load_lamost_image(hdul)
     np.testing.assert_array_equal(batch.flux[0], truth["flux"])
     np.testing.assert_array_equal(load_lamost_image(str(path)).flux[0], truth["flux"])
+
+
+@pytest.mark.parametrize(("layout", "release"), [("A", "LAMOST DR1 (pipeline v2.6.4)"),
+                                                 ("B", "LAMOST DR2/DR3 (pipeline v2.7.5)"),
+                                                 ("C", "LAMOST DR8")])
+def test_lamost_data_release(tmp_path, rng, layout, release):
+    write_lamost_image(tmp_path / "x.fits", layout, rng)
+    assert read_spectrum(tmp_path / "x.fits").meta["data_release"] == release

@@ -121,6 +121,12 @@ def describe_layout(view: Any) -> str:
 
 # ---------------------------------------------------------------- LAMOST LRS
 
+# Releases of the pipelines that predate the DATA_V keyword (metadata only; the
+# layout is detected from the file's structure, never from these strings)
+_LAMOST_PIPELINE_RELEASE = {"v2.6.4": "LAMOST DR1 (pipeline v2.6.4)",
+                            "v2.7.5": "LAMOST DR2/DR3 (pipeline v2.7.5)"}
+
+
 def _lamost_meta(h: Any, layout: str) -> dict[str, Any]:
     meta = empty_meta()
     obsid = h.get("OBSID")
@@ -141,8 +147,8 @@ def _lamost_meta(h: Any, layout: str) -> dict[str, Any]:
         key = f"SNR{b.upper()}" if f"SNR{b.upper()}" in h else f"SN_{b.upper()}"
         meta[f"snr_{b}"] = clean_snr(h.get(key))
     pipeline = clean_str(h.get("VERSPIPE"))
-    meta["data_release"] = clean_str(h.get("DATA_V")) or (
-        f"LAMOST (pipeline {pipeline})" if pipeline else "LAMOST")
+    meta["data_release"] = clean_str(h.get("DATA_V")) or _LAMOST_PIPELINE_RELEASE.get(
+        pipeline or "", f"LAMOST (pipeline {pipeline})" if pipeline else "LAMOST")
     vac = h.get("VACUUM", True)
     meta["vacuum"] = bool(vac) if isinstance(vac, bool) else True
     meta["layout"] = layout
