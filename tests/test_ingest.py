@@ -154,3 +154,40 @@ def test_peak_memory_does_not_grow_with_the_number_of_spectra(tmp_path):
         assert len(SpectrumStore.open(tmp_path / f"s{n}")) > 0.8 * n
     # measured: 24 files 0.86 MB, 96 files 0.87 MB (the matrix itself grows 4x on disk)
     assert peaks[96] < 1.3 * peaks[24], peaks
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume(tmp_path):
+    """A real ``kill -9`` of ``pyspec ingest``: no complete store, and a re-run finishes it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    files = sample_files()
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(240):
+        os.symlink(files[i % len(files)], src / f"{i:04d}-{files[i % len(files)].name}")
+    out = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, "-m", "pyspec.cli", "ingest", str(src), "--out",
+                             str(out), "--chunk-size", "8", "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list((out / "parts").glob("part-*.npz"))) >= 2:
+            break
+        time.sleep(0.01)
+    killed = proc.poll() is None
+    proc.send_signal(signal.SIGKILL) if killed else None
+    proc.wait()
+    if killed:
+        with pytest.raises(IndexFormatError, match="interrupted"):
+            SpectrumStore.open(out)
+    summary = ingest([src], out, chunk_size=8)
+    s = SpectrumStore.open(out)
+    stored = s.meta["file"].tolist()
+    assert len(stored) == len(set(stored)) == len(s)  # nothing stored twice
+    assert len(set(stored) | set(s.rejects["file"].tolist())) == 240
+    assert summary.n_spectra_total == len(s)

@@ -67,14 +67,17 @@ def test_interrupted_store_never_opens_and_resumes(tmp_path, rng):
     # killed here: the manifest was never written
     with pytest.raises(IndexFormatError, match="interrupted"):
         SpectrumStore.open(path)
-    # simulate half-written rows of the next chunk after the last committed part
+    # simulate a kill during the next chunk: half-written rows after the last
+    # committed part and a metadata part that never got renamed into place
     with open(path / "flux.f32", "ab") as fh:
         fh.write(b"\0" * 140 * 4 + b"\1\2")
+    (path / "parts" / "part-000002.npz.tmp").write_bytes(b"PK\3\4 partial")
     w2 = SpectrumStore.create(path, GRID, append=True)
     assert len(w2) == 2
     assert w2.done_files() == {"f0.fits", "f1.fits"}  # pending rejects died with w
     w2.append(flux[2:], flux[2:], rows(3, 2))
     w2.close()
+    assert not list((path / "parts").glob("*.tmp"))
     s = SpectrumStore.open(path)
     np.testing.assert_array_equal(s.flux, flux)
     assert s.meta["id"].tolist() == ["s0", "s1", "s2", "s3", "s4"]
