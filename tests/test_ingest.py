@@ -51,7 +51,8 @@ def test_accounting_with_bad_inputs(tmp_path, inputs):
     # every input file is accounted for, as stored rows or as rejects
     seen_files = set(s.meta["file"].tolist()) | set(s.rejects["file"].tolist())
     assert seen_files == set(iter_sources([src]))
-    assert np.all(np.isfinite(s.flux)) and s.flux.shape[1] == 3921
+    assert np.all(np.isfinite(s.flux))
+    assert s.flux.shape[1] == 3921
     ok = s.meta["layout"] != "desi-coadd"
     np.testing.assert_allclose(np.linalg.norm(s.flux[np.flatnonzero(ok)], axis=1), 1.0,
                                rtol=1e-5)
@@ -59,7 +60,9 @@ def test_accounting_with_bad_inputs(tmp_path, inputs):
     assert sorted(desi["id"].tolist()) == [str(39627000000000001 + i) for i in range(3)]
     # re-running skips everything already stored or rejected
     again = ingest([src], out, grid="lamost")
-    assert again.skipped == 19 and again.seen == 0 and again.n_spectra_total == len(s)
+    assert again.skipped == 19
+    assert again.seen == 0
+    assert again.n_spectra_total == len(s)
 
 
 def test_interrupted_run_resumes_to_the_same_store(tmp_path, inputs, monkeypatch):
@@ -81,7 +84,8 @@ def test_interrupted_run_resumes_to_the_same_store(tmp_path, inputs, monkeypatch
         SpectrumStore.open(tmp_path / "part")
     monkeypatch.setattr(ingest_mod, "process_files", real_process)
     resumed = ingest([src / "real"], tmp_path / "part", files_per_task=2, chunk_size=3)
-    assert resumed.skipped > 0 and resumed.skipped + resumed.files == 12
+    assert resumed.skipped > 0
+    assert resumed.skipped + resumed.files == 12
     a, b = SpectrumStore.open(tmp_path / "full"), SpectrumStore.open(tmp_path / "part")
     assert a.meta["id"].tolist() == b.meta["id"].tolist()
     np.testing.assert_array_equal(a.flux, b.flux)
@@ -120,11 +124,14 @@ def test_cli_ingest(tmp_path, inputs, capsys):
                "pq-2A", "--normalise", "minmax", "--quiet"])
     assert rc == 0
     captured = capsys.readouterr()
-    assert "18 seen = " in captured.out and "rejected" in captured.err
+    assert "18 seen = " in captured.out
+    assert "rejected" in captured.err
     s = SpectrumStore.open(out)
-    assert s.grid.name == "pq-2A" and s.preprocessing["normalise"] == "minmax"
+    assert s.grid.name == "pq-2A"
+    assert s.preprocessing["normalise"] == "minmax"
     assert len(s) + len(s.rejects) == 18
-    assert s.flux[:].min() >= 0.0 and s.flux[:].max() <= 1.0
+    assert s.flux[:].min() >= 0.0
+    assert s.flux[:].max() <= 1.0
     # appending with different settings is a one-line user error
     rc = main(["ingest", str(src / "real"), "--out", str(out), "--grid", "lamost", "--quiet"])
     assert rc == 1

@@ -44,8 +44,10 @@ def test_lamost_image_layouts(tmp_path, rng, fast, layout):
     # float32 storage of the row in B/C rounds it to ~1e-4 A
     np.testing.assert_allclose(s.wavelength, truth["wavelength"], rtol=1e-7)
     np.testing.assert_array_equal(s.flux, truth["flux"])
-    assert s.wavelength.dtype == np.float64 and s.flux.dtype == np.float32
-    assert s.ivar.dtype == np.float32 and s.mask.dtype == bool
+    assert s.wavelength.dtype == np.float64
+    assert s.flux.dtype == np.float32
+    assert s.ivar.dtype == np.float32
+    assert s.mask.dtype == bool
     assert set(META_KEYS) <= set(s.meta)
     if layout == "C":
         assert s.meta["id"] == "101005"
@@ -56,7 +58,8 @@ def test_lamost_image_layouts(tmp_path, rng, fast, layout):
         assert s.meta["id"] == "55862-B6212-6-68"  # LMJD-PLANID-SPID-FIBERID
         assert math.isnan(s.meta["snr_r"])  # SN_R = 99 sentinel
         assert s.meta["snr_i"] == pytest.approx(40.0)
-    assert s.meta["class"] == "STAR" and s.meta["subclass"] == "G2"
+    assert s.meta["class"] == "STAR"
+    assert s.meta["subclass"] == "G2"
     assert s.meta["vacuum"] is True
     assert not s.mask.any()
 
@@ -68,7 +71,8 @@ def test_lamost_table_layout_d(tmp_path, rng, fast):
     assert s.meta["layout"] == "lamost-D"
     np.testing.assert_array_equal(s.flux, truth["flux"])
     np.testing.assert_array_equal(s.wavelength, truth["wavelength"].astype(np.float32))
-    assert s.meta["id"] == "101005" and s.meta["data_release"] == "LAMOST DR9"
+    assert s.meta["id"] == "101005"
+    assert s.meta["data_release"] == "LAMOST DR9"
 
 
 def test_image_and_table_layouts_agree(tmp_path, rng):
@@ -109,7 +113,8 @@ def test_sdss_spec(tmp_path, rng, fast):
     s = read_spectrum(tmp_path / "spec-0266-51602-0013.fits", fast=fast)
     assert s.meta["layout"] == "sdss-spec"
     assert s.meta["id"] == "0266-51602-0013"
-    assert s.meta["class"] == "GALAXY" and s.meta["subclass"] is None
+    assert s.meta["class"] == "GALAXY"
+    assert s.meta["subclass"] is None
     assert s.meta["z"] == pytest.approx(0.1213, rel=1e-6)
     assert s.meta["snr_r"] == pytest.approx(21.0)
     np.testing.assert_allclose(s.wavelength, truth["wavelength"], rtol=1e-12)
@@ -120,11 +125,13 @@ def test_sdss_spspec_sigma_row(tmp_path, rng, fast):
     truth = write_sdss_spspec(tmp_path / "spSpec-51630-0266-001.fit", rng)
     s = read_spectrum(tmp_path / "spSpec-51630-0266-001.fit", fast=fast)
     assert s.meta["layout"] == "sdss-spspec"
-    assert s.meta["class"] == "QSO" and s.meta["id"] == "0266-51630-0001"
+    assert s.meta["class"] == "QSO"
+    assert s.meta["id"] == "0266-51630-0001"
     sigma = truth["sigma"].astype(np.float64)
     expected = np.where(sigma > 0, 1 / np.where(sigma > 0, sigma, 1) ** 2, 0).astype(np.float32)
     np.testing.assert_array_equal(s.ivar, expected)  # ivar = 1 / sigma**2, 0 where sigma = 0
-    assert s.mask[:5].all() and not s.mask[5:].any()
+    assert s.mask[:5].all()
+    assert not s.mask[5:].any()
     np.testing.assert_allclose(s.wavelength, truth["wavelength"], rtol=1e-12)
 
 
@@ -142,20 +149,23 @@ def test_desi_coadd_many_spectra(tmp_path, rng, fast):
     first_r = int(np.sum(r_wl < cut))
     np.testing.assert_array_equal(batch.flux[:, nb:nb + 10], r_flux[:, first_r:first_r + 10])
     assert batch.mask[:, :3].all()  # B_MASK bits
-    assert batch.meta[1]["z"] == pytest.approx(0.2) and batch.meta[0]["class"] == "GALAXY"
+    assert batch.meta[1]["z"] == pytest.approx(0.2)
+    assert batch.meta[0]["class"] == "GALAXY"
     assert batch.meta[2]["ra"] == pytest.approx(11.0)
     with pytest.raises(ValueError, match="holds 3 spectra"):
         read_spectrum(tmp_path / "coadd-sv1-dark-1000.fits")
     assert read_spectrum(tmp_path / "coadd-sv1-dark-1000.fits", index=2).meta["id"] == \
         str(truth["targetid"][2])
     result = read_spectra([tmp_path / "coadd-sv1-dark-1000.fits"])
-    assert len(result.spectra) == 3 and result.rejects == []
+    assert len(result.spectra) == 3
+    assert result.rejects == []
 
 
 def test_table_1d_air_wavelengths(tmp_path, rng, fast):
     truth = write_table_1d(tmp_path / "vh130075.fits", rng)
     s = read_spectrum(tmp_path / "vh130075.fits", fast=fast)
-    assert s.meta["layout"] == "table-1d" and s.meta["vacuum"] is False
+    assert s.meta["layout"] == "table-1d"
+    assert s.meta["vacuum"] is False
     assert s.meta["id"] == "vh130075"
     np.testing.assert_array_equal(s.wavelength, truth["wavelength"])
     np.testing.assert_allclose(s.flux, truth["flux"], rtol=1e-7)
@@ -211,7 +221,8 @@ def test_missing_file_is_oserror(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_spectrum(tmp_path / "nope.fits")
     result = read_spectra([tmp_path / "nope.fits"])
-    assert result.spectra == [] and "FileNotFoundError" in result.rejects[0][1]
+    assert result.spectra == []
+    assert "FileNotFoundError" in result.rejects[0][1]
 
 
 def test_other_sources(tmp_path, rng):
@@ -252,7 +263,8 @@ def test_astropy_warnings_are_caught_per_file(tmp_path, rng):
 
 def test_public_names():
     assert pyspec.read_spectrum is read_spectrum
-    assert pyspec.Spectrum.__name__ == "Spectrum" and pyspec.SpectrumBatch.__name__ == \
+    assert pyspec.Spectrum.__name__ == "Spectrum"
+    assert pyspec.SpectrumBatch.__name__ == \
         "SpectrumBatch"
 
 
@@ -295,7 +307,8 @@ def _assert_same(a, b) -> None:
         for k in ma:
             va, vb = ma[k], mb[k]
             if isinstance(va, float) and math.isnan(va):
-                assert isinstance(vb, float) and math.isnan(vb), k
+                assert isinstance(vb, float), k
+                assert math.isnan(vb), k
             else:
                 assert va == vb, k
 
@@ -324,7 +337,8 @@ def test_damaged_files_only_raise_fits_format_error(rng, fast):
             outcomes["read"] += 1
         except FitsFormatError:
             outcomes["rejected"] += 1
-    assert outcomes["read"] > 0 and outcomes["rejected"] > 0
+    assert outcomes["read"] > 0
+    assert outcomes["rejected"] > 0
 
 
 def test_loaders_accept_paths_and_hdulists(tmp_path, rng):

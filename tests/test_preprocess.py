@@ -51,7 +51,8 @@ def make_spectrum(wl, flux, ivar=None, mask=None, **meta) -> Spectrum:
 ])
 def test_presets(name, n, lo, hi):
     g = WavelengthGrid.preset(name)
-    assert len(g) == n and g.name == name
+    assert len(g) == n
+    assert g.name == name
     assert g.wavelength[0] == pytest.approx(lo)
     assert g.wavelength[-1] == pytest.approx(hi, abs=1.0)  # log grid stops within a pixel
     assert WavelengthGrid.from_dict(g.to_dict()) == g
@@ -61,7 +62,8 @@ def test_presets(name, n, lo, hi):
 def test_grid_constructors_and_errors():
     g = WavelengthGrid.log_linear(4000, 5000, 1e-4)
     np.testing.assert_allclose(np.diff(np.log10(g.wavelength)), 1e-4, rtol=1e-9)
-    assert g.dlog10 == 1e-4 and WavelengthGrid.linear(1, 10, 1).dlog10 is None
+    assert g.dlog10 == 1e-4
+    assert WavelengthGrid.linear(1, 10, 1).dlog10 is None
     explicit = WavelengthGrid([1.0, 2.0, 4.0], name="x")
     assert WavelengthGrid.from_dict(explicit.to_dict()) == explicit
     np.testing.assert_allclose(explicit.edges(), [0.5, 1.5, 3.0, 5.0])
@@ -154,7 +156,8 @@ def test_interp_matches_numpy(rng):
     grid = WavelengthGrid.linear(4000, 6000, 1.3)
     r = resample(wl, f, np.ones_like(f), None, grid, "interp")
     np.testing.assert_allclose(r.flux, np.interp(grid.wavelength, wl, f), rtol=0, atol=1e-12)
-    assert r.coverage == 1.0 and r.n_interpolated == 0
+    assert r.coverage == 1.0
+    assert r.n_interpolated == 0
 
 
 @pytest.mark.parametrize("method", ["rebin", "interp"])
@@ -290,7 +293,8 @@ def test_preprocessor_round_trip_and_validation():
     p = Preprocessor("pq-2A", normalise="minmax", continuum="poly", method="interp",
                      rest_frame=True, degrade={"fwhm_pix": 3.0}, min_coverage=0.5)
     q = Preprocessor.from_dict(p.to_dict())
-    assert q.to_dict() == p.to_dict() and q.grid == p.grid
+    assert q.to_dict() == p.to_dict()
+    assert q.grid == p.grid
     with pytest.raises(ValueError, match="normalise"):
         Preprocessor("lamost", normalise="zscore")
     with pytest.raises(ValueError, match="continuum"):
@@ -305,7 +309,8 @@ def test_preprocessor_on_shipped_sample():
     spectra = read_spectra(sample_files()).spectra
     p = Preprocessor("lamost", normalise="l2")
     batch = p.apply(spectra)
-    assert batch.flux.shape == (59, 3921) and batch.flux.dtype == np.float32
+    assert batch.flux.shape == (59, 3921)
+    assert batch.flux.dtype == np.float32
     assert batch.ivar.dtype == np.float32
     assert batch.ok.sum() >= 50  # measured 54: a few have bad ends (< 80 % coverage)
     np.testing.assert_allclose(np.linalg.norm(batch.flux[batch.ok], axis=1), 1.0, rtol=1e-5)
@@ -348,7 +353,8 @@ def test_preprocessor_air_and_rest_frame():
     assert g.wavelength[np.argmin(out.flux[0])] == pytest.approx(6564.5, abs=0.5)
     no_z = make_spectrum(wl_vac, line(wl_vac, 6564.61))
     out = Preprocessor(g, rest_frame=True).apply(no_z)
-    assert not out.ok[0] and "no redshift" in out.reasons[0]
+    assert not out.ok[0]
+    assert "no redshift" in out.reasons[0]
 
 
 def test_preprocessor_rejections():

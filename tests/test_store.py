@@ -33,15 +33,19 @@ def test_round_trip(tmp_path, rng):
         w.append(flux[3:], ivar[3:], rows(4, 3, n_interpolated=0))
     s = SpectrumStore.open(tmp_path / "s")
     assert pyspec.SpectrumStore is SpectrumStore
-    assert len(s) == 7 and s.grid == GRID and s.preprocessing == pre
-    assert isinstance(s.flux, np.memmap) and not s.flux.flags.writeable
+    assert len(s) == 7
+    assert s.grid == GRID
+    assert s.preprocessing == pre
+    assert isinstance(s.flux, np.memmap)
+    assert not s.flux.flags.writeable
     np.testing.assert_array_equal(s.flux, flux)
     np.testing.assert_array_equal(s.ivar, ivar)
     assert s.meta["id"].tolist() == [f"s{i}" for i in range(7)]
     np.testing.assert_array_equal(s.meta["ra"], [10, 11, 12, 10, 11, 12, 13])
     assert s.meta["n_interpolated"].tolist() == [4, 4, 4, 0, 0, 0, 0]
     assert s.meta["vacuum"].tolist() == [-1, 1, -1, -1, 1, -1, 1]
-    assert np.isnan(s.meta["snr_r"]).all() and s.meta["subclass"].tolist() == [""] * 7
+    assert np.isnan(s.meta["snr_r"]).all()
+    assert s.meta["subclass"].tolist() == [""] * 7
     assert s.rejects["file"].tolist() == ["bad.fits"]
     assert s.rejects["reason"].tolist() == ["truncated file"]
     assert s.preprocessor.to_dict() == pre
@@ -54,8 +58,11 @@ def test_empty_store(tmp_path):
     with SpectrumStore.create(tmp_path / "e", "lamost") as w:
         w.reject("x.fits", "random bytes")
     s = SpectrumStore.open(tmp_path / "e")
-    assert len(s) == 0 and s.flux.shape == (0, 3921) and len(s.meta) == 0
-    assert len(s.rejects) == 1 and list(s.iter_chunks(10)) == []
+    assert len(s) == 0
+    assert s.flux.shape == (0, 3921)
+    assert len(s.meta) == 0
+    assert len(s.rejects) == 1
+    assert list(s.iter_chunks(10)) == []
 
 
 def test_interrupted_store_never_opens_and_resumes(tmp_path, rng):
@@ -87,12 +94,16 @@ def test_exception_in_writer_block_leaves_previous_state(tmp_path, rng):
     flux = rng.normal(size=(4, 140)).astype(np.float32)
     with SpectrumStore.create(tmp_path / "s", GRID) as w:
         w.append(flux[:2], flux[:2], rows(2))
-    with pytest.raises(RuntimeError), SpectrumStore.create(tmp_path / "s", GRID,
-                                                           append=True) as w:
-        w.append(flux[2:], flux[2:], rows(2, 2))
-        raise RuntimeError("killed")
+    def killed_while_appending() -> None:
+        with SpectrumStore.create(tmp_path / "s", GRID, append=True) as w:
+            w.append(flux[2:], flux[2:], rows(2, 2))
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        killed_while_appending()
     s = SpectrumStore.open(tmp_path / "s")  # the last complete state: 2 rows
-    assert len(s) == 2 and len(s.meta) == 2
+    assert len(s) == 2
+    assert len(s.meta) == 2
     with SpectrumStore.create(tmp_path / "s", GRID, append=True) as w:  # resume keeps them
         assert len(w) == 4
     assert len(SpectrumStore.open(tmp_path / "s")) == 4
@@ -142,7 +153,8 @@ def test_append_table_rows(tmp_path, rng):
     with SpectrumStore.create(tmp_path / "s", GRID) as w:
         w.append(np.zeros((2, 140)), np.ones((2, 140)), t)
     s = SpectrumStore.open(tmp_path / "s")
-    assert s.meta["extra"].tolist() == [1.5, 2.5] and s.meta["id"].tolist() == ["a", "b"]
+    assert s.meta["extra"].tolist() == [1.5, 2.5]
+    assert s.meta["id"].tolist() == ["a", "b"]
     with pytest.raises(ValueError, match="chunk_size"):
         list(s.iter_chunks(0))
 
