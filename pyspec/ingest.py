@@ -152,7 +152,7 @@ def _tasks(paths: Iterator[str], done: set[str], size: int, summary: IngestSumma
 
 def ingest(sources: Iterable[str | os.PathLike], out: str | os.PathLike, *,
            grid: Any = "lamost", normalise: str = "l2", continuum: str | None = None,
-           preprocessor: Preprocessor | None = None, workers: int = 1, chunk_size: int = 1024,
+           preprocessor: Preprocessor | None = None, workers: int = 1, chunk_size: int = 16384,
            files_per_task: int = 16, progress: bool | None = None,
            fast: bool = True) -> IngestSummary:
     """Ingest FITS spectra into the store at ``out`` (created, appended or resumed).
@@ -166,8 +166,10 @@ def ingest(sources: Iterable[str | os.PathLike], out: str | os.PathLike, *,
     workers : int
         Worker processes (1 = in this process).
     chunk_size : int
-        Rows buffered before each store append (bounds memory:
-        about ``chunk_size * n_pixels * 8`` bytes).
+        Rows per committed metadata part: the resume granularity (an
+        interrupted run redoes at most this many spectra). Matrix rows go to
+        disk as each task finishes, so memory does not depend on it beyond a
+        few hundred bytes of metadata per row.
     files_per_task : int
         Files per worker task.
     progress : bool, optional
@@ -193,22 +195,12 @@ def ingest(sources: Iterable[str | os.PathLike], out: str | os.PathLike, *,
     if progress is None:
         progress = sys.stderr.isatty()
     paths = iter_sources(sources)
-    writer = SpectrumStore.create(out, pre.grid, settings, append=True)
+    writer = SpectrumStore.create(out, pre.grid, settings, append=True,
+                                  rows_per_part=chunk_size)
     done = writer.done_files()
-    buf_f: list[np.ndarray] = []
-    buf_i: list[np.ndarray] = []
-    buf_m: list[dict] = []
-    n_buf = 0
     bar = tqdm(desc="ingest", unit="file", disable=not progress, dynamic_ncols=True)
 
-    def flush() -> None:
-        nonlocal buf_f, buf_i, buf_m, n_buf
-        if n_buf:
-            writer.append(np.concatenate(buf_f), np.concatenate(buf_i), buf_m)
-        buf_f, buf_i, buf_m, n_buf = [], [], [], 0
-
     def consume(task: list[str], result: Any) -> None:
-        nonlocal n_buf
         flux, ivar, metas, rejects, seen = result
         summary.files += len(task)
         summary.seen += seen
@@ -217,12 +209,7 @@ def ingest(sources: Iterable[str | os.PathLike], out: str | os.PathLike, *,
         for f, r in rejects:
             writer.reject(f, r)
         if len(metas):
-            buf_f.append(flux)
-            buf_i.append(ivar)
-            buf_m.extend(metas)
-            n_buf += len(metas)
-        if n_buf >= chunk_size:
-            flush()
+            writer.append(flux, ivar, metas)
         bar.update(len(task))
         bar.set_postfix(ok=summary.accepted, rejected=summary.rejected, refresh=False)
 
@@ -245,7 +232,6 @@ def ingest(sources: Iterable[str | os.PathLike], out: str | os.PathLike, *,
                 while pending:
                     t, res = pending.popleft()
                     consume(t, res.get())
-        flush()
         writer.close()
     except BaseException:
         writer._abort()

@@ -8,18 +8,22 @@ A store is a directory::
     preprocessing.json     the preprocessing settings (Preprocessor.to_dict or user dict)
     manifest.json          written last by close(): rows, parts, pixels
 
-Appends are crash-safe: each chunk writes its matrix rows first and then its
-metadata part atomically (temporary file + rename), so a part on disk always
-describes rows that are fully written. ``manifest.json`` is (re)written only
-by :meth:`StoreWriter.close`; :meth:`SpectrumStore.open` reads exactly the
-rows and parts the manifest lists, so an interrupted first run never opens as
-complete and an interrupted append leaves the previous complete state. Re-open
-with ``append=True`` (what ``pyspec ingest`` does) to resume: rows past the
-last committed part are cut off and :meth:`StoreWriter.done_files` tells which
-inputs are already stored or rejected.
+Appends are crash-safe: matrix rows are appended to ``flux.f32``/``ivar.f32``
+as they come, and their metadata is buffered and committed as one part (after
+an ``fsync`` of the matrices, via temporary file + rename) every
+``rows_per_part`` rows, so a part on disk always describes rows that are fully
+written. ``manifest.json`` is (re)written only by :meth:`StoreWriter.close`;
+:meth:`SpectrumStore.open` reads exactly the rows and parts the manifest
+lists, so an interrupted first run never opens as complete and an interrupted
+append leaves the previous complete state. Re-open with ``append=True`` (what
+``pyspec ingest`` does) to resume: rows past the last committed part are cut
+off and :meth:`StoreWriter.done_files` tells which inputs are already stored
+or rejected.
 
-Memory stays bounded: the writer keeps nothing but the pending rejects, and
-readers memory-map the matrices.
+Memory stays bounded: the writer buffers at most ``rows_per_part`` metadata
+rows (default 16384, a few MB) and the pending rejects; readers memory-map the
+matrices. Parts of 16384 rows keep a store of a million spectra at about 60
+metadata files.
 """
 
 from __future__ import annotations
@@ -116,6 +120,40 @@ def _meta_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     return cols
 
 
+def _concat_columns(pieces: Sequence[tuple[Mapping[str, np.ndarray], int]]
+                    ) -> dict[str, np.ndarray]:
+    """Join per-chunk column dicts (each with its row count) into one dict of columns.
+
+    A column missing from a chunk is filled with its missing value ("" for
+    text, NaN for floats, -1 for the int8 flag columns, 0 for other ints,
+    False for bools); a column that is text in one chunk and numeric in
+    another becomes text.
+    """
+    names: list[str] = []
+    for cols, _ in pieces:
+        for k in cols:
+            if k not in names:
+                names.append(k)
+    out: dict[str, np.ndarray] = {}
+    for k in names:
+        like = next(cols[k] for cols, _ in pieces if k in cols)
+        chunks = []
+        for cols, n in pieces:
+            if n == 0:
+                continue
+            if k in cols:
+                chunks.append(cols[k])
+            else:
+                fill = {"U": "", "f": np.nan, "i": -1 if like.dtype == np.int8 else 0,
+                        "b": False}.get(like.dtype.kind, 0)
+                chunks.append(np.full(n, fill, dtype=like.dtype))
+        kinds = {c.dtype.kind for c in chunks}
+        if len(kinds) > 1 and "U" in kinds:
+            chunks = [c.astype(str) for c in chunks]
+        out[k] = np.concatenate(chunks) if chunks else like[:0]
+    return out
+
+
 def _scan_parts(path: Path) -> list[Path]:
     """Contiguous committed parts part-000000 ... in order."""
     parts_dir = path / "parts"
@@ -151,13 +189,19 @@ class StoreWriter:
     """
 
     def __init__(self, path: Path, grid: WavelengthGrid, preprocessing: dict[str, Any] | None,
-                 append: bool) -> None:
+                 append: bool, rows_per_part: int = 16384) -> None:
+        if rows_per_part < 1:
+            raise ValueError(f"rows_per_part must be >= 1, got {rows_per_part}")
+        self.rows_per_part = int(rows_per_part)
         self.path = path
         self.grid = grid
         self.preprocessing = preprocessing
         self.n_pixels = len(grid)
         self._closed = False
         self._pending_rejects: list[tuple[str, str]] = []
+        # metadata of rows already in flux.f32/ivar.f32 but not yet in a part
+        self._pending_meta: list[tuple[dict[str, np.ndarray], int]] = []
+        self._pending_rows = 0
         existing = (path / "grid.json").exists()
         if existing and not append:
             raise FileExistsError(f"{path} already holds a spectrum store; pass append=True to "
@@ -214,7 +258,8 @@ class StoreWriter:
             self._abort()
 
     def __len__(self) -> int:
-        return self._n_rows
+        """Rows written so far (committed or buffered)."""
+        return self._n_rows + self._pending_rows
 
     def done_files(self) -> set[str]:
         """Input files already stored or rejected (for resuming)."""
@@ -224,6 +269,8 @@ class StoreWriter:
             done.update(part["m_file"].tolist())
             done.update(part["reject_file"].tolist())
         done.update(f for f, _ in self._pending_rejects)
+        for cols, _ in self._pending_meta:
+            done.update(cols["file"].tolist())
         return done
 
     def append(self, flux: Any, ivar: Any, meta_rows: Sequence[Mapping[str, Any]] | Any) -> None:
@@ -250,15 +297,34 @@ class StoreWriter:
             bad = np.flatnonzero(~(np.isfinite(flux).all(1) & np.isfinite(ivar).all(1)))
             raise ValueError(f"non-finite values in rows {bad[:5].tolist()}; reject those "
                              "spectra instead of storing them")
-        if flux.shape[0] == 0 and not self._pending_rejects:
+        if flux.shape[0] == 0:
             return
         # files are opened per chunk, so an abandoned writer holds no handles
         for name, arr in (("flux.f32", flux), ("ivar.f32", ivar)):
             with open(self.path / name, "ab") as fh:
                 fh.write(arr.tobytes())
-                fh.flush()
+        self._pending_meta.append((_meta_columns(meta_rows), flux.shape[0]))
+        self._pending_rows += flux.shape[0]
+        if self._pending_rows >= self.rows_per_part:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit buffered rows and rejects as one metadata part (durable on return).
+
+        Rows appended since the last flush are lost if the process dies before
+        it (a resumed ingest redoes their inputs); the store never shows them
+        half-written.
+        """
+        self._check_open()
+        if not self._pending_rows and not self._pending_rejects:
+            return
+        for name in ("flux.f32", "ivar.f32"):
+            with open(self.path / name, "ab") as fh:
                 os.fsync(fh.fileno())
-        self._write_part(_meta_columns(meta_rows), flux.shape[0])
+        cols = _concat_columns(self._pending_meta) if self._pending_meta else {}
+        self._write_part(cols, self._pending_rows)
+        self._pending_meta = []
+        self._pending_rows = 0
 
     def reject(self, file: Any, reason: str) -> None:
         """Record an input that could not be stored, with a readable reason."""
@@ -266,7 +332,7 @@ class StoreWriter:
         self._pending_rejects.append((os.fspath(file) if isinstance(file, os.PathLike)
                                       else str(file), str(reason)))
         if len(self._pending_rejects) >= _REJECT_FLUSH:
-            self._write_part({}, 0)
+            self.flush()
 
     def _write_part(self, cols: dict[str, np.ndarray], n_rows: int) -> None:
         rej = self._pending_rejects
@@ -292,8 +358,7 @@ class StoreWriter:
         """Flush pending rejects and write the manifest (the store is then complete)."""
         if self._closed:
             return
-        if self._pending_rejects:
-            self._write_part({}, 0)
+        self.flush()
         from pyspec import __version__
 
         manifest = {"format": FORMAT, "version": VERSION, "n_spectra": self._n_rows,
@@ -354,7 +419,7 @@ class SpectrumStore:
     @staticmethod
     def create(path: str | os.PathLike, grid: WavelengthGrid | str | dict,
                preprocessing: dict[str, Any] | None = None, *,
-               append: bool = False) -> StoreWriter:
+               append: bool = False, rows_per_part: int = 16384) -> StoreWriter:
         """Start writing a store (or, with ``append=True``, add to / resume one).
 
         Parameters
@@ -366,6 +431,9 @@ class SpectrumStore:
         append : bool
             Open an existing store for appending; grid and preprocessing
             must match what it was written with.
+        rows_per_part : int
+            Metadata rows buffered before they are committed as one part
+            (bounds the writer's memory and the number of part files).
 
         Raises
         ------
@@ -374,7 +442,7 @@ class SpectrumStore:
         ValueError
             Appending with a different grid or preprocessing.
         """
-        return StoreWriter(Path(path), as_grid(grid), preprocessing, append)
+        return StoreWriter(Path(path), as_grid(grid), preprocessing, append, rows_per_part)
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> SpectrumStore:
@@ -441,32 +509,9 @@ class SpectrumStore:
         from astropy.table import Table
 
         parts = self._parts()
-        names: list[str] = []
-        for part in parts:
-            for k in part:
-                if k.startswith("m_") and k not in names:
-                    names.append(k)
-        cols = {}
-        for k in names:
-            chunks = []
-            for part in parts:
-                n = int(part["n_rows"])
-                if n == 0:
-                    continue
-                if k in part:
-                    chunks.append(part[k])
-                else:
-                    like = next(p[k] for p in parts if k in p)
-                    fill = {"U": "", "f": np.nan, "i": -1 if like.dtype == np.int8 else 0,
-                            "b": False}.get(like.dtype.kind, 0)
-                    chunks.append(np.full(n, fill, dtype=like.dtype))
-            kinds = {c.dtype.kind for c in chunks}
-            if len(kinds) > 1 and "U" in kinds:  # a column that changed type between parts
-                chunks = [c.astype(str) for c in chunks]
-            if chunks:
-                cols[k[2:]] = np.concatenate(chunks)
-            else:
-                cols[k[2:]] = next(p[k] for p in parts if k in p)[:0]
+        pieces = [({k[2:]: v for k, v in part.items() if k.startswith("m_")},
+                   int(part["n_rows"])) for part in parts]
+        cols = _concat_columns(pieces)
         meta = Table(cols) if cols else Table()
         if len(meta) != len(self):
             raise IndexFormatError(f"{self.path}: metadata has {len(meta)} rows, matrix "

@@ -70,6 +70,8 @@ def test_interrupted_store_never_opens_and_resumes(tmp_path, rng):
     path = tmp_path / "s"
     w = SpectrumStore.create(path, GRID)
     w.append(flux[:2], flux[:2], rows(2))
+    w.flush()  # committed: matrix rows fsynced, metadata part renamed into place
+    w.append(flux[2:3], flux[2:3], rows(1, 2))  # buffered only
     w.reject("r.fits", "bad")
     # killed here: the manifest was never written
     with pytest.raises(IndexFormatError, match="interrupted"):
@@ -80,8 +82,8 @@ def test_interrupted_store_never_opens_and_resumes(tmp_path, rng):
         fh.write(b"\0" * 140 * 4 + b"\1\2")
     (path / "parts" / "part-000002.npz.tmp").write_bytes(b"PK\3\4 partial")
     w2 = SpectrumStore.create(path, GRID, append=True)
-    assert len(w2) == 2
-    assert w2.done_files() == {"f0.fits", "f1.fits"}  # pending rejects died with w
+    assert len(w2) == 2  # the buffered row and reject died with w; their inputs get redone
+    assert w2.done_files() == {"f0.fits", "f1.fits"}
     w2.append(flux[2:], flux[2:], rows(3, 2))
     w2.close()
     assert not list((path / "parts").glob("*.tmp"))
@@ -95,8 +97,8 @@ def test_exception_in_writer_block_leaves_previous_state(tmp_path, rng):
     with SpectrumStore.create(tmp_path / "s", GRID) as w:
         w.append(flux[:2], flux[:2], rows(2))
     def killed_while_appending() -> None:
-        with SpectrumStore.create(tmp_path / "s", GRID, append=True) as w:
-            w.append(flux[2:], flux[2:], rows(2, 2))
+        with SpectrumStore.create(tmp_path / "s", GRID, append=True, rows_per_part=1) as w:
+            w.append(flux[2:], flux[2:], rows(2, 2))  # committed at once (1 row per part)
             raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError, match="killed"):
@@ -106,6 +108,8 @@ def test_exception_in_writer_block_leaves_previous_state(tmp_path, rng):
     assert len(s.meta) == 2
     with SpectrumStore.create(tmp_path / "s", GRID, append=True) as w:  # resume keeps them
         assert len(w) == 4
+    with pytest.raises(ValueError, match="rows_per_part"):
+        SpectrumStore.create(tmp_path / "s", GRID, append=True, rows_per_part=0)
     assert len(SpectrumStore.open(tmp_path / "s")) == 4
 
 

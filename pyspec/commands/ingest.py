@@ -28,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reject spectra covering less of the grid (default 0.8)")
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="worker processes (default 1)")
-    parser.add_argument("--chunk-size", type=int, default=1024, metavar="ROWS",
-                        help="rows per store write (bounds memory; default 1024)")
+    parser.add_argument("--chunk-size", type=int, default=16384, metavar="ROWS",
+                        help="rows per committed metadata part, i.e. how much an "
+                             "interrupted run redoes (default 16384)")
     parser.add_argument("--no-fast", action="store_true",
                         help="read every file through astropy (slower, same result)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
