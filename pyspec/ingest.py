@@ -139,9 +139,10 @@ def _tasks(paths: Iterator[str], done: set[str], size: int, summary: IngestSumma
            ) -> Iterator[list[str]]:
     task: list[str] = []
     for p in paths:
-        if p in done:
+        if p in done:  # already in the store, or listed twice in this run
             summary.skipped += 1
             continue
+        done.add(p)
         task.append(p)
         if len(task) >= size:
             yield task

@@ -111,6 +111,8 @@ def test_sources_file_lists_and_missing(tmp_path, inputs):
     listing.write_text("# two spectra\n" + "\n".join(str(p) for p in real[:2]) + "\n\n")
     assert list(iter_sources([listing])) == [str(p) for p in real[:2]]
     assert list(iter_sources([real[0]])) == [str(real[0])]
+    twice = ingest([listing, listing], tmp_path / "twice")
+    assert (twice.files, twice.skipped) == (2, 2)  # a file listed twice is read once
     with pytest.raises(FileNotFoundError, match="nope"):
         list(iter_sources([tmp_path / "nope"]))
     with pytest.raises(ValueError, match="workers"):
