@@ -373,3 +373,20 @@ def test_preprocessor_rejections():
     assert "no good pixels" in out.reasons[3]
     with pytest.raises(TypeError, match="Spectrum"):
         Preprocessor(g).apply([1, 2])
+
+
+def test_weak_continuum_pixels_are_neutralised_or_rejected():
+    wl = np.arange(3800.0, 9000.0, 1.0)
+    g = WavelengthGrid.preset("pq-2A")
+    p = Preprocessor(g, normalise="none", continuum="median", continuum_window=40.0)
+    f = np.full(wl.size, 50.0)
+    f[wl < 3960] = 0.0  # 3 % of the grid (3900-3960 A) has no continuum
+    out = p.apply(make_spectrum(wl, f, mask=np.zeros(wl.size, bool)))
+    assert out.ok[0]
+    blue = g.wavelength < 3940
+    np.testing.assert_array_equal(out.flux[0][blue], 1.0)  # continuum level
+    assert np.all(out.ivar[0][blue] == 0)
+    f[wl < 4400] = 0.0  # 10 %: rejected with the fraction in the reason
+    out = p.apply(make_spectrum(wl, f))
+    assert not out.ok[0]
+    assert "continuum is not positive on" in out.reasons[0]
