@@ -132,9 +132,15 @@ def read_batch(source: Any, *, fast: bool = True) -> SpectrumBatch:
     """
     if hasattr(source, "__getitem__") and hasattr(source, "fileinfo") and hasattr(source, "info"):
         # an open astropy HDUList: the caller owns it
-        with warnings.catch_warnings(record=True):
+        with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            return _dispatch(astropy_view(source, source_name(source)))
+            batch = _dispatch(astropy_view(source, source_name(source)))
+        messages = [str(w.message) for w in caught
+                    if not issubclass(w.category, ResourceWarning)]
+        if messages:
+            for m in batch.meta:
+                m["warnings"] = messages
+        return batch
     data, name = read_bytes(source)
     if len(data) == 0:
         raise FitsFormatError(f"{name}: empty file (0 bytes)")
