@@ -361,3 +361,31 @@ def test_loaders_accept_paths_and_hdulists(tmp_path, rng):
 def test_lamost_data_release(tmp_path, rng, layout, release):
     write_lamost_image(tmp_path / "x.fits", layout, rng)
     assert read_spectrum(tmp_path / "x.fits").meta["data_release"] == release
+
+
+def test_register_custom_loader(tmp_path, rng):
+    """A user format registered with a higher priority wins; unregistering restores."""
+    from pyspec.io import SpectrumBatch, register_loader, unregister_loader
+
+    path = tmp_path / "x.fits"
+    write_lamost_image(path, "C", rng)
+
+    def identify(view):
+        return view[0].header.get("OBSID") == 101005
+
+    def load(view):
+        wl = np.array([5000.0, 5001.0])
+        meta = [{"id": "custom", "file": view.name, "layout": "mine"}]
+        return SpectrumBatch(wl, np.ones((1, 2), np.float32), np.ones((1, 2), np.float32),
+                             np.zeros((1, 2), bool), ["custom"], meta)
+
+    register_loader("mine", identify, load, priority=1000)
+    try:
+        s = read_spectrum(path)
+        assert s.meta["id"] == "custom"
+        assert s.meta["format"] == "mine"
+    finally:
+        unregister_loader("mine")
+    assert read_spectrum(path).meta["layout"] == "lamost-C"
+    with pytest.raises(KeyError, match="mine"):
+        unregister_loader("mine")

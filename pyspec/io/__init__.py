@@ -42,13 +42,14 @@ from pyspec.io._base import (
     empty_meta,
     loaders,
     register_loader,
+    unregister_loader,
 )
 from pyspec.io._rawfits import RawCorrupt, RawUnsupported
 from pyspec.io._view import astropy_view, open_astropy, raw_view, read_bytes, source_name
 
 __all__ = ["META_KEYS", "META_FLOAT_KEYS", "Loader", "ReadResult", "Spectrum", "SpectrumBatch",
            "bad_pixel_mask", "empty_meta", "loaders", "read_batch", "read_spectra", "read_spectrum",
-           "register_loader"]
+           "register_loader", "unregister_loader"]
 
 
 def _dispatch(view: Any) -> SpectrumBatch:

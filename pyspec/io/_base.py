@@ -195,6 +195,15 @@ def register_loader(label: str, identify: Callable[[Any], bool],
     return loader
 
 
+def unregister_loader(label: str) -> None:
+    """Remove a registered loader (KeyError if no loader has that label)."""
+    for i, old in enumerate(_REGISTRY):
+        if old.label == label:
+            del _REGISTRY[i]
+            return
+    raise KeyError(f"no loader registered as {label!r}")
+
+
 def loaders() -> list[Loader]:
     """Registered loaders in the order they are tried."""
     order = {id(x): i for i, x in enumerate(_REGISTRY)}
