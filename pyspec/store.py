@@ -511,7 +511,8 @@ class SpectrumStore:
         parts = self._parts()
         pieces = [({k[2:]: v for k, v in part.items() if k.startswith("m_")},
                    int(part["n_rows"])) for part in parts]
-        cols = _concat_columns(pieces)
+        # the schema columns exist even in a store without rows
+        cols = _concat_columns([(_meta_columns([]), 0), *pieces])
         meta = Table(cols) if cols else Table()
         if len(meta) != len(self):
             raise IndexFormatError(f"{self.path}: metadata has {len(meta)} rows, matrix "

@@ -54,6 +54,15 @@ def test_round_trip(tmp_path, rng):
     np.testing.assert_array_equal(np.vstack([c[1] for c in chunks]), flux)
 
 
+def test_store_without_anything(tmp_path):
+    with SpectrumStore.create(tmp_path / "n", GRID):
+        pass
+    s = SpectrumStore.open(tmp_path / "n")
+    assert len(s) == 0
+    assert {"id", "file", "ra", "dec", "class", "z", "snr_r", "vacuum"} <= set(s.meta.colnames)
+    assert s.rejects.colnames == ["file", "reason"]
+
+
 def test_empty_store(tmp_path):
     with SpectrumStore.create(tmp_path / "e", "lamost") as w:
         w.reject("x.fits", "random bytes")
