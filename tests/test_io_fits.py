@@ -389,3 +389,19 @@ def test_register_custom_loader(tmp_path, rng):
     assert read_spectrum(path).meta["layout"] == "lamost-C"
     with pytest.raises(KeyError, match="mine"):
         unregister_loader("mine")
+
+
+def test_fast_equals_astropy_on_every_synthetic_layout(tmp_path, rng):
+    paths = [tmp_path / "a.fits", tmp_path / "b.fits.gz", tmp_path / "c.fits",
+             tmp_path / "d.fits.gz", tmp_path / "spec.fits", tmp_path / "spSpec.fit",
+             tmp_path / "coadd.fits", tmp_path / "table.fits"]
+    write_lamost_image(paths[0], "A", rng)
+    write_lamost_image(paths[1], "B", rng)
+    write_lamost_image(paths[2], "C", rng)
+    write_lamost_table(paths[3], rng)
+    write_sdss_spec(paths[4], rng)
+    write_sdss_spspec(paths[5], rng)
+    write_desi_coadd(paths[6], rng)
+    write_table_1d(paths[7], rng)
+    for path in paths:
+        _assert_same(read_batch(path), read_batch(path, fast=False))
