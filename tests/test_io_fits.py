@@ -412,3 +412,12 @@ def test_fast_equals_astropy_on_every_synthetic_layout(tmp_path, rng):
 
     for path in paths:
         _assert_same(_dispatch(raw_view(*read_bytes(path))), read_batch(path, fast=False))
+
+
+def test_read_spectra_one_path_or_directory(tmp_path, rng):
+    write_lamost_image(tmp_path / "a.fits", "C", rng)
+    (tmp_path / "sub").mkdir()
+    write_lamost_table(tmp_path / "sub" / "b.fits.gz", rng)
+    assert len(read_spectra(tmp_path / "a.fits")) == 1
+    result = read_spectra(str(tmp_path))
+    assert len(result) == 2 and result.rejects == []

@@ -23,6 +23,7 @@ Examples
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -198,8 +199,10 @@ def read_spectra(sources: Iterable[Any], *, fast: bool = True) -> ReadResult:
 
     Parameters
     ----------
-    sources : iterable of path-like (or file objects)
-        Multi-spectrum files contribute all their spectra.
+    sources : iterable of path-like (or file objects), or one path
+        Multi-spectrum files contribute all their spectra. A single path may
+        be a file, a directory (searched recursively for FITS files) or a
+        ``.txt``/``.lst`` list of paths.
     fast : bool
         Use the NumPy fast path when possible.
 
@@ -209,6 +212,11 @@ def read_spectra(sources: Iterable[Any], *, fast: bool = True) -> ReadResult:
         ``spectra`` (list of Spectrum) and ``rejects`` (list of
         ``(file, reason)``) with one entry per unreadable file.
     """
+    if isinstance(sources, str | os.PathLike):
+        # one path (a file, a directory or a .txt list), not an iterable of characters
+        from pyspec.ingest import iter_sources
+
+        sources = list(iter_sources([sources]))
     spectra: list[Spectrum] = []
     rejects: list[tuple[str, str]] = []
     for source in sources:
