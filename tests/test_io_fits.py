@@ -420,4 +420,5 @@ def test_read_spectra_one_path_or_directory(tmp_path, rng):
     write_lamost_table(tmp_path / "sub" / "b.fits.gz", rng)
     assert len(read_spectra(tmp_path / "a.fits")) == 1
     result = read_spectra(str(tmp_path))
-    assert len(result) == 2 and result.rejects == []
+    assert len(result) == 2
+    assert result.rejects == []
