@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -220,19 +221,26 @@ def ingest(sources: Iterable[str | os.PathLike], out: str | os.PathLike, *,
             for task in tasks:
                 consume(task, process_files(task, settings, fast))
         else:
+            # a worker that dies (e.g. killed by the OOM killer) raises
+            # BrokenProcessPool here instead of hanging; the store stays resumable
             ctx = multiprocessing.get_context("fork" if "fork" in
                                               multiprocessing.get_all_start_methods() else None)
-            with ctx.Pool(workers) as pool:
+            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
                 pending: collections.deque = collections.deque()
-                for task in tasks:
-                    pending.append((task, pool.apply_async(process_files,
-                                                           (task, settings, fast))))
-                    while len(pending) >= 2 * workers:
-                        t, res = pending.popleft()
-                        consume(t, res.get())
-                while pending:
-                    t, res = pending.popleft()
-                    consume(t, res.get())
+                try:
+                    for task in tasks:
+                        pending.append((task, pool.submit(process_files, task, settings,
+                                                          fast)))
+                        while len(pending) >= 2 * workers:  # bounded work in flight
+                            t, fut = pending.popleft()
+                            consume(t, fut.result())
+                    while pending:
+                        t, fut = pending.popleft()
+                        consume(t, fut.result())
+                except BaseException:
+                    for _, fut in pending:
+                        fut.cancel()
+                    raise
         writer.close()
     except BaseException:
         writer._abort()

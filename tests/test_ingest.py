@@ -200,3 +200,22 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     assert len(stored) == len(set(stored)) == len(s)  # nothing stored twice
     assert len(set(stored) | set(s.rejects["file"].tolist())) == 240
     assert summary.n_spectra_total == len(s)
+
+
+def _die(*args, **kwargs):
+    import os
+
+    os._exit(3)  # a worker killed from outside (OOM killer, segfault)
+
+
+def test_dead_worker_fails_loudly_and_leaves_a_resumable_store(tmp_path, inputs, monkeypatch):
+    from concurrent.futures.process import BrokenProcessPool
+
+    src, _ = inputs
+    monkeypatch.setattr(ingest_mod, "process_files", _die)
+    with pytest.raises(BrokenProcessPool):
+        ingest([src / "real"], tmp_path / "s", workers=2)
+    with pytest.raises(IndexFormatError, match="interrupted"):
+        SpectrumStore.open(tmp_path / "s")
+    monkeypatch.undo()
+    assert ingest([src / "real"], tmp_path / "s", workers=2).files == 12
