@@ -8,10 +8,13 @@ Every stage that exists in the installed pyspec is timed at each database
 size and thread count; a stage whose module is absent is skipped with a
 message, one that fails is reported and the run goes on. Data are realistic
 simulated spectra (``pyspec.simulate``). Stages on float spectra (simulate,
-PIL fit, encode, PQ, graph) run up to ``--max-float-n`` spectra; the code
+preprocessing, PIL fit, encode, PQ, graph) run up to ``--max-float-n``
+spectra, FITS ingestion (``pyspec.ingest`` with 1, 2, ... worker processes
+on simulated LAMOST files) up to ``--max-files``; the code
 scans go further, on codes of the simulated spectra repeated with random bit
 flips (so the scan cost, which does not depend on the code values, is what
-is measured). Thread counts: 1, 2, 4, 8, 16 up to the cores present.
+is measured). Thread counts: 1, 2, 4, 8, 16 up to the cores present
+(preprocessing has no thread option and runs at 1).
 
 The table (ECSV and markdown) gives seconds, microseconds per spectrum (for
 the batch searches: per query and database spectrum; the single-query scan
@@ -122,6 +125,48 @@ def st_simulate(ctx, n, t):
                     num_threads=t)
     sim.generate(0, 16)
     return _timeit(lambda: [None for _ in sim.iter_chunks(n, 8192)])
+
+
+def st_preprocess(ctx, n, t):
+    """Preprocessor.apply (resample to pq-2A, fill, normalise) on Spectrum objects."""
+    from pyspec.io import Spectrum
+    from pyspec.preprocess import Preprocessor
+    from pyspec.simulate import Simulator
+    from pyspec.simulate._writers import lamost_native_wavelength
+
+    wl = lamost_native_wavelength()
+    sim = Simulator(grid=wl, seed=2)
+    spectra = []
+    for b in sim.iter_chunks(n, 8192):
+        spectra += [Spectrum(wl, b.flux[i], b.ivar[i], b.ivar[i] <= 0, {"id": str(i)})
+                    for i in range(len(b))]
+    prep = Preprocessor(grid="pq-2A")
+    return _timeit(lambda: prep.apply(spectra))
+
+
+def st_ingest(ctx, n, t):
+    """``pyspec.ingest`` of simulated LAMOST FITS files (layouts C and D), ``t`` workers."""
+    import shutil
+    import tempfile
+
+    from pyspec.ingest import ingest
+    from pyspec.simulate import write_fits
+
+    if ctx.args.max_files < n:
+        raise SkipStage(f"more than --max-files {ctx.args.max_files} files")
+    root = Path(tempfile.mkdtemp(prefix="pyspec-scaling-"))
+    try:
+        write_fits(root / "fits", n, seed=3)
+        count = [0]
+
+        def once():
+            count[0] += 1
+            ingest([root / "fits"], root / f"store{count[0]}", grid="pq-2A", workers=t,
+                   progress=False)
+
+        return _timeit(once)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def st_pil_fit(ctx, n, t):
@@ -251,6 +296,8 @@ def st_graph_search(ctx, n, t):
 
 STAGES = [
     ("simulate", "pyspec.simulate", st_simulate, "float"),
+    ("preprocess", "pyspec.preprocess", st_preprocess, "float"),
+    ("ingest", "pyspec.ingest", st_ingest, "files"),
     ("pil_fit", "pyspec.models.pil", st_pil_fit, "float"),
     ("encode", "pyspec.models.pil", st_encode, "float"),
     ("hamming_build", "pyspec.index.hamming", st_hamming_build, "codes"),
@@ -292,10 +339,12 @@ def run(args) -> list[dict]:
     print(f"NumPy single-thread read bandwidth: {bw / 1e9:.1f} GB/s", flush=True)
     for n in sorted(args.sizes):
         for name, _module, fn, kind in stages:
-            limit = {"float": args.max_float_n, "graph": args.max_graph_n}.get(kind)
+            limit = {"float": args.max_float_n, "graph": args.max_graph_n,
+                     "files": args.max_files}.get(kind)
             if limit is not None and n > limit:
                 continue
-            threads = [1] if name == "pil_fit" and args.fit_one_thread else args.threads
+            serial = name == "preprocess" or (name == "pil_fit" and args.fit_one_thread)
+            threads = [1] if serial else args.threads
             for t in threads:
                 try:
                     secs = fn(ctx, n, t)
@@ -391,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-float-n", type=_size, default=100_000,
                    help="largest size for stages on float spectra (memory: n x n_pixels x 4 B)")
     p.add_argument("--max-graph-n", type=_size, default=100_000)
+    p.add_argument("--max-files", type=_size, default=2000,
+                   help="largest size for the FITS ingestion stage (files are written first)")
     p.add_argument("--queries", type=int, default=100)
     p.add_argument("--pq-segments", type=int, default=50)
     p.add_argument("--fit-one-thread", action="store_true", help="PIL fit at 1 thread only")
@@ -403,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         args.n_pixels = min(args.n_pixels, 500)
         args.max_float_n = min(args.max_float_n, 10_000)
         args.max_graph_n = min(args.max_graph_n, 10_000)
+        args.max_files = min(args.max_files, 1000)
         args.pq_segments = min(args.pq_segments, 25)
     import pyspec
 
