@@ -7,8 +7,8 @@
 Every stage that exists in the installed pyspec is timed at each database
 size and thread count; a stage whose module is absent is skipped with a
 message, one that fails is reported and the run goes on. Data are realistic
-simulated spectra (``pyspec.simulate``). Stages on float spectra (simulate,
-preprocessing, PIL fit, encode, PQ, graph) run up to ``--max-float-n``
+simulated spectra (``pyspec.simulate``; the simulator itself is timed up to
+``--max-sim-n``). Stages on float spectra (preprocessing, PIL fit, encode, PQ, graph) run up to ``--max-float-n``
 spectra, FITS ingestion (``pyspec.ingest`` with 1, 2, ... worker processes
 on simulated LAMOST files) up to ``--max-files``; the code
 scans go further, on codes of the simulated spectra repeated with random bit
@@ -295,7 +295,7 @@ def st_graph_search(ctx, n, t):
 
 
 STAGES = [
-    ("simulate", "pyspec.simulate", st_simulate, "float"),
+    ("simulate", "pyspec.simulate", st_simulate, "sim"),
     ("preprocess", "pyspec.preprocess", st_preprocess, "float"),
     ("ingest", "pyspec.ingest", st_ingest, "files"),
     ("pil_fit", "pyspec.models.pil", st_pil_fit, "float"),
@@ -340,7 +340,7 @@ def run(args) -> list[dict]:
     for n in sorted(args.sizes):
         for name, _module, fn, kind in stages:
             limit = {"float": args.max_float_n, "graph": args.max_graph_n,
-                     "files": args.max_files}.get(kind)
+                     "files": args.max_files, "sim": args.max_sim_n}.get(kind)
             if limit is not None and n > limit:
                 continue
             serial = name == "preprocess" or (name == "pil_fit" and args.fit_one_thread)
@@ -440,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-float-n", type=_size, default=100_000,
                    help="largest size for stages on float spectra (memory: n x n_pixels x 4 B)")
     p.add_argument("--max-graph-n", type=_size, default=100_000)
+    p.add_argument("--max-sim-n", type=_size, default=1_000_000,
+                   help="largest size for the simulator stage (chunked, bounded memory)")
     p.add_argument("--max-files", type=_size, default=2000,
                    help="largest size for the FITS ingestion stage (files are written first)")
     p.add_argument("--queries", type=int, default=100)
