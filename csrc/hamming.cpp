@@ -1,1 +1,331 @@
+// Hamming search drivers: dispatch, blocking, threading and top-k.
+//
+// The per-ISA files only scan one block of codes for one query and report
+// the codes at or under a threshold; everything that decides *which* blocks
+// and queries meet, and how results are merged, lives here once, so every
+// SIMD level runs the same control flow and returns the same integers.
 #include "hamming.hpp"
+
+#include <algorithm>
+#include <climits>
+#include <memory>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "cpu_features.hpp"
+#include "hamming_generic.hpp"
+#include "parallel.hpp"
+#include "topk.hpp"
+
+namespace pyspec {
+
+const HammingKernels& hamming_kernels_scalar() {
+  // The portable build has no transposed path: without POPCNT it would not
+  // pay for itself.
+  static const HammingKernels kernels{scan_rows_generic, nullptr, nullptr};
+  return kernels;
+}
+
+namespace {
+
+// A single query streams the database in blocks of this many bytes: large
+// enough that per-call overhead is noise, small enough that the candidate
+// buffers (8 bytes per code) stay in L2.
+constexpr std::size_t kRowBlockBytes = 128 << 10;
+// A batch shares each database block of this many bytes between all queries
+// of a group. 32 KiB of codes (1024 codes of 256 bits) stay in L1/L2 while
+// every query of the group passes over them, so memory is read once per
+// group instead of once per query.
+constexpr std::size_t kBatchBlockBytes = 32 << 10;
+// Queries per group: a thread keeps one top-k per query of its group; 1024
+// queries of k = 10 is ~200 KiB of heaps, still cheap next to the codes.
+constexpr index_t kMaxQueryGroup = 1024;
+// The transposed layout costs one pass over the block; from this many
+// queries per block on it is repaid many times (measured: 4 queries already
+// break even on AVX-512).
+constexpr index_t kTransposeMinQueries = 8;
+// Below this many word comparisons (n_queries * n_codes * n_words) a call runs
+// on one thread: starting a team costs a few microseconds.
+constexpr double kParallelMinWork = 1 << 18;
+
+const HammingKernels& selected_kernels() {
+  switch (selected_simd_level()) {
+#ifdef PYSPEC_HAVE_AVX512
+    case SimdLevel::AVX512: return avx512::hamming_kernels();
+#endif
+#ifdef PYSPEC_HAVE_AVX2
+    case SimdLevel::AVX2: return avx2::hamming_kernels();
+#endif
+    default: return hamming_kernels_scalar();
+  }
+}
+
+std::size_t block_codes(std::size_t bytes, int n_words) {
+  std::size_t n = bytes / (sizeof(word_t) * static_cast<std::size_t>(n_words));
+  n = std::max<std::size_t>(kTransposeLanes, n - n % kTransposeLanes);
+  return std::min(n, kScanBlockMax);
+}
+
+void check_common(index_t n_queries, index_t n_codes, int n_words) {
+  if (n_words < 1 || n_words > kMaxCodeWords)
+    throw std::invalid_argument("hamming: n_words must be in [1, 8]");
+  if (n_queries < 0 || n_codes < 0) throw std::invalid_argument("hamming: negative size");
+}
+
+int effective_threads(int num_threads, index_t n_queries, index_t n_codes, int n_words) {
+  const double work = static_cast<double>(n_queries) * static_cast<double>(n_codes) * n_words;
+  return work < kParallelMinWork ? 1 : resolve_threads(num_threads);
+}
+
+// Sinks receive candidates; threshold() is the largest distance that can
+// still matter (it only ever decreases, so a block scanned with a stale
+// threshold reports a superset that the sink filters exactly).
+class KnnSink {
+ public:
+  explicit KnnSink(std::size_t k) : top_(k) {}
+  std::int32_t threshold() const { return top_.full() ? top_.worst() : INT32_MAX; }
+  void add(std::int32_t d, index_t id) { top_.push(d, id); }
+  TopK<std::int32_t>& top() { return top_; }
+
+ private:
+  TopK<std::int32_t> top_;
+};
+
+class RangeSink {
+ public:
+  explicit RangeSink(std::int32_t radius) : radius_(radius) {}
+  std::int32_t threshold() const { return radius_; }
+  void add(std::int32_t d, index_t id) { hits.emplace_back(d, id); }
+  std::vector<std::pair<std::int32_t, index_t>> hits;
+
+ private:
+  std::int32_t radius_;
+};
+
+struct Scratch {
+  std::vector<std::uint32_t> pos;
+  std::vector<std::int32_t> dist;
+  std::vector<word_t> block;
+  explicit Scratch(std::size_t n_block, int n_words, bool transposed)
+      : pos(n_block), dist(n_block), block(transposed ? n_block * n_words : 0) {}
+};
+
+template <class Sink>
+void drain(const Scratch& s, std::size_t count, const index_t* ids, index_t base, Sink& sink) {
+  for (std::size_t j = 0; j < count; ++j) sink.add(s.dist[j], ids[base + s.pos[j]]);
+}
+
+// One query against database rows [begin, end).
+template <class Sink>
+void scan_rows(const HammingKernels& kern, const word_t* query, const word_t* codes,
+               const index_t* ids, index_t begin, index_t end, int n_words, Sink& sink,
+               Scratch& s) {
+  const index_t step = static_cast<index_t>(s.pos.size());
+  for (index_t b = begin; b < end; b += step) {
+    const std::size_t nb = static_cast<std::size_t>(std::min(step, end - b));
+    const std::size_t c = kern.scan(codes + b * n_words, nb, n_words, query,
+                                    sink.threshold(), s.pos.data(), s.dist.data());
+    drain(s, c, ids, b, sink);
+  }
+}
+
+// Queries [q_begin, q_end) against the whole database, block by block, so
+// each block is read from memory once for the whole group.
+template <class Sink>
+void scan_group(const HammingKernels& kern, const word_t* queries, index_t q_begin,
+                index_t q_end, const word_t* codes, const index_t* ids, index_t n_codes,
+                int n_words, std::vector<Sink>& sinks, Scratch& s, bool transposed) {
+  const index_t step = static_cast<index_t>(s.pos.size());
+  for (index_t b = 0; b < n_codes; b += step) {
+    const std::size_t nb = static_cast<std::size_t>(std::min(step, n_codes - b));
+    const word_t* rows = codes + b * n_words;
+    if (transposed) kern.transpose(rows, nb, n_words, s.block.data());
+    for (index_t q = q_begin; q < q_end; ++q) {
+      Sink& sink = sinks[static_cast<std::size_t>(q - q_begin)];
+      const word_t* query = queries + q * n_words;
+      const std::size_t c =
+          transposed ? kern.scan_transposed(s.block.data(), nb, n_words, query,
+                                            sink.threshold(), s.pos.data(), s.dist.data())
+                     : kern.scan(rows, nb, n_words, query, sink.threshold(), s.pos.data(),
+                                 s.dist.data());
+      drain(s, c, ids, b, sink);
+    }
+  }
+}
+
+// Runs `per_group(q_begin, q_end, scratch, transposed)` over query groups in
+// parallel (used when there are at least as many queries as threads).
+template <class F>
+void for_query_groups(const HammingKernels& kern, index_t n_queries, int n_words, int threads,
+                      F&& per_group) {
+  const index_t per_thread = (n_queries + threads - 1) / threads;
+  const index_t group = std::max<index_t>(1, std::min(kMaxQueryGroup, per_thread));
+  const index_t n_groups = (n_queries + group - 1) / group;
+  const bool transposed = kern.transpose != nullptr && group >= kTransposeMinQueries;
+  const std::size_t nb = block_codes(kBatchBlockBytes, n_words);
+  ErrorCapture errors;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    std::unique_ptr<Scratch> s;
+    errors.run([&] { s = std::make_unique<Scratch>(nb, n_words, transposed); });
+#pragma omp for schedule(dynamic, 1)
+    for (index_t g = 0; g < n_groups; ++g) {
+      if (!s) continue;  // allocation failed; the error is rethrown below
+      const index_t q0 = g * group;
+      const index_t q1 = std::min(n_queries, q0 + group);
+      errors.run([&] { per_group(q0, q1, *s, transposed); });
+    }
+  }
+  errors.rethrow();
+}
+
+// Runs `per_chunk(t, begin, end, scratch)` for `threads` contiguous database
+// ranges in parallel (one query, many threads).
+template <class F>
+void for_db_chunks(index_t n_codes, int n_words, int threads, F&& per_chunk) {
+  const std::size_t nb = block_codes(kRowBlockBytes, n_words);
+  ErrorCapture errors;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    std::unique_ptr<Scratch> s;
+    errors.run([&] { s = std::make_unique<Scratch>(nb, n_words, false); });
+#pragma omp for schedule(static, 1)
+    for (int t = 0; t < threads; ++t) {
+      if (!s) continue;
+      const index_t begin = n_codes * t / threads;
+      const index_t end = n_codes * (t + 1) / threads;
+      errors.run([&] { per_chunk(t, begin, end, *s); });
+    }
+  }
+  errors.rethrow();
+}
+
+}  // namespace
+
+void hamming_knn(const word_t* queries, index_t n_queries, const word_t* codes,
+                 const index_t* ids, index_t n_codes, int n_words, index_t k,
+                 std::int32_t pad_distance, int num_threads, std::int32_t* out_distances,
+                 index_t* out_ids) {
+  check_common(n_queries, n_codes, n_words);
+  if (k < 0) throw std::invalid_argument("hamming_knn: k must be >= 0");
+  if (n_queries == 0 || k == 0) return;
+  const std::size_t kk = static_cast<std::size_t>(k);
+  if (n_codes == 0) {
+    std::fill(out_distances, out_distances + n_queries * k, pad_distance);
+    std::fill(out_ids, out_ids + n_queries * k, kMissingId);
+    return;
+  }
+  const HammingKernels& kern = selected_kernels();
+  const int threads = effective_threads(num_threads, n_queries, n_codes, n_words);
+
+  if (n_queries >= threads) {
+    for_query_groups(kern, n_queries, n_words, threads,
+                     [&](index_t q0, index_t q1, Scratch& s, bool transposed) {
+                       std::vector<KnnSink> sinks(static_cast<std::size_t>(q1 - q0),
+                                                  KnnSink(kk));
+                       scan_group(kern, queries, q0, q1, codes, ids, n_codes, n_words, sinks,
+                                  s, transposed);
+                       for (index_t q = q0; q < q1; ++q)
+                         sinks[static_cast<std::size_t>(q - q0)].top().extract_sorted(
+                             out_distances + q * k, out_ids + q * k, pad_distance);
+                     });
+    return;
+  }
+  // Fewer queries than threads: every thread takes a slice of the database.
+  for (index_t q = 0; q < n_queries; ++q) {
+    std::vector<KnnSink> parts(static_cast<std::size_t>(threads), KnnSink(kk));
+    const word_t* query = queries + q * n_words;
+    for_db_chunks(n_codes, n_words, threads,
+                  [&](int t, index_t begin, index_t end, Scratch& s) {
+                    scan_rows(kern, query, codes, ids, begin, end, n_words,
+                              parts[static_cast<std::size_t>(t)], s);
+                  });
+    for (int t = 1; t < threads; ++t) parts[0].top().merge(parts[static_cast<std::size_t>(t)].top());
+    parts[0].top().extract_sorted(out_distances + q * k, out_ids + q * k, pad_distance);
+  }
+}
+
+void hamming_range(const word_t* queries, index_t n_queries, const word_t* codes,
+                   const index_t* ids, index_t n_codes, int n_words, std::int32_t radius,
+                   int num_threads, RangeHits& out) {
+  check_common(n_queries, n_codes, n_words);
+  using Hits = std::vector<std::pair<std::int32_t, index_t>>;
+  std::vector<Hits> per_query(static_cast<std::size_t>(n_queries));
+  const HammingKernels& kern = selected_kernels();
+  const int threads = effective_threads(num_threads, n_queries, n_codes, n_words);
+
+  if (n_codes > 0 && radius >= 0) {
+    if (n_queries >= threads) {
+      for_query_groups(kern, n_queries, n_words, threads,
+                       [&](index_t q0, index_t q1, Scratch& s, bool transposed) {
+                         std::vector<RangeSink> sinks(static_cast<std::size_t>(q1 - q0),
+                                                      RangeSink(radius));
+                         scan_group(kern, queries, q0, q1, codes, ids, n_codes, n_words, sinks,
+                                    s, transposed);
+                         for (index_t q = q0; q < q1; ++q) {
+                           Hits& h = sinks[static_cast<std::size_t>(q - q0)].hits;
+                           std::sort(h.begin(), h.end());
+                           per_query[static_cast<std::size_t>(q)] = std::move(h);
+                         }
+                       });
+    } else {
+      for (index_t q = 0; q < n_queries; ++q) {
+        std::vector<RangeSink> parts(static_cast<std::size_t>(threads), RangeSink(radius));
+        const word_t* query = queries + q * n_words;
+        for_db_chunks(n_codes, n_words, threads,
+                      [&](int t, index_t begin, index_t end, Scratch& s) {
+                        scan_rows(kern, query, codes, ids, begin, end, n_words,
+                                  parts[static_cast<std::size_t>(t)], s);
+                      });
+        Hits& h = per_query[static_cast<std::size_t>(q)];
+        for (auto& p : parts) h.insert(h.end(), p.hits.begin(), p.hits.end());
+        std::sort(h.begin(), h.end());
+      }
+    }
+  }
+  out.offsets.assign(static_cast<std::size_t>(n_queries) + 1, 0);
+  for (index_t q = 0; q < n_queries; ++q)
+    out.offsets[q + 1] = out.offsets[q] + static_cast<index_t>(per_query[q].size());
+  const std::size_t total = static_cast<std::size_t>(out.offsets.back());
+  out.ids.resize(total);
+  out.distances.resize(total);
+  for (index_t q = 0; q < n_queries; ++q) {
+    std::size_t o = static_cast<std::size_t>(out.offsets[q]);
+    for (const auto& p : per_query[q]) {
+      out.distances[o] = p.first;
+      out.ids[o] = p.second;
+      ++o;
+    }
+    Hits().swap(per_query[q]);
+  }
+}
+
+void hamming_distances(const word_t* queries, index_t n_queries, const word_t* codes,
+                       index_t n_codes, int n_words, int num_threads, std::int32_t* out) {
+  check_common(n_queries, n_codes, n_words);
+  if (n_queries == 0 || n_codes == 0) return;
+  const HammingKernels& kern = selected_kernels();
+  const int threads = effective_threads(num_threads, n_queries, n_codes, n_words);
+  const std::size_t nb = block_codes(kRowBlockBytes, n_words);
+  ErrorCapture errors;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    std::unique_ptr<Scratch> s;
+    errors.run([&] { s = std::make_unique<Scratch>(nb, n_words, false); });
+#pragma omp for schedule(static)
+    for (index_t q = 0; q < n_queries; ++q) {
+      if (!s) continue;
+      std::int32_t* row = out + q * n_codes;
+      for (index_t b = 0; b < n_codes; b += static_cast<index_t>(nb)) {
+        const std::size_t m = static_cast<std::size_t>(std::min<index_t>(nb, n_codes - b));
+        const std::size_t c = kern.scan(codes + b * n_words, m, n_words, queries + q * n_words,
+                                        INT32_MAX, s->pos.data(), s->dist.data());
+        for (std::size_t j = 0; j < c; ++j) row[b + s->pos[j]] = s->dist[j];
+      }
+    }
+  }
+  errors.rethrow();
+}
+
+}  // namespace pyspec

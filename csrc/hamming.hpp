@@ -1,2 +1,113 @@
-// hamming kernel family (to be implemented).
+// Hamming kernel family: exact k-NN and range search over binary codes.
+//
+// Codes are rows of `n_words` uint64 words (1 <= n_words <= kMaxCodeWords):
+// 64, 128, 256 and 512-bit codes use 1, 2, 4 and 8 words; 32-bit codes use one
+// word whose upper half is zero. The distance between two codes is the number
+// of differing bits, an exact integer in [0, 64 * n_words], returned as int32.
+//
+// Three implementations give bit-identical results: a portable scalar
+// baseline (hamming.cpp), an AVX2 build of the same loops with the POPCNT
+// instruction (hamming_avx2.cpp) and an AVX-512 VPOPCNTDQ variant
+// (hamming_avx512.cpp). The public functions below dispatch once per call on
+// pyspec::selected_simd_level().
+//
+// Ordering: every result list is sorted by ascending distance, ties broken by
+// ascending id. Because (distance, id) is a total order, the kept set does not
+// depend on scan order, block size, SIMD level or thread count.
+//
+// Threading: `num_threads` 0 means the OpenMP default (OMP_NUM_THREADS), n >= 1
+// is exact. With at least as many queries as threads the work is split over
+// queries; otherwise every query splits the database into one contiguous
+// range per thread and the per-thread top-k lists are merged at the end.
+// Small inputs run serially. None of these functions touch Python; callers
+// release the GIL around them.
 #pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "common.hpp"
+
+namespace pyspec {
+
+// k nearest codes of each query.
+//
+// queries   : uint64 (n_queries, n_words), C-contiguous.
+// codes     : uint64 (n_codes, n_words), C-contiguous (the database).
+// ids       : int64 (n_codes,), the id reported for each database row; ties
+//             in distance are broken by this id (ids need not be sorted).
+// k         : results per query, 0 <= k; the caller caps it at n_codes when
+//             it wants no padding (the kernel reserves k entries per query).
+// pad_distance: distance written to rows with fewer than k hits (n_bits + 1);
+//             the matching id is kMissingId (-1).
+// out_distances : int32 (n_queries, k), out_ids : int64 (n_queries, k),
+//             written row by row in (distance, id) order.
+// Throws std::invalid_argument for n_words outside [1, kMaxCodeWords] or
+// negative sizes, before any work starts.
+void hamming_knn(const word_t* queries, index_t n_queries, const word_t* codes,
+                 const index_t* ids, index_t n_codes, int n_words, index_t k,
+                 std::int32_t pad_distance, int num_threads,
+                 std::int32_t* out_distances, index_t* out_ids);
+
+// All codes within `radius` (distance <= radius) of each query, in CSR form.
+//
+// Arrays as for hamming_knn. radius >= 0 (a negative radius finds nothing).
+// Output vectors are resized here: offsets has n_queries + 1 entries, hits of
+// query i are ids[offsets[i] : offsets[i+1]] with their distances, sorted by
+// (distance, id). The result size is unknown in advance, so it is collected in
+// std::vector storage that the binding hands to NumPy without a copy.
+struct RangeHits {
+  std::vector<index_t> offsets;
+  std::vector<index_t> ids;
+  std::vector<std::int32_t> distances;
+};
+void hamming_range(const word_t* queries, index_t n_queries, const word_t* codes,
+                   const index_t* ids, index_t n_codes, int n_words, std::int32_t radius,
+                   int num_threads, RangeHits& out);
+
+// Full distance matrix (for tests and small problems).
+//
+// out : int32 (n_queries, n_codes), C-contiguous, out[i, j] = distance between
+// queries[i] and codes[j]. Parallel over queries.
+void hamming_distances(const word_t* queries, index_t n_queries, const word_t* codes,
+                       index_t n_codes, int n_words, int num_threads, std::int32_t* out);
+
+// ---------------------------------------------------------------------------
+// Per-ISA block kernels (internal). The drivers in hamming.cpp own threading,
+// blocking and top-k; these functions scan one block of at most
+// kScanBlockMax codes for one query and report the candidates.
+
+// Largest block a scan call receives; candidate positions fit in uint32.
+constexpr std::size_t kScanBlockMax = 1 << 16;
+
+struct HammingKernels {
+  // Scans `n` row-major codes (n_words words each) against `query` and writes
+  // the position (0..n-1) and distance of every code with distance <=
+  // threshold to pos/dist (capacity n), in any order. Returns the count.
+  std::size_t (*scan)(const word_t* codes, std::size_t n, int n_words, const word_t* query,
+                      std::int32_t threshold, std::uint32_t* pos, std::int32_t* dist);
+  // Optional (nullptr when the level has none): re-lays `n` row-major codes
+  // into groups of kTransposeLanes codes, word-major inside a group
+  // (out[g][w][lane]), zero-padding the last group. Size of `out` in words:
+  // round_up(n, kTransposeLanes) * n_words.
+  void (*transpose)(const word_t* codes, std::size_t n, int n_words, word_t* out);
+  // Same contract as `scan`, over a block produced by `transpose`. Used when
+  // many queries share a block, so the transposition is paid once per block
+  // and each query then needs no horizontal reduction.
+  std::size_t (*scan_transposed)(const word_t* block, std::size_t n, int n_words,
+                                 const word_t* query, std::int32_t threshold,
+                                 std::uint32_t* pos, std::int32_t* dist);
+};
+constexpr std::size_t kTransposeLanes = 8;
+
+// Scalar baseline (always present).
+const HammingKernels& hamming_kernels_scalar();
+namespace avx2 {
+const HammingKernels& hamming_kernels();
+}
+namespace avx512 {
+const HammingKernels& hamming_kernels();
+}
+
+}  // namespace pyspec
