@@ -41,10 +41,16 @@ constexpr std::size_t kBatchBlockBytes = 32 << 10;
 // Queries per group: a thread keeps one top-k per query of its group; 1024
 // queries of k = 10 is ~200 KiB of heaps, still cheap next to the codes.
 constexpr index_t kMaxQueryGroup = 1024;
-// The transposed layout costs one pass over the block; from this many
-// queries per block on it is repaid many times (measured: 4 queries already
-// break even on AVX-512).
-constexpr index_t kTransposeMinQueries = 8;
+// The transposed layout costs one pass over the block and pays off only when
+// the row-major scan needs a horizontal reduction (n_words >= 3) and enough
+// queries share the block. Measured on AVX-512 (Zen 4, 50k codes, 64 queries,
+// ns per query-code pair, machine under load): 256 bits 0.41 transposed vs
+// 0.50 row-major, 512 bits 0.71 vs 0.91, but 64 bits 0.24 vs 0.19 and
+// 128 bits 0.29 vs 0.28; with 8 queries per group the transposition was not
+// yet repaid (0.57 vs 0.47 at 256 bits), with 16 barely (0.50 vs 0.43), with
+// 32 clearly (0.40).
+constexpr index_t kTransposeMinQueries = 32;
+constexpr int kTransposeMinWords = 3;
 // Below this many word comparisons (n_queries * n_codes * n_words) a call runs
 // on one thread: starting a team costs a few microseconds.
 constexpr double kParallelMinWork = 1 << 18;
@@ -95,6 +101,11 @@ class KnnSink {
   std::int32_t threshold() const { return top_.full() ? top_.worst() : INT32_MAX; }
   void add(std::int32_t d, index_t id) { top_.push(d, id); }
   TopK<std::int32_t>& top() { return top_; }
+  index_t first_step() const {
+    const index_t lanes = static_cast<index_t>(kTransposeLanes);
+    const index_t twice_k = 2 * static_cast<index_t>(top_.k());
+    return std::max(lanes, (twice_k + lanes - 1) / lanes * lanes);
+  }
 
  private:
   TopK<std::int32_t> top_;
@@ -104,6 +115,7 @@ class RangeSink {
  public:
   explicit RangeSink(std::int32_t radius) : radius_(radius) {}
   std::int32_t threshold() const { return radius_; }
+  index_t first_step() const { return INT64_MAX; }  // fixed threshold: full blocks
   void add(std::int32_t d, index_t id) { hits.emplace_back(d, id); }
   std::vector<std::pair<std::int32_t, index_t>> hits;
 
@@ -111,17 +123,32 @@ class RangeSink {
   std::int32_t radius_;
 };
 
+// Per-thread buffers: candidate lists for kMultiQueries queries (capacity one
+// block each) and the transposed copy of the current block.
 struct Scratch {
   std::vector<std::uint32_t> pos;
   std::vector<std::int32_t> dist;
   std::vector<word_t> block;
-  explicit Scratch(std::size_t n_block, int n_words, bool transposed)
-      : pos(n_block), dist(n_block), block(transposed ? n_block * n_words : 0) {}
+  std::size_t n_block;
+  explicit Scratch(std::size_t n, int n_words, bool transposed)
+      : pos(n * (transposed ? kMultiQueries : 1)),
+        dist(n * (transposed ? kMultiQueries : 1)),
+        block(transposed ? n * n_words : 0),
+        n_block(n) {}
 };
 
+// Blocks start small and double up to the full size: until a top-k has seen
+// enough codes its threshold is loose and most of a block would come back as
+// candidates (each costing a heap push). Starting at 2k codes keeps the
+// candidate count near k * log2(n / k) instead of one whole block per query.
+index_t grow_step(index_t step, const Scratch& s) {
+  return std::min(2 * step, static_cast<index_t>(s.n_block));
+}
+
 template <class Sink>
-void drain(const Scratch& s, std::size_t count, const index_t* ids, index_t base, Sink& sink) {
-  for (std::size_t j = 0; j < count; ++j) sink.add(s.dist[j], ids[base + s.pos[j]]);
+void drain(const std::uint32_t* pos, const std::int32_t* dist, std::size_t count,
+           const index_t* ids, index_t base, Sink& sink) {
+  for (std::size_t j = 0; j < count; ++j) sink.add(dist[j], ids[base + pos[j]]);
 }
 
 // One query against database rows [begin, end).
@@ -129,12 +156,12 @@ template <class Sink>
 void scan_rows(const HammingKernels& kern, const word_t* query, const word_t* codes,
                const index_t* ids, index_t begin, index_t end, int n_words, Sink& sink,
                Scratch& s) {
-  const index_t step = static_cast<index_t>(s.pos.size());
-  for (index_t b = begin; b < end; b += step) {
+  index_t step = std::min(sink.first_step(), static_cast<index_t>(s.n_block));
+  for (index_t b = begin; b < end; b += step, step = grow_step(step, s)) {
     const std::size_t nb = static_cast<std::size_t>(std::min(step, end - b));
     const std::size_t c = kern.scan(codes + b * n_words, nb, n_words, query,
                                     sink.threshold(), s.pos.data(), s.dist.data());
-    drain(s, c, ids, b, sink);
+    drain(s.pos.data(), s.dist.data(), c, ids, b, sink);
   }
 }
 
@@ -144,20 +171,37 @@ template <class Sink>
 void scan_group(const HammingKernels& kern, const word_t* queries, index_t q_begin,
                 index_t q_end, const word_t* codes, const index_t* ids, index_t n_codes,
                 int n_words, std::vector<Sink>& sinks, Scratch& s, bool transposed) {
-  const index_t step = static_cast<index_t>(s.pos.size());
-  for (index_t b = 0; b < n_codes; b += step) {
+  index_t step = std::min(sinks.empty() ? 0 : sinks[0].first_step(),
+                          static_cast<index_t>(s.n_block));
+  for (index_t b = 0; b < n_codes; b += step, step = grow_step(step, s)) {
     const std::size_t nb = static_cast<std::size_t>(std::min(step, n_codes - b));
     const word_t* rows = codes + b * n_words;
-    if (transposed) kern.transpose(rows, nb, n_words, s.block.data());
-    for (index_t q = q_begin; q < q_end; ++q) {
-      Sink& sink = sinks[static_cast<std::size_t>(q - q_begin)];
-      const word_t* query = queries + q * n_words;
-      const std::size_t c =
-          transposed ? kern.scan_transposed(s.block.data(), nb, n_words, query,
-                                            sink.threshold(), s.pos.data(), s.dist.data())
-                     : kern.scan(rows, nb, n_words, query, sink.threshold(), s.pos.data(),
-                                 s.dist.data());
-      drain(s, c, ids, b, sink);
+    if (!transposed) {
+      for (index_t q = q_begin; q < q_end; ++q) {
+        Sink& sink = sinks[static_cast<std::size_t>(q - q_begin)];
+        const std::size_t c = kern.scan(rows, nb, n_words, queries + q * n_words,
+                                        sink.threshold(), s.pos.data(), s.dist.data());
+        drain(s.pos.data(), s.dist.data(), c, ids, b, sink);
+      }
+      continue;
+    }
+    kern.transpose(rows, nb, n_words, s.block.data());
+    std::uint32_t* pos[kMultiQueries];
+    std::int32_t* dist[kMultiQueries];
+    for (std::size_t j = 0; j < kMultiQueries; ++j) {
+      pos[j] = s.pos.data() + j * s.n_block;
+      dist[j] = s.dist.data() + j * s.n_block;
+    }
+    for (index_t q = q_begin; q < q_end; q += kMultiQueries) {
+      const std::size_t m = static_cast<std::size_t>(
+          std::min<index_t>(kMultiQueries, q_end - q));
+      Sink* group = &sinks[static_cast<std::size_t>(q - q_begin)];
+      std::int32_t thresholds[kMultiQueries];
+      std::size_t counts[kMultiQueries];
+      for (std::size_t j = 0; j < m; ++j) thresholds[j] = group[j].threshold();
+      kern.scan_transposed_multi(s.block.data(), nb, n_words, queries + q * n_words, m,
+                                 thresholds, pos, dist, counts);
+      for (std::size_t j = 0; j < m; ++j) drain(pos[j], dist[j], counts[j], ids, b, group[j]);
     }
   }
 }
@@ -174,7 +218,8 @@ void for_query_groups(const HammingKernels& kern, index_t n_queries, int n_words
                                           (kGroupsPerThread * threads));
   group = std::max<index_t>(1, std::min(kMaxQueryGroup, group));
   const index_t n_groups = (n_queries + group - 1) / group;
-  const bool transposed = kern.transpose != nullptr && group >= kTransposeMinQueries;
+  const bool transposed = kern.transpose != nullptr && group >= kTransposeMinQueries &&
+                          n_words >= kTransposeMinWords;
   const std::size_t nb = block_codes(kBatchBlockBytes, n_words);
   ErrorCapture errors;
 #pragma omp parallel num_threads(threads) if (threads > 1)

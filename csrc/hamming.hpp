@@ -92,14 +92,19 @@ struct HammingKernels {
   // (out[g][w][lane]), zero-padding the last group. Size of `out` in words:
   // round_up(n, kTransposeLanes) * n_words.
   void (*transpose)(const word_t* codes, std::size_t n, int n_words, word_t* out);
-  // Same contract as `scan`, over a block produced by `transpose`. Used when
-  // many queries share a block, so the transposition is paid once per block
-  // and each query then needs no horizontal reduction.
-  std::size_t (*scan_transposed)(const word_t* block, std::size_t n, int n_words,
-                                 const word_t* query, std::int32_t threshold,
-                                 std::uint32_t* pos, std::int32_t* dist);
+  // Same contract as `scan`, over a block produced by `transpose`, for
+  // n_queries <= kMultiQueries queries at once (rows of `queries`): used when
+  // many queries share a block, so the transposition is paid once per block,
+  // no query needs a horizontal reduction, and each loaded block word serves
+  // several queries. thresholds[j], pos[j], dist[j] and counts[j] (output)
+  // belong to query j. nullptr exactly when `transpose` is.
+  void (*scan_transposed_multi)(const word_t* block, std::size_t n, int n_words,
+                                const word_t* queries, std::size_t n_queries,
+                                const std::int32_t* thresholds, std::uint32_t* const* pos,
+                                std::int32_t* const* dist, std::size_t* counts);
 };
 constexpr std::size_t kTransposeLanes = 8;
+constexpr std::size_t kMultiQueries = 4;
 
 // Scalar baseline (always present).
 const HammingKernels& hamming_kernels_scalar();

@@ -140,46 +140,98 @@ std::size_t scan_rows(const word_t* codes, std::size_t n, int n_words, const wor
   }
 }
 
+// Distances of 8 transposed codes (x[w] = word w of each) to one query.
 template <int W>
-std::size_t scan_transposed_avx512(const word_t* block, std::size_t n, const word_t* query,
-                                   std::int32_t threshold, std::uint32_t* pos,
-                                   std::int32_t* dist) {
-  __m512i q[W];
-  for (int w = 0; w < W; ++w) q[w] = _mm512_set1_epi64(static_cast<long long>(query[w]));
-  const __m512i thr = _mm512_set1_epi64(threshold);
-  const std::size_t groups = (n + 7) / 8;
-  const std::size_t full = n / 8;
-  std::size_t count = 0;
-  for (std::size_t g = 0; g < groups; ++g) {
-    const word_t* p = block + g * 8 * W;
-    __m512i d = popcnt_xor(p, q[0]);
-    for (int w = 1; w < W; ++w) d = _mm512_add_epi64(d, popcnt_xor(p + 8 * w, q[w]));
-    __mmask8 m = _mm512_cmple_epi64_mask(d, thr);
-    if (g == full) m &= static_cast<__mmask8>((1u << (n % 8)) - 1);  // padded tail lanes
-    if (m) count = emit(m, d, g * 8, kLaneCode1, count, pos, dist);
-  }
-  return count;
+inline __m512i distances(const __m512i* x, const __m512i* q) {
+  __m512i d = _mm512_popcnt_epi64(_mm512_xor_si512(x[0], q[0]));
+  for (int w = 1; w < W; ++w)
+    d = _mm512_add_epi64(d, _mm512_popcnt_epi64(_mm512_xor_si512(x[w], q[w])));
+  return d;
 }
 
-std::size_t scan_transposed(const word_t* block, std::size_t n, int n_words,
-                            const word_t* query, std::int32_t threshold, std::uint32_t* pos,
-                            std::int32_t* dist) {
+// Q queries per pass: the W block words of a group are loaded once and
+// XOR-ed with each query's broadcast words, so loads and loop overhead are
+// shared and the popcount unit stays busy. Q * W query registers: Q = 4 for
+// W <= 4 (16 of the 32 zmm registers), Q = 2 above.
+template <int W, int Q>
+void scan_transposed_q(const word_t* block, std::size_t n, const word_t* queries,
+                       const std::int32_t* thresholds, std::uint32_t* const* pos,
+                       std::int32_t* const* dist, std::size_t* counts) {
+  __m512i q[Q][W];
+  __m512i thr[Q];
+  for (int j = 0; j < Q; ++j) {
+    for (int w = 0; w < W; ++w)
+      q[j][w] = _mm512_set1_epi64(static_cast<long long>(queries[j * W + w]));
+    thr[j] = _mm512_set1_epi64(thresholds[j]);
+  }
+  const std::size_t groups = (n + 7) / 8;
+  const std::size_t full = n / 8;
+  for (std::size_t g = 0; g < groups; ++g) {
+    const word_t* p = block + g * 8 * W;
+    __m512i x[W];
+    for (int w = 0; w < W; ++w) x[w] = _mm512_loadu_si512(p + 8 * w);
+    // Masks are OR-ed in mask registers: moving each to a general register
+    // first (what the compiler does for a plain `unsigned |= mask`) put a
+    // slow k->GPR transfer on the critical path (16% of the loop in perf).
+    // The distances are not kept: keeping them made the compiler spill all Q
+    // of them to the stack every iteration, and zmm stores were then the
+    // bottleneck. The rare candidate path recomputes them instead.
+    __mmask8 any = 0;
+    for (int j = 0; j < Q; ++j)
+      any = _kor_mask8(any, _mm512_cmple_epi64_mask(distances<W>(x, q[j]), thr[j]));
+    if (_kortestz_mask8_u8(any, any)) continue;
+    const __mmask8 valid =
+        g == full ? static_cast<__mmask8>((1u << (n % 8)) - 1) : static_cast<__mmask8>(0xFF);
+    for (int j = 0; j < Q; ++j) {
+      const __m512i d = distances<W>(x, q[j]);
+      const __mmask8 mj = _mm512_mask_cmple_epi64_mask(valid, d, thr[j]);
+      if (mj) counts[j] = emit(mj, d, g * 8, kLaneCode1, counts[j], pos[j], dist[j]);
+    }
+  }
+}
+
+template <int W>
+void scan_transposed_multi_w(const word_t* block, std::size_t n, const word_t* queries,
+                             std::size_t n_queries, const std::int32_t* thresholds,
+                             std::uint32_t* const* pos, std::int32_t* const* dist,
+                             std::size_t* counts) {
+  constexpr int Q = W <= 4 ? 4 : 2;
+  std::size_t j = 0;
+  for (; j + Q <= n_queries; j += Q)
+    scan_transposed_q<W, Q>(block, n, queries + j * W, thresholds + j, pos + j, dist + j,
+                            counts + j);
+  for (; j < n_queries; ++j)
+    scan_transposed_q<W, 1>(block, n, queries + j * W, thresholds + j, pos + j, dist + j,
+                            counts + j);
+}
+
+void scan_transposed_multi(const word_t* block, std::size_t n, int n_words,
+                           const word_t* queries, std::size_t n_queries,
+                           const std::int32_t* thresholds, std::uint32_t* const* pos,
+                           std::int32_t* const* dist, std::size_t* counts) {
+  for (std::size_t j = 0; j < n_queries; ++j) counts[j] = 0;
   switch (n_words) {
-    case 1: return scan_transposed_avx512<1>(block, n, query, threshold, pos, dist);
-    case 2: return scan_transposed_avx512<2>(block, n, query, threshold, pos, dist);
-    case 3: return scan_transposed_avx512<3>(block, n, query, threshold, pos, dist);
-    case 4: return scan_transposed_avx512<4>(block, n, query, threshold, pos, dist);
-    case 5: return scan_transposed_avx512<5>(block, n, query, threshold, pos, dist);
-    case 6: return scan_transposed_avx512<6>(block, n, query, threshold, pos, dist);
-    case 7: return scan_transposed_avx512<7>(block, n, query, threshold, pos, dist);
-    default: return scan_transposed_avx512<8>(block, n, query, threshold, pos, dist);
+#define PYSPEC_CASE(W)                                                                   \
+  case W:                                                                                \
+    return scan_transposed_multi_w<W>(block, n, queries, n_queries, thresholds, pos, dist, \
+                                      counts);
+    PYSPEC_CASE(1)
+    PYSPEC_CASE(2)
+    PYSPEC_CASE(3)
+    PYSPEC_CASE(4)
+    PYSPEC_CASE(5)
+    PYSPEC_CASE(6)
+    PYSPEC_CASE(7)
+    default: PYSPEC_CASE(8)
+#undef PYSPEC_CASE
   }
 }
 
 }  // namespace
 
 const HammingKernels& hamming_kernels() {
-  static const HammingKernels kernels{scan_rows, transpose_rows_generic, scan_transposed};
+  static const HammingKernels kernels{scan_rows, transpose_rows_generic,
+                                      scan_transposed_multi};
   return kernels;
 }
 

@@ -20,8 +20,9 @@ from pyspec import _core
 # 256, 320 (5 words, generic path), 512.
 N_BITS = [32, 64, 128, 192, 256, 320, 512]
 # 1 query (database split across threads), 3 (fewer queries than 4 threads),
-# 37 (query groups of >= 8 use the transposed AVX-512 path).
-N_QUERIES = [1, 3, 37]
+# 70 (query groups of >= 32 at 1 and 2 threads take the transposed AVX-512
+# path for >= 3 words, with a remainder after groups of 4 or 2 queries).
+N_QUERIES = [1, 3, 70]
 
 _CACHE: dict[tuple[int, int], dict] = {}
 
@@ -89,7 +90,7 @@ def test_range_equals_reference(simd_level, num_threads, n_bits, n_queries):
 
 @pytest.mark.parametrize("n_bits", [64, 256, 320])
 def test_distance_matrix_equals_reference(simd_level, num_threads, n_bits):
-    case = make_case(n_bits, 37)
+    case = make_case(n_bits, 70)
     got = _core.hamming_distances(case["queries"], case["codes"], num_threads)
     np.testing.assert_array_equal(got, case["dist"])
 
