@@ -9,6 +9,8 @@ Cases (issue 2), 256-bit codes, k = 10:
   up; the figure is the median of ``--hamming-repeats`` runs and
   ``ratio = faiss time / pyspec time`` (> 1: pyspec is faster). Results are
   checked to be identical distances before timing.
+* With ``--hamming-levels``: pyspec alone at each SIMD level (the gain of
+  each ISA variant over the scalar baseline).
 * 40M uniform codes (1.28 GB, far beyond every cache), one query on all
   threads: the rate at which pyspec reads codes, next to the machine's memory
   read bandwidth measured in the same process: ``np.add.reduce`` over the
@@ -41,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="codes for the bandwidth case (0 skips it; 40M = 1.28 GB)")
     g.add_argument("--hamming-repeats", type=int, default=7, help="timed runs (median)")
     g.add_argument("--hamming-threads", type=int, nargs="+", default=[1, 2])
+    g.add_argument("--hamming-levels", action="store_true",
+                   help="also time every SIMD level (1 thread; 1 query and 100 queries)")
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -105,6 +109,16 @@ def run(args: argparse.Namespace) -> list[dict]:
                          "threads": threads, "faiss_ms": t_peer * 1e3,
                          "pyspec_ms": t_ours * 1e3, "ratio": t_peer / t_ours,
                          "target": f">= {target}x"})
+    if args.hamming_levels:
+        for level in pyspec.available_simd_levels():
+            with pyspec.simd_level(level):
+                for nq in (1, min(100, n_batch)):
+                    q = queries[:nq]
+                    t = _median_time(lambda: index.search(q, k, num_threads=1), repeats)
+                    rows.append({"case": f"SIMD {level}: {n} codes, {nq} quer"
+                                         f"{'y' if nq == 1 else 'ies'}",
+                                 "threads": 1, "pyspec_ms": t * 1e3,
+                                 "ns_per_pair": t / (n * nq) * 1e9})
     del index, peer, codes
     gc.collect()
 
