@@ -11,10 +11,11 @@ Cases (issue 2), 256-bit codes, k = 10:
   checked to be identical distances before timing.
 * With ``--hamming-levels``: pyspec alone at each SIMD level (the gain of
   each ISA variant over the scalar baseline).
-* 40M uniform codes (1.28 GB, far beyond every cache), one query on all
-  threads: the rate at which pyspec reads codes, next to the machine's memory
-  read bandwidth measured in the same process: ``np.add.reduce`` over the
-  same 1.28 GB array, split across the same number of Python threads (NumPy
+* 40M uniform codes (1.28 GB, 40x the 32 MiB L3), one query at 1 thread and
+  at all threads: the rate at which pyspec reads codes (best of 3 runs),
+  next to the machine's memory read bandwidth measured in the same process:
+  ``np.add.reduce`` over the same 1.28 GB array (a pure streaming read with
+  one add per word), split across the same number of Python threads (NumPy
   releases the GIL in reductions), best of 3. ``pct`` = pyspec / numpy.
 """
 
@@ -123,19 +124,23 @@ def run(args: argparse.Namespace) -> list[dict]:
     gc.collect()
 
     if big_n > 0:
-        threads = pyspec._core.max_threads()
         big = pyspec.HammingIndex(256)
         big.add(uniform_codes(big_n, seed=3))  # the temporary is freed on return
         gc.collect()
         q = queries[:1]
-        t_ours = _median_time(lambda: big.search(q, k), max(3, repeats // 2))
         nbytes = big.codes.nbytes
-        ours_gbs = nbytes / t_ours / 1e9
-        mem_gbs = _numpy_read_bandwidth(big.codes, threads)
-        rows.append({"case": f"{big_n} codes ({nbytes / 1e9:.2f} GB), 1 query",
-                     "threads": threads, "pyspec_ms": t_ours * 1e3,
-                     "pyspec_GB/s": ours_gbs, "numpy_read_GB/s": mem_gbs,
-                     "pct": f"{100 * ours_gbs / mem_gbs:.0f}%", "target": ">= 70%"})
+        for threads in sorted({1, pyspec._core.max_threads()}):
+            # Best of several runs for both sides: a bandwidth is a capability,
+            # and on a shared machine the median mostly measures the neighbours.
+            big.search(q, k, num_threads=threads)
+            t_ours = min(_median_time(lambda: big.search(q, k, num_threads=threads), 1)
+                         for _ in range(max(3, repeats // 2)))
+            ours_gbs = nbytes / t_ours / 1e9
+            mem_gbs = _numpy_read_bandwidth(big.codes, threads)
+            rows.append({"case": f"{big_n} codes ({nbytes / 1e9:.2f} GB), 1 query",
+                         "threads": threads, "pyspec_ms": t_ours * 1e3,
+                         "pyspec_GB/s": ours_gbs, "numpy_read_GB/s": mem_gbs,
+                         "pct": f"{100 * ours_gbs / mem_gbs:.0f}%", "target": ">= 70%"})
         del big
         gc.collect()
     return rows
