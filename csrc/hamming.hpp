@@ -76,7 +76,7 @@ void hamming_distances(const word_t* queries, index_t n_queries, const word_t* c
 // ---------------------------------------------------------------------------
 // Per-ISA block kernels (internal). The drivers in hamming.cpp own threading,
 // blocking and top-k; these functions scan one block of at most
-// kScanBlockMax codes for one query and report the candidates.
+// kScanBlockMax codes for one query (or a few) and report the candidates.
 
 // Largest block a scan call receives; candidate positions fit in uint32.
 constexpr std::size_t kScanBlockMax = 1 << 16;
@@ -90,7 +90,8 @@ struct HammingKernels {
   // Optional (nullptr when the level has none): re-lays `n` row-major codes
   // into groups of kTransposeLanes codes, word-major inside a group
   // (out[g][w][lane]), zero-padding the last group. Size of `out` in words:
-  // round_up(n, kTransposeLanes) * n_words.
+  // round_up(n, kTransposeLanes) * n_words. Which code of a group sits in
+  // which lane is private to the level (its scan_transposed_multi undoes it).
   void (*transpose)(const word_t* codes, std::size_t n, int n_words, word_t* out);
   // Same contract as `scan`, over a block produced by `transpose`, for
   // n_queries <= kMultiQueries queries at once (rows of `queries`): used when

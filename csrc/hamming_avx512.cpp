@@ -140,6 +140,44 @@ std::size_t scan_rows(const word_t* codes, std::size_t n, int n_words, const wor
   }
 }
 
+// Transposed layout of this level: 256-bit codes are transposed with the
+// same unpack/lane-shuffle pattern as the row-major reduction (12 shuffles per
+// 8 codes instead of 32 scalar loads and stores), which leaves lane l of every
+// word vector holding code kLaneCode4[l] of its group; other widths use the
+// portable transposition in code order.
+template <int W>
+inline const std::uint8_t* transposed_lane_code() {
+  return W == 4 ? kLaneCode4 : kLaneCode1;
+}
+
+void transpose_rows(const word_t* codes, std::size_t n, int n_words, word_t* out) {
+  if (n_words != 4) {
+    transpose_rows_generic(codes, n, n_words, out);
+    return;
+  }
+  const std::size_t full = n / 8;
+  for (std::size_t g = 0; g < full; ++g) {
+    const word_t* p = codes + g * 32;
+    const __m512i a = _mm512_loadu_si512(p), b = _mm512_loadu_si512(p + 8);
+    const __m512i c = _mm512_loadu_si512(p + 16), d = _mm512_loadu_si512(p + 24);
+    // lo: words 0 and 2, hi: words 1 and 3, of codes (0,2 | 1,3) and (4,6 | 5,7)
+    const __m512i lo_ab = _mm512_unpacklo_epi64(a, b), hi_ab = _mm512_unpackhi_epi64(a, b);
+    const __m512i lo_cd = _mm512_unpacklo_epi64(c, d), hi_cd = _mm512_unpackhi_epi64(c, d);
+    word_t* o = out + g * 32;
+    _mm512_storeu_si512(o, _mm512_shuffle_i64x2(lo_ab, lo_cd, _MM_SHUFFLE(2, 0, 2, 0)));
+    _mm512_storeu_si512(o + 8, _mm512_shuffle_i64x2(hi_ab, hi_cd, _MM_SHUFFLE(2, 0, 2, 0)));
+    _mm512_storeu_si512(o + 16, _mm512_shuffle_i64x2(lo_ab, lo_cd, _MM_SHUFFLE(3, 1, 3, 1)));
+    _mm512_storeu_si512(o + 24, _mm512_shuffle_i64x2(hi_ab, hi_cd, _MM_SHUFFLE(3, 1, 3, 1)));
+  }
+  const std::size_t rest = n - full * 8;
+  if (rest == 0) return;
+  word_t* o = out + full * 32;
+  for (std::size_t l = 0; l < 8; ++l) {
+    const std::size_t i = kLaneCode4[l];
+    for (int w = 0; w < 4; ++w) o[w * 8 + l] = i < rest ? codes[(full * 8 + i) * 4 + w] : 0;
+  }
+}
+
 // Distances of 8 transposed codes (x[w] = word w of each) to one query.
 template <int W>
 inline __m512i distances(const __m512i* x, const __m512i* q) {
@@ -164,6 +202,7 @@ void scan_transposed_q(const word_t* block, std::size_t n, const word_t* queries
       q[j][w] = _mm512_set1_epi64(static_cast<long long>(queries[j * W + w]));
     thr[j] = _mm512_set1_epi64(thresholds[j]);
   }
+  const std::uint8_t* lane = transposed_lane_code<W>();
   const std::size_t groups = (n + 7) / 8;
   const std::size_t full = n / 8;
   for (std::size_t g = 0; g < groups; ++g) {
@@ -180,12 +219,16 @@ void scan_transposed_q(const word_t* block, std::size_t n, const word_t* queries
     for (int j = 0; j < Q; ++j)
       any = _kor_mask8(any, _mm512_cmple_epi64_mask(distances<W>(x, q[j]), thr[j]));
     if (_kortestz_mask8_u8(any, any)) continue;
-    const __mmask8 valid =
-        g == full ? static_cast<__mmask8>((1u << (n % 8)) - 1) : static_cast<__mmask8>(0xFF);
+    __mmask8 valid = 0xFF;
+    if (g == full) {  // padded tail group: keep lanes holding real codes
+      valid = 0;
+      for (int l = 0; l < 8; ++l)
+        if (lane[l] < n % 8) valid = static_cast<__mmask8>(valid | (1u << l));
+    }
     for (int j = 0; j < Q; ++j) {
       const __m512i d = distances<W>(x, q[j]);
       const __mmask8 mj = _mm512_mask_cmple_epi64_mask(valid, d, thr[j]);
-      if (mj) counts[j] = emit(mj, d, g * 8, kLaneCode1, counts[j], pos[j], dist[j]);
+      if (mj) counts[j] = emit(mj, d, g * 8, lane, counts[j], pos[j], dist[j]);
     }
   }
 }
@@ -230,7 +273,7 @@ void scan_transposed_multi(const word_t* block, std::size_t n, int n_words,
 }  // namespace
 
 const HammingKernels& hamming_kernels() {
-  static const HammingKernels kernels{scan_rows, transpose_rows_generic,
+  static const HammingKernels kernels{scan_rows, transpose_rows,
                                       scan_transposed_multi};
   return kernels;
 }
