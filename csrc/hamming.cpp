@@ -18,6 +18,14 @@
 #include "parallel.hpp"
 #include "topk.hpp"
 
+// OpenMP pragmas through a macro so a serial build (PYSPEC_OPENMP=OFF) has no
+// unknown-pragma warnings.
+#ifdef PYSPEC_HAVE_OPENMP
+#define PYSPEC_OMP(directive) _Pragma(#directive)
+#else
+#define PYSPEC_OMP(directive)
+#endif
+
 namespace pyspec {
 
 const HammingKernels& hamming_kernels_scalar() {
@@ -222,11 +230,11 @@ void for_query_groups(const HammingKernels& kern, index_t n_queries, int n_words
                           n_words >= kTransposeMinWords;
   const std::size_t nb = block_codes(kBatchBlockBytes, n_words);
   ErrorCapture errors;
-#pragma omp parallel num_threads(threads) if (threads > 1)
+PYSPEC_OMP(omp parallel num_threads(threads) if (threads > 1))
   {
     std::unique_ptr<Scratch> s;
     errors.run([&] { s = std::make_unique<Scratch>(nb, n_words, transposed); });
-#pragma omp for schedule(dynamic, 1)
+PYSPEC_OMP(omp for schedule(dynamic, 1))
     for (index_t g = 0; g < n_groups; ++g) {
       if (!s) continue;  // allocation failed; the error is rethrown below
       const index_t q0 = g * group;
@@ -252,12 +260,12 @@ void for_db_chunks(index_t n_codes, int n_words, int threads, F&& per_chunk) {
                                     (kSlicesPerThread * threads));
   const index_t n_slices = (n_codes + slice - 1) / slice;
   ErrorCapture errors;
-#pragma omp parallel num_threads(threads) if (threads > 1)
+PYSPEC_OMP(omp parallel num_threads(threads) if (threads > 1))
   {
     std::unique_ptr<Scratch> s;
     errors.run([&] { s = std::make_unique<Scratch>(nb, n_words, false); });
     const int t = thread_id();
-#pragma omp for schedule(dynamic, 1)
+PYSPEC_OMP(omp for schedule(dynamic, 1))
     for (index_t c = 0; c < n_slices; ++c) {
       if (!s) continue;
       const index_t begin = c * slice;
@@ -374,13 +382,14 @@ void hamming_distances(const word_t* queries, index_t n_queries, const word_t* c
   if (n_queries == 0 || n_codes == 0) return;
   const HammingKernels& kern = selected_kernels();
   const int threads = effective_threads(num_threads, n_queries, n_codes, n_words);
+  (void)threads;  // only read by the OpenMP clause
   const std::size_t nb = block_codes(kRowBlockBytes, n_words);
   ErrorCapture errors;
-#pragma omp parallel num_threads(threads) if (threads > 1)
+PYSPEC_OMP(omp parallel num_threads(threads) if (threads > 1))
   {
     std::unique_ptr<Scratch> s;
     errors.run([&] { s = std::make_unique<Scratch>(nb, n_words, false); });
-#pragma omp for schedule(static)
+PYSPEC_OMP(omp for schedule(static))
     for (index_t q = 0; q < n_queries; ++q) {
       if (!s) continue;
       std::int32_t* row = out + q * n_codes;
