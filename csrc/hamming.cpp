@@ -29,8 +29,8 @@
 namespace pyspec {
 
 const HammingKernels& hamming_kernels_scalar() {
-  // The portable build has no transposed path: without POPCNT it would not
-  // pay for itself.
+  // No transposed path: it only pays where a SIMD row scan needs a
+  // horizontal reduction; the scalar loop sums a code's words directly.
   static const HammingKernels kernels{scan_rows_generic, nullptr, nullptr};
   return kernels;
 }
@@ -47,8 +47,10 @@ constexpr std::size_t kRowBlockBytes = 128 << 10;
 // group instead of once per query.
 constexpr std::size_t kBatchBlockBytes = 32 << 10;
 // Queries per group: a thread keeps one top-k per query of its group; 1024
-// queries of k = 10 is ~200 KiB of heaps, still cheap next to the codes.
+// queries of k = 10 is ~200 KiB of heaps, still cheap next to the codes. For
+// large k the group shrinks so its heaps stay within kGroupHeapBytes.
 constexpr index_t kMaxQueryGroup = 1024;
+constexpr std::size_t kGroupHeapBytes = 64 << 20;
 // The transposed layout costs one pass over the block and pays off only when
 // the row-major scan needs a horizontal reduction (n_words >= 3) and enough
 // queries share the block. Measured on AVX-512 (Zen 4, 50k codes, 64 queries,
@@ -218,13 +220,13 @@ void scan_group(const HammingKernels& kern, const word_t* queries, index_t q_beg
 // parallel (used when there are at least as many queries as threads).
 template <class F>
 void for_query_groups(const HammingKernels& kern, index_t n_queries, int n_words, int threads,
-                      F&& per_group) {
+                      index_t max_group, F&& per_group) {
   const index_t per_thread = (n_queries + threads - 1) / threads;
   index_t group = per_thread;
   if (group > kMinSharedGroup)
     group = std::max(kMinSharedGroup, (n_queries + kGroupsPerThread * threads - 1) /
                                           (kGroupsPerThread * threads));
-  group = std::max<index_t>(1, std::min(kMaxQueryGroup, group));
+  group = std::max<index_t>(1, std::min({kMaxQueryGroup, max_group, group}));
   const index_t n_groups = (n_queries + group - 1) / group;
   const bool transposed = kern.transpose != nullptr && group >= kTransposeMinQueries &&
                           n_words >= kTransposeMinWords;
@@ -295,7 +297,10 @@ void hamming_knn(const word_t* queries, index_t n_queries, const word_t* codes,
   const int threads = effective_threads(num_threads, n_queries, n_codes, n_words);
 
   if (n_queries >= threads) {
-    for_query_groups(kern, n_queries, n_words, threads,
+    const std::size_t heap_bytes = kk * sizeof(std::pair<std::int32_t, index_t>);
+    const index_t max_group = static_cast<index_t>(std::max<std::size_t>(
+        1, kGroupHeapBytes / heap_bytes));
+    for_query_groups(kern, n_queries, n_words, threads, max_group,
                      [&](index_t q0, index_t q1, Scratch& s, bool transposed) {
                        std::vector<KnnSink> sinks(static_cast<std::size_t>(q1 - q0),
                                                   KnnSink(kk));
@@ -316,7 +321,8 @@ void hamming_knn(const word_t* queries, index_t n_queries, const word_t* codes,
                     scan_rows(kern, query, codes, ids, begin, end, n_words,
                               parts[static_cast<std::size_t>(t)], s);
                   });
-    for (int t = 1; t < threads; ++t) parts[0].top().merge(parts[static_cast<std::size_t>(t)].top());
+    for (int t = 1; t < threads; ++t)
+      parts[0].top().merge(parts[static_cast<std::size_t>(t)].top());
     parts[0].top().extract_sorted(out_distances + q * k, out_ids + q * k, pad_distance);
   }
 }
@@ -332,7 +338,7 @@ void hamming_range(const word_t* queries, index_t n_queries, const word_t* codes
 
   if (n_codes > 0 && radius >= 0) {
     if (n_queries >= threads) {
-      for_query_groups(kern, n_queries, n_words, threads,
+      for_query_groups(kern, n_queries, n_words, threads, kMaxQueryGroup,
                        [&](index_t q0, index_t q1, Scratch& s, bool transposed) {
                          std::vector<RangeSink> sinks(static_cast<std::size_t>(q1 - q0),
                                                       RangeSink(radius));
