@@ -17,10 +17,20 @@
 //
 // Threading: `num_threads` 0 means the OpenMP default (OMP_NUM_THREADS), n >= 1
 // is exact. With at least as many queries as threads the work is split over
-// queries; otherwise every query splits the database into one contiguous
-// range per thread and the per-thread top-k lists are merged at the end.
-// Small inputs run serially. None of these functions touch Python; callers
-// release the GIL around them.
+// groups of queries, and each group shares every pass over a cache-sized
+// database block; otherwise every query splits the database into slices
+// (several per thread, handed out dynamically) and the per-thread top-k
+// lists are merged at the end. Inputs below ~2^18 word comparisons run
+// serially. None of these functions touch Python; callers release the GIL.
+//
+// Tolerance: none; all outputs are exact integers.
+//
+// Top-k selection: each query keeps a bounded heap (topk.hpp) whose current
+// worst distance is a rejection threshold passed to the SIMD scan, so almost
+// every code is rejected by one vector compare and only the few at or under
+// the threshold reach the heap. Cost is one pass over the codes plus about
+// k * log(n / k) heap pushes per query; it is meant for k much smaller than
+// n (k close to n works but costs O(n log k) heap work per query).
 #pragma once
 
 #include <cstddef>
@@ -43,8 +53,8 @@ namespace pyspec {
 //             the matching id is kMissingId (-1).
 // out_distances : int32 (n_queries, k), out_ids : int64 (n_queries, k),
 //             written row by row in (distance, id) order.
-// Throws std::invalid_argument for n_words outside [1, kMaxCodeWords] or
-// negative sizes, before any work starts.
+// Threading, ordering: as above. Throws std::invalid_argument for n_words
+// outside [1, kMaxCodeWords], negative sizes or k < 0, before any work.
 void hamming_knn(const word_t* queries, index_t n_queries, const word_t* codes,
                  const index_t* ids, index_t n_codes, int n_words, index_t k,
                  std::int32_t pad_distance, int num_threads,
@@ -56,7 +66,9 @@ void hamming_knn(const word_t* queries, index_t n_queries, const word_t* codes,
 // Output vectors are resized here: offsets has n_queries + 1 entries, hits of
 // query i are ids[offsets[i] : offsets[i+1]] with their distances, sorted by
 // (distance, id). The result size is unknown in advance, so it is collected in
-// std::vector storage that the binding hands to NumPy without a copy.
+// std::vector storage that the binding hands to NumPy without a copy. Memory
+// is proportional to the number of hits. Threading as above; throws as
+// hamming_knn.
 struct RangeHits {
   std::vector<index_t> offsets;
   std::vector<index_t> ids;
@@ -68,8 +80,9 @@ void hamming_range(const word_t* queries, index_t n_queries, const word_t* codes
 
 // Full distance matrix (for tests and small problems).
 //
-// out : int32 (n_queries, n_codes), C-contiguous, out[i, j] = distance between
-// queries[i] and codes[j]. Parallel over queries.
+// queries, codes : as for hamming_knn. out : int32 (n_queries, n_codes),
+// C-contiguous, out[i, j] = distance between queries[i] and codes[j].
+// Parallel over queries (serial below the small-input threshold).
 void hamming_distances(const word_t* queries, index_t n_queries, const word_t* codes,
                        index_t n_codes, int n_words, int num_threads, std::int32_t* out);
 
