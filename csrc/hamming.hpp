@@ -29,8 +29,10 @@
 // worst distance is a rejection threshold passed to the SIMD scan, so almost
 // every code is rejected by one vector compare and only the few at or under
 // the threshold reach the heap. Cost is one pass over the codes plus about
-// k * log(n / k) heap pushes per query; it is meant for k much smaller than
-// n (k close to n works but costs O(n log k) heap work per query).
+// k * log(n / k) heap pushes per query. Above k = 2048 the heap would be the
+// cost, so selection switches to a histogram of distances (which gives the
+// k-th distance) and a second pass that counting-sorts the codes at or under
+// it: two passes per query, each query on one thread.
 #pragma once
 
 #include <cstddef>
@@ -48,7 +50,7 @@ namespace pyspec {
 // ids       : int64 (n_codes,), the id reported for each database row; ties
 //             in distance are broken by this id (ids need not be sorted).
 // k         : results per query, 0 <= k; the caller caps it at n_codes when
-//             it wants no padding (the kernel reserves k entries per query).
+//             it wants no padding (the kernel keeps O(k) state per query).
 // pad_distance: distance written to rows with fewer than k hits (n_bits + 1);
 //             the matching id is kMissingId (-1).
 // out_distances : int32 (n_queries, k), out_ids : int64 (n_queries, k),

@@ -56,7 +56,8 @@ def make_case(n_bits: int, n_queries: int) -> dict:
     dist = hamming_distances_ref(queries, codes)
     case = {"queries": queries, "codes": codes, "ids": ids, "n_bits": n_bits, "dist": dist,
             "knn": {}, "range": {}}
-    for k in (1, 10, 64):
+    # 5000 is above the kernels' heap limit (2048): selection by histogram.
+    for k in (1, 10, 64, 5000):
         case["knn"][k] = hamming_knn_ref(queries, codes, ids, k, n_bits + 1)
     for radius in (0, n_bits // 4, n_bits // 2 - 4, n_bits):
         case["range"][radius] = hamming_range_ref(queries, codes, ids, radius)
@@ -151,3 +152,16 @@ def test_contract_violations_straight_to_core_are_value_errors(rng):
         _core.hamming_knn(wide, wide, np.arange(3, dtype=np.int64), 1, 577, 1)
     with pytest.raises(ValueError, match="k must be"):
         _core.hamming_knn(codes, codes, ids, -1, 257, 1)
+
+
+def test_large_k_above_database_size_pads(simd_level, num_threads, rng):
+    # k above the heap limit (2048) and above n: every code, then padding.
+    distinct = rng.integers(0, 2**64, size=(30, 2), dtype=np.uint64)
+    codes = np.ascontiguousarray(distinct[rng.integers(0, 30, size=2500)])
+    ids = rng.permutation(2500).astype(np.int64)
+    queries = codes[:5].copy()
+    got_ids, got_d = _core.hamming_knn(queries, codes, ids, 3000, 129, num_threads)
+    ref_ids, ref_d = hamming_knn_ref(queries, codes, ids, 3000, 129)
+    np.testing.assert_array_equal(got_d, ref_d)
+    np.testing.assert_array_equal(got_ids, ref_ids)
+    assert (got_ids[:, 2500:] == -1).all()
