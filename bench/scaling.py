@@ -11,7 +11,8 @@ simulated spectra (``pyspec.simulate``; the simulator itself is timed up to
 ``--max-sim-n``). Stages on float spectra (preprocessing, PIL fit, encode, PQ, graph) run up to ``--max-float-n``
 spectra, FITS ingestion (``pyspec.ingest`` with 1, 2, ... worker processes
 on simulated LAMOST files) up to ``--max-files``; the code
-scans go further, on codes of the simulated spectra repeated with random bit
+scans go further, on codes of the simulated spectra (PIL codes, or 256-bit
+sign random projections while the PIL hasher is absent) repeated with random bit
 flips (so the scan cost, which does not depend on the code values, is what
 is measured). Thread counts: 1, 2, 4, 8, 16 up to the cores present
 (preprocessing has no thread option and runs at 1).
@@ -102,15 +103,34 @@ class Context:
             self._x = x
         return self._x[:n]
 
+    def base_codes(self) -> np.ndarray:
+        """PIL codes when the encode stage ran, else 256-bit sign random projections."""
+        if self.codes is not None:
+            self.code_kind = "pil"
+            return self.codes
+        if getattr(self, "_srp", None) is None:
+            from pyspec._bits import pack_bits
+
+            x = self.spectra(min(self.args.max_float_n, 10_000))
+            planes = np.random.default_rng(2).standard_normal((x.shape[1], 256))
+            self._srp = pack_bits(x @ planes.astype(np.float32) > 0)
+        self.code_kind = "srp256"
+        return self._srp
+
     def tiled_codes(self, n: int) -> np.ndarray:
-        """Codes of the simulated spectra repeated with 5 % random bit flips up to n rows."""
-        base = self.codes
+        """Codes of the simulated spectra repeated up to n rows, each bit flipped with p = 1/16.
+
+        The flips are the AND of four random words, drawn in blocks, so 10^7
+        codes need no more than the codes themselves.
+        """
+        base = self.base_codes()
         reps = -(-n // base.shape[0])
         out = np.tile(base, (reps, 1))[:n].copy()
-        flips = self.rng.random((n, base.shape[1] * 64)) < 0.05
-        from pyspec._bits import pack_bits
-
-        out ^= pack_bits(flips)
+        block = 1 << 18
+        for s in range(0, n, block):
+            shape = (min(block, n - s), base.shape[1])
+            words = [self.rng.integers(0, 2**64, size=shape, dtype=np.uint64) for _ in range(4)]
+            out[s:s + shape[0]] ^= words[0] & words[1] & words[2] & words[3]
         return out
 
 
@@ -196,8 +216,6 @@ def st_encode(ctx, n, t):
 def _hamming(ctx, n):
     from pyspec import HammingIndex
 
-    if ctx.codes is None:
-        raise SkipStage("needs encode")
     cached = getattr(ctx, "_hamming_cache", None)
     if cached is None or cached[0] != n:
         codes = ctx.tiled_codes(n)
@@ -210,8 +228,6 @@ def _hamming(ctx, n):
 def st_hamming_build(ctx, n, t):
     from pyspec import HammingIndex
 
-    if ctx.codes is None:
-        raise SkipStage("needs encode")
     codes = ctx.tiled_codes(n)
     return _timeit(lambda: HammingIndex(n_bits=256).add(codes))
 
@@ -366,6 +382,8 @@ def run(args) -> list[dict]:
                     row["numpy_read_GB_s"] = bw / 1e9
                 if name.startswith("graph"):
                     row["embedding"] = getattr(ctx, "embed_kind", "")
+                if name.startswith("hamming"):
+                    row["embedding"] = getattr(ctx, "code_kind", "")
                 if name in _BATCH_QUERY_STAGES:
                     row["queries_per_s"] = args.queries / secs
                 rows.append(row)
