@@ -395,6 +395,21 @@ def test_fits_output_round_trips_through_read_spectrum(library, tmp_path, gzip):
         write_fits(tmp_path, 1, seed=5, templates=library, gzip=gzip)
 
 
+def test_fits_on_a_linear_grid_reads_back(library, tmp_path):
+    """A non-log-linear grid (no COEFF cards) is still read, from the wavelength row/column."""
+    from pyspec import WavelengthGrid
+    from pyspec.io import read_spectrum
+    from pyspec.simulate import write_fits
+
+    grid = WavelengthGrid.preset("pq-2A")
+    paths = write_fits(tmp_path, 2, seed=8, grid=grid, templates=library)
+    ref = Simulator(grid=grid, seed=8, templates=library).generate(0, 2)
+    for i, path in enumerate(paths):
+        s = read_spectrum(path)
+        np.testing.assert_allclose(s.wavelength, grid.wavelength, rtol=1e-6)
+        np.testing.assert_array_equal(s.flux, ref.flux[i])
+
+
 def test_fits_layouts_have_the_lamost_structure(library, tmp_path):
     from astropy.io import fits
 

@@ -92,6 +92,7 @@ def _header_cards(row, i: int, seed: int, wl: np.ndarray, layout: str) -> list:
         ("OBSID", obsid, "Unique number ID of this spectrum"),
         ("AUTHOR", "pyspec.simulate", "Who compiled the information"),
         ("DATA_V", release, "Data release version (layout emulated)"),
+        ("TELESCOP", "LAMOST", "GuoShouJing Telescope (emulated)"),
         ("RA", float(row["ra"]), "[deg] Right ascension of object"),
         ("DEC", float(row["dec"]), "[deg] Declination of object"),
         ("DESIG", f"SIM J{i:09d}", "Designation"),
