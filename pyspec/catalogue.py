@@ -223,8 +223,14 @@ def _write_fits(table: Any, path: Path) -> None:
     from astropy.io import fits
     from astropy.table import Table
 
-    plain = Table(table, copy=False)
+    plain = Table(table, copy=True)
     plain.meta = {}
+    utf8 = []
+    for name in plain.colnames:  # FITS strings are ASCII: store others as UTF-8 bytes
+        col = plain[name]
+        if col.dtype.kind == "U" and any(not str(v).isascii() for v in col):
+            plain[name] = np.char.encode(np.asarray(col), "utf-8")
+            utf8.append(name)
     hdu = fits.table_to_hdu(plain)
     for i, name in enumerate(table.colnames, start=1):
         col = table[name]
@@ -233,6 +239,8 @@ def _write_fits(table: Any, path: Path) -> None:
         ucd = (col.info.meta or {}).get("ucd")
         if ucd:
             hdu.header[f"TUCD{i}"] = ucd
+    if utf8:
+        hdu.header["PYSPUTF8"] = (json.dumps(utf8), "columns holding UTF-8 bytes")
     hdu.header["PYSPVERS"] = (str(table.meta.get("pyspec_version", "")), "pyspec version")
     hdu.header["DATE"] = (str(table.meta.get("created_utc", "")), "UTC creation time")
     hdu.header["PYSPMETA"] = (json.dumps(table.meta, sort_keys=True), "pyspec provenance (JSON)")
@@ -250,7 +258,12 @@ def _write_votable(table: Any, path: Path) -> None:
         vtable.infos.append(Info(name=str(key), value=text))
     # ... and the exact block for read_catalogue
     vtable.infos.append(Info(name=_VOT_META, value=json.dumps(table.meta, sort_keys=True)))
-    vot.to_xml(str(path))
+    from astropy.units import UnitsWarning
+
+    with warnings.catch_warnings():
+        # VOUnit deprecates Angstrom (suggesting 0.1nm); it is still written and read exactly
+        warnings.simplefilter("ignore", UnitsWarning)
+        vot.to_xml(str(path))
 
 
 def read_catalogue(path: str | os.PathLike, format: str | None = None) -> Any:
@@ -267,10 +280,18 @@ def read_catalogue(path: str | os.PathLike, format: str | None = None) -> Any:
         return Table.read(path, format="ascii.csv")
     if fmt == "fits":
         from astropy.io import fits
+        from astropy.table import Column
 
         with fits.open(path) as hdus:
             header = hdus[1].header
-            table = Table.read(hdus[1], mask_invalid=False)
+            table = Table.read(hdus[1], mask_invalid=False, character_as_bytes=True)
+            utf8 = set(json.loads(header.get("PYSPUTF8", "[]")))
+            for name in table.colnames:
+                if table[name].dtype.kind == "S":
+                    values = np.char.decode(np.asarray(table[name]),
+                                            "utf-8" if name in utf8 else "ascii")
+                    table.replace_column(name, Column(values, name=name,
+                                                      unit=table[name].unit))
             for i, name in enumerate(table.colnames, start=1):
                 if f"TCOMM{i}" in header:
                     table[name].info.description = header[f"TCOMM{i}"]
@@ -282,9 +303,13 @@ def read_catalogue(path: str | os.PathLike, format: str | None = None) -> Any:
     from astropy.io.votable import parse
     from astropy.table import Column
 
+    from astropy.units import UnitsWarning
+
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        vot = parse(str(path))
+        # VOUnit deprecates some astropy units (e.g. Angstrom); they still parse exactly
+        warnings.simplefilter("ignore", UnitsWarning)
+        with open(path, "rb") as fh:
+            vot = parse(fh)
     vtable = vot.get_first_table()
     table = vtable.to_table(use_names_over_ids=True)
     for name in table.colnames:  # VOTable reads NaN as masked; keep plain NaN floats

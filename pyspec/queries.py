@@ -103,10 +103,16 @@ def _birch_groups(scores: np.ndarray, n_groups: int, threshold: float | str) -> 
     return np.asarray(birch.predict(scores), np.int64)
 
 
+def _n_distinct(points: np.ndarray) -> int:
+    """Distinct rows, ignoring float noise below 1e-9 of the data's scale (PCA of duplicates)."""
+    scale = float(np.max(np.abs(points))) or 1.0
+    return int(np.unique(np.round(points / scale, 9), axis=0).shape[0])
+
+
 def _kmeans(points: np.ndarray, n_clusters: int, random_state: Any) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.cluster import KMeans
 
-    n_distinct = np.unique(points, axis=0).shape[0]
+    n_distinct = _n_distinct(points)
     n_clusters = max(1, min(n_clusters, n_distinct))
     km = KMeans(n_clusters=n_clusters, n_init=3, random_state=random_state).fit(points)
     return np.asarray(km.labels_, np.int64), km.cluster_centers_
@@ -168,7 +174,7 @@ def representative_queries(flux: Any, *, method: str = "birch-kmeans", n_groups:
         centres = list(cen)
         used = {"n_clusters": int(cen.shape[0])}
     else:
-        n_grp = int(min(n_groups, np.unique(scores, axis=0).shape[0]))
+        n_grp = int(min(n_groups, _n_distinct(scores)))
         groups = _birch_groups(scores, n_grp, birch_threshold)
         next_label = 0
         for g in np.unique(groups):

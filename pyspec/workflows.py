@@ -18,8 +18,8 @@ subclass and redshift, with the template id and distance.
 
 The engine argument is anything with the small protocol that
 :class:`pyspec.Engine` implements: ``search_prepared(flux, k, num_threads)``,
-``range_search_prepared(flux, radius, num_threads)``, ``meta`` (astropy
-Table, one row per indexed spectrum), ``metric`` ("hamming" or "l2"),
+``range_search_prepared(flux, radius, num_threads)``, ``meta_rows(rows,
+columns=None)`` (astropy Table of the metadata of those rows), ``metric`` ("hamming" or "l2"),
 ``__len__`` and ``distance_unit``.
 """
 
@@ -194,7 +194,7 @@ def catalogue_search(engine: Any, query_flux: np.ndarray, query_ids: Any = None,
     rows, count, best, qbest = merger.result()
     order = np.lexsort((rows, best))
     rows, count, best, qbest = rows[order], count[order], best[order], qbest[order]
-    table = Table(engine.meta[rows], copy=True) if rows.size else Table(engine.meta[:0], copy=True)
+    table = engine.meta_rows(rows)
     table["row"] = rows
     table["n_queries"] = count
     dist = best.astype(np.int32) if engine.metric == "hamming" else best.astype(np.float32)
@@ -256,13 +256,14 @@ def match_templates(engine: Any, target_flux: np.ndarray, target_meta: Any = Non
     table = Table(target_meta, copy=True) if target_meta is not None else Table()
     table["target_row"] = np.arange(n_t, dtype=np.int64)
     found = rows >= 0
-    meta = engine.meta
     safe = np.where(found, rows, 0)
+    wanted = ("id", "class", "subclass", "z")
+    meta = engine.meta_rows(safe, wanted) if len(engine) else None
 
     def carry(name: str, fill: Any) -> np.ndarray:
-        if name not in meta.colnames or len(meta) == 0:
+        if meta is None or name not in meta.colnames:
             return np.full(n_t, fill)
-        values = np.asarray(meta[name])[safe]
+        values = np.asarray(meta[name])
         if values.dtype.kind == "f":
             values = np.where(found, values, np.nan)
         elif values.dtype.kind in "US":
