@@ -103,16 +103,15 @@ def _birch_groups(scores: np.ndarray, n_groups: int, threshold: float | str) -> 
     return np.asarray(birch.predict(scores), np.int64)
 
 
-def _n_distinct(points: np.ndarray) -> int:
-    """Distinct rows, ignoring float noise below 1e-9 of the data's scale (PCA of duplicates)."""
-    scale = float(np.max(np.abs(points))) or 1.0
-    return int(np.unique(np.round(points / scale, 9), axis=0).shape[0])
+def _n_distinct(x: np.ndarray) -> int:
+    """Number of distinct spectra (exact duplicates counted once)."""
+    return int(np.unique(x, axis=0).shape[0])
 
 
-def _kmeans(points: np.ndarray, n_clusters: int, random_state: Any) -> tuple[np.ndarray, np.ndarray]:
+def _kmeans(points: np.ndarray, n_clusters: int, random_state: Any,
+            n_distinct: int) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.cluster import KMeans
 
-    n_distinct = _n_distinct(points)
     n_clusters = max(1, min(n_clusters, n_distinct))
     km = KMeans(n_clusters=n_clusters, n_init=3, random_state=random_state).fit(points)
     return np.asarray(km.labels_, np.int64), km.cluster_centers_
@@ -168,18 +167,19 @@ def representative_queries(flux: Any, *, method: str = "birch-kmeans", n_groups:
     groups_of_cluster: list[int] = []
     centres: list[np.ndarray] = []
     if method == "kmeans":
-        lab, cen = _kmeans(scores, int(n_clusters), random_state)
+        lab, cen = _kmeans(scores, int(n_clusters), random_state, _n_distinct(x))
         labels[:] = lab
         groups_of_cluster = list(range(cen.shape[0]))
         centres = list(cen)
         used = {"n_clusters": int(cen.shape[0])}
     else:
-        n_grp = int(min(n_groups, _n_distinct(scores)))
+        n_grp = int(min(n_groups, _n_distinct(x)))
         groups = _birch_groups(scores, n_grp, birch_threshold)
         next_label = 0
         for g in np.unique(groups):
             members = np.flatnonzero(groups == g)
-            lab, cen = _kmeans(scores[members], int(n_subclusters), random_state)
+            lab, cen = _kmeans(scores[members], int(n_subclusters), random_state,
+                               _n_distinct(x[members]))
             labels[members] = lab + next_label
             groups_of_cluster.extend([int(g)] * cen.shape[0])
             centres.extend(cen)
