@@ -316,16 +316,38 @@ class Engine:
                 bar.update(chunk.shape[0])
         encode_s = time.perf_counter() - t0
 
+        timings = {"fit": round(fit_s, 3), "encode": round(encode_s, 3)}
+        return cls.write(out, model, index, store.meta, grid,
+                         preprocessing=getattr(store, "preprocessing", None),
+                         store_path=getattr(store, "path", None), timings=timings,
+                         overwrite=overwrite)
+
+    @classmethod
+    def write(cls, out: str | os.PathLike, model: Any, index: Any, meta: Any, grid: Any, *,
+              preprocessing: dict[str, Any] | None = None,
+              store_path: str | os.PathLike | None = None,
+              timings: dict[str, float] | None = None, overwrite: bool = False) -> Engine:
+        """Write an engine directory from a fitted model, a filled index and metadata.
+
+        :meth:`build` ends here; call it directly to assemble an engine from
+        codes encoded elsewhere (e.g. a distributed encoding job). Index ids
+        must be rows of ``meta`` (and of the store at ``store_path``).
+        """
+        out = Path(out)
+        if out.exists() and not overwrite:
+            raise FileExistsError(f"{out} exists; choose another --out or pass overwrite")
+        kind = _kind_of(model)
+        if len(meta) != len(index):
+            raise ValueError(f"metadata has {len(meta)} rows but the index holds {len(index)}")
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
             model.save(tmp / "model.bin")
             index.save(tmp / "index.bin")
-            schema = _write_meta_columns(store.meta, tmp / "meta")
+            schema = _write_meta_columns(meta, tmp / "meta")
             from pyspec.catalogue import provenance
 
-            store_path = Path(getattr(store, "path", "")).resolve() if getattr(store, "path", None) \
-                else None
+            store_path = Path(store_path).resolve() if store_path else None
             info = {
                 "format": ENGINE_FORMAT,
                 "version": ENGINE_VERSION,
@@ -333,15 +355,15 @@ class Engine:
                 "model_class": type(model).__name__,
                 "model_params": _safe_params(model),
                 "n_bits": int(model.n_bits) if kind == "hamming" else None,
-                "n_spectra": int(n),
-                "n_pixels": int(n_pix),
+                "n_spectra": int(len(index)),
+                "n_pixels": int(len(grid)),
                 "grid": grid.to_dict(),
-                "preprocessing": getattr(store, "preprocessing", None),
+                "preprocessing": preprocessing,
                 "store": None if store_path is None else str(store_path),
                 "store_relative": None if store_path is None else
-                os.path.relpath(store_path, out.resolve()),
+                os.path.relpath(store_path, out.resolve().parent / out.name),
                 "meta_columns": schema,
-                "timings_s": {"fit": round(fit_s, 3), "encode": round(encode_s, 3)},
+                "timings_s": dict(timings or {}),
                 "provenance": provenance(command="Engine.build"),
             }
             (tmp / "engine.json").write_text(json.dumps(info, indent=1, sort_keys=True))
