@@ -283,6 +283,8 @@ class Engine:
                 rng = np.random.default_rng(random_state)
                 rows = np.sort(rng.choice(n, size=int(fit_sample), replace=False))
                 train = np.asarray(store.flux[rows], np.float32)
+            elif kind == "hamming" and hasattr(store, "iter_chunks"):
+                train = store  # the hashers stream a store chunk by chunk
             else:
                 train = np.asarray(store.flux, np.float32)
             model.fit(train)

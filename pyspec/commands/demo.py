@@ -56,6 +56,8 @@ def _meta_row(meta: dict[str, Any]) -> dict[str, Any]:
 
 def _simulated(grid: Any, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[dict], str]:
     """Raw simulated spectra on ``grid`` (flux, ivar, metadata rows, description)."""
+    if n == 0:
+        return np.empty((0, 0)), np.empty((0, 0)), [], "none"
     try:
         from pyspec.simulate import Simulator, load_library
     except ModuleNotFoundError as exc:
@@ -105,28 +107,17 @@ def _noisy_copies(prepared_flux: np.ndarray, prepared_ivar: np.ndarray, metas: l
     return flux.astype(np.float32), rows
 
 
-def run(args: argparse.Namespace) -> int:
-    from pyspec.catalogue import provenance, write_catalogue
+def build_sample_store(store_dir: Path, n_simulated: int, seed: int = 0
+                       ) -> tuple[Any, int, int, str]:
+    """Store of the shipped real spectra (first rows) plus ``n_simulated`` simulated ones.
+
+    Returns (store, n_real, n_rejected, how the extra spectra were made).
+    """
     from pyspec.data import sample_files
-    from pyspec.engine import Engine
     from pyspec.io import read_spectra
-    from pyspec.models.pil import PILHasher
     from pyspec.preprocess import Preprocessor
-    from pyspec.queries import representative_queries
     from pyspec.store import SpectrumStore
-    from pyspec.workflows import catalogue_search
 
-    if args.n_simulated < 0:
-        raise ValueError(f"--n-simulated must be >= 0, got {args.n_simulated}")
-    t_start = time.perf_counter()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    store_dir, engine_dir = out / "store", out / "engine"
-    for old in (store_dir, engine_dir):
-        if old.exists():
-            shutil.rmtree(old)
-
-    # 1. ingest the real sample
     files = sample_files()
     prep = Preprocessor(_GRID, normalise="l2")
     read = read_spectra(files)
@@ -139,16 +130,16 @@ def run(args: argparse.Namespace) -> int:
     n_real = int(ok.sum())
 
     # 2. simulated spectra from the same templates (or noisy copies)
-    sim_flux, sim_ivar, sim_rows, how = _simulated(prep.grid, args.n_simulated, args.seed)
-    if args.n_simulated and how != "none":
+    sim_flux, sim_ivar, sim_rows, how = _simulated(prep.grid, n_simulated, seed)
+    if n_simulated and how != "none":
         sim_batch = prep.apply(_as_spectra(prep.grid.wavelength, sim_flux, sim_ivar, sim_rows))
         good = np.asarray(sim_batch.ok)
         extra_flux, extra_ivar = sim_batch.flux[good], sim_batch.ivar[good]
         extra_rows = [r for r, g in zip(sim_rows, good, strict=True) if g]
-    elif args.n_simulated:
+    elif n_simulated:
         how = "noisy copies of the real spectra (pyspec.simulate not available)"
         extra_flux, extra_rows = _noisy_copies(batch.flux[ok], batch.ivar[ok], real_meta,
-                                               args.n_simulated, args.seed)
+                                               n_simulated, seed)
         extra_ivar = np.ones_like(extra_flux)
     else:
         extra_flux = np.empty((0, len(prep.grid)), np.float32)
@@ -160,10 +151,34 @@ def run(args: argparse.Namespace) -> int:
             writer.append(extra_flux, extra_ivar, extra_rows)
         for name, reason in rejects:
             writer.reject(name, reason)
-    store = SpectrumStore.open(store_dir)
-    say(args, f"[1/5] store {store_dir}: {n_real} real LAMOST spectra ({len(rejects)} rejected) "
-              f"+ {len(extra_rows)} simulated on the {_GRID} grid ({len(prep.grid)} pixels)")
-    if extra_rows:
+    return SpectrumStore.open(store_dir), n_real, len(rejects), how
+
+
+def run(args: argparse.Namespace) -> int:
+    from pyspec.catalogue import provenance, write_catalogue
+    from pyspec.data import sample_files
+    from pyspec.engine import Engine
+    from pyspec.models.pil import PILHasher
+    from pyspec.queries import representative_queries
+    from pyspec.workflows import catalogue_search
+
+    if args.n_simulated < 0:
+        raise ValueError(f"--n-simulated must be >= 0, got {args.n_simulated}")
+    t_start = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    store_dir, engine_dir = out / "store", out / "engine"
+    for old in (store_dir, engine_dir):
+        if old.exists():
+            shutil.rmtree(old)
+
+    # 1-2. ingest the real sample, add simulated spectra
+    files = sample_files()
+    store, n_real, n_rejected, how = build_sample_store(store_dir, args.n_simulated, args.seed)
+    n_extra = len(store) - n_real
+    say(args, f"[1/5] store {store_dir}: {n_real} real LAMOST spectra ({n_rejected} rejected) "
+              f"+ {n_extra} simulated on the {_GRID} grid ({len(store.grid)} pixels)")
+    if n_extra:
         say(args, f"      simulated with {how}: a 256-bit PIL hasher needs more training "
                   "spectra than hidden units")
 
