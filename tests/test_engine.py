@@ -165,7 +165,7 @@ def test_errors(engine, store, tmp_path) -> None:
     with pytest.raises(FileExistsError):
         Engine.build(store, PILHasher(n_bits=64, hidden=(128, 96)), out=engine.path)
     fitted_elsewhere = PILHasher(n_bits=64, hidden=(16,), random_state=0).fit(
-        np.random.default_rng(0).random((50, 30), dtype=np.float32))
+        np.random.default_rng(0).random((100, 30), dtype=np.float32))
     with pytest.raises(ValueError, match="pixels"):
         Engine.build(store, fitted_elsewhere, out=tmp_path / "e2")
     assert issubclass(IndexFormatError, PyspecError)
