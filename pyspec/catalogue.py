@@ -228,6 +228,8 @@ def _write_fits(table: Any, path: Path) -> None:
     utf8 = []
     for name in plain.colnames:  # FITS strings are ASCII: store others as UTF-8 bytes
         col = plain[name]
+        if col.dtype.kind == "i" and col.dtype.itemsize == 1:  # FITS has no signed bytes
+            plain[name] = col.astype(np.int16)
         if col.dtype.kind == "U" and any(not str(v).isascii() for v in col):
             plain[name] = np.char.encode(np.asarray(col), "utf-8")
             utf8.append(name)
@@ -251,7 +253,14 @@ def _write_votable(table: Any, path: Path) -> None:
     from astropy.io.votable import from_table
     from astropy.io.votable.tree import Info
 
-    vot = from_table(table)
+    from astropy.table import Table
+
+    plain = Table(table, copy=False)
+    for name in plain.colnames:  # VOTable has no int8 or unsigned types beyond uint8
+        kind, size = plain[name].dtype.kind, plain[name].dtype.itemsize
+        if (kind == "i" and size == 1) or (kind == "u" and size > 1):
+            plain[name] = plain[name].astype(np.int16 if size == 1 else np.int64)
+    vot = from_table(plain)
     vtable = vot.get_first_table()
     for key, value in table.meta.items():  # one readable INFO per item ...
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)

@@ -32,6 +32,7 @@ def table() -> Table:
     t["snr_r"] = np.array([25.05, 172.27, 3.1], np.float32)
     t["n_queries"] = np.array([3, 1, 7], np.int64)
     t["best_distance"] = np.array([12, 0, 40], np.int32)
+    t["flag"] = np.array([1, -1, 0], np.int8)
     t["extra"] = [1.5, 2.5, 3.5]
     t["extra"].unit = u.AA
     t.meta.update(provenance(command="pyspec search", model={"n_bits": 256, "hidden": [512, 256]},
