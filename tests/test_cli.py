@@ -30,7 +30,7 @@ def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "pyspec-demo"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        code = main(["demo", "--out", str(out), "--n-simulated", "1100"])
+        code = main(["demo", "--out", str(out), "--n-simulated", "600"])
     assert code == 0
     return out, buf.getvalue()
 
@@ -103,7 +103,7 @@ def test_build_query_queries_search(demo_dir, tmp_path, capsys) -> None:
     assert code == 0, err
     m = Table.read(tmp_path / "m.csv")
     n = len(m)
-    assert n > 1000 and np.all(m["template_distance"] == 0)  # every target is a template
+    assert n > 600 and np.all(m["template_distance"] == 0)  # every target is a template
 
 
 @pytest.mark.parametrize("command", ["build", "query", "queries", "search", "demo"])

@@ -11,7 +11,7 @@ normalisation), NumPy encoding (the same fitted PIL network's matrices:
 ``IndexBinaryFlat`` over the same codes; faiss gets all threads
 (``omp_set_num_threads``) like pyspec. Both return the 10 nearest codes.
 
-The engine: a 256-bit PIL hasher fitted on the shipped LAMOST sample plus
+The engine: a 256-bit PIL hasher (hidden 512-384-256, as in the demo) fitted on the shipped LAMOST sample plus
 simulated spectra (``pyspec demo``'s store); the index holds those spectra's
 codes followed by uniformly random codes up to ``--query-n`` (search cost
 does not depend on the codes' content), with a metadata table of the same
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("query")
     g.add_argument("--query-n", type=int, default=1_000_000, help="indexed codes (default 1M)")
     g.add_argument("--query-reps", type=int, default=200, help="timed repetitions (default 200)")
-    g.add_argument("--query-simulated", type=int, default=1500,
+    g.add_argument("--query-simulated", type=int, default=700,
                    help="simulated spectra added to the sample to fit the hasher")
 
 
@@ -56,7 +56,8 @@ def make_engine(workdir: Path, n_codes: int, n_simulated: int, seed: int = 0):
     from pyspec.models.pil import PILHasher
 
     store, _, _, _ = build_sample_store(workdir / "store", n_simulated, seed)
-    hasher = PILHasher(n_bits=256, random_state=seed).fit(np.asarray(store.flux))
+    hasher = PILHasher(n_bits=256, hidden=(512, 384), random_state=seed).fit(
+        np.asarray(store.flux))
     real = hasher.transform(np.asarray(store.flux))
     n_codes = max(n_codes, real.shape[0])
     rng = np.random.default_rng(seed)
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     n = 20_000 if args.quick else args.query_n
     reps = 20 if args.quick else args.query_reps
-    n_sim = 1200 if args.quick else args.query_simulated
+    n_sim = 600 if args.quick else args.query_simulated
     path = SAMPLE_DIR / _QUERY_FILE
     with tempfile.TemporaryDirectory(prefix="pyspec-bench-query-") as tmp:
         t0 = time.perf_counter()

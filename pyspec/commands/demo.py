@@ -6,8 +6,9 @@ Steps (each prints one line; outputs land in ``--out``, default ./pyspec-demo):
    on the LAMOST grid (3690-9100 A, log-linear), L2-normalised;
 2. augment the store with simulated spectra drawn from those same spectra as
    templates (pyspec.simulate: shifts, continuum tilts, emission lines, survey
-   noise). A 256-bit PIL hasher has hidden layers wider than 59, and its
-   pseudo-inverse solves need more spectra than hidden units; the simulated
+   noise). The demo's 256-bit PIL hasher has hidden layers of 512, 384 and
+   256 units, and its pseudo-inverse solves need more spectra than hidden
+   units (59 are far too few); the simulated
    spectra are labelled ``class = SIM-<template class>`` and ids ``sim-N``.
    Without pyspec.simulate the demo adds noisy copies of the real spectra
    (noise drawn from each spectrum's own inverse variance) instead;
@@ -35,14 +36,17 @@ from pyspec.commands._workflow import add_quiet, say, show_progress
 HELP = "run the whole pipeline on the shipped LAMOST sample (ingest, train, build, query, search)"
 
 _GRID = "lamost"
+# Hidden layers of the demo's PIL hasher (then the 256-bit code layer): narrower than the
+# library default (1024, 512) so that a few hundred spectra suffice and training stays quick.
+_HIDDEN = (512, 384)
 _QUERY_FILE = "spec-57278-EG224429N215706B01_sp01-001.fits.gz"  # LAMOST DR10 K7 star, S/N 172
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", "-o", default="pyspec-demo",
                         help="output directory (default ./pyspec-demo; re-running replaces it)")
-    parser.add_argument("--n-simulated", type=int, default=1500,
-                        help="simulated spectra added to the 59 real ones (default 1500)")
+    parser.add_argument("--n-simulated", type=int, default=700,
+                        help="simulated spectra added to the 59 real ones (default 700)")
     parser.add_argument("--n-bits", type=int, default=256, help="code length (default 256)")
     parser.add_argument("-k", type=int, default=10, help="neighbours in the query (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -184,12 +188,13 @@ def run(args: argparse.Namespace) -> int:
 
     # 3. train and build
     t0 = time.perf_counter()
-    hasher = PILHasher(n_bits=args.n_bits, random_state=args.seed)
+    hasher = PILHasher(n_bits=args.n_bits, hidden=_HIDDEN, random_state=args.seed)
     hasher.fit(np.asarray(store.flux))
     fit_s = time.perf_counter() - t0
     engine = Engine.build(store, hasher, out=engine_dir, num_threads=args.num_threads,
                           progress=show_progress(args))
-    say(args, f"[2/5] trained a {args.n_bits}-bit PIL hasher on {len(store)} spectra in "
+    say(args, f"[2/5] trained a {args.n_bits}-bit PIL hasher (hidden layers "
+              f"{'-'.join(map(str, _HIDDEN))}-{args.n_bits}) on {len(store)} spectra in "
               f"{fit_s:.2f} s")
     say(args, f"[3/5] engine {engine_dir}: {len(engine)} codes")
 
