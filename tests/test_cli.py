@@ -172,3 +172,20 @@ def test_engine_from_a_different_grid(demo_dir, tmp_path, capsys) -> None:
     code, _, err = run_cli(capsys, "query", sample_files()[0], "--engine", moved / "engine",
                            "--rerank", "20")
     _one_line_error(code, err, "different wavelength grid")
+
+
+def test_search_measure(demo_dir, tmp_path, capsys) -> None:
+    """--measure appends the line-measurement columns (when that module is installed)."""
+    from pyspec.commands.search import _add_measurements
+
+    try:
+        _add_measurements()
+    except ValueError:
+        pytest.skip("pyspec's line-measurement module is not in this installation")
+    code, _, err = run_cli(capsys, "search", "--engine", demo_dir / "engine", "--queries",
+                           demo_dir / "queries.ecsv", "-k", "2", "--measure",
+                           "--out", tmp_path / "m.ecsv")
+    assert code == 0, err
+    t = read_catalogue(tmp_path / "m.ecsv")
+    assert "z_cl" in t.colnames and "n_queries" in t.colnames
+    assert len(t) >= 2

@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("query")
     g.add_argument("--query-n", type=int, default=1_000_000, help="indexed codes (default 1M)")
     g.add_argument("--query-reps", type=int, default=200, help="timed repetitions (default 200)")
+    g.add_argument("--query-threads", type=int, nargs="+", default=[0, 1],
+                   help="pyspec thread counts to time (0 = all cores, the default)")
     g.add_argument("--query-simulated", type=int, default=700,
                    help="simulated spectra added to the sample to fit the hasher")
 
@@ -151,27 +153,31 @@ def run(args: argparse.Namespace) -> list[dict]:
         q = encode_np(_peer_prep(w, f, iv, grid))
         fd, _ = fidx.search(q, 10)
 
-        steps = {"read": [], "preprocess": [], "encode": [], "search": [], "end_to_end": []}
-        peer = {"read": [], "preprocess": [], "encode": [], "search": [], "end_to_end": []}
+        names = ("read", "preprocess", "encode", "search", "end_to_end")
+        steps = {th: {k: [] for k in names} for th in args.query_threads}
+        peer = {k: [] for k in names}
         # separate loops (not interleaved) so that one pipeline's idle OpenMP/BLAS
         # threads do not spin against the other's measurements
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            engine.query(path, k=10)
-            steps["end_to_end"].append(time.perf_counter() - t0)
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            spec = read_spectrum(path)
-            t1 = time.perf_counter()
-            flux = engine.preprocessor.apply(spec).flux
-            t2 = time.perf_counter()
-            code = engine.model.transform(flux)
-            t3 = time.perf_counter()
-            engine.index.search(code, 10)
-            t4 = time.perf_counter()
-            for name, dt in zip(("read", "preprocess", "encode", "search"),
-                                (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-                steps[name].append(dt)
+        for th in args.query_threads:
+            nt = th or None
+            engine.query(path, k=10, num_threads=nt)
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                engine.query(path, k=10, num_threads=nt)
+                steps[th]["end_to_end"].append(time.perf_counter() - t0)
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                spec = read_spectrum(path)
+                t1 = time.perf_counter()
+                flux = engine.preprocessor.apply(spec).flux
+                t2 = time.perf_counter()
+                code = engine.model.transform(flux, num_threads=nt)
+                t3 = time.perf_counter()
+                engine.index.search(code, 10, num_threads=nt)
+                t4 = time.perf_counter()
+                for name, dt in zip(names[:4], (t1 - t0, t2 - t1, t3 - t2, t4 - t3),
+                                    strict=True):
+                    steps[th][name].append(dt)
         for _ in range(reps):
             t0 = time.perf_counter()
             w, f, iv = _peer_read(path)
@@ -182,18 +188,19 @@ def run(args: argparse.Namespace) -> list[dict]:
             t3 = time.perf_counter()
             fidx.search(q, 10)
             t4 = time.perf_counter()
-            for name, dt in zip(("read", "preprocess", "encode", "search"),
-                                (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            for name, dt in zip(names[:4], (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
                 peer[name].append(dt)
             peer["end_to_end"].append(t4 - t0)
 
     rows = []
-    for name in ("read", "preprocess", "encode", "search", "end_to_end"):
-        p50, p99 = _pct(steps[name])
-        q50, q99 = _pct(peer[name])
-        rows.append({"case": f"{name} ({n:,d} codes)", "pyspec_p50_ms": p50,
-                     "pyspec_p99_ms": p99, "peer_p50_ms": q50, "peer_p99_ms": q99,
-                     "ratio_p50": q50 / p50 if p50 > 0 else float("nan")})
+    for th in args.query_threads:
+        for name in names:
+            p50, p99 = _pct(steps[th][name])
+            q50, q99 = _pct(peer[name])
+            rows.append({"case": f"{name}, {n:,d} codes, pyspec threads={th or 'all'}",
+                         "pyspec_p50_ms": p50, "pyspec_p99_ms": p99, "peer_p50_ms": q50,
+                         "peer_p99_ms": q99,
+                         "ratio_p50": q50 / p50 if p50 > 0 else float("nan")})
     # the peer's simpler preprocessing (np.interp, no flux-conserving rebin) gives
     # a slightly different code, so its nearest code need not be the query's own
     rows.append({"case": "first neighbour distance (pyspec / peer)",

@@ -117,15 +117,32 @@ def _labels(meta: Any, rows: np.ndarray) -> np.ndarray:
     return rows.astype(str)
 
 
-def _measure(table: Any, engine: Any) -> Any:
-    try:
-        from pyspec.measure import add_measurements
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("pyspec.measure",):
-            raise
-        raise ValueError("--measure needs pyspec.measure, which this pyspec does not have") from None
-    spectra = engine.spectra(np.asarray(table["row"], np.int64))
-    return add_measurements(table, spectra) or table
+def _add_measurements() -> Any:
+    """The line-measurement step (pyspec.measure or pyspec.commands.measure), if installed."""
+    import importlib
+
+    for module in ("pyspec.measure", "pyspec.commands.measure"):
+        try:
+            fn = getattr(importlib.import_module(module), "add_measurements", None)
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("pyspec.measure", "pyspec.commands.measure"):
+                raise
+            continue
+        if fn is not None:
+            return fn
+    raise ValueError("--measure needs pyspec's line-measurement module, which this "
+                     "installation does not have")
+
+
+def _measure(table: Any, store: Any, rows: np.ndarray, **kwargs: Any) -> Any:
+    """Measure the (prepared, stored) spectra of ``rows`` and append the columns."""
+    add = _add_measurements()
+    rows = np.asarray(rows, np.int64)
+    flux = _store_rows(store, rows)
+    ivar = np.empty_like(flux)
+    order = np.argsort(rows, kind="stable")
+    ivar[order] = store.ivar[rows[order]]
+    return add(table, (np.asarray(store.grid.wavelength), flux, ivar), **kwargs)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -145,6 +162,9 @@ def run(args: argparse.Namespace) -> int:
                                 num_threads=args.num_threads, progress=show_progress(args))
         table.meta.update(provenance(command="pyspec search --targets", engine=engine_info,
                                      inputs=[args.targets]))
+        if args.measure:
+            table = _measure(table, store, np.arange(len(store)),
+                             template_z=np.asarray(table["template_z"], np.float64))
         out = write_table(table, args.out, args.format)
         say(args, f"{len(table)} targets matched to {len(engine)} templates: {out}")
         return 0
@@ -159,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
                              query_meta=qmeta)
     table.meta.update(provenance(command="pyspec search", engine=engine_info, inputs=inputs))
     if args.measure:
-        table = _measure(table, engine)
+        table = _measure(table, engine.store, table["row"])
     out = write_table(table, args.out, args.format)
     say(args, f"{flux.shape[0]} queries -> {len(table)} candidates "
               f"(of {len(engine):,d} spectra): {out}")
