@@ -41,7 +41,8 @@ __all__ = ["COLUMNS", "annotate", "provenance", "write_catalogue", "read_catalog
 
 # name -> (unit or None, description, UCD). UCD1+ words from the IVOA list.
 COLUMNS: dict[str, tuple[str | None, str, str]] = {
-    "id": (None, "spectrum identifier (LAMOST obsid, SDSS plate-mjd-fiber, ...)", "meta.id;meta.main"),
+    "id": (None, "spectrum identifier (LAMOST obsid, SDSS plate-mjd-fiber, ...)",
+           "meta.id;meta.main"),
     "file": (None, "source file of the spectrum", "meta.file"),
     "ra": ("deg", "right ascension (ICRS)", "pos.eq.ra;meta.main"),
     "dec": ("deg", "declination (ICRS)", "pos.eq.dec;meta.main"),
@@ -93,7 +94,8 @@ def catalogue_format(path: str | os.PathLike, format: str | None = None) -> str:
     if format is not None:
         fmt = format.lower()
         if fmt not in set(_FORMATS.values()):
-            raise ValueError(f"unknown catalogue format {format!r}; choose ecsv, fits, votable or csv")
+            raise ValueError(f"unknown catalogue format {format!r}; "
+                             "choose ecsv, fits, votable or csv")
         return fmt
     name = Path(path).name.lower()
     if name.endswith(".gz"):

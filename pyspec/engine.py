@@ -59,7 +59,8 @@ def _model_class(name: str) -> type:
     import importlib
 
     if name not in _MODEL_CLASSES:
-        raise IndexFormatError(f"unknown model class {name!r}; expected one of {sorted(_MODEL_CLASSES)}")
+        raise IndexFormatError(f"unknown model class {name!r}; "
+                               f"expected one of {sorted(_MODEL_CLASSES)}")
     return getattr(importlib.import_module(_MODEL_CLASSES[name]), name)
 
 
@@ -399,7 +400,8 @@ class Engine:
         required = ("kind", "model_class", "n_spectra", "grid", "meta_columns")
         missing = [k for k in required if k not in info]
         if missing or info["kind"] not in ("hamming", "pq"):
-            raise IndexFormatError(f"{info_path}: incomplete engine description (missing {missing})")
+            raise IndexFormatError(f"{info_path}: incomplete engine description "
+                                   f"(missing {missing})")
         model = _model_class(info["model_class"]).load(path / "model.bin")
         index = _load_index(info["kind"], path / "index.bin", model, mmap)
         engine = cls(path, info, model, index)
@@ -551,7 +553,8 @@ class Engine:
     def encode_prepared(self, flux: np.ndarray) -> np.ndarray:
         """Binary codes (uint64, (n, n_words)) of prepared spectra (Hamming engines)."""
         if self.kind != "hamming":
-            raise ValueError("a product-quantisation engine searches float spectra; no binary codes")
+            raise ValueError("a product-quantisation engine searches float spectra; "
+                             "it has no binary codes")
         return self.model.transform(as_float_matrix(flux, "flux", n_features=self.n_pixels))
 
     def search_prepared(self, flux: np.ndarray, k: int, num_threads: int | None = None) -> Any:
@@ -631,7 +634,8 @@ class Engine:
             from pyspec.errors import SpectrumCoverageError
 
             name, reason = rejects[0]
-            raise SpectrumCoverageError(f"{name}: cannot be prepared on the engine's grid: {reason}")
+            raise SpectrumCoverageError(f"{name}: cannot be prepared on the engine's grid: "
+                                        f"{reason}")
         table = self._neighbour_table(flux, k, rerank, num_threads)
         table.meta["query"] = {k2: _plain(v) for k2, v in metas[0].items()
                                if k2 in ("id", "file", "ra", "dec", "class", "subclass", "z")}

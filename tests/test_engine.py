@@ -41,7 +41,8 @@ def test_build_writes_directory_and_opens(engine, store) -> None:
     for name in ("engine.json", "model.bin", "index.bin", "meta"):
         assert (engine.path / name).exists()
     again = Engine.open(engine.path)
-    assert len(again) == len(store) and again.kind == "hamming" and again.n_pixels == len(store.grid)
+    assert len(again) == len(store) and again.kind == "hamming"
+    assert again.n_pixels == len(store.grid)
     np.testing.assert_array_equal(again.grid.wavelength, store.grid.wavelength)
     info = json.loads((engine.path / "engine.json").read_text())
     assert info["preprocessing"] == store.preprocessing

@@ -116,7 +116,8 @@ def test_merger_equals_brute_force_any_chunking(rng) -> None:
         for start in range(0, n_q, chunk):
             part = lists[start:start + chunk]
             q = np.concatenate([np.full(len(r), start + i) for i, (r, _) in enumerate(part)])
-            merger.add(q, np.concatenate([r for r, _ in part]), np.concatenate([d for _, d in part]))
+            merger.add(q, np.concatenate([r for r, _ in part]),
+                       np.concatenate([d for _, d in part]))
         rows, count, best, bq = merger.result()
         assert sorted(expected) == list(rows)
         for r, c, b, q in zip(rows, count, best, bq, strict=True):
@@ -169,7 +170,8 @@ def test_catalogue_search_radius_vs_brute_force(archive, rng) -> None:
     expected = _brute_merge(lists)
     assert {int(r) for r in table["row"]} == set(expected)
     for r in table:
-        assert (r["n_queries"], float(r["best_distance"]), r["best_query"]) == expected[int(r["row"])]
+        got = (r["n_queries"], float(r["best_distance"]), r["best_query"])
+        assert got == expected[int(r["row"])]
         assert r["best_query_class"] == qmeta["class"][r["best_query"]]
     # every query is in the archive: retrieved by itself at distance 0
     assert set(range(15)) <= {int(r) for r in table["row"][table["best_distance"] == 0]}

@@ -12,8 +12,8 @@ normalisation), NumPy encoding (the same fitted PIL network's matrices:
 single query, see run()); pyspec uses its default (all cores). Both return
 the 10 nearest codes.
 
-The engine: a 256-bit PIL hasher (hidden 512-384-256, as in the demo) fitted on the shipped LAMOST sample plus
-simulated spectra (``pyspec demo``'s store); the index holds those spectra's
+The engine: a 256-bit PIL hasher (hidden 512-384-256, as in the demo) fitted
+on the shipped LAMOST sample plus simulated spectra (``pyspec demo``'s store); the index holds those spectra's
 codes followed by uniformly random codes up to ``--query-n`` (search cost
 does not depend on the codes' content), with a metadata table of the same
 length. The query is a real LAMOST DR10 file from the sample (gzip FITS,

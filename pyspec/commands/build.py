@@ -12,7 +12,8 @@ HELP = "build a search engine (model + index + metadata) over a spectrum store"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("store", help="spectrum store directory (from `pyspec ingest` or `simulate`)")
+    parser.add_argument("store",
+                        help="spectrum store directory (from `pyspec ingest` or `simulate`)")
     parser.add_argument("--out", "-o", required=True, help="engine directory to create")
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--model", default="pil", choices=["pil", "lsh", "itq", "pq"],
