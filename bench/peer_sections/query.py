@@ -9,14 +9,14 @@ preprocessing (mask bad pixels, ``np.interp`` onto the engine's grid, L2
 normalisation), NumPy encoding (the same fitted PIL network's matrices:
 ``sigmoid(X W + b)`` per layer, threshold, ``np.packbits``) and faiss
 ``IndexBinaryFlat`` over the same codes, at 1 thread (its best setting for a
-single query, see run()); pyspec uses its default (all cores). Both return
-the 10 nearest codes.
+single query, see run()); pyspec is timed at its default (all cores) and at
+1 thread (``--query-threads``). Both return the 10 nearest codes.
 
 The engine: a 256-bit PIL hasher (hidden 512-384-256, as in the demo) fitted
-on the shipped LAMOST sample plus simulated spectra (``pyspec demo``'s store); the index holds those spectra's
-codes followed by uniformly random codes up to ``--query-n`` (search cost
-does not depend on the codes' content), with a metadata table of the same
-length. The query is a real LAMOST DR10 file from the sample (gzip FITS,
+on the shipped LAMOST sample plus simulated spectra (``pyspec demo``'s
+store); the index holds those spectra's codes followed by uniformly random
+codes up to ``--query-n`` (search cost does not depend on the codes'
+content), with a metadata table of the same length. The query is a real LAMOST DR10 file from the sample (gzip FITS,
 COADD binary-table layout). p50 and p99 over ``--query-reps`` repetitions
 after a warm-up; ``ratio`` = peer time / pyspec time (> 1: pyspec faster).
 """
