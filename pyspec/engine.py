@@ -686,6 +686,9 @@ class Engine:
         table["row"] = rows
         table["distance"] = dist[valid]
         table["distance"].unit = unit
+        first = ["query_index", "rank"] + [c for c in RESULT_COLUMNS if c in table.colnames]
+        first += ["distance", "row"]
+        table = table[first + [c for c in table.colnames if c not in first]]
         from pyspec.catalogue import annotate, provenance
 
         annotate(table)
