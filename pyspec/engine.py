@@ -177,22 +177,29 @@ class _MetaColumns:
             self._arrays[name] = arr
         return self._arrays[name]
 
-    def rows(self, rows: np.ndarray, columns: Sequence[str] | None = None) -> Any:
-        import astropy.units as u
-        from astropy.table import Column, Table
-
-        table = Table()
+    def columns(self, rows: np.ndarray, columns: Sequence[str] | None = None
+                ) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, Any]]:
+        """(values, units, descriptions) of the given rows, one entry per column."""
+        values: dict[str, np.ndarray] = {}
+        units: dict[str, Any] = {}
+        descriptions: dict[str, Any] = {}
         for entry in self._schema:
             name = entry["name"]
             if columns is not None and name not in columns:
                 continue
-            values = self.array(name)[rows]
-            if entry["kind"] == "str":
-                values = np.char.decode(values, "utf-8")
-            table[name] = Column(np.array(values), name=name,
-                                 unit=None if entry["unit"] is None else u.Unit(entry["unit"]),
-                                 description=entry["description"])
-        return table
+            v = self.array(name)[rows]
+            values[name] = np.char.decode(v, "utf-8") if entry["kind"] == "str" else np.array(v)
+            if entry["unit"] is not None:
+                units[name] = entry["unit"]
+            if entry["description"]:
+                descriptions[name] = entry["description"]
+        return values, units, descriptions
+
+    def rows(self, rows: np.ndarray, columns: Sequence[str] | None = None) -> Any:
+        from astropy.table import Table
+
+        values, units, descriptions = self.columns(rows, columns)
+        return Table(values, units=units, descriptions=descriptions, copy=False)
 
 
 # ----------------------------------------------------------------------------- the engine
@@ -313,9 +320,9 @@ class Engine:
                 chunk = as_float_matrix(store.flux[start:start + chunk_size], "store flux")
                 ids = np.arange(start, start + chunk.shape[0], dtype=np.int64)
                 if kind == "hamming":
-                    index.add(model.transform(chunk), ids=ids)
+                    index.add(model.transform(chunk, num_threads=num_threads), ids=ids)
                 else:
-                    index.add(chunk, ids=ids)
+                    index.add(chunk, ids=ids, num_threads=num_threads)
                 bar.update(chunk.shape[0])
         encode_s = time.perf_counter() - t0
 
@@ -550,18 +557,20 @@ class Engine:
         return cls(wavelength=np.asarray(wave, np.float64), flux=np.where(finite, flux, 0),
                    ivar=finite.astype(np.float32), mask=~finite, meta=meta)
 
-    def encode_prepared(self, flux: np.ndarray) -> np.ndarray:
+    def encode_prepared(self, flux: np.ndarray, num_threads: int | None = None) -> np.ndarray:
         """Binary codes (uint64, (n, n_words)) of prepared spectra (Hamming engines)."""
         if self.kind != "hamming":
             raise ValueError("a product-quantisation engine searches float spectra; "
                              "it has no binary codes")
-        return self.model.transform(as_float_matrix(flux, "flux", n_features=self.n_pixels))
+        return self.model.transform(as_float_matrix(flux, "flux", n_features=self.n_pixels),
+                                    num_threads=num_threads)
 
     def search_prepared(self, flux: np.ndarray, k: int, num_threads: int | None = None) -> Any:
         """k-NN of prepared spectra: SearchResult(ids = store rows, distances)."""
         x = as_float_matrix(flux, "flux", n_features=self.n_pixels)
         if self.kind == "hamming":
-            return self.index.search(self.model.transform(x), k, num_threads=num_threads)
+            codes = self.model.transform(x, num_threads=num_threads)
+            return self.index.search(codes, k, num_threads=num_threads)
         return self.index.search(x, k, num_threads=num_threads)
 
     def range_search_prepared(self, flux: np.ndarray, radius: int,
@@ -569,7 +578,7 @@ class Engine:
         """Every indexed spectrum within Hamming ``radius`` (RangeResult)."""
         if self.kind != "hamming":
             raise ValueError("range search by radius needs a binary (Hamming) engine")
-        codes = self.encode_prepared(flux)
+        codes = self.encode_prepared(flux, num_threads=num_threads)
         return self.index.range_search(codes, int(radius), num_threads=num_threads)
 
     def rerank(self, flux: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -664,8 +673,6 @@ class Engine:
 
     def _neighbour_table(self, flux: np.ndarray, k: int, rerank: int | None,
                          num_threads: int | None) -> Any:
-        from astropy.table import Column
-
         k = check_k(k)
         unit = self.distance_unit
         if rerank is not None:
@@ -680,25 +687,27 @@ class Engine:
         qidx = np.nonzero(valid)[0]
         rank = (np.cumsum(valid, axis=1) - 1)[valid] + 1
         rows = ids[valid]
-        table = self.meta_rows(rows)
-        table.add_column(Column(rank.astype(np.int32), name="rank"), index=0)
-        table.add_column(Column(qidx.astype(np.int64), name="query_index"), index=0)
-        table["row"] = rows
-        table["distance"] = dist[valid]
-        table["distance"].unit = unit
-        first = ["query_index", "rank"] + [c for c in RESULT_COLUMNS if c in table.colnames]
-        first += ["distance", "row"]
-        table = table[first + [c for c in table.colnames if c not in first]]
-        from pyspec.catalogue import annotate, provenance
+        values, units, descriptions = self._meta_cols.columns(rows)
+        # one Table construction, main columns first (astropy column edits are slow and a
+        # single query's latency budget is a few milliseconds)
+        cols = {"query_index": qidx.astype(np.int64), "rank": rank.astype(np.int32)}
+        cols.update((c, values[c]) for c in RESULT_COLUMNS if c in values)
+        cols["distance"] = dist[valid]
+        cols["row"] = rows
+        cols.update((c, v) for c, v in values.items() if c not in cols)
+        if unit is not None:
+            units = {**units, "distance": unit}
+        from astropy.table import Table
 
-        annotate(table)
-        table.meta.update(provenance(
+        from pyspec.catalogue import provenance
+
+        meta = provenance(
             command="query", engine={"path": str(self.path.resolve()), "kind": self.kind,
                                      "n_spectra": len(self), "grid": self.grid.name
                                      if hasattr(self.grid, "name") else None},
             model={"class": self.info["model_class"], **self.info.get("model_params", {})},
-            k=k, rerank=rerank))
-        return table
+            k=k, rerank=rerank)
+        return Table(cols, units=units, descriptions=descriptions, copy=False, meta=meta)
 
     def spectra(self, rows: Iterable[int]) -> np.ndarray:
         """Prepared flux of the given store rows, float32 (n, n_pixels)."""
