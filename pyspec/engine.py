@@ -53,6 +53,16 @@ _MODEL_ALIASES = {"pil": "PILHasher", "lsh": "LSHHasher", "itq": "ITQHasher",
 # Output columns of a query, in this order, when the store has them.
 RESULT_COLUMNS = ("id", "file", "ra", "dec", "class", "subclass", "z", "snr_r")
 _DEFAULT_CHUNK = 8192
+# Encoding fewer spectra than this runs on one thread unless num_threads says otherwise:
+# a single spectrum's forward pass is ~2 MFLOP, and on the shared 2-core machine the
+# threaded kernel took 22 ms p50 for one spectrum against 1.4 ms serial (bench/RESULTS.md).
+_ENCODE_SERIAL_BELOW = 64
+
+
+def _encode_threads(x: np.ndarray, num_threads: int | None) -> int | None:
+    if num_threads is None and x.shape[0] < _ENCODE_SERIAL_BELOW:
+        return 1
+    return num_threads
 
 
 def _model_class(name: str) -> type:
@@ -562,14 +572,14 @@ class Engine:
         if self.kind != "hamming":
             raise ValueError("a product-quantisation engine searches float spectra; "
                              "it has no binary codes")
-        return self.model.transform(as_float_matrix(flux, "flux", n_features=self.n_pixels),
-                                    num_threads=num_threads)
+        x = as_float_matrix(flux, "flux", n_features=self.n_pixels)
+        return self.model.transform(x, num_threads=_encode_threads(x, num_threads))
 
     def search_prepared(self, flux: np.ndarray, k: int, num_threads: int | None = None) -> Any:
         """k-NN of prepared spectra: SearchResult(ids = store rows, distances)."""
         x = as_float_matrix(flux, "flux", n_features=self.n_pixels)
         if self.kind == "hamming":
-            codes = self.model.transform(x, num_threads=num_threads)
+            codes = self.model.transform(x, num_threads=_encode_threads(x, num_threads))
             return self.index.search(codes, k, num_threads=num_threads)
         return self.index.search(x, k, num_threads=num_threads)
 
