@@ -68,6 +68,10 @@ def test_build_query_queries_search(demo_dir, tmp_path, capsys) -> None:
                              "--n-bits", "64", "--num-threads", "1")
     assert code == 0, err
     assert "LSHHasher" in out
+    code, out, err = run_cli(capsys, "build", store, "--out", tmp_path / "pil", "--n-bits", "64",
+                             "--hidden", "128,96")
+    assert code == 0, err
+    assert "PILHasher" in out
 
     query = [f for f in sample_files() if f.name == QUERY][0]
     code, out, err = run_cli(capsys, "query", query, "--engine", eng, "-k", "5",
@@ -140,6 +144,11 @@ def test_bad_input(demo_dir, tmp_path, capsys) -> None:
     _one_line_error(code, err, "suffix")
     code, _, err = run_cli(capsys, "build", tmp_path / "nostore", "--out", tmp_path / "e")
     _one_line_error(code, err, "not found")
+    code, _, err = run_cli(capsys, "build", demo_dir / "store", "--out", tmp_path / "e",
+                           "--hidden", "4000")  # more units than training spectra
+    _one_line_error(code, err, "hidden")
+    code, _, err = run_cli(capsys, "build", demo_dir / "store", "--out", demo_dir / "engine")
+    _one_line_error(code, err, "exists")
     code, _, err = run_cli(capsys, "search", "--engine", eng, "--queries", demo_dir / "store",
                            "--fraction", "2")
     _one_line_error(code, err, "fraction")

@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="a fitted model saved by `pyspec train` / model.save()")
     parser.add_argument("--n-bits", type=int, default=256,
                         help="code length for pil/lsh/itq (default 256)")
+    parser.add_argument("--hidden", default=None, metavar="W1,W2",
+                        help="PIL hidden layer widths before the code layer (default 1024,512; "
+                             "each needs at least as many training spectra)")
     parser.add_argument("--segments", type=int, default=25, help="PQ segments (default 25)")
     parser.add_argument("--centroids", type=int, default=256, help="PQ centroids (default 256)")
     parser.add_argument("--fit-sample", type=int, default=None, metavar="N",
@@ -65,6 +68,13 @@ def run(args: argparse.Namespace) -> int:
     elif args.model == "pq":
         model = make_model("pq", n_segments=args.segments, n_centroids=args.centroids,
                            random_state=args.seed)
+    elif args.model == "pil" and args.hidden:
+        try:
+            hidden = tuple(int(w) for w in args.hidden.split(","))
+        except ValueError:
+            raise ValueError(f"--hidden must be comma-separated integers, got {args.hidden!r}"
+                             ) from None
+        model = make_model("pil", n_bits=args.n_bits, hidden=hidden, random_state=args.seed)
     else:
         model = make_model(args.model, n_bits=args.n_bits, random_state=args.seed)
     engine = Engine.build(store, model, out=args.out, chunk_size=args.chunk_size,
