@@ -17,7 +17,13 @@ from astropy.table import Table
 
 from pyspec._bits import pack_bits
 from pyspec.index._result import RangeResult, SearchResult
-from pyspec.workflows import CandidateMerger, catalogue_search, match_templates
+import pyspec.workflows as wf
+from pyspec.workflows import (
+    CandidateMerger,
+    DenseCandidateMerger,
+    catalogue_search,
+    match_templates,
+)
 
 
 class BruteEngine:
@@ -69,9 +75,48 @@ class BruteEngine:
         return RangeResult(np.array(offsets, np.int64), np.concatenate(ids).astype(np.int64),
                            np.concatenate(dist).astype(np.int32))
 
+    # binary engines also expose their codes and index (used by the large-k range path)
+    def encode_prepared(self, x, num_threads=None):
+        return self.encode(np.asarray(x, np.float32))
+
+    @property
+    def index(self):
+        return _BruteIndex(self.codes, self.n_bits)
+
     def meta_rows(self, rows, columns=None):
         t = self._meta[np.asarray(rows, np.int64)]
         return t if columns is None else t[[c for c in columns if c in t.colnames]]
+
+
+class _BruteIndex:
+    def __init__(self, codes, n_bits):
+        self.codes = codes
+        self.n_bits = n_bits
+
+    def _dist(self, q):
+        return np.bitwise_count(q[:, None, :] ^ self.codes[None, :, :]).sum(-1)
+
+    def search(self, q, k, num_threads=None):
+        d = self._dist(q)
+        n = self.codes.shape[0]
+        ids = np.full((q.shape[0], k), -1, np.int64)
+        dist = np.full((q.shape[0], k), self.n_bits + 1, np.int32)
+        for i in range(q.shape[0]):
+            o = np.lexsort((np.arange(n), d[i]))[:k]
+            ids[i, :o.size], dist[i, :o.size] = o, d[i, o]
+        return SearchResult(ids, dist)
+
+    def range_search(self, q, radius, num_threads=None):
+        d = self._dist(q)
+        offsets, ids, dist = [0], [], []
+        for i in range(q.shape[0]):
+            hit = np.flatnonzero(d[i] <= radius)
+            o = np.lexsort((hit, d[i, hit]))
+            ids.append(hit[o])
+            dist.append(d[i, hit[o]])
+            offsets.append(offsets[-1] + hit.size)
+        return RangeResult(np.array(offsets, np.int64), np.concatenate(ids).astype(np.int64),
+                           np.concatenate(dist).astype(np.int32))
 
 
 def _brute_merge(lists):
@@ -111,8 +156,9 @@ def test_merger_equals_brute_force_any_chunking(rng) -> None:
         dist = rng.integers(0, 12, k)  # many ties
         lists.append((rows, dist))
     expected = _brute_merge(lists)
-    for chunk in (1, 5, n_q):
-        merger = CandidateMerger()
+    for chunk, cls in ((1, CandidateMerger), (5, CandidateMerger), (n_q, CandidateMerger),
+                       (1, DenseCandidateMerger), (n_q, DenseCandidateMerger)):
+        merger = cls() if cls is CandidateMerger else cls(n_db, n_q)
         for start in range(0, n_q, chunk):
             part = lists[start:start + chunk]
             q = np.concatenate([np.full(len(r), start + i) for i, (r, _) in enumerate(part)])
@@ -124,9 +170,37 @@ def test_merger_equals_brute_force_any_chunking(rng) -> None:
             assert expected[int(r)] == (c, b, q)
 
 
+@pytest.mark.parametrize(("threshold", "sample"), [(5, 50), (5, 100_000), (10_000, 50)])
+def test_large_k_range_path_vs_brute_force(archive, rng, monkeypatch, threshold, sample) -> None:
+    """Top-k through range search at an estimated radius equals the exact top-k.
+
+    A sample of 50 codes makes the radius estimate poor (some queries come back
+    short and are redone by k-NN); the full sample makes it exact.
+    """
+    monkeypatch.setattr(wf, "_RANGE_TOPK_ABOVE", threshold)
+    monkeypatch.setattr(wf, "_RADIUS_SAMPLE", sample)
+    flux, meta = archive
+    engine = BruteEngine(flux, meta)
+    queries = (flux[:25] + 0.3 * rng.normal(size=(25, 48))).astype(np.float32)
+    table = catalogue_search(engine, queries, fraction=0.2, chunk_size=9)
+    k = math.ceil(0.2 * len(flux))
+    d = engine.distances(queries)
+    lists = []
+    for i in range(25):
+        o = np.lexsort((np.arange(len(flux)), d[i]))[:k]
+        lists.append((o, d[i, o]))
+    expected = _brute_merge(lists)
+    assert len(table) == len(expected)
+    for r in table:
+        got = (r["n_queries"], float(r["best_distance"]), int(r["best_query"]))
+        assert got == expected[int(r["row"])]
+
+
 def test_merger_rejects_ragged_input() -> None:
     with pytest.raises(ValueError, match="differ in length"):
         CandidateMerger().add(np.zeros(3), np.zeros(2), np.zeros(3))
+    with pytest.raises(ValueError, match="differ in length"):
+        DenseCandidateMerger(5, 2).add(np.zeros(3), np.zeros(2), np.zeros(3))
 
 
 @pytest.mark.parametrize("metric", ["hamming", "l2"])
