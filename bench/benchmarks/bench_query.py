@@ -60,3 +60,34 @@ class QueryByExample:
         return int(self.engine.query(self.path, k=1, num_threads=num_threads)["distance"][0])
 
     track_self_distance.unit = "bit"
+
+
+class CatalogueSearch:
+    """Catalogue search: 200 queries, each keeping its nearest 10%, merged (M-star workflow)."""
+
+    params = [[20_000, 300_000]]
+    param_names = ["n_codes"]
+    timeout = 900
+
+    def setup(self, n_codes):
+        import numpy as np
+
+        from pyspec.engine import Engine
+        from pyspec.store import SpectrumStore
+
+        path = _engine_path(n_codes)
+        self.engine = Engine.open(path)
+        store = SpectrumStore.open(path.parent / "store")
+        self.queries = np.asarray(store.flux[:200])
+
+    def time_fraction_10pct(self, n_codes):
+        from pyspec.workflows import catalogue_search
+
+        catalogue_search(self.engine, self.queries, fraction=0.1)
+
+    def track_candidates(self, n_codes):
+        from pyspec.workflows import catalogue_search
+
+        return len(catalogue_search(self.engine, self.queries, fraction=0.1))
+
+    track_candidates.unit = "spectra"
