@@ -20,7 +20,9 @@ The engine argument is anything with the small protocol that
 :class:`pyspec.Engine` implements: ``search_prepared(flux, k, num_threads)``,
 ``range_search_prepared(flux, radius, num_threads)``, ``meta_rows(rows,
 columns=None)`` (astropy Table of the metadata of those rows), ``metric`` ("hamming" or "l2"),
-``__len__`` and ``distance_unit``.
+``__len__`` and ``distance_unit``; binary engines with ``encode_prepared``
+and ``index`` (``codes``, ``search``, ``range_search``) also get the fast
+range-search path for large top-k.
 """
 
 from __future__ import annotations
