@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pyspec.commands import add_num_threads
 from pyspec.commands._workflow import (
     add_format,
     add_quiet,
@@ -40,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="KMeans clusters for --method kmeans (default 80)")
     parser.add_argument("--components", type=int, default=50, help="PCA components (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_num_threads(parser)
     add_quiet(parser)
 
 
@@ -56,8 +58,13 @@ def run(args: argparse.Namespace) -> int:
     if args.preset:
         params.update(PRESETS[args.preset])
     flux = np.asarray(store.flux[rows], np.float32)
-    sel = representative_queries(flux, n_components=args.components, random_state=args.seed,
-                                 **params)
+    from pyspec._validation import check_num_threads
+    from threadpoolctl import threadpool_limits
+
+    limit = check_num_threads(args.num_threads) or None  # BLAS/OpenMP pools of PCA and KMeans
+    with threadpool_limits(limits=limit):
+        sel = representative_queries(flux, n_components=args.components,
+                                     random_state=args.seed, **params)
     table = sel.to_table(store.meta[rows])
     table["row"] = rows[sel.rows]  # rows of the store, not of the selection
     from pyspec.catalogue import provenance
