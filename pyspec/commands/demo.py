@@ -77,9 +77,10 @@ def _simulated(grid: Any, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, li
     for i in range(n):
         cls = str(labels["class"][i]) if "class" in labels.colnames else "SIM"
         z = float(labels["z"][i]) if "z" in labels.colnames else float("nan")
+        snr = float(labels["snr_r"][i]) if "snr_r" in labels.colnames else float("nan")
         rows.append({"id": f"sim-{i:05d}", "file": "simulated", "class": f"SIM-{cls}",
                      "subclass": str(labels["subclass"][i]) if "subclass" in labels.colnames
-                     else "", "z": z, "ra": float("nan"), "dec": float("nan")})
+                     else "", "z": z, "snr_r": snr, "ra": float("nan"), "dec": float("nan")})
     return batch.flux, batch.ivar, rows, "pyspec.simulate (templates: the shipped sample)"
 
 
