@@ -65,7 +65,7 @@ class QueryByExample:
 class CatalogueSearch:
     """Catalogue search: 200 queries, each keeping its nearest 10%, merged (M-star workflow)."""
 
-    params = [[20_000, 300_000]]
+    params = [[10_000, 300_000]]
     param_names = ["n_codes"]
     timeout = 900
 
