@@ -86,7 +86,9 @@ def test_cli_measure_writes_ecsv(tmp_path, monkeypatch):
     monkeypatch.setattr(cmd, "_read_one", read_simple)
     files = [str(SAMPLE_DIR / n) for n in ("spec-58575-HD103621N361936B01_sp03-030.fits.gz",
                                            "spec-58575-HD103621N361936B01_sp03-170.fits.gz")]
-    files.append(str(SAMPLE_DIR / "101009.fits.gz"))  # does not open: a reason row
+    broken = tmp_path / "broken.fits.gz"
+    broken.write_bytes(b"\x1f\x8b not really gzip")
+    files.append(str(broken))  # does not open: a reason row
     out = tmp_path / "cat.ecsv"
     assert main(["measure", *files, "-o", str(out), "--quiet"]) == 0
     t = Table.read(out, format="ascii.ecsv")
