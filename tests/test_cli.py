@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from pyspec.catalogue import read_catalogue
-from pyspec.cli import main
-from pyspec.data import sample_files
+# The demo and engines need the PIL hasher (issue 5); until that lands, say so.
+pytest.importorskip("pyspec.models.pil", reason="pyspec.models.pil (issue 5) not merged yet")
+
+from pyspec.catalogue import read_catalogue  # noqa: E402
+from pyspec.cli import main  # noqa: E402
+from pyspec.data import sample_files  # noqa: E402
 
 QUERY = "spec-57278-EG224429N215706B01_sp01-001.fits.gz"
 
