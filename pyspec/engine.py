@@ -59,6 +59,14 @@ _DEFAULT_CHUNK = 8192
 _ENCODE_SERIAL_BELOW = 64
 
 
+# A single query (Engine.query) over fewer codes than this searches on one thread unless
+# num_threads says otherwise. One thread scans 1M 256-bit codes in ~0.9 ms here; two
+# threads save at most ~0.4 ms on an idle machine, but whenever another process holds
+# the second core the query waits for the scheduler: measured 8-24 ms (multiples of the
+# 4 ms tick) for 1M codes at load ~2 against 0.9-1.6 ms serial (bench/RESULTS.md).
+_SINGLE_QUERY_SERIAL_BELOW = 4_000_000
+
+
 def _encode_threads(x: np.ndarray, num_threads: int | None) -> int | None:
     if num_threads is None and x.shape[0] < _ENCODE_SERIAL_BELOW:
         return 1
@@ -630,6 +638,10 @@ class Engine:
             Re-rank the best ``rerank`` (>= k) candidates by exact squared L2
             on the stored spectra; distances are then float squared L2.
         num_threads : int, optional
+            Threads for encoding and search. Default: one thread for engines of
+            fewer than 4,000,000 spectra (a single query's scan takes about a
+            millisecond per million codes, and a second thread only helps when
+            a core is idle), all cores above.
 
         Returns
         -------
@@ -648,6 +660,8 @@ class Engine:
         if isinstance(spectrum, np.ndarray) and spectrum.ndim != 1:
             raise ValueError(f"query() takes one spectrum; got an array of shape {spectrum.shape}, "
                              "use query_batch()")
+        if num_threads is None and len(self) < _SINGLE_QUERY_SERIAL_BELOW:
+            num_threads = 1
         flux, metas, rejects = self.prepare(spectrum)
         if rejects:
             from pyspec.errors import SpectrumCoverageError
