@@ -20,9 +20,7 @@ The engine argument is anything with the small protocol that
 :class:`pyspec.Engine` implements: ``search_prepared(flux, k, num_threads)``,
 ``range_search_prepared(flux, radius, num_threads)``, ``meta_rows(rows,
 columns=None)`` (astropy Table of the metadata of those rows), ``metric`` ("hamming" or "l2"),
-``__len__`` and ``distance_unit``; binary engines with ``encode_prepared``
-and ``index`` (``codes``, ``search``, ``range_search``) also get the fast
-range-search path for large top-k.
+``__len__`` and ``distance_unit``.
 """
 
 from __future__ import annotations
@@ -132,58 +130,6 @@ class DenseCandidateMerger:
             np.float64), key % self._n_queries)
 
 
-# Above this many neighbours per query, a Hamming top-k runs as a range search at an
-# estimated radius (then trimmed to k) instead of a k-sized heap: measured on the loaded
-# 2-core machine, 200 queries x 300,000 codes with k = 30,000 took 11.4 s through the
-# heap and (see tests) give identical results through the range path.
-_RANGE_TOPK_ABOVE = 256
-# Codes sampled to estimate each query's k-th distance.
-_RADIUS_SAMPLE = 16384
-
-
-def _hamming_topk(engine: Any, chunk: np.ndarray, k: int, num_threads: int | None,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact top-k (by distance, then row) of each query as flat (query, rows, distances).
-
-    The k-th smallest distance of each query is estimated on a sample of the
-    archive's codes; queries are range-searched at that radius plus a margin
-    (grouped by radius), the hits, ordered by (distance, id), are cut to k, and
-    any query with fewer than k hits is redone by a k-NN search.
-    """
-    codes = engine.encode_prepared(chunk, num_threads=num_threads)
-    n_db = len(engine)
-    db = engine.index.codes
-    sample = db if n_db <= _RADIUS_SAMPLE else db[np.sort(rng.choice(n_db, _RADIUS_SAMPLE,
-                                                                      replace=False))]
-    sample = np.asarray(sample)
-    dist = np.bitwise_count(codes[:, None, :] ^ sample[None, :, :]).sum(-1, dtype=np.int64)
-    quantile = min(1.0, k / n_db)
-    est = np.quantile(dist, quantile, axis=1, method="higher").astype(np.int64)
-    radius = est + 2 + (n_db > _RADIUS_SAMPLE) * 2
-    out_q, out_r, out_d = [], [], []
-    redo = []
-    for r in np.unique(radius):
-        members = np.flatnonzero(radius == r)
-        res = engine.index.range_search(codes[members], int(r), num_threads=num_threads)
-        for j, qi in enumerate(members):
-            ids, d = res.hits(j)
-            if ids.size < k:
-                redo.append(qi)
-                continue
-            out_q.append(np.full(k, qi, np.int64))
-            out_r.append(ids[:k])
-            out_d.append(d[:k])
-    if redo:
-        redo = np.asarray(redo)
-        res = engine.index.search(codes[redo], k, num_threads=num_threads)
-        out_q.append(np.repeat(redo, res.ids.shape[1]))
-        out_r.append(res.ids.ravel())
-        out_d.append(res.distances.ravel())
-    if not out_q:
-        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
-    return np.concatenate(out_q), np.concatenate(out_r), np.concatenate(out_d)
-
-
 def iter_prepared(flux: np.ndarray, chunk_size: int) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(start, chunk)`` over the rows of a (possibly memory-mapped) matrix."""
     for start in range(0, flux.shape[0], chunk_size):
@@ -269,11 +215,9 @@ def catalogue_search(engine: Any, query_flux: np.ndarray, query_ids: Any = None,
         per_query = min(k, n_db) if k is not None else max(1, n_db // 100)
         chunk_size = max(1, min(1024, _MAX_HITS_PER_CHUNK // max(per_query, 1)))
 
+    # integer (Hamming) distances: dense per-row arrays; float distances: sort-based union
     dense = engine.metric == "hamming"
     merger: Any = DenseCandidateMerger(n_db, n_q) if dense else CandidateMerger()
-    range_topk = (dense and k is not None and min(int(k), n_db) > _RANGE_TOPK_ABOVE
-                  and hasattr(engine, "index"))
-    rng = np.random.default_rng(0)
     with _progress(n_q, "catalogue search", progress) as bar:
         for start, chunk in iter_prepared(query_flux, chunk_size):
             _check_engine_pixels(engine, chunk, "queries")
@@ -282,10 +226,6 @@ def catalogue_search(engine: Any, query_flux: np.ndarray, query_ids: Any = None,
                 res = engine.range_search_prepared(chunk, int(radius), num_threads=num_threads)
                 counts = np.diff(res.offsets)
                 merger.add(np.repeat(qidx, counts), res.ids, res.distances)
-            elif range_topk:
-                q_local, rows_hit, d_hit = _hamming_topk(engine, chunk, min(int(k), n_db),
-                                                          num_threads, rng)
-                merger.add(qidx[q_local], rows_hit, d_hit)
             else:
                 res = engine.search_prepared(chunk, int(k), num_threads=num_threads)
                 merger.add(np.repeat(qidx, res.ids.shape[1]), res.ids, res.distances)

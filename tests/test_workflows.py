@@ -17,7 +17,6 @@ from astropy.table import Table
 
 from pyspec._bits import pack_bits
 from pyspec.index._result import RangeResult, SearchResult
-import pyspec.workflows as wf
 from pyspec.workflows import (
     CandidateMerger,
     DenseCandidateMerger,
@@ -75,48 +74,9 @@ class BruteEngine:
         return RangeResult(np.array(offsets, np.int64), np.concatenate(ids).astype(np.int64),
                            np.concatenate(dist).astype(np.int32))
 
-    # binary engines also expose their codes and index (used by the large-k range path)
-    def encode_prepared(self, x, num_threads=None):
-        return self.encode(np.asarray(x, np.float32))
-
-    @property
-    def index(self):
-        return _BruteIndex(self.codes, self.n_bits)
-
     def meta_rows(self, rows, columns=None):
         t = self._meta[np.asarray(rows, np.int64)]
         return t if columns is None else t[[c for c in columns if c in t.colnames]]
-
-
-class _BruteIndex:
-    def __init__(self, codes, n_bits):
-        self.codes = codes
-        self.n_bits = n_bits
-
-    def _dist(self, q):
-        return np.bitwise_count(q[:, None, :] ^ self.codes[None, :, :]).sum(-1)
-
-    def search(self, q, k, num_threads=None):
-        d = self._dist(q)
-        n = self.codes.shape[0]
-        ids = np.full((q.shape[0], k), -1, np.int64)
-        dist = np.full((q.shape[0], k), self.n_bits + 1, np.int32)
-        for i in range(q.shape[0]):
-            o = np.lexsort((np.arange(n), d[i]))[:k]
-            ids[i, :o.size], dist[i, :o.size] = o, d[i, o]
-        return SearchResult(ids, dist)
-
-    def range_search(self, q, radius, num_threads=None):
-        d = self._dist(q)
-        offsets, ids, dist = [0], [], []
-        for i in range(q.shape[0]):
-            hit = np.flatnonzero(d[i] <= radius)
-            o = np.lexsort((hit, d[i, hit]))
-            ids.append(hit[o])
-            dist.append(d[i, hit[o]])
-            offsets.append(offsets[-1] + hit.size)
-        return RangeResult(np.array(offsets, np.int64), np.concatenate(ids).astype(np.int64),
-                           np.concatenate(dist).astype(np.int32))
 
 
 def _brute_merge(lists):
@@ -168,32 +128,6 @@ def test_merger_equals_brute_force_any_chunking(rng) -> None:
         assert sorted(expected) == list(rows)
         for r, c, b, q in zip(rows, count, best, bq, strict=True):
             assert expected[int(r)] == (c, b, q)
-
-
-@pytest.mark.parametrize(("threshold", "sample"), [(5, 50), (5, 100_000), (10_000, 50)])
-def test_large_k_range_path_vs_brute_force(archive, rng, monkeypatch, threshold, sample) -> None:
-    """Top-k through range search at an estimated radius equals the exact top-k.
-
-    A sample of 50 codes makes the radius estimate poor (some queries come back
-    short and are redone by k-NN); the full sample makes it exact.
-    """
-    monkeypatch.setattr(wf, "_RANGE_TOPK_ABOVE", threshold)
-    monkeypatch.setattr(wf, "_RADIUS_SAMPLE", sample)
-    flux, meta = archive
-    engine = BruteEngine(flux, meta)
-    queries = (flux[:25] + 0.3 * rng.normal(size=(25, 48))).astype(np.float32)
-    table = catalogue_search(engine, queries, fraction=0.2, chunk_size=9)
-    k = math.ceil(0.2 * len(flux))
-    d = engine.distances(queries)
-    lists = []
-    for i in range(25):
-        o = np.lexsort((np.arange(len(flux)), d[i]))[:k]
-        lists.append((o, d[i, o]))
-    expected = _brute_merge(lists)
-    assert len(table) == len(expected)
-    for r in table:
-        got = (r["n_queries"], float(r["best_distance"]), int(r["best_query"]))
-        assert got == expected[int(r["row"])]
 
 
 def test_merger_rejects_ragged_input() -> None:
