@@ -19,8 +19,8 @@ The engine: a 256-bit PIL hasher (hidden 512-384-256, as in the demo) fitted
 on the shipped LAMOST sample plus simulated spectra (``pyspec demo``'s
 store); the index holds those spectra's codes followed by uniformly random
 codes up to ``--query-n`` (search cost does not depend on the codes'
-content), with a metadata table of the same length. The query is a real LAMOST DR10 file from the sample (gzip FITS,
-COADD binary-table layout). p50 and p99 over ``--query-reps`` repetitions
+content), with a metadata table of the same length. The query is a real
+LAMOST DR10 file from the sample (gzip FITS, COADD binary-table layout). p50 and p99 over ``--query-reps`` repetitions
 after a warm-up; ``ratio`` = peer time / pyspec time (> 1: pyspec faster).
 The "encode" step is ``Engine.encode_prepared`` (what ``query`` runs: one
 thread for a single spectrum unless ``num_threads`` is given). The
