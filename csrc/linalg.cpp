@@ -1,1 +1,438 @@
+// Gram accumulation, dense forward pass and batched ridge solves.
+// See linalg.hpp for shapes, threading and tolerances.
 #include "linalg.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+
+#include "parallel.hpp"
+
+#ifdef PYSPEC_HAVE_BLAS
+#include <cblas.h>
+#endif
+
+namespace pyspec {
+
+namespace {
+
+// Below this many multiply-adds a parallel region costs more than it saves.
+constexpr double kParallelMinWork = 1 << 18;
+// Column block of the right-hand side handled by one thread in the
+// triangular solves: 256 doubles per row keeps a block of a 512-row system
+// (1 MiB) in L2.
+constexpr index_t kSolveColBlock = 256;
+
+#ifdef PYSPEC_HAVE_BLAS
+// Sets OpenBLAS's thread count for one call and restores it on scope exit,
+// so one call's num_threads never leaks into another's. The shipped library
+// exports only the process-wide setter (no thread-local variant), so two
+// Python threads calling linalg kernels at once with different num_threads
+// may see each other's count for the overlap: a speed, never a result,
+// difference (results do not depend on the thread count).
+class BlasThreads {
+ public:
+  explicit BlasThreads(int num_threads) : previous_(scipy_openblas_get_num_threads()) {
+    scipy_openblas_set_num_threads(resolve_threads(num_threads));
+  }
+  ~BlasThreads() { scipy_openblas_set_num_threads(previous_); }
+  BlasThreads(const BlasThreads&) = delete;
+  BlasThreads& operator=(const BlasThreads&) = delete;
+
+ private:
+  int previous_;
+};
+#else
+// Fallback product: out (m x p) = A^T (k x m) B (k x p), float32 inputs,
+// float32 output. Each output row i is owned by one thread and accumulated
+// over the k rows in the same order, so results do not depend on threads.
+void at_b_builtin(const float* A, index_t k, index_t m, const float* B, index_t p, float* out,
+                  bool lower_only, int nt) {
+  const double work = double(k) * m * p;
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nt) if (work > kParallelMinWork)
+  for (index_t i = 0; i < m; ++i) {
+    float* o = out + i * p;
+    const index_t pend = lower_only ? i + 1 : p;
+    std::fill(o, o + pend, 0.0f);
+    for (index_t r = 0; r < k; ++r) {
+      const float a = A[r * m + i];
+      const float* b = B + r * p;
+      for (index_t j = 0; j < pend; ++j) o[j] += a * b[j];
+    }
+  }
+}
+#endif
+
+void check(bool ok, const char* msg) {
+  if (!ok) throw std::invalid_argument(msg);
+}
+
+}  // namespace
+
+const char* linalg_backend() {
+#ifdef PYSPEC_HAVE_BLAS
+  static const std::string name = std::string("scipy-openblas32 (") + scipy_openblas_get_config() + ")";
+  return name.c_str();
+#else
+  return "builtin (blocked, OpenMP)";
+#endif
+}
+
+void gram_accumulate(const float* H, index_t n, index_t L, const float* X, index_t D, double* G,
+                     double* C, int num_threads) {
+  check(n >= 0 && L >= 1 && D >= 0, "gram_accumulate: bad sizes");
+  check(H != nullptr || n == 0, "gram_accumulate: H is null");
+  check(G != nullptr, "gram_accumulate: G is null");
+  check(X == nullptr || C != nullptr, "gram_accumulate: C is null but X is given");
+  if (n == 0) return;
+  const int nt = resolve_threads(num_threads);
+  const bool with_c = X != nullptr && D > 0;
+  std::vector<float> tg(size_t(L) * L);
+  std::vector<float> tc(with_c ? size_t(L) * D : 0);
+#ifdef PYSPEC_HAVE_BLAS
+  BlasThreads guard(num_threads);
+#endif
+  for (index_t r0 = 0; r0 < n; r0 += kGramRowBlock) {
+    const index_t nb = std::min(kGramRowBlock, n - r0);
+    const float* Hb = H + r0 * L;
+#ifdef PYSPEC_HAVE_BLAS
+    // Lower triangle of Hb^T Hb (row-major); half the flops of a GEMM.
+    scipy_cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, blasint(L), blasint(nb), 1.0f, Hb,
+                      blasint(L), 0.0f, tg.data(), blasint(L));
+    if (with_c)
+      scipy_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, blasint(L), blasint(D),
+                        blasint(nb), 1.0f, Hb, blasint(L), X + r0 * D, blasint(D), 0.0f,
+                        tc.data(), blasint(D));
+#else
+    at_b_builtin(Hb, nb, L, Hb, L, tg.data(), true, nt);
+    if (with_c) at_b_builtin(Hb, nb, L, X + r0 * D, D, tc.data(), false, nt);
+#endif
+    // Add the float32 block products into the float64 sums; mirror G.
+#pragma omp parallel for schedule(static) num_threads(nt) if (double(L) * (L + D) > kParallelMinWork)
+    for (index_t i = 0; i < L; ++i) {
+      const float* t = tg.data() + i * L;
+      double* g = G + i * L;
+      for (index_t j = 0; j <= i; ++j) g[j] += double(t[j]);
+      if (with_c) {
+        const float* s = tc.data() + i * D;
+        double* c = C + i * D;
+        for (index_t j = 0; j < D; ++j) c[j] += double(s[j]);
+      }
+    }
+  }
+  // Upper triangle from the lower one (each block added only below).
+#pragma omp parallel for schedule(static) num_threads(nt) if (double(L) * L > kParallelMinWork)
+  for (index_t i = 0; i < L; ++i)
+    for (index_t j = i + 1; j < L; ++j) G[i * L + j] = G[j * L + i];
+}
+
+void dense_forward(const float* X, index_t n, index_t d, const float* W, index_t p, const float* b,
+                   Activation activation, float* out, int num_threads) {
+  check(n >= 0 && d >= 1 && p >= 1, "dense_forward: bad sizes");
+  check((X != nullptr && out != nullptr) || n == 0, "dense_forward: null array");
+  check(W != nullptr, "dense_forward: W is null");
+  const int act = int(activation);
+  check(act >= 0 && act <= 3, "dense_forward: unknown activation");
+  if (n == 0) return;
+  const int nt = resolve_threads(num_threads);
+#ifdef PYSPEC_HAVE_BLAS
+  {
+    BlasThreads guard(num_threads);
+    scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(n), blasint(p),
+                      blasint(d), 1.0f, X, blasint(d), W, blasint(p), 0.0f, out, blasint(p));
+  }
+#endif
+#pragma omp parallel for schedule(static) num_threads(nt) if (double(n) * p * 8 > kParallelMinWork)
+  for (index_t i = 0; i < n; ++i) {
+    float* o = out + i * p;
+#ifndef PYSPEC_HAVE_BLAS
+    std::fill(o, o + p, 0.0f);
+    for (index_t k = 0; k < d; ++k) {
+      const float x = X[i * d + k];
+      const float* w = W + k * p;
+      for (index_t j = 0; j < p; ++j) o[j] += x * w[j];
+    }
+#endif
+    if (b != nullptr)
+      for (index_t j = 0; j < p; ++j) o[j] += b[j];
+    switch (activation) {
+      case Activation::kSigmoid:
+        for (index_t j = 0; j < p; ++j) o[j] = 1.0f / (1.0f + std::exp(-o[j]));
+        break;
+      case Activation::kTanh:
+        for (index_t j = 0; j < p; ++j) o[j] = std::tanh(o[j]);
+        break;
+      case Activation::kRelu:
+        for (index_t j = 0; j < p; ++j) o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+        break;
+      case Activation::kIdentity:
+        break;
+    }
+  }
+}
+
+namespace {
+
+// In-place lower Cholesky factor of A (L x L row-major, only the lower
+// triangle is read and written). Column j: pivot, then every row below it in
+// parallel, each a contiguous dot product over the first j entries
+// (Cholesky-Crout ordering; the summation order is fixed, so the result does
+// not depend on threads). Returns false on a non-positive pivot.
+bool cholesky_lower(double* A, index_t L, int nt) {
+  for (index_t j = 0; j < L; ++j) {
+    double* aj = A + j * L;
+    double s = aj[j];
+    for (index_t k = 0; k < j; ++k) s -= aj[k] * aj[k];
+    if (!(s > 0.0) || !std::isfinite(s)) return false;
+    const double djj = std::sqrt(s);
+    aj[j] = djj;
+    const double work = double(L - j) * j;
+#pragma omp parallel for schedule(static) num_threads(nt) if (work > kParallelMinWork)
+    for (index_t i = j + 1; i < L; ++i) {
+      double* ai = A + i * L;
+      double t = ai[j];
+      for (index_t k = 0; k < j; ++k) t -= ai[k] * aj[k];
+      ai[j] = t / djj;
+    }
+  }
+  return true;
+}
+
+// beta = (F F^T)^-1 C for the lower factor F: forward then backward
+// substitution, row operations vectorised over a column block of C; column
+// blocks are independent and spread over threads.
+void cholesky_solve(const double* F, index_t L, const double* C, index_t D, double* beta, int nt) {
+  const index_t n_blocks = (D + kSolveColBlock - 1) / kSolveColBlock;
+  const double work = double(L) * L * D;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (work > kParallelMinWork)
+  for (index_t blk = 0; blk < n_blocks; ++blk) {
+    const index_t c0 = blk * kSolveColBlock;
+    const index_t w = std::min(kSolveColBlock, D - c0);
+    // Forward: F y = c.
+    for (index_t i = 0; i < L; ++i) {
+      double* yi = beta + i * D + c0;
+      const double* ci = C + i * D + c0;
+      for (index_t c = 0; c < w; ++c) yi[c] = ci[c];
+      const double* fi = F + i * L;
+      for (index_t k = 0; k < i; ++k) {
+        const double f = fi[k];
+        const double* yk = beta + k * D + c0;
+        for (index_t c = 0; c < w; ++c) yi[c] -= f * yk[c];
+      }
+      const double inv = 1.0 / fi[i];
+      for (index_t c = 0; c < w; ++c) yi[c] *= inv;
+    }
+    // Backward: F^T x = y.
+    for (index_t i = L - 1; i >= 0; --i) {
+      double* xi = beta + i * D + c0;
+      for (index_t k = i + 1; k < L; ++k) {
+        const double f = F[k * L + i];
+        const double* xk = beta + k * D + c0;
+        for (index_t c = 0; c < w; ++c) xi[c] -= f * xk[c];
+      }
+      const double inv = 1.0 / F[i * L + i];
+      for (index_t c = 0; c < w; ++c) xi[c] *= inv;
+    }
+  }
+}
+
+// Rotation (c, s) that zeroes a_pq of the 2x2 symmetric block
+// [[a_pp, a_pq], [a_pq, a_qq]] under J^T A J, J = [[c, s], [-s, c]]
+// (the classical symmetric Schur decomposition, smaller angle chosen).
+inline void jacobi_rotation(double app, double apq, double aqq, double* c, double* s) {
+  const double tau = (aqq - app) / (2.0 * apq);
+  const double t = tau >= 0.0 ? 1.0 / (tau + std::sqrt(1.0 + tau * tau))
+                              : -1.0 / (-tau + std::sqrt(1.0 + tau * tau));
+  *c = 1.0 / std::sqrt(1.0 + t * t);
+  *s = t * (*c);
+}
+
+}  // namespace
+
+void sym_eig_jacobi(const double* Ain, index_t L, double* w, double* V, int num_threads) {
+  check(L >= 1 && Ain != nullptr && w != nullptr && V != nullptr, "sym_eig_jacobi: bad input");
+  const int nt = resolve_threads(num_threads);
+  std::vector<double> A(Ain, Ain + L * L);
+  // Vt: row k is eigenvector k (rows are rotated, contiguous access).
+  std::vector<double> Vt(size_t(L) * L, 0.0);
+  for (index_t i = 0; i < L; ++i) Vt[i * L + i] = 1.0;
+  // Round-robin tournament over m (even) players: every pair meets once per
+  // sweep of m - 1 rounds, and the L/2 pairs of a round are disjoint, so
+  // their rotations commute and run in parallel.
+  const index_t m = L + (L % 2);
+  const index_t half = m / 2;
+  std::vector<index_t> P(half), Q(half);
+  std::vector<double> cs(half), sn(half);
+  std::vector<char> active(half);
+  const bool par = double(L) * L > kParallelMinWork;
+  for (int sweep = 0; sweep < kJacobiMaxSweeps; ++sweep) {
+    bool rotated = false;
+    for (index_t round = 0; round < m - 1; ++round) {
+      auto player = [&](index_t slot) -> index_t {
+        return slot == 0 ? 0 : 1 + (slot - 1 + round) % (m - 1);
+      };
+      bool any = false;
+      for (index_t i = 0; i < half; ++i) {
+        index_t p = player(i), q = player(m - 1 - i);
+        if (p > q) std::swap(p, q);
+        P[i] = p;
+        Q[i] = q;
+        active[i] = 0;
+        if (q >= L) continue;  // the dummy player of an odd L
+        const double apq = A[p * L + q];
+        const double app = A[p * L + p], aqq = A[q * L + q];
+        if (std::fabs(apq) <= 1e-15 * std::sqrt(std::fabs(app * aqq)) ||
+            std::fabs(apq) < std::numeric_limits<double>::min())
+          continue;
+        jacobi_rotation(app, apq, aqq, &cs[i], &sn[i]);
+        active[i] = 1;
+        any = true;
+      }
+      if (!any) continue;
+      rotated = true;
+      // Rows p, q of A and of Vt: J^T A.
+#pragma omp parallel for schedule(static) num_threads(nt) if (par)
+      for (index_t i = 0; i < half; ++i) {
+        if (!active[i]) continue;
+        const double c = cs[i], s = sn[i];
+        for (double* M : {A.data(), Vt.data()}) {
+          double* rp = M + P[i] * L;
+          double* rq = M + Q[i] * L;
+          for (index_t k = 0; k < L; ++k) {
+            const double x = rp[k], y = rq[k];
+            rp[k] = c * x - s * y;
+            rq[k] = s * x + c * y;
+          }
+        }
+      }
+      // Columns p, q of A: (J^T A) J, row by row (contiguous rows).
+#pragma omp parallel for schedule(static) num_threads(nt) if (par)
+      for (index_t k = 0; k < L; ++k) {
+        double* row = A.data() + k * L;
+        for (index_t i = 0; i < half; ++i) {
+          if (!active[i]) continue;
+          const double c = cs[i], s = sn[i];
+          const double x = row[P[i]], y = row[Q[i]];
+          row[P[i]] = c * x - s * y;
+          row[Q[i]] = s * x + c * y;
+        }
+      }
+      for (index_t i = 0; i < half; ++i)
+        if (active[i]) A[P[i] * L + Q[i]] = A[Q[i] * L + P[i]] = 0.0;
+    }
+    if (!rotated) break;
+  }
+  std::vector<index_t> order(L);
+  std::iota(order.begin(), order.end(), index_t(0));
+  std::stable_sort(order.begin(), order.end(),
+                   [&](index_t a, index_t b) { return A[a * L + a] < A[b * L + b]; });
+  for (index_t k = 0; k < L; ++k) {
+    const index_t src = order[k];
+    w[k] = A[src * L + src];
+    for (index_t i = 0; i < L; ++i) V[i * L + k] = Vt[src * L + i];
+  }
+}
+
+namespace {
+
+void solve_one(RidgeSystem& s, double cond_limit, double rcond, int nt) {
+  const index_t L = s.L, D = s.D;
+  std::vector<double> A(size_t(L) * L);
+  std::copy(s.G, s.G + L * L, A.begin());
+  for (index_t i = 0; i < L; ++i) A[i * L + i] += s.lambda;
+  std::vector<double> F(A);
+  if (cholesky_lower(F.data(), L, nt)) {
+    double dmax = 0.0, dmin = std::numeric_limits<double>::infinity();
+    for (index_t i = 0; i < L; ++i) {
+      dmax = std::max(dmax, F[i * L + i]);
+      dmin = std::min(dmin, F[i * L + i]);
+    }
+    const double cond = (dmax / dmin) * (dmax / dmin);
+    if (cond <= cond_limit) {
+      cholesky_solve(F.data(), L, s.C, D, s.beta, nt);
+      s.method = 0;
+      s.rank = L;
+      s.cond = cond;
+      return;
+    }
+  }
+  // Fallback: truncated eigen-decomposition (pseudo-inverse of A).
+  std::vector<double> w(L), V(size_t(L) * L);
+  sym_eig_jacobi(A.data(), L, w.data(), V.data(), nt);
+  double wmax = 0.0;
+  for (double x : w) wmax = std::max(wmax, std::fabs(x));
+  const double cut = rcond * wmax;
+  std::vector<double> inv(L, 0.0);
+  index_t rank = 0;
+  double wmin_kept = std::numeric_limits<double>::infinity();
+  for (index_t k = 0; k < L; ++k)
+    if (w[k] > cut && w[k] > 0.0) {
+      inv[k] = 1.0 / w[k];
+      ++rank;
+      wmin_kept = std::min(wmin_kept, w[k]);
+    }
+  // T = diag(inv) V^T C, then beta = V T; parallel over column blocks.
+  const index_t n_blocks = (D + kSolveColBlock - 1) / kSolveColBlock;
+#pragma omp parallel num_threads(nt) if (double(L) * L * D > kParallelMinWork)
+  {
+    std::vector<double> T(size_t(L) * kSolveColBlock);
+#pragma omp for schedule(dynamic, 1)
+    for (index_t blk = 0; blk < n_blocks; ++blk) {
+      const index_t c0 = blk * kSolveColBlock;
+      const index_t wd = std::min(kSolveColBlock, D - c0);
+      std::fill(T.begin(), T.end(), 0.0);
+      for (index_t i = 0; i < L; ++i) {
+        const double* ci = s.C + i * D + c0;
+        const double* vi = V.data() + i * L;
+        for (index_t k = 0; k < L; ++k) {
+          if (inv[k] == 0.0) continue;
+          const double v = vi[k];
+          double* tk = T.data() + k * kSolveColBlock;
+          for (index_t c = 0; c < wd; ++c) tk[c] += v * ci[c];
+        }
+      }
+      for (index_t i = 0; i < L; ++i) {
+        double* bi = s.beta + i * D + c0;
+        std::fill(bi, bi + wd, 0.0);
+        const double* vi = V.data() + i * L;
+        for (index_t k = 0; k < L; ++k) {
+          if (inv[k] == 0.0) continue;
+          const double f = vi[k] * inv[k];
+          const double* tk = T.data() + k * kSolveColBlock;
+          for (index_t c = 0; c < wd; ++c) bi[c] += f * tk[c];
+        }
+      }
+    }
+  }
+  s.method = 1;
+  s.rank = rank;
+  s.cond = rank > 0 ? wmax / wmin_kept : std::numeric_limits<double>::infinity();
+}
+
+}  // namespace
+
+void ridge_solve_batched(std::vector<RidgeSystem>& systems, double cond_limit, double rcond,
+                         int num_threads) {
+  for (const auto& s : systems) {
+    check(s.L >= 1 && s.D >= 0, "ridge_solve_batched: bad system size");
+    check(s.G != nullptr && (s.D == 0 || (s.C != nullptr && s.beta != nullptr)),
+          "ridge_solve_batched: null array");
+    check(std::isfinite(s.lambda) && s.lambda >= 0.0, "ridge_solve_batched: lambda must be >= 0");
+  }
+  check(rcond >= 0.0 && cond_limit > 0.0, "ridge_solve_batched: bad rcond or cond_limit");
+  const int nt = resolve_threads(num_threads);
+  const index_t B = index_t(systems.size());
+  if (B >= nt && nt > 1) {
+    ErrorCapture errors;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    for (index_t i = 0; i < B; ++i) errors.run([&] { solve_one(systems[i], cond_limit, rcond, 1); });
+    errors.rethrow();
+  } else {
+    for (auto& s : systems) solve_one(s, cond_limit, rcond, nt);
+  }
+}
+
+}  // namespace pyspec
