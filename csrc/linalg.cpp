@@ -25,6 +25,11 @@ constexpr double kParallelMinWork = 1 << 18;
 // triangular solves: 256 doubles per row keeps a block of a 512-row system
 // (1 MiB) in L2.
 constexpr index_t kSolveColBlock = 256;
+// Output rows per product tile: large enough for BLAS to run near peak
+// (K = kGramRowBlock deep), small enough to balance 2 to 16 threads.
+constexpr index_t kTileRows = 128;
+// Spectra per tile of the dense forward pass.
+constexpr index_t kForwardRows = 256;
 
 #ifdef PYSPEC_HAVE_BLAS
 // Sets OpenBLAS's thread count for one call and restores it on scope exit,
@@ -45,26 +50,49 @@ class BlasThreads {
  private:
   int previous_;
 };
+#endif
+
+// out[m x p] = A^T B for A with k rows of which columns [0, m) are used (row
+// stride lda) and B (k x p, row stride ldb); out has row stride ldo. One
+// thread; BLAS when compiled in, else a row-by-row float32 loop whose
+// summation order is fixed.
+void gemm_tn(const float* A, index_t lda, index_t m, const float* B, index_t ldb, index_t p,
+             index_t k, float* out, index_t ldo) {
+#ifdef PYSPEC_HAVE_BLAS
+  scipy_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, blasint(m), blasint(p), blasint(k),
+                    1.0f, A, blasint(lda), B, blasint(ldb), 0.0f, out, blasint(ldo));
 #else
-// Fallback product: out (m x p) = A^T (k x m) B (k x p), float32 inputs,
-// float32 output. Each output row i is owned by one thread and accumulated
-// over the k rows in the same order, so results do not depend on threads.
-void at_b_builtin(const float* A, index_t k, index_t m, const float* B, index_t p, float* out,
-                  bool lower_only, int nt) {
-  const double work = double(k) * m * p;
-#pragma omp parallel for schedule(dynamic, 4) num_threads(nt) if (work > kParallelMinWork)
-  for (index_t i = 0; i < m; ++i) {
-    float* o = out + i * p;
-    const index_t pend = lower_only ? i + 1 : p;
-    std::fill(o, o + pend, 0.0f);
-    for (index_t r = 0; r < k; ++r) {
-      const float a = A[r * m + i];
-      const float* b = B + r * p;
-      for (index_t j = 0; j < pend; ++j) o[j] += a * b[j];
+  for (index_t i = 0; i < m; ++i) std::fill(out + i * ldo, out + i * ldo + p, 0.0f);
+  for (index_t r = 0; r < k; ++r) {
+    const float* a = A + r * lda;
+    const float* b = B + r * ldb;
+    for (index_t i = 0; i < m; ++i) {
+      const float ai = a[i];
+      float* o = out + i * ldo;
+      for (index_t j = 0; j < p; ++j) o[j] += ai * b[j];
     }
   }
-}
 #endif
+}
+
+// out[m x p] = A (m x k, stride lda) B (k x p, stride ldb), one thread.
+void gemm_nn(const float* A, index_t lda, index_t m, const float* B, index_t ldb, index_t p,
+             index_t k, float* out, index_t ldo) {
+#ifdef PYSPEC_HAVE_BLAS
+  scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(m), blasint(p), blasint(k),
+                    1.0f, A, blasint(lda), B, blasint(ldb), 0.0f, out, blasint(ldo));
+#else
+  for (index_t i = 0; i < m; ++i) {
+    float* o = out + i * ldo;
+    std::fill(o, o + p, 0.0f);
+    for (index_t r = 0; r < k; ++r) {
+      const float a = A[i * lda + r];
+      const float* b = B + r * ldb;
+      for (index_t j = 0; j < p; ++j) o[j] += a * b[j];
+    }
+  }
+#endif
+}
 
 void check(bool ok, const char* msg) {
   if (!ok) throw std::invalid_argument(msg);
@@ -93,23 +121,28 @@ void gram_accumulate(const float* H, index_t n, index_t L, const float* X, index
   std::vector<float> tg(size_t(L) * L);
   std::vector<float> tc(with_c ? size_t(L) * D : 0);
 #ifdef PYSPEC_HAVE_BLAS
-  BlasThreads guard(num_threads);
+  BlasThreads guard(1);
 #endif
   for (index_t r0 = 0; r0 < n; r0 += kGramRowBlock) {
     const index_t nb = std::min(kGramRowBlock, n - r0);
     const float* Hb = H + r0 * L;
-#ifdef PYSPEC_HAVE_BLAS
-    // Lower triangle of Hb^T Hb (row-major); half the flops of a GEMM.
-    scipy_cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, blasint(L), blasint(nb), 1.0f, Hb,
-                      blasint(L), 0.0f, tg.data(), blasint(L));
-    if (with_c)
-      scipy_cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, blasint(L), blasint(D),
-                        blasint(nb), 1.0f, Hb, blasint(L), X + r0 * D, blasint(D), 0.0f,
-                        tc.data(), blasint(D));
-#else
-    at_b_builtin(Hb, nb, L, Hb, L, tg.data(), true, nt);
-    if (with_c) at_b_builtin(Hb, nb, L, X + r0 * D, D, tc.data(), false, nt);
-#endif
+    // Fixed output tiles of kTileRows rows, each one single-threaded product
+    // (see the header: results must not depend on the thread count, and
+    // OpenBLAS's own threading splits work differently per thread count).
+    // G: only the tiles on and below the diagonal (columns 0 .. row end).
+    const index_t n_tiles = (L + kTileRows - 1) / kTileRows;
+    const double work = double(nb) * L * (L + D);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (work > kParallelMinWork)
+    for (index_t t = 0; t < 2 * n_tiles; ++t) {
+      const bool is_c = t >= n_tiles;
+      if (is_c && !with_c) continue;
+      const index_t i0 = (t % n_tiles) * kTileRows;
+      const index_t rows = std::min(kTileRows, L - i0);
+      if (!is_c)
+        gemm_tn(Hb + i0, L, rows, Hb, L, i0 + rows, nb, tg.data() + i0 * L, L);
+      else
+        gemm_tn(Hb + i0, L, rows, X + r0 * D, D, D, nb, tc.data() + i0 * D, D);
+    }
     // Add the float32 block products into the float64 sums; mirror G.
 #pragma omp parallel for schedule(static) num_threads(nt) if (double(L) * (L + D) > kParallelMinWork)
     for (index_t i = 0; i < L; ++i) {
@@ -139,37 +172,33 @@ void dense_forward(const float* X, index_t n, index_t d, const float* W, index_t
   if (n == 0) return;
   const int nt = resolve_threads(num_threads);
 #ifdef PYSPEC_HAVE_BLAS
-  {
-    BlasThreads guard(num_threads);
-    scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(n), blasint(p),
-                      blasint(d), 1.0f, X, blasint(d), W, blasint(p), 0.0f, out, blasint(p));
-  }
+  BlasThreads guard(1);
 #endif
-#pragma omp parallel for schedule(static) num_threads(nt) if (double(n) * p * 8 > kParallelMinWork)
-  for (index_t i = 0; i < n; ++i) {
-    float* o = out + i * p;
-#ifndef PYSPEC_HAVE_BLAS
-    std::fill(o, o + p, 0.0f);
-    for (index_t k = 0; k < d; ++k) {
-      const float x = X[i * d + k];
-      const float* w = W + k * p;
-      for (index_t j = 0; j < p; ++j) o[j] += x * w[j];
-    }
-#endif
-    if (b != nullptr)
-      for (index_t j = 0; j < p; ++j) o[j] += b[j];
-    switch (activation) {
-      case Activation::kSigmoid:
-        for (index_t j = 0; j < p; ++j) o[j] = 1.0f / (1.0f + std::exp(-o[j]));
-        break;
-      case Activation::kTanh:
-        for (index_t j = 0; j < p; ++j) o[j] = std::tanh(o[j]);
-        break;
-      case Activation::kRelu:
-        for (index_t j = 0; j < p; ++j) o[j] = o[j] > 0.0f ? o[j] : 0.0f;
-        break;
-      case Activation::kIdentity:
-        break;
+  // Fixed tiles of kForwardRows spectra, each a single-threaded product
+  // followed by bias and activation while the tile is in cache.
+  const index_t n_tiles = (n + kForwardRows - 1) / kForwardRows;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (double(n) * d * p > kParallelMinWork)
+  for (index_t t = 0; t < n_tiles; ++t) {
+    const index_t i0 = t * kForwardRows;
+    const index_t rows = std::min(kForwardRows, n - i0);
+    gemm_nn(X + i0 * d, d, rows, W, p, p, d, out + i0 * p, p);
+    for (index_t i = i0; i < i0 + rows; ++i) {
+      float* o = out + i * p;
+      if (b != nullptr)
+        for (index_t j = 0; j < p; ++j) o[j] += b[j];
+      switch (activation) {
+        case Activation::kSigmoid:
+          for (index_t j = 0; j < p; ++j) o[j] = 1.0f / (1.0f + std::exp(-o[j]));
+          break;
+        case Activation::kTanh:
+          for (index_t j = 0; j < p; ++j) o[j] = std::tanh(o[j]);
+          break;
+        case Activation::kRelu:
+          for (index_t j = 0; j < p; ++j) o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+          break;
+        case Activation::kIdentity:
+          break;
+      }
     }
   }
 }
