@@ -82,16 +82,23 @@ class ITQHasher(BaseHasher):
             comps = vt[:nb].T
             sample = A[idx]
         else:
+            # Covariance from Gram sums of shifted rows: shifting by the first
+            # chunk's mean avoids the cancellation of E[x x^T] - mu mu^T for
+            # spectra whose mean is large against their scatter.
             acc = linalg.GramAccumulator(d, None, nt)
             total = np.zeros(d)
             rows = []
+            shift = None
             for start, chunk in iter_source(X, self.chunk_rows, d):
-                acc.add(chunk)
+                if shift is None:
+                    shift = chunk.mean(axis=0, dtype=np.float64).astype(np.float32)
+                acc.add(chunk - shift)
                 total += chunk.sum(axis=0, dtype=np.float64)
                 sel = idx[(idx >= start) & (idx < start + len(chunk))] - start
                 rows.append(chunk[sel])
             mean = total / n
-            cov = acc.gram / n - np.outer(mean, mean)
+            dm = mean - shift
+            cov = acc.gram / n - np.outer(dm, dm)
             _, vecs = scipy.linalg.eigh(cov, subset_by_index=[d - nb, d - 1])
             comps = vecs[:, ::-1]
             sample = np.concatenate(rows).astype(np.float64)
