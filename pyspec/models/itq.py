@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+from threadpoolctl import threadpool_limits
 
 from pyspec import linalg
 from pyspec.models.base import BaseHasher, is_chunked_source, iter_source
@@ -104,10 +105,13 @@ class ITQHasher(BaseHasher):
             sample = np.concatenate(rows).astype(np.float64)
         V = (sample - mean) @ comps
         R = np.linalg.qr(rng.standard_normal((nb, nb)))[0]
-        for _ in range(int(self.n_iter)):
-            B = np.where(V @ R >= 0, 1.0, -1.0)
-            u, _, wt = np.linalg.svd(V.T @ B)
-            R = u @ wt
+        # The (n_bits, n_bits) SVDs are too small for BLAS threads; on a busy
+        # machine threaded LAPACK made each one ~50x slower.
+        with threadpool_limits(1, user_api="blas"):
+            for _ in range(int(self.n_iter)):
+                B = np.where(V @ R >= 0, 1.0, -1.0)
+                u, _, wt = np.linalg.svd(V.T @ B)
+                R = u @ wt
         self.mean_ = mean.astype(np.float32)
         self.components_ = comps.astype(np.float32)
         self.rotation_ = R.astype(np.float32)
