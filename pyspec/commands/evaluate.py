@@ -45,6 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--flux", metavar="NPY", help="preprocessed flux array (.npy)")
     src.add_argument("--fits-index", metavar="CSV", help="CSV listing FITS files and labels")
     src.add_argument("--simulate", type=int, metavar="N", help="N simulated labelled spectra")
+    parser.add_argument("--sim-pixels", type=int, default=1000, help="pixels of --simulate spectra")
+    parser.add_argument("--sim-classes", type=int, default=5, help="classes of --simulate spectra")
+    parser.add_argument("--sim-noise", type=float, default=0.02,
+                        help="noise of --simulate spectra (per pixel, before L2 normalisation)")
     parser.add_argument("--labels", metavar="FILE", help="labels for --flux (.npy, .csv or .txt)")
     parser.add_argument("--data-dir", help="folder the --fits-index paths are relative to")
     parser.add_argument("--path-column", default="relative_path", help="CSV column with file paths")
@@ -156,8 +160,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.simulate < 10:
             raise ValueError("--simulate needs at least 10 spectra")
-        X, labels = synthetic_labelled_spectra(args.simulate, random_state=args.random_state)
-        source = f"simulated ({args.simulate})"
+        X, labels = synthetic_labelled_spectra(args.simulate, args.sim_pixels, args.sim_classes,
+                                               args.sim_noise, random_state=args.random_state)
+        source = (f"simulated ({args.simulate} x {args.sim_pixels}, {args.sim_classes} classes, "
+                  f"noise {args.sim_noise})")
     labels = np.asarray(labels).astype(str)
     values, counts = np.unique(labels, return_counts=True)
     keep = np.isin(labels, values[counts >= args.min_class_size])
