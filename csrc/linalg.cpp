@@ -116,7 +116,7 @@ void gram_accumulate(const float* H, index_t n, index_t L, const float* X, index
   check(G != nullptr, "gram_accumulate: G is null");
   check(X == nullptr || C != nullptr, "gram_accumulate: C is null but X is given");
   if (n == 0) return;
-  const int nt = resolve_threads(num_threads);
+  [[maybe_unused]] const int nt = resolve_threads(num_threads);
   const bool with_c = X != nullptr && D > 0;
   std::vector<float> tg(size_t(L) * L);
   std::vector<float> tc(with_c ? size_t(L) * D : 0);
@@ -131,7 +131,7 @@ void gram_accumulate(const float* H, index_t n, index_t L, const float* X, index
     // OpenBLAS's own threading splits work differently per thread count).
     // G: only the tiles on and below the diagonal (columns 0 .. row end).
     const index_t n_tiles = (L + kTileRows - 1) / kTileRows;
-    const double work = double(nb) * L * (L + D);
+    [[maybe_unused]] const double work = double(nb) * L * (L + D);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (work > kParallelMinWork)
     for (index_t t = 0; t < 2 * n_tiles; ++t) {
       const bool is_c = t >= n_tiles;
@@ -170,7 +170,7 @@ void dense_forward(const float* X, index_t n, index_t d, const float* W, index_t
   const int act = int(activation);
   check(act >= 0 && act <= 3, "dense_forward: unknown activation");
   if (n == 0) return;
-  const int nt = resolve_threads(num_threads);
+  [[maybe_unused]] const int nt = resolve_threads(num_threads);
 #ifdef PYSPEC_HAVE_BLAS
   BlasThreads guard(1);
 #endif
@@ -210,7 +210,7 @@ namespace {
 // parallel, each a contiguous dot product over the first j entries
 // (Cholesky-Crout ordering; the summation order is fixed, so the result does
 // not depend on threads). Returns false on a non-positive pivot.
-bool cholesky_lower(double* A, index_t L, int nt) {
+bool cholesky_lower(double* A, index_t L, [[maybe_unused]] int nt) {
   for (index_t j = 0; j < L; ++j) {
     double* aj = A + j * L;
     double s = aj[j];
@@ -218,7 +218,7 @@ bool cholesky_lower(double* A, index_t L, int nt) {
     if (!(s > 0.0) || !std::isfinite(s)) return false;
     const double djj = std::sqrt(s);
     aj[j] = djj;
-    const double work = double(L - j) * j;
+    [[maybe_unused]] const double work = double(L - j) * j;
 #pragma omp parallel for schedule(static) num_threads(nt) if (work > kParallelMinWork)
     for (index_t i = j + 1; i < L; ++i) {
       double* ai = A + i * L;
@@ -233,9 +233,10 @@ bool cholesky_lower(double* A, index_t L, int nt) {
 // beta = (F F^T)^-1 C for the lower factor F: forward then backward
 // substitution, row operations vectorised over a column block of C; column
 // blocks are independent and spread over threads.
-void cholesky_solve(const double* F, index_t L, const double* C, index_t D, double* beta, int nt) {
+void cholesky_solve(const double* F, index_t L, const double* C, index_t D, double* beta,
+                    [[maybe_unused]] int nt) {
   const index_t n_blocks = (D + kSolveColBlock - 1) / kSolveColBlock;
-  const double work = double(L) * L * D;
+  [[maybe_unused]] const double work = double(L) * L * D;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (work > kParallelMinWork)
   for (index_t blk = 0; blk < n_blocks; ++blk) {
     const index_t c0 = blk * kSolveColBlock;
@@ -283,7 +284,7 @@ inline void jacobi_rotation(double app, double apq, double aqq, double* c, doubl
 
 void sym_eig_jacobi(const double* Ain, index_t L, double* w, double* V, int num_threads) {
   check(L >= 1 && Ain != nullptr && w != nullptr && V != nullptr, "sym_eig_jacobi: bad input");
-  const int nt = resolve_threads(num_threads);
+  [[maybe_unused]] const int nt = resolve_threads(num_threads);
   std::vector<double> A(Ain, Ain + L * L);
   // Vt: row k is eigenvector k (rows are rotated, contiguous access).
   std::vector<double> Vt(size_t(L) * L, 0.0);
@@ -296,7 +297,7 @@ void sym_eig_jacobi(const double* Ain, index_t L, double* w, double* V, int num_
   std::vector<index_t> P(half), Q(half);
   std::vector<double> cs(half), sn(half);
   std::vector<char> active(half);
-  const bool par = double(L) * L > kParallelMinWork;
+  [[maybe_unused]] const bool par = double(L) * L > kParallelMinWork;
   for (int sweep = 0; sweep < kJacobiMaxSweeps; ++sweep) {
     bool rotated = false;
     for (index_t round = 0; round < m - 1; ++round) {
@@ -452,7 +453,7 @@ void ridge_solve_batched(std::vector<RidgeSystem>& systems, double cond_limit, d
     check(std::isfinite(s.lambda) && s.lambda >= 0.0, "ridge_solve_batched: lambda must be >= 0");
   }
   check(rcond >= 0.0 && cond_limit > 0.0, "ridge_solve_batched: bad rcond or cond_limit");
-  const int nt = resolve_threads(num_threads);
+  [[maybe_unused]] const int nt = resolve_threads(num_threads);
   const index_t B = index_t(systems.size());
   if (B >= nt && nt > 1) {
     ErrorCapture errors;
