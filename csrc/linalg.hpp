@@ -11,25 +11,27 @@
 // Matrix products: measured choice (bench/RESULTS.md, "ML-PIL hashing"). A
 // hand-written blocked kernel at the portable baseline reached 7 GFLOP/s
 // (GEMM-equivalent, 20,000 x 512 Gram, busy 2-core machine) against 33 for
-// OpenBLAS in the same conditions,
-// far from the 1.3x-of-BLAS target, so when the build finds the BLAS that
-// SciPy ships (PyPI package scipy-openblas32, symbols prefixed "scipy_"),
-// gram_accumulate and dense_forward call its ssyrk/sgemm with a per-call
-// thread count (openblas_set_num_threads, restored after the call). OpenBLAS picks its own
-// kernels at run time (DYNAMIC_ARCH), so the module still runs on plain
-// x86-64. Without that package (PYSPEC_BLAS=OFF or not installed) the same
-// functions use a cache-blocked OpenMP fallback in this file; linalg_backend()
-// says which is compiled in.
+// OpenBLAS in the same conditions, far from the 1.3x-of-BLAS target. So when
+// the build finds the BLAS that SciPy ships (PyPI package scipy-openblas32,
+// symbols prefixed "scipy_"), every product is an sgemm call on a fixed
+// output tile: OpenMP threads (num_threads clause) take tiles, each tile is
+// one single-threaded sgemm (OpenBLAS's own thread count is set to 1 for the
+// call and restored after). OpenBLAS picks its kernels at run time
+// (DYNAMIC_ARCH), so the module still runs on plain x86-64. Without the
+// package (PYSPEC_BLAS=OFF or not installed) the same tiles use the plain
+// loops in linalg.cpp; linalg_backend() says which is compiled in.
+//
+// Determinism: OpenBLAS's own threading gave results that differ in the last
+// bits between thread counts (measured on H^T X), so it is never used: tiles
+// are fixed by the problem size, never by the thread count, and each output
+// entry is computed by one single-threaded call; results are bitwise
+// identical for every num_threads (tested).
 //
 // Numerics: products run in float32 over row blocks of kGramRowBlock rows and
 // are added into float64 accumulators, so the accumulation error grows with
 // the block size, not with the total number of spectra: relative error of an
-// entry is about 1e-5 of the row norms' product (tests use rtol 1e-4). The
+// entry is about 1e-6 of the row norms' product (tests use 1e-5). The
 // solves are float64 throughout.
-//
-// Determinism: BLAS level-3 threading in OpenBLAS splits the output matrix,
-// never the summation dimension, and the fallback does the same, so results
-// are bitwise identical for every thread count (tested).
 #pragma once
 
 #include <cstdint>
