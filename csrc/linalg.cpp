@@ -32,24 +32,17 @@ constexpr index_t kTileRows = 128;
 constexpr index_t kForwardRows = 256;
 
 #ifdef PYSPEC_HAVE_BLAS
-// Sets OpenBLAS's thread count for one call and restores it on scope exit,
-// so one call's num_threads never leaks into another's. The shipped library
-// exports only the process-wide setter (no thread-local variant), so two
-// Python threads calling linalg kernels at once with different num_threads
-// may see each other's count for the overlap: a speed, never a result,
-// difference (results do not depend on the thread count).
-class BlasThreads {
- public:
-  explicit BlasThreads(int num_threads) : previous_(scipy_openblas_get_num_threads()) {
-    scipy_openblas_set_num_threads(resolve_threads(num_threads));
-  }
-  ~BlasThreads() { scipy_openblas_set_num_threads(previous_); }
-  BlasThreads(const BlasThreads&) = delete;
-  BlasThreads& operator=(const BlasThreads&) = delete;
-
- private:
-  int previous_;
-};
+// OpenBLAS runs single-threaded inside our tiles (see linalg.hpp). The
+// library is pyspec's own copy (NumPy and SciPy bundle theirs), so setting
+// its process-wide count once, and never restoring it, affects nobody else
+// and cannot race between concurrent calls.
+void blas_single_threaded() {
+  static const bool done = [] {
+    scipy_openblas_set_num_threads(1);
+    return true;
+  }();
+  (void)done;
+}
 #endif
 
 // out[m x p] = A^T B for A with k rows of which columns [0, m) are used (row
@@ -121,7 +114,7 @@ void gram_accumulate(const float* H, index_t n, index_t L, const float* X, index
   std::vector<float> tg(size_t(L) * L);
   std::vector<float> tc(with_c ? size_t(L) * D : 0);
 #ifdef PYSPEC_HAVE_BLAS
-  BlasThreads guard(1);
+  blas_single_threaded();
 #endif
   for (index_t r0 = 0; r0 < n; r0 += kGramRowBlock) {
     const index_t nb = std::min(kGramRowBlock, n - r0);
@@ -172,7 +165,7 @@ void dense_forward(const float* X, index_t n, index_t d, const float* W, index_t
   if (n == 0) return;
   [[maybe_unused]] const int nt = resolve_threads(num_threads);
 #ifdef PYSPEC_HAVE_BLAS
-  BlasThreads guard(1);
+  blas_single_threaded();
 #endif
   // Fixed tiles of kForwardRows spectra, each a single-threaded product
   // followed by bias and activation while the tile is in cache.

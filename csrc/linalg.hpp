@@ -15,8 +15,8 @@
 // the build finds the BLAS that SciPy ships (PyPI package scipy-openblas32,
 // symbols prefixed "scipy_"), every product is an sgemm call on a fixed
 // output tile: OpenMP threads (num_threads clause) take tiles, each tile is
-// one single-threaded sgemm (OpenBLAS's own thread count is set to 1 for the
-// call and restored after). OpenBLAS picks its kernels at run time
+// one single-threaded sgemm (OpenBLAS's own thread count is set to 1 once:
+// the library is pyspec's private copy). OpenBLAS picks its kernels at run time
 // (DYNAMIC_ARCH), so the module still runs on plain x86-64. Without the
 // package (PYSPEC_BLAS=OFF or not installed) the same tiles use the plain
 // loops in linalg.cpp; linalg_backend() says which is compiled in.
