@@ -13,6 +13,7 @@
 
 #ifdef PYSPEC_HAVE_BLAS
 #include <cblas.h>
+#include <lapacke.h>
 #endif
 
 namespace pyspec {
@@ -204,6 +205,13 @@ namespace {
 // (Cholesky-Crout ordering; the summation order is fixed, so the result does
 // not depend on threads). Returns false on a non-positive pivot.
 bool cholesky_lower(double* A, index_t L, [[maybe_unused]] int nt) {
+#ifdef PYSPEC_HAVE_BLAS
+  // LAPACK's blocked dpotrf, single-threaded (see linalg.hpp). The row-major
+  // lower triangle is the column-major upper one: U^T U = A in column-major
+  // is F F^T = A for the row-major lower F.
+  blas_single_threaded();
+  return scipy_LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', lapack_int(L), A, lapack_int(L)) == 0;
+#endif
   for (index_t j = 0; j < L; ++j) {
     double* aj = A + j * L;
     double s = aj[j];
@@ -234,6 +242,16 @@ void cholesky_solve(const double* F, index_t L, const double* C, index_t D, doub
   for (index_t blk = 0; blk < n_blocks; ++blk) {
     const index_t c0 = blk * kSolveColBlock;
     const index_t w = std::min(kSolveColBlock, D - c0);
+#ifdef PYSPEC_HAVE_BLAS
+    // Two blocked triangular solves (dtrsm) on this column block.
+    for (index_t i = 0; i < L; ++i)
+      std::copy(C + i * D + c0, C + i * D + c0 + w, beta + i * D + c0);
+    scipy_cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit,
+                      blasint(L), blasint(w), 1.0, F, blasint(L), beta + c0, blasint(D));
+    scipy_cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit,
+                      blasint(L), blasint(w), 1.0, F, blasint(L), beta + c0, blasint(D));
+    continue;
+#endif
     // Forward: F y = c.
     for (index_t i = 0; i < L; ++i) {
       double* yi = beta + i * D + c0;

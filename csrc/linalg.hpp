@@ -85,9 +85,10 @@ struct RidgeSystem {
 
 // Solves every system in `systems` (sizes may differ between systems).
 //
-// Method: Cholesky factorisation of A = G + lambda I (column by column, rows
-// below the diagonal in parallel) and two triangular solves over column
-// blocks of C. The estimate cond = (max_i l_ii / min_i l_ii)^2 is a lower
+// Method: Cholesky factorisation of A = G + lambda I (LAPACK dpotrf when the
+// BLAS is compiled in, else column by column with the rows below the diagonal
+// in parallel) and two triangular solves per column block of C (dtrsm, or
+// plain loops), the blocks spread over threads. The estimate cond = (max_i l_ii / min_i l_ii)^2 is a lower
 // bound of cond_2(A). If the factorisation meets a non-positive pivot
 // (indefinite or singular A) or cond > cond_limit, the system is solved
 // again by a symmetric eigen-decomposition A = V diag(w) V^T (parallel
