@@ -40,7 +40,8 @@ _EXPORTS = {
     "ITQHasher": "pyspec.models.itq",
     "Engine": "pyspec.engine",
 }
-_SUBMODULES = {"io", "preprocess", "simulate", "lines", "indices", "models", "index", "catalogue"}
+_SUBMODULES = {"io", "preprocess", "simulate", "lines", "indices", "classify", "measure", "models",
+               "index", "catalogue"}
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

@@ -1,0 +1,60 @@
+"""``pyspec ingest``: FITS files/directories -> a preprocessed spectrum store."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "read FITS spectra, preprocess them and write (or resume) a spectrum store"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pyspec.preprocess import CONTINUA, METHODS, NORMALISATIONS, WavelengthGrid
+
+    parser.add_argument("sources", nargs="+", metavar="SOURCE",
+                        help="FITS files (.fits/.fits.gz), directories (searched recursively) "
+                             "or .txt/.lst files listing paths")
+    parser.add_argument("--out", required=True, metavar="STORE",
+                        help="store directory (created; an existing one is appended to / "
+                             "resumed, skipping inputs already stored or rejected)")
+    parser.add_argument("--grid", default="lamost", choices=sorted(WavelengthGrid.PRESETS),
+                        help="wavelength grid preset (default: lamost)")
+    parser.add_argument("--normalise", default="l2", choices=NORMALISATIONS,
+                        help="flux normalisation (default: l2)")
+    parser.add_argument("--continuum", default=None, choices=[c for c in CONTINUA if c],
+                        help="divide by a continuum first (default: none)")
+    parser.add_argument("--method", default="rebin", choices=METHODS,
+                        help="resampling: flux-conserving rebin or linear interp")
+    parser.add_argument("--min-coverage", type=float, default=0.8, metavar="F",
+                        help="reject spectra covering less of the grid (default 0.8)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="worker processes (default 1)")
+    parser.add_argument("--chunk-size", type=int, default=16384, metavar="ROWS",
+                        help="rows per committed metadata part, i.e. how much an "
+                             "interrupted run redoes (default 16384)")
+    parser.add_argument("--no-fast", action="store_true",
+                        help="read every file through astropy (slower, same result)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from pyspec.ingest import ingest
+    from pyspec.preprocess import Preprocessor
+
+    pre = Preprocessor(args.grid, normalise=args.normalise, continuum=args.continuum,
+                       method=args.method, min_coverage=args.min_coverage)
+    summary = ingest(args.sources, args.out, preprocessor=pre, workers=args.workers,
+                     chunk_size=args.chunk_size, fast=not args.no_fast,
+                     progress=False if args.quiet else None)
+    print(summary)
+    if summary.rejected:
+        from pyspec.store import SpectrumStore
+
+        rejects = SpectrumStore.open(args.out).rejects
+        shown = rejects[-min(5, summary.rejected):]
+        print(f"rejected (last {len(shown)} of {len(rejects)}; all in the store's rejects "
+              "table):", file=sys.stderr)
+        for row in shown:
+            print(f"  {row['file']}: {row['reason']}", file=sys.stderr)
+    return 0

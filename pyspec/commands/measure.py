@@ -1,0 +1,202 @@
+"""``pyspec measure``: line and index measurements for FITS files or a spectrum store.
+
+Writes an ECSV catalogue with one row per input spectrum (columns of
+:func:`pyspec.measure.measure`, with units and descriptions) plus ``file``
+and, for a store, ``id``.  Files that cannot be read get a row with NaN
+measurements and the reason in ``measure_reason``; the job carries on.
+
+:func:`add_measurements` is the library hook behind ``pyspec search
+--measure``: it appends the measurement columns to a candidate table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+HELP = "measure emission lines, redshifts, BPT classes and cool-star indices"
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="*", default=[], metavar="FITS",
+                        help="spectrum files (LAMOST / SDSS FITS)")
+    parser.add_argument("--store", type=Path, metavar="PATH",
+                        help="measure every spectrum of a spectrum store instead of files")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.ecsv",
+                        help="catalogue to write (ECSV)")
+    parser.add_argument("--no-lines", action="store_true", help="skip emission lines")
+    parser.add_argument("--no-indices", action="store_true", help="skip cool-star indices")
+    parser.add_argument("--method", choices=("direct", "gaussian"), default="direct",
+                        help="line-flux method (default: direct integration)")
+    parser.add_argument("--window", type=float, default=150.0, metavar="A",
+                        help="median-filter continuum window in Angstrom (default 150)")
+    parser.add_argument("--quantile", type=float, default=0.9,
+                        help="residual quantile threshold (default 0.9, the top tenth)")
+    parser.add_argument("--nsigma", type=float, default=3.0,
+                        help="threshold in noise units (default 3)")
+    parser.add_argument("--confirm-nsigma", type=float, default=2.0,
+                        help="guided second-pass threshold for the CL redshift "
+                             "(default 2; 0 turns the second pass off)")
+    parser.add_argument("--chunk-size", type=int, default=256, metavar="N",
+                        help="spectra read and measured per block (default 256)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _read_one(path: str) -> Any:
+    """Read one file with pyspec.io (raises PyspecError / OSError / ValueError)."""
+    from pyspec.io import read_spectrum
+
+    return read_spectrum(path)
+
+
+_READ_ONE_DEFAULT = _read_one
+
+
+def _measure_kwargs(args: argparse.Namespace) -> dict:
+    return {"lines": not args.no_lines, "indices": not args.no_indices, "method": args.method,
+            "window": args.window, "quantile": args.quantile, "nsigma": args.nsigma,
+            "confirm_nsigma": args.confirm_nsigma if args.confirm_nsigma > 0 else None}
+
+
+def _file_rows(paths: list[str], kwargs: dict, chunk: int, bar: Any):
+    """Measure files block by block; unreadable files get a reason row."""
+    from astropy.table import Column, vstack
+
+    from pyspec.errors import PyspecError
+    from pyspec.measure import measure
+
+    tables = []
+    for start in range(0, len(paths), chunk):
+        block = paths[start:start + chunk]
+        spectra: list[Any] = []
+        reasons: dict[int, str] = {}
+        for i, p in enumerate(block):
+            try:
+                spectra.append(_read_one(p))
+            except (PyspecError, OSError, ValueError, KeyError, TypeError) as exc:
+                reasons[i] = f"{type(exc).__name__}: {exc}"
+                spectra.append("unreadable")
+        t = measure(spectra, **kwargs)
+        if reasons:
+            col = t["measure_reason"]
+            why = [reasons.get(i, str(v)) for i, v in enumerate(col)]
+            t.replace_column("measure_reason", Column(why, name=col.name,
+                                                      description=col.description))
+        t.add_column([str(p) for p in block], name="file", index=0)
+        tables.append(t)
+        bar.update(len(block))
+    return vstack(tables, metadata_conflicts="silent") if tables else None
+
+
+def _store_rows(path: Path, kwargs: dict, chunk: int, bar: Any):
+    import numpy as np
+    from astropy.table import vstack
+
+    from pyspec.measure import measure
+    from pyspec.store import SpectrumStore
+
+    store = SpectrumStore.open(path)
+    w = np.asarray(store.grid.wavelength, dtype=np.float64)
+    tables = []
+    for start, flux, ivar in store.iter_chunks(chunk):
+        t = measure((w, np.asarray(flux), np.asarray(ivar)), **kwargs)
+        meta = store.meta[start:start + len(t)]
+        for name in ("file", "id"):
+            if name in meta.colnames:
+                t.add_column(meta[name], name=name, index=0)
+        tables.append(t)
+        bar.update(len(t))
+    return vstack(tables, metadata_conflicts="silent") if tables else None
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from pyspec import __version__
+
+    if args.chunk_size < 1:
+        raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")
+    if args.output.exists() and not args.overwrite:
+        raise FileExistsError(f"{args.output} exists; pass --overwrite to replace it")
+    if bool(args.inputs) == (args.store is not None):
+        raise ValueError("give FITS files or --store PATH (exactly one of them)")
+    kwargs = _measure_kwargs(args)
+    quiet = args.quiet or not __import__("sys").stderr.isatty()
+    if args.store is not None:
+        with tqdm(disable=quiet, unit="spectra", desc="measure") as bar:
+            t = _store_rows(args.store, kwargs, args.chunk_size, bar)
+        source = {"store": str(args.store)}
+    else:
+        missing = [p for p in args.inputs if not Path(p).exists()]
+        if missing:
+            raise FileNotFoundError(f"input not found: {missing[0]}"
+                                    + (f" (and {len(missing) - 1} more)" if len(missing) > 1
+                                       else ""))
+        if _read_one is _READ_ONE_DEFAULT:
+            try:
+                import pyspec.io  # noqa: F401
+            except ModuleNotFoundError as exc:
+                from pyspec.errors import PyspecError
+
+                raise PyspecError("reading FITS files needs pyspec.io, which this build "
+                                  f"lacks ({exc}); measure a --store instead") from exc
+        with tqdm(total=len(args.inputs), disable=quiet, unit="spectra", desc="measure") as bar:
+            t = _file_rows(list(args.inputs), kwargs, args.chunk_size, bar)
+        source = {"files": len(args.inputs)}
+    if t is None:
+        raise ValueError("no spectra to measure")
+    t.meta["pyspec_version"] = __version__
+    t.meta["pyspec_measure_inputs"] = source
+    t.meta["pyspec_measure"] = {k: v for k, v in kwargs.items()}
+    t.write(args.output, format="ascii.ecsv", overwrite=args.overwrite)
+    n_bad = int(sum(1 for r in t["measure_reason"] if r))
+    log.info("wrote %d rows to %s (%d not measurable)", len(t), args.output, n_bad)
+    return 0
+
+
+def add_measurements(table: Any, spectra: Any, **kwargs: Any):
+    """Append measurement columns to a candidate table (rows aligned with ``spectra``).
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        Candidate catalogue, one row per spectrum.
+    spectra : list of Spectrum, or (wavelength, flux (n, npix), ivar)
+        The candidates' spectra in the table's row order (None entries allowed:
+        their rows get NaN and a reason).
+    **kwargs
+        Passed to :func:`pyspec.measure.measure` (``lines``, ``indices``,
+        ``method``, ``template_z`` ...).
+
+    Returns
+    -------
+    astropy.table.Table
+        A new table: ``table``'s columns followed by the measurement columns
+        (a measurement column whose name is taken gets the prefix ``m_``).
+
+    Raises
+    ------
+    ValueError
+        When the numbers of rows and spectra differ.
+    """
+    from astropy.table import Table
+
+    from pyspec.measure import measure
+
+    if isinstance(spectra, list):
+        spectra = [s if s is not None else "missing spectrum" for s in spectra]
+    m = measure(spectra, **kwargs)
+    if len(m) != len(table):
+        raise ValueError(f"table has {len(table)} rows but {len(m)} spectra were given; pass "
+                         "one spectrum per row, in row order")
+    out = Table(table, copy=True)
+    for name in m.colnames:
+        new = name if name not in out.colnames else f"m_{name}"
+        out[new] = m[name]
+    out.meta.setdefault("pyspec_measure", m.meta.get("pyspec_measure"))
+    return out

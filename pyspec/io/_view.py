@@ -1,0 +1,271 @@
+"""Opening a source (path, file object, bytes or HDUList) as a :class:`FitsView`.
+
+The view is what every format loader sees. ``mode="raw"`` parses the file
+with :mod:`pyspec.io._rawfits`; ``mode="astropy"`` wraps an
+:class:`astropy.io.fits.HDUList`. The dispatcher in :mod:`pyspec.io` tries
+the raw view first and falls back to astropy for anything the raw parser
+does not support.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+import zlib
+from typing import Any
+
+import numpy as np
+
+from pyspec.errors import FitsFormatError
+from pyspec.io._rawfits import RawFits
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def source_name(source: Any) -> str:
+    """A printable name for a source (its path when it has one)."""
+    if isinstance(source, str | os.PathLike):
+        return os.fspath(source)
+    name = getattr(source, "name", None)
+    if isinstance(name, str):
+        return name
+    filename = getattr(source, "filename", None)
+    if callable(filename):
+        fn = filename()
+        if fn:
+            return str(fn)
+    return f"<{type(source).__name__}>"
+
+
+def read_bytes(source: Any) -> tuple[bytes, str]:
+    """Whole (decompressed) content of a path or binary file object, and its name."""
+    name = source_name(source)
+    if isinstance(source, bytes | bytearray | memoryview):
+        raw = bytes(source)
+        name = "<bytes>"
+    elif isinstance(source, str | os.PathLike):
+        try:
+            with open(source, "rb") as fh:
+                raw = fh.read()
+        except IsADirectoryError:
+            raise IsADirectoryError(f"{name}: is a directory, not a FITS file") from None
+    elif hasattr(source, "read"):
+        raw = source.read()
+        if not isinstance(raw, bytes):
+            raise TypeError(f"{name}: file object must be opened in binary mode")
+    else:
+        raise TypeError(f"cannot read a spectrum from {type(source).__name__}; pass a path, "
+                        "a binary file object, bytes or an astropy HDUList")
+    depth = 0
+    while raw[:2] == _GZIP_MAGIC and depth < 3:
+        # nested gzip occurs in the wild (an already-gzipped file gzipped again)
+        depth += 1
+        raw = _gunzip(raw, name)
+    return raw, name
+
+
+def _gunzip(raw: bytes, name: str) -> bytes:
+    """Inflate all gzip members of ``raw`` (zlib with gzip framing: CRC and size checked).
+
+    Same checks as :func:`gzip.decompress`, about 1.5x faster on small files
+    because the member loop stays in C.
+    """
+    out = []
+    data = raw
+    while data:
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out.append(d.decompress(data))
+            out.append(d.flush())
+        except zlib.error as exc:
+            raise FitsFormatError(f"{name}: corrupt gzip file ({exc})") from None
+        if not d.eof:
+            raise FitsFormatError(f"{name}: truncated gzip file (compressed stream ends "
+                                  "before its end-of-stream marker)")
+        data = d.unused_data.lstrip(b"\0")  # members may be followed by zero padding
+        if data and data[:2] != _GZIP_MAGIC:
+            raise FitsFormatError(f"{name}: corrupt gzip file (trailing garbage after the "
+                                  "compressed stream)")
+    return b"".join(out)
+
+
+class AstropyHDU:
+    """Adapter giving an astropy HDU the interface of :class:`pyspec.io._rawfits.RawHDU`."""
+
+    __slots__ = ("_hdu", "header", "index")
+
+    def __init__(self, hdu: Any, index: int) -> None:
+        self._hdu = hdu
+        self.header = _AstropyHeader(hdu.header)
+        self.index = index
+
+    @property
+    def kind(self) -> str:
+        from astropy.io import fits
+
+        hdu = self._hdu
+        if isinstance(hdu, fits.BinTableHDU):
+            return "bintable"
+        if isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU):
+            return "image" if hdu.header.get("NAXIS", 0) else "empty"
+        return "other"
+
+    @property
+    def name(self) -> str:
+        name = self._hdu.header.get("EXTNAME", "")
+        if not isinstance(name, str) or not name:
+            return "PRIMARY" if self.index == 0 else ""
+        return name.upper()
+
+    def image(self) -> np.ndarray:
+        data = self._hdu.data
+        if data is None:
+            return np.empty((0,))
+        return np.asarray(data)
+
+    @property
+    def colnames(self) -> list[str]:
+        if self.kind != "bintable":
+            return []
+        return list(self._hdu.columns.names)
+
+    def column(self, name: str) -> np.ndarray:
+        for n in self._hdu.columns.names:
+            if n.lower() == name.lower():
+                return np.asarray(self._hdu.data[n])
+        raise KeyError(name)
+
+
+class _AstropyHeader:
+    """astropy Header seen through the RawHeader interface (get, [], in, comment)."""
+
+    __slots__ = ("_h",)
+
+    def __init__(self, header: Any) -> None:
+        self._h = header
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._h
+
+    def __getitem__(self, key: str) -> object:
+        return self._h[key]
+
+    def get(self, key: str, default: object = None) -> object:
+        from astropy.io.fits.verify import VerifyError
+
+        try:
+            return self._h.get(key, default)
+        except VerifyError as exc:
+            # an unparsable card: report it through the per-file warning capture
+            warnings.warn(f"card {key} is unparsable and was ignored ({exc})", stacklevel=2)
+            return default
+
+    def comment(self, key: str) -> str:
+        try:
+            return str(self._h.comments[key])
+        except KeyError:
+            return ""
+
+    def keys(self) -> list[str]:
+        return list(self._h.keys())
+
+
+class FitsView:
+    """The HDUs of one FITS file plus its name, for the format loaders.
+
+    ``view[i]`` is the i-th HDU, ``view.has(i)`` whether it exists,
+    ``view.find(extname)`` the first HDU with that EXTNAME (or None).
+    """
+
+    def __init__(self, hdus: Any, name: str, mode: str) -> None:
+        self._hdus = hdus
+        self.name = name
+        self.mode = mode
+
+    def __getitem__(self, i: int) -> Any:
+        return self._hdus[i]
+
+    def __len__(self) -> int:
+        return len(self._hdus)
+
+    def has(self, i: int) -> bool:
+        return self._hdus.has(i)
+
+    def find(self, extname: str) -> Any:
+        extname = extname.upper()
+        i = 0
+        while self.has(i):
+            if self[i].name == extname:
+                return self[i]
+            i += 1
+        return None
+
+
+class _AstropyHDUs:
+    def __init__(self, hdul: Any) -> None:
+        self._hdul = hdul
+        self._cache: dict[int, AstropyHDU] = {}
+
+    def __getitem__(self, i: int) -> AstropyHDU:
+        if i not in self._cache:
+            self._cache[i] = AstropyHDU(self._hdul[i], i)
+        return self._cache[i]
+
+    def __len__(self) -> int:
+        return len(self._hdul)
+
+    def has(self, i: int) -> bool:
+        try:
+            self._hdul[i]
+        except IndexError:
+            return False
+        return True
+
+
+def raw_view(data: bytes, name: str) -> FitsView:
+    """A view on a FITS file in memory through the fast parser."""
+    return FitsView(RawFits(data), name, "raw")
+
+
+def astropy_view(hdul: Any, name: str) -> FitsView:
+    """A view on an open astropy HDUList."""
+    return FitsView(_AstropyHDUs(hdul), name, "astropy")
+
+
+def open_astropy(data: bytes) -> Any:
+    """Open in-memory FITS bytes with astropy (caller closes, catches warnings)."""
+    from astropy.io import fits
+
+    return fits.open(io.BytesIO(data), memmap=False, lazy_load_hdus=True)
+
+
+def as_view(source: Any) -> FitsView:
+    """A FitsView from a view, an open HDUList, a path, bytes or a binary file object.
+
+    Paths, bytes and file objects are read whole (nothing is left open) and
+    parsed by the fast parser; :func:`pyspec.io.read_batch` is the entry point
+    that also falls back to astropy.
+    """
+    if isinstance(source, FitsView):
+        return source
+    if hasattr(source, "fileinfo") and hasattr(source, "info"):
+        return astropy_view(source, source_name(source))
+    from pyspec.io._rawfits import RawCorrupt
+
+    data, name = read_bytes(source)
+    try:
+        return raw_view(data, name)
+    except RawCorrupt as exc:
+        raise FitsFormatError(f"{name}: {exc}") from None
+
+
+def accepts_source(func: Any) -> Any:
+    """Let an ``identify``/``load`` function take any source :func:`as_view` accepts."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(source: Any) -> Any:
+        return func(as_view(source))
+
+    return wrapper

@@ -1,0 +1,560 @@
+"""The spectrum store: preprocessed spectra on disk, memory-mapped for search.
+
+A store is a directory::
+
+    flux.f32, ivar.f32     float32 (n_spectra, n_pixels), row-major, little-endian
+    parts/part-NNNNNN.npz  metadata columns (and rejects) of each appended chunk
+    grid.json              the WavelengthGrid (WavelengthGrid.to_dict)
+    preprocessing.json     the preprocessing settings (Preprocessor.to_dict or user dict)
+    manifest.json          written last by close(): rows, parts, pixels
+
+Appends are crash-safe: matrix rows are appended to ``flux.f32``/``ivar.f32``
+as they come, and their metadata is buffered and committed as one part (after
+an ``fsync`` of the matrices, via temporary file + rename) every
+``rows_per_part`` rows, so a part on disk always describes rows that are fully
+written. ``manifest.json`` is (re)written only by :meth:`StoreWriter.close`;
+:meth:`SpectrumStore.open` reads exactly the rows and parts the manifest
+lists, so an interrupted first run never opens as complete and an interrupted
+append leaves the previous complete state. Re-open with ``append=True`` (what
+``pyspec ingest`` does) to resume: rows past the last committed part are cut
+off and :meth:`StoreWriter.done_files` tells which inputs are already stored
+or rejected.
+
+Memory stays bounded: the writer buffers at most ``rows_per_part`` metadata
+rows (default 16384, a few MB) and the pending rejects; readers memory-map the
+matrices. Parts of 16384 rows keep a store of a million spectra at about 60
+metadata files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pyspec.errors import IndexFormatError
+from pyspec.io._base import META_FLOAT_KEYS, META_KEYS
+from pyspec.preprocess import WavelengthGrid, as_grid
+
+FORMAT = "pyspec-spectrum-store"
+VERSION = 1
+_PART_RE = re.compile(r"part-(\d{6})\.npz$")
+#: pending rejects are flushed into a part once this many accumulate
+_REJECT_FLUSH = 4096
+_STR_KEYS = ("id", "file", "class", "subclass", "data_release", "layout")
+_INT_TYPES = (int, np.integer)
+_REAL_TYPES = (numbers.Real, np.floating, np.integer)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _to_str(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float) and math.isnan(v):
+        return ""
+    return str(v)
+
+
+def _to_float(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _vacuum_code(v: Any) -> int:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return -1
+    return 1 if bool(v) else 0
+
+
+def _meta_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """Column arrays (str 'U', float64, int) from per-spectrum dicts."""
+    cols: dict[str, np.ndarray] = {}
+    for key in _STR_KEYS:
+        cols[key] = np.array([_to_str(r.get(key)) for r in rows], dtype=str)
+    for key in META_FLOAT_KEYS:
+        cols[key] = np.array([_to_float(r.get(key)) for r in rows], dtype=np.float64)
+    cols["vacuum"] = np.array([_vacuum_code(r.get("vacuum")) for r in rows], dtype=np.int8)
+    extra: list[str] = []
+    for r in rows:
+        for k in r:
+            if k not in META_KEYS and k not in extra and k != "warnings":
+                extra.append(k)
+    for key in extra:
+        values = [r.get(key) for r in rows]
+        present = [v for v in values if v is not None]
+        if not present:
+            continue  # filled with the column's missing value when parts are joined
+        if all(isinstance(v, bool | np.bool_) for v in present):
+            # -1 = missing, like "vacuum"
+            cols[key] = np.array([-1 if v is None else int(bool(v)) for v in values],
+                                 dtype=np.int8)
+        elif all(isinstance(v, _INT_TYPES) and not isinstance(v, bool | np.bool_)
+                 for v in present) and len(present) == len(values):
+            cols[key] = np.array(values, dtype=np.int64)
+        elif all(isinstance(v, _REAL_TYPES) and not isinstance(v, bool | np.bool_)
+                 for v in present):
+            cols[key] = np.array([_to_float(v) for v in values], dtype=np.float64)
+        else:
+            cols[key] = np.array([_to_str(v) for v in values], dtype=str)
+    return cols
+
+
+def _concat_columns(pieces: Sequence[tuple[Mapping[str, np.ndarray], int]]
+                    ) -> dict[str, np.ndarray]:
+    """Join per-chunk column dicts (each with its row count) into one dict of columns.
+
+    A column missing from a chunk is filled with its missing value ("" for
+    text, NaN for floats, -1 for the int8 flag columns, 0 for other ints,
+    False for bools); a column that is text in one chunk and numeric in
+    another becomes text.
+    """
+    names: list[str] = []
+    for cols, _ in pieces:
+        for k in cols:
+            if k not in names:
+                names.append(k)
+    out: dict[str, np.ndarray] = {}
+    for k in names:
+        like = next(cols[k] for cols, _ in pieces if k in cols)
+        chunks = []
+        for cols, n in pieces:
+            if n == 0:
+                continue
+            if k in cols:
+                chunks.append(cols[k])
+            else:
+                fill = {"U": "", "f": np.nan, "i": -1 if like.dtype == np.int8 else 0,
+                        "b": False}.get(like.dtype.kind, 0)
+                chunks.append(np.full(n, fill, dtype=like.dtype))
+        kinds = {c.dtype.kind for c in chunks}
+        if len(kinds) > 1 and "U" in kinds:
+            chunks = [c.astype(str) for c in chunks]
+        out[k] = np.concatenate(chunks) if chunks else like[:0]
+    return out
+
+
+def _scan_parts(path: Path) -> list[Path]:
+    """Contiguous committed parts part-000000 ... in order."""
+    parts_dir = path / "parts"
+    if not parts_dir.is_dir():
+        return []
+    found = {}
+    for p in parts_dir.iterdir():
+        m = _PART_RE.match(p.name)
+        if m:
+            found[int(m.group(1))] = p
+    out = []
+    k = 0
+    while k in found:
+        out.append(found[k])
+        k += 1
+    return out
+
+
+def _load_part(p: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, KeyError) as exc:
+        raise IndexFormatError(f"store part {p} is unreadable ({exc})") from None
+
+
+class StoreWriter:
+    """Appends preprocessed spectra to a store directory (see :meth:`SpectrumStore.create`).
+
+    Use as a context manager: leaving the block normally calls :meth:`close`
+    (which writes the manifest); leaving it by an exception does not, so an
+    interrupted job never looks complete.
+    """
+
+    def __init__(self, path: Path, grid: WavelengthGrid, preprocessing: dict[str, Any] | None,
+                 append: bool, rows_per_part: int = 16384) -> None:
+        if rows_per_part < 1:
+            raise ValueError(f"rows_per_part must be >= 1, got {rows_per_part}")
+        self.rows_per_part = int(rows_per_part)
+        self.path = path
+        self.grid = grid
+        self.preprocessing = preprocessing
+        self.n_pixels = len(grid)
+        self._closed = False
+        self._pending_rejects: list[tuple[str, str]] = []
+        # metadata of rows already in flux.f32/ivar.f32 but not yet in a part
+        self._pending_meta: list[tuple[dict[str, np.ndarray], int]] = []
+        self._pending_rows = 0
+        existing = (path / "grid.json").exists()
+        if existing and not append:
+            raise FileExistsError(f"{path} already holds a spectrum store; pass append=True to "
+                                  "add to it (or resume), or choose a new path")
+        if path.exists() and not path.is_dir():
+            raise NotADirectoryError(f"{path} exists and is not a directory")
+        if existing:
+            self._check_same(path)
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            _atomic_write(path / "grid.json", _json_bytes(grid.to_dict()))
+            _atomic_write(path / "preprocessing.json", _json_bytes(preprocessing))
+        (path / "parts").mkdir(exist_ok=True)
+        for p in (path / "parts").glob("*.tmp"):
+            p.unlink()
+        self._parts = _scan_parts(path)
+        self._n_rows = 0
+        for p in self._parts:
+            self._n_rows += int(_load_part(p)["n_rows"])
+        nbytes = self._n_rows * self.n_pixels * 4
+        for name in ("flux.f32", "ivar.f32"):
+            f = path / name
+            if not f.exists():
+                f.touch()
+            size = f.stat().st_size
+            if size < nbytes:
+                raise IndexFormatError(f"{f} has {size} bytes but the committed parts describe "
+                                       f"{self._n_rows} rows ({nbytes} bytes); the store is "
+                                       "damaged")
+            if size > nbytes:  # rows of an interrupted chunk: drop them
+                os.truncate(f, nbytes)
+
+    def _check_same(self, path: Path) -> None:
+        try:
+            old_grid = WavelengthGrid.from_dict(json.loads((path / "grid.json").read_text()))
+            old_pre = json.loads((path / "preprocessing.json").read_text())
+        except (OSError, ValueError, KeyError) as exc:
+            raise IndexFormatError(f"{path}: cannot read the store's grid/preprocessing "
+                                   f"({exc})") from None
+        if old_grid != self.grid:
+            raise ValueError(f"{path} was written on grid {old_grid!r}, not {self.grid!r}; use "
+                             "the same --grid to append, or a new store")
+        if json.loads(json.dumps(self.preprocessing)) != old_pre:
+            raise ValueError(f"{path} was written with different preprocessing settings "
+                             f"({old_pre}); use the same settings to append, or a new store")
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._abort()
+
+    def __len__(self) -> int:
+        """Rows written so far (committed or buffered)."""
+        return self._n_rows + self._pending_rows
+
+    def done_files(self) -> set[str]:
+        """Input files already stored or rejected (for resuming)."""
+        done: set[str] = set()
+        for p in self._parts:
+            part = _load_part(p)
+            done.update(part["m_file"].tolist())
+            done.update(part["reject_file"].tolist())
+        done.update(f for f, _ in self._pending_rejects)
+        for cols, _ in self._pending_meta:
+            done.update(cols["file"].tolist())
+        return done
+
+    def append(self, flux: Any, ivar: Any, meta_rows: Sequence[Mapping[str, Any]] | Any) -> None:
+        """Append rows.
+
+        Parameters
+        ----------
+        flux, ivar : array of shape (n, n_pixels), float32 (other real dtypes converted)
+        meta_rows : sequence of dict (or an astropy Table), one per row, with
+            the :data:`pyspec.io.META_KEYS` keys (missing keys become missing values)
+        """
+        self._check_open()
+        flux = np.ascontiguousarray(flux, dtype="<f4")
+        ivar = np.ascontiguousarray(ivar, dtype="<f4")
+        if flux.ndim != 2 or flux.shape[1] != self.n_pixels or ivar.shape != flux.shape:
+            raise ValueError(f"expected flux and ivar of shape (n, {self.n_pixels}), got "
+                             f"{flux.shape} and {ivar.shape}")
+        if hasattr(meta_rows, "colnames"):
+            meta_rows = [dict(zip(meta_rows.colnames, row, strict=True)) for row in meta_rows]
+        meta_rows = list(meta_rows)
+        if len(meta_rows) != flux.shape[0]:
+            raise ValueError(f"{flux.shape[0]} rows of flux but {len(meta_rows)} metadata rows")
+        if not (np.all(np.isfinite(flux)) and np.all(np.isfinite(ivar))):
+            bad = np.flatnonzero(~(np.isfinite(flux).all(1) & np.isfinite(ivar).all(1)))
+            raise ValueError(f"non-finite values in rows {bad[:5].tolist()}; reject those "
+                             "spectra instead of storing them")
+        if flux.shape[0] == 0:
+            return
+        # files are opened per chunk, so an abandoned writer holds no handles
+        for name, arr in (("flux.f32", flux), ("ivar.f32", ivar)):
+            with open(self.path / name, "ab") as fh:
+                fh.write(arr.tobytes())
+        self._pending_meta.append((_meta_columns(meta_rows), flux.shape[0]))
+        self._pending_rows += flux.shape[0]
+        if self._pending_rows >= self.rows_per_part:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit buffered rows and rejects as one metadata part (durable on return).
+
+        Rows appended since the last flush are lost if the process dies before
+        it (a resumed ingest redoes their inputs); the store never shows them
+        half-written.
+        """
+        self._check_open()
+        if not self._pending_rows and not self._pending_rejects:
+            return
+        for name in ("flux.f32", "ivar.f32"):
+            with open(self.path / name, "ab") as fh:
+                os.fsync(fh.fileno())
+        cols = _concat_columns(self._pending_meta) if self._pending_meta else {}
+        self._write_part(cols, self._pending_rows)
+        self._pending_meta = []
+        self._pending_rows = 0
+
+    def reject(self, file: Any, reason: str) -> None:
+        """Record an input that could not be stored, with a readable reason."""
+        self._check_open()
+        self._pending_rejects.append((os.fspath(file) if isinstance(file, os.PathLike)
+                                      else str(file), str(reason)))
+        if len(self._pending_rejects) >= _REJECT_FLUSH:
+            self.flush()
+
+    def _write_part(self, cols: dict[str, np.ndarray], n_rows: int) -> None:
+        rej = self._pending_rejects
+        cols = {f"m_{k}": v for k, v in cols.items()}
+        if n_rows == 0:
+            cols.update({f"m_{k}": v for k, v in _meta_columns([]).items()})
+        cols["n_rows"] = np.array(n_rows, dtype=np.int64)
+        cols["row_start"] = np.array(self._n_rows, dtype=np.int64)
+        cols["reject_file"] = np.array([f for f, _ in rej], dtype=str)
+        cols["reject_reason"] = np.array([r for _, r in rej], dtype=str)
+        path = self.path / "parts" / f"part-{len(self._parts):06d}.npz"
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **cols)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        self._parts.append(path)
+        self._n_rows += n_rows
+        self._pending_rejects = []
+
+    def close(self) -> None:
+        """Flush pending rejects and write the manifest (the store is then complete)."""
+        if self._closed:
+            return
+        self.flush()
+        from pyspec import __version__
+
+        manifest = {"format": FORMAT, "version": VERSION, "n_spectra": self._n_rows,
+                    "n_pixels": self.n_pixels, "n_parts": len(self._parts),
+                    "dtype": "<f4", "pyspec_version": __version__}
+        _atomic_write(self.path / "manifest.json", _json_bytes(manifest))
+        self._closed = True
+
+    def _abort(self) -> None:
+        """Stop without writing the manifest (the store keeps its last complete state)."""
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("store writer is closed")
+
+
+class SpectrumStore:
+    """A complete store opened for reading.
+
+    Attributes
+    ----------
+    flux, ivar : numpy.memmap of shape (n_spectra, n_pixels), float32, read-only
+    meta : astropy.table.Table
+        id, file, ra, dec, class, subclass, z, z_err, snr_u..snr_z,
+        data_release, vacuum (1 vacuum, 0 air, -1 unknown), layout, plus
+        extra columns (e.g. n_interpolated, coverage, format).
+    grid : WavelengthGrid
+    preprocessing : dict or None
+    rejects : astropy.table.Table with columns file, reason
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from pyspec.preprocess import WavelengthGrid
+    >>> d = tempfile.mkdtemp() + "/store"
+    >>> g = WavelengthGrid.preset("halpha-140")
+    >>> with SpectrumStore.create(d, g) as w:
+    ...     w.append(np.ones((2, 140)), np.ones((2, 140)), [{"id": "a"}, {"id": "b"}])
+    ...     w.reject("bad.fits", "truncated file")
+    >>> s = SpectrumStore.open(d)
+    >>> len(s), s.flux.shape, s.meta["id"].tolist(), s.rejects["reason"].tolist()
+    (2, (2, 140), ['a', 'b'], ['truncated file'])
+    """
+
+    def __init__(self, path: Path, manifest: dict[str, Any], grid: WavelengthGrid,
+                 preprocessing: dict[str, Any] | None) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.grid = grid
+        self.preprocessing = preprocessing
+        n, m = int(manifest["n_spectra"]), int(manifest["n_pixels"])
+        self.flux = self._map("flux.f32", n, m)
+        self.ivar = self._map("ivar.f32", n, m)
+        self._meta = None
+        self._rejects = None
+
+    @staticmethod
+    def create(path: str | os.PathLike, grid: WavelengthGrid | str | dict,
+               preprocessing: dict[str, Any] | None = None, *,
+               append: bool = False, rows_per_part: int = 16384) -> StoreWriter:
+        """Start writing a store (or, with ``append=True``, add to / resume one).
+
+        Parameters
+        ----------
+        path : directory (created when missing)
+        grid : WavelengthGrid, preset name or dict
+        preprocessing : dict, optional
+            Settings that produced the rows (``Preprocessor.to_dict()``).
+        append : bool
+            Open an existing store for appending; grid and preprocessing
+            must match what it was written with.
+        rows_per_part : int
+            Metadata rows buffered before they are committed as one part
+            (bounds the writer's memory and the number of part files).
+
+        Raises
+        ------
+        FileExistsError
+            ``path`` already holds a store and ``append`` is False.
+        ValueError
+            Appending with a different grid or preprocessing.
+        """
+        return StoreWriter(Path(path), as_grid(grid), preprocessing, append, rows_per_part)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> SpectrumStore:
+        """Open a complete store.
+
+        Raises
+        ------
+        FileNotFoundError
+            No such directory.
+        IndexFormatError
+            No manifest (an ingest that never finished: re-run it to resume),
+            or damaged files.
+        """
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"no spectrum store at {path}")
+        mpath = path / "manifest.json"
+        if not mpath.exists():
+            raise IndexFormatError(f"{path} is not a complete spectrum store (no manifest.json: "
+                                   "an ingest was interrupted or is still running); re-run "
+                                   "pyspec ingest with the same --out to resume")
+        try:
+            manifest = json.loads(mpath.read_text())
+            grid = WavelengthGrid.from_dict(json.loads((path / "grid.json").read_text()))
+            preprocessing = json.loads((path / "preprocessing.json").read_text())
+        except (OSError, ValueError, KeyError) as exc:
+            raise IndexFormatError(f"{path}: unreadable store description ({exc})") from None
+        if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+            raise IndexFormatError(f"{path}: not a version-{VERSION} pyspec spectrum store")
+        if int(manifest["n_pixels"]) != len(grid):
+            raise IndexFormatError(f"{path}: manifest says {manifest['n_pixels']} pixels, "
+                                   f"grid has {len(grid)}")
+        return cls(path, manifest, grid, preprocessing)
+
+    def _map(self, name: str, n: int, m: int) -> np.ndarray:
+        f = self.path / name
+        need = n * m * 4
+        size = f.stat().st_size if f.exists() else -1
+        if size < need:
+            raise IndexFormatError(f"{f} has {size} bytes, expected at least {need} for "
+                                   f"{n} x {m} float32")
+        if n == 0 or m == 0:
+            out = np.empty((n, m), dtype=np.float32)
+            out.setflags(write=False)
+            return out
+        return np.memmap(f, dtype="<f4", mode="r", shape=(n, m))
+
+    def __len__(self) -> int:
+        return int(self.manifest["n_spectra"])
+
+    def __repr__(self) -> str:
+        return (f"SpectrumStore({str(self.path)!r}, {len(self)} spectra x "
+                f"{self.manifest['n_pixels']} pixels, grid={self.grid.name or self.grid.kind})")
+
+    def _parts(self) -> list[dict[str, np.ndarray]]:
+        paths = _scan_parts(self.path)
+        n_parts = int(self.manifest["n_parts"])
+        if len(paths) < n_parts:
+            raise IndexFormatError(f"{self.path}: manifest lists {n_parts} parts, "
+                                   f"{len(paths)} found")
+        return [_load_part(p) for p in paths[:n_parts]]
+
+    def _load_tables(self) -> None:
+        from astropy.table import Table
+
+        parts = self._parts()
+        pieces = [({k[2:]: v for k, v in part.items() if k.startswith("m_")},
+                   int(part["n_rows"])) for part in parts]
+        # the schema columns exist even in a store without rows
+        cols = _concat_columns([(_meta_columns([]), 0), *pieces])
+        meta = Table(cols) if cols else Table()
+        if len(meta) != len(self):
+            raise IndexFormatError(f"{self.path}: metadata has {len(meta)} rows, matrix "
+                                   f"{len(self)}")
+        if "ra" in meta.colnames:
+            for k in ("ra", "dec"):
+                meta[k].unit = "deg"
+        meta.meta["grid"] = self.grid.name or self.grid.kind
+        self._meta = meta
+        rf = [p["reject_file"] for p in parts]
+        rr = [p["reject_reason"] for p in parts]
+        self._rejects = Table({"file": np.concatenate(rf) if rf else np.array([], dtype=str),
+                               "reason": np.concatenate(rr) if rr else np.array([], dtype=str)})
+
+    @property
+    def meta(self):  # -> astropy.table.Table
+        """Per-spectrum metadata (astropy Table, one row per matrix row)."""
+        if self._meta is None:
+            self._load_tables()
+        return self._meta
+
+    @property
+    def rejects(self):  # -> astropy.table.Table
+        """Inputs that were not stored: columns file, reason."""
+        if self._rejects is None:
+            self._load_tables()
+        return self._rejects
+
+    @property
+    def preprocessor(self):  # -> pyspec.preprocess.Preprocessor
+        """The :class:`~pyspec.preprocess.Preprocessor` that produced the rows."""
+        from pyspec.preprocess import Preprocessor
+
+        if not self.preprocessing:
+            raise ValueError(f"{self.path} has no preprocessing settings recorded")
+        return Preprocessor.from_dict(self.preprocessing)
+
+    def iter_chunks(self, chunk_size: int = 4096) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Yield ``(start, flux, ivar)`` row blocks of at most ``chunk_size`` rows."""
+        chunk_size = int(chunk_size)
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        for start in range(0, len(self), chunk_size):
+            stop = min(start + chunk_size, len(self))
+            yield start, self.flux[start:stop], self.ivar[start:stop]
