@@ -163,3 +163,22 @@ def test_evaluate_real_spectra(shared_data, tmp_path):
         sel = (table["hasher"] == name) & (table["cutoff"] == 10)
         # Measured on this subset: PIL 0.6, LSH 0.6, base rate 0.3.
         assert float(table["precision"][sel][0]) > base + 0.1
+
+
+def test_evaluate_command_store(tmp_path):
+    store_mod = pytest.importorskip("pyspec.store")
+    from pyspec.preprocess import WavelengthGrid
+
+    X, y = synthetic_labelled_spectra(200, 140, n_classes=3, random_state=4)
+    path = tmp_path / "store"
+    names = np.array(["G2V", "K5", "M0"])[y]
+    with store_mod.SpectrumStore.create(path, WavelengthGrid.preset("halpha-140")) as w:
+        w.append(X, np.ones_like(X), [{"id": str(i), "subclass": s} for i, s in enumerate(names)])
+    out = tmp_path / "s.ecsv"
+    assert main(["evaluate", "--store", str(path), "--label-mode", "first-letter", "--hashers",
+                 "lsh", "--bits", "32", "--out", str(out), "--quiet"]) == 0
+    table = Table.read(out, format="ascii.ecsv")
+    assert table.meta["labels"] == {k: int(v) for k, v in zip(*np.unique(
+        np.array(["G", "K", "M"])[y], return_counts=True))}
+    assert main(["evaluate", "--store", str(path), "--label-column", "nope",
+                 "--out", str(out)]) == 1

@@ -11,6 +11,8 @@ Inputs (one of):
   :class:`pyspec.preprocess.Preprocessor` and labelled from
   ``--label-column`` (``--label-mode first-letter`` keeps the spectral type
   letter, e.g. G2V -> G); unreadable files are reported and skipped;
+* ``--store DIR``: a SpectrumStore written by ``pyspec ingest``, labelled
+  from its metadata column ``--label-column``;
 * ``--simulate N``: N structured synthetic spectra with class labels.
 
 Writes the table (ECSV) and, with ``--plot``, a precision-recall PNG.
@@ -44,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--flux", metavar="NPY", help="preprocessed flux array (.npy)")
     src.add_argument("--fits-index", metavar="CSV", help="CSV listing FITS files and labels")
+    src.add_argument("--store", metavar="DIR", help="SpectrumStore (labels from its metadata)")
     src.add_argument("--simulate", type=int, metavar="N", help="N simulated labelled spectra")
     parser.add_argument("--sim-pixels", type=int, default=1000, help="pixels of --simulate spectra")
     parser.add_argument("--sim-classes", type=int, default=5, help="classes of --simulate spectra")
@@ -157,6 +160,20 @@ def run(args: argparse.Namespace) -> int:
     elif args.fits_index:
         X, labels = load_fits_index(args)
         source = str(args.fits_index)
+    elif args.store:
+        from pyspec.store import SpectrumStore
+
+        store = SpectrumStore.open(args.store)
+        if args.label_column not in store.meta.colnames:
+            raise ValueError(f"{args.store}: no metadata column {args.label_column!r} "
+                             f"(columns: {store.meta.colnames}); use --label-column")
+        labels = np.array([str(v).strip() for v in store.meta[args.label_column]])
+        if args.label_mode == "first-letter":
+            labels = np.array([v[:1].upper() for v in labels])
+        X = np.asarray(store.flux)
+        labelled = np.array([bool(v) and v not in ("--", "None", "nan") for v in labels])
+        X, labels = X[labelled], labels[labelled]
+        source = str(args.store)
     else:
         if args.simulate < 10:
             raise ValueError("--simulate needs at least 10 spectra")
