@@ -23,8 +23,13 @@ import numpy as np
 
 from pyspec._validation import as_float_matrix
 
-# Queries per block of the distance matrix: 256 x n int32 stays small.
+# Queries per block of the distance matrix: at most 256, and at most 2**22
+# distances (16 MiB int32, 32 MiB for the argsort) per block.
 _QUERY_BLOCK = 256
+
+
+def _block(n: int) -> int:
+    return max(1, min(_QUERY_BLOCK, (1 << 22) // max(n, 1)))
 
 HASHERS = ("pil", "lsh", "itq")
 
@@ -111,8 +116,9 @@ def precision_recall(codes: np.ndarray, labels: Sequence, cutoffs: np.ndarray | 
         raise ValueError("no query has another spectrum with the same label; check the labels")
     prec = np.zeros(cut.size)
     rec = np.zeros(cut.size)
-    for s in range(0, queries.size, _QUERY_BLOCK):
-        qb = queries[s:s + _QUERY_BLOCK]
+    step = _block(n)
+    for s in range(0, queries.size, step):
+        qb = queries[s:s + step]
         dist = hamming_distances(codes[qb], codes)
         dist[np.arange(qb.size), qb] = np.iinfo(np.int32).max  # the query itself goes last
         order = _rank(dist)[:, :n - 1]
@@ -140,8 +146,9 @@ def euclidean_recall(codes: np.ndarray, X: np.ndarray, k: int = 10, n_candidates
     queries = _pick_queries(n, n_queries, random_state)
     sq = np.einsum("ij,ij->i", X, X)
     found = 0
-    for s in range(0, queries.size, _QUERY_BLOCK):
-        qb = queries[s:s + _QUERY_BLOCK]
+    step = _block(n)
+    for s in range(0, queries.size, step):
+        qb = queries[s:s + step]
         d2 = sq[qb, None] - 2.0 * X[qb] @ X.T + sq[None, :]
         d2[np.arange(qb.size), qb] = np.inf
         exact = np.argsort(d2, axis=1, kind="stable")[:, :k]

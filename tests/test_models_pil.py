@@ -221,3 +221,23 @@ def test_fit_from_spectrum_store(tmp_path):
     assert main(["train", str(path), "--out", str(out), "--bits", "32", "--hidden", "96,64",
                  "--quiet"]) == 0
     assert PILHasher.load(out).n_features_in_ == 140
+
+
+def test_memory_mapped_input_streams(tmp_path, spectra, monkeypatch):
+    import pyspec.models.base as base
+
+    X, _ = spectra
+    np.save(tmp_path / "x.npy", X)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    # Memory maps (and arrays above the in-memory limit) go through the
+    # chunked path: histogram medians, balanced to +-1 spectrum.
+    model = PILHasher(n_bits=32, hidden=(64,), random_state=0)
+    codes = model.fit_transform(mm)
+    assert np.all(np.abs(unpack_bits(codes, 32).sum(axis=0) - len(X) / 2) <= 1)
+    monkeypatch.setattr(base, "_IN_MEMORY_LIMIT", 1000)
+    big = PILHasher(n_bits=32, hidden=(64,), random_state=0).fit(np.array(X))
+    np.testing.assert_array_equal(big.thresholds_, model.thresholds_)
+    bad = np.array(X)
+    bad[500, 3] = np.nan
+    with pytest.raises(ValueError, match="rows 500"):
+        PILHasher(n_bits=32, hidden=(64,)).fit(bad)

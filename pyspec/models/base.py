@@ -32,6 +32,26 @@ MAX_BITS = 512
 _MEDIAN_BINS = 4096
 
 
+# Arrays with more elements than this (or memory maps) are streamed in chunks
+# like a store, so validation and median thresholds never build an (n, d)
+# temporary: 2**27 float32 values = 512 MiB.
+_IN_MEMORY_LIMIT = 1 << 27
+
+
+class ArraySource:
+    """Store-like view of a large array or memory map (``iter_chunks``, ``flux``)."""
+
+    def __init__(self, flux: np.ndarray) -> None:
+        self.flux = flux
+
+    def __len__(self) -> int:
+        return int(self.flux.shape[0])
+
+    def iter_chunks(self, chunk_size: int) -> Iterator[tuple[int, np.ndarray, None]]:
+        for start in range(0, len(self), chunk_size):
+            yield start, self.flux[start:start + chunk_size], None
+
+
 def check_n_bits(n_bits: object) -> int:
     """Validate a code length: a positive multiple of 32, at most 512."""
     if isinstance(n_bits, bool) or not isinstance(n_bits, numbers.Integral):
@@ -209,7 +229,9 @@ class BaseHasher(BaseEstimator):
         nt = check_num_threads(num_threads) or None
         rng = check_random_state(self.random_state)
         n, d = source_shape(X)
-        if not is_chunked_source(X):
+        if isinstance(X, np.memmap) or (isinstance(X, np.ndarray) and X.size > _IN_MEMORY_LIMIT):
+            X = ArraySource(X)  # validated chunk by chunk, medians by histogram
+        elif not is_chunked_source(X):
             X = as_float_matrix(X, "X", allow_1d=False)  # finite check with global row numbers
         if n < 2:
             raise ValueError(f"X: need at least 2 spectra to fit, got {n}")
@@ -252,9 +274,11 @@ class BaseHasher(BaseEstimator):
                       ) -> np.ndarray:
         """``fit(X).transform(X)`` (for a store, codes of every spectrum in order)."""
         self.fit(X, num_threads=num_threads)
-        if is_chunked_source(X):
+        if is_chunked_source(X) or isinstance(X, np.memmap) or (
+                isinstance(X, np.ndarray) and X.size > _IN_MEMORY_LIMIT):
+            src = X if is_chunked_source(X) else ArraySource(X)
             return np.concatenate([self.transform(f, num_threads)
-                                   for _, f in iter_source(X, self.chunk_rows)])
+                                   for _, f in iter_source(src, self.chunk_rows)])
         return self.transform(X, num_threads)
 
     # ------------------------------------------------------------ thresholds
