@@ -1,5 +1,123 @@
+// Bindings of the Hamming family: convert, check shapes, release the GIL,
+// forward. Array arguments are non-converting (.noconvert()): a wrong dtype or
+// a non-C-contiguous array is a TypeError, never a hidden copy. The public
+// wrapper is pyspec.index.hamming.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <memory>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
 #include "bindings.hpp"
+#include "hamming.hpp"
+
+namespace py = pybind11;
 
 namespace pyspec {
-void bind_hamming(pybind11::module_& m) { (void)m; }
+namespace {
+
+using Codes = py::array_t<word_t, py::array::c_style>;
+using Ids = py::array_t<index_t, py::array::c_style>;
+
+int code_words(const Codes& a, const char* name) {
+  if (a.ndim() != 2) throw std::invalid_argument(std::string(name) + " must be 2-D (n, n_words)");
+  const auto w = a.shape(1);
+  if (w < 1 || w > kMaxCodeWords)
+    throw std::invalid_argument(std::string(name) + ": n_words must be in [1, 8]");
+  return static_cast<int>(w);
+}
+
+int check_pair(const Codes& queries, const Codes& codes) {
+  const int w = code_words(codes, "codes");
+  if (code_words(queries, "queries") != w)
+    throw std::invalid_argument("queries and codes have different word counts");
+  return w;
+}
+
+void check_ids(const Ids& ids, const Codes& codes) {
+  if (ids.ndim() != 1 || ids.shape(0) != codes.shape(0))
+    throw std::invalid_argument("ids must have shape (n_codes,)");
+}
+
+// Moves a std::vector into a 1-D NumPy array without copying: the array's
+// base is a capsule that owns the vector.
+template <class T>
+py::array_t<T> to_numpy(std::vector<T>&& v) {
+  auto* owner = new std::vector<T>(std::move(v));
+  py::capsule free_when_done(owner, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+  return py::array_t<T>({static_cast<py::ssize_t>(owner->size())}, owner->data(), free_when_done);
+}
+
+py::tuple knn(const Codes& queries, const Codes& codes, const Ids& ids, index_t k,
+              std::int32_t pad_distance, int num_threads) {
+  const int w = check_pair(queries, codes);
+  check_ids(ids, codes);
+  if (k < 0) throw std::invalid_argument("k must be >= 0");
+  const index_t nq = queries.shape(0);
+  py::array_t<std::int32_t> distances({nq, k});
+  py::array_t<index_t> out_ids({nq, k});
+  const word_t* q = queries.data();
+  const word_t* c = codes.data();
+  const index_t* id = ids.data();
+  std::int32_t* d_out = distances.mutable_data();
+  index_t* i_out = out_ids.mutable_data();
+  const index_t n = codes.shape(0);
+  {
+    py::gil_scoped_release release;
+    hamming_knn(q, nq, c, id, n, w, k, pad_distance, num_threads, d_out, i_out);
+  }
+  return py::make_tuple(out_ids, distances);
+}
+
+py::tuple range(const Codes& queries, const Codes& codes, const Ids& ids, std::int32_t radius,
+                int num_threads) {
+  const int w = check_pair(queries, codes);
+  check_ids(ids, codes);
+  RangeHits hits;
+  const word_t* q = queries.data();
+  const word_t* c = codes.data();
+  const index_t* id = ids.data();
+  const index_t nq = queries.shape(0);
+  const index_t n = codes.shape(0);
+  {
+    py::gil_scoped_release release;
+    hamming_range(q, nq, c, id, n, w, radius, num_threads, hits);
+  }
+  return py::make_tuple(to_numpy(std::move(hits.offsets)), to_numpy(std::move(hits.ids)),
+                        to_numpy(std::move(hits.distances)));
+}
+
+py::array_t<std::int32_t> distances(const Codes& queries, const Codes& codes, int num_threads) {
+  const int w = check_pair(queries, codes);
+  const index_t nq = queries.shape(0);
+  const index_t n = codes.shape(0);
+  py::array_t<std::int32_t> out({nq, n});
+  const word_t* q = queries.data();
+  const word_t* c = codes.data();
+  std::int32_t* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    hamming_distances(q, nq, c, n, w, num_threads, o);
+  }
+  return out;
+}
+
+}  // namespace
+
+void bind_hamming(py::module_& m) {
+  m.def("hamming_knn", &knn, py::arg("queries").noconvert(), py::arg("codes").noconvert(),
+        py::arg("ids").noconvert(), py::arg("k"), py::arg("pad_distance"),
+        py::arg("num_threads") = 0,
+        "k-NN over uint64 codes -> (ids int64 (nq, k), distances int32 (nq, k)). "
+        "Use pyspec.HammingIndex.search.");
+  m.def("hamming_range", &range, py::arg("queries").noconvert(), py::arg("codes").noconvert(),
+        py::arg("ids").noconvert(), py::arg("radius"), py::arg("num_threads") = 0,
+        "Range search -> (offsets, ids, distances) CSR. Use pyspec.HammingIndex.range_search.");
+  m.def("hamming_distances", &distances, py::arg("queries").noconvert(),
+        py::arg("codes").noconvert(), py::arg("num_threads") = 0,
+        "Full int32 distance matrix (nq, n). Use pyspec.index.hamming.hamming_distances.");
+}
+
 }  // namespace pyspec

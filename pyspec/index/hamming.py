@@ -1,0 +1,362 @@
+"""Exact Hamming search over binary codes: :class:`HammingIndex`.
+
+Codes are uint64 arrays of shape ``(n, n_words)`` with ``n_words =
+ceil(n_bits / 64)`` (bit ``j`` in word ``j // 64`` at position ``j % 64``, see
+:mod:`pyspec._bits`); 32-bit codes use one word whose upper half is zero.
+The scans run in the compiled kernels (``pyspec._core``) with the GIL
+released; this module validates input, stores codes and ids, and saves and
+loads indexes in pyspec's container format (kind ``b"HX"``).
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from typing import Any
+
+import numpy as np
+
+from pyspec import _core
+from pyspec._bits import n_words as _n_words
+from pyspec._bits import pack_bits
+from pyspec._fileformat import read_container, write_container
+from pyspec._validation import as_ids, check_k, check_num_threads, describe
+from pyspec.errors import IndexFormatError
+from pyspec.index._result import RangeResult, SearchResult
+
+__all__ = ["HammingIndex", "as_codes", "hamming_distances"]
+
+_KIND = b"HX"
+_MAX_BITS = 512
+
+
+def _check_n_bits(n_bits: object) -> int:
+    if isinstance(n_bits, bool) or not isinstance(n_bits, numbers.Integral):
+        raise TypeError(f"n_bits must be an int in [1, {_MAX_BITS}], got {type(n_bits).__name__}")
+    if not 1 <= n_bits <= _MAX_BITS:
+        raise ValueError(f"n_bits must be in [1, {_MAX_BITS}], got {n_bits}")
+    return int(n_bits)
+
+
+def _pad_mask(n_bits: int) -> int:
+    """Bits of the last word that must be zero (0 when n_bits % 64 == 0)."""
+    used = n_bits % 64
+    return 0 if used == 0 else ((1 << 64) - 1) ^ ((1 << used) - 1)
+
+
+def _check_codes(codes: object, n_bits: int, name: str, allow_1d: bool = False) -> np.ndarray:
+    """Return ``codes`` unchanged if it is exactly what the kernels take, else raise.
+
+    The one deliberate reshaping is a single 1-D code -> one row when ``allow_1d``.
+    """
+    nw = _n_words(n_bits)
+    expected = f"expected uint64 codes of shape (n, {nw}) for n_bits={n_bits}"
+    if not isinstance(codes, np.ndarray):
+        raise TypeError(f"{name}: {expected}, got {type(codes).__name__}; "
+                        "use pyspec.index.hamming.as_codes to convert")
+    if codes.dtype != np.uint64 or not codes.dtype.isnative:
+        hint = ("pack boolean bits with pyspec.index.hamming.as_codes (pyspec._bits.pack_bits)"
+                if codes.dtype == np.bool_ else "use pyspec.index.hamming.as_codes to convert")
+        raise TypeError(f"{name}: {expected}, got {describe(codes)}; {hint}")
+    if codes.ndim == 1 and allow_1d:
+        codes = codes[np.newaxis, :]
+    if codes.ndim != 2 or codes.shape[1] != nw:
+        raise ValueError(f"{name}: {expected}, got {describe(codes)}")
+    if not codes.flags.c_contiguous:
+        raise ValueError(f"{name}: {expected} and C-contiguous, got a non-contiguous array; "
+                         "use np.ascontiguousarray(codes) or pyspec.index.hamming.as_codes")
+    mask = _pad_mask(n_bits)
+    if mask and codes.shape[0] and (codes[:, -1] & np.uint64(mask)).any():
+        bad = np.flatnonzero(codes[:, -1] & np.uint64(mask))
+        raise ValueError(f"{name}: {bad.size} code(s) have bits set above bit {n_bits - 1} "
+                         f"(rows {', '.join(map(str, bad[:5]))}); codes of {n_bits} bits "
+                         "must leave the rest of the last word zero")
+    return codes
+
+
+def as_codes(x: object, n_bits: int = 256) -> np.ndarray:
+    """Convert bit arrays or byte-packed codes to the uint64 layout the index takes.
+
+    Parameters
+    ----------
+    x : array-like
+        One of: bool (or 0/1 integer) bits of shape (n, n_bits); uint8 bytes
+        of shape (n, ceil(n_bits / 64) * 8) as written by
+        ``np.packbits(bits, axis=1, bitorder="little")`` (zero padded); or
+        uint64 words of shape (n, ceil(n_bits / 64)) in any memory layout.
+    n_bits : int
+        Code length in bits.
+
+    Returns
+    -------
+    codes : ndarray of shape (n, ceil(n_bits / 64)), uint64, C-contiguous.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> bits = np.zeros((2, 64), dtype=bool); bits[1, [0, 3]] = True
+    >>> as_codes(bits, n_bits=64).ravel().tolist()
+    [0, 9]
+    """
+    n_bits = _check_n_bits(n_bits)
+    nw = _n_words(n_bits)
+    arr = np.asarray(x)
+    if arr.ndim != 2:
+        raise ValueError(f"expected a 2-D array of codes or bits, got {describe(arr)}")
+    if arr.dtype.kind == "u" and arr.dtype.itemsize == 8:
+        return _check_codes(np.ascontiguousarray(arr, dtype=np.uint64), n_bits, "codes")
+    if arr.dtype == np.uint8 and arr.shape[1] == nw * 8:
+        words = np.ascontiguousarray(arr).view("<u8").astype(np.uint64, copy=False)
+        return _check_codes(np.ascontiguousarray(words), n_bits, "codes")
+    if arr.dtype == np.bool_ or arr.dtype.kind in "iu":
+        if arr.shape[1] != n_bits:
+            raise ValueError(f"expected bits of shape (n, {n_bits}) or packed bytes of shape "
+                             f"(n, {nw * 8}), got {describe(arr)}")
+        if arr.dtype != np.bool_ and not np.isin(arr, (0, 1)).all():
+            raise ValueError("integer bit arrays must hold only 0 and 1")
+        return pack_bits(arr)
+    raise TypeError(f"cannot interpret {describe(arr)} as {n_bits}-bit codes "
+                    "(expected bool bits, uint8 bytes or uint64 words)")
+
+
+def _check_radius(radius: object) -> int:
+    if isinstance(radius, bool) or not isinstance(radius, numbers.Integral):
+        raise TypeError(f"radius must be an int >= 0 (bits), got {type(radius).__name__}")
+    if radius < 0:
+        raise ValueError(f"radius must be >= 0, got {radius}")
+    return int(min(radius, 2**31 - 1))
+
+
+def hamming_distances(queries: np.ndarray, codes: np.ndarray, n_bits: int = 256,
+                      num_threads: int | None = None) -> np.ndarray:
+    """Full Hamming distance matrix between ``queries`` and ``codes``.
+
+    Parameters
+    ----------
+    queries : ndarray of shape (n_queries, n_words), uint64
+    codes : ndarray of shape (n_codes, n_words), uint64
+    n_bits : int
+        Code length in bits (``n_words = ceil(n_bits / 64)``).
+    num_threads : int or None
+        Threads (None = OpenMP default).
+
+    Returns
+    -------
+    ndarray of shape (n_queries, n_codes), int32 bit counts.
+    """
+    n_bits = _check_n_bits(n_bits)
+    q = _check_codes(queries, n_bits, "queries", allow_1d=True)
+    c = _check_codes(codes, n_bits, "codes")
+    return _core.hamming_distances(q, c, check_num_threads(num_threads))
+
+
+class HammingIndex:
+    """Exact k-NN and range search over binary codes by Hamming distance.
+
+    Parameters
+    ----------
+    n_bits : int, default 256
+        Code length in bits, 1..512; codes are stored as uint64 of shape
+        (n, ceil(n_bits / 64)) with unused high bits zero.
+
+    Attributes
+    ----------
+    codes : ndarray of shape (n, n_words), uint64 (read-only view)
+    ids : ndarray of shape (n,), int64 (read-only view)
+
+    Examples
+    --------
+    >>> import numpy as np, pyspec
+    >>> rng = np.random.default_rng(0)
+    >>> codes = rng.integers(0, 2**63, size=(100, 4), dtype=np.uint64)
+    >>> index = pyspec.HammingIndex(256)
+    >>> index.add(codes)
+    >>> res = index.search(codes[:2], k=3)
+    >>> res.ids[:, 0].tolist(), res.distances[:, 0].tolist()
+    ([0, 1], [0, 0])
+    """
+
+    def __init__(self, n_bits: int = 256) -> None:
+        self.n_bits = _check_n_bits(n_bits)
+        self.n_words = _n_words(self.n_bits)
+        self._codes = np.empty((0, self.n_words), dtype=np.uint64)
+        self._ids = np.empty(0, dtype=np.int64)
+        self._n = 0
+
+    # -- storage -----------------------------------------------------------
+    def __len__(self) -> int:
+        return self._n
+
+    def __repr__(self) -> str:
+        return f"HammingIndex(n_bits={self.n_bits}) with {self._n} codes"
+
+    @property
+    def codes(self) -> np.ndarray:
+        view = self._codes[: self._n]
+        view.flags.writeable = False
+        return view
+
+    @property
+    def ids(self) -> np.ndarray:
+        view = self._ids[: self._n]
+        view.flags.writeable = False
+        return view
+
+    @property
+    def pad_distance(self) -> int:
+        """Distance reported for missing neighbours (``n_bits + 1``)."""
+        return self.n_bits + 1
+
+    def add(self, codes: np.ndarray, ids: np.ndarray | None = None) -> None:
+        """Append codes (and their ids) to the index.
+
+        Parameters
+        ----------
+        codes : ndarray of shape (n, n_words), uint64, C-contiguous
+        ids : array-like of shape (n,), integer, optional
+            Ids reported by searches; default ``len(self) .. len(self) + n - 1``.
+            Ties in distance are broken by the smaller id.
+
+        Raises
+        ------
+        TypeError
+            Wrong dtype (e.g. bool bits or bytes: convert with :func:`as_codes`).
+        ValueError
+            Wrong shape, non-contiguous array, bits set above ``n_bits``, ids
+            of the wrong length.
+        """
+        codes = _check_codes(codes, self.n_bits, "codes")
+        n = codes.shape[0]
+        ids = as_ids(ids, n, start=self._n)
+        need = self._n + n
+        if need > self._codes.shape[0] or not self._codes.flags.writeable:
+            capacity = max(need, 2 * self._codes.shape[0] if self._codes.flags.writeable
+                           else need, 1024)
+            grown = np.empty((capacity, self.n_words), dtype=np.uint64)
+            grown[: self._n] = self._codes[: self._n]
+            grown_ids = np.empty(capacity, dtype=np.int64)
+            grown_ids[: self._n] = self._ids[: self._n]
+            self._codes, self._ids = grown, grown_ids
+        self._codes[self._n: need] = codes
+        self._ids[self._n: need] = ids
+        self._n = need
+
+    # -- search ------------------------------------------------------------
+    def search(self, queries: np.ndarray, k: int, num_threads: int | None = None) -> SearchResult:
+        """The ``k`` nearest codes of each query.
+
+        Parameters
+        ----------
+        queries : ndarray of shape (n_queries, n_words) or (n_words,), uint64
+        k : int >= 0
+            Neighbours per query. Rows with fewer than ``k`` codes in the
+            index are padded with id -1 and distance ``n_bits + 1``.
+        num_threads : int or None
+            Threads (None = OpenMP default, honours ``OMP_NUM_THREADS``).
+
+        Returns
+        -------
+        SearchResult
+            ``ids`` int64 (n_queries, k), ``distances`` int32 (n_queries, k),
+            each row ordered by (distance, id).
+        """
+        q = _check_codes(queries, self.n_bits, "queries", allow_1d=True)
+        k = check_k(k)
+        threads = check_num_threads(num_threads)
+        k_run = min(k, self._n)
+        ids, dist = _core.hamming_knn(q, self._codes[: self._n], self._ids[: self._n], k_run,
+                                      self.pad_distance, threads)
+        if k_run < k:
+            full_ids = np.full((q.shape[0], k), -1, dtype=np.int64)
+            full_dist = np.full((q.shape[0], k), self.pad_distance, dtype=np.int32)
+            full_ids[:, :k_run] = ids
+            full_dist[:, :k_run] = dist
+            ids, dist = full_ids, full_dist
+        return SearchResult(ids, dist)
+
+    def range_search(self, queries: np.ndarray, radius: int,
+                     num_threads: int | None = None) -> RangeResult:
+        """All codes within Hamming distance ``radius`` (inclusive) of each query.
+
+        Parameters
+        ----------
+        queries : ndarray of shape (n_queries, n_words) or (n_words,), uint64
+        radius : int >= 0
+            Largest distance kept, in bits.
+        num_threads : int or None
+            Threads (None = OpenMP default).
+
+        Returns
+        -------
+        RangeResult
+            CSR form: ``offsets`` int64 (n_queries + 1,), ``ids`` int64 and
+            ``distances`` int32; hits of query i ordered by (distance, id).
+        """
+        q = _check_codes(queries, self.n_bits, "queries", allow_1d=True)
+        radius = _check_radius(radius)
+        threads = check_num_threads(num_threads)
+        offsets, ids, dist = _core.hamming_range(q, self._codes[: self._n],
+                                                 self._ids[: self._n], radius, threads)
+        return RangeResult(offsets, ids, dist)
+
+    # -- persistence -------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the index atomically to ``path`` (pyspec container, kind ``HX``)."""
+        write_container(path, _KIND, {"codes": self.codes, "ids": self.ids},
+                        {"n_bits": self.n_bits, "n_codes": self._n})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, mmap: bool = False) -> HammingIndex:
+        """Read an index written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or path-like
+        mmap : bool, default False
+            Memory-map the codes read-only instead of reading them (the first
+            :meth:`add` then copies them into memory). Checksums are verified
+            in both modes.
+
+        Raises
+        ------
+        pyspec.IndexFormatError
+            Truncated, corrupted or foreign file.
+        """
+        arrays, meta = read_container(path, _KIND, mmap=mmap)
+        return cls._from_parts(arrays, meta, str(path))
+
+    @classmethod
+    def _from_parts(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any],
+                    source: str) -> HammingIndex:
+        def bad(msg: str) -> IndexFormatError:
+            return IndexFormatError(f"{source}: {msg}")
+
+        n_bits = meta.get("n_bits") if isinstance(meta, dict) else None
+        if (isinstance(n_bits, bool) or not isinstance(n_bits, int)
+                or not 1 <= n_bits <= _MAX_BITS):
+            raise bad(f"invalid n_bits {n_bits!r} in metadata")
+        codes, ids = arrays.get("codes"), arrays.get("ids")
+        nw = _n_words(n_bits)
+        if codes is None or ids is None:
+            raise bad("missing 'codes' or 'ids' array")
+        if codes.dtype != np.uint64 or codes.ndim != 2 or codes.shape[1] != nw:
+            raise bad(f"codes must be uint64 (n, {nw}), found {describe(codes)}")
+        if ids.dtype != np.int64 or ids.shape != (codes.shape[0],):
+            raise bad(f"ids must be int64 ({codes.shape[0]},), found {describe(ids)}")
+        if meta.get("n_codes") != codes.shape[0]:
+            raise bad("code count in metadata does not match the arrays")
+        mask = _pad_mask(n_bits)
+        if mask and codes.shape[0] and (codes[:, -1] & np.uint64(mask)).any():
+            raise bad(f"codes have bits set above bit {n_bits - 1}")
+        index = cls(n_bits)
+        index._codes = codes
+        index._ids = ids
+        index._n = codes.shape[0]
+        return index
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"n_bits": self.n_bits, "codes": np.array(self.codes), "ids": np.array(self.ids)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["n_bits"])
+        self.add(np.ascontiguousarray(state["codes"], dtype=np.uint64), state["ids"])
