@@ -1,8 +1,8 @@
 """Retrieval quality of binary hashes: precision/recall by Hamming ranking.
 
 For each query spectrum all other spectra are ranked by Hamming distance
-between codes (ties broken by ascending index, the engine's (distance, id)
-order); a retrieved spectrum is a true positive when it has the query's label.
+between codes with :class:`pyspec.HammingIndex` (ties broken by ascending
+index, the engine's (distance, id) order); a retrieved spectrum is a true positive when it has the query's label.
 As the cut-off (number retrieved) grows, precision = TP / (TP + FP) (called
 "accuracy" in the M-type star search paper) falls and recall = TP / (spectra
 sharing the query's label) rises; both are averaged over the queries. Queries
@@ -45,7 +45,8 @@ def _check_codes(codes: object, name: str = "codes") -> np.ndarray:
 def hamming_distances(queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """All pairwise Hamming distances, int32 (n_queries, n_codes).
 
-    Reference implementation with ``np.bitwise_xor`` and ``np.bitwise_count``.
+    NumPy reference with ``np.bitwise_xor`` and ``np.bitwise_count`` (the
+    rankings themselves use the compiled Hamming engine).
     """
     q = _check_codes(queries, "queries")
     c = _check_codes(codes)
@@ -57,9 +58,29 @@ def hamming_distances(queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return out
 
 
-def _rank(dist: np.ndarray) -> np.ndarray:
-    # Stable sort of each row: equal distances keep ascending index order.
-    return np.argsort(dist, axis=1, kind="stable")
+def _index(codes: np.ndarray):
+    """pyspec.HammingIndex over ``codes`` with ids 0..n-1."""
+    from pyspec.index.hamming import HammingIndex
+
+    index = HammingIndex(n_bits=64 * codes.shape[1])
+    index.add(codes)
+    return index
+
+
+def _rank_others(index, codes: np.ndarray, qb: np.ndarray, k: int,
+                 num_threads: int | None = None) -> np.ndarray:
+    """First ``k`` other spectra of each query in qb, by (Hamming distance, index).
+
+    Ranked by the Hamming engine (``HammingIndex.search`` with k + 1, which
+    orders by (distance, id)); the query itself is dropped.
+    """
+    ids = index.search(codes[qb], k + 1, num_threads=num_threads).ids
+    keep = ids != qb[:, None]
+    # Every row holds the query once (distance 0), unless k + 1 cut it off
+    # behind k other codes at distance 0: then drop the last column instead.
+    missing = keep.all(axis=1)
+    keep[missing, -1] = False
+    return ids[keep].reshape(len(qb), k)
 
 
 def default_cutoffs(n: int, n_points: int = 40) -> np.ndarray:
@@ -116,12 +137,11 @@ def precision_recall(codes: np.ndarray, labels: Sequence, cutoffs: np.ndarray | 
         raise ValueError("no query has another spectrum with the same label; check the labels")
     prec = np.zeros(cut.size)
     rec = np.zeros(cut.size)
+    index = _index(codes)
     step = _block(n)
     for s in range(0, queries.size, step):
         qb = queries[s:s + step]
-        dist = hamming_distances(codes[qb], codes)
-        dist[np.arange(qb.size), qb] = np.iinfo(np.int32).max  # the query itself goes last
-        order = _rank(dist)[:, :n - 1]
+        order = _rank_others(index, codes, qb, n - 1)
         hits = lab_idx[order] == lab_idx[qb][:, None]
         tp = np.cumsum(hits, axis=1)[:, cut - 1]
         prec += (tp / cut).sum(axis=0)
@@ -145,6 +165,7 @@ def euclidean_recall(codes: np.ndarray, X: np.ndarray, k: int = 10, n_candidates
                          f"n_candidates={n_candidates}, n={n}")
     queries = _pick_queries(n, n_queries, random_state)
     sq = np.einsum("ij,ij->i", X, X)
+    index = _index(codes)
     found = 0
     step = _block(n)
     for s in range(0, queries.size, step):
@@ -152,9 +173,7 @@ def euclidean_recall(codes: np.ndarray, X: np.ndarray, k: int = 10, n_candidates
         d2 = sq[qb, None] - 2.0 * X[qb] @ X.T + sq[None, :]
         d2[np.arange(qb.size), qb] = np.inf
         exact = np.argsort(d2, axis=1, kind="stable")[:, :k]
-        hd = hamming_distances(codes[qb], codes)
-        hd[np.arange(qb.size), qb] = np.iinfo(np.int32).max
-        cand = _rank(hd)[:, :n_candidates]
+        cand = _rank_others(index, codes, qb, n_candidates)
         found += sum(np.intersect1d(e, c).size for e, c in zip(exact, cand))
     return found / (queries.size * k)
 
