@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pyspec import _core, linalg
-from tests.reference import dense_forward_reference, gram_reference, ridge_reference
+from reference import dense_forward_reference, gram_reference, ridge_reference
 
 
 def spd(rng: np.random.Generator, L: int, cond: float) -> np.ndarray:
