@@ -1,0 +1,231 @@
+"""Query-by-example latency: one FITS spectrum against 1,000,000 indexed 256-bit codes.
+
+pyspec: ``Engine.query(path, k=10)`` end to end (pyspec.read_spectrum, the
+store's Preprocessor, PILHasher.transform, HammingIndex.search, metadata
+rows into an astropy Table), and the same four steps timed one by one.
+
+Peer, "the usual parts": astropy ``fits.open`` + column reads, NumPy
+preprocessing (mask bad pixels, ``np.interp`` onto the engine's grid, L2
+normalisation), NumPy encoding (the same fitted PIL network's matrices:
+``sigmoid(X W + b)`` per layer, threshold, ``np.packbits``) and faiss
+``IndexBinaryFlat`` over the same codes, at 1 thread (its best setting for a
+single query, see run()); pyspec is timed at its default and at 1 thread
+(``--query-threads``). Both return the 10 nearest codes. "default" means
+``num_threads=None``: ``Engine.query`` then runs a single query over fewer
+than 4M codes on one thread, while the split's search step calls
+``HammingIndex.search(num_threads=None)`` (all cores) to show the difference.
+
+The engine: a 256-bit PIL hasher (hidden 512-384-256, as in the demo) fitted
+on the shipped LAMOST sample plus simulated spectra (``pyspec demo``'s
+store); the index holds those spectra's codes followed by uniformly random
+codes up to ``--query-n`` (search cost does not depend on the codes'
+content), with a metadata table of the same length. The query is a real
+LAMOST DR10 file from the sample (gzip FITS, COADD binary-table layout). p50 and p99 over ``--query-reps`` repetitions
+after a warm-up; ``ratio`` = peer time / pyspec time (> 1: pyspec faster).
+The "encode" step is ``Engine.encode_prepared`` (what ``query`` runs: one
+thread for a single spectrum unless ``num_threads`` is given). The
+"end_to_end CPU time" rows give ``time.process_time`` per query, which on a
+loaded machine stays near the work done while wall time also counts waiting
+for a core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+NAME = "query"
+_QUERY_FILE = "spec-57278-EG224429N215706B01_sp01-001.fits.gz"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("query")
+    g.add_argument("--query-n", type=int, default=1_000_000, help="indexed codes (default 1M)")
+    g.add_argument("--query-reps", type=int, default=200, help="timed repetitions (default 200)")
+    g.add_argument("--query-threads", type=int, nargs="+", default=[0, 1],
+                   help="pyspec thread counts to time (0 = num_threads=None, the default)")
+    g.add_argument("--query-simulated", type=int, default=700,
+                   help="simulated spectra added to the sample to fit the hasher")
+
+
+def _pct(times: list[float]) -> tuple[float, float]:
+    a = np.asarray(times) * 1e3
+    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+
+
+def make_engine(workdir: Path, n_codes: int, n_simulated: int, seed: int = 0):
+    """An engine directory with ``n_codes`` codes (real ones first, then random)."""
+    from astropy.table import Table
+
+    from pyspec.commands.demo import build_sample_store
+    from pyspec.engine import Engine
+    from pyspec.index.hamming import HammingIndex
+    from pyspec.models.pil import PILHasher
+
+    store, _, _, _ = build_sample_store(workdir / "store", n_simulated, seed)
+    hasher = PILHasher(n_bits=256, hidden=(512, 384), random_state=seed).fit(
+        np.asarray(store.flux))
+    real = hasher.transform(np.asarray(store.flux))
+    n_codes = max(n_codes, real.shape[0])
+    rng = np.random.default_rng(seed)
+    codes = np.empty((n_codes, 4), np.uint64)
+    codes[:real.shape[0]] = real
+    codes[real.shape[0]:] = rng.integers(0, np.iinfo(np.uint64).max, (n_codes - real.shape[0], 4),
+                                         dtype=np.uint64, endpoint=True)
+    index = HammingIndex(n_bits=256)
+    index.add(codes)
+    meta = Table(store.meta, copy=True)
+    extra = n_codes - len(meta)
+    if extra:
+        filler = Table({name: np.repeat(meta[name][-1:], extra) for name in meta.colnames})
+        filler["id"] = np.array([f"synthetic-{i:07d}" for i in range(extra)])
+        from astropy.table import vstack
+
+        meta = vstack([meta, filler])
+    engine = Engine.write(workdir / "engine", hasher, index, meta, store.grid,
+                          preprocessing=store.preprocessing, store_path=store.path)
+    return Engine.open(engine.path), codes
+
+
+def _peer_encoder(hasher):
+    weights = [np.asarray(w, np.float32) for w in hasher.encoder_weights_]
+    biases = [np.asarray(b, np.float32) for b in hasher.encoder_biases_]
+    thresholds = np.asarray(hasher.thresholds_, np.float32)
+    act = hasher.activation
+
+    def encode(x: np.ndarray) -> np.ndarray:
+        for w, b in zip(weights, biases, strict=True):
+            z = x @ w + b
+            if act == "sigmoid":
+                x = 1.0 / (1.0 + np.exp(-z))
+            elif act == "tanh":
+                x = np.tanh(z)
+            else:
+                x = np.maximum(z, 0)
+        return np.packbits(x > thresholds, axis=1, bitorder="little")
+
+    return encode
+
+
+def _peer_read(path: Path):
+    from astropy.io import fits
+
+    with fits.open(path) as hdus:
+        hdus[0].header  # noqa: B018 (read the header as a pipeline would)
+        data = hdus[1].data
+        wave = np.array(data["WAVELENGTH"][0], np.float64)
+        flux = np.array(data["FLUX"][0], np.float64)
+        ivar = np.array(data["IVAR"][0], np.float64)
+    return wave, flux, ivar
+
+
+def _peer_prep(wave, flux, ivar, grid):
+    good = (ivar > 0) & np.isfinite(flux)
+    f = np.interp(grid, wave[good], flux[good])
+    return (f / np.linalg.norm(f)).astype(np.float32)[None, :]
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    import faiss
+
+    from pyspec.data import SAMPLE_DIR
+    from pyspec.io import read_spectrum
+
+    n = 20_000 if args.quick else args.query_n
+    reps = 20 if args.quick else args.query_reps
+    n_sim = 600 if args.quick else args.query_simulated
+    path = SAMPLE_DIR / _QUERY_FILE
+    with tempfile.TemporaryDirectory(prefix="pyspec-bench-query-") as tmp:
+        t0 = time.perf_counter()
+        engine, codes = make_engine(Path(tmp), n, n_sim)
+        setup_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        engine = type(engine).open(engine.path)
+        open_s = time.perf_counter() - t0
+        grid = engine.grid.wavelength
+        encode_np = _peer_encoder(engine.model)
+        # faiss parallelises a binary flat search over queries, so one query runs on one
+        # thread anyway; a second OpenMP pool only adds spin-wait contention with
+        # OpenBLAS (measured here: 1.4 ms p50 at 1 thread, up to 300 ms p90 at 2)
+        faiss.omp_set_num_threads(1)
+        fidx = faiss.IndexBinaryFlat(256)
+        fidx.add(codes.view(np.uint8).reshape(codes.shape[0], 32))
+
+        # warm-up and agreement check (same neighbour distances from both pipelines)
+        ours = engine.query(path, k=10)
+        w, f, iv = _peer_read(path)
+        q = encode_np(_peer_prep(w, f, iv, grid))
+        fd, _ = fidx.search(q, 10)
+
+        names = ("read", "preprocess", "encode", "search", "end_to_end")
+        steps = {th: {k: [] for k in names} for th in args.query_threads}
+        peer = {k: [] for k in names}
+        cpu = {th: [] for th in args.query_threads}
+        peer_cpu = []
+        # separate loops (not interleaved) so that one pipeline's idle OpenMP/BLAS
+        # threads do not spin against the other's measurements
+        for th in args.query_threads:
+            nt = th or None
+            engine.query(path, k=10, num_threads=nt)
+            for _ in range(reps):
+                c0 = time.process_time()
+                t0 = time.perf_counter()
+                engine.query(path, k=10, num_threads=nt)
+                steps[th]["end_to_end"].append(time.perf_counter() - t0)
+                cpu[th].append(time.process_time() - c0)
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                spec = read_spectrum(path)
+                t1 = time.perf_counter()
+                flux = engine.preprocessor.apply(spec).flux
+                t2 = time.perf_counter()
+                code = engine.encode_prepared(flux, num_threads=nt)
+                t3 = time.perf_counter()
+                engine.index.search(code, 10, num_threads=nt)
+                t4 = time.perf_counter()
+                for name, dt in zip(names[:4], (t1 - t0, t2 - t1, t3 - t2, t4 - t3),
+                                    strict=True):
+                    steps[th][name].append(dt)
+        for _ in range(reps):
+            c0 = time.process_time()
+            t0 = time.perf_counter()
+            w, f, iv = _peer_read(path)
+            t1 = time.perf_counter()
+            x = _peer_prep(w, f, iv, grid)
+            t2 = time.perf_counter()
+            q = encode_np(x)
+            t3 = time.perf_counter()
+            fidx.search(q, 10)
+            t4 = time.perf_counter()
+            for name, dt in zip(names[:4], (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                peer[name].append(dt)
+            peer["end_to_end"].append(t4 - t0)
+            peer_cpu.append(time.process_time() - c0)
+
+    rows = []
+    for th in args.query_threads:
+        for name in names:
+            p50, p99 = _pct(steps[th][name])
+            q50, q99 = _pct(peer[name])
+            rows.append({"case": f"{name}, {n:,d} codes, pyspec threads={th or 'default'}",
+                         "pyspec_p50_ms": p50, "pyspec_p99_ms": p99, "peer_p50_ms": q50,
+                         "peer_p99_ms": q99,
+                         "ratio_p50": q50 / p50 if p50 > 0 else float("nan")})
+        # CPU time (all threads of the process) of the end-to-end query: on a loaded
+        # machine wall time also counts waiting for a core, CPU time does not
+        c50, c99 = _pct(cpu[th])
+        q50, q99 = _pct(peer_cpu)
+        rows.append({"case": f"end_to_end CPU time, pyspec threads={th or 'default'}",
+                     "pyspec_p50_ms": c50, "pyspec_p99_ms": c99, "peer_p50_ms": q50,
+                     "peer_p99_ms": q99, "ratio_p50": q50 / c50 if c50 > 0 else float("nan")})
+    # the peer's simpler preprocessing (np.interp, no flux-conserving rebin) gives
+    # a slightly different code, so its nearest code need not be the query's own
+    rows.append({"case": "first neighbour distance (pyspec / peer)",
+                 "pyspec_p50_ms": float(ours["distance"][0]), "peer_p50_ms": float(fd[0, 0])})
+    rows.append({"case": f"setup s / Engine.open ms ({n:,d})", "pyspec_p50_ms": setup_s,
+                 "pyspec_p99_ms": open_s * 1e3})
+    return rows

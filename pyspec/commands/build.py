@@ -1,0 +1,87 @@
+"""``pyspec build``: encode a spectrum store with a model and write a search engine directory."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pyspec.commands import add_num_threads
+from pyspec.commands._workflow import add_quiet, open_store, say, show_progress
+
+HELP = "build a search engine (model + index + metadata) over a spectrum store"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("store",
+                        help="spectrum store directory (from `pyspec ingest` or `simulate`)")
+    parser.add_argument("--out", "-o", required=True, help="engine directory to create")
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument("--model", default="pil", choices=["pil", "lsh", "itq", "pq"],
+                       help="model to fit on the store (default: pil, 256-bit PIL hasher)")
+    model.add_argument("--model-file", metavar="PATH",
+                       help="a fitted model saved by `pyspec train` / model.save()")
+    parser.add_argument("--n-bits", type=int, default=256,
+                        help="code length for pil/lsh/itq (default 256)")
+    parser.add_argument("--hidden", default=None, metavar="W1,W2",
+                        help="PIL hidden layer widths before the code layer (default 1024,512; "
+                             "each needs at least as many training spectra)")
+    parser.add_argument("--segments", type=int, default=25, help="PQ segments (default 25)")
+    parser.add_argument("--centroids", type=int, default=256, help="PQ centroids (default 256)")
+    parser.add_argument("--fit-sample", type=int, default=None, metavar="N",
+                        help="fit an unfitted model on N random spectra (default: all)")
+    parser.add_argument("--chunk-size", type=int, default=8192,
+                        help="spectra encoded per chunk (bounds memory; default 8192)")
+    parser.add_argument("--seed", type=int, default=0, help="random_state of the model (default 0)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_num_threads(parser)
+    add_quiet(parser)
+
+
+def load_model_file(path: str) -> object:
+    """Load a saved model of any pyspec model class (by trying each file kind)."""
+    from pyspec.engine import _MODEL_CLASSES, _model_class
+    from pyspec.errors import IndexFormatError
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"model file not found: {p}")
+    for name in _MODEL_CLASSES:
+        try:
+            return _model_class(name).load(p)
+        except IndexFormatError as exc:
+            if "expected" in str(exc) and "holds a" in str(exc):
+                continue  # another model kind
+            raise
+        except ModuleNotFoundError:
+            continue
+    raise IndexFormatError(f"{p}: not a pyspec model file (PIL, LSH, ITQ or PQ)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pyspec.engine import Engine, make_model
+
+    if args.chunk_size < 1:
+        raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")
+    store = open_store(args.store)
+    if args.model_file:
+        model = load_model_file(args.model_file)
+    elif args.model == "pq":
+        model = make_model("pq", n_segments=args.segments, n_centroids=args.centroids,
+                           random_state=args.seed)
+    elif args.model == "pil" and args.hidden:
+        try:
+            hidden = tuple(int(w) for w in args.hidden.split(","))
+        except ValueError:
+            raise ValueError(f"--hidden must be comma-separated integers, got {args.hidden!r}"
+                             ) from None
+        model = make_model("pil", n_bits=args.n_bits, hidden=hidden, random_state=args.seed)
+    else:
+        model = make_model(args.model, n_bits=args.n_bits, random_state=args.seed)
+    engine = Engine.build(store, model, out=args.out, chunk_size=args.chunk_size,
+                          fit_sample=args.fit_sample, num_threads=args.num_threads,
+                          progress=show_progress(args), overwrite=args.overwrite,
+                          random_state=args.seed)
+    t = engine.info["timings_s"]
+    say(args, f"engine {engine.path}: {len(engine):,d} spectra, {engine.info['model_class']} "
+              f"({engine.kind}), fit {t['fit']:.2f} s, encode {t['encode']:.2f} s")
+    return 0

@@ -1,0 +1,206 @@
+"""``pyspec evaluate``: precision/recall of Hamming ranking for PIL, LSH and ITQ.
+
+Inputs (one of):
+
+* ``--flux X.npy --labels labels.{npy,csv,txt}``: preprocessed float32 flux
+  (n_spectra, n_pixels) and one label per spectrum (for a CSV, the column
+  named by ``--label-column``);
+* ``--fits-index spectra_index.csv``: FITS files listed in the CSV (column
+  ``--path-column``, relative to ``--data-dir``, default the CSV's folder),
+  read with :func:`pyspec.read_spectrum`, put on a common grid with
+  :class:`pyspec.preprocess.Preprocessor` and labelled from
+  ``--label-column`` (``--label-mode first-letter`` keeps the spectral type
+  letter, e.g. G2V -> G); unreadable files are reported and skipped;
+* ``--store DIR``: a SpectrumStore written by ``pyspec ingest``, labelled
+  from its metadata column ``--label-column``;
+* ``--simulate N``: N structured synthetic spectra with class labels.
+
+Writes the table (ECSV) and, with ``--plot``, a precision-recall PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pyspec.commands import add_num_threads
+
+HELP = "precision/recall of binary hashes (PIL, LSH, ITQ) on labelled spectra"
+
+log = logging.getLogger("pyspec.evaluate")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--flux", metavar="NPY", help="preprocessed flux array (.npy)")
+    src.add_argument("--fits-index", metavar="CSV", help="CSV listing FITS files and labels")
+    src.add_argument("--store", metavar="DIR", help="SpectrumStore (labels from its metadata)")
+    src.add_argument("--simulate", type=int, metavar="N", help="N simulated labelled spectra")
+    parser.add_argument("--sim-pixels", type=int, default=1000, help="pixels of --simulate spectra")
+    parser.add_argument("--sim-classes", type=int, default=5, help="classes of --simulate spectra")
+    parser.add_argument("--sim-noise", type=float, default=0.02,
+                        help="noise of --simulate spectra (per pixel, before L2 normalisation)")
+    parser.add_argument("--labels", metavar="FILE", help="labels for --flux (.npy, .csv or .txt)")
+    parser.add_argument("--data-dir", help="folder the --fits-index paths are relative to")
+    parser.add_argument("--path-column", default="relative_path", help="CSV column with file paths")
+    parser.add_argument("--label-column", default="subclass", help="CSV column with labels")
+    parser.add_argument("--label-mode", choices=["full", "first-letter"], default="full",
+                        help="use the label as is, or only its first letter (spectral type)")
+    parser.add_argument("--min-class-size", type=int, default=2,
+                        help="drop spectra whose label has fewer members (default 2)")
+    parser.add_argument("--grid", default="lamost", help="wavelength-grid preset for FITS input")
+    parser.add_argument("--hashers", default="pil,lsh,itq", help="comma-separated: pil,lsh,itq")
+    parser.add_argument("--bits", type=_int_list, default=[32, 64, 128, 256],
+                        help="code lengths (default 32,64,128,256)")
+    parser.add_argument("--n-queries", type=int, default=1000, help="queries drawn at random")
+    parser.add_argument("--random-state", type=int, default=0)
+    parser.add_argument("--pil-encoder", choices=["beta", "random"], default=None)
+    parser.add_argument("--pil-init", choices=["orthogonal", "pinv"], default=None)
+    parser.add_argument("--pil-hidden", type=_int_list, default=None,
+                        help="PIL hidden widths before the code layer, e.g. 1024,512")
+    parser.add_argument("--out", required=True, help="output table (.ecsv)")
+    parser.add_argument("--plot", help="precision-recall figure (.png)")
+    parser.add_argument("--quiet", action="store_true", help="no progress messages")
+    add_num_threads(parser)
+
+
+def read_labels(path: str, column: str, n: int) -> np.ndarray:
+    """One label per spectrum from .npy, .txt (one per line) or .csv (``column``)."""
+    p = Path(path)
+    if p.suffix == ".npy":
+        labels = np.load(p, allow_pickle=False)
+    elif p.suffix == ".csv":
+        with open(p, newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or column not in reader.fieldnames:
+                raise ValueError(f"{p}: no column {column!r} (columns: {reader.fieldnames}); "
+                                 "use --label-column")
+            labels = np.array([row[column] for row in reader])
+    else:
+        labels = np.array(p.read_text().split("\n")[:-1] if p.read_text().endswith("\n")
+                          else p.read_text().split("\n"))
+    if labels.shape != (n,):
+        raise ValueError(f"{p}: expected {n} labels (one per spectrum), got shape {labels.shape}")
+    return labels
+
+
+def load_fits_index(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """Read, preprocess and label the FITS files of a spectra index CSV."""
+    try:
+        from pyspec.io import read_spectrum
+        from pyspec.preprocess import Preprocessor, WavelengthGrid
+    except ImportError as exc:
+        raise RuntimeError(f"--fits-index needs pyspec.io and pyspec.preprocess ({exc})") from None
+    index = Path(args.fits_index)
+    base = Path(args.data_dir) if args.data_dir else index.parent
+    with open(index, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{index}: no rows")
+    for col in (args.path_column, args.label_column):
+        if col not in rows[0]:
+            raise ValueError(f"{index}: no column {col!r} (columns: {list(rows[0])})")
+    prep = Preprocessor(WavelengthGrid.preset(args.grid), normalise="l2")
+    spectra, labels, rejects = [], [], []
+    for row in rows:
+        label = (row[args.label_column] or "").strip()
+        if args.label_mode == "first-letter":
+            label = label[:1].upper()
+        if not label:
+            rejects.append((row[args.path_column], "no label"))
+            continue
+        try:
+            spectra.append(read_spectrum(base / row[args.path_column]))
+            labels.append(label)
+        except (OSError, ValueError) as exc:
+            rejects.append((row[args.path_column], str(exc)))
+    batch = prep.apply(spectra)
+    ok = np.asarray(batch.ok, dtype=bool)
+    for sp, reason, good in zip(spectra, batch.reasons, ok):
+        if not good:
+            rejects.append((str(sp.meta.get("file")), reason or "preprocessing failed"))
+    for name, reason in rejects:
+        log.warning("skipped %s: %s", name, reason)
+    return np.asarray(batch.flux)[ok], np.asarray(labels)[ok]
+
+
+def run(args: argparse.Namespace) -> int:
+    from pyspec.evaluate import (
+        HASHERS,
+        evaluate_hashers,
+        plot_precision_recall,
+        synthetic_labelled_spectra,
+    )
+
+    hashers = [h.strip() for h in args.hashers.split(",") if h.strip()]
+    unknown = set(hashers) - set(HASHERS)
+    if unknown or not hashers:
+        raise ValueError(f"--hashers: unknown {sorted(unknown)}; choose from {list(HASHERS)}")
+    if args.n_queries < 1:
+        raise ValueError("--n-queries must be >= 1")
+    say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    if args.flux:
+        if not args.labels:
+            raise ValueError("--flux needs --labels")
+        X = np.load(args.flux, allow_pickle=False)
+        labels = read_labels(args.labels, args.label_column, len(X))
+        source = str(args.flux)
+    elif args.fits_index:
+        X, labels = load_fits_index(args)
+        source = str(args.fits_index)
+    elif args.store:
+        from pyspec.store import SpectrumStore
+
+        store = SpectrumStore.open(args.store)
+        if args.label_column not in store.meta.colnames:
+            raise ValueError(f"{args.store}: no metadata column {args.label_column!r} "
+                             f"(columns: {store.meta.colnames}); use --label-column")
+        labels = np.array([str(v).strip() for v in store.meta[args.label_column]])
+        if args.label_mode == "first-letter":
+            labels = np.array([v[:1].upper() for v in labels])
+        X = np.asarray(store.flux)
+        labelled = np.array([bool(v) and v not in ("--", "None", "nan") for v in labels])
+        X, labels = X[labelled], labels[labelled]
+        source = str(args.store)
+    else:
+        if args.simulate < 10:
+            raise ValueError("--simulate needs at least 10 spectra")
+        X, labels = synthetic_labelled_spectra(args.simulate, args.sim_pixels, args.sim_classes,
+                                               args.sim_noise, random_state=args.random_state)
+        source = (f"simulated ({args.simulate} x {args.sim_pixels}, {args.sim_classes} classes, "
+                  f"noise {args.sim_noise})")
+    labels = np.asarray(labels).astype(str)
+    values, counts = np.unique(labels, return_counts=True)
+    keep = np.isin(labels, values[counts >= args.min_class_size])
+    if not keep.all():
+        say(f"dropping {int((~keep).sum())} spectra of labels with < {args.min_class_size} members")
+    X, labels = X[keep], labels[keep]
+    say(f"{len(X)} spectra x {X.shape[1]} pixels, {len(np.unique(labels))} labels")
+    params = {}
+    pil = {k: v for k, v in (("encoder", args.pil_encoder), ("init", args.pil_init),
+                             ("hidden", tuple(args.pil_hidden) if args.pil_hidden else None))
+           if v is not None}
+    if pil:
+        params["pil"] = pil
+    table = evaluate_hashers(X, labels, hashers, args.bits, n_queries=args.n_queries,
+                             random_state=args.random_state, hasher_params=params,
+                             num_threads=args.num_threads, progress=say)
+    table.meta["source"] = source
+    table.write(args.out, format="ascii.ecsv", overwrite=True)
+    say(f"wrote {args.out}")
+    if args.plot:
+        plot_precision_recall(table, args.plot, title=f"{source}: {len(X)} spectra")
+        say(f"wrote {args.plot}")
+    return 0

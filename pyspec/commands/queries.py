@@ -1,0 +1,79 @@
+"""``pyspec queries``: choose representative query spectra (PCA + BIRCH + KMeans)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from pyspec.commands import add_num_threads
+from pyspec.commands._workflow import (
+    add_format,
+    add_quiet,
+    open_store,
+    say,
+    select_rows,
+    write_table,
+)
+
+HELP = "pick representative query spectra from a labelled store (PCA, BIRCH, KMeans)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("store", help="spectrum store holding the labelled spectra")
+    parser.add_argument("--out", "-o", default="queries.ecsv",
+                        help="query table to write (default queries.ecsv)")
+    add_format(parser)
+    parser.add_argument("--class", dest="classes", action="append", metavar="CLASS",
+                        help="use only spectra of this class (repeatable), e.g. STAR")
+    parser.add_argument("--subclass", dest="subclasses", action="append", metavar="GLOB",
+                        help="use only subclasses matching this glob (repeatable), e.g. 'dM*'")
+    parser.add_argument("--preset", choices=["dwarf", "giant"], default=None,
+                        help="M-star study settings: dwarf = 50 BIRCH groups x 20 KMeans, "
+                             "giant = 80 KMeans clusters")
+    parser.add_argument("--method", choices=["birch-kmeans", "kmeans"], default="birch-kmeans",
+                        help="clustering (default birch-kmeans)")
+    parser.add_argument("--groups", type=int, default=50, help="BIRCH groups (default 50)")
+    parser.add_argument("--subclusters", type=int, default=20,
+                        help="KMeans sub-clusters per BIRCH group (default 20)")
+    parser.add_argument("--clusters", type=int, default=80,
+                        help="KMeans clusters for --method kmeans (default 80)")
+    parser.add_argument("--components", type=int, default=50, help="PCA components (default 50)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_num_threads(parser)
+    add_quiet(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pyspec.queries import PRESETS, representative_queries
+
+    store = open_store(args.store)
+    rows = select_rows(store.meta, args.classes, args.subclasses)
+    if rows.size < 2:
+        raise ValueError(f"only {rows.size} spectra in {args.store} match the --class/--subclass "
+                         "selection; need at least 2")
+    params = dict(method=args.method, n_groups=args.groups, n_subclusters=args.subclusters,
+                  n_clusters=args.clusters)
+    if args.preset:
+        params.update(PRESETS[args.preset])
+    flux = np.asarray(store.flux[rows], np.float32)
+    from pyspec._validation import check_num_threads
+    from threadpoolctl import threadpool_limits
+
+    limit = check_num_threads(args.num_threads) or None  # BLAS/OpenMP pools of PCA and KMeans
+    with threadpool_limits(limits=limit):
+        sel = representative_queries(flux, n_components=args.components,
+                                     random_state=args.seed, **params)
+    table = sel.to_table(store.meta[rows])
+    table["row"] = rows[sel.rows]  # rows of the store, not of the selection
+    from pyspec.catalogue import provenance
+
+    table.meta.update(provenance(command="pyspec queries", inputs=[args.store],
+                                 selection={"class": args.classes, "subclass": args.subclasses,
+                                            "n_selected_from": int(rows.size)}))
+    table.meta["store"] = str(Path(args.store).resolve())
+    out = write_table(table, args.out, args.format)
+    say(args, f"{len(table)} representative queries from {rows.size} spectra "
+              f"({sel.params['method']}): {out}")
+    return 0

@@ -1,0 +1,778 @@
+"""The search engine: a model, an index and metadata over a spectrum store, saved as a directory.
+
+``Engine.build(store, model, out=DIR)`` encodes every spectrum of a
+:class:`~pyspec.SpectrumStore` (fitting the model first if it is not fitted)
+and writes::
+
+    DIR/engine.json     kind, model class, grid, preprocessing, store path, sizes, provenance
+    DIR/model.bin       the model (PILHasher/LSHHasher/ITQHasher/ProductQuantizer .save())
+    DIR/index.bin       HammingIndex (binary codes) or PQIndex (product-quantised codes)
+    DIR/meta/           the store's metadata, one .npy file per column (memory-mapped)
+
+``Engine.open(DIR)`` maps the index and the metadata columns without reading
+them, so opening an engine over millions of spectra takes milliseconds; only
+the rows a query returns are ever decoded. Index ids are store rows, so a
+neighbour's metadata and spectrum are one lookup away.
+
+``engine.query(x, k=10)`` accepts a FITS path, a :class:`~pyspec.Spectrum`
+or a flux array on the engine's grid, prepares it with the store's own
+:class:`~pyspec.preprocess.Preprocessor` settings (the same resampling and
+normalisation the archive went through), encodes it, searches, optionally
+re-ranks the best candidates by exact squared L2 on the stored spectra, and
+returns an astropy Table of neighbours with their metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pyspec._validation import as_float_matrix, check_k
+from pyspec.errors import IndexFormatError, NotFittedError
+
+__all__ = ["Engine", "make_model"]
+
+ENGINE_FORMAT = "pyspec-engine"
+ENGINE_VERSION = 1
+_MODEL_CLASSES = {
+    "PILHasher": "pyspec.models.pil",
+    "LSHHasher": "pyspec.models.lsh",
+    "ITQHasher": "pyspec.models.itq",
+    "ProductQuantizer": "pyspec.models.pq",
+}
+_MODEL_ALIASES = {"pil": "PILHasher", "lsh": "LSHHasher", "itq": "ITQHasher",
+                  "pq": "ProductQuantizer"}
+# Output columns of a query, in this order, when the store has them.
+RESULT_COLUMNS = ("id", "file", "ra", "dec", "class", "subclass", "z", "snr_r")
+_DEFAULT_CHUNK = 8192
+# Encoding fewer spectra than this runs on one thread unless num_threads says otherwise:
+# a single spectrum's forward pass is ~2 MFLOP, and on the shared 2-core machine the
+# threaded kernel took 22 ms p50 for one spectrum against 1.4 ms serial (bench/RESULTS.md).
+_ENCODE_SERIAL_BELOW = 64
+
+
+# A single query (Engine.query) over fewer codes than this searches on one thread unless
+# num_threads says otherwise. One thread scans 1M 256-bit codes in ~0.9 ms here; two
+# threads save at most ~0.4 ms on an idle machine, but whenever another process holds
+# the second core the query waits for the scheduler: measured 8-24 ms (multiples of the
+# 4 ms tick) for 1M codes at load ~2 against 0.9-1.6 ms serial (bench/RESULTS.md).
+_SINGLE_QUERY_SERIAL_BELOW = 4_000_000
+
+
+def _encode_threads(x: np.ndarray, num_threads: int | None) -> int | None:
+    if num_threads is None and x.shape[0] < _ENCODE_SERIAL_BELOW:
+        return 1
+    return num_threads
+
+
+def _model_class(name: str) -> type:
+    import importlib
+
+    if name not in _MODEL_CLASSES:
+        raise IndexFormatError(f"unknown model class {name!r}; "
+                               f"expected one of {sorted(_MODEL_CLASSES)}")
+    return getattr(importlib.import_module(_MODEL_CLASSES[name]), name)
+
+
+def make_model(name: str, **params: Any) -> Any:
+    """A fresh model from a short name ("pil", "lsh", "itq", "pq") or class name."""
+    cls_name = _MODEL_ALIASES.get(name.lower(), name)
+    if cls_name not in _MODEL_CLASSES:
+        raise ValueError(f"unknown model {name!r}; choose pil, lsh, itq or pq")
+    return _model_class(cls_name)(**params)
+
+
+def _is_fitted(model: Any) -> bool:
+    """True when the model has learned state (probes with a one-row transform/encode)."""
+    n_in = getattr(model, "n_features_in_", None)
+    if n_in is None:
+        return False
+    probe = np.zeros((1, int(n_in)), np.float32)
+    try:
+        (model.encode if type(model).__name__ == "ProductQuantizer" else model.transform)(probe)
+    except NotFittedError:
+        return False
+    return True
+
+
+def _kind_of(model: Any) -> str:
+    name = type(model).__name__
+    if name == "ProductQuantizer":
+        return "pq"
+    if name in ("PILHasher", "LSHHasher", "ITQHasher") or hasattr(model, "n_bits"):
+        return "hamming"
+    raise TypeError(f"model must be a PILHasher, LSHHasher, ITQHasher or ProductQuantizer, "
+                    f"got {name}")
+
+
+def _safe_params(model: Any) -> dict[str, Any]:
+    from pyspec.catalogue import _jsonable
+
+    try:
+        return _jsonable(model.get_params(deep=False))
+    except AttributeError:
+        return {}
+
+
+def _load_index(kind: str, path: Path, model: Any, mmap: bool) -> Any:
+    if kind == "hamming":
+        from pyspec.index.hamming import HammingIndex
+
+        return HammingIndex.load(path, mmap=mmap)
+    from pyspec.index.pq import PQIndex
+
+    try:
+        return PQIndex.load(path, mmap=mmap)
+    except TypeError:  # a PQIndex.load without mmap=
+        return PQIndex.load(path)
+
+
+# ----------------------------------------------------------------------------- metadata columns
+
+def _write_meta_columns(meta: Any, folder: Path) -> list[dict[str, Any]]:
+    """Write each column of ``meta`` as a .npy file; return the column schema."""
+    folder.mkdir()
+    schema = []
+    for i, name in enumerate(meta.colnames):
+        col = meta[name]
+        values = col.filled() if hasattr(col, "filled") and getattr(col, "mask", None) is not None \
+            else col
+        arr = np.asarray(values)
+        entry: dict[str, Any] = {"name": name, "file": f"col{i:03d}.npy",
+                                 "unit": None if col.unit is None else str(col.unit),
+                                 "description": col.info.description or None}
+        if arr.dtype.kind in "OUS":
+            if arr.dtype.kind == "O":
+                arr = np.array(["" if v is None else str(v) for v in arr])
+            if arr.dtype.kind == "U":
+                arr = np.char.encode(arr, "utf-8")
+            entry["kind"] = "str"
+        elif arr.dtype.kind in "biuf":
+            entry["kind"] = "num"
+        else:
+            continue  # e.g. a mixin column: not carried into the engine
+        if arr.ndim != 1:
+            continue
+        if arr.dtype.kind == "S" and arr.dtype.itemsize == 0:
+            arr = arr.astype("S1")
+        np.save(folder / entry["file"], np.ascontiguousarray(arr), allow_pickle=False)
+        schema.append(entry)
+    return schema
+
+
+class _MetaColumns:
+    """Memory-mapped metadata columns; decodes only the rows asked for."""
+
+    def __init__(self, folder: Path, schema: list[dict[str, Any]], n: int) -> None:
+        self._folder = folder
+        self._schema = schema
+        self._arrays: dict[str, np.ndarray] = {}
+        self.colnames = [c["name"] for c in schema]
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def array(self, name: str) -> np.ndarray:
+        if name not in self._arrays:
+            entry = next(c for c in self._schema if c["name"] == name)
+            try:
+                arr = np.load(self._folder / entry["file"], mmap_mode="r", allow_pickle=False)
+            except (ValueError, OSError) as exc:
+                raise IndexFormatError(f"{self._folder / entry['file']}: unreadable metadata "
+                                       f"column ({exc})") from None
+            if arr.shape != (self._n,):
+                raise IndexFormatError(f"{self._folder / entry['file']}: {arr.shape[0]} rows, "
+                                       f"expected {self._n}")
+            self._arrays[name] = arr
+        return self._arrays[name]
+
+    def columns(self, rows: np.ndarray, columns: Sequence[str] | None = None
+                ) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, Any]]:
+        """(values, units, descriptions) of the given rows, one entry per column."""
+        values: dict[str, np.ndarray] = {}
+        units: dict[str, Any] = {}
+        descriptions: dict[str, Any] = {}
+        for entry in self._schema:
+            name = entry["name"]
+            if columns is not None and name not in columns:
+                continue
+            v = self.array(name)[rows]
+            values[name] = np.char.decode(v, "utf-8") if entry["kind"] == "str" else np.array(v)
+            if entry["unit"] is not None:
+                units[name] = entry["unit"]
+            if entry["description"]:
+                descriptions[name] = entry["description"]
+        return values, units, descriptions
+
+    def rows(self, rows: np.ndarray, columns: Sequence[str] | None = None) -> Any:
+        from astropy.table import Table
+
+        values, units, descriptions = self.columns(rows, columns)
+        return Table(values, units=units, descriptions=descriptions, copy=False)
+
+
+# ----------------------------------------------------------------------------- the engine
+
+class Engine:
+    """A searchable engine directory (see the module docstring).
+
+    Create with :meth:`build`, load with :meth:`open`. Attributes: ``path``,
+    ``kind`` ("hamming" or "pq"), ``metric`` ("hamming" or "l2"), ``model``,
+    ``index``, ``grid`` (WavelengthGrid), ``n_pixels``, ``info`` (the parsed
+    ``engine.json``) and ``distance_unit``.
+    """
+
+    def __init__(self, path: Path, info: dict[str, Any], model: Any, index: Any) -> None:
+        from pyspec.preprocess import WavelengthGrid
+
+        self.path = Path(path)
+        self.info = info
+        self.kind = info["kind"]
+        self.metric = "hamming" if self.kind == "hamming" else "l2"
+        self.distance_unit = "bit" if self.kind == "hamming" else None
+        self.model = model
+        self.index = index
+        self.grid = WavelengthGrid.from_dict(info["grid"])
+        self.n_pixels = len(self.grid)
+        self._meta_cols = _MetaColumns(self.path / "meta", info["meta_columns"], info["n_spectra"])
+        self._meta_table: Any = None
+        self._preprocessor: Any = None
+        self._store: Any = None
+
+    # -- construction --------------------------------------------------------------------------
+    @classmethod
+    def build(cls, store: Any, model: Any = "pil", out: str | os.PathLike = "engine", *,
+              chunk_size: int = _DEFAULT_CHUNK, fit_sample: int | None = None,
+              num_threads: int | None = None, progress: bool = False,
+              overwrite: bool = False, random_state: int | None = 0) -> Engine:
+        """Fit (if needed) ``model``, encode ``store`` in chunks and write the engine to ``out``.
+
+        Parameters
+        ----------
+        store : SpectrumStore or path-like
+            The prepared spectra to index (rows become index ids).
+        model : model instance or str
+            A PILHasher/LSHHasher/ITQHasher (-> HammingIndex) or
+            ProductQuantizer (-> PQIndex), fitted or not; or "pil", "lsh",
+            "itq", "pq" for one with default parameters.
+        out : path-like
+            Engine directory to create.
+        chunk_size : int
+            Spectra encoded per chunk (bounds memory).
+        fit_sample : int, optional
+            Fit an unfitted model on this many randomly chosen rows (default:
+            all rows).
+        num_threads : int, optional
+            Threads for the compiled kernels.
+        progress : bool
+            tqdm progress bar while encoding.
+        overwrite : bool
+            Replace an existing engine directory.
+        random_state : int, optional
+            Seed for choosing ``fit_sample`` rows.
+
+        Returns
+        -------
+        Engine
+            The engine, opened from ``out``.
+        """
+        from pyspec.store import SpectrumStore
+
+        if not hasattr(store, "flux"):
+            store = SpectrumStore.open(store)
+        out = Path(out)
+        if out.exists() and not overwrite:
+            raise FileExistsError(f"{out} exists; choose another --out or pass overwrite")
+        if isinstance(model, str):
+            model = make_model(model)
+        kind = _kind_of(model)
+        n = len(store)
+        if n == 0:
+            raise ValueError(f"store {getattr(store, 'path', '')} holds no spectra")
+        grid = store.grid
+        n_pix = len(grid)
+        if store.flux.shape[1] != n_pix:
+            raise IndexFormatError(f"store flux has {store.flux.shape[1]} pixels, its grid {n_pix}")
+
+        t0 = time.perf_counter()
+        if not _is_fitted(model):
+            if fit_sample is not None and fit_sample < n:
+                rng = np.random.default_rng(random_state)
+                rows = np.sort(rng.choice(n, size=int(fit_sample), replace=False))
+                train = np.asarray(store.flux[rows], np.float32)
+            elif kind == "hamming" and hasattr(store, "iter_chunks"):
+                train = store  # the hashers stream a store chunk by chunk
+            else:
+                train = np.asarray(store.flux, np.float32)
+            model.fit(train)
+            del train
+        fit_s = time.perf_counter() - t0
+        n_in = getattr(model, "n_features_in_", None)
+        if n_in is not None and n_in != n_pix:
+            raise ValueError(f"the model was fitted on {n_in} pixels but the store's grid has "
+                             f"{n_pix}; fit it on this store's spectra (or use the same grid)")
+
+        if kind == "hamming":
+            from pyspec.index.hamming import HammingIndex
+
+            index = HammingIndex(n_bits=int(model.n_bits))
+        else:
+            from pyspec.index.pq import PQIndex
+
+            index = PQIndex(model)
+
+        from tqdm.auto import tqdm
+
+        t0 = time.perf_counter()
+        with tqdm(total=n, desc="encoding", unit="spec", disable=not progress, leave=False) as bar:
+            for start in range(0, n, chunk_size):
+                chunk = as_float_matrix(store.flux[start:start + chunk_size], "store flux")
+                ids = np.arange(start, start + chunk.shape[0], dtype=np.int64)
+                if kind == "hamming":
+                    index.add(model.transform(chunk, num_threads=num_threads), ids=ids)
+                else:
+                    index.add(chunk, ids=ids, num_threads=num_threads)
+                bar.update(chunk.shape[0])
+        encode_s = time.perf_counter() - t0
+
+        timings = {"fit": round(fit_s, 3), "encode": round(encode_s, 3)}
+        return cls.write(out, model, index, store.meta, grid,
+                         preprocessing=getattr(store, "preprocessing", None),
+                         store_path=getattr(store, "path", None), timings=timings,
+                         overwrite=overwrite)
+
+    @classmethod
+    def write(cls, out: str | os.PathLike, model: Any, index: Any, meta: Any, grid: Any, *,
+              preprocessing: dict[str, Any] | None = None,
+              store_path: str | os.PathLike | None = None,
+              timings: dict[str, float] | None = None, overwrite: bool = False) -> Engine:
+        """Write an engine directory from a fitted model, a filled index and metadata.
+
+        :meth:`build` ends here; call it directly to assemble an engine from
+        codes encoded elsewhere (e.g. a distributed encoding job). Index ids
+        must be rows of ``meta`` (and of the store at ``store_path``).
+        """
+        out = Path(out)
+        if out.exists() and not overwrite:
+            raise FileExistsError(f"{out} exists; choose another --out or pass overwrite")
+        kind = _kind_of(model)
+        if len(meta) != len(index):
+            raise ValueError(f"metadata has {len(meta)} rows but the index holds {len(index)}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            model.save(tmp / "model.bin")
+            index.save(tmp / "index.bin")
+            schema = _write_meta_columns(meta, tmp / "meta")
+            from pyspec.catalogue import provenance
+
+            store_path = Path(store_path).resolve() if store_path else None
+            info = {
+                "format": ENGINE_FORMAT,
+                "version": ENGINE_VERSION,
+                "kind": kind,
+                "model_class": type(model).__name__,
+                "model_params": _safe_params(model),
+                "n_bits": int(model.n_bits) if kind == "hamming" else None,
+                "n_spectra": int(len(index)),
+                "n_pixels": int(len(grid)),
+                "grid": grid.to_dict(),
+                "preprocessing": preprocessing,
+                "store": None if store_path is None else str(store_path),
+                "store_relative": None if store_path is None else
+                os.path.relpath(store_path, out.resolve().parent / out.name),
+                "meta_columns": schema,
+                "timings_s": dict(timings or {}),
+                "provenance": provenance(command="Engine.build"),
+            }
+            (tmp / "engine.json").write_text(json.dumps(info, indent=1, sort_keys=True))
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls.open(out)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, mmap: bool = True) -> Engine:
+        """Open an engine directory written by :meth:`build` (index memory-mapped)."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no such engine directory: {path}")
+        info_path = path / "engine.json"
+        if not info_path.is_file():
+            raise IndexFormatError(f"{path} is not a pyspec engine directory (no engine.json); "
+                                   "create one with `pyspec build`")
+        try:
+            info = json.loads(info_path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise IndexFormatError(f"{info_path}: not valid JSON ({exc})") from None
+        if not isinstance(info, dict) or info.get("format") != ENGINE_FORMAT:
+            raise IndexFormatError(f"{info_path}: not a pyspec engine description")
+        if info.get("version") != ENGINE_VERSION:
+            raise IndexFormatError(f"{info_path}: engine format version {info.get('version')} "
+                                   f"is not supported (this pyspec reads {ENGINE_VERSION})")
+        required = ("kind", "model_class", "n_spectra", "grid", "meta_columns")
+        missing = [k for k in required if k not in info]
+        if missing or info["kind"] not in ("hamming", "pq"):
+            raise IndexFormatError(f"{info_path}: incomplete engine description "
+                                   f"(missing {missing})")
+        model = _model_class(info["model_class"]).load(path / "model.bin")
+        index = _load_index(info["kind"], path / "index.bin", model, mmap)
+        engine = cls(path, info, model, index)
+        if len(index) != info["n_spectra"]:
+            raise IndexFormatError(f"{path}: index holds {len(index)} spectra, engine.json says "
+                                   f"{info['n_spectra']}")
+        n_in = getattr(model, "n_features_in_", None)
+        if n_in is not None and n_in != engine.n_pixels:
+            raise IndexFormatError(f"{path}: model expects {n_in} pixels but the engine grid has "
+                                   f"{engine.n_pixels}")
+        return engine
+
+    # -- basic facts ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.info["n_spectra"])
+
+    def __repr__(self) -> str:
+        return (f"Engine({str(self.path)!r}, kind={self.kind!r}, model={self.info['model_class']}, "
+                f"n_spectra={len(self)}, n_pixels={self.n_pixels})")
+
+    @property
+    def meta(self) -> Any:
+        """The full metadata table (decoded on first use; prefer :meth:`meta_rows`)."""
+        if self._meta_table is None:
+            self._meta_table = self._meta_cols.rows(np.arange(len(self)))
+        return self._meta_table
+
+    def meta_rows(self, rows: np.ndarray, columns: Sequence[str] | None = None) -> Any:
+        """Metadata of the given store rows only (astropy Table, in the given order)."""
+        return self._meta_cols.rows(np.asarray(rows, np.int64), columns)
+
+    @property
+    def preprocessor(self) -> Any:
+        """The Preprocessor that prepared the store (rebuilt from its settings)."""
+        if self._preprocessor is None:
+            from pyspec.preprocess import Preprocessor
+
+            settings = self.info.get("preprocessing")
+            if settings:
+                settings = dict(settings)
+                settings.setdefault("grid", self.info["grid"])
+                self._preprocessor = Preprocessor.from_dict(settings)
+            else:
+                self._preprocessor = Preprocessor(self.grid)
+        return self._preprocessor
+
+    @property
+    def store(self) -> Any:
+        """The spectrum store the engine was built from (for re-ranking and plots)."""
+        if self._store is None:
+            from pyspec.store import SpectrumStore
+
+            candidates = []
+            if self.info.get("store_relative"):
+                candidates.append((self.path / self.info["store_relative"]).resolve())
+            if self.info.get("store"):
+                candidates.append(Path(self.info["store"]))
+            found = next((p for p in candidates if p.exists()), None)
+            if found is None:
+                raise FileNotFoundError(f"the engine's spectrum store is gone (looked at "
+                                        f"{', '.join(map(str, candidates)) or 'nothing'}); "
+                                        "re-ranking and neighbour spectra need it")
+            store = SpectrumStore.open(found)
+            self.check_grid(store.grid, f"store {found}")
+            if len(store) < len(self):
+                raise IndexFormatError(f"store {found} has {len(store)} spectra, the engine "
+                                       f"indexes {len(self)}: rebuild the engine")
+            self._store = store
+        return self._store
+
+    def check_grid(self, grid: Any, what: str = "input") -> None:
+        """Raise ValueError unless ``grid`` equals the engine's wavelength grid."""
+        wave = np.asarray(grid.wavelength, np.float64)
+        mine = self.grid.wavelength
+        if wave.shape != mine.shape or not np.allclose(wave, mine, rtol=1e-9, atol=1e-6):
+            raise ValueError(
+                f"{what} uses a different wavelength grid ({len(wave)} pixels, "
+                f"{wave[0]:.1f}-{wave[-1]:.1f} A) from the engine {self.path} "
+                f"({len(mine)} pixels, {mine[0]:.1f}-{mine[-1]:.1f} A); "
+                "prepare it with the engine's grid")
+
+    # -- preparation and encoding ---------------------------------------------------------------
+    def prepare(self, items: Any) -> tuple[np.ndarray, list[dict[str, Any]], list[tuple[str, str]]]:
+        """Read and preprocess query spectra exactly as the store's spectra were.
+
+        Parameters
+        ----------
+        items : path, Spectrum, ndarray or a sequence of paths / Spectrum objects
+            A 1-D array (or 2-D array, one row per spectrum) is taken as flux
+            on the engine's grid and goes through the same normalisation.
+
+        Returns
+        -------
+        flux : ndarray of shape (n_ok, n_pixels), float32
+        metas : list of n_ok dicts (the spectra's metadata)
+        rejects : list of (name, reason) for inputs that could not be used
+        """
+        spectra, names, rejects = self._as_spectra(items)
+        if not spectra:
+            return np.empty((0, self.n_pixels), np.float32), [], rejects
+        batch = self.preprocessor.apply(spectra)
+        ok = np.asarray(batch.ok, bool)
+        metas = []
+        for i, spec in enumerate(spectra):
+            if ok[i]:
+                metas.append(dict(getattr(spec, "meta", None) or {}))
+            else:
+                rejects.append((names[i], str(batch.reasons[i])))
+        flux = np.ascontiguousarray(np.asarray(batch.flux, np.float32)[ok])
+        return flux, metas, rejects
+
+    def _as_spectra(self, items: Any) -> tuple[list[Any], list[str], list[tuple[str, str]]]:
+        from pyspec.io import Spectrum, read_spectra, read_spectrum
+
+        if isinstance(items, np.ndarray):
+            arr = np.asarray(items)
+            if arr.ndim == 1:
+                arr = arr[np.newaxis, :]
+            if arr.ndim != 2 or arr.shape[1] != self.n_pixels:
+                raise ValueError(f"array queries must be flux on the engine's grid: expected "
+                                 f"shape ({self.n_pixels},) or (n, {self.n_pixels}), got "
+                                 f"{arr.shape}")
+            wave = self.grid.wavelength
+            spectra = [self._array_spectrum(Spectrum, wave, row, i) for i, row in enumerate(arr)]
+            return spectra, [f"array[{i}]" for i in range(len(spectra))], []
+        if isinstance(items, (str, os.PathLike)):
+            spec = read_spectrum(items)
+            return [spec], [str(items)], []
+        if isinstance(items, Spectrum):
+            return [items], [str(items.meta.get("id", "spectrum"))], []
+        items = list(items)
+        if all(isinstance(x, Spectrum) for x in items):
+            return items, [str(s.meta.get("id", i)) for i, s in enumerate(items)], []
+        if all(isinstance(x, (str, os.PathLike)) for x in items):
+            res = read_spectra(items)
+            names = [str(getattr(s, "meta", {}).get("file", "")) for s in res.spectra]
+            return list(res.spectra), names, [(str(f), str(r)) for f, r in res.rejects]
+        raise TypeError("queries must be a path, a Spectrum, a flux array, or a list of paths "
+                        "or Spectrum objects")
+
+    @staticmethod
+    def _array_spectrum(cls: type, wave: np.ndarray, flux: np.ndarray, i: int) -> Any:
+        flux = np.asarray(flux, np.float32)
+        finite = np.isfinite(flux)
+        meta = {"id": f"array[{i}]", "file": None}
+        return cls(wavelength=np.asarray(wave, np.float64), flux=np.where(finite, flux, 0),
+                   ivar=finite.astype(np.float32), mask=~finite, meta=meta)
+
+    def encode_prepared(self, flux: np.ndarray, num_threads: int | None = None) -> np.ndarray:
+        """Binary codes (uint64, (n, n_words)) of prepared spectra (Hamming engines)."""
+        if self.kind != "hamming":
+            raise ValueError("a product-quantisation engine searches float spectra; "
+                             "it has no binary codes")
+        x = as_float_matrix(flux, "flux", n_features=self.n_pixels)
+        return self.model.transform(x, num_threads=_encode_threads(x, num_threads))
+
+    def search_prepared(self, flux: np.ndarray, k: int, num_threads: int | None = None) -> Any:
+        """k-NN of prepared spectra: SearchResult(ids = store rows, distances)."""
+        x = as_float_matrix(flux, "flux", n_features=self.n_pixels)
+        if self.kind == "hamming":
+            codes = self.model.transform(x, num_threads=_encode_threads(x, num_threads))
+            return self.index.search(codes, k, num_threads=num_threads)
+        return self.index.search(x, k, num_threads=num_threads)
+
+    def range_search_prepared(self, flux: np.ndarray, radius: int,
+                              num_threads: int | None = None) -> Any:
+        """Every indexed spectrum within Hamming ``radius`` (RangeResult)."""
+        if self.kind != "hamming":
+            raise ValueError("range search by radius needs a binary (Hamming) engine")
+        codes = self.encode_prepared(flux, num_threads=num_threads)
+        return self.index.range_search(codes, int(radius), num_threads=num_threads)
+
+    def rerank(self, flux: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Re-order candidate rows by exact squared L2 to the stored spectra.
+
+        flux : (n, n_pixels) float32 prepared queries; ids : (n, m) int64
+        candidate rows (-1 = none). Returns (ids, distances float32) of
+        shape (n, k), ordered by (distance, row).
+        """
+        store_flux = self.store.flux
+        n = flux.shape[0]
+        out_ids = np.full((n, k), -1, np.int64)
+        out_d = np.full((n, k), np.inf, np.float32)
+        for i in range(n):
+            cand = ids[i][ids[i] >= 0]
+            if cand.size == 0:
+                continue
+            order_rows = np.sort(cand)  # sorted reads from the memmap
+            diff = np.asarray(store_flux[order_rows], np.float32) - flux[i]
+            d = np.einsum("ij,ij->i", diff, diff)
+            o = np.lexsort((order_rows, d))[:k]
+            out_ids[i, :o.size] = order_rows[o]
+            out_d[i, :o.size] = d[o]
+        return out_ids, out_d
+
+    # -- queries --------------------------------------------------------------------------------
+    def query(self, spectrum: Any, k: int = 10, rerank: int | None = None,
+              num_threads: int | None = None) -> Any:
+        """Query-by-example for one spectrum.
+
+        Parameters
+        ----------
+        spectrum : path, Spectrum or ndarray of shape (n_pixels,)
+            FITS file (read with :func:`pyspec.read_spectrum`), a spectrum, or
+            flux on the engine's grid.
+        k : int
+            Neighbours to return.
+        rerank : int, optional
+            Re-rank the best ``rerank`` (>= k) candidates by exact squared L2
+            on the stored spectra; distances are then float squared L2.
+        num_threads : int, optional
+            Threads for encoding and search. Default: one thread for engines of
+            fewer than 4,000,000 spectra (a single query's scan takes about a
+            millisecond per million codes, and a second thread only helps when
+            a core is idle), all cores above.
+
+        Returns
+        -------
+        astropy.table.Table
+            ``k`` rows (fewer if the engine is smaller), ordered by distance:
+            rank, row, the store metadata (id, file, ra, dec, class, subclass,
+            z, snr_r, ...) and distance.
+
+        Raises
+        ------
+        FileNotFoundError, FitsFormatError
+            If the file is missing or not a spectrum.
+        SpectrumCoverageError or ValueError
+            If the spectrum cannot be prepared on the engine's grid.
+        """
+        if isinstance(spectrum, np.ndarray) and spectrum.ndim != 1:
+            raise ValueError(f"query() takes one spectrum; got an array of shape {spectrum.shape}, "
+                             "use query_batch()")
+        if num_threads is None and len(self) < _SINGLE_QUERY_SERIAL_BELOW:
+            num_threads = 1
+        flux, metas, rejects = self.prepare(spectrum)
+        if rejects:
+            from pyspec.errors import SpectrumCoverageError
+
+            name, reason = rejects[0]
+            raise SpectrumCoverageError(f"{name}: cannot be prepared on the engine's grid: "
+                                        f"{reason}")
+        table = self._neighbour_table(flux, k, rerank, num_threads)
+        table.meta["query"] = {k2: _plain(v) for k2, v in metas[0].items()
+                               if k2 in ("id", "file", "ra", "dec", "class", "subclass", "z")}
+        table.meta["query_flux_available"] = True
+        self._last_query_flux = flux[0]
+        return table
+
+    def query_batch(self, spectra: Any, k: int = 10, rerank: int | None = None,
+                    num_threads: int | None = None) -> Any:
+        """Query-by-example for many spectra at once (one table, ``query_index`` column).
+
+        Inputs that cannot be read or prepared are skipped and listed in
+        ``table.meta["rejects"]`` as [name, reason] pairs.
+        """
+        flux, metas, rejects = self.prepare(spectra)
+        table = self._neighbour_table(flux, k, rerank, num_threads)
+        qid = np.array([str(m.get("id", i)) if m.get("id") is not None else str(i)
+                        for i, m in enumerate(metas)] or [""])
+        if len(table):
+            table["query_id"] = qid[table["query_index"]]
+        else:
+            table["query_id"] = np.array([], dtype=str)
+        table.meta["rejects"] = [[str(n), str(r)] for n, r in rejects]
+        table.meta["n_queries"] = int(flux.shape[0])
+        return table
+
+    def _neighbour_table(self, flux: np.ndarray, k: int, rerank: int | None,
+                         num_threads: int | None) -> Any:
+        k = check_k(k)
+        unit = self.distance_unit
+        if rerank is not None:
+            m = max(int(rerank), k)
+            res = self.search_prepared(flux, m, num_threads=num_threads)
+            ids, dist = self.rerank(flux, res.ids, k)
+            unit = None
+        else:
+            res = self.search_prepared(flux, k, num_threads=num_threads)
+            ids, dist = res.ids, res.distances
+        valid = ids >= 0
+        qidx = np.nonzero(valid)[0]
+        rank = (np.cumsum(valid, axis=1) - 1)[valid] + 1
+        rows = ids[valid]
+        values, units, descriptions = self._meta_cols.columns(rows)
+        # one Table construction, main columns first (astropy column edits are slow and a
+        # single query's latency budget is a few milliseconds)
+        cols = {"query_index": qidx.astype(np.int64), "rank": rank.astype(np.int32)}
+        cols.update((c, values[c]) for c in RESULT_COLUMNS if c in values)
+        cols["distance"] = dist[valid]
+        cols["row"] = rows
+        cols.update((c, v) for c, v in values.items() if c not in cols)
+        if unit is not None:
+            units = {**units, "distance": unit}
+        from astropy.table import Table
+
+        from pyspec.catalogue import provenance
+
+        meta = provenance(
+            command="query", engine={"path": str(self.path.resolve()), "kind": self.kind,
+                                     "n_spectra": len(self), "grid": self.grid.name
+                                     if hasattr(self.grid, "name") else None},
+            model={"class": self.info["model_class"], **self.info.get("model_params", {})},
+            k=k, rerank=rerank)
+        return Table(cols, units=units, descriptions=descriptions, copy=False, meta=meta)
+
+    def spectra(self, rows: Iterable[int]) -> np.ndarray:
+        """Prepared flux of the given store rows, float32 (n, n_pixels)."""
+        rows = np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows, np.int64)
+        return np.asarray(self.store.flux[rows], np.float32)
+
+    def plot_query(self, table: Any, path: str | os.PathLike, query_flux: np.ndarray | None = None,
+                   query_label: str | None = None) -> Path:
+        """PNG of a :meth:`query` result: the query in red over its neighbours."""
+        from pyspec.plotting import plot_neighbours
+
+        if query_flux is None:
+            query_flux = getattr(self, "_last_query_flux", None)
+            if query_flux is None:
+                raise ValueError("no query flux: pass query_flux= (the prepared query spectrum)")
+        rows = np.asarray(table["row"], np.int64)
+        labels = []
+        for r in table:
+            d = r["distance"]
+            dtxt = f"{int(d)}" if self.metric == "hamming" and table["distance"].unit is not None \
+                else f"{float(d):.3g}"
+            cls = r["class"] if "class" in table.colnames else ""
+            sub = r["subclass"] if "subclass" in table.colnames else ""
+            labels.append(f"{r['rank']}. {r['id'] if 'id' in table.colnames else r['row']}  "
+                          f"{cls} {sub}  d={dtxt}")
+        if query_label is None:
+            q = table.meta.get("query", {})
+            query_label = f"query {q.get('id', '')}  {q.get('class', '') or ''} " \
+                          f"{q.get('subclass', '') or ''}"
+        return plot_neighbours(path, self.grid.wavelength, query_flux, self.spectra(rows),
+                               labels, query_label=query_label,
+                               title=f"{len(rows)} nearest neighbours ({self.info['model_class']}, "
+                                     f"{len(self):,d} spectra)")
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, float) and not np.isfinite(v):
+        return None
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    return str(v)
+

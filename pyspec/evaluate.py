@@ -1,0 +1,322 @@
+"""Retrieval quality of binary hashes: precision/recall by Hamming ranking.
+
+For each query spectrum all other spectra are ranked by Hamming distance
+between codes with :class:`pyspec.HammingIndex` (ties broken by ascending
+index, the engine's (distance, id) order); a retrieved spectrum is a true positive when it has the query's label.
+As the cut-off (number retrieved) grows, precision = TP / (TP + FP) (called
+"accuracy" in the M-type star search paper) falls and recall = TP / (spectra
+sharing the query's label) rises; both are averaged over the queries. Queries
+whose label occurs only once have no relevant spectra and are skipped.
+
+:func:`evaluate_hashers` runs this for several hashers and code lengths and
+returns an astropy Table (write it as ECSV); :func:`plot_precision_recall`
+draws the curves like the paper's Figure 8. :func:`euclidean_recall` measures
+how many exact Euclidean neighbours the Hamming ranking recovers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from pyspec._validation import as_float_matrix
+
+# Queries per block of the distance matrix: at most 256, and at most 2**22
+# distances (16 MiB int32, 32 MiB for the argsort) per block.
+_QUERY_BLOCK = 256
+
+
+def _block(n: int) -> int:
+    return max(1, min(_QUERY_BLOCK, (1 << 22) // max(n, 1)))
+
+HASHERS = ("pil", "lsh", "itq")
+
+
+def _check_codes(codes: object, name: str = "codes") -> np.ndarray:
+    arr = np.asarray(codes)
+    if arr.dtype != np.uint64 or arr.ndim != 2:
+        raise TypeError(f"{name}: expected uint64 codes of shape (n, n_words), got "
+                        f"{arr.dtype} {arr.shape}; use a hasher's transform()")
+    return np.ascontiguousarray(arr)
+
+
+def hamming_distances(queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """All pairwise Hamming distances, int32 (n_queries, n_codes).
+
+    NumPy reference with ``np.bitwise_xor`` and ``np.bitwise_count`` (the
+    rankings themselves use the compiled Hamming engine).
+    """
+    q = _check_codes(queries, "queries")
+    c = _check_codes(codes)
+    if q.shape[1] != c.shape[1]:
+        raise ValueError(f"queries have {q.shape[1]} words per code, codes {c.shape[1]}")
+    out = np.zeros((q.shape[0], c.shape[0]), dtype=np.int32)
+    for w in range(q.shape[1]):
+        out += np.bitwise_count(q[:, w, None] ^ c[None, :, w]).astype(np.int32)
+    return out
+
+
+def _index(codes: np.ndarray):
+    """pyspec.HammingIndex over ``codes`` with ids 0..n-1."""
+    from pyspec.index.hamming import HammingIndex
+
+    index = HammingIndex(n_bits=64 * codes.shape[1])
+    index.add(codes)
+    return index
+
+
+def _rank_others(index, codes: np.ndarray, qb: np.ndarray, k: int,
+                 num_threads: int | None = None) -> np.ndarray:
+    """First ``k`` other spectra of each query in qb, by (Hamming distance, index).
+
+    Ranked by the Hamming engine (``HammingIndex.search`` with k + 1, which
+    orders by (distance, id)); the query itself is dropped.
+    """
+    ids = index.search(codes[qb], k + 1, num_threads=num_threads).ids
+    keep = ids != qb[:, None]
+    # Every row holds the query once (distance 0), unless k + 1 cut it off
+    # behind k other codes at distance 0: then drop the last column instead.
+    missing = keep.all(axis=1)
+    keep[missing, -1] = False
+    return ids[keep].reshape(len(qb), k)
+
+
+def default_cutoffs(n: int, n_points: int = 40) -> np.ndarray:
+    """Geometric grid of cut-offs from 1 to n (int64, unique)."""
+    if n < 1:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.geomspace(1, n, n_points).round().astype(np.int64))
+
+
+def _pick_queries(n: int, n_queries: int | None, random_state: int | None) -> np.ndarray:
+    if n_queries is None or n_queries >= n:
+        return np.arange(n)
+    rng = np.random.default_rng(random_state)
+    return np.sort(rng.choice(n, size=int(n_queries), replace=False))
+
+
+def precision_recall(codes: np.ndarray, labels: Sequence, cutoffs: np.ndarray | None = None,
+                     n_queries: int | None = 1000, random_state: int | None = 0
+                     ) -> dict[str, np.ndarray]:
+    """Mean precision and recall of Hamming ranking at each cut-off.
+
+    Parameters
+    ----------
+    codes : ndarray of shape (n, n_words), uint64
+    labels : sequence of length n
+        Class of each spectrum (any hashable values; compared for equality).
+    cutoffs : array of int, optional
+        Numbers of retrieved spectra (default :func:`default_cutoffs`).
+    n_queries : int or None
+        Queries drawn at random (None: every spectrum is a query).
+    random_state : int or None
+        Seed of the query draw.
+
+    Returns
+    -------
+    dict with ``cutoff`` int64 (m,), ``precision``, ``recall`` float64 (m,),
+    ``n_queries`` int (queries with at least one relevant spectrum).
+    """
+    codes = _check_codes(codes)
+    n = codes.shape[0]
+    lab = np.asarray(labels)
+    if lab.shape != (n,):
+        raise ValueError(f"labels: expected {n} labels (one per spectrum), got shape {lab.shape}")
+    if n < 2:
+        raise ValueError("need at least 2 spectra to evaluate retrieval")
+    _, lab_idx = np.unique(lab, return_inverse=True)
+    counts = np.bincount(lab_idx)
+    cut = default_cutoffs(n - 1) if cutoffs is None else np.asarray(cutoffs, dtype=np.int64)
+    if cut.size == 0 or cut.min() < 1 or cut.max() > n - 1:
+        raise ValueError(f"cutoffs must lie in [1, {n - 1}]")
+    queries = _pick_queries(n, n_queries, random_state)
+    queries = queries[counts[lab_idx[queries]] > 1]
+    if queries.size == 0:
+        raise ValueError("no query has another spectrum with the same label; check the labels")
+    prec = np.zeros(cut.size)
+    rec = np.zeros(cut.size)
+    index = _index(codes)
+    step = _block(n)
+    for s in range(0, queries.size, step):
+        qb = queries[s:s + step]
+        order = _rank_others(index, codes, qb, n - 1)
+        hits = lab_idx[order] == lab_idx[qb][:, None]
+        tp = np.cumsum(hits, axis=1)[:, cut - 1]
+        prec += (tp / cut).sum(axis=0)
+        rec += (tp / (counts[lab_idx[qb]] - 1)[:, None]).sum(axis=0)
+    return {"cutoff": cut, "precision": prec / queries.size, "recall": rec / queries.size,
+            "n_queries": int(queries.size)}
+
+
+def euclidean_recall(codes: np.ndarray, X: np.ndarray, k: int = 10, n_candidates: int = 100,
+                     n_queries: int | None = 200, random_state: int | None = 0) -> float:
+    """Fraction of the exact Euclidean k nearest neighbours found among the
+    ``n_candidates`` nearest by Hamming distance (query itself excluded),
+    averaged over queries."""
+    codes = _check_codes(codes)
+    X = as_float_matrix(X, "X", allow_1d=False).astype(np.float64)
+    n = X.shape[0]
+    if codes.shape[0] != n:
+        raise ValueError(f"codes ({codes.shape[0]}) and X ({n}) must have the same rows")
+    if not 1 <= k <= n_candidates <= n - 1:
+        raise ValueError(f"need 1 <= k <= n_candidates <= n - 1, got k={k}, "
+                         f"n_candidates={n_candidates}, n={n}")
+    queries = _pick_queries(n, n_queries, random_state)
+    sq = np.einsum("ij,ij->i", X, X)
+    index = _index(codes)
+    found = 0
+    step = _block(n)
+    for s in range(0, queries.size, step):
+        qb = queries[s:s + step]
+        d2 = sq[qb, None] - 2.0 * X[qb] @ X.T + sq[None, :]
+        d2[np.arange(qb.size), qb] = np.inf
+        exact = np.argsort(d2, axis=1, kind="stable")[:, :k]
+        cand = _rank_others(index, codes, qb, n_candidates)
+        found += sum(np.intersect1d(e, c).size for e, c in zip(exact, cand))
+    return found / (queries.size * k)
+
+
+def make_hasher(name: str, n_bits: int, random_state: int | None = 0, **params: object):
+    """A fresh hasher by short name ("pil", "lsh", "itq")."""
+    from pyspec.models.itq import ITQHasher
+    from pyspec.models.lsh import LSHHasher
+    from pyspec.models.pil import PILHasher
+
+    classes = {"pil": PILHasher, "lsh": LSHHasher, "itq": ITQHasher}
+    if name not in classes:
+        raise ValueError(f"unknown hasher {name!r}; choose from {sorted(classes)}")
+    return classes[name](n_bits=n_bits, random_state=random_state, **params)
+
+
+def evaluate_hashers(X: np.ndarray, labels: Sequence, hashers: Sequence[str] = HASHERS,
+                     code_lengths: Sequence[int] = (32, 64, 128, 256),
+                     n_queries: int | None = 1000, random_state: int | None = 0,
+                     hasher_params: dict[str, dict] | None = None, cutoffs: np.ndarray | None = None,
+                     num_threads: int | None = None,
+                     progress: Callable[[str], None] | None = None):
+    """Fit every hasher at every code length on X and measure precision/recall.
+
+    The hashers are unsupervised: they are fitted on all of ``X`` (labels are
+    not used) and every spectrum is then a database entry; ``n_queries`` of
+    them are also queries.
+
+    Returns
+    -------
+    astropy.table.Table
+        Columns hasher, n_bits, cutoff, precision, recall, fit_time (s); meta
+        holds n_spectra, n_pixels, n_queries, label counts and parameters.
+    """
+    from astropy.table import Table
+
+    X = as_float_matrix(X, "X", allow_1d=False)
+    lab = np.asarray(labels)
+    if lab.shape != (X.shape[0],):
+        raise ValueError(f"labels: expected {X.shape[0]} labels, got shape {lab.shape}")
+    hasher_params = hasher_params or {}
+    rows = {k: [] for k in ("hasher", "n_bits", "cutoff", "precision", "recall", "fit_time")}
+    n_used = 0
+    for name in hashers:
+        for nb in code_lengths:
+            params = dict(hasher_params.get(name, {}))
+            if name == "pil" and "hidden" not in params:
+                params["hidden"] = default_pil_hidden(X.shape[0], nb)
+            model = make_hasher(name, int(nb), random_state, **params)
+            t0 = time.perf_counter()
+            codes = model.fit_transform(X, num_threads=num_threads)
+            fit_time = time.perf_counter() - t0
+            pr = precision_recall(codes, lab, cutoffs, n_queries, random_state)
+            n_used = pr["n_queries"]
+            m = pr["cutoff"].size
+            rows["hasher"] += [name] * m
+            rows["n_bits"] += [int(nb)] * m
+            rows["cutoff"] += list(pr["cutoff"])
+            rows["precision"] += list(pr["precision"])
+            rows["recall"] += list(pr["recall"])
+            rows["fit_time"] += [fit_time] * m
+            if progress is not None:
+                progress(f"{name} {nb} bits: fit {fit_time:.2f} s, precision@10 "
+                         f"{_at(pr, 10):.3f}")
+    table = Table(rows)
+    table["fit_time"].unit = "s"
+    values, counts = np.unique(lab, return_counts=True)
+    table.meta.update({"n_spectra": int(X.shape[0]), "n_pixels": int(X.shape[1]),
+                       "n_queries": n_used, "random_state": random_state,
+                       "labels": {str(v): int(c) for v, c in zip(values, counts)},
+                       "hasher_params": {k: {p: (list(v) if isinstance(v, tuple) else v)
+                                             for p, v in d.items()}
+                                         for k, d in hasher_params.items()}})
+    return table
+
+
+def _at(pr: dict, k: int) -> float:
+    i = np.searchsorted(pr["cutoff"], k)
+    return float(pr["precision"][min(i, pr["cutoff"].size - 1)])
+
+
+def default_pil_hidden(n_spectra: int, n_bits: int) -> tuple[int, int]:
+    """PILHasher's default widths (1024, 512), shrunk for small training sets
+    (each layer needs at least as many spectra as units)."""
+    cap = max(n_bits, n_spectra // 2)
+    return (max(n_bits, min(1024, cap)), max(n_bits, min(512, cap)))
+
+
+def plot_precision_recall(table, path: str, title: str | None = None) -> None:
+    """Precision against recall, one curve per (hasher, n_bits), written as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=120)
+    styles = {"pil": "-", "itq": "--", "lsh": ":"}
+    bits = sorted(set(int(b) for b in table["n_bits"]))
+    colors = dict(zip(bits, plt.cm.viridis(np.linspace(0.0, 0.85, len(bits)))))
+    for name in dict.fromkeys(str(h) for h in table["hasher"]):
+        for nb in bits:
+            sel = (table["hasher"] == name) & (table["n_bits"] == nb)
+            if not np.any(sel):
+                continue
+            ax.plot(table["recall"][sel], table["precision"][sel], styles.get(name, "-."),
+                    color=colors[nb], label=f"{name.upper()} {nb} bits")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision (TP / (TP + FP))")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def synthetic_labelled_spectra(n: int, n_pixels: int = 1000, n_classes: int = 5,
+                               noise: float = 0.02, random_state: int | None = 0
+                               ) -> tuple[np.ndarray, np.ndarray]:
+    """Structured labelled test spectra: class templates with shifts and noise.
+
+    Each class has a smooth continuum slope and a set of Gaussian absorption
+    lines; each spectrum draws a redshift-like shift of its lines, a
+    continuum tilt, line-depth scatter and Gaussian noise, then is scaled to
+    unit L2 norm. Returns float32 (n, n_pixels) flux and int64 (n,) labels.
+    """
+    rng = np.random.default_rng(random_state)
+    x = np.linspace(0.0, 1.0, n_pixels)
+    labels = rng.integers(0, n_classes, size=n)
+    slopes = rng.uniform(-1.0, 1.0, n_classes)
+    centres = [rng.uniform(0.05, 0.95, 12) for _ in range(n_classes)]
+    depths = [rng.uniform(0.1, 0.6, 12) for _ in range(n_classes)]
+    widths = [rng.uniform(0.002, 0.01, 12) for _ in range(n_classes)]
+    flux = np.empty((n, n_pixels), dtype=np.float64)
+    for i in range(n):
+        c = labels[i]
+        shift = rng.normal(0.0, 0.004)
+        f = 1.0 + (slopes[c] + rng.normal(0.0, 0.2)) * (x - 0.5)
+        for mu, dep, w in zip(centres[c], depths[c], widths[c]):
+            f -= dep * rng.uniform(0.7, 1.3) * np.exp(-0.5 * ((x - mu - shift) / w) ** 2)
+        flux[i] = f + rng.normal(0.0, noise, n_pixels)
+    flux /= np.linalg.norm(flux, axis=1, keepdims=True)
+    return flux.astype(np.float32), labels.astype(np.int64)
