@@ -42,3 +42,34 @@ def hamming_distances(
     codes: npt.NDArray[np.uint64],
     num_threads: int = 0,
 ) -> npt.NDArray[np.int32]: ...
+
+# --- linalg (csrc/bind_linalg.cpp) ---
+gram_row_block: int
+
+def linalg_backend() -> str: ...
+def gram_accumulate(
+    H: npt.NDArray[np.float32],
+    X: npt.NDArray[np.float32] | None = None,
+    G: npt.NDArray[np.float64] = ...,
+    C: npt.NDArray[np.float64] | None = None,
+    num_threads: int = 0,
+) -> None: ...
+def dense_forward(
+    X: npt.NDArray[np.float32],
+    W: npt.NDArray[np.float32],
+    b: npt.NDArray[np.float32] | None = None,
+    activation: int = 0,
+    num_threads: int = 0,
+) -> npt.NDArray[np.float32]: ...
+def ridge_solve_batched(
+    Gs: list[npt.NDArray[np.float64]],
+    Cs: list[npt.NDArray[np.float64]],
+    lambdas: npt.NDArray[np.float64],
+    cond_limit: float,
+    rcond: float,
+    num_threads: int = 0,
+) -> tuple[list[npt.NDArray[np.float64]], npt.NDArray[np.int32], npt.NDArray[np.int64],
+           npt.NDArray[np.float64]]: ...
+def sym_eig_jacobi(
+    A: npt.NDArray[np.float64], num_threads: int = 0
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
