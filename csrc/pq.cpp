@@ -1,1 +1,414 @@
+// Product quantisation: scalar kernels, run-time dispatch and the threaded
+// drivers (encode, tables, top-k scan, k-means++ seeding, accumulation).
 #include "pq.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+#include "cpu_features.hpp"
+#include "parallel.hpp"
+#include "topk.hpp"
+
+namespace pyspec {
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// Rows per encode task: the x block (64 rows x L pixels) stays in L1/L2 while
+// one segment's codebook streams past it.
+constexpr std::int64_t kEncodeRows = 64;
+// Database rows per ADC block: the distance buffer (4 KiB) and the code block
+// stay in L1 while every query of a group scans it.
+constexpr std::int64_t kScanBlock = 1024;
+// Bytes of ADC tables kept per query group (fits L2 with the code block).
+constexpr std::int64_t kTableBudget = 512 * 1024;
+constexpr std::int64_t kMaxQueryGroup = 16;
+// Below this many table lookups (nq * n * M) a scan runs on one thread: the
+// cost of starting a team exceeds the work.
+constexpr std::int64_t kParallelMinLookups = std::int64_t(1) << 20;
+// Below this many multiply-adds (n * D * K) encoding runs on one thread.
+constexpr std::int64_t kParallelMinFlops = std::int64_t(1) << 22;
+
+// ---- scalar kernels (the reference order every ISA variant reproduces) ----
+
+void assign_scalar(const float* x, std::int64_t ldx, std::int64_t n, std::int64_t L,
+                   const float* ct, const float* cnorm, std::int64_t Kp, std::int32_t* best_j,
+                   float* best_v) {
+  float acc[kCentroidBlock];
+  for (std::int64_t r = 0; r < n; ++r) {
+    const float* xr = x + r * ldx;
+    float bv = kInf;
+    std::int32_t bj = 0;
+    for (std::int64_t j0 = 0; j0 < Kp; j0 += kCentroidBlock) {
+      for (std::int64_t t = 0; t < kCentroidBlock; ++t) acc[t] = 0.0f;
+      for (std::int64_t d = 0; d < L; ++d) {
+        const float xd = xr[d];
+        const float* c = ct + d * Kp + j0;
+        for (std::int64_t t = 0; t < kCentroidBlock; ++t) acc[t] = std::fma(xd, c[t], acc[t]);
+      }
+      for (std::int64_t t = 0; t < kCentroidBlock; ++t) {
+        const float v = cnorm[j0 + t] - (acc[t] + acc[t]);
+        if (v < bv) {
+          bv = v;
+          bj = static_cast<std::int32_t>(j0 + t);
+        }
+      }
+    }
+    best_j[r] = bj;
+    best_v[r] = bv;
+  }
+}
+
+void table_scalar(const PQCodebook& cb, const float* q, float* out) {
+  float acc[kCentroidBlock];
+  for (std::int64_t m = 0; m < cb.M; ++m) {
+    const std::int64_t s = cb.bounds[m], L = cb.bounds[m + 1] - s;
+    const float* ct = cb.ct + cb.Kp * s;
+    for (std::int64_t j0 = 0; j0 < cb.K; j0 += kCentroidBlock) {
+      for (std::int64_t t = 0; t < kCentroidBlock; ++t) acc[t] = 0.0f;
+      for (std::int64_t d = 0; d < L; ++d) {
+        const float qd = q[s + d];
+        const float* c = ct + d * cb.Kp + j0;
+        for (std::int64_t t = 0; t < kCentroidBlock; ++t) {
+          const float diff = qd - c[t];
+          acc[t] = std::fma(diff, diff, acc[t]);
+        }
+      }
+      const std::int64_t nt = std::min<std::int64_t>(kCentroidBlock, cb.K - j0);
+      for (std::int64_t t = 0; t < nt; ++t) out[m * cb.K + j0 + t] = acc[t];
+    }
+  }
+}
+
+template <class Code>
+void adc_scalar(const float* table, std::int64_t M, std::int64_t K, const Code* codes,
+                std::int64_t n, std::int64_t /*readable*/, float* out) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const Code* c = codes + i * M;
+    float s = 0.0f;
+    for (std::int64_t m = 0; m < M; ++m) s += table[m * K + c[m]];
+    out[i] = s;
+  }
+}
+
+const detail::PQKernels& kernels() {
+  static const detail::PQKernels scalar = detail::pq_kernels_scalar();
+#ifdef PYSPEC_HAVE_AVX2
+  static const detail::PQKernels avx2 = detail::pq_kernels_avx2();
+#endif
+#ifdef PYSPEC_HAVE_AVX512
+  static const detail::PQKernels avx512 = detail::pq_kernels_avx512();
+#endif
+  switch (selected_simd_level()) {
+#ifdef PYSPEC_HAVE_AVX512
+    case SimdLevel::AVX512: return avx512;
+#endif
+#ifdef PYSPEC_HAVE_AVX2
+    case SimdLevel::AVX2: return avx2;
+#endif
+    default: return scalar;
+  }
+}
+
+inline void adc(const detail::PQKernels& kn, const float* table, std::int64_t M, std::int64_t K,
+                const std::uint8_t* codes, std::int64_t n, std::int64_t readable, float* out) {
+  kn.adc_u8(table, M, K, codes, n, readable, out);
+}
+inline void adc(const detail::PQKernels& kn, const float* table, std::int64_t M, std::int64_t K,
+                const std::uint16_t* codes, std::int64_t n, std::int64_t readable, float* out) {
+  kn.adc_u16(table, M, K, codes, n, readable, out);
+}
+
+void check_codebook(const PQCodebook& cb) {
+  if (cb.M < 1 || cb.K < 1 || cb.D < cb.M || cb.Kp < cb.K || cb.Kp % kCentroidBlock)
+    throw std::invalid_argument("pq: inconsistent codebook sizes");
+  if (cb.bounds[0] != 0 || cb.bounds[cb.M] != cb.D)
+    throw std::invalid_argument("pq: segment bounds must start at 0 and end at D");
+  for (std::int64_t m = 0; m < cb.M; ++m)
+    if (cb.bounds[m + 1] <= cb.bounds[m])
+      throw std::invalid_argument("pq: segment bounds must be strictly increasing");
+}
+
+// Scans database rows [lo, hi) for `gq` queries whose tables are tabs[g]
+// (M x K each), pushing into heaps[g].
+template <class Code>
+void scan_range(const detail::PQKernels& kn, const float* const* tabs, std::int64_t gq,
+                std::int64_t M, std::int64_t K, const Code* codes, const index_t* ids,
+                std::int64_t n, std::int64_t lo, std::int64_t hi, TopK<float>* heaps,
+                float* buf) {
+  for (std::int64_t i0 = lo; i0 < hi; i0 += kScanBlock) {
+    const std::int64_t nb = std::min(kScanBlock, hi - i0);
+    for (std::int64_t g = 0; g < gq; ++g) {
+      adc(kn, tabs[g], M, K, codes + i0 * M, nb, n - i0, buf);
+      TopK<float>& h = heaps[g];
+      float thr = h.full() ? h.worst() : kInf;
+      for (std::int64_t i = 0; i < nb; ++i) {
+        if (buf[i] <= thr) {  // <=: ties are settled by id inside push()
+          h.push(buf[i], ids[i0 + i]);
+          if (h.full()) thr = h.worst();
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+namespace detail {
+PQKernels pq_kernels_scalar() {
+  return PQKernels{assign_scalar, table_scalar, adc_scalar<std::uint8_t>,
+                   adc_scalar<std::uint16_t>};
+}
+}  // namespace detail
+
+template <class Code>
+void pq_encode(const PQCodebook& cb, const float* X, std::int64_t n, Code* codes, float* best,
+               int num_threads) {
+  check_codebook(cb);
+  if (cb.K - 1 > static_cast<std::int64_t>(std::numeric_limits<Code>::max()))
+    throw std::invalid_argument("pq_encode: n_centroids does not fit the code type");
+  const detail::PQKernels& kn = kernels();
+  const int nt = resolve_threads(num_threads);
+  const std::int64_t nblocks = (n + kEncodeRows - 1) / kEncodeRows;
+  const bool par = nt > 1 && n * cb.D * cb.K >= kParallelMinFlops && nblocks > 1;
+  ErrorCapture errors;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (par)
+  for (std::int64_t b = 0; b < nblocks; ++b) {
+    errors.run([&] {
+      std::int32_t bj[kEncodeRows];
+      float bv[kEncodeRows];
+      const std::int64_t r0 = b * kEncodeRows;
+      const std::int64_t nb = std::min(kEncodeRows, n - r0);
+      for (std::int64_t m = 0; m < cb.M; ++m) {
+        const std::int64_t s = cb.bounds[m], L = cb.bounds[m + 1] - s;
+        kn.assign(X + r0 * cb.D + s, cb.D, nb, L, cb.ct + cb.Kp * s, cb.cnorm + m * cb.Kp, cb.Kp,
+                  bj, bv);
+        for (std::int64_t r = 0; r < nb; ++r) {
+          codes[(r0 + r) * cb.M + m] = static_cast<Code>(bj[r]);
+          if (best) best[(r0 + r) * cb.M + m] = bv[r];
+        }
+      }
+    });
+  }
+  errors.rethrow();
+}
+
+void pq_build_tables(const PQCodebook& cb, const float* Q, std::int64_t nq, float* tables,
+                     int num_threads) {
+  check_codebook(cb);
+  const detail::PQKernels& kn = kernels();
+  const int nt = resolve_threads(num_threads);
+  const bool par = nt > 1 && nq > 1 && nq * cb.D * cb.K >= kParallelMinFlops;
+  ErrorCapture errors;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (par)
+  for (std::int64_t q = 0; q < nq; ++q) {
+    errors.run([&] { kn.table(cb, Q + q * cb.D, tables + q * cb.M * cb.K); });
+  }
+  errors.rethrow();
+}
+
+template <class Code>
+void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::int64_t nq,
+               const Code* codes, const index_t* ids, std::int64_t n, std::int64_t k,
+               index_t* out_ids, float* out_dist, int num_threads) {
+  check_codebook(cb);
+  if (k < 0) throw std::invalid_argument("pq_search: k must be >= 0");
+  if (!tables && !Q) throw std::invalid_argument("pq_search: need queries or tables");
+  if (k == 0 || nq == 0) return;
+  const detail::PQKernels& kn = kernels();
+  const std::int64_t M = cb.M, K = cb.K;
+  const std::int64_t table_size = M * K;
+  int nt = resolve_threads(num_threads);
+  if (nq * n * M < kParallelMinLookups) nt = 1;
+
+  if (nq >= nt) {
+    // Parallel over groups of queries; each group scans the whole database
+    // block by block so a code block is reused by every query of the group.
+    const std::int64_t group = std::max<std::int64_t>(
+        1, std::min<std::int64_t>(kMaxQueryGroup, kTableBudget / (table_size * 4)));
+    const std::int64_t ngroups = (nq + group - 1) / group;
+    ErrorCapture errors;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
+    for (std::int64_t g = 0; g < ngroups; ++g) {
+      errors.run([&] {
+        const std::int64_t q0 = g * group, gq = std::min(group, nq - q0);
+        std::vector<float> own;
+        std::vector<const float*> tabs(gq);
+        if (tables) {
+          for (std::int64_t t = 0; t < gq; ++t) tabs[t] = tables + (q0 + t) * table_size;
+        } else {
+          own.resize(gq * table_size);
+          for (std::int64_t t = 0; t < gq; ++t) {
+            kn.table(cb, Q + (q0 + t) * cb.D, own.data() + t * table_size);
+            tabs[t] = own.data() + t * table_size;
+          }
+        }
+        std::vector<TopK<float>> heaps(gq, TopK<float>(k));
+        std::vector<float> buf(kScanBlock);
+        scan_range(kn, tabs.data(), gq, M, K, codes, ids, n, 0, n, heaps.data(), buf.data());
+        for (std::int64_t t = 0; t < gq; ++t)
+          heaps[t].extract_sorted(out_dist + (q0 + t) * k, out_ids + (q0 + t) * k, kInf);
+      });
+    }
+    errors.rethrow();
+    return;
+  }
+
+  // Fewer queries than threads: split the database, one top-k per thread and
+  // query, merged afterwards (the (distance, id) order makes the merge exact).
+  std::vector<float> own;
+  std::vector<const float*> tabs(nq);
+  if (tables) {
+    for (std::int64_t q = 0; q < nq; ++q) tabs[q] = tables + q * table_size;
+  } else {
+    own.resize(nq * table_size);
+    pq_build_tables(cb, Q, nq, own.data(), nt);
+    for (std::int64_t q = 0; q < nq; ++q) tabs[q] = own.data() + q * table_size;
+  }
+  std::vector<std::vector<TopK<float>>> local(nt);
+  ErrorCapture errors;
+#pragma omp parallel for schedule(static, 1) num_threads(nt) if (nt > 1)
+  for (int t = 0; t < nt; ++t) {
+    errors.run([&] {
+      const std::int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
+      local[t].assign(nq, TopK<float>(k));
+      std::vector<float> buf(kScanBlock);
+      scan_range(kn, tabs.data(), nq, M, K, codes, ids, n, lo, hi, local[t].data(), buf.data());
+    });
+  }
+  errors.rethrow();
+  for (std::int64_t q = 0; q < nq; ++q) {
+    TopK<float> merged(k);
+    for (int t = 0; t < nt; ++t) merged.merge(local[t][q]);
+    merged.extract_sorted(out_dist + q * k, out_ids + q * k, kInf);
+  }
+}
+
+namespace {
+// splitmix64: tiny, well-mixed, and fully specified, so seeding is
+// reproducible on every platform.
+struct SplitMix64 {
+  std::uint64_t state;
+  std::uint64_t next() {
+    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return static_cast<double>(next() >> 11) * (1.0 / 9007199254740992.0); }
+  std::int64_t below(std::int64_t n) {
+    const std::int64_t r = static_cast<std::int64_t>(uniform() * static_cast<double>(n));
+    return r < n ? r : n - 1;
+  }
+};
+
+// Squared distance in 8 interleaved float lanes (vectorisable without
+// reassociation flags; the lane sum is in a fixed order).
+double sq_dist(const float* a, const float* b, std::int64_t L) {
+  float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  std::int64_t d = 0;
+  for (; d + 8 <= L; d += 8)
+    for (int t = 0; t < 8; ++t) {
+      const float diff = a[d + t] - b[d + t];
+      lane[t] += diff * diff;
+    }
+  for (; d < L; ++d) {
+    const float diff = a[d] - b[d];
+    lane[0] += diff * diff;
+  }
+  double s = 0.0;
+  for (int t = 0; t < 8; ++t) s += lane[t];
+  return s;
+}
+}  // namespace
+
+void pq_kmeanspp(const float* X, std::int64_t n, std::int64_t D, const std::int64_t* bounds,
+                 std::int64_t M, std::int64_t K, const std::uint64_t* seeds, float* centers,
+                 int num_threads) {
+  if (n < 1 || K < 1) throw std::invalid_argument("pq_kmeanspp: need n >= 1 and K >= 1");
+  const int nt = resolve_threads(num_threads);
+  ErrorCapture errors;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1 && M > 1)
+  for (std::int64_t m = 0; m < M; ++m) {
+    errors.run([&] {
+      const std::int64_t s = bounds[m], L = bounds[m + 1] - s;
+      SplitMix64 rng{seeds[m]};
+      std::vector<double> mind(n, std::numeric_limits<double>::infinity());
+      std::int64_t pick = rng.below(n);
+      for (std::int64_t j = 0; j < K; ++j) {
+        float* c = centers + j * D + s;
+        std::memcpy(c, X + pick * D + s, sizeof(float) * L);
+        if (j + 1 == K) break;
+        double total = 0.0;
+        for (std::int64_t i = 0; i < n; ++i) {
+          const double dist = sq_dist(X + i * D + s, c, L);
+          if (dist < mind[i]) mind[i] = dist;
+          total += mind[i];
+        }
+        if (total > 0.0) {
+          const double u = rng.uniform() * total;
+          double cum = 0.0;
+          pick = n - 1;
+          for (std::int64_t i = 0; i < n; ++i) {
+            cum += mind[i];
+            if (cum > u && mind[i] > 0.0) {
+              pick = i;
+              break;
+            }
+          }
+        } else {
+          pick = rng.below(n);  // every point coincides with a centre already
+        }
+      }
+    });
+  }
+  errors.rethrow();
+}
+
+template <class Code>
+void pq_accumulate(const float* X, std::int64_t n, std::int64_t D, const std::int64_t* bounds,
+                   std::int64_t M, std::int64_t K, const Code* codes, double* sums,
+                   std::int64_t* counts, int num_threads) {
+  const int nt = resolve_threads(num_threads);
+  std::fill(sums, sums + K * D, 0.0);
+  std::fill(counts, counts + M * K, std::int64_t(0));
+  ErrorCapture errors;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1 && M > 1 && n * D > 65536)
+  for (std::int64_t m = 0; m < M; ++m) {
+    errors.run([&] {
+      const std::int64_t s = bounds[m], L = bounds[m + 1] - s;
+      for (std::int64_t i = 0; i < n; ++i) {
+        const std::int64_t c = codes[i * M + m];
+        if (c >= K) throw std::out_of_range("pq_accumulate: code >= n_centroids");
+        counts[m * K + c] += 1;
+        double* dst = sums + c * D + s;
+        const float* src = X + i * D + s;
+        for (std::int64_t d = 0; d < L; ++d) dst[d] += src[d];
+      }
+    });
+  }
+  errors.rethrow();
+}
+
+template void pq_encode<std::uint8_t>(const PQCodebook&, const float*, std::int64_t,
+                                      std::uint8_t*, float*, int);
+template void pq_encode<std::uint16_t>(const PQCodebook&, const float*, std::int64_t,
+                                       std::uint16_t*, float*, int);
+template void pq_search<std::uint8_t>(const PQCodebook&, const float*, const float*,
+                                      std::int64_t, const std::uint8_t*, const index_t*,
+                                      std::int64_t, std::int64_t, index_t*, float*, int);
+template void pq_search<std::uint16_t>(const PQCodebook&, const float*, const float*,
+                                       std::int64_t, const std::uint16_t*, const index_t*,
+                                       std::int64_t, std::int64_t, index_t*, float*, int);
+template void pq_accumulate<std::uint8_t>(const float*, std::int64_t, std::int64_t,
+                                          const std::int64_t*, std::int64_t, std::int64_t,
+                                          const std::uint8_t*, double*, std::int64_t*, int);
+template void pq_accumulate<std::uint16_t>(const float*, std::int64_t, std::int64_t,
+                                           const std::int64_t*, std::int64_t, std::int64_t,
+                                           const std::uint16_t*, double*, std::int64_t*, int);
+
+}  // namespace pyspec
