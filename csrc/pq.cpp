@@ -306,63 +306,86 @@ struct SplitMix64 {
   }
 };
 
-// Squared distance in 8 interleaved float lanes (vectorisable without
-// reassociation flags; the lane sum is in a fixed order).
-double sq_dist(const float* a, const float* b, std::int64_t L) {
-  float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  std::int64_t d = 0;
-  for (; d + 8 <= L; d += 8)
-    for (int t = 0; t < 8; ++t) {
-      const float diff = a[d + t] - b[d + t];
-      lane[t] += diff * diff;
-    }
-  for (; d < L; ++d) {
-    const float diff = a[d] - b[d];
-    lane[0] += diff * diff;
-  }
-  double s = 0.0;
-  for (int t = 0; t < 8; ++t) s += lane[t];
-  return s;
-}
+// Points per block of the k-means++ sampling pass: block sums let the
+// weighted draw skip whole blocks instead of walking every point.
+constexpr std::int64_t kSeedBlock = 64;
 }  // namespace
 
+// k-means++ per segment. The distances of all points to the newest centre
+// are one "ADC table" of that centre against the points (the segment's
+// points transposed, as a codebook of n entries), so the vectorised,
+// level-independent table kernel does the n * L work of each step; the
+// minimum/sum/draw pass is O(n) with 64-point block sums in float64.
 void pq_kmeanspp(const float* X, std::int64_t n, std::int64_t D, const std::int64_t* bounds,
                  std::int64_t M, std::int64_t K, const std::uint64_t* seeds, float* centers,
                  int num_threads) {
   if (n < 1 || K < 1) throw std::invalid_argument("pq_kmeanspp: need n >= 1 and K >= 1");
+  const detail::PQKernels& kn = kernels();
   const int nt = resolve_threads(num_threads);
+  const std::int64_t npad = (n + kCentroidBlock - 1) / kCentroidBlock * kCentroidBlock;
+  const std::int64_t nblocks = (n + kSeedBlock - 1) / kSeedBlock;
   ErrorCapture errors;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1 && M > 1)
   for (std::int64_t m = 0; m < M; ++m) {
     errors.run([&] {
       const std::int64_t s = bounds[m], L = bounds[m + 1] - s;
+      std::vector<float> pts(L * npad, 0.0f);  // segment m transposed: L x npad
+      for (std::int64_t i = 0; i < n; ++i)
+        for (std::int64_t d = 0; d < L; ++d) pts[d * npad + i] = X[i * D + s + d];
+      const std::int64_t one_seg[2] = {0, L};
+      const PQCodebook seg{pts.data(), nullptr, one_seg, 1, n, npad, L};
+      std::vector<float> dist(n), mind(n, std::numeric_limits<float>::infinity());
+      std::vector<double> bsum(nblocks);
       SplitMix64 rng{seeds[m]};
-      std::vector<double> mind(n, std::numeric_limits<double>::infinity());
       std::int64_t pick = rng.below(n);
       for (std::int64_t j = 0; j < K; ++j) {
         float* c = centers + j * D + s;
         std::memcpy(c, X + pick * D + s, sizeof(float) * L);
         if (j + 1 == K) break;
+        kn.table(seg, c, dist.data());
         double total = 0.0;
-        for (std::int64_t i = 0; i < n; ++i) {
-          const double dist = sq_dist(X + i * D + s, c, L);
-          if (dist < mind[i]) mind[i] = dist;
-          total += mind[i];
-        }
-        if (total > 0.0) {
-          const double u = rng.uniform() * total;
-          double cum = 0.0;
-          pick = n - 1;
-          for (std::int64_t i = 0; i < n; ++i) {
-            cum += mind[i];
-            if (cum > u && mind[i] > 0.0) {
-              pick = i;
-              break;
+        for (std::int64_t b = 0; b < nblocks; ++b) {
+          const std::int64_t lo = b * kSeedBlock, hi = std::min(n, lo + kSeedBlock);
+          float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+          std::int64_t i = lo;
+          for (; i + 8 <= hi; i += 8)
+            for (int t = 0; t < 8; ++t) {
+              const float v = dist[i + t] < mind[i + t] ? dist[i + t] : mind[i + t];
+              mind[i + t] = v;
+              lane[t] += v;
             }
+          for (; i < hi; ++i) {
+            mind[i] = dist[i] < mind[i] ? dist[i] : mind[i];
+            lane[0] += mind[i];
           }
-        } else {
-          pick = rng.below(n);  // every point coincides with a centre already
+          double bs = 0.0;
+          for (int t = 0; t < 8; ++t) bs += lane[t];
+          bsum[b] = bs;
+          total += bs;
         }
+        if (!(total > 0.0)) {
+          pick = rng.below(n);  // every point coincides with a centre already
+          continue;
+        }
+        const double u = rng.uniform() * total;
+        double cum = 0.0;
+        std::int64_t b = 0;
+        while (b + 1 < nblocks && cum + bsum[b] <= u) cum += bsum[b++];
+        // Within the block walk point by point; rounding between the block
+        // sum and this walk can leave u unreached: then the block's last
+        // point with non-zero weight is taken.
+        const std::int64_t lo = b * kSeedBlock, hi = std::min(n, lo + kSeedBlock);
+        pick = -1;
+        std::int64_t last = -1;
+        for (std::int64_t i = lo; i < hi; ++i) {
+          if (mind[i] > 0.0f) last = i;
+          cum += mind[i];
+          if (cum > u && mind[i] > 0.0f) {
+            pick = i;
+            break;
+          }
+        }
+        if (pick < 0) pick = last >= 0 ? last : rng.below(n);
       }
     });
   }

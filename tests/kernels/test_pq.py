@@ -99,17 +99,21 @@ def test_identical_across_levels_and_threads(rng: np.random.Generator, K: int, M
     gives many exactly tied distances, so the (distance, id) order is tested."""
     D = 5 * M
     pq = make_pq(rng, D, M, K)
-    X = rng.normal(size=(12000, D)).astype(np.float32)
+    X = rng.normal(size=(1500, D)).astype(np.float32)
     Q = rng.normal(size=(3, D)).astype(np.float32)
-    ids = rng.permutation(X.shape[0]).astype(np.int64)
+    # 3 * n * M table lookups must exceed the kernel's serial threshold (2**20)
+    n = (1 << 20) // (3 * M) + 1000
+    db = rng.integers(0, K, size=(n, M)).astype(pq.code_dtype)
+    ids = rng.permutation(n).astype(np.int64)
     results = {}
     for level in pyspec.available_simd_levels():
         with pyspec.simd_level(level):
             for nt in (1, 2, 4):
                 codes = pq.encode(X, num_threads=nt)
                 tables = pq.distance_tables(Q, num_threads=nt)
-                r = _core.pq_search(Q, *pq._kernel_args(), codes, ids, 20, num_threads=nt)
-                results[level, nt] = (codes, tables, *r)
+                r1 = _core.pq_search(Q, *pq._kernel_args(), db, ids, 20, num_threads=nt)
+                r2 = _core.pq_search(Q[:1], *pq._kernel_args(), db, ids, 20, num_threads=nt)
+                results[level, nt] = (codes, tables, *r1, *r2)
     base = results["scalar", 1]
     for key, got in results.items():
         for a, b in zip(base, got, strict=True):
