@@ -236,9 +236,7 @@ class PQIndex:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     w = np.where(den > 0, w * qw / np.where(den > 0, den, 1.0), 0.0)
             d = (w * diff2).sum(axis=1)
-        out = np.empty(rows.size, dtype=np.float32)
-        out[np.searchsorted(srt, rows)] = d.astype(np.float32)
-        return out
+        return d.astype(np.float32)[np.searchsorted(srt, rows)]
 
     # ---- persistence ---------------------------------------------------------
 
