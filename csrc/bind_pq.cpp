@@ -194,6 +194,9 @@ void bind_pq(py::module_& m) {
   m.def("pq_accumulate", &accumulate<std::uint16_t>, py::arg("X").noconvert(),
         py::arg("codes").noconvert(), py::arg("bounds").noconvert(), py::arg("n_centroids"),
         py::arg("num_threads") = 0, "k-means update sums and counts (uint16 codes).");
+  m.def("pq_set_scan_variant", &pq_set_scan_variant, py::arg("variant"),
+        "ADC scan at AVX2/AVX-512 level: 1 gather, 0 interleaved scalar, -1 auto (time both).");
+  m.def("pq_scan_variant", &pq_scan_variant, "ADC scan variant in use (0 scalar, 1 gather).");
   m.def(
       "pq_kmeanspp",
       [](const Arr<float>& X, const Arr<std::int64_t>& bounds, std::int64_t K,

@@ -3,6 +3,8 @@
 #include "pq.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -84,10 +86,47 @@ void table_scalar(const PQCodebook& cb, const float* q, float* out) {
   }
 }
 
+// Scalar ADC. Four rows are interleaved (four independent add chains hide
+// load and add latency) and codes are read 8 bytes at a time and split with
+// shifts, which halves the loads per lookup. Each row still sums its
+// segments in order m = 0..M-1, as every variant does.
 template <class Code>
 void adc_scalar(const float* table, std::int64_t M, std::int64_t K, const Code* codes,
                 std::int64_t n, std::int64_t /*readable*/, float* out) {
-  for (std::int64_t i = 0; i < n; ++i) {
+  constexpr int kPerWord = 8 / sizeof(Code);
+  constexpr int kBits = 8 * sizeof(Code);
+  constexpr std::uint64_t kMask = (std::uint64_t(1) << kBits) - 1;
+  std::int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const Code* c = codes + i * M;
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+    const float* t = table;
+    std::int64_t m = 0;
+    for (; m + kPerWord <= M; m += kPerWord) {
+      std::uint64_t w0, w1, w2, w3;
+      std::memcpy(&w0, c + m, 8);
+      std::memcpy(&w1, c + M + m, 8);
+      std::memcpy(&w2, c + 2 * M + m, 8);
+      std::memcpy(&w3, c + 3 * M + m, 8);
+      for (int u = 0; u < kPerWord; ++u, t += K) {
+        s0 += t[(w0 >> (kBits * u)) & kMask];
+        s1 += t[(w1 >> (kBits * u)) & kMask];
+        s2 += t[(w2 >> (kBits * u)) & kMask];
+        s3 += t[(w3 >> (kBits * u)) & kMask];
+      }
+    }
+    for (; m < M; ++m, t += K) {
+      s0 += t[c[m]];
+      s1 += t[c[M + m]];
+      s2 += t[c[2 * M + m]];
+      s3 += t[c[3 * M + m]];
+    }
+    out[i] = s0;
+    out[i + 1] = s1;
+    out[i + 2] = s2;
+    out[i + 3] = s3;
+  }
+  for (; i < n; ++i) {
     const Code* c = codes + i * M;
     float s = 0.0f;
     for (std::int64_t m = 0; m < M; ++m) s += table[m * K + c[m]];
@@ -95,20 +134,67 @@ void adc_scalar(const float* table, std::int64_t M, std::int64_t K, const Code* 
   }
 }
 
-const detail::PQKernels& kernels() {
+// ADC scan variant: the gather kernels of the SIMD level, or the interleaved
+// scalar scan. Both return bit-identical sums (same order per row), so the
+// choice is purely about speed: gathers are fast on some CPUs and slower than
+// plain loads on others (measured slower on AMD Zen 4), hence "auto" times
+// both once on a synthetic block and keeps the faster one.
+std::atomic<int> g_scan_variant{-1};  // -1 auto (undecided), 0 interleaved, 1 gather
+
+template <class Fn>
+double time_scan(Fn fn, const float* table, const std::uint8_t* codes, std::int64_t n,
+                 std::int64_t M, float* out) {
+  double best = 1e30;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn(table, M, 256, codes, n, n, out);
+    const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
+    best = std::min(best, dt.count());
+  }
+  return best;
+}
+
+int decide_scan_variant(const detail::PQKernels& simd) {
+  const std::int64_t n = 4096, M = 24;
+  std::vector<float> table(M * 256);
+  std::vector<std::uint8_t> codes(n * M);
+  std::uint64_t x = 0x2545F4914F6CDD1Dull;
+  for (auto& v : table) v = static_cast<float>((x = x * 6364136223846793005ull + 1) >> 40);
+  for (auto& c : codes) c = static_cast<std::uint8_t>((x = x * 6364136223846793005ull + 1) >> 56);
+  std::vector<float> out(n);
+  const double t_gather = time_scan(simd.adc_u8, table.data(), codes.data(), n, M, out.data());
+  const double t_plain =
+      time_scan(adc_scalar<std::uint8_t>, table.data(), codes.data(), n, M, out.data());
+  return t_gather < t_plain ? 1 : 0;
+}
+
+detail::PQKernels with_scan_variant(detail::PQKernels simd) {
+  int v = g_scan_variant.load();
+  if (v < 0) {
+    v = decide_scan_variant(simd);
+    g_scan_variant.store(v);
+  }
+  if (v == 0) {
+    simd.adc_u8 = adc_scalar<std::uint8_t>;
+    simd.adc_u16 = adc_scalar<std::uint16_t>;
+  }
+  return simd;
+}
+
+detail::PQKernels kernels() {
   static const detail::PQKernels scalar = detail::pq_kernels_scalar();
 #ifdef PYSPEC_HAVE_AVX2
-  static const detail::PQKernels avx2 = detail::pq_kernels_avx2();
+  static const detail::PQKernels avx2_gather = detail::pq_kernels_avx2();
 #endif
 #ifdef PYSPEC_HAVE_AVX512
-  static const detail::PQKernels avx512 = detail::pq_kernels_avx512();
+  static const detail::PQKernels avx512_gather = detail::pq_kernels_avx512();
 #endif
   switch (selected_simd_level()) {
 #ifdef PYSPEC_HAVE_AVX512
-    case SimdLevel::AVX512: return avx512;
+    case SimdLevel::AVX512: return with_scan_variant(avx512_gather);
 #endif
 #ifdef PYSPEC_HAVE_AVX2
-    case SimdLevel::AVX2: return avx2;
+    case SimdLevel::AVX2: return with_scan_variant(avx2_gather);
 #endif
     default: return scalar;
   }
@@ -158,6 +244,18 @@ void scan_range(const detail::PQKernels& kn, const float* const* tabs, std::int6
 
 }  // namespace
 
+void pq_set_scan_variant(int variant) {
+  if (variant < -1 || variant > 1) throw std::invalid_argument("scan variant must be -1, 0 or 1");
+  g_scan_variant.store(variant);
+}
+
+int pq_scan_variant() {
+  int v = g_scan_variant.load();
+  if (v >= 0 || selected_simd_level() == SimdLevel::Scalar) return v < 0 ? 0 : v;
+  (void)kernels();  // decides
+  return g_scan_variant.load();
+}
+
 namespace detail {
 PQKernels pq_kernels_scalar() {
   return PQKernels{assign_scalar, table_scalar, adc_scalar<std::uint8_t>,
@@ -171,7 +269,7 @@ void pq_encode(const PQCodebook& cb, const float* X, std::int64_t n, Code* codes
   check_codebook(cb);
   if (cb.K - 1 > static_cast<std::int64_t>(std::numeric_limits<Code>::max()))
     throw std::invalid_argument("pq_encode: n_centroids does not fit the code type");
-  const detail::PQKernels& kn = kernels();
+  const detail::PQKernels kn = kernels();
   const int nt = resolve_threads(num_threads);
   const std::int64_t nblocks = (n + kEncodeRows - 1) / kEncodeRows;
   const bool par = nt > 1 && n * cb.D * cb.K >= kParallelMinFlops && nblocks > 1;
@@ -200,7 +298,7 @@ void pq_encode(const PQCodebook& cb, const float* X, std::int64_t n, Code* codes
 void pq_build_tables(const PQCodebook& cb, const float* Q, std::int64_t nq, float* tables,
                      int num_threads) {
   check_codebook(cb);
-  const detail::PQKernels& kn = kernels();
+  const detail::PQKernels kn = kernels();
   const int nt = resolve_threads(num_threads);
   const bool par = nt > 1 && nq > 1 && nq * cb.D * cb.K >= kParallelMinFlops;
   ErrorCapture errors;
@@ -219,7 +317,7 @@ void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::i
   if (k < 0) throw std::invalid_argument("pq_search: k must be >= 0");
   if (!tables && !Q) throw std::invalid_argument("pq_search: need queries or tables");
   if (k == 0 || nq == 0) return;
-  const detail::PQKernels& kn = kernels();
+  const detail::PQKernels kn = kernels();
   const std::int64_t M = cb.M, K = cb.K;
   const std::int64_t table_size = M * K;
   int nt = resolve_threads(num_threads);
@@ -320,7 +418,7 @@ void pq_kmeanspp(const float* X, std::int64_t n, std::int64_t D, const std::int6
                  std::int64_t M, std::int64_t K, const std::uint64_t* seeds, float* centers,
                  int num_threads) {
   if (n < 1 || K < 1) throw std::invalid_argument("pq_kmeanspp: need n >= 1 and K >= 1");
-  const detail::PQKernels& kn = kernels();
+  const detail::PQKernels kn = kernels();
   const int nt = resolve_threads(num_threads);
   const std::int64_t npad = (n + kCentroidBlock - 1) / kCentroidBlock * kCentroidBlock;
   const std::int64_t nblocks = (n + kSeedBlock - 1) / kSeedBlock;

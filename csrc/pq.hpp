@@ -93,6 +93,13 @@ void pq_accumulate(const float* X, std::int64_t n, std::int64_t D, const std::in
                    std::int64_t M, std::int64_t K, const Code* codes, double* sums,
                    std::int64_t* counts, int num_threads);
 
+// ADC scan variant used at the AVX2/AVX-512 levels: 1 = gather kernels,
+// 0 = the interleaved scalar scan, -1 = decide by timing both once (default).
+// All variants return bit-identical results; this only trades speed.
+void pq_set_scan_variant(int variant);
+// The variant in use (deciding now if still undecided); 0 at scalar level.
+int pq_scan_variant();
+
 // ---- ISA variants (internal). Each level provides the same three
 // primitives; pq.cpp holds the scalar ones and the dispatch. They use no
 // standard-library templates, so no inline function compiled with ISA flags

@@ -10,6 +10,8 @@ promise bit for bit.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from reference import knn_ref, pq_adc_ref, pq_encode_ref, pq_segment_bounds_ref, pq_tables_ref
@@ -17,6 +19,14 @@ from reference import knn_ref, pq_adc_ref, pq_encode_ref, pq_segment_bounds_ref,
 import pyspec
 from pyspec import _core
 from pyspec.models.pq import ProductQuantizer, segment_bounds
+
+
+@pytest.fixture(params=[0, 1], ids=["interleaved", "gather"])
+def scan_variant(request: pytest.FixtureRequest):
+    """Both ADC scan variants of the SIMD levels (identical results by design)."""
+    _core.pq_set_scan_variant(request.param)
+    yield request.param
+    _core.pq_set_scan_variant(-1)
 
 
 def make_pq(rng: np.random.Generator, n_features: int, n_segments: int, n_centroids: int,
@@ -67,7 +77,7 @@ def test_encode_matches_argmin(simd_level: str, rng: np.random.Generator, D: int
 
 @pytest.mark.parametrize("K", [256, 100, 3200])
 @pytest.mark.parametrize("M", [1, 3, 4, 25])
-def test_adc_scan_matches_reference(simd_level: str, num_threads: int,
+def test_adc_scan_matches_reference(simd_level: str, scan_variant: int, num_threads: int,
                                     rng: np.random.Generator, K: int, M: int) -> None:
     n, nq, k = 1037, 3, 10  # n not a multiple of 16: exercises the scalar tail
     dtype = np.uint8 if K <= 256 else np.uint16
@@ -106,18 +116,27 @@ def test_identical_across_levels_and_threads(rng: np.random.Generator, K: int, M
     db = rng.integers(0, K, size=(n, M)).astype(pq.code_dtype)
     ids = rng.permutation(n).astype(np.int64)
     results = {}
-    for level in pyspec.available_simd_levels():
+    for level, variant in itertools.product(pyspec.available_simd_levels(), (0, 1)):
+        _core.pq_set_scan_variant(variant)
         with pyspec.simd_level(level):
             for nt in (1, 2, 4):
                 codes = pq.encode(X, num_threads=nt)
                 tables = pq.distance_tables(Q, num_threads=nt)
                 r1 = _core.pq_search(Q, *pq._kernel_args(), db, ids, 20, num_threads=nt)
                 r2 = _core.pq_search(Q[:1], *pq._kernel_args(), db, ids, 20, num_threads=nt)
-                results[level, nt] = (codes, tables, *r1, *r2)
-    base = results["scalar", 1]
+                results[level, variant, nt] = (codes, tables, *r1, *r2)
+    _core.pq_set_scan_variant(-1)
+    base = results["scalar", 0, 1]
     for key, got in results.items():
         for a, b in zip(base, got, strict=True):
             np.testing.assert_array_equal(a, b, err_msg=str(key))
+
+
+def test_scan_variant_auto_decides() -> None:
+    _core.pq_set_scan_variant(-1)
+    assert _core.pq_scan_variant() in (0, 1)
+    with pytest.raises(ValueError):
+        _core.pq_set_scan_variant(3)
 
 
 def test_edge_cases(simd_level: str, rng: np.random.Generator) -> None:
