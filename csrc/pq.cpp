@@ -49,7 +49,7 @@ void assign_scalar(const float* x, std::int64_t ldx, std::int64_t n, std::int64_
       for (std::int64_t t = 0; t < kCentroidBlock; ++t) acc[t] = 0.0f;
       for (std::int64_t d = 0; d < L; ++d) {
         const float xd = xr[d];
-        const float* c = ct + d * Kp + j0;
+        const float* c = ct + j0 * L + d * kCentroidBlock;
         for (std::int64_t t = 0; t < kCentroidBlock; ++t) acc[t] = std::fma(xd, c[t], acc[t]);
       }
       for (std::int64_t t = 0; t < kCentroidBlock; ++t) {

@@ -45,6 +45,12 @@ struct PQCodebook {
 };
 
 // Nearest centroid of every segment of every row of X.
+// For this function cb.ct holds the *blocked* layout instead of the plain
+// transposed one: segment m at offset Kp * bounds[m], then one contiguous
+// L_m x 32 block per group of 32 centroids (ct[Kp*bounds[m] + j0*L_m +
+// d*32 + t] = pixel d of centroid j0 + t). Each block (L x 128 bytes) is
+// read sequentially and stays in L1 while a block of rows passes, instead
+// of striding over the whole transposed segment (measured 1.7x at K=4096).
 // X: float32 (n, D) C-contiguous. codes: uint8 or uint16 (n, M) output (the
 // caller guarantees K fits the code type). best: optional float32 (n, M)
 // output, ||c||^2 - 2 x.c of the chosen centroid (add ||x_m||^2 for the
@@ -106,7 +112,7 @@ int pq_scan_variant();
 // can be picked by the linker for portable code.
 namespace detail {
 // Argmin over the Kp padded centroids of one segment for rows x[r*ldx ..],
-// r < n, segment length L. ct: L x Kp, cnorm: Kp. Writes best_j[r], best_v[r].
+// r < n, segment length L. ct: blocked (Kp/32 blocks of L x 32), cnorm: Kp. Writes best_j[r], best_v[r].
 using AssignFn = void (*)(const float* x, std::int64_t ldx, std::int64_t n, std::int64_t L,
                           const float* ct, const float* cnorm, std::int64_t Kp,
                           std::int32_t* best_j, float* best_v);

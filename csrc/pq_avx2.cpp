@@ -33,8 +33,8 @@ void assign(const float* x, std::int64_t ldx, std::int64_t n, std::int64_t L, co
       __m256 a[kRows][4];
       for (int p = 0; p < kRows; ++p)
         for (int t = 0; t < 4; ++t) a[p][t] = _mm256_setzero_ps();
-      const float* c = ct + j0;
-      for (std::int64_t d = 0; d < L; ++d, c += Kp) {
+      const float* c = ct + j0 * L;  // blocked layout: L rows of 32 for this block
+      for (std::int64_t d = 0; d < L; ++d, c += 32) {
         const __m256 c0 = _mm256_loadu_ps(c), c1 = _mm256_loadu_ps(c + 8);
         const __m256 c2 = _mm256_loadu_ps(c + 16), c3 = _mm256_loadu_ps(c + 24);
 #pragma GCC unroll 2

@@ -37,8 +37,8 @@ void assign(const float* x, std::int64_t ldx, std::int64_t n, std::int64_t L, co
         a0[p] = _mm512_setzero_ps();
         a1[p] = _mm512_setzero_ps();
       }
-      const float* c = ct + j0;
-      for (std::int64_t d = 0; d < L; ++d, c += Kp) {
+      const float* c = ct + j0 * L;  // blocked layout: L rows of 32 for this block
+      for (std::int64_t d = 0; d < L; ++d, c += 32) {
         const __m512 c0 = _mm512_loadu_ps(c);
         const __m512 c1 = _mm512_loadu_ps(c + 16);
 #pragma GCC unroll 8

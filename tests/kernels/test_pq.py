@@ -60,7 +60,7 @@ def test_encode_matches_argmin(simd_level: str, rng: np.random.Generator, D: int
     pq = make_pq(rng, D, M, K)
     X = rng.normal(size=(203, D)).astype(np.float32)
     fn = _core.pq_encode if K <= 256 else _core.pq_encode16
-    codes, best = fn(X, *pq._kernel_args(), with_best=True, num_threads=2)
+    codes, best = fn(X, *pq._encode_args(), with_best=True, num_threads=2)
     assert codes.dtype == (np.uint8 if K <= 256 else np.uint16)
     ref, dist = pq_encode_ref(X, pq.codebook_, pq.segment_bounds_)
     chosen = np.take_along_axis(dist, codes.astype(np.int64)[:, :, None], axis=2)[:, :, 0]
