@@ -128,7 +128,7 @@ class PQRecall:
         out = {}
         for m in self.params[0]:
             for k in self.params[1]:
-                pq = ProductQuantizer(m, k, random_state=0).fit(X[:5000])
+                pq = ProductQuantizer(m, k, random_state=0, n_iter=10).fit(X[:5000])
                 index = PQIndex(pq)
                 index.add(X)
                 index.attach_vectors(X)
