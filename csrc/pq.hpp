@@ -71,7 +71,9 @@ void pq_build_tables(const PQCodebook& cb, const float* Q, std::int64_t nq, floa
 // ADC k-NN scan. Distance of query q to row i = sum over m = 0..M-1 (in that
 // order, float32) of tables[q][m][codes[i][m]]. Either `tables` (nq, M, K)
 // is given, or it is null and tables are built per query group from `Q` and
-// `cb` (bounded scratch memory). codes: (n, M) uint8/uint16, ids: int64 (n,).
+// `cb` (bounded scratch memory). codes: (n, M) uint8/uint16 with every value
+// < K (not re-checked per search: PQIndex validates codes on add and load,
+// the table-only binding checks them), ids: int64 (n,).
 // Output: out_ids int64 (nq, k), out_dist float32 (nq, k), ascending by
 // (distance, id), padded with (-1, +inf). Parallel over queries when
 // nq >= threads, else over database blocks with per-thread top-k merged.
