@@ -1,3 +1,211 @@
-// ISA variant (to be implemented). Compiled with ISA flags; reached only via
-// the dispatcher in pq.cpp after cpu_features confirms support.
+// AVX-512 PQ kernels. Compiled with AVX-512 F/BW/VL/DQ flags and reached only
+// through the dispatcher in pq.cpp. Each output element is built with the
+// same fma sequence as the scalar code (see pq.hpp), so results are
+// bit-identical. No standard-library templates are used here (see pq.hpp).
+#include <immintrin.h>
+
 #include "pq.hpp"
+
+namespace pyspec {
+namespace avx512 {
+namespace {
+
+// Rows per register block in assign: 8 rows x 32 centroids = 16 zmm
+// accumulators, leaving registers for two codebook vectors and a broadcast.
+constexpr int kRows = 8;
+
+void assign(const float* x, std::int64_t ldx, std::int64_t n, std::int64_t L, const float* ct,
+            const float* cnorm, std::int64_t Kp, std::int32_t* best_j, float* best_v) {
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512 inf = _mm512_set1_ps(__builtin_inff());
+  for (std::int64_t r0 = 0; r0 < n; r0 += kRows) {
+    const float* xp[kRows];
+    for (int p = 0; p < kRows; ++p) {
+      const std::int64_t r = r0 + p < n ? r0 + p : n - 1;  // tail rows repeat the last row
+      xp[p] = x + r * ldx;
+    }
+    __m512 bv[kRows];
+    __m512i bj[kRows];
+    for (int p = 0; p < kRows; ++p) {
+      bv[p] = inf;
+      bj[p] = _mm512_setzero_si512();
+    }
+    for (std::int64_t j0 = 0; j0 < Kp; j0 += 32) {
+      __m512 a0[kRows], a1[kRows];
+#pragma GCC unroll 8
+      for (int p = 0; p < kRows; ++p) {
+        a0[p] = _mm512_setzero_ps();
+        a1[p] = _mm512_setzero_ps();
+      }
+      const float* c = ct + j0 * L;  // blocked layout: L rows of 32 for this block
+      for (std::int64_t d = 0; d < L; ++d, c += 32) {
+        const __m512 c0 = _mm512_loadu_ps(c);
+        const __m512 c1 = _mm512_loadu_ps(c + 16);
+#pragma GCC unroll 8
+        for (int p = 0; p < kRows; ++p) {
+          const __m512 xb = _mm512_set1_ps(xp[p][d]);
+          a0[p] = _mm512_fmadd_ps(xb, c0, a0[p]);
+          a1[p] = _mm512_fmadd_ps(xb, c1, a1[p]);
+        }
+      }
+      const __m512 n0 = _mm512_loadu_ps(cnorm + j0);
+      const __m512 n1 = _mm512_loadu_ps(cnorm + j0 + 16);
+      const __m512i j0v = _mm512_add_epi32(lane, _mm512_set1_epi32(static_cast<int>(j0)));
+      const __m512i j1v = _mm512_add_epi32(j0v, _mm512_set1_epi32(16));
+#pragma GCC unroll 8
+      for (int p = 0; p < kRows; ++p) {
+        const __m512 v0 = _mm512_sub_ps(n0, _mm512_add_ps(a0[p], a0[p]));
+        __mmask16 k0 = _mm512_cmp_ps_mask(v0, bv[p], _CMP_LT_OQ);
+        bv[p] = _mm512_mask_mov_ps(bv[p], k0, v0);
+        bj[p] = _mm512_mask_mov_epi32(bj[p], k0, j0v);
+        const __m512 v1 = _mm512_sub_ps(n1, _mm512_add_ps(a1[p], a1[p]));
+        __mmask16 k1 = _mm512_cmp_ps_mask(v1, bv[p], _CMP_LT_OQ);
+        bv[p] = _mm512_mask_mov_ps(bv[p], k1, v1);
+        bj[p] = _mm512_mask_mov_epi32(bj[p], k1, j1v);
+      }
+    }
+    // Each lane kept the smallest index among its equal minima; across lanes
+    // take the minimum value, then the smallest index holding it.
+    for (int p = 0; p < kRows && r0 + p < n; ++p) {
+      const float m = _mm512_reduce_min_ps(bv[p]);
+      const __mmask16 eq = _mm512_cmp_ps_mask(bv[p], _mm512_set1_ps(m), _CMP_EQ_OQ);
+      std::int32_t j;
+      if (eq) {
+        j = _mm512_mask_reduce_min_epi32(eq, bj[p]);
+      } else {  // every score was +inf: index 0, as in the scalar scan
+        j = 0;
+      }
+      best_j[r0 + p] = j;
+      best_v[r0 + p] = m;
+    }
+  }
+}
+
+void table(const PQCodebook& cb, const float* q, float* out) {
+  const std::int64_t K = cb.K, Kp = cb.Kp;
+  for (std::int64_t m = 0; m < cb.M; ++m) {
+    const std::int64_t s = cb.bounds[m], L = cb.bounds[m + 1] - s;
+    const float* ct = cb.ct + Kp * s;
+    float* o = out + m * K;
+    std::int64_t j0 = 0;
+    // 64 centroids (4 independent fma chains) per pass, then a 32 tail.
+    for (; j0 < K; j0 += 64) {
+      const int nv = j0 + 64 <= Kp ? 4 : 2;
+      __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                       _mm512_setzero_ps()};
+      const float* c = ct + j0;
+      if (nv == 4) {
+        for (std::int64_t d = 0; d < L; ++d, c += Kp) {
+          const __m512 qd = _mm512_set1_ps(q[s + d]);
+#pragma GCC unroll 4
+          for (int t = 0; t < 4; ++t) {
+            const __m512 diff = _mm512_sub_ps(qd, _mm512_loadu_ps(c + 16 * t));
+            acc[t] = _mm512_fmadd_ps(diff, diff, acc[t]);
+          }
+        }
+      } else {
+        for (std::int64_t d = 0; d < L; ++d, c += Kp) {
+          const __m512 qd = _mm512_set1_ps(q[s + d]);
+#pragma GCC unroll 2
+          for (int t = 0; t < 2; ++t) {
+            const __m512 diff = _mm512_sub_ps(qd, _mm512_loadu_ps(c + 16 * t));
+            acc[t] = _mm512_fmadd_ps(diff, diff, acc[t]);
+          }
+        }
+      }
+      for (int t = 0; t < nv; ++t) {
+        const std::int64_t j = j0 + 16 * t;
+        if (j + 16 <= K) {
+          _mm512_storeu_ps(o + j, acc[t]);
+        } else if (j < K) {
+          const __mmask16 mask = static_cast<__mmask16>((1u << (K - j)) - 1u);
+          _mm512_mask_storeu_ps(o + j, mask, acc[t]);
+        }
+      }
+    }
+  }
+}
+
+// Distances of 16 rows at once: one 32-bit gather fetches 4 (uint8) or 2
+// (uint16) codes of each row, then one float gather per segment reads
+// table[m][code]. Sums run in segment order, as in the scalar code.
+void adc_u8(const float* table, std::int64_t M, std::int64_t K, const std::uint8_t* codes,
+            std::int64_t n, std::int64_t readable, float* out) {
+  const __m512i row_off = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32(static_cast<int>(M)));
+  const __m512i lo8 = _mm512_set1_epi32(0xFF);
+  std::int64_t i = 0;
+  // The 32-bit code gather may read up to 3 bytes past row i+15.
+  for (; i + 16 <= n && (i + 16) * M + 3 <= readable * M; i += 16) {
+    const std::uint8_t* base = codes + i * M;
+    __m512 acc = _mm512_setzero_ps();
+    std::int64_t m = 0;
+    for (; m + 4 <= M; m += 4) {
+      const __m512i w = _mm512_i32gather_epi32(row_off, base + m, 1);
+      const float* t = table + m * K;
+      acc = _mm512_add_ps(acc, _mm512_i32gather_ps(_mm512_and_si512(w, lo8), t, 4));
+      acc = _mm512_add_ps(
+          acc, _mm512_i32gather_ps(_mm512_and_si512(_mm512_srli_epi32(w, 8), lo8), t + K, 4));
+      acc = _mm512_add_ps(
+          acc, _mm512_i32gather_ps(_mm512_and_si512(_mm512_srli_epi32(w, 16), lo8), t + 2 * K, 4));
+      acc = _mm512_add_ps(acc, _mm512_i32gather_ps(_mm512_srli_epi32(w, 24), t + 3 * K, 4));
+    }
+    if (m < M) {
+      const __m512i w = _mm512_i32gather_epi32(row_off, base + m, 1);
+      for (int sh = 0; m < M; ++m, sh += 8) {
+        const __m512i idx = _mm512_and_si512(_mm512_srli_epi32(w, sh), lo8);
+        acc = _mm512_add_ps(acc, _mm512_i32gather_ps(idx, table + m * K, 4));
+      }
+    }
+    _mm512_storeu_ps(out + i, acc);
+  }
+  for (; i < n; ++i) {
+    const std::uint8_t* c = codes + i * M;
+    float s = 0.0f;
+    for (std::int64_t mm = 0; mm < M; ++mm) s += table[mm * K + c[mm]];
+    out[i] = s;
+  }
+}
+
+void adc_u16(const float* table, std::int64_t M, std::int64_t K, const std::uint16_t* codes,
+             std::int64_t n, std::int64_t readable, float* out) {
+  const __m512i row_off = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32(static_cast<int>(2 * M)));
+  const __m512i lo16 = _mm512_set1_epi32(0xFFFF);
+  std::int64_t i = 0;
+  // The 32-bit code gather may read up to 2 bytes past row i+15.
+  for (; i + 16 <= n && (i + 16) * M + 1 <= readable * M; i += 16) {
+    const std::uint16_t* base = codes + i * M;
+    __m512 acc = _mm512_setzero_ps();
+    std::int64_t m = 0;
+    for (; m + 2 <= M; m += 2) {
+      const __m512i w = _mm512_i32gather_epi32(row_off, base + m, 1);
+      const float* t = table + m * K;
+      acc = _mm512_add_ps(acc, _mm512_i32gather_ps(_mm512_and_si512(w, lo16), t, 4));
+      acc = _mm512_add_ps(acc, _mm512_i32gather_ps(_mm512_srli_epi32(w, 16), t + K, 4));
+    }
+    if (m < M) {
+      const __m512i w = _mm512_i32gather_epi32(row_off, base + m, 1);
+      acc = _mm512_add_ps(acc, _mm512_i32gather_ps(_mm512_and_si512(w, lo16), table + m * K, 4));
+    }
+    _mm512_storeu_ps(out + i, acc);
+  }
+  for (; i < n; ++i) {
+    const std::uint16_t* c = codes + i * M;
+    float s = 0.0f;
+    for (std::int64_t mm = 0; mm < M; ++mm) s += table[mm * K + c[mm]];
+    out[i] = s;
+  }
+}
+
+}  // namespace
+}  // namespace avx512
+
+namespace detail {
+PQKernels pq_kernels_avx512() {
+  return PQKernels{avx512::assign, avx512::table, avx512::adc_u8, avx512::adc_u16};
+}
+}  // namespace detail
+}  // namespace pyspec

@@ -33,6 +33,7 @@ def config() -> dict[str, object]:
         "simd_env_cap": os.environ.get("PYSPEC_SIMD", ""),
         "openmp": bool(_core.openmp),
         "threads": _core.max_threads(),
+        "linalg_backend": _core.linalg_backend(),
     }
 
 
@@ -48,6 +49,7 @@ def show_config() -> str:
         + (f" (capped by PYSPEC_SIMD={cfg['simd_env_cap']})" if cfg["simd_env_cap"] else ""),
         f"  OpenMP:         {'on' if cfg['openmp'] else 'off (serial build)'}",
         f"  threads:        {cfg['threads']}",
+        f"  linalg backend: {cfg['linalg_backend']}",
     ]
     text = "\n".join(lines)
     print(text)

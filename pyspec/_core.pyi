@@ -4,6 +4,8 @@ Users call the public wrappers in :mod:`pyspec`; each family keeps its own
 section below, matching its ``csrc/bind_<family>.cpp``.
 """
 
+from typing import overload
+
 import numpy as np
 import numpy.typing as npt
 
@@ -42,3 +44,68 @@ def hamming_distances(
     codes: npt.NDArray[np.uint64],
     num_threads: int = 0,
 ) -> npt.NDArray[np.int32]: ...
+
+# --- linalg (csrc/bind_linalg.cpp) ---
+gram_row_block: int
+
+def linalg_backend() -> str: ...
+def gram_accumulate(
+    H: npt.NDArray[np.float32],
+    X: npt.NDArray[np.float32] | None = None,
+    G: npt.NDArray[np.float64] = ...,
+    C: npt.NDArray[np.float64] | None = None,
+    num_threads: int = 0,
+) -> None: ...
+def dense_forward(
+    X: npt.NDArray[np.float32],
+    W: npt.NDArray[np.float32],
+    b: npt.NDArray[np.float32] | None = None,
+    activation: int = 0,
+    num_threads: int = 0,
+) -> npt.NDArray[np.float32]: ...
+def ridge_solve_batched(
+    Gs: list[npt.NDArray[np.float64]],
+    Cs: list[npt.NDArray[np.float64]],
+    lambdas: npt.NDArray[np.float64],
+    cond_limit: float,
+    rcond: float,
+    num_threads: int = 0,
+) -> tuple[list[npt.NDArray[np.float64]], npt.NDArray[np.int32], npt.NDArray[np.int64],
+           npt.NDArray[np.float64]]: ...
+def sym_eig_jacobi(
+    A: npt.NDArray[np.float64], num_threads: int = 0
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]: ...
+
+
+# ---- product quantisation (csrc/bind_pq.cpp; wrappers: pyspec.models.pq, pyspec.index.pq) ----
+# Codebook layout arguments (ct, cnorm, bounds, n_centroids) are built by
+# ProductQuantizer._set_codebook; see csrc/pq.hpp.
+
+
+_F32 = npt.NDArray[np.float32]
+_I64 = npt.NDArray[np.int64]
+
+@overload
+def pq_encode(X: _F32, ctb: _F32, cnorm: _F32, bounds: _I64, n_centroids: int,
+              with_best: bool = False, num_threads: int = 0) -> npt.NDArray[np.uint8]: ...
+@overload
+def pq_encode(X: _F32, ctb: _F32, cnorm: _F32, bounds: _I64, n_centroids: int,
+              with_best: bool = True, num_threads: int = 0
+              ) -> tuple[npt.NDArray[np.uint8], _F32]: ...
+def pq_encode16(X: _F32, ctb: _F32, cnorm: _F32, bounds: _I64, n_centroids: int,
+                with_best: bool = False, num_threads: int = 0
+                ) -> npt.NDArray[np.uint16] | tuple[npt.NDArray[np.uint16], _F32]: ...
+def pq_tables(queries: _F32, ct: _F32, cnorm: _F32, bounds: _I64, n_centroids: int,
+              num_threads: int = 0) -> _F32: ...
+def pq_search(queries: _F32, ct: _F32, cnorm: _F32, bounds: _I64, n_centroids: int,
+              codes: npt.NDArray[np.uint8] | npt.NDArray[np.uint16], ids: _I64, k: int,
+              num_threads: int = 0) -> tuple[_I64, _F32]: ...
+def pq_search_tables(tables: _F32, codes: npt.NDArray[np.uint8] | npt.NDArray[np.uint16],
+                     ids: _I64, k: int, num_threads: int = 0) -> tuple[_I64, _F32]: ...
+def pq_accumulate(X: _F32, codes: npt.NDArray[np.uint8] | npt.NDArray[np.uint16],
+                  bounds: _I64, n_centroids: int, num_threads: int = 0
+                  ) -> tuple[npt.NDArray[np.float64], _I64]: ...
+def pq_kmeanspp(X: _F32, bounds: _I64, n_centroids: int, seeds: npt.NDArray[np.uint64],
+                num_threads: int = 0) -> _F32: ...
+def pq_set_scan_variant(variant: int) -> None: ...
+def pq_scan_variant() -> int: ...

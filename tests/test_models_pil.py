@@ -241,3 +241,18 @@ def test_memory_mapped_input_streams(tmp_path, spectra, monkeypatch):
     bad[500, 3] = np.nan
     with pytest.raises(ValueError, match="rows 500"):
         PILHasher(n_bits=32, hidden=(64,)).fit(bad)
+
+
+@pytest.mark.parametrize("source", ["array", "stream"])
+def test_each_spectrum_codes_the_same_alone_as_in_a_batch(spectra, source):
+    # An odd count puts the plain median exactly on one training spectrum's
+    # value; thresholds must sit between values so that last-ulp differences
+    # between a batched and a single-row forward pass cannot flip that bit.
+    X = spectra[0][:301]
+    data = X if source == "array" else ChunkSource(X)
+    hasher = PILHasher(n_bits=64, hidden=HIDDEN, random_state=7).fit(data)
+    emb = hasher.embed(X)
+    assert np.abs(emb - hasher.thresholds_).min() > 0
+    batch = hasher.transform(X)
+    for i in range(0, 301, 10):
+        np.testing.assert_array_equal(hasher.transform(X[i:i + 1])[0], batch[i])

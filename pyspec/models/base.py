@@ -120,17 +120,32 @@ def iter_source(X: object, chunk_size: int, n_features: int | None = None
             raise
 
 
+def midpoint_median(values: np.ndarray) -> np.ndarray:
+    """Per-column midpoint of the order statistics ``(n-1)//2`` and ``(n-1)//2 + 1``.
+
+    values : ndarray (n, n_units). For one row the value itself is returned.
+    """
+    n = values.shape[0]
+    if n == 0:
+        raise ValueError("no spectra to compute median thresholds from")
+    if n == 1:
+        return values[0].astype(np.float32)
+    m = (n - 1) // 2
+    part = np.partition(values, (m, m + 1), axis=0)
+    return ((part[m].astype(np.float64) + part[m + 1]) / 2).astype(np.float32)
+
+
 def streaming_median(embed_chunks: Callable[[], Iterator[np.ndarray]], n_units: int,
                      lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Per-unit medians of a stream of (n, n_units) float32 blocks in bounded memory.
 
-    Two passes over ``embed_chunks()``: a 4096-bin histogram per unit over
+    Three passes over ``embed_chunks()``: a 4096-bin histogram per unit over
     ``[lo, hi]`` (values outside go to under/overflow counts) locates the bin
     holding the median; a second 4096-bin histogram inside that bin refines
-    it. The result is the upper edge of the fine bin holding the median
-    (range / 4096**2 resolution, below float32 spacing for values of order 1),
-    so thresholding at it gives fraction of ones 0.5 up to the values sharing
-    that fine bin.
+    it; a last pass moves the threshold from that fine bin's upper edge to
+    the midpoint between the nearest values on either side of it, so
+    thresholding gives fraction of ones 0.5 up to the values sharing that
+    fine bin, and no spectrum sits on a threshold.
     Memory: two (n_units, 4098) int64 arrays, whatever the number of rows.
     """
     lo = np.asarray(lo, dtype=np.float64).copy()
@@ -178,9 +193,22 @@ def streaming_median(embed_chunks: Callable[[], Iterator[np.ndarray]], n_units: 
     # The fine pass counts everything below the coarse bin in its underflow
     # bin, so its cumulative sum is the global rank directly.
     fb = np.clip(np.argmax(np.cumsum(fine, axis=1) > target, axis=1), 1, nb)
-    # Upper edge of the fine bin holding the median: values up to the median
-    # become 0 bits, the rest 1 bits.
-    return (flo + fb * fw / nb).astype(np.float32)
+    # Upper edge of the fine bin holding the median: values up to it become
+    # 0 bits, the rest 1 bits.
+    edge = flo + fb * fw / nb
+    # A third pass moves the threshold to the midpoint between the largest
+    # value at or below the edge and the smallest above it. Cast to float32,
+    # the edge itself can land exactly on the median spectrum's value, whose
+    # bit would then flip under the last-ulp differences between a batched
+    # and a single-row forward pass (see midpoint_median).
+    below = np.full(n_units, -np.inf)
+    above = np.full(n_units, np.inf)
+    for block in embed_chunks():
+        under_edge = block <= edge
+        below = np.maximum(below, np.where(under_edge, block, -np.inf).max(axis=0))
+        above = np.minimum(above, np.where(under_edge, np.inf, block).min(axis=0))
+    gap = np.isfinite(below) & np.isfinite(above)
+    return np.where(gap, (below + above) / 2, edge).astype(np.float32)
 
 
 class BaseHasher(BaseEstimator):
@@ -289,13 +317,18 @@ class BaseHasher(BaseEstimator):
     def _fit_thresholds(self, X: object, n: int, nt: int | None) -> np.ndarray:
         """Median of every embedding unit over the training spectra.
 
-        In memory (array input): exact ``np.median``. Streaming (store
+        In memory (array input): the midpoint of the two middle order
+        statistics (the usual median for even n; for odd n the gap above the
+        middle value), so no training spectrum sits exactly on a threshold,
+        where float rounding differences between a batch and a single-row
+        forward pass (BLAS picks kernels by matrix shape) could flip its bit
+        and a spectrum would no longer match itself. Streaming (store
         input): :func:`streaming_median`, with the first histogram range taken
         from the first chunk's 0.1 %/99.9 % quantiles widened by half the
         span (values outside trigger an exact re-pass over the full range).
         """
         if not is_chunked_source(X):
-            return np.median(self._embed(X, nt), axis=0).astype(np.float32)
+            return midpoint_median(self._embed(X, nt))
         first = next(self._embed_source(X, nt))
         q_lo, q_hi = np.quantile(first, [0.001, 0.999], axis=0)
         span = np.maximum(q_hi - q_lo, 1e-6)

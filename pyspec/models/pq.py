@@ -1,0 +1,408 @@
+"""Product quantiser: per-segment k-means codebooks, encoding and decoding.
+
+A spectrum of ``D`` pixels is cut into ``n_segments`` contiguous wavelength
+segments. When ``D`` is not divisible by ``n_segments`` the first
+``D % n_segments`` segments are one pixel longer than the others (the rule of
+:func:`numpy.array_split`), so segment lengths differ by at most one pixel.
+Each segment gets its own k-means codebook of ``n_centroids`` centroids and a
+spectrum is stored as the index of the nearest centroid in every segment.
+
+The heavy loops (k-means++ seeding, assignment, centroid sums, encoding,
+distance tables) run in :mod:`pyspec._core`; validation and the k-means
+control flow live here.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+
+from pyspec import _core
+from pyspec._fileformat import read_container, write_container
+from pyspec._validation import as_float_matrix, check_num_threads, describe
+from pyspec.errors import IndexFormatError, NotFittedError
+
+__all__ = ["ProductQuantizer", "segment_bounds"]
+
+_KIND = b"QM"
+_BLOCK = 32  # centroid padding of the kernels' layout (kCentroidBlock in pq.hpp)
+_CHUNK = 16384  # rows per encode call: bounds temporaries for huge memmaps
+_MAX_CENTROIDS = 65536
+
+
+def segment_bounds(n_features: int, n_segments: int) -> np.ndarray:
+    """Pixel boundaries of the contiguous segments, int64 of shape (n_segments + 1,).
+
+    Segment ``m`` covers pixels ``bounds[m]:bounds[m+1]``; the first
+    ``n_features % n_segments`` segments are one pixel longer.
+
+    Examples
+    --------
+    >>> segment_bounds(10, 4).tolist()
+    [0, 3, 6, 8, 10]
+    """
+    if n_segments < 1 or n_segments > n_features:
+        raise ValueError(f"n_segments must be in [1, {n_features}] for {n_features} pixels, "
+                         f"got {n_segments}")
+    base, extra = divmod(n_features, n_segments)
+    lengths = np.full(n_segments, base, dtype=np.int64)
+    lengths[:extra] += 1
+    return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+
+
+def _check_int(value: object, name: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+    return int(value)
+
+
+class ProductQuantizer(BaseEstimator):
+    """Product quantiser over contiguous wavelength segments.
+
+    Parameters
+    ----------
+    n_segments : int
+        Number of contiguous segments M (1 <= M <= n_pixels). Uneven splits:
+        the first ``n_pixels % M`` segments are one pixel longer.
+    n_centroids : int
+        Centroids per segment K (1 .. 65536). Codes are uint8 when K <= 256,
+        uint16 otherwise.
+    random_state : int, numpy Generator/RandomState or None
+        Seeds the training subsample and the k-means++ seeding. Training is
+        deterministic for a given value, whatever the thread count.
+    n_iter : int
+        Maximum Lloyd iterations after seeding (faiss uses 25 as well).
+    tol : float
+        Stop when the relative decrease of the total quantisation error
+        between two iterations is at most ``tol`` (with 0, stop only when the
+        error stops decreasing).
+    init : {"k-means++", "random"}
+        Seeding: k-means++ (D^2 sampling, per segment, in C++) or K distinct
+        random training rows (faiss's choice; faster, worse on rare shapes).
+    max_points_per_centroid : int or None
+        Train on at most ``K * max_points_per_centroid`` randomly chosen rows
+        (faiss's default is 256); None uses every row.
+
+    Attributes
+    ----------
+    codebook_ : ndarray of shape (n_centroids, n_features_in_), float32
+        Row ``j`` holds centroid ``j`` of every segment side by side:
+        segment ``m``'s centroid ``j`` is ``codebook_[j, bounds[m]:bounds[m+1]]``.
+    segment_bounds_ : ndarray of shape (n_segments + 1,), int64
+    n_features_in_ : int
+    inertia_ : float
+        Total squared quantisation error of the training rows at the last
+        assignment, from the kernels' ||c||^2 - 2 x.c scores (float32: absolute
+        error about 1e-7 * sum ||x||^2).
+    n_iter_ : int
+        Lloyd iterations run.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(500, 40)).astype(np.float32)
+    >>> pq = ProductQuantizer(n_segments=4, n_centroids=16, random_state=0).fit(X)
+    >>> codes = pq.encode(X)
+    >>> codes.dtype, codes.shape
+    (dtype('uint8'), (500, 4))
+    >>> pq.decode(codes).shape
+    (500, 40)
+    """
+
+    def __init__(self, n_segments: int = 25, n_centroids: int = 256, *,
+                 random_state: Any = None, n_iter: int = 25, tol: float = 1e-4,
+                 init: str = "k-means++", max_points_per_centroid: int | None = 256) -> None:
+        self.n_segments = n_segments
+        self.n_centroids = n_centroids
+        self.random_state = random_state
+        self.n_iter = n_iter
+        self.tol = tol
+        self.init = init
+        self.max_points_per_centroid = max_points_per_centroid
+
+    # ---- helpers ---------------------------------------------------------
+
+    @property
+    def code_dtype(self) -> np.dtype:
+        """uint8 when n_centroids <= 256, else uint16."""
+        return np.dtype(np.uint8 if self.n_centroids <= 256 else np.uint16)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "codebook_"):
+            raise NotFittedError(
+                "this ProductQuantizer is not fitted yet; call fit(X) with training spectra "
+                "or ProductQuantizer.load(path) first")
+
+    def _set_codebook(self, codebook: np.ndarray, bounds: np.ndarray) -> None:
+        """Store centroids and build the kernels' transposed, padded layout."""
+        K, D = codebook.shape
+        M = len(bounds) - 1
+        kp = -(-K // _BLOCK) * _BLOCK
+        ct = np.zeros(kp * D, dtype=np.float32)
+        ctb = np.zeros(kp * D, dtype=np.float32)
+        cnorm = np.full((M, kp), np.inf, dtype=np.float32)
+        for m in range(M):
+            s, e = int(bounds[m]), int(bounds[m + 1])
+            block = codebook[:, s:e]
+            ct[kp * s: kp * e].reshape(e - s, kp)[:, :K] = block.T
+            padded = np.zeros((kp, e - s), dtype=np.float32)
+            padded[:K] = block
+            # blocked layout for encoding: (kp / 32) blocks of (L, 32)
+            ctb[kp * s: kp * e] = padded.reshape(kp // _BLOCK, _BLOCK, e - s).transpose(0, 2, 1).ravel()
+            cnorm[m, :K] = np.einsum("ij,ij->i", block, block, dtype=np.float64)
+        self.codebook_ = np.ascontiguousarray(codebook, dtype=np.float32)
+        self.segment_bounds_ = np.ascontiguousarray(bounds, dtype=np.int64)
+        self.n_features_in_ = D
+        self._ct = ct
+        self._ctb = ctb
+        self._cnorm = cnorm.ravel()
+
+    def _kernel_args(self) -> tuple:
+        return self._ct, self._cnorm, self.segment_bounds_, self.codebook_.shape[0]
+
+    def _encode_args(self) -> tuple:
+        return self._ctb, self._cnorm, self.segment_bounds_, self.codebook_.shape[0]
+
+    def _encode_raw(self, X: np.ndarray, with_best: bool, nt: int):
+        fn = _core.pq_encode if self.codebook_.shape[0] <= 256 else _core.pq_encode16
+        return fn(X, *self._encode_args(), with_best=with_best, num_threads=nt)
+
+    @staticmethod
+    def _segment_sq_norms(X: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+        out = np.empty((X.shape[0], len(bounds) - 1), dtype=np.float64)
+        for r in range(0, X.shape[0], _CHUNK):
+            sq = np.square(X[r:r + _CHUNK], dtype=np.float64)
+            out[r:r + _CHUNK] = np.add.reduceat(sq, bounds[:-1], axis=1)
+        return out
+
+    # ---- estimator API ---------------------------------------------------
+
+    def fit(self, X: Any, y: object = None, num_threads: int | None = None) -> ProductQuantizer:
+        """Learn one k-means codebook per segment.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_spectra, n_pixels), float32
+            Preprocessed training spectra (other real dtypes are converted to
+            float32). NaN/Inf rows are rejected.
+        y : ignored
+        num_threads : int or None
+            Threads for the kernels (None = OpenMP default).
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            Bad hyper-parameters, NaN/Inf in X, or fewer training spectra than
+            ``n_centroids``.
+        TypeError
+            Non-numeric X or hyper-parameters of the wrong type.
+        """
+        nt = check_num_threads(num_threads)
+        X = as_float_matrix(X, "X")
+        n, D = X.shape
+        M = _check_int(self.n_segments, "n_segments", 1, max(D, 1))
+        K = _check_int(self.n_centroids, "n_centroids", 1, _MAX_CENTROIDS)
+        n_iter = _check_int(self.n_iter, "n_iter", 0, 1 << 30)
+        if not isinstance(self.tol, numbers.Real) or not self.tol >= 0:
+            raise ValueError(f"tol must be a real number >= 0, got {self.tol!r}")
+        if self.init not in ("k-means++", "random"):
+            raise ValueError(f"init must be 'k-means++' or 'random', got {self.init!r}")
+        if n < K:
+            raise ValueError(
+                f"n_centroids={K} is more than the {n} training spectra: k-means needs at least "
+                f"one spectrum per centroid; train on at least {K} spectra or lower n_centroids")
+        bounds = segment_bounds(D, M)
+        rs = check_random_state(self.random_state)
+
+        mppc = self.max_points_per_centroid
+        if mppc is not None:
+            mppc = _check_int(mppc, "max_points_per_centroid", 1, 1 << 40)
+            if n > K * mppc:
+                rows = np.sort(rs.choice(n, size=K * mppc, replace=False))
+                X = np.ascontiguousarray(X[rows])
+                n = X.shape[0]
+
+        if self.init == "k-means++":
+            seeds = rs.randint(0, 2**63 - 1, size=M, dtype=np.int64).astype(np.uint64)
+            centers = _core.pq_kmeanspp(X, bounds, K, seeds, num_threads=nt)
+        else:
+            centers = np.ascontiguousarray(X[np.sort(rs.choice(n, size=K, replace=False))])
+
+        xnorm = self._segment_sq_norms(X, bounds)
+        xnorm_total = float(xnorm.sum())
+        prev = None
+        inertia = np.inf
+        it = 0
+        for it in range(1, n_iter + 1):  # noqa: B007 (it is read after the loop)
+            self._set_codebook(centers, bounds)
+            codes, best = self._encode_raw(X, True, nt)
+            inertia = max(xnorm_total + float(best.sum(dtype=np.float64)), 0.0)
+            sums, counts = _core.pq_accumulate(X, codes, bounds, K, num_threads=nt)
+            centers = self._update(centers, sums, counts, bounds, X, xnorm, best)
+            if prev is not None and prev - inertia <= self.tol * prev:
+                break
+            prev = inertia
+        self._set_codebook(centers, bounds)
+        if n_iter == 0:
+            _, best = self._encode_raw(X, True, nt)
+            inertia = max(xnorm_total + float(best.sum(dtype=np.float64)), 0.0)
+        self.inertia_ = inertia
+        self.n_iter_ = it
+        return self
+
+    @staticmethod
+    def _update(centers: np.ndarray, sums: np.ndarray, counts: np.ndarray, bounds: np.ndarray,
+                X: np.ndarray, xnorm: np.ndarray, best: np.ndarray) -> np.ndarray:
+        """New centroids = cluster means; an empty cluster takes the training
+        row farthest from its own centroid in that segment (ties: lower row)."""
+        new = centers.copy()
+        for m in range(len(bounds) - 1):
+            s, e = int(bounds[m]), int(bounds[m + 1])
+            cnt = counts[m]
+            full = cnt > 0
+            new[full, s:e] = (sums[full, s:e] / cnt[full, None]).astype(np.float32)
+            empty = np.flatnonzero(~full)
+            if empty.size:
+                dist = xnorm[:, m] + best[:, m]
+                order = np.lexsort((np.arange(dist.size), -dist))
+                new[empty, s:e] = X[order[: empty.size], s:e]
+        return new
+
+    def encode(self, X: Any, num_threads: int | None = None) -> np.ndarray:
+        """Codes of the nearest centroid in every segment.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_spectra, n_features_in_), float32
+        num_threads : int or None
+
+        Returns
+        -------
+        codes : ndarray of shape (n_spectra, n_segments), uint8 (K <= 256) or uint16
+        """
+        self._check_fitted()
+        nt = check_num_threads(num_threads)
+        X = np.asarray(X) if not isinstance(X, np.ndarray) else X
+        if X.ndim == 1:
+            X = X[np.newaxis, :]
+        if X.ndim != 2:
+            raise ValueError(f"X: expected a 2-D array (n_spectra, n_pixels), got shape {X.shape}")
+        out = np.empty((X.shape[0], len(self.segment_bounds_) - 1), dtype=self.code_dtype)
+        for r in range(0, X.shape[0], _CHUNK):
+            chunk = as_float_matrix(X[r:r + _CHUNK], "X", n_features=self.n_features_in_)
+            out[r:r + chunk.shape[0]] = self._encode_raw(chunk, False, nt)
+        return out
+
+    def decode(self, codes: Any) -> np.ndarray:
+        """Reconstruct spectra from codes.
+
+        Parameters
+        ----------
+        codes : array-like of shape (n_spectra, n_segments), integer, values < n_centroids
+
+        Returns
+        -------
+        ndarray of shape (n_spectra, n_features_in_), float32
+        """
+        self._check_fitted()
+        codes = self.check_codes(codes)
+        out = np.empty((codes.shape[0], self.n_features_in_), dtype=np.float32)
+        b = self.segment_bounds_
+        for m in range(len(b) - 1):
+            out[:, b[m]:b[m + 1]] = self.codebook_[codes[:, m], b[m]:b[m + 1]]
+        return out
+
+    def check_codes(self, codes: Any) -> np.ndarray:
+        """Validate codes (shape, integer dtype, range) and return them C-contiguous
+        in :attr:`code_dtype` (the one deliberate conversion)."""
+        self._check_fitted()
+        arr = np.asarray(codes)
+        M = len(self.segment_bounds_) - 1
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"codes: expected an integer array (n, {M}), got {describe(arr)}; "
+                            "use ProductQuantizer.encode to make codes from spectra")
+        if arr.ndim == 1:
+            arr = arr[np.newaxis, :]
+        if arr.ndim != 2 or arr.shape[1] != M:
+            raise ValueError(f"codes: expected shape (n, {M}) for {M} segments, got {arr.shape}")
+        if arr.size and (arr.min() < 0 or arr.max() >= self.codebook_.shape[0]):
+            raise ValueError(f"codes: values must be in [0, {self.codebook_.shape[0] - 1}], got "
+                             f"[{arr.min()}, {arr.max()}]")
+        return np.ascontiguousarray(arr, dtype=self.code_dtype)
+
+    def distance_tables(self, queries: Any, num_threads: int | None = None) -> np.ndarray:
+        """Squared L2 distance of every query segment to every centroid.
+
+        Parameters
+        ----------
+        queries : array-like of shape (n_queries, n_features_in_), float32
+
+        Returns
+        -------
+        ndarray of shape (n_queries, n_segments, n_centroids), float32
+            ``tables[q, m, j] = ||queries[q, segment m] - centroid j of segment m||^2``.
+        """
+        self._check_fitted()
+        nt = check_num_threads(num_threads)
+        Q = as_float_matrix(queries, "queries", n_features=self.n_features_in_)
+        return _core.pq_tables(Q, *self._kernel_args(), num_threads=nt)
+
+    # ---- persistence -----------------------------------------------------
+
+    def _meta(self) -> dict:
+        params = self.get_params()
+        rs = params.pop("random_state")
+        params["random_state"] = rs if rs is None or isinstance(rs, int) else None
+        return {"params": params, "inertia": float(self.inertia_), "n_iter": int(self.n_iter_)}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fitted quantiser to ``path`` (pyspec container, kind b"QM")."""
+        self._check_fitted()
+        write_container(path, _KIND, {"codebook": self.codebook_,
+                                      "bounds": self.segment_bounds_}, self._meta())
+
+    @classmethod
+    def _from_parts(cls, arrays: dict, meta: dict, source: str) -> ProductQuantizer:
+        try:
+            params = dict(meta["params"])
+            codebook = arrays["codebook"]
+            bounds = arrays["bounds"]
+            pq = cls(**params)
+            K, D = codebook.shape
+            M = int(params["n_segments"])
+            ok = (codebook.dtype == np.float32 and bounds.dtype == np.int64
+                  and K == int(params["n_centroids"]) and 1 <= K <= _MAX_CENTROIDS
+                  and np.array_equal(bounds, segment_bounds(D, M))
+                  and np.isfinite(codebook).all())
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IndexFormatError(f"{source}: not a valid product quantiser ({exc})") from None
+        if not ok:
+            raise IndexFormatError(f"{source}: product quantiser arrays are inconsistent "
+                                   "(corrupted file?)")
+        pq._set_codebook(np.array(codebook), np.array(bounds))
+        pq.inertia_ = float(meta.get("inertia", np.nan))
+        pq.n_iter_ = int(meta.get("n_iter", 0))
+        return pq
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ProductQuantizer:
+        """Read a quantiser written by :meth:`save`.
+
+        Raises
+        ------
+        IndexFormatError
+            The file is truncated, corrupted or holds another kind of object.
+        """
+        arrays, meta = read_container(path, _KIND)
+        return cls._from_parts(arrays, meta, str(path))
