@@ -30,10 +30,12 @@ def test_unknown_level_rejected():
 
 
 @pytest.mark.parametrize("cap", ["scalar", "avx2"])
-def test_env_cap(cap):
+def test_env_cap(cap, tmp_path):
+    # cwd away from the checkout, so the installed package (with _core) is imported
     out = subprocess.run(
         [sys.executable, "-c", "from pyspec import _core; print(_core.selected_simd_level())"],
-        env={"PYSPEC_SIMD": cap, "PATH": ""}, capture_output=True, text=True, check=True,
+        env={"PYSPEC_SIMD": cap, "PATH": ""}, cwd=tmp_path, capture_output=True, text=True,
+        check=True,
     ).stdout.strip()
     levels = pyspec.available_simd_levels()
     expected = cap if cap in levels else levels[-1]
