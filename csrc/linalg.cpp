@@ -31,6 +31,9 @@ constexpr index_t kSolveColBlock = 256;
 constexpr index_t kTileRows = 128;
 // Spectra per tile of the dense forward pass.
 constexpr index_t kForwardRows = 256;
+// Narrowest column slice per thread when a forward pass has too few rows to
+// share out (keeps each slice a reasonable GEMM).
+constexpr index_t kForwardMinCols = 64;
 
 #ifdef PYSPEC_HAVE_BLAS
 // OpenBLAS runs single-threaded inside our tiles (see linalg.hpp). The
@@ -156,6 +159,31 @@ void gram_accumulate(const float* H, index_t n, index_t L, const float* X, index
     for (index_t j = i + 1; j < L; ++j) G[i * L + j] = G[j * L + i];
 }
 
+// Bias and activation on columns [j0, j1) of a (rows x p) row-major block.
+static void finish_forward(float* out, index_t rows, index_t p, index_t j0, index_t j1,
+                           const float* b, Activation activation) {
+  for (index_t i = 0; i < rows; ++i) {
+    float* o = out + i * p;
+    if (b != nullptr)
+      for (index_t j = j0; j < j1; ++j) o[j] += b[j];
+    switch (activation) {
+      case Activation::kSigmoid:
+        for (index_t j = j0; j < j1; ++j) o[j] = 1.0f / (1.0f + std::exp(-o[j]));
+        break;
+      case Activation::kTanh:
+        for (index_t j = j0; j < j1; ++j) o[j] = std::tanh(o[j]);
+        break;
+      case Activation::kRelu:
+        for (index_t j = j0; j < j1; ++j) o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+        break;
+      case Activation::kIdentity:
+        break;
+    }
+  }
+}
+
+static index_t n_tiles_for(index_t n) { return (n + kForwardRows - 1) / kForwardRows; }
+
 void dense_forward(const float* X, index_t n, index_t d, const float* W, index_t p, const float* b,
                    Activation activation, float* out, int num_threads) {
   check(n >= 0 && d >= 1 && p >= 1, "dense_forward: bad sizes");
@@ -168,32 +196,29 @@ void dense_forward(const float* X, index_t n, index_t d, const float* W, index_t
 #ifdef PYSPEC_HAVE_BLAS
   blas_single_threaded();
 #endif
+  if (n_tiles_for(n) < nt && p >= 2 * kForwardMinCols) {
+    // Fewer row tiles than threads (a single query spectrum, say): split
+    // the output columns instead so every thread streams its own slice of
+    // W, which is what bounds a one-row product. Each column slice is a
+    // single-threaded product of its own.
+    const index_t n_blocks = std::min<index_t>(nt, p / kForwardMinCols);
+#pragma omp parallel for schedule(static) num_threads(nt) if (double(n) * d * p > kParallelMinWork)
+    for (index_t blk = 0; blk < n_blocks; ++blk) {
+      const index_t j0 = blk * p / n_blocks, j1 = (blk + 1) * p / n_blocks;
+      gemm_nn(X, d, n, W + j0, p, j1 - j0, d, out + j0, p);
+      finish_forward(out, n, p, j0, j1, b, activation);
+    }
+    return;
+  }
   // Fixed tiles of kForwardRows spectra, each a single-threaded product
   // followed by bias and activation while the tile is in cache.
-  const index_t n_tiles = (n + kForwardRows - 1) / kForwardRows;
+  const index_t n_tiles = n_tiles_for(n);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (double(n) * d * p > kParallelMinWork)
   for (index_t t = 0; t < n_tiles; ++t) {
     const index_t i0 = t * kForwardRows;
     const index_t rows = std::min(kForwardRows, n - i0);
     gemm_nn(X + i0 * d, d, rows, W, p, p, d, out + i0 * p, p);
-    for (index_t i = i0; i < i0 + rows; ++i) {
-      float* o = out + i * p;
-      if (b != nullptr)
-        for (index_t j = 0; j < p; ++j) o[j] += b[j];
-      switch (activation) {
-        case Activation::kSigmoid:
-          for (index_t j = 0; j < p; ++j) o[j] = 1.0f / (1.0f + std::exp(-o[j]));
-          break;
-        case Activation::kTanh:
-          for (index_t j = 0; j < p; ++j) o[j] = std::tanh(o[j]);
-          break;
-        case Activation::kRelu:
-          for (index_t j = 0; j < p; ++j) o[j] = o[j] > 0.0f ? o[j] : 0.0f;
-          break;
-        case Activation::kIdentity:
-          break;
-      }
-    }
+    finish_forward(out + i0 * p, rows, p, 0, p, b, activation);
   }
 }
 

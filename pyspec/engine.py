@@ -53,24 +53,6 @@ _MODEL_ALIASES = {"pil": "PILHasher", "lsh": "LSHHasher", "itq": "ITQHasher",
 # Output columns of a query, in this order, when the store has them.
 RESULT_COLUMNS = ("id", "file", "ra", "dec", "class", "subclass", "z", "snr_r")
 _DEFAULT_CHUNK = 8192
-# Encoding fewer spectra than this runs on one thread unless num_threads says otherwise:
-# a single spectrum's forward pass is ~2 MFLOP, and on the shared 2-core machine the
-# threaded kernel took 22 ms p50 for one spectrum against 1.4 ms serial (bench/RESULTS.md).
-_ENCODE_SERIAL_BELOW = 64
-
-
-# A single query (Engine.query) over fewer codes than this searches on one thread unless
-# num_threads says otherwise. One thread scans 1M 256-bit codes in ~0.9 ms here; two
-# threads save at most ~0.4 ms on an idle machine, but whenever another process holds
-# the second core the query waits for the scheduler: measured 8-24 ms (multiples of the
-# 4 ms tick) for 1M codes at load ~2 against 0.9-1.6 ms serial (bench/RESULTS.md).
-_SINGLE_QUERY_SERIAL_BELOW = 4_000_000
-
-
-def _encode_threads(x: np.ndarray, num_threads: int | None) -> int | None:
-    if num_threads is None and x.shape[0] < _ENCODE_SERIAL_BELOW:
-        return 1
-    return num_threads
 
 
 def _model_class(name: str) -> type:
@@ -581,13 +563,13 @@ class Engine:
             raise ValueError("a product-quantisation engine searches float spectra; "
                              "it has no binary codes")
         x = as_float_matrix(flux, "flux", n_features=self.n_pixels)
-        return self.model.transform(x, num_threads=_encode_threads(x, num_threads))
+        return self.model.transform(x, num_threads=num_threads)
 
     def search_prepared(self, flux: np.ndarray, k: int, num_threads: int | None = None) -> Any:
         """k-NN of prepared spectra: SearchResult(ids = store rows, distances)."""
         x = as_float_matrix(flux, "flux", n_features=self.n_pixels)
         if self.kind == "hamming":
-            codes = self.model.transform(x, num_threads=_encode_threads(x, num_threads))
+            codes = self.model.transform(x, num_threads=num_threads)
             return self.index.search(codes, k, num_threads=num_threads)
         return self.index.search(x, k, num_threads=num_threads)
 
@@ -624,7 +606,7 @@ class Engine:
 
     # -- queries --------------------------------------------------------------------------------
     def query(self, spectrum: Any, k: int = 10, rerank: int | None = None,
-              num_threads: int | None = None) -> Any:
+              num_threads: int | None = None, columns: str | Sequence[str] = "main") -> Any:
         """Query-by-example for one spectrum.
 
         Parameters
@@ -638,10 +620,16 @@ class Engine:
             Re-rank the best ``rerank`` (>= k) candidates by exact squared L2
             on the stored spectra; distances are then float squared L2.
         num_threads : int, optional
-            Threads for encoding and search. Default: one thread for engines of
-            fewer than 4,000,000 spectra (a single query's scan takes about a
-            millisecond per million codes, and a second thread only helps when
-            a core is idle), all cores above.
+            Threads for encoding and search. Default: all cores (or
+            ``OMP_NUM_THREADS``): a one-spectrum forward pass splits W's
+            columns and the scan splits the codes across threads. On a
+            machine whose cores are busy with other work, ``num_threads=1``
+            avoids waiting for the scheduler (measured 8-24 ms instead of
+            ~1 ms for 1M codes on a loaded 2-core machine).
+        columns : "main", "all" or list of str
+            Store metadata columns to include: "main" (default) is id, file,
+            ra, dec, class, subclass, z and snr_r; "all" every stored column
+            (each column adds ~50 us of astropy Table construction).
 
         Returns
         -------
@@ -660,8 +648,6 @@ class Engine:
         if isinstance(spectrum, np.ndarray) and spectrum.ndim != 1:
             raise ValueError(f"query() takes one spectrum; got an array of shape {spectrum.shape}, "
                              "use query_batch()")
-        if num_threads is None and len(self) < _SINGLE_QUERY_SERIAL_BELOW:
-            num_threads = 1
         flux, metas, rejects = self.prepare(spectrum)
         if rejects:
             from pyspec.errors import SpectrumCoverageError
@@ -669,7 +655,7 @@ class Engine:
             name, reason = rejects[0]
             raise SpectrumCoverageError(f"{name}: cannot be prepared on the engine's grid: "
                                         f"{reason}")
-        table = self._neighbour_table(flux, k, rerank, num_threads)
+        table = self._neighbour_table(flux, k, rerank, num_threads, columns)
         table.meta["query"] = {k2: _plain(v) for k2, v in metas[0].items()
                                if k2 in ("id", "file", "ra", "dec", "class", "subclass", "z")}
         table.meta["query_flux_available"] = True
@@ -677,14 +663,15 @@ class Engine:
         return table
 
     def query_batch(self, spectra: Any, k: int = 10, rerank: int | None = None,
-                    num_threads: int | None = None) -> Any:
+                    num_threads: int | None = None,
+                    columns: str | Sequence[str] = "main") -> Any:
         """Query-by-example for many spectra at once (one table, ``query_index`` column).
 
         Inputs that cannot be read or prepared are skipped and listed in
         ``table.meta["rejects"]`` as [name, reason] pairs.
         """
         flux, metas, rejects = self.prepare(spectra)
-        table = self._neighbour_table(flux, k, rerank, num_threads)
+        table = self._neighbour_table(flux, k, rerank, num_threads, columns)
         qid = np.array([str(m.get("id", i)) if m.get("id") is not None else str(i)
                         for i, m in enumerate(metas)] or [""])
         if len(table):
@@ -696,7 +683,7 @@ class Engine:
         return table
 
     def _neighbour_table(self, flux: np.ndarray, k: int, rerank: int | None,
-                         num_threads: int | None) -> Any:
+                         num_threads: int | None, columns: str | Sequence[str] = "main") -> Any:
         k = check_k(k)
         unit = self.distance_unit
         if rerank is not None:
@@ -711,7 +698,19 @@ class Engine:
         qidx = np.nonzero(valid)[0]
         rank = (np.cumsum(valid, axis=1) - 1)[valid] + 1
         rows = ids[valid]
-        values, units, descriptions = self._meta_cols.columns(rows)
+        if columns == "main":
+            wanted: Sequence[str] | None = RESULT_COLUMNS
+        elif columns == "all":
+            wanted = None
+        elif isinstance(columns, str):
+            raise ValueError(f"columns must be 'main', 'all' or a list of names, got {columns!r}")
+        else:
+            unknown = set(columns) - set(self._meta_cols.colnames)
+            if unknown:
+                raise ValueError(f"unknown metadata column(s) {sorted(unknown)}; "
+                                 f"the engine has {self._meta_cols.colnames}")
+            wanted = list(columns)
+        values, units, descriptions = self._meta_cols.columns(rows, wanted)
         # one Table construction, main columns first (astropy column edits are slow and a
         # single query's latency budget is a few milliseconds)
         cols = {"query_index": qidx.astype(np.int64), "rank": rank.astype(np.int32)}

@@ -172,3 +172,18 @@ def test_errors(engine, store, tmp_path) -> None:
     with pytest.raises(ValueError, match="pixels"):
         Engine.build(store, fitted_elsewhere, out=tmp_path / "e2")
     assert issubclass(IndexFormatError, PyspecError)
+
+
+def test_query_metadata_columns(engine, store) -> None:
+    path = str(store.meta["file"][0])
+    main = engine.query(path, k=3)
+    every = engine.query(path, k=3, columns="all")
+    some = engine.query(path, k=3, columns=["ra"])
+    assert set(main.colnames) < set(every.colnames)
+    assert set(every.colnames) >= set(store.meta.colnames)
+    assert "ra" in some.colnames and "class" not in some.colnames
+    np.testing.assert_array_equal(main["row"], every["row"])
+    with pytest.raises(ValueError, match="unknown metadata column"):
+        engine.query(path, k=3, columns=["nope"])
+    with pytest.raises(ValueError, match="'main', 'all'"):
+        engine.query(path, k=3, columns="everything")
