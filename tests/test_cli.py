@@ -11,12 +11,9 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-# The demo and engines need the PIL hasher (issue 5); until that lands, say so.
-pytest.importorskip("pyspec.models.pil", reason="pyspec.models.pil (issue 5) not merged yet")
-
-from pyspec.catalogue import read_catalogue  # noqa: E402
-from pyspec.cli import main  # noqa: E402
-from pyspec.data import sample_files  # noqa: E402
+from pyspec.catalogue import read_catalogue
+from pyspec.cli import main
+from pyspec.data import sample_files
 
 QUERY = "spec-57278-EG224429N215706B01_sp01-001.fits.gz"
 
@@ -188,12 +185,6 @@ def test_engine_from_a_different_grid(demo_dir, tmp_path, capsys) -> None:
 
 def test_search_measure(demo_dir, tmp_path, capsys) -> None:
     """--measure appends the line-measurement columns (when that module is installed)."""
-    from pyspec.commands.search import _add_measurements
-
-    try:
-        _add_measurements()
-    except ValueError:
-        pytest.skip("pyspec's line-measurement module is not in this installation")
     code, _, err = run_cli(capsys, "search", "--engine", demo_dir / "engine", "--queries",
                            demo_dir / "queries.ecsv", "-k", "2", "--measure",
                            "--out", tmp_path / "m.ecsv")

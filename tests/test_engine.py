@@ -12,16 +12,13 @@ import shutil
 import numpy as np
 import pytest
 
-# The engine needs the PIL hasher (issue 5); until that lands on a branch, say so.
-pytest.importorskip("pyspec.models.pil", reason="pyspec.models.pil (issue 5) not merged yet")
-
-from pyspec._bits import unpack_bits  # noqa: E402
-from pyspec.commands.demo import build_sample_store  # noqa: E402
-from pyspec.data import sample_files  # noqa: E402
-from pyspec.engine import Engine  # noqa: E402
-from pyspec.errors import FitsFormatError, IndexFormatError, PyspecError  # noqa: E402
-from pyspec.models.pil import PILHasher  # noqa: E402
-from pyspec.workflows import catalogue_search  # noqa: E402
+from pyspec._bits import unpack_bits
+from pyspec.commands.demo import build_sample_store
+from pyspec.data import sample_files
+from pyspec.engine import Engine
+from pyspec.errors import FitsFormatError, IndexFormatError, PyspecError
+from pyspec.models.pil import PILHasher
+from pyspec.workflows import catalogue_search
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +124,9 @@ def test_catalogue_search_on_real_engine_vs_brute_force(engine, store) -> None:
 
 
 def test_pq_engine(store, tmp_path) -> None:
-    pq_module = pytest.importorskip("pyspec.models.pq", reason="PQ (issue 4) not merged yet")
-    pq = pq_module.ProductQuantizer(n_segments=8, n_centroids=16, random_state=0)
+    from pyspec.models.pq import ProductQuantizer
+
+    pq = ProductQuantizer(n_segments=8, n_centroids=16, random_state=0)
     eng = Engine.build(store, pq, out=tmp_path / "pq")
     assert Engine.open(eng.path).kind == "pq" and eng.metric == "l2"
     table = eng.query(np.asarray(store.flux[7]), k=5, rerank=40)
