@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pyspec import LSHHasher, PILHasher
-from pyspec.evaluate import euclidean_recall, synthetic_labelled_spectra
+from pyspec.evaluate import euclidean_recall, precision_recall, synthetic_labelled_spectra
 
 
 class PILFit:
@@ -42,7 +42,8 @@ class PILTransform:
 
 
 class HashQuality:
-    """Euclidean 10-NN recall among the 100 Hamming-nearest (higher is better)."""
+    """Hash quality (higher is better): Euclidean 10-NN recall among the 100
+    Hamming-nearest, and class precision of the 10 Hamming-nearest."""
 
     params = ([32, 64, 128, 256], ["pil", "lsh"])
     param_names = ["n_bits", "hasher"]
@@ -50,10 +51,20 @@ class HashQuality:
     timeout = 300
 
     def setup(self, n_bits, hasher):
-        self.X, _ = synthetic_labelled_spectra(3000, 800, n_classes=8, noise=0.05, random_state=1)
+        self.X, self.y = synthetic_labelled_spectra(3000, 800, n_classes=8, noise=0.05,
+                                                    random_state=1)
 
-    def track_recall_10_at_100(self, n_bits, hasher):
+    def _codes(self, n_bits, hasher):
         model = (PILHasher(n_bits=n_bits, hidden=(512, 384), random_state=0) if hasher == "pil"
                  else LSHHasher(n_bits=n_bits, random_state=0))
-        codes = model.fit_transform(self.X)
-        return euclidean_recall(codes, self.X, k=10, n_candidates=100, n_queries=300)
+        return model.fit_transform(self.X)
+
+    def track_precision_at_10(self, n_bits, hasher):
+        """Fraction of the 10 Hamming-nearest spectra with the query's class."""
+        pr = precision_recall(self._codes(n_bits, hasher), self.y, cutoffs=np.array([10]),
+                              n_queries=300)
+        return float(pr["precision"][0])
+
+    def track_recall_10_at_100(self, n_bits, hasher):
+        return euclidean_recall(self._codes(n_bits, hasher), self.X, k=10, n_candidates=100,
+                                n_queries=300)
