@@ -76,6 +76,13 @@ void gemm_tn(const float* A, index_t lda, index_t m, const float* B, index_t ldb
 void gemm_nn(const float* A, index_t lda, index_t m, const float* B, index_t ldb, index_t p,
              index_t k, float* out, index_t ldo) {
 #ifdef PYSPEC_HAVE_BLAS
+  if (m == 1) {
+    // One row (a query spectrum): out = B^T a, OpenBLAS's GEMV streams B
+    // once with less set-up than a 1-row GEMM.
+    scipy_cblas_sgemv(CblasRowMajor, CblasTrans, blasint(k), blasint(p), 1.0f, B, blasint(ldb),
+                      A, 1, 0.0f, out, 1);
+    return;
+  }
   scipy_cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, blasint(m), blasint(p), blasint(k),
                     1.0f, A, blasint(lda), B, blasint(ldb), 0.0f, out, blasint(ldo));
 #else
