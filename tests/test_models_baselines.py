@@ -9,18 +9,7 @@ from sklearn.base import clone
 from pyspec import ITQHasher, LSHHasher, NotFittedError
 from pyspec._bits import pack_bits, unpack_bits
 from pyspec.evaluate import synthetic_labelled_spectra
-
-
-class ChunkSource:
-    def __init__(self, flux: np.ndarray) -> None:
-        self._flux = flux
-
-    def __len__(self) -> int:
-        return len(self._flux)
-
-    def iter_chunks(self, chunk_size: int):
-        for s in range(0, len(self._flux), chunk_size):
-            yield s, self._flux[s:s + chunk_size], None
+from sources import ChunkSource
 
 
 @pytest.fixture(scope="module")

@@ -9,23 +9,9 @@ from sklearn.base import clone
 from pyspec import IndexFormatError, LSHHasher, NotFittedError, PILHasher
 from pyspec._bits import pack_bits, unpack_bits
 from pyspec.evaluate import euclidean_recall, synthetic_labelled_spectra
+from sources import ChunkSource
 
 HIDDEN = (128, 96)
-
-
-class ChunkSource:
-    """Minimal SpectrumStore stand-in: only len() and iter_chunks()."""
-
-    def __init__(self, flux: np.ndarray) -> None:
-        self._flux = flux
-
-    def __len__(self) -> int:
-        return len(self._flux)
-
-    def iter_chunks(self, chunk_size: int):
-        for s in range(0, len(self._flux), chunk_size):
-            f = self._flux[s:s + chunk_size]
-            yield s, f, np.ones_like(f)
 
 
 @pytest.fixture(scope="module")
