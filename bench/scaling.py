@@ -37,6 +37,7 @@ import traceback
 from pathlib import Path
 
 import numpy as np
+from timing import best_time
 
 HERE = Path(__file__).resolve().parent
 
@@ -44,15 +45,6 @@ HERE = Path(__file__).resolve().parent
 def _threads_default() -> list[int]:
     cores = os.cpu_count() or 1
     return [t for t in (1, 2, 4, 8, 16) if t <= cores] or [1]
-
-
-def _timeit(fn, repeat: int = 1) -> float:
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def _kw_threads(fn, num_threads: int) -> dict:
@@ -68,7 +60,7 @@ def read_bandwidth(n_bytes: int = 512 * 2**20) -> float:
     """NumPy single-thread read bandwidth (bytes/s): sum of a uint64 array."""
     a = np.ones(n_bytes // 8, np.uint64)
     a.sum()
-    return n_bytes / _timeit(a.sum, repeat=3)
+    return n_bytes / best_time(a.sum, repeat=3)
 
 
 class SkipStage(RuntimeError):
@@ -144,7 +136,7 @@ def st_simulate(ctx, n, t):
     sim = Simulator(grid=np.geomspace(3900.0, 8900.0, ctx.args.n_pixels), seed=1,
                     num_threads=t)
     sim.generate(0, 16)
-    return _timeit(lambda: [None for _ in sim.iter_chunks(n, 8192)])
+    return best_time(lambda: [None for _ in sim.iter_chunks(n, 8192)], repeat=1)
 
 
 def st_preprocess(ctx, n, t):
@@ -161,7 +153,7 @@ def st_preprocess(ctx, n, t):
         spectra += [Spectrum(wl, b.flux[i], b.ivar[i], b.ivar[i] <= 0, {"id": str(i)})
                     for i in range(len(b))]
     prep = Preprocessor(grid="pq-2A")
-    return _timeit(lambda: prep.apply(spectra))
+    return best_time(lambda: prep.apply(spectra), repeat=1)
 
 
 def st_ingest(ctx, n, t):
@@ -184,7 +176,7 @@ def st_ingest(ctx, n, t):
             ingest([root / "fits"], root / f"store{count[0]}", grid="pq-2A", workers=t,
                    progress=False)
 
-        return _timeit(once)
+        return best_time(once, repeat=1)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -194,7 +186,7 @@ def st_pil_fit(ctx, n, t):
 
     x = ctx.spectra(n)
     h = PILHasher(n_bits=256, random_state=0)
-    secs = _timeit(lambda: h.fit(x, **_kw_threads(h.fit, t)))
+    secs = best_time(lambda: h.fit(x, **_kw_threads(h.fit, t)), repeat=1)
     if ctx.hasher is None or n >= ctx.fit_n:
         ctx.hasher, ctx.fit_n = h, n
     return secs
@@ -206,7 +198,7 @@ def st_encode(ctx, n, t):
     if h is None:
         raise SkipStage("needs pil_fit")
     out = {}
-    secs = _timeit(lambda: out.setdefault("c", h.transform(x, **_kw_threads(h.transform, t))))
+    secs = best_time(lambda: out.setdefault("c", h.transform(x, **_kw_threads(h.transform, t))), repeat=1)
     ctx.codes = out["c"]
     if hasattr(h, "embed"):
         ctx.embed = h.embed(x[: ctx.args.max_graph_n])
@@ -229,7 +221,7 @@ def st_hamming_build(ctx, n, t):
     from pyspec import HammingIndex
 
     codes = ctx.tiled_codes(n)
-    return _timeit(lambda: HammingIndex(n_bits=256).add(codes))
+    return best_time(lambda: HammingIndex(n_bits=256).add(codes), repeat=1)
 
 
 def st_hamming_scan_1q(ctx, n, t):
@@ -237,14 +229,14 @@ def st_hamming_scan_1q(ctx, n, t):
     index, codes = _hamming(ctx, n)
     q = codes[:10]
     index.search(q[:1], 10, num_threads=t)
-    secs = _timeit(lambda: [index.search(q[i:i + 1], 10, num_threads=t) for i in range(10)])
+    secs = best_time(lambda: [index.search(q[i:i + 1], 10, num_threads=t) for i in range(10)], repeat=1)
     return secs / 10
 
 
 def st_hamming_batch(ctx, n, t):
     index, codes = _hamming(ctx, n)
     q = codes[:ctx.args.queries]
-    return _timeit(lambda: index.search(q, 10, num_threads=t))
+    return best_time(lambda: index.search(q, 10, num_threads=t), repeat=1)
 
 
 def st_pq_train(ctx, n, t):
@@ -252,7 +244,7 @@ def st_pq_train(ctx, n, t):
 
     x = ctx.spectra(n)
     pq = ProductQuantizer(n_segments=ctx.args.pq_segments, n_centroids=256, random_state=0)
-    secs = _timeit(lambda: pq.fit(x, **_kw_threads(pq.fit, t)))
+    secs = best_time(lambda: pq.fit(x, **_kw_threads(pq.fit, t)), repeat=1)
     ctx.pq = pq
     return secs
 
@@ -261,7 +253,7 @@ def st_pq_encode(ctx, n, t):
     if ctx.pq is None:
         raise SkipStage("needs pq_train")
     x = ctx.spectra(n)
-    return _timeit(lambda: ctx.pq.encode(x, **_kw_threads(ctx.pq.encode, t)))
+    return best_time(lambda: ctx.pq.encode(x, **_kw_threads(ctx.pq.encode, t)), repeat=1)
 
 
 def st_pq_search(ctx, n, t):
@@ -273,7 +265,7 @@ def st_pq_search(ctx, n, t):
     index = PQIndex(ctx.pq)
     index.add(x)
     q = x[:ctx.args.queries]
-    return _timeit(lambda: index.search(q, 10, num_threads=t))
+    return best_time(lambda: index.search(q, 10, num_threads=t), repeat=1)
 
 
 def _embedding(ctx, n):
@@ -299,7 +291,7 @@ def st_graph_build(ctx, n, t):
         g.add(e, num_threads=t)
         ctx.graph = g
 
-    return _timeit(build)
+    return best_time(build, repeat=1)
 
 
 def st_graph_search(ctx, n, t):
@@ -307,7 +299,7 @@ def st_graph_search(ctx, n, t):
     if g is None or len(g) != n:
         raise SkipStage("needs graph_build at this size")
     q = _embedding(ctx, n)[0][:ctx.args.queries]
-    return _timeit(lambda: g.search(q, 10, num_threads=t))
+    return best_time(lambda: g.search(q, 10, num_threads=t), repeat=1)
 
 
 STAGES = [

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from timing import best_time
 
 NAME = "graph"
 _FIGURE = Path(__file__).resolve().parents[1] / "figures" / "graph_recall_qps.png"
@@ -36,16 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--graph-n", type=int, default=50_000, help="database spectra (default 50k)")
     g.add_argument("--graph-queries", type=int, default=500, help="held-out queries")
     g.add_argument("--graph-plot", default=str(_FIGURE), help="PNG to write ('' for none)")
-
-
-def _best_time(fn, repeats: int = 3) -> float:
-    fn()
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def _recall(found: np.ndarray, truth: np.ndarray) -> float:
@@ -97,12 +88,12 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     index = HammingIndex(n_bits=256)
     index.add(codes_db)
-    t = _best_time(lambda: index.search(codes_q, k, num_threads=1))
+    t = best_time(warmup=True, fn=lambda: index.search(codes_q, k, num_threads=1))
     add("pyspec HammingIndex (exact scan)", "256 bits", index.search(codes_q, k).ids, t)
 
     fbin = faiss.IndexBinaryFlat(256)
     fbin.add(codes_db.view(np.uint8))
-    t = _best_time(lambda: fbin.search(codes_q.view(np.uint8), k))
+    t = best_time(warmup=True, fn=lambda: fbin.search(codes_q.view(np.uint8), k))
     add("faiss IndexBinaryFlat", "256 bits", fbin.search(codes_q.view(np.uint8), k)[1], t)
 
     t0 = time.perf_counter()
@@ -115,20 +106,20 @@ def run(args: argparse.Namespace) -> list[dict]:
     fh.add(emb_db)
     faiss_build = time.perf_counter() - t0
     for ef in (10, 20, 40, 80, 160, 320):
-        t = _best_time(lambda: graph.search(emb_q, k, num_threads=1, ef=ef))
+        t = best_time(warmup=True, fn=lambda: graph.search(emb_q, k, num_threads=1, ef=ef))
         add("pyspec GraphIndex (hnswlib)", f"ef={ef}", graph.search(emb_q, k, ef=ef).ids, t,
             graph_build)
         fh.hnsw.efSearch = ef
-        t = _best_time(lambda: fh.search(emb_q, k))
+        t = best_time(warmup=True, fn=lambda: fh.search(emb_q, k))
         add("faiss IndexHNSWFlat", f"ef={ef}", fh.search(emb_q, k)[1], t, faiss_build)
 
     flat_emb = faiss.IndexFlatL2(emb_db.shape[1])
     flat_emb.add(emb_db)
-    t = _best_time(lambda: flat_emb.search(emb_q, k))
+    t = best_time(warmup=True, fn=lambda: flat_emb.search(emb_q, k))
     add("faiss IndexFlatL2 on embeddings", "exact", flat_emb.search(emb_q, k)[1], t)
     flat = faiss.IndexFlatL2(db.shape[1])
     flat.add(db)
-    t = _best_time(lambda: flat.search(q, k))
+    t = best_time(warmup=True, fn=lambda: flat.search(q, k))
     add("faiss IndexFlatL2 on spectra", "exact", flat.search(q, k)[1], t)
 
     if args.graph_plot and not args.quick:

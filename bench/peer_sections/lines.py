@@ -10,9 +10,9 @@ redshift.  Ratio = peer time / pyspec time (> 1: pyspec faster).
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from timing import best_time
 
 NAME = "lines"
 
@@ -20,15 +20,6 @@ NAME = "lines"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lines-n", type=int, default=1000,
                         help="spectra per batch for the lines section (default 1000)")
-
-
-def _best(fn, repeat=3):
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -57,8 +48,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     def ours():
         lines.find_lines((w, flux, ivar))
 
-    t_peer, t_ours = _best(peer), _best(ours)
-    t_all = _best(lambda: measure((w, flux, ivar)), repeat=1)
+    t_peer, t_ours = best_time(peer), best_time(ours)
+    t_all = best_time(lambda: measure((w, flux, ivar)), repeat=1)
     return [
         {"case": f"continuum+peaks n={n}", "pyspec": t_ours, "peer": t_peer,
          "ratio": t_peer / t_ours, "peer_name": "scipy median_filter+find_peaks"},

@@ -11,9 +11,9 @@ faster).
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from timing import best_time
 
 NAME = "simulate"
 
@@ -21,15 +21,6 @@ NAME = "simulate"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--simulate-n", type=int, default=8192,
                         help="spectra for the simulate section (default 8192)")
-
-
-def _best(fn, repeat: int = 3) -> float:
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def _numpy_loop(sim, params) -> None:
@@ -68,8 +59,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                     templates=load_library([SAMPLE_DIR]))
     sim.generate(0, 8)  # compile / load the numba cache
     params = sim.parameters(0, n)
-    t_py = _best(lambda: sim.render(params))
-    t_np = _best(lambda: _numpy_loop(sim, params), repeat=1 if n > 1000 else 3)
+    t_py = best_time(lambda: sim.render(params))
+    t_np = best_time(lambda: _numpy_loop(sim, params), repeat=1 if n > 1000 else 3)
     return [{"case": f"render {n} x 2500 px", "pyspec": t_py, "peer": t_np,
              "ratio": t_np / t_py, "peer_name": "numpy loop (np.interp, rng.normal)",
              "pyspec_spectra_per_s": n / t_py}]
