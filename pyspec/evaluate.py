@@ -42,22 +42,6 @@ def _check_codes(codes: object, name: str = "codes") -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def hamming_distances(queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """All pairwise Hamming distances, int32 (n_queries, n_codes).
-
-    NumPy reference with ``np.bitwise_xor`` and ``np.bitwise_count`` (the
-    rankings themselves use the compiled Hamming engine).
-    """
-    q = _check_codes(queries, "queries")
-    c = _check_codes(codes)
-    if q.shape[1] != c.shape[1]:
-        raise ValueError(f"queries have {q.shape[1]} words per code, codes {c.shape[1]}")
-    out = np.zeros((q.shape[0], c.shape[0]), dtype=np.int32)
-    for w in range(q.shape[1]):
-        out += np.bitwise_count(q[:, w, None] ^ c[None, :, w]).astype(np.int32)
-    return out
-
-
 def _index(codes: np.ndarray):
     """pyspec.HammingIndex over ``codes`` with ids 0..n-1."""
     from pyspec.index.hamming import HammingIndex
