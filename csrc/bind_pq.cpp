@@ -146,12 +146,12 @@ void check_bounds(const Arr<std::int64_t>& bounds, std::int64_t D) {
 }  // namespace
 
 void bind_pq(py::module_& m) {
-  m.def("pq_encode", &encode<std::uint8_t>, py::arg("X").noconvert(), py::arg("ctb").noconvert(),
+  m.def("pq_encode", &encode<std::uint8_t>, py::arg("X").noconvert(), py::arg("ct").noconvert(),
         py::arg("cnorm").noconvert(), py::arg("bounds").noconvert(), py::arg("n_centroids"),
         py::arg("with_best") = false, py::arg("num_threads") = 0,
         "Nearest centroid per segment, uint8 codes (K <= 256); see ProductQuantizer.encode.");
   m.def("pq_encode16", &encode<std::uint16_t>, py::arg("X").noconvert(),
-        py::arg("ctb").noconvert(), py::arg("cnorm").noconvert(), py::arg("bounds").noconvert(),
+        py::arg("ct").noconvert(), py::arg("cnorm").noconvert(), py::arg("bounds").noconvert(),
         py::arg("n_centroids"), py::arg("with_best") = false, py::arg("num_threads") = 0,
         "Nearest centroid per segment, uint16 codes; see ProductQuantizer.encode.");
   m.def(

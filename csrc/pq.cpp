@@ -29,6 +29,11 @@ constexpr std::int64_t kScanBlock = 1024;
 // Bytes of ADC tables kept per query group (fits L2 with the code block).
 constexpr std::int64_t kTableBudget = 512 * 1024;
 constexpr std::int64_t kMaxQueryGroup = 16;
+// Queries per table-kernel call: the ISA kernels tile up to 8 queries on
+// each codebook block read.
+constexpr std::int64_t kTableTile = 8;
+// A group's vertical table (pq.hpp) may not exceed this.
+constexpr std::int64_t kVTableMaxBytes = std::int64_t(64) << 20;
 // Below this many table lookups (nq * n * M) a scan runs on one thread: the
 // cost of starting a team exceeds the work.
 constexpr std::int64_t kParallelMinLookups = std::int64_t(1) << 20;
@@ -65,23 +70,29 @@ void assign_scalar(const float* x, std::int64_t ldx, std::int64_t n, std::int64_
   }
 }
 
-void table_scalar(const PQCodebook& cb, const float* q, float* out) {
+void table_scalar(const PQCodebook& cb, const float* Q, std::int64_t nq, std::int64_t ldq,
+                  std::int64_t m0, std::int64_t m1, float* out, std::int64_t ldo) {
   float acc[kCentroidBlock];
-  for (std::int64_t m = 0; m < cb.M; ++m) {
+  for (std::int64_t m = m0; m < m1; ++m) {
     const std::int64_t s = cb.bounds[m], L = cb.bounds[m + 1] - s;
-    const float* ct = cb.ct + cb.Kp * s;
-    for (std::int64_t j0 = 0; j0 < cb.K; j0 += kCentroidBlock) {
-      for (std::int64_t t = 0; t < kCentroidBlock; ++t) acc[t] = 0.0f;
-      for (std::int64_t d = 0; d < L; ++d) {
-        const float qd = q[s + d];
-        const float* c = ct + d * cb.Kp + j0;
-        for (std::int64_t t = 0; t < kCentroidBlock; ++t) {
-          const float diff = qd - c[t];
-          acc[t] = std::fma(diff, diff, acc[t]);
+    const float* seg = cb.ct + cb.Kp * s;
+    for (std::int64_t q = 0; q < nq; ++q) {
+      const float* qs = Q + q * ldq + s;
+      float* o = out + q * ldo + m * cb.K;
+      for (std::int64_t j0 = 0; j0 < cb.K; j0 += kCentroidBlock) {
+        for (std::int64_t t = 0; t < kCentroidBlock; ++t) acc[t] = 0.0f;
+        const float* blk = seg + j0 * L;
+        for (std::int64_t d = 0; d < L; ++d) {
+          const float qd = qs[d];
+          const float* c = blk + d * kCentroidBlock;
+          for (std::int64_t t = 0; t < kCentroidBlock; ++t) {
+            const float diff = qd - c[t];
+            acc[t] = std::fma(diff, diff, acc[t]);
+          }
         }
+        const std::int64_t nt = std::min<std::int64_t>(kCentroidBlock, cb.K - j0);
+        for (std::int64_t t = 0; t < nt; ++t) o[j0 + t] = acc[t];
       }
-      const std::int64_t nt = std::min<std::int64_t>(kCentroidBlock, cb.K - j0);
-      for (std::int64_t t = 0; t < nt; ++t) out[m * cb.K + j0 + t] = acc[t];
     }
   }
 }
@@ -131,6 +142,153 @@ void adc_scalar(const float* table, std::int64_t M, std::int64_t K, const Code* 
     float s = 0.0f;
     for (std::int64_t m = 0; m < M; ++m) s += table[m * K + c[m]];
     out[i] = s;
+  }
+}
+
+// Vertical ADC, portable version (see pq.hpp). The 16-lane inner loop is
+// plain float adds, which the compiler vectorises with baseline SSE2.
+template <class Code>
+void vadc_scalar(const float* vt, std::int64_t M, std::int64_t K, const Code* codes,
+                 std::int64_t n, float* out) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const Code* c = codes + i * M;
+    float acc[kVLanes] = {};
+    for (std::int64_t m = 0; m < M; ++m) {
+      const float* e = vt + (m * K + c[m]) * kVLanes;
+      for (std::int64_t q = 0; q < kVLanes; ++q) acc[q] += e[q];
+    }
+    for (std::int64_t q = 0; q < kVLanes; ++q) out[i * kVLanes + q] = acc[q];
+  }
+}
+
+// Per-query scan for tables that overflow L1 with small K (the study's
+// finest split, 1250 segments x 256 centroids = 1.25 MB of table): rows are
+// summed over kGroupTableBytes of table at a time, so those segments' rows
+// stay in L1 while the block of database rows passes, and each row's
+// partial sum is carried in out[] to the next group. Every row still adds
+// its segments in order m = 0..M-1 (measured 2.5x the plain interleaved scan
+// at M = 1250).
+constexpr std::int64_t kGroupTableBytes = 8 * 1024;
+constexpr std::int64_t kGroupedMinTableBytes = 128 * 1024;
+constexpr int kGroupRows = 8;
+
+inline bool use_grouped_scan(std::int64_t M, std::int64_t K) {
+  return M * K * 4 > kGroupedMinTableBytes && kGroupTableBytes / (K * 4) >= 4;
+}
+
+// Early exit. Tables built from spectra hold sums of squares (>= 0), so a
+// row's partial sum never decreases as segments are added (float addition
+// of a non-negative number is monotone). Once it exceeds `bound`, the k-th
+// best distance so far, the row cannot enter the top-k and its remaining
+// segments can be skipped. The scans below leave such rows with a partial
+// sum > bound and every other row with its exact sum, so the top-k (and
+// every reported distance) is the same as from a full scan.
+//
+// Per-query scan with early exit: rows are summed one 64-bit code word
+// (8 / sizeof(Code) segments) at a time; after each word only the rows
+// still <= bound go on, their indices compacted into `idx` (scratch, n
+// entries), four surviving rows interleaved. On random codes (the
+// benchmark's worst case) about 40% of the lookups remain.
+template <class Code>
+void adc_survivors(const float* table, std::int64_t M, std::int64_t K, const Code* codes,
+                   std::int64_t n, float bound, float* out, std::int32_t* idx) {
+  constexpr std::int64_t kStep = 8 / sizeof(Code);
+  constexpr int kBits = 8 * sizeof(Code);
+  constexpr std::uint64_t kMask = (std::uint64_t(1) << kBits) - 1;
+  for (std::int64_t i = 0; i < n; ++i) {
+    out[i] = 0.0f;
+    idx[i] = static_cast<std::int32_t>(i);
+  }
+  std::int64_t cnt = n;
+  for (std::int64_t m0 = 0; m0 < M && cnt > 0; m0 += kStep) {
+    const std::int64_t m1 = std::min(M, m0 + kStep);
+    std::int64_t keep = 0, j = 0;
+    if (m1 - m0 == kStep) {
+      const float* t = table + m0 * K;
+      for (; j + 4 <= cnt; j += 4) {
+        // idx[j..j+3] are read before any write: keep <= j always.
+        const std::int64_t r0 = idx[j], r1 = idx[j + 1], r2 = idx[j + 2], r3 = idx[j + 3];
+        std::uint64_t w0, w1, w2, w3;
+        std::memcpy(&w0, codes + r0 * M + m0, 8);
+        std::memcpy(&w1, codes + r1 * M + m0, 8);
+        std::memcpy(&w2, codes + r2 * M + m0, 8);
+        std::memcpy(&w3, codes + r3 * M + m0, 8);
+        float s0 = out[r0], s1 = out[r1], s2 = out[r2], s3 = out[r3];
+        for (int u = 0; u < kStep; ++u) {
+          const float* tu = t + u * K;
+          s0 += tu[(w0 >> (kBits * u)) & kMask];
+          s1 += tu[(w1 >> (kBits * u)) & kMask];
+          s2 += tu[(w2 >> (kBits * u)) & kMask];
+          s3 += tu[(w3 >> (kBits * u)) & kMask];
+        }
+        out[r0] = s0;
+        out[r1] = s1;
+        out[r2] = s2;
+        out[r3] = s3;
+        idx[keep] = static_cast<std::int32_t>(r0);
+        keep += s0 <= bound;
+        idx[keep] = static_cast<std::int32_t>(r1);
+        keep += s1 <= bound;
+        idx[keep] = static_cast<std::int32_t>(r2);
+        keep += s2 <= bound;
+        idx[keep] = static_cast<std::int32_t>(r3);
+        keep += s3 <= bound;
+      }
+    }
+    for (; j < cnt; ++j) {
+      const std::int64_t r = idx[j];
+      float acc = out[r];
+      for (std::int64_t m = m0; m < m1; ++m) acc += table[m * K + codes[r * M + m]];
+      out[r] = acc;
+      idx[keep] = static_cast<std::int32_t>(r);
+      keep += acc <= bound;
+    }
+    cnt = keep;
+  }
+}
+
+// Smallest query group for which one vertical scan beats that many
+// per-query scans, from per-step costs measured on Zen 4 (bench/RESULTS.md,
+// "PQ scan paths"): a vertical step (one 64-byte table load per row and
+// segment) ~3.3 cycles while the vertical table fits 8 MB of cache, ~13
+// beyond; a per-query lookup ~0.7 cycles with the table in L1, ~1.1 for the
+// segment-grouped scan and ~1.5 from L2. E.g. 5 queries at 25 x 256, 3 at
+// 25 x 3200, 12 at 1250 x 256.
+inline std::int64_t vertical_min_queries(std::int64_t M, std::int64_t K) {
+  const std::int64_t table_bytes = M * K * 4;
+  const double per_query = table_bytes <= 32 * 1024 ? 0.7 : use_grouped_scan(M, K) ? 1.1 : 1.5;
+  const double vertical = table_bytes * kVLanes <= (std::int64_t(8) << 20) ? 3.3 : 13.0;
+  return static_cast<std::int64_t>(std::ceil(vertical / per_query));
+}
+
+template <class Code>
+void adc_grouped(const float* table, std::int64_t M, std::int64_t K, const Code* codes,
+                 std::int64_t n, float bound, float* out) {
+  const std::int64_t G = kGroupTableBytes / (K * 4);
+  for (std::int64_t i = 0; i < n; ++i) out[i] = 0.0f;
+  for (std::int64_t m0 = 0; m0 < M; m0 += G) {
+    const std::int64_t m1 = std::min(M, m0 + G);
+    std::int64_t i = 0;
+    for (; i + kGroupRows <= n; i += kGroupRows) {
+      const Code* c = codes + i * M;
+      float acc[kGroupRows];
+      float low = kInf;
+      for (int r = 0; r < kGroupRows; ++r) {
+        acc[r] = out[i + r];
+        low = std::min(low, acc[r]);
+      }
+      if (low > bound) continue;  // early exit (pq.hpp): all rows out of the top-k
+      const float* t = table + m0 * K;
+      for (std::int64_t m = m0; m < m1; ++m, t += K)
+        for (int r = 0; r < kGroupRows; ++r) acc[r] += t[c[r * M + m]];
+      for (int r = 0; r < kGroupRows; ++r) out[i + r] = acc[r];
+    }
+    for (; i < n; ++i) {
+      const Code* c = codes + i * M;
+      float acc = out[i];
+      for (std::int64_t m = m0; m < m1; ++m) acc += table[m * K + c[m]];
+      out[i] = acc;
+    }
   }
 }
 
@@ -201,12 +359,26 @@ detail::PQKernels kernels() {
 }
 
 inline void adc(const detail::PQKernels& kn, const float* table, std::int64_t M, std::int64_t K,
-                const std::uint8_t* codes, std::int64_t n, std::int64_t readable, float* out) {
+                const std::uint8_t* codes, std::int64_t n, std::int64_t readable, float bound,
+                float* out, std::int32_t* idx) {
+  if (use_grouped_scan(M, K)) return adc_grouped(table, M, K, codes, n, bound, out);
+  if (bound < kInf) return adc_survivors(table, M, K, codes, n, bound, out, idx);
   kn.adc_u8(table, M, K, codes, n, readable, out);
 }
 inline void adc(const detail::PQKernels& kn, const float* table, std::int64_t M, std::int64_t K,
-                const std::uint16_t* codes, std::int64_t n, std::int64_t readable, float* out) {
+                const std::uint16_t* codes, std::int64_t n, std::int64_t readable, float bound,
+                float* out, std::int32_t* idx) {
+  if (use_grouped_scan(M, K)) return adc_grouped(table, M, K, codes, n, bound, out);
+  if (bound < kInf) return adc_survivors(table, M, K, codes, n, bound, out, idx);
   kn.adc_u16(table, M, K, codes, n, readable, out);
+}
+inline void vadc(const detail::PQKernels& kn, const float* vt, std::int64_t M, std::int64_t K,
+                 const std::uint8_t* codes, std::int64_t n, float* out) {
+  kn.vadc_u8(vt, M, K, codes, n, out);
+}
+inline void vadc(const detail::PQKernels& kn, const float* vt, std::int64_t M, std::int64_t K,
+                 const std::uint16_t* codes, std::int64_t n, float* out) {
+  kn.vadc_u16(vt, M, K, codes, n, out);
 }
 
 void check_codebook(const PQCodebook& cb) {
@@ -220,18 +392,20 @@ void check_codebook(const PQCodebook& cb) {
 }
 
 // Scans database rows [lo, hi) for `gq` queries whose tables are tabs[g]
-// (M x K each), pushing into heaps[g].
+// (M x K each), pushing into heaps[g]. `early_exit`: every table entry is
+// >= 0, so the scan may stop summing rows that cannot enter the top-k.
 template <class Code>
 void scan_range(const detail::PQKernels& kn, const float* const* tabs, std::int64_t gq,
                 std::int64_t M, std::int64_t K, const Code* codes, const index_t* ids,
                 std::int64_t n, std::int64_t lo, std::int64_t hi, TopK<float>* heaps,
-                float* buf) {
+                float* buf, bool early_exit) {
+  std::int32_t idx[kScanBlock];
   for (std::int64_t i0 = lo; i0 < hi; i0 += kScanBlock) {
     const std::int64_t nb = std::min(kScanBlock, hi - i0);
     for (std::int64_t g = 0; g < gq; ++g) {
-      adc(kn, tabs[g], M, K, codes + i0 * M, nb, n - i0, buf);
       TopK<float>& h = heaps[g];
       float thr = h.full() ? h.worst() : kInf;
+      adc(kn, tabs[g], M, K, codes + i0 * M, nb, n - i0, early_exit ? thr : kInf, buf, idx);
       for (std::int64_t i = 0; i < nb; ++i) {
         if (buf[i] <= thr) {  // <=: ties are settled by id inside push()
           h.push(buf[i], ids[i0 + i]);
@@ -258,8 +432,12 @@ int pq_scan_variant() {
 
 namespace detail {
 PQKernels pq_kernels_scalar() {
-  return PQKernels{assign_scalar, table_scalar, adc_scalar<std::uint8_t>,
-                   adc_scalar<std::uint16_t>};
+  return PQKernels{assign_scalar,
+                   table_scalar,
+                   adc_scalar<std::uint8_t>,
+                   adc_scalar<std::uint16_t>,
+                   vadc_scalar<std::uint8_t>,
+                   vadc_scalar<std::uint16_t>};
 }
 }  // namespace detail
 
@@ -300,14 +478,154 @@ void pq_build_tables(const PQCodebook& cb, const float* Q, std::int64_t nq, floa
   check_codebook(cb);
   const detail::PQKernels kn = kernels();
   const int nt = resolve_threads(num_threads);
-  const bool par = nt > 1 && nq > 1 && nq * cb.D * cb.K >= kParallelMinFlops;
+  const std::int64_t MK = cb.M * cb.K;
+  const std::int64_t ntiles = (nq + kTableTile - 1) / kTableTile;
+  const bool big = nt > 1 && nq * cb.D * cb.K >= kParallelMinFlops;
   ErrorCapture errors;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (par)
-  for (std::int64_t q = 0; q < nq; ++q) {
-    errors.run([&] { kn.table(cb, Q + q * cb.D, tables + q * cb.M * cb.K); });
+  if (big && ntiles < nt && cb.M > 1) {
+    // Fewer query tiles than threads (a single query, say): split segments.
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    for (std::int64_t m = 0; m < cb.M; ++m) {
+      errors.run([&] { kn.table(cb, Q, nq, cb.D, m, m + 1, tables, MK); });
+    }
+  } else {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (big && ntiles > 1)
+    for (std::int64_t t = 0; t < ntiles; ++t) {
+      errors.run([&] {
+        const std::int64_t q0 = t * kTableTile, tq = std::min(kTableTile, nq - q0);
+        kn.table(cb, Q + q0 * cb.D, tq, cb.D, 0, cb.M, tables + q0 * MK, MK);
+      });
+    }
   }
   errors.rethrow();
 }
+
+namespace {
+// Interleaves the tables of gq <= kVLanes queries (tabs[q], M*K each) into
+// the vertical layout; lanes q >= gq are zero.
+void interleave_tables(const float* const* tabs, std::int64_t gq, std::int64_t MK, float* vt) {
+  for (std::int64_t e = 0; e < MK; ++e) {
+    float* dst = vt + e * kVLanes;
+    for (std::int64_t q = 0; q < gq; ++q) dst[q] = tabs[q][e];
+    for (std::int64_t q = gq; q < kVLanes; ++q) dst[q] = 0.0f;
+  }
+}
+
+// Builds the vertical table of queries [q0, q0 + gq) from given tables or
+// from the queries.
+void vertical_table(const detail::PQKernels& kn, const PQCodebook& cb, const float* Q,
+                    const float* tables, std::int64_t q0, std::int64_t gq, float* vt) {
+  const std::int64_t MK = cb.M * cb.K;
+  std::vector<float> own;
+  const float* tabs[kVLanes];
+  if (tables) {
+    for (std::int64_t q = 0; q < gq; ++q) tabs[q] = tables + (q0 + q) * MK;
+  } else {
+    own.resize(gq * MK);
+    kn.table(cb, Q + q0 * cb.D, gq, cb.D, 0, cb.M, own.data(), MK);
+    for (std::int64_t q = 0; q < gq; ++q) tabs[q] = own.data() + q * MK;
+  }
+  interleave_tables(tabs, gq, MK, vt);
+}
+
+// Scans rows [lo, hi) with one vertical table, pushing lane q into heaps[q].
+template <class Code>
+void scan_range_vertical(const detail::PQKernels& kn, const float* vt, std::int64_t gq,
+                         std::int64_t M, std::int64_t K, const Code* codes, const index_t* ids,
+                         std::int64_t lo, std::int64_t hi, TopK<float>* heaps, float* buf) {
+  float thr[kVLanes];
+  for (std::int64_t q = 0; q < gq; ++q) thr[q] = heaps[q].full() ? heaps[q].worst() : kInf;
+  for (std::int64_t i0 = lo; i0 < hi; i0 += kScanBlock) {
+    const std::int64_t nb = std::min(kScanBlock, hi - i0);
+    vadc(kn, vt, M, K, codes + i0 * M, nb, buf);
+    for (std::int64_t i = 0; i < nb; ++i) {
+      const float* row = buf + i * kVLanes;
+      for (std::int64_t q = 0; q < gq; ++q) {
+        if (row[q] <= thr[q]) {  // <=: ties are settled by id inside push()
+          heaps[q].push(row[q], ids[i0 + i]);
+          if (heaps[q].full()) thr[q] = heaps[q].worst();
+        }
+      }
+    }
+  }
+}
+
+// Query groups for the vertical scan: at most kVLanes queries each, split
+// evenly among threads when that keeps groups of at least `vmin`. Returns
+// the group size, or 0 when groups would be smaller than `vmin` (per-query
+// scans are then faster).
+std::int64_t vertical_group_size(std::int64_t nq, int nt, std::int64_t vmin) {
+  std::int64_t ngroups = (nq + kVLanes - 1) / kVLanes;
+  if (ngroups > 1 && ngroups % nt) {
+    const std::int64_t even = (ngroups / nt + 1) * nt;
+    if (nq / even >= vmin) ngroups = even;
+  }
+  const std::int64_t gsize = (nq + ngroups - 1) / ngroups;
+  return gsize >= vmin ? gsize : 0;
+}
+
+// k-NN through vertical tables, queries in groups of `gsize`; with fewer
+// groups than threads each group's database is also split, and the per-part
+// top-k lists are merged exactly.
+template <class Code>
+void search_vertical(const detail::PQKernels& kn, const PQCodebook& cb, const float* Q,
+                     const float* tables, std::int64_t nq, std::int64_t gsize, const Code* codes,
+                     const index_t* ids, std::int64_t n, std::int64_t k, index_t* out_ids,
+                     float* out_dist, int nt) {
+  const std::int64_t M = cb.M, K = cb.K, vsize = M * K * kVLanes;
+  const std::int64_t ngroups = (nq + gsize - 1) / gsize;
+  const std::int64_t nparts = ngroups >= nt ? 1 : std::max<std::int64_t>(1, nt / ngroups);
+  ErrorCapture errors;
+  if (nparts == 1) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
+    for (std::int64_t g = 0; g < ngroups; ++g) {
+      errors.run([&] {
+        const std::int64_t q0 = g * gsize, gq = std::min(gsize, nq - q0);
+        std::vector<float> vt(vsize), buf(kScanBlock * kVLanes);
+        vertical_table(kn, cb, Q, tables, q0, gq, vt.data());
+        std::vector<TopK<float>> heaps(gq, TopK<float>(k));
+        scan_range_vertical(kn, vt.data(), gq, M, K, codes, ids, 0, n, heaps.data(), buf.data());
+        for (std::int64_t q = 0; q < gq; ++q)
+          heaps[q].extract_sorted(out_dist + (q0 + q) * k, out_ids + (q0 + q) * k, kInf);
+      });
+    }
+    errors.rethrow();
+    return;
+  }
+  std::vector<float> vts(ngroups * vsize);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1 && ngroups > 1)
+  for (std::int64_t g = 0; g < ngroups; ++g) {
+    errors.run([&] {
+      const std::int64_t q0 = g * gsize;
+      vertical_table(kn, cb, Q, tables, q0, std::min(gsize, nq - q0), vts.data() + g * vsize);
+    });
+  }
+  errors.rethrow();
+  const std::int64_t ntasks = ngroups * nparts;
+  std::vector<std::vector<TopK<float>>> local(ntasks);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+  for (std::int64_t task = 0; task < ntasks; ++task) {
+    errors.run([&] {
+      const std::int64_t g = task / nparts, part = task % nparts;
+      const std::int64_t q0 = g * gsize, gq = std::min(gsize, nq - q0);
+      const std::int64_t lo = n * part / nparts, hi = n * (part + 1) / nparts;
+      std::vector<float> buf(kScanBlock * kVLanes);
+      local[task].assign(gq, TopK<float>(k));
+      scan_range_vertical(kn, vts.data() + g * vsize, gq, M, K, codes, ids, lo, hi,
+                          local[task].data(), buf.data());
+    });
+  }
+  errors.rethrow();
+  for (std::int64_t g = 0; g < ngroups; ++g) {
+    const std::int64_t q0 = g * gsize, gq = std::min(gsize, nq - q0);
+    for (std::int64_t q = 0; q < gq; ++q) {
+      TopK<float> merged(k);
+      for (std::int64_t part = 0; part < nparts; ++part) merged.merge(local[g * nparts + part][q]);
+      merged.extract_sorted(out_dist + (q0 + q) * k, out_ids + (q0 + q) * k, kInf);
+    }
+  }
+}
+}  // namespace
 
 template <class Code>
 void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::int64_t nq,
@@ -322,6 +640,16 @@ void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::i
   const std::int64_t table_size = M * K;
   int nt = resolve_threads(num_threads);
   if (nq * n * M < kParallelMinLookups) nt = 1;
+  // Built tables are sums of squares; given tables are checked once.
+  const bool early_exit =
+      !tables || std::all_of(tables, tables + nq * table_size, [](float v) { return v >= 0.0f; });
+  if (nq > 1 && M * K * kVLanes * 4 <= kVTableMaxBytes) {
+    const std::int64_t gsize = vertical_group_size(nq, nt, vertical_min_queries(M, K));
+    if (gsize > 0) {
+      search_vertical(kn, cb, Q, tables, nq, gsize, codes, ids, n, k, out_ids, out_dist, nt);
+      return;
+    }
+  }
 
   if (nq >= nt) {
     // Parallel over groups of queries; each group scans the whole database
@@ -340,14 +668,13 @@ void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::i
           for (std::int64_t t = 0; t < gq; ++t) tabs[t] = tables + (q0 + t) * table_size;
         } else {
           own.resize(gq * table_size);
-          for (std::int64_t t = 0; t < gq; ++t) {
-            kn.table(cb, Q + (q0 + t) * cb.D, own.data() + t * table_size);
-            tabs[t] = own.data() + t * table_size;
-          }
+          kn.table(cb, Q + q0 * cb.D, gq, cb.D, 0, M, own.data(), table_size);
+          for (std::int64_t t = 0; t < gq; ++t) tabs[t] = own.data() + t * table_size;
         }
         std::vector<TopK<float>> heaps(gq, TopK<float>(k));
         std::vector<float> buf(kScanBlock);
-        scan_range(kn, tabs.data(), gq, M, K, codes, ids, n, 0, n, heaps.data(), buf.data());
+        scan_range(kn, tabs.data(), gq, M, K, codes, ids, n, 0, n, heaps.data(), buf.data(),
+                   early_exit);
         for (std::int64_t t = 0; t < gq; ++t)
           heaps[t].extract_sorted(out_dist + (q0 + t) * k, out_ids + (q0 + t) * k, kInf);
       });
@@ -375,7 +702,8 @@ void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::i
       const std::int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
       local[t].assign(nq, TopK<float>(k));
       std::vector<float> buf(kScanBlock);
-      scan_range(kn, tabs.data(), nq, M, K, codes, ids, n, lo, hi, local[t].data(), buf.data());
+      scan_range(kn, tabs.data(), nq, M, K, codes, ids, n, lo, hi, local[t].data(), buf.data(),
+                 early_exit);
     });
   }
   errors.rethrow();
@@ -427,9 +755,12 @@ void pq_kmeanspp(const float* X, std::int64_t n, std::int64_t D, const std::int6
   for (std::int64_t m = 0; m < M; ++m) {
     errors.run([&] {
       const std::int64_t s = bounds[m], L = bounds[m + 1] - s;
-      std::vector<float> pts(L * npad, 0.0f);  // segment m transposed: L x npad
-      for (std::int64_t i = 0; i < n; ++i)
-        for (std::int64_t d = 0; d < L; ++d) pts[d * npad + i] = X[i * D + s + d];
+      // Segment m's points as a codebook in the blocked layout (pq.hpp).
+      std::vector<float> pts(L * npad, 0.0f);
+      for (std::int64_t i = 0; i < n; ++i) {
+        float* dst = pts.data() + (i / kCentroidBlock) * kCentroidBlock * L + i % kCentroidBlock;
+        for (std::int64_t d = 0; d < L; ++d) dst[d * kCentroidBlock] = X[i * D + s + d];
+      }
       const std::int64_t one_seg[2] = {0, L};
       const PQCodebook seg{pts.data(), nullptr, one_seg, 1, n, npad, L};
       std::vector<float> dist(n), mind(n, std::numeric_limits<float>::infinity());
@@ -440,7 +771,7 @@ void pq_kmeanspp(const float* X, std::int64_t n, std::int64_t D, const std::int6
         float* c = centers + j * D + s;
         std::memcpy(c, X + pick * D + s, sizeof(float) * L);
         if (j + 1 == K) break;
-        kn.table(seg, c, dist.data());
+        kn.table(seg, c, 1, L, 0, 1, dist.data(), n);
         double total = 0.0;
         for (std::int64_t b = 0; b < nblocks; ++b) {
           const std::int64_t lo = b * kSeedBlock, hi = std::min(n, lo + kSeedBlock);

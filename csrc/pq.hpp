@@ -5,11 +5,17 @@
 //   D pixels are cut into M contiguous segments; segment m covers pixels
 //   [bounds[m], bounds[m+1]) with length L_m (bounds: int64 (M+1,), bounds[0]
 //   = 0, bounds[M] = D). K centroids per segment; Kp = K rounded up to a
-//   multiple of kCentroidBlock. `ct` (float32, Kp * D values) holds segment m
-//   transposed at offset Kp * bounds[m]: ct[Kp*bounds[m] + d*Kp + j] is pixel
-//   d of centroid j (L_m rows of Kp). Columns j >= K are zero. `cnorm`
-//   (float32, M * Kp) holds ||c_mj||^2 with +inf in the padding columns so a
-//   padded centroid is never the nearest.
+//   multiple of kCentroidBlock (32). `ct` (float32, Kp * D values) is
+//   *blocked*: segment m starts at offset Kp * bounds[m] and holds one
+//   contiguous L_m x 32 block per group of 32 centroids, so
+//   ct[Kp*bounds[m] + j0*L_m + d*32 + t] is pixel d of centroid j0 + t.
+//   Padding centroids (j >= K) are zero. Every kernel streams a block
+//   front to back: 32 centroids' worth of one segment is one sequential read
+//   (L_m x 128 bytes), which the hardware prefetcher follows, instead of L_m
+//   rows spread Kp * 4 bytes apart (which it does not: at K = 3200 a table
+//   built from the plain transposed layout ran at memory latency, not
+//   bandwidth). `cnorm` (float32, M * Kp) holds ||c_mj||^2 with +inf in the
+//   padding columns so a padded centroid is never the nearest.
 //
 // Exact agreement across SIMD levels: every float result is a sequence of
 // fused multiply-adds (std::fma in the scalar code, vfmadd in AVX2/AVX-512)
@@ -44,13 +50,8 @@ struct PQCodebook {
   std::int64_t D;              // pixels
 };
 
-// Nearest centroid of every segment of every row of X.
-// For this function cb.ct holds the *blocked* layout instead of the plain
-// transposed one: segment m at offset Kp * bounds[m], then one contiguous
-// L_m x 32 block per group of 32 centroids (ct[Kp*bounds[m] + j0*L_m +
-// d*32 + t] = pixel d of centroid j0 + t). Each block (L x 128 bytes) is
-// read sequentially and stays in L1 while a block of rows passes, instead
-// of striding over the whole transposed segment (measured 1.7x at K=4096).
+// Nearest centroid of every segment of every row of X. Each codebook block
+// (L x 128 bytes) stays in L1 while a block of rows passes.
 // X: float32 (n, D) C-contiguous. codes: uint8 or uint16 (n, M) output (the
 // caller guarantees K fits the code type). best: optional float32 (n, M)
 // output, ||c||^2 - 2 x.c of the chosen centroid (add ||x_m||^2 for the
@@ -64,7 +65,10 @@ void pq_encode(const PQCodebook& cb, const float* X, std::int64_t n, Code* codes
 
 // ADC tables: tables[q][m][j] = sum_d (Q[q][bounds[m]+d] - c_mj[d])^2,
 // float32 (nq, M, K), accumulated with fma in pixel order. Q: float32 (nq, D).
-// Parallel over queries.
+// Queries are processed in tiles that share each codebook block read (the
+// codebook is 32 MB at D = 2500, K = 3200: reading it once per query made
+// batch tables memory-bound). Parallel over query tiles, or over segments
+// when there are fewer tiles than threads.
 void pq_build_tables(const PQCodebook& cb, const float* Q, std::int64_t nq, float* tables,
                      int num_threads);
 
@@ -108,6 +112,9 @@ void pq_set_scan_variant(int variant);
 // The variant in use (deciding now if still undecided); 0 at scalar level.
 int pq_scan_variant();
 
+// Queries per vertical ADC group (one zmm of float32 sums per database row).
+constexpr std::int64_t kVLanes = 16;
+
 // ---- ISA variants (internal). Each level provides the same three
 // primitives; pq.cpp holds the scalar ones and the dispatch. They use no
 // standard-library templates, so no inline function compiled with ISA flags
@@ -118,8 +125,10 @@ namespace detail {
 using AssignFn = void (*)(const float* x, std::int64_t ldx, std::int64_t n, std::int64_t L,
                           const float* ct, const float* cnorm, std::int64_t Kp,
                           std::int32_t* best_j, float* best_v);
-// One query's table rows for all segments: out[m*K + j], j < K.
-using TableFn = void (*)(const PQCodebook& cb, const float* q, float* out);
+// Table rows of segments [m0, m1) for nq queries Q[q*ldq ..]:
+// out[q*ldo + m*K + j], j < K.
+using TableFn = void (*)(const PQCodebook& cb, const float* Q, std::int64_t nq, std::int64_t ldq,
+                         std::int64_t m0, std::int64_t m1, float* out, std::int64_t ldo);
 // ADC sums for rows [0, n) of codes (M per row); `readable` = rows that may
 // be read from `codes` (>= n), which lets SIMD code over-read a few bytes.
 using AdcU8Fn = void (*)(const float* table, std::int64_t M, std::int64_t K,
@@ -129,11 +138,24 @@ using AdcU16Fn = void (*)(const float* table, std::int64_t M, std::int64_t K,
                           const std::uint16_t* codes, std::int64_t n, std::int64_t readable,
                           float* out);
 
+// "Vertical" ADC for a group of kVLanes queries at once. vt interleaves the
+// group's tables: vt[(m*K + j)*kVLanes + q] = tables[q][m][j]. out[i*kVLanes
+// + q] = sum over m = 0..M-1 (in order) of vt[(m*K + codes[i][m])*kVLanes +
+// q]: one 64-byte load and one vector add per row and segment serve all 16
+// queries, where the per-query scan needs 16 scalar lookups. Per lane the
+// sum is the same float sequence as the per-query scan, so results agree.
+using VAdcU8Fn = void (*)(const float* vt, std::int64_t M, std::int64_t K,
+                          const std::uint8_t* codes, std::int64_t n, float* out);
+using VAdcU16Fn = void (*)(const float* vt, std::int64_t M, std::int64_t K,
+                           const std::uint16_t* codes, std::int64_t n, float* out);
+
 struct PQKernels {
   AssignFn assign;
   TableFn table;
   AdcU8Fn adc_u8;
   AdcU16Fn adc_u16;
+  VAdcU8Fn vadc_u8;
+  VAdcU16Fn vadc_u16;
 };
 PQKernels pq_kernels_scalar();
 #ifdef PYSPEC_HAVE_AVX2

@@ -77,36 +77,122 @@ void assign(const float* x, std::int64_t ldx, std::int64_t n, std::int64_t L, co
   }
 }
 
-void table(const PQCodebook& cb, const float* q, float* out) {
-  const std::int64_t K = cb.K, Kp = cb.Kp;
-  for (std::int64_t m = 0; m < cb.M; ++m) {
-    const std::int64_t s = cb.bounds[m], L = cb.bounds[m + 1] - s;
-    const float* ct = cb.ct + Kp * s;
-    float* o = out + m * K;
-    for (std::int64_t j0 = 0; j0 < K; j0 += 32) {
-      __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                       _mm256_setzero_ps()};
-      const float* c = ct + j0;
-      for (std::int64_t d = 0; d < L; ++d, c += Kp) {
-        const __m256 qd = _mm256_broadcast_ss(q + s + d);
+// One register tile of the table kernel: QT queries x NB blocks of 32
+// centroids (4 * QT * NB ymm accumulators); block rows are read from memory
+// operands once per tile and shared by the QT queries.
+template <int QT, int NB>
+inline void table_tile(const float* blk, std::int64_t L, std::int64_t j0, std::int64_t K,
+                       const float* const* qp, float* const* op) {
+  __m256 acc[QT][NB][4];
+  for (int p = 0; p < QT; ++p)
+    for (int b = 0; b < NB; ++b)
+      for (int h = 0; h < 4; ++h) acc[p][b][h] = _mm256_setzero_ps();
+  for (std::int64_t d = 0; d < L; ++d) {
+    for (int p = 0; p < QT; ++p) {
+      const __m256 qd = _mm256_broadcast_ss(qp[p] + d);
+      for (int b = 0; b < NB; ++b)
 #pragma GCC unroll 4
-        for (int t = 0; t < 4; ++t) {
-          const __m256 diff = _mm256_sub_ps(qd, _mm256_loadu_ps(c + 8 * t));
-          acc[t] = _mm256_fmadd_ps(diff, diff, acc[t]);
+        for (int h = 0; h < 4; ++h) {
+          const __m256 diff = _mm256_sub_ps(qd, _mm256_loadu_ps(blk + b * 32 * L + d * 32 + 8 * h));
+          acc[p][b][h] = _mm256_fmadd_ps(diff, diff, acc[p][b][h]);
         }
-      }
-      for (int t = 0; t < 4; ++t) {
-        const std::int64_t j = j0 + 8 * t;
-        if (j + 8 <= K) {
-          _mm256_storeu_ps(o + j, acc[t]);
-        } else if (j < K) {
-          alignas(32) float tmp[8];
-          _mm256_store_ps(tmp, acc[t]);
-          for (std::int64_t l = 0; l < K - j; ++l) o[j + l] = tmp[l];
-        }
-      }
     }
   }
+  for (int p = 0; p < QT; ++p)
+    for (int b = 0; b < NB; ++b)
+      for (int h = 0; h < 4; ++h) {
+        const std::int64_t j = j0 + b * 32 + h * 8;
+        if (j + 8 <= K) {
+          _mm256_storeu_ps(op[p] + j, acc[p][b][h]);
+        } else if (j < K) {
+          alignas(32) float tmp[8];
+          _mm256_store_ps(tmp, acc[p][b][h]);
+          for (std::int64_t l = 0; l < K - j; ++l) op[p][j + l] = tmp[l];
+        }
+      }
+}
+
+template <int QT, int NB>
+inline void table_segment(const float* seg, std::int64_t L, std::int64_t K,
+                          const float* const* qp, float* const* op) {
+  const std::int64_t nblk = (K + 31) / 32;
+  std::int64_t jb = 0;
+  for (; jb + NB <= nblk; jb += NB) table_tile<QT, NB>(seg + jb * 32 * L, L, jb * 32, K, qp, op);
+  for (; jb < nblk; ++jb) table_tile<QT, 1>(seg + jb * 32 * L, L, jb * 32, K, qp, op);
+}
+
+void table(const PQCodebook& cb, const float* Q, std::int64_t nq, std::int64_t ldq,
+           std::int64_t m0, std::int64_t m1, float* out, std::int64_t ldo) {
+  constexpr int kTileQ = 2;  // 2 queries x 32 centroids = 8 accumulators
+  const std::int64_t K = cb.K;
+  for (std::int64_t m = m0; m < m1; ++m) {
+    const std::int64_t s = cb.bounds[m], L = cb.bounds[m + 1] - s;
+    const float* seg = cb.ct + cb.Kp * s;
+    const float* qp[kTileQ];
+    float* op[kTileQ];
+    std::int64_t q0 = 0;
+    for (; q0 + kTileQ <= nq; q0 += kTileQ) {
+      for (int p = 0; p < kTileQ; ++p) {
+        qp[p] = Q + (q0 + p) * ldq + s;
+        op[p] = out + (q0 + p) * ldo + m * K;
+      }
+      table_segment<kTileQ, 1>(seg, L, K, qp, op);
+    }
+    for (; q0 < nq; ++q0) {
+      qp[0] = Q + q0 * ldq + s;
+      op[0] = out + q0 * ldo + m * K;
+      table_segment<1, 2>(seg, L, K, qp, op);
+    }
+  }
+}
+
+// Vertical ADC (see pq.hpp): two ymm hold a row's 16 query sums; four rows
+// are interleaved so their add chains and table loads overlap.
+constexpr int kVRows = 4;
+
+template <class Code>
+void vadc(const float* vt, std::int64_t M, std::int64_t K, const Code* codes, std::int64_t n,
+          float* out) {
+  const std::int64_t stride = K * 16;
+  std::int64_t i = 0;
+  for (; i + kVRows <= n; i += kVRows) {
+    const Code* c = codes + i * M;
+    __m256 lo[kVRows], hi[kVRows];
+    for (int r = 0; r < kVRows; ++r) lo[r] = hi[r] = _mm256_setzero_ps();
+    const float* t = vt;
+    for (std::int64_t m = 0; m < M; ++m, t += stride) {
+#pragma GCC unroll 4
+      for (int r = 0; r < kVRows; ++r) {
+        const float* e = t + std::int64_t(c[r * M + m]) * 16;
+        lo[r] = _mm256_add_ps(lo[r], _mm256_loadu_ps(e));
+        hi[r] = _mm256_add_ps(hi[r], _mm256_loadu_ps(e + 8));
+      }
+    }
+    for (int r = 0; r < kVRows; ++r) {
+      _mm256_storeu_ps(out + (i + r) * 16, lo[r]);
+      _mm256_storeu_ps(out + (i + r) * 16 + 8, hi[r]);
+    }
+  }
+  for (; i < n; ++i) {
+    const Code* c = codes + i * M;
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    for (std::int64_t m = 0; m < M; ++m) {
+      const float* e = vt + m * stride + std::int64_t(c[m]) * 16;
+      lo = _mm256_add_ps(lo, _mm256_loadu_ps(e));
+      hi = _mm256_add_ps(hi, _mm256_loadu_ps(e + 8));
+    }
+    _mm256_storeu_ps(out + i * 16, lo);
+    _mm256_storeu_ps(out + i * 16 + 8, hi);
+  }
+}
+
+void vadc_u8(const float* vt, std::int64_t M, std::int64_t K, const std::uint8_t* codes,
+             std::int64_t n, float* out) {
+  vadc(vt, M, K, codes, n, out);
+}
+void vadc_u16(const float* vt, std::int64_t M, std::int64_t K, const std::uint16_t* codes,
+              std::int64_t n, float* out) {
+  vadc(vt, M, K, codes, n, out);
 }
 
 void adc_u8(const float* table, std::int64_t M, std::int64_t K, const std::uint8_t* codes,
@@ -174,7 +260,8 @@ void adc_u16(const float* table, std::int64_t M, std::int64_t K, const std::uint
 
 namespace detail {
 PQKernels pq_kernels_avx2() {
-  return PQKernels{avx2::assign, avx2::table, avx2::adc_u8, avx2::adc_u16};
+  return PQKernels{avx2::assign,  avx2::table,   avx2::adc_u8,
+                   avx2::adc_u16, avx2::vadc_u8, avx2::vadc_u16};
 }
 }  // namespace detail
 }  // namespace pyspec

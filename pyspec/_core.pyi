@@ -86,13 +86,13 @@ _F32 = npt.NDArray[np.float32]
 _I64 = npt.NDArray[np.int64]
 
 @overload
-def pq_encode(X: _F32, ctb: _F32, cnorm: _F32, bounds: _I64, n_centroids: int,
+def pq_encode(X: _F32, ct: _F32, cnorm: _F32, bounds: _I64, n_centroids: int,
               with_best: bool = False, num_threads: int = 0) -> npt.NDArray[np.uint8]: ...
 @overload
-def pq_encode(X: _F32, ctb: _F32, cnorm: _F32, bounds: _I64, n_centroids: int,
+def pq_encode(X: _F32, ct: _F32, cnorm: _F32, bounds: _I64, n_centroids: int,
               with_best: bool = True, num_threads: int = 0
               ) -> tuple[npt.NDArray[np.uint8], _F32]: ...
-def pq_encode16(X: _F32, ctb: _F32, cnorm: _F32, bounds: _I64, n_centroids: int,
+def pq_encode16(X: _F32, ct: _F32, cnorm: _F32, bounds: _I64, n_centroids: int,
                 with_best: bool = False, num_threads: int = 0
                 ) -> npt.NDArray[np.uint16] | tuple[npt.NDArray[np.uint16], _F32]: ...
 def pq_tables(queries: _F32, ct: _F32, cnorm: _F32, bounds: _I64, n_centroids: int,

@@ -141,38 +141,33 @@ class ProductQuantizer(BaseEstimator):
                 "or ProductQuantizer.load(path) first")
 
     def _set_codebook(self, codebook: np.ndarray, bounds: np.ndarray) -> None:
-        """Store centroids and build the kernels' transposed, padded layout."""
+        """Store centroids and build the kernels' blocked, padded layout."""
         K, D = codebook.shape
         M = len(bounds) - 1
         kp = -(-K // _BLOCK) * _BLOCK
-        ct = np.zeros(kp * D, dtype=np.float32)
         ctb = np.zeros(kp * D, dtype=np.float32)
         cnorm = np.full((M, kp), np.inf, dtype=np.float32)
         for m in range(M):
             s, e = int(bounds[m]), int(bounds[m + 1])
             block = codebook[:, s:e]
-            ct[kp * s: kp * e].reshape(e - s, kp)[:, :K] = block.T
             padded = np.zeros((kp, e - s), dtype=np.float32)
             padded[:K] = block
-            # blocked layout for encoding: (kp / 32) blocks of (L, 32)
+            # (kp / 32) blocks of (L, 32): each block is one sequential read
+            # for the C++ kernels (see csrc/pq.hpp)
             ctb[kp * s: kp * e] = padded.reshape(kp // _BLOCK, _BLOCK, e - s).transpose(0, 2, 1).ravel()
             cnorm[m, :K] = np.einsum("ij,ij->i", block, block, dtype=np.float64)
         self.codebook_ = np.ascontiguousarray(codebook, dtype=np.float32)
         self.segment_bounds_ = np.ascontiguousarray(bounds, dtype=np.int64)
         self.n_features_in_ = D
-        self._ct = ct
         self._ctb = ctb
         self._cnorm = cnorm.ravel()
 
     def _kernel_args(self) -> tuple:
-        return self._ct, self._cnorm, self.segment_bounds_, self.codebook_.shape[0]
-
-    def _encode_args(self) -> tuple:
         return self._ctb, self._cnorm, self.segment_bounds_, self.codebook_.shape[0]
 
     def _encode_raw(self, X: np.ndarray, with_best: bool, nt: int):
         fn = _core.pq_encode if self.codebook_.shape[0] <= 256 else _core.pq_encode16
-        return fn(X, *self._encode_args(), with_best=with_best, num_threads=nt)
+        return fn(X, *self._kernel_args(), with_best=with_best, num_threads=nt)
 
     @staticmethod
     def _segment_sq_norms(X: np.ndarray, bounds: np.ndarray) -> np.ndarray:

@@ -43,13 +43,14 @@ def test_segment_bounds_rule(D: int, M: int) -> None:
     np.testing.assert_array_equal(segment_bounds(D, M), pq_segment_bounds_ref(D, M))
 
 
+@pytest.mark.parametrize("nq", [1, 5, 19])  # 19: two 8-query tiles and 3 single queries
 @pytest.mark.parametrize(("D", "M", "K"), [(103, 7, 5), (64, 8, 256), (40, 5, 300), (12, 6, 33)])
 def test_tables_match_reference(simd_level: str, rng: np.random.Generator, D: int, M: int,
-                                K: int) -> None:
+                                K: int, nq: int) -> None:
     pq = make_pq(rng, D, M, K)
-    Q = rng.normal(size=(5, D)).astype(np.float32)
+    Q = rng.normal(size=(nq, D)).astype(np.float32)
     got = _core.pq_tables(Q, *pq._kernel_args(), num_threads=1)
-    assert got.shape == (5, M, K) and got.dtype == np.float32
+    assert got.shape == (nq, M, K) and got.dtype == np.float32
     np.testing.assert_allclose(got, pq_tables_ref(Q, pq.codebook_, pq.segment_bounds_),
                                rtol=1e-5, atol=1e-6)
 
@@ -60,7 +61,7 @@ def test_encode_matches_argmin(simd_level: str, rng: np.random.Generator, D: int
     pq = make_pq(rng, D, M, K)
     X = rng.normal(size=(203, D)).astype(np.float32)
     fn = _core.pq_encode if K <= 256 else _core.pq_encode16
-    codes, best = fn(X, *pq._encode_args(), with_best=True, num_threads=2)
+    codes, best = fn(X, *pq._kernel_args(), with_best=True, num_threads=2)
     assert codes.dtype == (np.uint8 if K <= 256 else np.uint16)
     ref, dist = pq_encode_ref(X, pq.codebook_, pq.segment_bounds_)
     chosen = np.take_along_axis(dist, codes.astype(np.int64)[:, :, None], axis=2)[:, :, 0]
@@ -75,11 +76,14 @@ def test_encode_matches_argmin(simd_level: str, rng: np.random.Generator, D: int
     np.testing.assert_allclose(best + xnorm, chosen, atol=1e-4 * scale.max())
 
 
-@pytest.mark.parametrize("K", [256, 100, 3200])
-@pytest.mark.parametrize("M", [1, 3, 4, 25])
+# nq 3: per-query scans; 5 and 37: vertical groups (partial, several uneven).
+# M 400 with K 100: a 160 kB table, scanned segment group by segment group.
+@pytest.mark.parametrize("nq", [3, 5, 37])
+@pytest.mark.parametrize(("M", "K"), [(m, k) for m in (1, 3, 4, 25) for k in (256, 100, 3200)]
+                         + [(400, 100)])
 def test_adc_scan_matches_reference(simd_level: str, scan_variant: int, num_threads: int,
-                                    rng: np.random.Generator, K: int, M: int) -> None:
-    n, nq, k = 1037, 3, 10  # n not a multiple of 16: exercises the scalar tail
+                                    rng: np.random.Generator, K: int, M: int, nq: int) -> None:
+    n, k = 1037, 10  # n not a multiple of 16 or 8: exercises the row tails
     dtype = np.uint8 if K <= 256 else np.uint16
     tables = rng.random((nq, M, K), dtype=np.float32)
     codes = rng.integers(0, K, size=(n, M)).astype(dtype)
@@ -105,12 +109,15 @@ def test_adc_equals_distance_to_decoded(simd_level: str, rng: np.random.Generato
 def test_identical_across_levels_and_threads(rng: np.random.Generator, K: int, M: int) -> None:
     """Exact equality (codes, ids and float distances) for every SIMD level and
     thread count, on a database large enough to take both parallel paths
-    (over queries when nq >= threads, over database blocks otherwise). K=4
-    gives many exactly tied distances, so the (distance, id) order is tested."""
+    (over queries when nq >= threads, over database blocks otherwise), for
+    per-query scans (3 queries, 1 query) and vertical groups (20 queries: one
+    or two groups, with the database split when groups are fewer than
+    threads). K=4 gives many exactly tied distances, so the (distance, id)
+    order is tested."""
     D = 5 * M
     pq = make_pq(rng, D, M, K)
     X = rng.normal(size=(1500, D)).astype(np.float32)
-    Q = rng.normal(size=(3, D)).astype(np.float32)
+    Q = rng.normal(size=(20, D)).astype(np.float32)
     # 3 * n * M table lookups must exceed the kernel's serial threshold (2**20)
     n = (1 << 20) // (3 * M) + 1000
     db = rng.integers(0, K, size=(n, M)).astype(pq.code_dtype)
@@ -122,9 +129,10 @@ def test_identical_across_levels_and_threads(rng: np.random.Generator, K: int, M
             for nt in (1, 2, 4):
                 codes = pq.encode(X, num_threads=nt)
                 tables = pq.distance_tables(Q, num_threads=nt)
-                r1 = _core.pq_search(Q, *pq._kernel_args(), db, ids, 20, num_threads=nt)
+                r1 = _core.pq_search(Q[:3], *pq._kernel_args(), db, ids, 20, num_threads=nt)
                 r2 = _core.pq_search(Q[:1], *pq._kernel_args(), db, ids, 20, num_threads=nt)
-                results[level, variant, nt] = (codes, tables, *r1, *r2)
+                r3 = _core.pq_search(Q, *pq._kernel_args(), db, ids, 20, num_threads=nt)
+                results[level, variant, nt] = (codes, tables, *r1, *r2, *r3)
     _core.pq_set_scan_variant(-1)
     base = results["scalar", 0, 1]
     for key, got in results.items():
