@@ -249,7 +249,7 @@ void adc_survivors(const float* table, std::int64_t M, std::int64_t K, const Cod
 
 // Smallest query group for which one vertical scan beats that many
 // per-query scans, from per-step costs measured on Zen 4 (bench/RESULTS.md,
-// "PQ scan paths"): a vertical step (one 64-byte table load per row and
+// Product quantisation, "Scan paths"): a vertical step (one 64-byte table load per row and
 // segment) ~3.3 cycles while the vertical table fits 8 MB of cache, ~13
 // beyond; a per-query lookup ~0.7 cycles with the table in L1, ~1.1 for the
 // segment-grouped scan and ~1.5 from L2. E.g. 5 queries at 25 x 256, 3 at
