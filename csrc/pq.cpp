@@ -249,11 +249,11 @@ void adc_survivors(const float* table, std::int64_t M, std::int64_t K, const Cod
 
 // Smallest query group for which one vertical scan beats that many
 // per-query scans, from per-step costs measured on Zen 4 (bench/RESULTS.md,
-// Product quantisation, "Scan paths"): a vertical step (one 64-byte table load per row and
-// segment) ~3.3 cycles while the vertical table fits 8 MB of cache, ~13
-// beyond; a per-query lookup ~0.7 cycles with the table in L1, ~1.1 for the
-// segment-grouped scan and ~1.5 from L2. E.g. 5 queries at 25 x 256, 3 at
-// 25 x 3200, 12 at 1250 x 256.
+// Product quantisation, "Scan paths"): a vertical step (one 64-byte table
+// load per row and segment) ~3.3 cycles while the vertical table fits 8 MB
+// of cache, ~13 beyond; a per-query lookup ~0.7 cycles with the table in L1,
+// ~1.1 for the segment-grouped scan and ~1.5 from L2. E.g. 5 queries at
+// 25 x 256, 3 at 25 x 3200, 12 at 1250 x 256.
 inline std::int64_t vertical_min_queries(std::int64_t M, std::int64_t K) {
   const std::int64_t table_bytes = M * K * 4;
   const double per_query = table_bytes <= 32 * 1024 ? 0.7 : use_grouped_scan(M, K) ? 1.1 : 1.5;
