@@ -11,9 +11,8 @@ normalisation), NumPy encoding (the same fitted PIL network's matrices:
 ``IndexBinaryFlat`` over the same codes, at 1 thread (its best setting for a
 single query, see run()); pyspec is timed at its default and at 1 thread
 (``--query-threads``). Both return the 10 nearest codes. "default" means
-``num_threads=None``: ``Engine.query`` then runs a single query over fewer
-than 4M codes on one thread, while the split's search step calls
-``HammingIndex.search(num_threads=None)`` (all cores) to show the difference.
+``num_threads=None``: all cores (or ``OMP_NUM_THREADS``) for the forward pass
+and the scan.
 
 The engine: a 256-bit PIL hasher (hidden 512-384-256, as in the demo) fitted
 on the shipped LAMOST sample plus simulated spectra (``pyspec demo``'s
