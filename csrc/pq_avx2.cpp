@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include "pq.hpp"
+#include "pq_table_driver.hpp"
 
 namespace pyspec {
 namespace avx2 {
@@ -80,70 +81,47 @@ void assign(const float* x, std::int64_t ldx, std::int64_t n, std::int64_t L, co
 // One register tile of the table kernel: QT queries x NB blocks of 32
 // centroids (4 * QT * NB ymm accumulators); block rows are read from memory
 // operands once per tile and shared by the QT queries.
-template <int QT, int NB>
-inline void table_tile(const float* blk, std::int64_t L, std::int64_t j0, std::int64_t K,
-                       const float* const* qp, float* const* op) {
-  __m256 acc[QT][NB][4];
-  for (int p = 0; p < QT; ++p)
-    for (int b = 0; b < NB; ++b)
-      for (int h = 0; h < 4; ++h) acc[p][b][h] = _mm256_setzero_ps();
-  for (std::int64_t d = 0; d < L; ++d) {
-    for (int p = 0; p < QT; ++p) {
-      const __m256 qd = _mm256_broadcast_ss(qp[p] + d);
-      for (int b = 0; b < NB; ++b)
-#pragma GCC unroll 4
-        for (int h = 0; h < 4; ++h) {
-          const __m256 diff = _mm256_sub_ps(qd, _mm256_loadu_ps(blk + b * 32 * L + d * 32 + 8 * h));
-          acc[p][b][h] = _mm256_fmadd_ps(diff, diff, acc[p][b][h]);
-        }
-    }
-  }
-  for (int p = 0; p < QT; ++p)
-    for (int b = 0; b < NB; ++b)
-      for (int h = 0; h < 4; ++h) {
-        const std::int64_t j = j0 + b * 32 + h * 8;
-        if (j + 8 <= K) {
-          _mm256_storeu_ps(op[p] + j, acc[p][b][h]);
-        } else if (j < K) {
-          alignas(32) float tmp[8];
-          _mm256_store_ps(tmp, acc[p][b][h]);
-          for (std::int64_t l = 0; l < K - j; ++l) op[p][j + l] = tmp[l];
-        }
-      }
-}
+struct Tiles {
+  static constexpr int kQueries = 2;       // 2 queries x 32 centroids = 8 accumulators
+  static constexpr int kSingleBlocks = 2;  // one query: 2 blocks = 8 accumulators
 
-template <int QT, int NB>
-inline void table_segment(const float* seg, std::int64_t L, std::int64_t K,
-                          const float* const* qp, float* const* op) {
-  const std::int64_t nblk = (K + 31) / 32;
-  std::int64_t jb = 0;
-  for (; jb + NB <= nblk; jb += NB) table_tile<QT, NB>(seg + jb * 32 * L, L, jb * 32, K, qp, op);
-  for (; jb < nblk; ++jb) table_tile<QT, 1>(seg + jb * 32 * L, L, jb * 32, K, qp, op);
-}
+  template <int QT, int NB>
+  static void tile(const float* blk, std::int64_t L, std::int64_t j0, std::int64_t K,
+                   const float* const* qp, float* const* op) {
+    __m256 acc[QT][NB][4];
+    for (int p = 0; p < QT; ++p)
+      for (int b = 0; b < NB; ++b)
+        for (int h = 0; h < 4; ++h) acc[p][b][h] = _mm256_setzero_ps();
+    for (std::int64_t d = 0; d < L; ++d) {
+      for (int p = 0; p < QT; ++p) {
+        const __m256 qd = _mm256_broadcast_ss(qp[p] + d);
+        for (int b = 0; b < NB; ++b)
+#pragma GCC unroll 4
+          for (int h = 0; h < 4; ++h) {
+            const __m256 c = _mm256_loadu_ps(blk + b * 32 * L + d * 32 + 8 * h);
+            const __m256 diff = _mm256_sub_ps(qd, c);
+            acc[p][b][h] = _mm256_fmadd_ps(diff, diff, acc[p][b][h]);
+          }
+      }
+    }
+    for (int p = 0; p < QT; ++p)
+      for (int b = 0; b < NB; ++b)
+        for (int h = 0; h < 4; ++h) {
+          const std::int64_t j = j0 + b * 32 + h * 8;
+          if (j + 8 <= K) {
+            _mm256_storeu_ps(op[p] + j, acc[p][b][h]);
+          } else if (j < K) {
+            alignas(32) float tmp[8];
+            _mm256_store_ps(tmp, acc[p][b][h]);
+            for (std::int64_t l = 0; l < K - j; ++l) op[p][j + l] = tmp[l];
+          }
+        }
+  }
+};
 
 void table(const PQCodebook& cb, const float* Q, std::int64_t nq, std::int64_t ldq,
            std::int64_t m0, std::int64_t m1, float* out, std::int64_t ldo) {
-  constexpr int kTileQ = 2;  // 2 queries x 32 centroids = 8 accumulators
-  const std::int64_t K = cb.K;
-  for (std::int64_t m = m0; m < m1; ++m) {
-    const std::int64_t s = cb.bounds[m], L = cb.bounds[m + 1] - s;
-    const float* seg = cb.ct + cb.Kp * s;
-    const float* qp[kTileQ];
-    float* op[kTileQ];
-    std::int64_t q0 = 0;
-    for (; q0 + kTileQ <= nq; q0 += kTileQ) {
-      for (int p = 0; p < kTileQ; ++p) {
-        qp[p] = Q + (q0 + p) * ldq + s;
-        op[p] = out + (q0 + p) * ldo + m * K;
-      }
-      table_segment<kTileQ, 1>(seg, L, K, qp, op);
-    }
-    for (; q0 < nq; ++q0) {
-      qp[0] = Q + q0 * ldq + s;
-      op[0] = out + q0 * ldo + m * K;
-      table_segment<1, 2>(seg, L, K, qp, op);
-    }
-  }
+  table_tiled<Tiles>(cb, Q, nq, ldq, m0, m1, out, ldo);
 }
 
 // Vertical ADC (see pq.hpp): two ymm hold a row's 16 query sums; four rows

@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include "pq.hpp"
+#include "pq_table_driver.hpp"
 
 namespace pyspec {
 namespace avx512 {
@@ -84,75 +85,52 @@ void assign(const float* x, std::int64_t ldx, std::int64_t n, std::int64_t L, co
 // One register tile of the table kernel: QT queries x NB blocks of 32
 // centroids (2 * QT * NB zmm accumulators). Each block row (32 floats) is
 // loaded once and used by all QT queries.
-template <int QT, int NB>
-inline void table_tile(const float* blk, std::int64_t L, std::int64_t j0, std::int64_t K,
-                       const float* const* qp, float* const* op) {
-  __m512 acc[QT][NB][2];
-  for (int p = 0; p < QT; ++p)
-    for (int b = 0; b < NB; ++b) acc[p][b][0] = acc[p][b][1] = _mm512_setzero_ps();
-  for (std::int64_t d = 0; d < L; ++d) {
-    __m512 c[NB][2];
-    for (int b = 0; b < NB; ++b) {
-      c[b][0] = _mm512_loadu_ps(blk + b * 32 * L + d * 32);
-      c[b][1] = _mm512_loadu_ps(blk + b * 32 * L + d * 32 + 16);
-    }
+struct Tiles {
+  static constexpr int kQueries = 8;       // 8 queries x 32 centroids = 16 accumulators
+  static constexpr int kSingleBlocks = 4;  // one query: 4 blocks = 8 accumulators
+
+  template <int QT, int NB>
+  static void tile(const float* blk, std::int64_t L, std::int64_t j0, std::int64_t K,
+                   const float* const* qp, float* const* op) {
+    __m512 acc[QT][NB][2];
+    for (int p = 0; p < QT; ++p)
+      for (int b = 0; b < NB; ++b) acc[p][b][0] = acc[p][b][1] = _mm512_setzero_ps();
+    for (std::int64_t d = 0; d < L; ++d) {
+      __m512 c[NB][2];
+      for (int b = 0; b < NB; ++b) {
+        c[b][0] = _mm512_loadu_ps(blk + b * 32 * L + d * 32);
+        c[b][1] = _mm512_loadu_ps(blk + b * 32 * L + d * 32 + 16);
+      }
 #pragma GCC unroll 8
-    for (int p = 0; p < QT; ++p) {
-      const __m512 qd = _mm512_set1_ps(qp[p][d]);
+      for (int p = 0; p < QT; ++p) {
+        const __m512 qd = _mm512_set1_ps(qp[p][d]);
+        for (int b = 0; b < NB; ++b)
+          for (int h = 0; h < 2; ++h) {
+            const __m512 diff = _mm512_sub_ps(qd, c[b][h]);
+            acc[p][b][h] = _mm512_fmadd_ps(diff, diff, acc[p][b][h]);
+          }
+      }
+    }
+    for (int p = 0; p < QT; ++p)
       for (int b = 0; b < NB; ++b)
         for (int h = 0; h < 2; ++h) {
-          const __m512 diff = _mm512_sub_ps(qd, c[b][h]);
-          acc[p][b][h] = _mm512_fmadd_ps(diff, diff, acc[p][b][h]);
+          const std::int64_t j = j0 + b * 32 + h * 16;
+          if (j + 16 <= K) {
+            _mm512_storeu_ps(op[p] + j, acc[p][b][h]);
+          } else if (j < K) {
+            const __mmask16 mask = static_cast<__mmask16>((1u << (K - j)) - 1u);
+            _mm512_mask_storeu_ps(op[p] + j, mask, acc[p][b][h]);
+          }
         }
-    }
   }
-  for (int p = 0; p < QT; ++p)
-    for (int b = 0; b < NB; ++b)
-      for (int h = 0; h < 2; ++h) {
-        const std::int64_t j = j0 + b * 32 + h * 16;
-        if (j + 16 <= K) {
-          _mm512_storeu_ps(op[p] + j, acc[p][b][h]);
-        } else if (j < K) {
-          const __mmask16 mask = static_cast<__mmask16>((1u << (K - j)) - 1u);
-          _mm512_mask_storeu_ps(op[p] + j, mask, acc[p][b][h]);
-        }
-      }
-}
 
-// All centroid blocks of one segment for QT queries: NB blocks per tile
-// while they last, then single blocks.
-template <int QT, int NB>
-inline void table_segment(const float* seg, std::int64_t L, std::int64_t K,
-                          const float* const* qp, float* const* op) {
-  const std::int64_t nblk = (K + 31) / 32;
-  std::int64_t jb = 0;
-  for (; jb + NB <= nblk; jb += NB) table_tile<QT, NB>(seg + jb * 32 * L, L, jb * 32, K, qp, op);
-  for (; jb < nblk; ++jb) table_tile<QT, 1>(seg + jb * 32 * L, L, jb * 32, K, qp, op);
-}
+  // All centroid blocks of one segment for QT queries: NB blocks per tile
+  // while they last, then single blocks.
+};
 
 void table(const PQCodebook& cb, const float* Q, std::int64_t nq, std::int64_t ldq,
            std::int64_t m0, std::int64_t m1, float* out, std::int64_t ldo) {
-  constexpr int kTileQ = 8;  // 8 queries x 32 centroids = 16 accumulators
-  const std::int64_t K = cb.K;
-  for (std::int64_t m = m0; m < m1; ++m) {
-    const std::int64_t s = cb.bounds[m], L = cb.bounds[m + 1] - s;
-    const float* seg = cb.ct + cb.Kp * s;
-    const float* qp[kTileQ];
-    float* op[kTileQ];
-    std::int64_t q0 = 0;
-    for (; q0 + kTileQ <= nq; q0 += kTileQ) {
-      for (int p = 0; p < kTileQ; ++p) {
-        qp[p] = Q + (q0 + p) * ldq + s;
-        op[p] = out + (q0 + p) * ldo + m * K;
-      }
-      table_segment<kTileQ, 1>(seg, L, K, qp, op);
-    }
-    for (; q0 < nq; ++q0) {  // one query: 4 blocks (8 accumulators) per tile
-      qp[0] = Q + q0 * ldq + s;
-      op[0] = out + q0 * ldo + m * K;
-      table_segment<1, 4>(seg, L, K, qp, op);
-    }
-  }
+  table_tiled<Tiles>(cb, Q, nq, ldq, m0, m1, out, ldo);
 }
 
 // Vertical ADC (see pq.hpp): one zmm holds a row's 16 query sums; kVRows

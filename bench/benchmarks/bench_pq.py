@@ -73,7 +73,9 @@ class PQSearch:
     def setup(self, models: dict, n: int, n_segments: int, n_centroids: int,
               num_threads: int) -> None:
         if n_segments == 1250 and n_centroids == 3200:
-            raise NotImplementedError  # 5 GB of tables per batch: not a study configuration
+            # asv's skip: 100 queries x 1250 x 3200 float32 tables are 1.6 GB, and no
+            # published configuration pairs the finest split with 3200 centroids
+            raise NotImplementedError("1250 segments x 3200 centroids: not a study configuration")
         pq = models[n_segments, n_centroids]
         rng = np.random.default_rng(0)
         self.index = PQIndex(pq)

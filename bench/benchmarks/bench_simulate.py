@@ -45,18 +45,14 @@ class SimulateStore:
     timeout = 600
 
     def setup(self, n_spectra):
-        try:
-            from pyspec.preprocess import WavelengthGrid
-            from pyspec.store import SpectrumStore  # noqa: F401
-        except ImportError as exc:  # the store lands with the ingestion issue
-            raise NotImplementedError(f"SpectrumStore not available: {exc}") from None
+        from pyspec.preprocess import WavelengthGrid
         self.grid = WavelengthGrid.preset("pq-2A")
         self.tmp = tempfile.mkdtemp(prefix="pyspec-bench-sim-")
         self.count = 0
         simulation_templates()
 
     def teardown(self, n_spectra):
-        # asv calls teardown even when setup skipped the case
+        # asv calls teardown even when setup failed part-way
         if getattr(self, "tmp", None):
             shutil.rmtree(self.tmp, ignore_errors=True)
 
