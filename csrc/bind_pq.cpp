@@ -2,8 +2,10 @@
 // GIL, forward. Public wrappers: pyspec.models.pq and pyspec.index.pq.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -64,29 +66,43 @@ py::object encode(const Arr<float>& X, const Arr<float>& ct, const Arr<float>& c
   return std::move(codes);
 }
 
+// The scan-layout copy of `codes` (pq.hpp), when given: its size must match.
+// Its contents are trusted to be pq_scan_layout(codes) (private API).
+template <class Code>
+const Code* scan_layout_ptr(const std::optional<Arr<Code>>& scan, const Arr<Code>& codes) {
+  if (!scan) return nullptr;
+  const std::int64_t n = codes.shape(0), M = codes.shape(1);
+  need(scan->ndim() == 1 && scan->shape(0) == scan_layout_blocks(n) * M * kScanLayoutRows,
+       "scan_codes: expected pq_scan_layout(codes)");
+  return scan->data();
+}
+
 template <class Code>
 py::tuple search(const Arr<float>& Q, const Arr<float>& ct, const Arr<float>& cnorm,
                  const Arr<std::int64_t>& bounds, std::int64_t K, const Arr<Code>& codes,
-                 const Arr<std::int64_t>& ids, std::int64_t k, int num_threads) {
+                 const Arr<std::int64_t>& ids, std::int64_t k, int num_threads,
+                 const std::optional<Arr<Code>>& scan_codes) {
   const PQCodebook cb = make_codebook(ct, cnorm, bounds, K);
   check_rows(Q, cb.D, "queries");
   need(codes.ndim() == 2 && codes.shape(1) == cb.M, "codes: expected (n, M)");
   need(ids.ndim() == 1 && ids.shape(0) == codes.shape(0), "ids: expected (n,)");
   need(k >= 0, "k must be >= 0");
+  const Code* scan = scan_layout_ptr(scan_codes, codes);
   const std::int64_t nq = Q.shape(0);
   Arr<std::int64_t> out_ids({nq, k});
   Arr<float> out_dist({nq, k});
   {
     py::gil_scoped_release release;
-    pq_search<Code>(cb, Q.data(), nullptr, nq, codes.data(), ids.data(), codes.shape(0), k,
-                    out_ids.mutable_data(), out_dist.mutable_data(), num_threads);
+    pq_search<Code>(cb, Q.data(), nullptr, nq, codes.data(), scan, ids.data(), codes.shape(0),
+                    k, out_ids.mutable_data(), out_dist.mutable_data(), num_threads);
   }
   return py::make_tuple(out_ids, out_dist);
 }
 
 template <class Code>
 py::tuple search_tables(const Arr<float>& tables, const Arr<Code>& codes,
-                        const Arr<std::int64_t>& ids, std::int64_t k, int num_threads) {
+                        const Arr<std::int64_t>& ids, std::int64_t k, int num_threads,
+                        const std::optional<Arr<Code>>& scan_codes) {
   need(tables.ndim() == 3, "tables: expected float32 (nq, M, K)");
   const std::int64_t nq = tables.shape(0), M = tables.shape(1), K = tables.shape(2);
   need(M >= 1 && K >= 1 && K <= 65536, "tables: M and K must be >= 1 (K <= 65536)");
@@ -95,6 +111,7 @@ py::tuple search_tables(const Arr<float>& tables, const Arr<Code>& codes,
   need(codes.ndim() == 2 && codes.shape(1) == M, "codes: expected (n, M)");
   need(ids.ndim() == 1 && ids.shape(0) == codes.shape(0), "ids: expected (n,)");
   need(k >= 0, "k must be >= 0");
+  const Code* scan = scan_layout_ptr(scan_codes, codes);
   // A table-only codebook: one pixel per segment, never read (tables given).
   std::vector<std::int64_t> bounds(M + 1);
   for (std::int64_t m = 0; m <= M; ++m) bounds[m] = m;
@@ -110,10 +127,23 @@ py::tuple search_tables(const Arr<float>& tables, const Arr<Code>& codes,
   Arr<float> out_dist({nq, k});
   {
     py::gil_scoped_release release;
-    pq_search<Code>(cb, nullptr, tables.data(), nq, codes.data(), ids.data(), codes.shape(0), k,
-                    out_ids.mutable_data(), out_dist.mutable_data(), num_threads);
+    pq_search<Code>(cb, nullptr, tables.data(), nq, codes.data(), scan, ids.data(),
+                    codes.shape(0), k, out_ids.mutable_data(), out_dist.mutable_data(),
+                    num_threads);
   }
   return py::make_tuple(out_ids, out_dist);
+}
+
+template <class Code>
+Arr<Code> scan_layout(const Arr<Code>& codes, int num_threads) {
+  need(codes.ndim() == 2 && codes.shape(1) >= 1, "codes: expected (n, M)");
+  const std::int64_t n = codes.shape(0), M = codes.shape(1);
+  Arr<Code> scan({scan_layout_blocks(n) * M * kScanLayoutRows});
+  {
+    py::gil_scoped_release release;
+    pq_scan_layout<Code>(codes.data(), n, M, scan.mutable_data(), num_threads);
+  }
+  return scan;
 }
 
 template <class Code>
@@ -175,25 +205,41 @@ void bind_pq(py::module_& m) {
     m.def(name, &search<std::uint8_t>, py::arg("queries").noconvert(), py::arg("ct").noconvert(),
           py::arg("cnorm").noconvert(), py::arg("bounds").noconvert(), py::arg("n_centroids"),
           py::arg("codes").noconvert(), py::arg("ids").noconvert(), py::arg("k"),
-          py::arg("num_threads") = 0, "ADC k-NN scan (uint8 codes); see PQIndex.search.");
+          py::arg("num_threads") = 0, py::arg("scan_codes").noconvert() = py::none(),
+          "ADC k-NN scan (uint8 codes); see PQIndex.search.");
     m.def(name, &search<std::uint16_t>, py::arg("queries").noconvert(),
           py::arg("ct").noconvert(), py::arg("cnorm").noconvert(), py::arg("bounds").noconvert(),
           py::arg("n_centroids"), py::arg("codes").noconvert(), py::arg("ids").noconvert(),
           py::arg("k"), py::arg("num_threads") = 0,
+          py::arg("scan_codes").noconvert() = py::none(),
           "ADC k-NN scan (uint16 codes); see PQIndex.search.");
   }
   m.def("pq_search_tables", &search_tables<std::uint8_t>, py::arg("tables").noconvert(),
         py::arg("codes").noconvert(), py::arg("ids").noconvert(), py::arg("k"),
-        py::arg("num_threads") = 0, "ADC k-NN scan from precomputed tables (uint8 codes).");
+        py::arg("num_threads") = 0, py::arg("scan_codes").noconvert() = py::none(),
+        "ADC k-NN scan from precomputed tables (uint8 codes).");
   m.def("pq_search_tables", &search_tables<std::uint16_t>, py::arg("tables").noconvert(),
         py::arg("codes").noconvert(), py::arg("ids").noconvert(), py::arg("k"),
-        py::arg("num_threads") = 0, "ADC k-NN scan from precomputed tables (uint16 codes).");
+        py::arg("num_threads") = 0, py::arg("scan_codes").noconvert() = py::none(),
+        "ADC k-NN scan from precomputed tables (uint16 codes).");
   m.def("pq_accumulate", &accumulate<std::uint8_t>, py::arg("X").noconvert(),
         py::arg("codes").noconvert(), py::arg("bounds").noconvert(), py::arg("n_centroids"),
         py::arg("num_threads") = 0, "k-means update sums and counts (uint8 codes).");
   m.def("pq_accumulate", &accumulate<std::uint16_t>, py::arg("X").noconvert(),
         py::arg("codes").noconvert(), py::arg("bounds").noconvert(), py::arg("n_centroids"),
         py::arg("num_threads") = 0, "k-means update sums and counts (uint16 codes).");
+  m.def(
+      "pq_scan_layout",
+      [](const Arr<std::uint8_t>& codes, int num_threads) { return scan_layout(codes, num_threads); },
+      py::arg("codes").noconvert(), py::arg("num_threads") = 0,
+      "Segment-major copy of (n, M) uint8 codes for pq_search(scan_codes=...).");
+  m.def(
+      "pq_scan_layout",
+      [](const Arr<std::uint16_t>& codes, int num_threads) { return scan_layout(codes, num_threads); },
+      py::arg("codes").noconvert(), py::arg("num_threads") = 0,
+      "Segment-major copy of (n, M) uint16 codes for pq_search(scan_codes=...).");
+  m.def("pq_scan_layout_pays", &pq_scan_layout_pays, py::arg("n_segments"), py::arg("n_centroids"),
+        "Whether per-query scans with these tables read the scan layout faster.");
   m.def("pq_set_scan_variant", &pq_set_scan_variant, py::arg("variant"),
         "ADC scan at AVX2/AVX-512 level: 1 gather, 0 interleaved scalar, -1 auto (time both).");
   m.def("pq_scan_variant", &pq_scan_variant, "ADC scan variant in use (0 scalar, 1 gather).");

@@ -252,11 +252,15 @@ void adc_survivors(const float* table, std::int64_t M, std::int64_t K, const Cod
 // Product quantisation, "Scan paths"): a vertical step (one 64-byte table
 // load per row and segment) ~3.3 cycles while the vertical table fits 8 MB
 // of cache, ~13 beyond; a per-query lookup ~0.7 cycles with the table in L1,
-// ~1.1 for the segment-grouped scan and ~1.5 from L2. E.g. 5 queries at
-// 25 x 256, 3 at 25 x 3200, 12 at 1250 x 256.
-inline std::int64_t vertical_min_queries(std::int64_t M, std::int64_t K) {
+// ~0.8 over the scan layout (pq.hpp), ~1.1 for the segment-grouped scan and
+// ~1.5 from L2. E.g. 5 queries at 25 x 256, 5 at 25 x 3200 with the scan
+// layout (3 without), never (> kVLanes) at 1250 x 256 with it (12 without).
+inline std::int64_t vertical_min_queries(std::int64_t M, std::int64_t K, bool scan_layout) {
   const std::int64_t table_bytes = M * K * 4;
-  const double per_query = table_bytes <= 32 * 1024 ? 0.7 : use_grouped_scan(M, K) ? 1.1 : 1.5;
+  const double per_query = table_bytes <= 32 * 1024 ? 0.7
+                           : scan_layout            ? 0.8
+                           : use_grouped_scan(M, K) ? 1.1
+                                                    : 1.5;
   const double vertical = table_bytes * kVLanes <= (std::int64_t(8) << 20) ? 3.3 : 13.0;
   return static_cast<std::int64_t>(std::ceil(vertical / per_query));
 }
@@ -288,6 +292,97 @@ void adc_grouped(const float* table, std::int64_t M, std::int64_t K, const Code*
       float acc = out[i];
       for (std::int64_t m = m0; m < m1; ++m) acc += table[m * K + c[m]];
       out[i] = acc;
+    }
+  }
+}
+
+// Per-query scan over one block of the scan layout (pq.hpp): segments are
+// taken in pairs, each pair over all rows of the block, so the pair's two
+// table rows stay in L1. A row's sum is built as ((s + t[m]) + t[m+1]), the
+// same order as every other path. Codes are read 8 bytes (4 or 8 rows) at a
+// time and split with shifts, as in adc_scalar; that and the pairing halve
+// the loads per lookup (about 2x the row-major scan at 25 x 3200).
+// Plain scalar code: fast at every SIMD level (gathers were slower on Zen 4).
+template <class Code, bool Pair>
+void segmajor_dense(const float* t0, const float* t1, const Code* c0, const Code* c1,
+                    std::int64_t rows, float* out) {
+  constexpr int kPerWord = 8 / sizeof(Code);
+  constexpr int kBits = 8 * sizeof(Code);
+  constexpr std::uint64_t kMask = (std::uint64_t(1) << kBits) - 1;
+  for (std::int64_t i = 0; i < rows; i += kPerWord) {  // rows: a multiple of kPerWord
+    std::uint64_t w0, w1 = 0;
+    std::memcpy(&w0, c0 + i, 8);
+    if (Pair) std::memcpy(&w1, c1 + i, 8);
+    for (int u = 0; u < kPerWord; ++u) {
+      float s = out[i + u] + t0[(w0 >> (kBits * u)) & kMask];
+      if (Pair) s += t1[(w1 >> (kBits * u)) & kMask];
+      out[i + u] = s;
+    }
+  }
+}
+
+// The same for the rows listed in idx[0, cnt); keeps (compacted in idx) the
+// rows whose sum stays <= bound and returns their number (early exit).
+template <class Code, bool Pair>
+std::int64_t segmajor_sparse(const float* t0, const float* t1, const Code* c0, const Code* c1,
+                             std::int32_t* idx, std::int64_t cnt, float bound, float* out) {
+  std::int64_t keep = 0;
+  for (std::int64_t j = 0; j < cnt; ++j) {
+    const std::int32_t r = idx[j];
+    float s = out[r] + t0[c0[r]];
+    if (Pair) s += t1[c1[r]];
+    out[r] = s;
+    idx[keep] = r;  // keep <= j: idx[j] was read already
+    keep += s <= bound;
+  }
+  return keep;
+}
+
+// Rows whose partial sums estimate the share of a block still alive.
+constexpr std::int64_t kSurvivorProbe = 256;
+
+// ADC sums of the first nb rows of one scan-layout block (M x
+// kScanLayoutRows codes) into out[0, nb). Dense passes while most rows are
+// alive; once fewer than half can still enter the top-k (sum <= bound, the
+// early exit of adc_survivors), only the survivors are summed further.
+// out and idx need kScanLayoutRows entries.
+template <class Code>
+void adc_segmajor(const float* table, std::int64_t M, std::int64_t K, const Code* block,
+                  std::int64_t nb, float bound, float* out, std::int32_t* idx) {
+  constexpr std::int64_t kPerWord = 8 / sizeof(Code);
+  const std::int64_t R = kScanLayoutRows;
+  // Whole code words; rows in [nb, rows) are padding (code 0) and never read back.
+  const std::int64_t rows = (nb + kPerWord - 1) / kPerWord * kPerWord;
+  for (std::int64_t i = 0; i < rows; ++i) out[i] = 0.0f;
+  std::int64_t cnt = -1;  // -1: dense, else idx[0, cnt) are the survivors
+  for (std::int64_t m = 0; m < M && cnt != 0; m += 2) {
+    const float* t0 = table + m * K;
+    const Code* c0 = block + m * R;
+    const bool pair = m + 1 < M;
+    if (cnt < 0) {
+      if (pair) {
+        segmajor_dense<Code, true>(t0, t0 + K, c0, c0 + R, rows, out);
+      } else {
+        segmajor_dense<Code, false>(t0, nullptr, c0, nullptr, rows, out);
+      }
+      if (bound < kInf) {
+        // Estimated on the first rows (database order carries no meaning),
+        // so the check stays small next to the pass itself.
+        const int probe = static_cast<int>(std::min(nb, kSurvivorProbe));
+        int alive = 0;  // int and a select: the compiler vectorises this count
+        for (int i = 0; i < probe; ++i) alive += out[i] <= bound ? 1 : 0;
+        if (2 * alive < probe) {
+          cnt = 0;
+          for (std::int64_t i = 0; i < nb; ++i) {
+            idx[cnt] = static_cast<std::int32_t>(i);
+            cnt += out[i] <= bound;
+          }
+        }
+      }
+    } else if (pair) {
+      cnt = segmajor_sparse<Code, true>(t0, t0 + K, c0, c0 + R, idx, cnt, bound, out);
+    } else {
+      cnt = segmajor_sparse<Code, false>(t0, nullptr, c0, nullptr, idx, cnt, bound, out);
     }
   }
 }
@@ -391,27 +486,49 @@ void check_codebook(const PQCodebook& cb) {
       throw std::invalid_argument("pq: segment bounds must be strictly increasing");
 }
 
-// Scans database rows [lo, hi) for `gq` queries whose tables are tabs[g]
-// (M x K each), pushing into heaps[g]. `early_exit`: every table entry is
-// >= 0, so the scan may stop summing rows that cannot enter the top-k.
+// Pushes the nb distances d[i] (ids[i]) that can enter the top-k into h.
+inline void push_block(TopK<float>& h, const float* d, const index_t* ids, std::int64_t nb) {
+  float thr = h.full() ? h.worst() : kInf;
+  for (std::int64_t i = 0; i < nb; ++i) {
+    if (d[i] <= thr) {  // <=: ties are settled by id inside push()
+      h.push(d[i], ids[i]);
+      if (h.full()) thr = h.worst();
+    }
+  }
+}
+
+// Part `part` of `nparts` of the database, scanned for `gq` queries whose
+// tables are tabs[g] (M x K each) into heaps[g]. Rows are split evenly, or
+// by whole blocks when the scan layout `scan` is given. `early_exit`: every
+// table entry is >= 0, so the scan may stop summing rows that cannot enter
+// the top-k. Each block of rows is scanned by every query of the group
+// while it is in cache.
 template <class Code>
-void scan_range(const detail::PQKernels& kn, const float* const* tabs, std::int64_t gq,
-                std::int64_t M, std::int64_t K, const Code* codes, const index_t* ids,
-                std::int64_t n, std::int64_t lo, std::int64_t hi, TopK<float>* heaps,
-                float* buf, bool early_exit) {
-  std::int32_t idx[kScanBlock];
-  for (std::int64_t i0 = lo; i0 < hi; i0 += kScanBlock) {
+void scan_part(const detail::PQKernels& kn, const float* const* tabs, std::int64_t gq,
+               std::int64_t M, std::int64_t K, const Code* codes, const Code* scan,
+               const index_t* ids, std::int64_t n, std::int64_t part, std::int64_t nparts,
+               TopK<float>* heaps, bool early_exit) {
+  std::vector<float> buf(std::max(kScanBlock, kScanLayoutRows));
+  std::vector<std::int32_t> idx(buf.size());
+  auto bound = [&](const TopK<float>& h) { return early_exit && h.full() ? h.worst() : kInf; };
+  if (scan) {
+    const std::int64_t R = kScanLayoutRows, nblk = scan_layout_blocks(n);
+    for (std::int64_t b = nblk * part / nparts; b < nblk * (part + 1) / nparts; ++b) {
+      const std::int64_t i0 = b * R, nb = std::min(R, n - i0);
+      for (std::int64_t g = 0; g < gq; ++g) {
+        adc_segmajor(tabs[g], M, K, scan + b * M * R, nb, bound(heaps[g]), buf.data(),
+                     idx.data());
+        push_block(heaps[g], buf.data(), ids + i0, nb);
+      }
+    }
+    return;
+  }
+  const std::int64_t hi = n * (part + 1) / nparts;
+  for (std::int64_t i0 = n * part / nparts; i0 < hi; i0 += kScanBlock) {
     const std::int64_t nb = std::min(kScanBlock, hi - i0);
     for (std::int64_t g = 0; g < gq; ++g) {
-      TopK<float>& h = heaps[g];
-      float thr = h.full() ? h.worst() : kInf;
-      adc(kn, tabs[g], M, K, codes + i0 * M, nb, n - i0, early_exit ? thr : kInf, buf, idx);
-      for (std::int64_t i = 0; i < nb; ++i) {
-        if (buf[i] <= thr) {  // <=: ties are settled by id inside push()
-          h.push(buf[i], ids[i0 + i]);
-          if (h.full()) thr = h.worst();
-        }
-      }
+      adc(kn, tabs[g], M, K, codes + i0 * M, nb, n - i0, bound(heaps[g]), buf.data(), idx.data());
+      push_block(heaps[g], buf.data(), ids + i0, nb);
     }
   }
 }
@@ -629,8 +746,8 @@ void search_vertical(const detail::PQKernels& kn, const PQCodebook& cb, const fl
 
 template <class Code>
 void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::int64_t nq,
-               const Code* codes, const index_t* ids, std::int64_t n, std::int64_t k,
-               index_t* out_ids, float* out_dist, int num_threads) {
+               const Code* codes, const Code* scan, const index_t* ids, std::int64_t n,
+               std::int64_t k, index_t* out_ids, float* out_dist, int num_threads) {
   check_codebook(cb);
   if (k < 0) throw std::invalid_argument("pq_search: k must be >= 0");
   if (!tables && !Q) throw std::invalid_argument("pq_search: need queries or tables");
@@ -644,7 +761,7 @@ void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::i
   const bool early_exit =
       !tables || std::all_of(tables, tables + nq * table_size, [](float v) { return v >= 0.0f; });
   if (nq > 1 && M * K * kVLanes * 4 <= kVTableMaxBytes) {
-    const std::int64_t gsize = vertical_group_size(nq, nt, vertical_min_queries(M, K));
+    const std::int64_t gsize = vertical_group_size(nq, nt, vertical_min_queries(M, K, scan != nullptr));
     if (gsize > 0) {
       search_vertical(kn, cb, Q, tables, nq, gsize, codes, ids, n, k, out_ids, out_dist, nt);
       return;
@@ -672,9 +789,7 @@ void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::i
           for (std::int64_t t = 0; t < gq; ++t) tabs[t] = own.data() + t * table_size;
         }
         std::vector<TopK<float>> heaps(gq, TopK<float>(k));
-        std::vector<float> buf(kScanBlock);
-        scan_range(kn, tabs.data(), gq, M, K, codes, ids, n, 0, n, heaps.data(), buf.data(),
-                   early_exit);
+        scan_part(kn, tabs.data(), gq, M, K, codes, scan, ids, n, 0, 1, heaps.data(), early_exit);
         for (std::int64_t t = 0; t < gq; ++t)
           heaps[t].extract_sorted(out_dist + (q0 + t) * k, out_ids + (q0 + t) * k, kInf);
       });
@@ -699,11 +814,9 @@ void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::i
 #pragma omp parallel for schedule(static, 1) num_threads(nt) if (nt > 1)
   for (int t = 0; t < nt; ++t) {
     errors.run([&] {
-      const std::int64_t lo = n * t / nt, hi = n * (t + 1) / nt;
       local[t].assign(nq, TopK<float>(k));
-      std::vector<float> buf(kScanBlock);
-      scan_range(kn, tabs.data(), nq, M, K, codes, ids, n, lo, hi, local[t].data(), buf.data(),
-                 early_exit);
+      scan_part(kn, tabs.data(), nq, M, K, codes, scan, ids, n, t, nt, local[t].data(),
+                early_exit);
     });
   }
   errors.rethrow();
@@ -713,6 +826,26 @@ void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::i
     merged.extract_sorted(out_dist + q * k, out_ids + q * k, kInf);
   }
 }
+
+template <class Code>
+void pq_scan_layout(const Code* codes, std::int64_t n, std::int64_t M, Code* scan,
+                    int num_threads) {
+  const std::int64_t R = kScanLayoutRows, nblk = scan_layout_blocks(n);
+  const int nt = resolve_threads(num_threads);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && nblk > 1)
+  for (std::int64_t b = 0; b < nblk; ++b) {
+    const std::int64_t i0 = b * R, nb = std::min(R, n - i0);
+    Code* dst = scan + b * M * R;
+    for (std::int64_t r = 0; r < nb; ++r) {
+      const Code* src = codes + (i0 + r) * M;
+      for (std::int64_t m = 0; m < M; ++m) dst[m * R + r] = src[m];
+    }
+    for (std::int64_t m = 0; m < M; ++m)
+      for (std::int64_t r = nb; r < R; ++r) dst[m * R + r] = 0;
+  }
+}
+
+bool pq_scan_layout_pays(std::int64_t M, std::int64_t K) { return M * K * 4 > 32 * 1024; }
 
 namespace {
 // splitmix64: tiny, well-mixed, and fully specified, so seeding is
@@ -851,11 +984,17 @@ template void pq_encode<std::uint8_t>(const PQCodebook&, const float*, std::int6
 template void pq_encode<std::uint16_t>(const PQCodebook&, const float*, std::int64_t,
                                        std::uint16_t*, float*, int);
 template void pq_search<std::uint8_t>(const PQCodebook&, const float*, const float*,
-                                      std::int64_t, const std::uint8_t*, const index_t*,
-                                      std::int64_t, std::int64_t, index_t*, float*, int);
+                                      std::int64_t, const std::uint8_t*, const std::uint8_t*,
+                                      const index_t*, std::int64_t, std::int64_t, index_t*,
+                                      float*, int);
 template void pq_search<std::uint16_t>(const PQCodebook&, const float*, const float*,
-                                       std::int64_t, const std::uint16_t*, const index_t*,
-                                       std::int64_t, std::int64_t, index_t*, float*, int);
+                                       std::int64_t, const std::uint16_t*, const std::uint16_t*,
+                                       const index_t*, std::int64_t, std::int64_t, index_t*,
+                                       float*, int);
+template void pq_scan_layout<std::uint8_t>(const std::uint8_t*, std::int64_t, std::int64_t,
+                                           std::uint8_t*, int);
+template void pq_scan_layout<std::uint16_t>(const std::uint16_t*, std::int64_t, std::int64_t,
+                                            std::uint16_t*, int);
 template void pq_accumulate<std::uint8_t>(const float*, std::int64_t, std::int64_t,
                                           const std::int64_t*, std::int64_t, std::int64_t,
                                           const std::uint8_t*, double*, std::int64_t*, int);

@@ -168,6 +168,26 @@ def test_uint16_index_round_trip(tmp_path, data) -> None:
     np.testing.assert_array_equal(back.search(Q, 3).ids, index.search(Q, 3).ids)
 
 
+def test_scan_layout_search_follows_adds(data) -> None:
+    """A 40 x 300 table (48 kB) overflows L1, so single-query searches read the
+    index's segment-major copy of the codes; it must match the reference and
+    be rebuilt when spectra are added after a search."""
+    X, Q = data
+    pq = ProductQuantizer(40, 300, random_state=0, n_iter=2).fit(X[:1000])
+    index = PQIndex(pq)
+    index.add(X[:2500])
+    for n_rows in (2500, X.shape[0]):
+        if n_rows > 2500:
+            index.add(X[2500:])
+        ids = np.arange(n_rows, dtype=np.int64)
+        for q in Q[:3]:
+            res = index.search(q[None], k=7, num_threads=1)
+            ref_ids, ref_d = knn_ref(pq_adc_ref(pq.distance_tables(q[None]), index.codes), ids, 7)
+            np.testing.assert_array_equal(res.distances, ref_d)
+            np.testing.assert_array_equal(res.ids, ref_ids)
+        assert index._scan is not None and index._scan.size >= index.codes.size
+
+
 def test_corrupted_file(tmp_path, data, fitted) -> None:
     X, _ = data
     index = PQIndex(fitted)

@@ -110,6 +110,66 @@ def test_adc_scan_with_negative_table_entries(simd_level: str, rng: np.random.Ge
     np.testing.assert_array_equal(got_ids, ref_ids)
 
 
+SCAN_ROWS = 2048  # rows per block of the scan layout (csrc/pq.hpp kScanLayoutRows)
+
+
+def scan_layout_ref(codes: np.ndarray) -> np.ndarray:
+    """Segment-major blocks of SCAN_ROWS rows, rows past n zero (csrc/pq.hpp)."""
+    n, M = codes.shape
+    nblk = -(-n // SCAN_ROWS)
+    padded = np.zeros((nblk * SCAN_ROWS, M), dtype=codes.dtype)
+    padded[:n] = codes
+    return padded.reshape(nblk, SCAN_ROWS, M).transpose(0, 2, 1).ravel()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize(("n", "M"), [(0, 3), (1, 1), (2047, 25), (2048, 3), (4101, 7)])
+def test_scan_layout_matches_reference(rng: np.random.Generator, dtype: type, n: int,
+                                       M: int) -> None:
+    codes = rng.integers(0, np.iinfo(dtype).max + 1, size=(n, M)).astype(dtype)
+    got = _core.pq_scan_layout(codes, num_threads=2)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, scan_layout_ref(codes))
+
+
+# Scans of the scan layout: M odd and even (a last unpaired segment), K with
+# 1-byte and 2-byte codes, n with a partial last block and a row tail that is
+# not a whole 8-byte code word; "skewed" puts nearly all of the distance in
+# the first segments, so most rows leave the top-k early and the survivor
+# lists (early exit) are taken.
+@pytest.mark.parametrize("tables_kind", ["uniform", "skewed", "negative"])
+@pytest.mark.parametrize("nq", [1, 3])
+@pytest.mark.parametrize(("M", "K"), [(1, 3200), (3, 256), (25, 100), (25, 3200), (50, 256)])
+def test_adc_scan_layout_matches_reference(num_threads: int, rng: np.random.Generator, K: int,
+                                           M: int, nq: int, tables_kind: str) -> None:
+    n, k = 5003, 10
+    dtype = np.uint8 if K <= 256 else np.uint16
+    tables = rng.random((nq, M, K), dtype=np.float32)
+    if tables_kind == "skewed":
+        tables[:, :2] *= np.float32(1000.0)
+    elif tables_kind == "negative":
+        tables -= np.float32(0.5)
+    codes = rng.integers(0, K, size=(n, M)).astype(dtype)
+    ids = rng.permutation(n).astype(np.int64) + 7
+    scan = _core.pq_scan_layout(codes)
+    got_ids, got_d = _core.pq_search_tables(tables, codes, ids, k, num_threads=num_threads,
+                                            scan_codes=scan)
+    ref_ids, ref_d = knn_ref(pq_adc_ref(tables, codes), ids, k)
+    np.testing.assert_array_equal(got_d, ref_d)
+    np.testing.assert_array_equal(got_ids, ref_ids)
+
+
+def test_scan_layout_size_is_checked(rng: np.random.Generator) -> None:
+    codes = rng.integers(0, 8, size=(10, 4)).astype(np.uint8)
+    tables = rng.random((1, 4, 8), dtype=np.float32)
+    ids = np.arange(10, dtype=np.int64)
+    with pytest.raises(ValueError, match="scan_codes"):
+        _core.pq_search_tables(tables, codes, ids, 1, scan_codes=codes.ravel())
+    with pytest.raises(TypeError):  # uint16 layout for uint8 codes
+        _core.pq_search_tables(tables, codes, ids, 1,
+                               scan_codes=_core.pq_scan_layout(codes.astype(np.uint16)))
+
+
 def test_adc_equals_distance_to_decoded(simd_level: str, rng: np.random.Generator) -> None:
     pq = make_pq(rng, 120, 12, 64)
     X = rng.normal(size=(500, 120)).astype(np.float32)
@@ -126,9 +186,9 @@ def test_identical_across_levels_and_threads(rng: np.random.Generator, K: int, M
     """Exact equality (codes, ids and float distances) for every SIMD level and
     thread count, on a database large enough to take both parallel paths
     (over queries when nq >= threads, over database blocks otherwise), for
-    per-query scans (3 queries, 1 query) and vertical groups (20 queries: one
-    or two groups, with the database split when groups are fewer than
-    threads). K=4 gives many exactly tied distances, so the (distance, id)
+    per-query scans (3 queries, 1 query, 1 query over the scan layout) and
+    vertical groups (20 queries: one or two groups, with the database split
+    when groups are fewer than threads). K=4 gives many exactly tied distances, so the (distance, id)
     order is tested."""
     D = 5 * M
     pq = make_pq(rng, D, M, K)
@@ -138,6 +198,7 @@ def test_identical_across_levels_and_threads(rng: np.random.Generator, K: int, M
     n = (1 << 20) // (3 * M) + 1000
     db = rng.integers(0, K, size=(n, M)).astype(pq.code_dtype)
     ids = rng.permutation(n).astype(np.int64)
+    scan = _core.pq_scan_layout(db)
     results = {}
     for level, variant in itertools.product(pyspec.available_simd_levels(), (0, 1)):
         _core.pq_set_scan_variant(variant)
@@ -148,7 +209,9 @@ def test_identical_across_levels_and_threads(rng: np.random.Generator, K: int, M
                 r1 = _core.pq_search(Q[:3], *pq._kernel_args(), db, ids, 20, num_threads=nt)
                 r2 = _core.pq_search(Q[:1], *pq._kernel_args(), db, ids, 20, num_threads=nt)
                 r3 = _core.pq_search(Q, *pq._kernel_args(), db, ids, 20, num_threads=nt)
-                results[level, variant, nt] = (codes, tables, *r1, *r2, *r3)
+                r4 = _core.pq_search(Q[:1], *pq._kernel_args(), db, ids, 20, num_threads=nt,
+                                     scan_codes=scan)
+                results[level, variant, nt] = (codes, tables, *r1, *r2, *r3, *r4)
     _core.pq_set_scan_variant(-1)
     base = results["scalar", 0, 1]
     for key, got in results.items():
