@@ -159,6 +159,26 @@ def test_adc_scan_layout_matches_reference(num_threads: int, rng: np.random.Gene
     np.testing.assert_array_equal(got_ids, ref_ids)
 
 
+# Single queries from spectra (tables built by the kernel) over the scan
+# layout, one thread: segment lengths differ (D % M != 0), M odd, even or 1,
+# one partial block up to 98 blocks.
+@pytest.mark.parametrize(("D", "M", "K", "n"), [(103, 7, 300, 200_003), (64, 8, 256, 5000),
+                                                (40, 1, 3200, 3000), (50, 25, 2, 70)])
+def test_single_query_scan_layout_matches_reference(rng: np.random.Generator, D: int, M: int,
+                                                    K: int, n: int) -> None:
+    pq = make_pq(rng, D, M, K)
+    Q = rng.normal(size=(2, D)).astype(np.float32)
+    codes = rng.integers(0, K, size=(n, M)).astype(pq.code_dtype)
+    ids = np.arange(n, dtype=np.int64)
+    scan = _core.pq_scan_layout(codes)
+    for q in Q:
+        got_ids, got_d = _core.pq_search(q[None], *pq._kernel_args(), codes, ids, 10,
+                                         num_threads=1, scan_codes=scan)
+        ref_ids, ref_d = knn_ref(pq_adc_ref(pq.distance_tables(q[None]), codes), ids, 10)
+        np.testing.assert_array_equal(got_d, ref_d)
+        np.testing.assert_array_equal(got_ids, ref_ids)
+
+
 def test_scan_layout_size_is_checked(rng: np.random.Generator) -> None:
     codes = rng.integers(0, 8, size=(10, 4)).astype(np.uint8)
     tables = rng.random((1, 4, 8), dtype=np.float32)
