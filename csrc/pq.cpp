@@ -40,6 +40,33 @@ constexpr std::int64_t kParallelMinLookups = std::int64_t(1) << 20;
 // Below this many multiply-adds (n * D * K) encoding runs on one thread.
 constexpr std::int64_t kParallelMinFlops = std::int64_t(1) << 22;
 
+// Query tables of the per-query scans live in a per-thread buffer kept
+// between calls: a fresh 320 kB vector per query (25 x 3200) was returned to
+// the OS and faulted in again each time, and the kernel's page clearing took
+// ~9% of a single-query search. Buffers above kKeepScratchFloats (16 MB) are
+// freed after the call.
+constexpr std::size_t kKeepScratchFloats = std::size_t(4) << 20;
+
+class TableScratch {
+ public:
+  explicit TableScratch(std::int64_t n) {
+    thread_local std::vector<float> kept;
+    const std::size_t size = static_cast<std::size_t>(n);
+    if (size > kKeepScratchFloats) {
+      own_.resize(size);
+      data_ = own_.data();
+      return;
+    }
+    if (kept.size() < size) kept.resize(size);
+    data_ = kept.data();
+  }
+  float* data() { return data_; }
+
+ private:
+  std::vector<float> own_;
+  float* data_ = nullptr;
+};
+
 // ---- scalar kernels (the reference order every ISA variant reproduces) ----
 
 void assign_scalar(const float* x, std::int64_t ldx, std::int64_t n, std::int64_t L,
@@ -855,12 +882,11 @@ void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::i
     for (std::int64_t g = 0; g < ngroups; ++g) {
       errors.run([&] {
         const std::int64_t q0 = g * group, gq = std::min(group, nq - q0);
-        std::vector<float> own;
         std::vector<const float*> tabs(gq);
+        TableScratch own(tables ? 0 : gq * table_size);
         if (tables) {
           for (std::int64_t t = 0; t < gq; ++t) tabs[t] = tables + (q0 + t) * table_size;
         } else {
-          own.resize(gq * table_size);
           kn.table(cb, Q + q0 * cb.D, gq, cb.D, 0, M, own.data(), table_size);
           for (std::int64_t t = 0; t < gq; ++t) tabs[t] = own.data() + t * table_size;
         }
@@ -876,12 +902,11 @@ void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::i
 
   // Fewer queries than threads: split the database, one top-k per thread and
   // query, merged afterwards (the (distance, id) order makes the merge exact).
-  std::vector<float> own;
   std::vector<const float*> tabs(nq);
+  TableScratch own(tables ? 0 : nq * table_size);
   if (tables) {
     for (std::int64_t q = 0; q < nq; ++q) tabs[q] = tables + q * table_size;
   } else {
-    own.resize(nq * table_size);
     pq_build_tables(cb, Q, nq, own.data(), nt);
     for (std::int64_t q = 0; q < nq; ++q) tabs[q] = own.data() + q * table_size;
   }
