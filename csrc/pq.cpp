@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cpu_features.hpp"
+#include "pq_kernel_common.hpp"
 #include "parallel.hpp"
 #include "topk.hpp"
 
@@ -164,12 +165,7 @@ void adc_scalar(const float* table, std::int64_t M, std::int64_t K, const Code* 
     out[i + 2] = s2;
     out[i + 3] = s3;
   }
-  for (; i < n; ++i) {
-    const Code* c = codes + i * M;
-    float s = 0.0f;
-    for (std::int64_t m = 0; m < M; ++m) s += table[m * K + c[m]];
-    out[i] = s;
-  }
+  adc_rows(table, M, K, codes, i, n, out);
 }
 
 // Vertical ADC, portable version (see pq.hpp). The 16-lane inner loop is
@@ -553,27 +549,29 @@ detail::PQKernels kernels() {
   }
 }
 
+// The level's kernels for a code type.
+inline detail::AdcU8Fn adc_kernel(const detail::PQKernels& kn, const std::uint8_t*) {
+  return kn.adc_u8;
+}
+inline detail::AdcU16Fn adc_kernel(const detail::PQKernels& kn, const std::uint16_t*) {
+  return kn.adc_u16;
+}
+inline detail::VAdcU8Fn vadc_kernel(const detail::PQKernels& kn, const std::uint8_t*) {
+  return kn.vadc_u8;
+}
+inline detail::VAdcU16Fn vadc_kernel(const detail::PQKernels& kn, const std::uint16_t*) {
+  return kn.vadc_u16;
+}
+
+// Row-major ADC sums of n rows, by the fastest path for the table shape and
+// whether an early-exit bound is known.
+template <class Code>
 inline void adc(const detail::PQKernels& kn, const float* table, std::int64_t M, std::int64_t K,
-                const std::uint8_t* codes, std::int64_t n, std::int64_t readable, float bound,
-                float* out, std::int32_t* idx) {
+                const Code* codes, std::int64_t n, std::int64_t readable, float bound, float* out,
+                std::int32_t* idx) {
   if (use_grouped_scan(M, K)) return adc_grouped(table, M, K, codes, n, bound, out);
   if (bound < kInf) return adc_survivors(table, M, K, codes, n, bound, out, idx);
-  kn.adc_u8(table, M, K, codes, n, readable, out);
-}
-inline void adc(const detail::PQKernels& kn, const float* table, std::int64_t M, std::int64_t K,
-                const std::uint16_t* codes, std::int64_t n, std::int64_t readable, float bound,
-                float* out, std::int32_t* idx) {
-  if (use_grouped_scan(M, K)) return adc_grouped(table, M, K, codes, n, bound, out);
-  if (bound < kInf) return adc_survivors(table, M, K, codes, n, bound, out, idx);
-  kn.adc_u16(table, M, K, codes, n, readable, out);
-}
-inline void vadc(const detail::PQKernels& kn, const float* vt, std::int64_t M, std::int64_t K,
-                 const std::uint8_t* codes, std::int64_t n, float* out) {
-  kn.vadc_u8(vt, M, K, codes, n, out);
-}
-inline void vadc(const detail::PQKernels& kn, const float* vt, std::int64_t M, std::int64_t K,
-                 const std::uint16_t* codes, std::int64_t n, float* out) {
-  kn.vadc_u16(vt, M, K, codes, n, out);
+  adc_kernel(kn, codes)(table, M, K, codes, n, readable, out);
 }
 
 void check_codebook(const PQCodebook& cb) {
@@ -597,30 +595,41 @@ inline void push_block(TopK<float>& h, const float* d, const index_t* ids, std::
   }
 }
 
+// Exit orders (exit_order) of gq query tables, computed once per query
+// before the database is split among threads; empty unless the scan layout
+// is scanned with early exit.
+inline std::vector<std::vector<std::int32_t>> exit_orders(const float* const* tabs,
+                                                          std::int64_t gq, std::int64_t M,
+                                                          std::int64_t K, bool used) {
+  std::vector<std::vector<std::int32_t>> orders(used ? gq : 0);
+  for (std::size_t g = 0; g < orders.size(); ++g) exit_order(tabs[g], M, K, orders[g]);
+  return orders;
+}
+
 // Part `part` of `nparts` of the database, scanned for `gq` queries whose
 // tables are tabs[g] (M x K each) into heaps[g]. Rows are split evenly, or
 // by whole blocks when the scan layout `scan` is given. `early_exit`: every
 // table entry is >= 0, so the scan may stop summing rows that cannot enter
-// the top-k. Each block of rows is scanned by every query of the group
-// while it is in cache.
+// the top-k; over the scan layout it then follows orders[g] (exit_orders).
+// Each block of rows is scanned by every query of the group while it is in
+// cache.
 template <class Code>
 void scan_part(const detail::PQKernels& kn, const float* const* tabs, std::int64_t gq,
                std::int64_t M, std::int64_t K, const Code* codes, const Code* scan,
                const index_t* ids, std::int64_t n, std::int64_t part, std::int64_t nparts,
-               TopK<float>* heaps, bool early_exit) {
+               TopK<float>* heaps, bool early_exit,
+               const std::vector<std::vector<std::int32_t>>& orders) {
   std::vector<float> buf(std::max(kScanBlock, kScanLayoutRows));
   std::vector<std::int32_t> idx(buf.size());
   auto bound = [&](const TopK<float>& h) { return early_exit && h.full() ? h.worst() : kInf; };
   if (scan) {
-    std::vector<std::vector<std::int32_t>> orders(gq);
-    if (early_exit)
-      for (std::int64_t g = 0; g < gq; ++g) exit_order(tabs[g], M, K, orders[g]);
     const std::int64_t R = kScanLayoutRows, nblk = scan_layout_blocks(n);
     for (std::int64_t b = nblk * part / nparts; b < nblk * (part + 1) / nparts; ++b) {
       const std::int64_t i0 = b * R, nb = std::min(R, n - i0);
       for (std::int64_t g = 0; g < gq; ++g) {
-        adc_segmajor(tabs[g], M, K, scan + b * M * R, nb, bound(heaps[g]),
-                     orders[g].data(), buf.data(), idx.data());
+        const std::int32_t* order = early_exit ? orders[g].data() : nullptr;
+        adc_segmajor(tabs[g], M, K, scan + b * M * R, nb, bound(heaps[g]), order, buf.data(),
+                     idx.data());
         push_block(heaps[g], buf.data(), ids + i0, nb);
       }
     }
@@ -757,7 +766,7 @@ void scan_range_vertical(const detail::PQKernels& kn, const float* vt, std::int6
   for (std::int64_t q = 0; q < gq; ++q) thr[q] = heaps[q].full() ? heaps[q].worst() : kInf;
   for (std::int64_t i0 = lo; i0 < hi; i0 += kScanBlock) {
     const std::int64_t nb = std::min(kScanBlock, hi - i0);
-    vadc(kn, vt, M, K, codes + i0 * M, nb, buf);
+    vadc_kernel(kn, codes)(vt, M, K, codes + i0 * M, nb, buf);
     for (std::int64_t i = 0; i < nb; ++i) {
       const float* row = buf + i * kVLanes;
       for (std::int64_t q = 0; q < gq; ++q) {
@@ -891,7 +900,8 @@ void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::i
           for (std::int64_t t = 0; t < gq; ++t) tabs[t] = own.data() + t * table_size;
         }
         std::vector<TopK<float>> heaps(gq, TopK<float>(k));
-        scan_part(kn, tabs.data(), gq, M, K, codes, scan, ids, n, 0, 1, heaps.data(), early_exit);
+        scan_part(kn, tabs.data(), gq, M, K, codes, scan, ids, n, 0, 1, heaps.data(), early_exit,
+                  exit_orders(tabs.data(), gq, M, K, scan && early_exit));
         for (std::int64_t t = 0; t < gq; ++t)
           heaps[t].extract_sorted(out_dist + (q0 + t) * k, out_ids + (q0 + t) * k, kInf);
       });
@@ -910,6 +920,7 @@ void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::i
     pq_build_tables(cb, Q, nq, own.data(), nt);
     for (std::int64_t q = 0; q < nq; ++q) tabs[q] = own.data() + q * table_size;
   }
+  const auto orders = exit_orders(tabs.data(), nq, M, K, scan && early_exit);
   std::vector<std::vector<TopK<float>>> local(nt);
   ErrorCapture errors;
 #pragma omp parallel for schedule(static, 1) num_threads(nt) if (nt > 1)
@@ -917,7 +928,7 @@ void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::i
     errors.run([&] {
       local[t].assign(nq, TopK<float>(k));
       scan_part(kn, tabs.data(), nq, M, K, codes, scan, ids, n, t, nt, local[t].data(),
-                early_exit);
+                early_exit, orders);
     });
   }
   errors.rethrow();

@@ -5,7 +5,7 @@
 #include <immintrin.h>
 
 #include "pq.hpp"
-#include "pq_table_driver.hpp"
+#include "pq_kernel_common.hpp"
 
 namespace pyspec {
 namespace avx512 {
@@ -206,12 +206,7 @@ void adc_u8(const float* table, std::int64_t M, std::int64_t K, const std::uint8
     }
     _mm512_storeu_ps(out + i, acc);
   }
-  for (; i < n; ++i) {
-    const std::uint8_t* c = codes + i * M;
-    float s = 0.0f;
-    for (std::int64_t mm = 0; mm < M; ++mm) s += table[mm * K + c[mm]];
-    out[i] = s;
-  }
+  adc_rows(table, M, K, codes, i, n, out);
 }
 
 void adc_u16(const float* table, std::int64_t M, std::int64_t K, const std::uint16_t* codes,
@@ -238,12 +233,7 @@ void adc_u16(const float* table, std::int64_t M, std::int64_t K, const std::uint
     }
     _mm512_storeu_ps(out + i, acc);
   }
-  for (; i < n; ++i) {
-    const std::uint16_t* c = codes + i * M;
-    float s = 0.0f;
-    for (std::int64_t mm = 0; mm < M; ++mm) s += table[mm * K + c[mm]];
-    out[i] = s;
-  }
+  adc_rows(table, M, K, codes, i, n, out);
 }
 
 }  // namespace

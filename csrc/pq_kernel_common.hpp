@@ -1,4 +1,5 @@
-// ADC table driver shared by the ISA files (internal). It cuts one call into
+// PQ kernel pieces shared by pq.cpp and the ISA files (internal): the ADC
+// table driver and the plain per-row ADC sum. The driver cuts one call into
 // register tiles of the including file's `Tiles::tile<QT, NB>` kernel (QT
 // queries x NB blocks of 32 centroids), so each codebook block read serves
 // Tiles::kQueries queries. Everything has internal linkage (anonymous
@@ -12,6 +13,19 @@
 
 namespace pyspec {
 namespace {
+
+// ADC sums of rows [i0, n) one row at a time, segments in order: the
+// reference order every kernel reproduces, and the tail of the SIMD scans.
+template <class Code>
+inline void adc_rows(const float* table, std::int64_t M, std::int64_t K, const Code* codes,
+                     std::int64_t i0, std::int64_t n, float* out) {
+  for (std::int64_t i = i0; i < n; ++i) {
+    const Code* c = codes + i * M;
+    float s = 0.0f;
+    for (std::int64_t m = 0; m < M; ++m) s += table[m * K + c[m]];
+    out[i] = s;
+  }
+}
 
 // All centroid blocks of one segment for QT queries: NB blocks per tile
 // while they last, then single blocks.
