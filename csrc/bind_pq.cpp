@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -41,6 +42,38 @@ PQCodebook make_codebook(const Arr<float>& ct, const Arr<float>& cnorm,
   cb.ct = ct.data();
   cb.cnorm = cnorm.data();
   return cb;
+}
+
+// Attaches the half-precision bound copy (pq.hpp, "Bound tables"), given as
+// the tuple (ch, hscale, herr, rows) that ProductQuantizer._bound_copy()
+// builds; None leaves it off. The shapes, dtypes and scales are checked; the
+// contents are trusted to be that copy of this codebook (private API).
+void attach_bound_copy(PQCodebook& cb, const py::object& copy) {
+  if (copy.is_none()) return;
+  const auto t = copy.cast<py::tuple>();
+  need(t.size() == 4, "bound_copy: expected (ch, hscale, herr, rows)");
+  need(py::isinstance<Arr<std::uint16_t>>(t[0]) && py::isinstance<Arr<float>>(t[1]) &&
+           py::isinstance<Arr<float>>(t[2]) && py::isinstance<Arr<float>>(t[3]),
+       "bound_copy: expected uint16, float32, float32, float32 C-contiguous arrays");
+  const auto ch = t[0].cast<Arr<std::uint16_t>>();
+  const auto hscale = t[1].cast<Arr<float>>(), herr = t[2].cast<Arr<float>>();
+  const auto rows = t[3].cast<Arr<float>>();
+  need(ch.ndim() == 1 && ch.shape(0) == cb.Kp * cb.D, "bound_copy: ch must have Kp * D values");
+  need(hscale.ndim() == 1 && hscale.shape(0) == cb.M, "bound_copy: hscale must be (M,)");
+  need(herr.ndim() == 1 && herr.shape(0) == cb.M * cb.Kp, "bound_copy: herr must be (M * Kp,)");
+  need(rows.ndim() == 2 && rows.shape(0) == cb.K && rows.shape(1) == cb.D,
+       "bound_copy: rows must be (K, D)");
+  for (std::int64_t m = 0; m < cb.M; ++m) {
+    int e = 0;
+    const float s = hscale.data()[m];
+    need(std::frexp(s, &e) == 0.5f && e >= -39 && e <= 41,
+         "bound_copy: hscale must hold powers of two in [2^-40, 2^40]");
+  }
+  // The tuple (held by the caller) keeps the arrays alive during the call.
+  cb.ch = ch.data();
+  cb.hscale = hscale.data();
+  cb.herr = herr.data();
+  cb.rows = rows.data();
 }
 
 void check_rows(const Arr<float>& X, std::int64_t D, const char* name) {
@@ -81,8 +114,9 @@ template <class Code>
 py::tuple search(const Arr<float>& Q, const Arr<float>& ct, const Arr<float>& cnorm,
                  const Arr<std::int64_t>& bounds, std::int64_t K, const Arr<Code>& codes,
                  const Arr<std::int64_t>& ids, std::int64_t k, int num_threads,
-                 const std::optional<Arr<Code>>& scan_codes) {
-  const PQCodebook cb = make_codebook(ct, cnorm, bounds, K);
+                 const std::optional<Arr<Code>>& scan_codes, const py::object& bound_copy) {
+  PQCodebook cb = make_codebook(ct, cnorm, bounds, K);
+  attach_bound_copy(cb, bound_copy);
   check_rows(Q, cb.D, "queries");
   need(codes.ndim() == 2 && codes.shape(1) == cb.M, "codes: expected (n, M)");
   need(ids.ndim() == 1 && ids.shape(0) == codes.shape(0), "ids: expected (n,)");
@@ -206,14 +240,40 @@ void bind_pq(py::module_& m) {
           py::arg("cnorm").noconvert(), py::arg("bounds").noconvert(), py::arg("n_centroids"),
           py::arg("codes").noconvert(), py::arg("ids").noconvert(), py::arg("k"),
           py::arg("num_threads") = 0, py::arg("scan_codes").noconvert() = py::none(),
+          py::arg("bound_copy") = py::none(),
           "ADC k-NN scan (uint8 codes); see PQIndex.search.");
     m.def(name, &search<std::uint16_t>, py::arg("queries").noconvert(),
           py::arg("ct").noconvert(), py::arg("cnorm").noconvert(), py::arg("bounds").noconvert(),
           py::arg("n_centroids"), py::arg("codes").noconvert(), py::arg("ids").noconvert(),
           py::arg("k"), py::arg("num_threads") = 0,
-          py::arg("scan_codes").noconvert() = py::none(),
+          py::arg("scan_codes").noconvert() = py::none(), py::arg("bound_copy") = py::none(),
           "ADC k-NN scan (uint16 codes); see PQIndex.search.");
   }
+  m.def(
+      "pq_bound_tables",
+      [](const Arr<float>& Q, const Arr<float>& ct, const Arr<float>& cnorm,
+         const Arr<std::int64_t>& bounds, std::int64_t K, const py::object& bound_copy,
+         int num_threads) {
+        PQCodebook cb = make_codebook(ct, cnorm, bounds, K);
+        need(!bound_copy.is_none(), "bound_copy: required");
+        attach_bound_copy(cb, bound_copy);
+        check_rows(Q, cb.D, "queries");
+        const std::int64_t nq = Q.shape(0);
+        Arr<float> out({nq, cb.M, cb.K});
+        {
+          py::gil_scoped_release release;
+          pq_build_bound_tables(cb, Q.data(), nq, out.mutable_data(), num_threads);
+        }
+        return out;
+      },
+      py::arg("queries").noconvert(), py::arg("ct").noconvert(), py::arg("cnorm").noconvert(),
+      py::arg("bounds").noconvert(), py::arg("n_centroids"), py::arg("bound_copy"),
+      py::arg("num_threads") = 0,
+      "Lower bounds of the ADC tables from the half-precision copy (nq, M, K).");
+  m.def("pq_bound_copy_pays", &pq_bound_copy_pays, py::arg("padded_centroids"),
+        py::arg("n_features"),
+        "Whether a codebook of Kp x D floats is large enough for single-query searches to "
+        "read the half-precision bound copy.");
   m.def("pq_search_tables", &search_tables<std::uint8_t>, py::arg("tables").noconvert(),
         py::arg("codes").noconvert(), py::arg("ids").noconvert(), py::arg("k"),
         py::arg("num_threads") = 0, py::arg("scan_codes").noconvert() = py::none(),

@@ -48,10 +48,14 @@ constexpr std::int64_t kParallelMinFlops = std::int64_t(1) << 22;
 // freed after the call.
 constexpr std::size_t kKeepScratchFloats = std::size_t(4) << 20;
 
+// `slot` tells apart buffers alive at the same time in one thread.
+enum ScratchSlot { kTablesSlot = 0, kBoundsSlot = 1, kExactSlot = 2, kScratchSlots = 3 };
+
 class TableScratch {
  public:
-  explicit TableScratch(std::int64_t n) {
-    thread_local std::vector<float> kept;
+  explicit TableScratch(std::int64_t n, ScratchSlot slot = kTablesSlot) {
+    thread_local std::vector<float> kept_slots[kScratchSlots];
+    std::vector<float>& kept = kept_slots[slot];
     const std::size_t size = static_cast<std::size_t>(n);
     if (size > kKeepScratchFloats) {
       own_.resize(size);
@@ -120,6 +124,53 @@ void table_scalar(const PQCodebook& cb, const float* Q, std::int64_t nq, std::in
         }
         const std::int64_t nt = std::min<std::int64_t>(kCentroidBlock, cb.K - j0);
         for (std::int64_t t = 0; t < nt; ++t) o[j0 + t] = acc[t];
+      }
+    }
+  }
+}
+
+// IEEE half to float (exact).
+inline float half_to_float(std::uint16_t h) {
+  const int exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+  float v;
+  if (exp == 0) {
+    v = std::ldexp(static_cast<float>(mant), -24);  // zero or subnormal
+  } else if (exp == 31) {
+    v = mant ? std::numeric_limits<float>::quiet_NaN() : kInf;
+  } else {
+    v = std::ldexp(static_cast<float>(mant | 0x400), exp - 25);
+  }
+  return (h & 0x8000) ? -v : v;
+}
+
+// Bound-table rows (pq.hpp, "Bound tables"; formula in pq_kernel_common.hpp),
+// one fma chain per centroid as in the SIMD kernels.
+void bound_table_scalar(const PQCodebook& cb, const float* q, std::int64_t m0, std::int64_t m1,
+                        float* out) {
+  float acc[kCentroidBlock];
+  for (std::int64_t m = m0; m < m1; ++m) {
+    const std::int64_t s = cb.bounds[m], L = cb.bounds[m + 1] - s;
+    const BoundConsts bc = bound_consts(cb, m);
+    const std::uint16_t* seg = cb.ch + cb.Kp * s;
+    const float* err = cb.herr + m * cb.Kp;
+    float* o = out + m * cb.K;
+    for (std::int64_t j0 = 0; j0 < cb.K; j0 += kCentroidBlock) {
+      for (std::int64_t t = 0; t < kCentroidBlock; ++t) acc[t] = 0.0f;
+      const std::uint16_t* blk = seg + j0 * L;
+      for (std::int64_t d = 0; d < L; ++d) {
+        const float qd = q[s + d] * bc.inv_s;
+        for (std::int64_t t = 0; t < kCentroidBlock; ++t) {
+          const float diff = qd - half_to_float(blk[d * kCentroidBlock + t]);
+          acc[t] = std::fma(diff, diff, acc[t]);
+        }
+      }
+      const std::int64_t nt = std::min<std::int64_t>(kCentroidBlock, cb.K - j0);
+      for (std::int64_t t = 0; t < nt; ++t) {
+        float r = std::fma(std::sqrt(acc[t]), bc.f, -err[j0 + t]);
+        r = r - kBoundSlack;
+        r = r > 0.0f ? r : 0.0f;
+        const float b = std::fma(r * r, bc.g, -bc.tiny);
+        o[j0 + t] = b > 0.0f ? b : 0.0f;
       }
     }
   }
@@ -412,21 +463,65 @@ inline float reordered_bound(float bound, std::int64_t M) {
   return std::nextafter(static_cast<float>(bound * (1.0 + 4.0 * gamma)), kInf);
 }
 
-// ADC sums of the first nb rows of one scan-layout block (M x
-// kScanLayoutRows codes) into out[0, nb). With bound = +inf: dense passes
-// in segment order. With a finite bound (early exit) the pairs follow
-// `order` (exit_order): dense while most rows are alive, then, once fewer
-// than half can still enter the top-k, only the survivors; a row whose
-// partial sum passes reordered_bound() stops there (its distance is
-// provably above bound). Rows still alive at the end are summed again in
-// segment order, so every distance that can enter the top-k is the exact
-// segment-order sum (the same float as every other path); rows left with a
-// partial sum are above bound and never pushed. out and idx need
-// kScanLayoutRows entries.
+// Code of database row i, segment m, in the scan layout (pq.hpp).
 template <class Code>
-void adc_segmajor(const float* table, std::int64_t M, std::int64_t K, const Code* block,
-                  std::int64_t nb, float bound, const std::int32_t* order, float* out,
-                  std::int32_t* idx) {
+inline Code scan_code(const Code* scan, std::int64_t M, std::int64_t i, std::int64_t m) {
+  const std::int64_t R = kScanLayoutRows;
+  return scan[(i / R * M + m) * R + i % R];
+}
+
+// Exact table entries of one query for a scan over bound tables (pq.hpp,
+// "Bound tables"), computed on demand for the rows that survive the bounds
+// and kept at their table positions m * K + j in `values` (M * K floats); a
+// bitmask marks those computed for this query.
+class ExactEntries {
+ public:
+  ExactEntries(const detail::PQKernels& kn, const PQCodebook& cb, const float* q, float* values)
+      : kn_(kn), cb_(cb), q_(q), values_(values), known_((cb.M * cb.K + 63) / 64, 0) {}
+
+  // Makes valid the entries of database rows rows[0, cnt) of the scan
+  // layout `scan`; returns the table that holds them.
+  template <class Code>
+  const float* fill(const Code* scan, const std::int64_t* rows, std::int64_t cnt) {
+    todo_.clear();
+    for (std::int64_t j = 0; j < cnt; ++j) {
+      for (std::int64_t m = 0; m < cb_.M; ++m) {
+        const std::int64_t e = m * cb_.K + scan_code(scan, cb_.M, rows[j], m);
+        const std::uint64_t bit = std::uint64_t(1) << (e & 63);
+        if (!(known_[e >> 6] & bit)) {
+          known_[e >> 6] |= bit;
+          todo_.push_back(e);
+        }
+      }
+    }
+    if (!todo_.empty())
+      kn_.exact(cb_, q_, todo_.data(), static_cast<std::int64_t>(todo_.size()), values_);
+    return values_;
+  }
+
+ private:
+  detail::PQKernels kn_;
+  const PQCodebook& cb_;
+  const float* q_;
+  float* values_;
+  std::vector<std::uint64_t> known_;
+  std::vector<std::int64_t> todo_;
+};
+
+// ADC passes over the first nb rows of one scan-layout block (M x
+// kScanLayoutRows codes) into out[0, nb). With bound = +inf: dense passes
+// in segment order, which leave every row's exact sum; returns -1. With a
+// finite bound (early exit) the pairs follow `order` (exit_order): dense
+// while most rows are alive, then, once fewer than half can still enter the
+// top-k, only the survivors; a row whose partial sum passes
+// reordered_bound() stops there (its distance is provably above bound).
+// Returns the number of rows still alive at the end, listed in idx; their
+// out[] are sums in `order`, the other rows' partial sums above bound.
+// out and idx need kScanLayoutRows entries.
+template <class Code>
+std::int64_t segmajor_passes(const float* table, std::int64_t M, std::int64_t K,
+                             const Code* block, std::int64_t nb, float bound,
+                             const std::int32_t* order, float* out, std::int32_t* idx) {
   constexpr std::int64_t kPerWord = 8 / sizeof(Code);
   const std::int64_t R = kScanLayoutRows;
   // Whole code words; rows in [nb, rows) are padding (code 0) and never read back.
@@ -469,17 +564,33 @@ void adc_segmajor(const float* table, std::int64_t M, std::int64_t K, const Code
       cnt = segmajor_sparse<Code, false>(t0, nullptr, c0, nullptr, idx, cnt, pbound, out);
     }
   }
-  if (!exit) return;
-  auto resum = [&](std::int64_t r) {
+  if (!exit) return -1;
+  if (cnt < 0) {  // still dense: list the survivors
+    cnt = 0;
+    for (std::int64_t i = 0; i < nb; ++i) {
+      idx[cnt] = static_cast<std::int32_t>(i);
+      cnt += out[i] <= pbound;
+    }
+  }
+  return cnt;
+}
+
+// ADC sums of one scan-layout block (segmajor_passes), with the rows still
+// alive at the end summed again in segment order, so every distance that
+// can enter the top-k is the exact segment-order sum (the same float as
+// every other path); rows left with a partial sum are above bound and never
+// pushed.
+template <class Code>
+void adc_segmajor(const float* table, std::int64_t M, std::int64_t K, const Code* block,
+                  std::int64_t nb, float bound, const std::int32_t* order, float* out,
+                  std::int32_t* idx) {
+  const std::int64_t R = kScanLayoutRows;
+  const std::int64_t cnt = segmajor_passes(table, M, K, block, nb, bound, order, out, idx);
+  for (std::int64_t j = 0; j < cnt; ++j) {
+    const std::int32_t r = idx[j];
     float s = 0.0f;
     for (std::int64_t m = 0; m < M; ++m) s += table[m * K + block[m * R + r]];
     out[r] = s;
-  };
-  if (cnt < 0) {
-    for (std::int64_t i = 0; i < nb; ++i)
-      if (out[i] <= pbound) resum(i);
-  } else {
-    for (std::int64_t j = 0; j < cnt; ++j) resum(idx[j]);
   }
 }
 
@@ -595,6 +706,114 @@ inline void push_block(TopK<float>& h, const float* d, const index_t* ids, std::
   }
 }
 
+// Pool size at which BoundScan (below) evaluates before the end of its part
+// of the database: only degenerate data (many rows with equal bounds) gets
+// there; it caps the pool's memory (1 MB).
+constexpr std::size_t kPoolRows = 65536;
+// Rows per exact-entry batch when a pool is evaluated.
+constexpr std::size_t kEvalRows = 8;
+
+// One query's scan over its bound table `bt` (pq.hpp, "Bound tables"),
+// block by block, into a top-k h. Rows whose bound sums survive a block
+// (segmajor_passes with h's k-th distance) wait in a pool with their bound
+// sums. The pool is evaluated in order of bound sum: exact distances (from
+// ExactEntries, in segment order: the same floats as every other path) are
+// pushed into h until the next bound sum passes reordered_bound() of h's
+// k-th distance, which proves the rest cannot enter. Rows most likely to
+// stay are summed first, so few rows need exact entries: on the benchmark's
+// spectra 26 per query when the pool is evaluated at the end, 32 every 512
+// rows, 45 every 64 (each exact entry costs ~150 ns, a random codebook
+// read). Until h is full (the first block) every row joins the pool and
+// the pool is evaluated at once, which gives the first bound.
+template <class Code>
+class BoundScan {
+ public:
+  BoundScan(const float* bt, const std::int32_t* order, ExactEntries& exact, const Code* scan,
+            const index_t* ids, std::int64_t M, std::int64_t K)
+      : bt_(bt), order_(order), exact_(exact), scan_(scan), ids_(ids), M_(M), K_(K) {}
+
+  void block(std::int64_t b, std::int64_t nb, TopK<float>& h, float* out, std::int32_t* idx) {
+    const std::int64_t i0 = b * kScanLayoutRows;
+    const Code* blk = scan_ + b * M_ * kScanLayoutRows;
+    if (h.full()) {
+      const std::int64_t cnt = segmajor_passes(bt_, M_, K_, blk, nb, h.worst(), order_, out, idx);
+      for (std::int64_t j = 0; j < cnt; ++j) pool_.push_back({out[idx[j]], i0 + idx[j]});
+      if (pool_.size() >= kPoolRows) evaluate(h);
+      return;
+    }
+    segmajor_passes(bt_, M_, K_, blk, nb, kInf, nullptr, out, idx);
+    for (std::int64_t i = 0; i < nb; ++i) pool_.push_back({out[i], i0 + i});
+    evaluate(h);
+  }
+
+  void evaluate(TopK<float>& h) {
+    auto by_bound = [](const Candidate& a, const Candidate& b) { return a.bound < b.bound; };
+    auto pbound = [&] { return h.full() ? reordered_bound(h.worst(), M_) : kInf; };
+    std::size_t done = 0;
+    if (!h.full()) {  // the smallest bounds first, whatever they are
+      done = std::min(pool_.size(), h.k() - h.size());
+      std::nth_element(pool_.begin(), pool_.begin() + done, pool_.end(), by_bound);
+      push_exact(0, done, h);
+    }
+    const float pb = pbound();
+    const auto alive = std::partition(pool_.begin() + done, pool_.end(),
+                                      [&](const Candidate& c) { return c.bound <= pb; });
+    const std::size_t end = alive - pool_.begin();
+    std::sort(pool_.begin() + done, alive, by_bound);
+    while (done < end && pool_[done].bound <= pbound()) {
+      const std::size_t next = std::min(end, done + kEvalRows);
+      push_exact(done, next, h);
+      done = next;
+    }
+    pool_.clear();
+  }
+
+ private:
+  struct Candidate {
+    float bound;
+    std::int64_t row;
+  };
+
+  void push_exact(std::size_t a, std::size_t b, TopK<float>& h) {
+    rows_.clear();
+    for (std::size_t i = a; i < b; ++i) rows_.push_back(pool_[i].row);
+    const float* t = exact_.fill(scan_, rows_.data(), static_cast<std::int64_t>(rows_.size()));
+    for (const std::int64_t r : rows_) {
+      float s = 0.0f;
+      for (std::int64_t m = 0; m < M_; ++m) s += t[m * K_ + scan_code(scan_, M_, r, m)];
+      if (!h.full() || s <= h.worst()) h.push(s, ids_[r]);
+    }
+  }
+
+  const float* bt_;
+  const std::int32_t* order_;
+  ExactEntries& exact_;
+  const Code* scan_;
+  const index_t* ids_;
+  std::int64_t M_, K_;
+  std::vector<Candidate> pool_;
+  std::vector<std::int64_t> rows_;
+};
+
+// ExactEntries for nq queries Q (D floats each) in this thread's scratch;
+// get() is null when nq = 0 (no bound tables in use).
+class ExactScratch {
+ public:
+  ExactScratch(const detail::PQKernels& kn, const PQCodebook& cb, const float* Q, std::int64_t nq)
+      : values_(nq * cb.M * cb.K, kExactSlot) {
+    entries_.reserve(nq);
+    for (std::int64_t q = 0; q < nq; ++q)
+      entries_.emplace_back(kn, cb, Q + q * cb.D, values_.data() + q * cb.M * cb.K);
+    for (auto& e : entries_) ptrs_.push_back(&e);
+  }
+  ExactEntries* const* get() const { return ptrs_.empty() ? nullptr : ptrs_.data(); }
+
+ private:
+  TableScratch values_;
+  std::vector<ExactEntries> entries_;
+  std::vector<ExactEntries*> ptrs_;
+};
+
 // Exit orders (exit_order) of gq query tables, computed once per query
 // before the database is split among threads; empty unless the scan layout
 // is scanned with early exit.
@@ -612,27 +831,38 @@ inline std::vector<std::vector<std::int32_t>> exit_orders(const float* const* ta
 // table entry is >= 0, so the scan may stop summing rows that cannot enter
 // the top-k; over the scan layout it then follows orders[g] (exit_orders).
 // Each block of rows is scanned by every query of the group while it is in
-// cache.
+// cache. `exact` (scan layout with early exit only): tabs[g] are bound
+// tables and exact[g] gives the exact entries (BoundScan).
 template <class Code>
 void scan_part(const detail::PQKernels& kn, const float* const* tabs, std::int64_t gq,
                std::int64_t M, std::int64_t K, const Code* codes, const Code* scan,
                const index_t* ids, std::int64_t n, std::int64_t part, std::int64_t nparts,
                TopK<float>* heaps, bool early_exit,
-               const std::vector<std::vector<std::int32_t>>& orders) {
+               const std::vector<std::vector<std::int32_t>>& orders,
+               ExactEntries* const* exact = nullptr) {
   std::vector<float> buf(std::max(kScanBlock, kScanLayoutRows));
   std::vector<std::int32_t> idx(buf.size());
   auto bound = [&](const TopK<float>& h) { return early_exit && h.full() ? h.worst() : kInf; };
   if (scan) {
     const std::int64_t R = kScanLayoutRows, nblk = scan_layout_blocks(n);
+    std::vector<BoundScan<Code>> bscan;
+    for (std::int64_t g = 0; exact && g < gq; ++g)
+      bscan.emplace_back(tabs[g], orders[g].data(), *exact[g], scan, ids, M, K);
     for (std::int64_t b = nblk * part / nparts; b < nblk * (part + 1) / nparts; ++b) {
       const std::int64_t i0 = b * R, nb = std::min(R, n - i0);
       for (std::int64_t g = 0; g < gq; ++g) {
+        if (exact) {
+          bscan[g].block(b, nb, heaps[g], buf.data(), idx.data());
+          continue;
+        }
         const std::int32_t* order = early_exit ? orders[g].data() : nullptr;
         adc_segmajor(tabs[g], M, K, scan + b * M * R, nb, bound(heaps[g]), order, buf.data(),
                      idx.data());
         push_block(heaps[g], buf.data(), ids + i0, nb);
       }
     }
+    for (std::int64_t g = 0; g < static_cast<std::int64_t>(bscan.size()); ++g)
+      bscan[g].evaluate(heaps[g]);
     return;
   }
   const std::int64_t hi = n * (part + 1) / nparts;
@@ -663,6 +893,8 @@ namespace detail {
 PQKernels pq_kernels_scalar() {
   return PQKernels{assign_scalar,
                    table_scalar,
+                   bound_table_scalar,
+                   exact_entries_kernel,  // fmaf calls at this level
                    adc_scalar<std::uint8_t>,
                    adc_scalar<std::uint16_t>,
                    vadc_scalar<std::uint8_t>,
@@ -727,6 +959,32 @@ void pq_build_tables(const PQCodebook& cb, const float* Q, std::int64_t nq, floa
     }
   }
   errors.rethrow();
+}
+
+void pq_build_bound_tables(const PQCodebook& cb, const float* Q, std::int64_t nq, float* out,
+                           int num_threads) {
+  check_codebook(cb);
+  if (!cb.has_bound_copy()) throw std::invalid_argument("pq: codebook has no bound copy");
+  const detail::PQKernels kn = kernels();
+  const int nt = resolve_threads(num_threads);
+  const std::int64_t MK = cb.M * cb.K;
+  const bool big = nt > 1 && nq * cb.D * cb.K >= kParallelMinFlops;
+  ErrorCapture errors;
+  if (big && nq < nt && cb.M > 1) {  // a single query, say: split segments
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) collapse(2)
+    for (std::int64_t q = 0; q < nq; ++q)
+      for (std::int64_t m = 0; m < cb.M; ++m)
+        errors.run([&] { kn.bound_table(cb, Q + q * cb.D, m, m + 1, out + q * MK); });
+  } else {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (big && nq > 1)
+    for (std::int64_t q = 0; q < nq; ++q)
+      errors.run([&] { kn.bound_table(cb, Q + q * cb.D, 0, cb.M, out + q * MK); });
+  }
+  errors.rethrow();
+}
+
+bool pq_bound_copy_pays(std::int64_t Kp, std::int64_t D) {
+  return Kp * D * 4 > (std::int64_t(8) << 20);
 }
 
 namespace {
@@ -872,6 +1130,8 @@ void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::i
   // Built tables are sums of squares; given tables are checked once.
   const bool early_exit =
       !tables || std::all_of(tables, tables + nq * table_size, [](float v) { return v >= 0.0f; });
+  // Per-query scans over the scan layout may read bound tables (pq.hpp).
+  const bool bound_scan = scan && !tables && cb.has_bound_copy();
   if (nq > 1 && M * K * kVLanes * 4 <= kVTableMaxBytes) {
     const std::int64_t gsize = vertical_group_size(nq, nt, vertical_min_queries(M, K, scan != nullptr));
     if (gsize > 0) {
@@ -895,13 +1155,18 @@ void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::i
         TableScratch own(tables ? 0 : gq * table_size);
         if (tables) {
           for (std::int64_t t = 0; t < gq; ++t) tabs[t] = tables + (q0 + t) * table_size;
+        } else if (bound_scan) {
+          for (std::int64_t t = 0; t < gq; ++t)
+            kn.bound_table(cb, Q + (q0 + t) * cb.D, 0, M, own.data() + t * table_size);
         } else {
           kn.table(cb, Q + q0 * cb.D, gq, cb.D, 0, M, own.data(), table_size);
-          for (std::int64_t t = 0; t < gq; ++t) tabs[t] = own.data() + t * table_size;
         }
+        if (!tables)
+          for (std::int64_t t = 0; t < gq; ++t) tabs[t] = own.data() + t * table_size;
+        ExactScratch ex(kn, cb, bound_scan ? Q + q0 * cb.D : nullptr, bound_scan ? gq : 0);
         std::vector<TopK<float>> heaps(gq, TopK<float>(k));
         scan_part(kn, tabs.data(), gq, M, K, codes, scan, ids, n, 0, 1, heaps.data(), early_exit,
-                  exit_orders(tabs.data(), gq, M, K, scan && early_exit));
+                  exit_orders(tabs.data(), gq, M, K, scan && early_exit), ex.get());
         for (std::int64_t t = 0; t < gq; ++t)
           heaps[t].extract_sorted(out_dist + (q0 + t) * k, out_ids + (q0 + t) * k, kInf);
       });
@@ -917,7 +1182,11 @@ void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::i
   if (tables) {
     for (std::int64_t q = 0; q < nq; ++q) tabs[q] = tables + q * table_size;
   } else {
-    pq_build_tables(cb, Q, nq, own.data(), nt);
+    if (bound_scan) {
+      pq_build_bound_tables(cb, Q, nq, own.data(), nt);
+    } else {
+      pq_build_tables(cb, Q, nq, own.data(), nt);
+    }
     for (std::int64_t q = 0; q < nq; ++q) tabs[q] = own.data() + q * table_size;
   }
   const auto orders = exit_orders(tabs.data(), nq, M, K, scan && early_exit);
@@ -927,8 +1196,9 @@ void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::i
   for (int t = 0; t < nt; ++t) {
     errors.run([&] {
       local[t].assign(nq, TopK<float>(k));
+      ExactScratch ex(kn, cb, Q, bound_scan ? nq : 0);  // per thread: entries are written
       scan_part(kn, tabs.data(), nq, M, K, codes, scan, ids, n, t, nt, local[t].data(),
-                early_exit, orders);
+                early_exit, orders, ex.get());
     });
   }
   errors.rethrow();

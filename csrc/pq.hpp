@@ -48,6 +48,12 @@ struct PQCodebook {
   std::int64_t K;              // centroids per segment
   std::int64_t Kp;             // K padded to kCentroidBlock
   std::int64_t D;              // pixels
+  // Optional half-precision copy for bound tables (below); null when absent.
+  const std::uint16_t* ch = nullptr;  // Kp * D IEEE half, blocked like ct, segment m / hscale[m]
+  const float* hscale = nullptr;      // M powers of two in [2^-40, 2^40], >= max |c| of the segment
+  const float* herr = nullptr;        // M * Kp, >= ||c_mj / hscale[m] - ch_mj|| (0 in the padding)
+  const float* rows = nullptr;        // K * D centroids, row layout (pq_kmeanspp), for exact entries
+  bool has_bound_copy() const { return ch && hscale && herr && rows; }
 };
 
 // Nearest centroid of every segment of every row of X. Each codebook block
@@ -71,6 +77,28 @@ void pq_encode(const PQCodebook& cb, const float* X, std::int64_t n, Code* codes
 // when there are fewer tiles than threads.
 void pq_build_tables(const PQCodebook& cb, const float* Q, std::int64_t nq, float* tables,
                      int num_threads);
+
+// Bound tables: lower bounds of the ADC table entries, read from the
+// half-precision copy of the codebook (cb.ch, half the bytes of ct). The
+// single-query table at D = 2500, K = 3200 reads the whole 32 MB codebook
+// and runs at DRAM bandwidth (~1.3 ms of a ~2.9 ms search on Zen 4); the
+// bound table reads 16 MB. Per segment, with c' = c / s and h = half(c')
+// (s = hscale[m] a power of two, so q / s and s^2 are exact) and
+// e >= ||c' - h|| (herr), the triangle inequality gives
+//   ||q - c||^2 = s^2 ||q/s - c'||^2 >= s^2 (||q/s - h|| - e)^2,
+// and the kernels evaluate the right side in float with a relative margin
+// delta = (2 L + 16) 2^-24 (L = segment length) that covers the rounding of
+// the half-copy sum, the square root and the products, and of the exact
+// table entry itself: every bound is <= the pq_build_tables entry it bounds
+// (tested). The pruning passes of a search sum bounds; rows that survive
+// get exact entries, computed from cb.rows with the table kernels' fma
+// sequence, so reported distances are the same floats as without bounds.
+// out: float32 (nq, M, K). Requires cb.has_bound_copy().
+void pq_build_bound_tables(const PQCodebook& cb, const float* Q, std::int64_t nq, float* out,
+                           int num_threads);
+// Whether the bound copy pays for a codebook of Kp x D floats: it is larger
+// than a core's share of cache (8 MB), so tables are read from DRAM.
+bool pq_bound_copy_pays(std::int64_t Kp, std::int64_t D);
 
 // Segment-major "scan layout" of codes, read by the per-query ADC scan when
 // the table does not fit L1. Rows are grouped in blocks of kScanLayoutRows;
@@ -154,6 +182,14 @@ using AssignFn = void (*)(const float* x, std::int64_t ldx, std::int64_t n, std:
 // out[q*ldo + m*K + j], j < K.
 using TableFn = void (*)(const PQCodebook& cb, const float* Q, std::int64_t nq, std::int64_t ldq,
                          std::int64_t m0, std::int64_t m1, float* out, std::int64_t ldo);
+// Bound-table rows (pq_build_bound_tables) of segments [m0, m1) for one
+// query q (D floats): out[m*K + j], j < K.
+using BoundTableFn = void (*)(const PQCodebook& cb, const float* q, std::int64_t m0,
+                              std::int64_t m1, float* out);
+// Exact table entries (the pq_build_tables floats) of one query q at table
+// positions entries[i] = m * K + j, into values[entries[i]], from cb.rows.
+using ExactFn = void (*)(const PQCodebook& cb, const float* q, const std::int64_t* entries,
+                         std::int64_t n, float* values);
 // ADC sums for rows [0, n) of codes (M per row); `readable` = rows that may
 // be read from `codes` (>= n), which lets SIMD code over-read a few bytes.
 using AdcU8Fn = void (*)(const float* table, std::int64_t M, std::int64_t K,
@@ -177,6 +213,8 @@ using VAdcU16Fn = void (*)(const float* vt, std::int64_t M, std::int64_t K,
 struct PQKernels {
   AssignFn assign;
   TableFn table;
+  BoundTableFn bound_table;
+  ExactFn exact;
   AdcU8Fn adc_u8;
   AdcU16Fn adc_u16;
   VAdcU8Fn vadc_u8;

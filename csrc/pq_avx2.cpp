@@ -124,6 +124,61 @@ void table(const PQCodebook& cb, const float* Q, std::int64_t nq, std::int64_t l
   table_tiled<Tiles>(cb, Q, nq, ldq, m0, m1, out, ldo);
 }
 
+// Bound-table rows for NB blocks of 32 centroids (see the AVX-512 file):
+// halves widened exactly with F16C, 4 * NB independent fma chains (NB = 3:
+// 12 of the 16 ymm; more concurrent block streams read DRAM faster).
+template <int NB>
+inline void bound_blocks(const std::uint16_t* blk, std::int64_t L, const float* q,
+                         const BoundConsts& bc, const float* err, std::int64_t j0,
+                         std::int64_t K, float* o) {
+  __m256 acc[4 * NB];
+  for (int i = 0; i < 4 * NB; ++i) acc[i] = _mm256_setzero_ps();
+  for (std::int64_t d = 0; d < L; ++d) {
+    const __m256 qd = _mm256_set1_ps(q[d] * bc.inv_s);
+    for (int b = 0; b < NB; ++b)
+#pragma GCC unroll 4
+      for (int h = 0; h < 4; ++h) {
+        const __m128i half =
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + (b * L + d) * 32 + 8 * h));
+        const __m256 diff = _mm256_sub_ps(qd, _mm256_cvtph_ps(half));
+        acc[4 * b + h] = _mm256_fmadd_ps(diff, diff, acc[4 * b + h]);
+      }
+  }
+  const __m256 zero = _mm256_setzero_ps(), f = _mm256_set1_ps(bc.f), g = _mm256_set1_ps(bc.g);
+  const __m256 slack = _mm256_set1_ps(kBoundSlack), tiny = _mm256_set1_ps(bc.tiny);
+  for (int i = 0; i < 4 * NB; ++i) {
+    const std::int64_t j = j0 + 8 * i;
+    if (j >= K) break;
+    __m256 r = _mm256_fmsub_ps(_mm256_sqrt_ps(acc[i]), f, _mm256_loadu_ps(err + 8 * i));
+    r = _mm256_max_ps(_mm256_sub_ps(r, slack), zero);
+    const __m256 b = _mm256_max_ps(_mm256_fmsub_ps(_mm256_mul_ps(r, r), g, tiny), zero);
+    if (j + 8 <= K) {
+      _mm256_storeu_ps(o + 8 * i, b);
+    } else {
+      alignas(32) float tmp[8];
+      _mm256_store_ps(tmp, b);
+      for (std::int64_t l = 0; l < K - j; ++l) o[8 * i + l] = tmp[l];
+    }
+  }
+}
+
+void bound_table(const PQCodebook& cb, const float* q, std::int64_t m0, std::int64_t m1,
+                 float* out) {
+  const std::int64_t nblk = cb.Kp / 32;
+  for (std::int64_t m = m0; m < m1; ++m) {
+    const std::int64_t s = cb.bounds[m], L = cb.bounds[m + 1] - s;
+    const BoundConsts bc = bound_consts(cb, m);
+    const std::uint16_t* seg = cb.ch + cb.Kp * s;
+    const float* err = cb.herr + m * cb.Kp;
+    float* o = out + m * cb.K;
+    std::int64_t jb = 0;
+    for (; jb + 3 <= nblk; jb += 3)
+      bound_blocks<3>(seg + jb * 32 * L, L, q + s, bc, err + jb * 32, jb * 32, cb.K, o + jb * 32);
+    for (; jb < nblk; ++jb)
+      bound_blocks<1>(seg + jb * 32 * L, L, q + s, bc, err + jb * 32, jb * 32, cb.K, o + jb * 32);
+  }
+}
+
 // Vertical ADC (see pq.hpp): two ymm hold a row's 16 query sums; four rows
 // are interleaved so their add chains and table loads overlap.
 constexpr int kVRows = 4;
@@ -228,7 +283,7 @@ void adc_u16(const float* table, std::int64_t M, std::int64_t K, const std::uint
 
 namespace detail {
 PQKernels pq_kernels_avx2() {
-  return PQKernels{avx2::assign,  avx2::table,   avx2::adc_u8,
+  return PQKernels{avx2::assign,  avx2::table,    avx2::bound_table, exact_entries_kernel, avx2::adc_u8,
                    avx2::adc_u16, avx2::vadc_u8, avx2::vadc_u16};
 }
 }  // namespace detail

@@ -224,17 +224,19 @@ class PQIndex:
             return SearchResult(out_ids, out_dist)
         args = self.pq._kernel_args()
         scan = self._scan_codes()
+        # single-query scans over the scan layout may prune with bound tables
+        extra = {} if scan is None else {"scan_codes": scan, "bound_copy": self.pq._bound_copy()}
         if rerank is None:
             for q0 in range(0, nq, _QUERY_BATCH):
                 i, d = _core.pq_search(Q[q0:q0 + _QUERY_BATCH], *args, self._codes, self._ids,
-                                       k, num_threads=nt, scan_codes=scan)
+                                       k, num_threads=nt, **extra)
                 out_ids[q0:q0 + len(i)], out_dist[q0:q0 + len(i)] = i, d
             return SearchResult(out_ids, out_dist)
         positions = np.arange(len(self._ids), dtype=np.int64)
         for q0 in range(0, nq, _QUERY_BATCH):
             qb = Q[q0:q0 + _QUERY_BATCH]
             pos, _ = _core.pq_search(qb, *args, self._codes, positions, rerank, num_threads=nt,
-                                     scan_codes=scan)
+                                     **extra)
             for r in range(len(qb)):
                 qi = q0 + r
                 cand = pos[r][pos[r] >= 0]

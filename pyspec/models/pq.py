@@ -55,6 +55,46 @@ def segment_bounds(n_features: int, n_segments: int) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
 
 
+def _blocked(block: np.ndarray, kp: int) -> np.ndarray:
+    """One segment's centroids (K, L) in the kernels' blocked layout, flat.
+
+    Padded to ``kp`` centroids with zeros and cut into kp / 32 blocks of
+    (L, 32): each block is one sequential read for the C++ kernels
+    (csrc/pq.hpp).
+    """
+    K, L = block.shape
+    padded = np.zeros((kp, L), dtype=block.dtype)
+    padded[:K] = block
+    return padded.reshape(kp // _BLOCK, _BLOCK, L).transpose(0, 2, 1).ravel()
+
+
+def half_bound_copy(codebook: np.ndarray, bounds: np.ndarray, kp: int) -> tuple | None:
+    """The kernels' half-precision bound copy (ch, hscale, herr, rows) of a codebook.
+
+    See :meth:`ProductQuantizer._bound_copy`; None when a segment's values
+    cannot be scaled into [2^-40, 2^40].
+    """
+    K, D = codebook.shape
+    M = len(bounds) - 1
+    ch = np.zeros(kp * D, dtype=np.float16)
+    hscale = np.empty(M, dtype=np.float32)
+    herr = np.zeros((M, kp), dtype=np.float32)
+    for m in range(M):
+        s, e = int(bounds[m]), int(bounds[m + 1])
+        seg = codebook[:, s:e].astype(np.float64)
+        exponent = int(np.frexp(np.abs(seg).max())[1])  # max |c| < 2**exponent
+        if not -40 <= exponent <= 40:
+            return None
+        scaled = seg / 2.0 ** exponent  # exact: a power of two
+        half = scaled.astype(np.float16)
+        err = np.sqrt(np.sum((scaled - half) ** 2, axis=1))
+        err32 = err.astype(np.float32)  # rounded up below: herr must not undershoot
+        herr[m, :K] = np.where(err32 < err, np.nextafter(err32, np.float32(np.inf)), err32)
+        hscale[m] = 2.0 ** exponent
+        ch[kp * s: kp * e] = _blocked(half, kp)
+    return ch.view(np.uint16), hscale, herr.ravel(), np.ascontiguousarray(codebook, np.float32)
+
+
 def _check_int(value: object, name: str, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -150,17 +190,36 @@ class ProductQuantizer(BaseEstimator):
         for m in range(M):
             s, e = int(bounds[m]), int(bounds[m + 1])
             block = codebook[:, s:e]
-            padded = np.zeros((kp, e - s), dtype=np.float32)
-            padded[:K] = block
-            # (kp / 32) blocks of (L, 32): each block is one sequential read
-            # for the C++ kernels (see csrc/pq.hpp)
-            ctb[kp * s: kp * e] = padded.reshape(kp // _BLOCK, _BLOCK, e - s).transpose(0, 2, 1).ravel()
+            ctb[kp * s: kp * e] = _blocked(block, kp)
             cnorm[m, :K] = np.einsum("ij,ij->i", block, block, dtype=np.float64)
         self.codebook_ = np.ascontiguousarray(codebook, dtype=np.float32)
         self.segment_bounds_ = np.ascontiguousarray(bounds, dtype=np.int64)
         self.n_features_in_ = D
         self._ctb = ctb
         self._cnorm = cnorm.ravel()
+        self._bounds_copy: tuple | None | bool = False  # False: not built yet
+
+    def _bound_copy(self) -> tuple | None:
+        """Half-precision copy of the codebook for single-query searches, or None.
+
+        With thousands of centroids the codebook (32 MB at 2500 pixels x 3200
+        centroids) is read from memory for every query's distance table. The
+        kernels then build lower bounds of the table from this copy (half the
+        bytes), prune with them, and compute exact entries from
+        ``codebook_`` only for the spectra that survive, so results are
+        unchanged (csrc/pq.hpp, "Bound tables"). Per segment the centroids
+        are divided by a power of two ``s >= max |c|`` and rounded to IEEE
+        half; ``herr`` bounds each centroid's rounding error (the norm of the
+        difference, rounded up). Built on first use; None when the codebook
+        is small enough to stay in cache, or its values cannot be scaled.
+        """
+        if self._bounds_copy is False:
+            M = len(self.segment_bounds_) - 1
+            kp = len(self._cnorm) // M
+            pays = _core.pq_bound_copy_pays(kp, self.n_features_in_)
+            self._bounds_copy = (half_bound_copy(self.codebook_, self.segment_bounds_, kp)
+                                 if pays else None)
+        return self._bounds_copy
 
     def _kernel_args(self) -> tuple:
         return self._ctb, self._cnorm, self.segment_bounds_, self.codebook_.shape[0]
