@@ -44,35 +44,38 @@ PQCodebook make_codebook(const Arr<float>& ct, const Arr<float>& cnorm,
   return cb;
 }
 
-// Attaches the half-precision bound copy (pq.hpp, "Bound tables"), given as
-// the tuple (ch, hscale, herr, rows) that ProductQuantizer._bound_copy()
+// Attaches the 8-bit bound copy (pq.hpp, "Bound tables"), given as the
+// tuple (cq, bmean, bscale, berr, rows) that ProductQuantizer._bound_copy()
 // builds; None leaves it off. The shapes, dtypes and scales are checked; the
 // contents are trusted to be that copy of this codebook (private API).
 void attach_bound_copy(PQCodebook& cb, const py::object& copy) {
   if (copy.is_none()) return;
   const auto t = copy.cast<py::tuple>();
-  need(t.size() == 4, "bound_copy: expected (ch, hscale, herr, rows)");
-  need(py::isinstance<Arr<std::uint16_t>>(t[0]) && py::isinstance<Arr<float>>(t[1]) &&
-           py::isinstance<Arr<float>>(t[2]) && py::isinstance<Arr<float>>(t[3]),
-       "bound_copy: expected uint16, float32, float32, float32 C-contiguous arrays");
-  const auto ch = t[0].cast<Arr<std::uint16_t>>();
-  const auto hscale = t[1].cast<Arr<float>>(), herr = t[2].cast<Arr<float>>();
-  const auto rows = t[3].cast<Arr<float>>();
-  need(ch.ndim() == 1 && ch.shape(0) == cb.Kp * cb.D, "bound_copy: ch must have Kp * D values");
-  need(hscale.ndim() == 1 && hscale.shape(0) == cb.M, "bound_copy: hscale must be (M,)");
-  need(herr.ndim() == 1 && herr.shape(0) == cb.M * cb.Kp, "bound_copy: herr must be (M * Kp,)");
+  need(t.size() == 5, "bound_copy: expected (cq, bmean, bscale, berr, rows)");
+  need(py::isinstance<Arr<std::int8_t>>(t[0]) && py::isinstance<Arr<float>>(t[1]) &&
+           py::isinstance<Arr<float>>(t[2]) && py::isinstance<Arr<float>>(t[3]) &&
+           py::isinstance<Arr<float>>(t[4]),
+       "bound_copy: expected int8 and four float32 C-contiguous arrays");
+  const auto cq = t[0].cast<Arr<std::int8_t>>();
+  const auto bmean = t[1].cast<Arr<float>>(), bscale = t[2].cast<Arr<float>>();
+  const auto berr = t[3].cast<Arr<float>>(), rows = t[4].cast<Arr<float>>();
+  need(cq.ndim() == 1 && cq.shape(0) == cb.Kp * cb.D, "bound_copy: cq must have Kp * D values");
+  need(bmean.ndim() == 1 && bmean.shape(0) == cb.D, "bound_copy: bmean must be (D,)");
+  need(bscale.ndim() == 1 && bscale.shape(0) == cb.M, "bound_copy: bscale must be (M,)");
+  need(berr.ndim() == 1 && berr.shape(0) == cb.M * cb.Kp, "bound_copy: berr must be (M * Kp,)");
   need(rows.ndim() == 2 && rows.shape(0) == cb.K && rows.shape(1) == cb.D,
        "bound_copy: rows must be (K, D)");
   for (std::int64_t m = 0; m < cb.M; ++m) {
     int e = 0;
-    const float s = hscale.data()[m];
+    const float s = bscale.data()[m];
     need(std::frexp(s, &e) == 0.5f && e >= -39 && e <= 41,
-         "bound_copy: hscale must hold powers of two in [2^-40, 2^40]");
+         "bound_copy: bscale must hold powers of two in [2^-40, 2^40]");
   }
   // The tuple (held by the caller) keeps the arrays alive during the call.
-  cb.ch = ch.data();
-  cb.hscale = hscale.data();
-  cb.herr = herr.data();
+  cb.cq = cq.data();
+  cb.bmean = bmean.data();
+  cb.bscale = bscale.data();
+  cb.berr = berr.data();
   cb.rows = rows.data();
 }
 
@@ -269,11 +272,11 @@ void bind_pq(py::module_& m) {
       py::arg("queries").noconvert(), py::arg("ct").noconvert(), py::arg("cnorm").noconvert(),
       py::arg("bounds").noconvert(), py::arg("n_centroids"), py::arg("bound_copy"),
       py::arg("num_threads") = 0,
-      "Lower bounds of the ADC tables from the half-precision copy (nq, M, K).");
+      "Lower bounds of the ADC tables from the 8-bit codebook copy (nq, M, K).");
   m.def("pq_bound_copy_pays", &pq_bound_copy_pays, py::arg("padded_centroids"),
         py::arg("n_features"),
         "Whether a codebook of Kp x D floats is large enough for single-query searches to "
-        "read the half-precision bound copy.");
+        "read the 8-bit bound copy.");
   m.def("pq_search_tables", &search_tables<std::uint8_t>, py::arg("tables").noconvert(),
         py::arg("codes").noconvert(), py::arg("ids").noconvert(), py::arg("k"),
         py::arg("num_threads") = 0, py::arg("scan_codes").noconvert() = py::none(),

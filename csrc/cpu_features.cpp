@@ -26,7 +26,6 @@ SimdLevel detect() {
   const bool osxsave = c & (1u << 27);
   const bool popcnt = c & (1u << 23);
   const bool fma = c & (1u << 12);
-  const bool f16c = c & (1u << 29);  // half <-> float (PQ bound tables)
   if (!osxsave || !popcnt) return SimdLevel::Scalar;
   const unsigned long long xcr0 = read_xcr0();
   const bool ymm_os = (xcr0 & 0x6) == 0x6;      // SSE + AVX state
@@ -40,9 +39,9 @@ SimdLevel detect() {
   const bool avx512bw = b & (1u << 30);
   const bool avx512vl = b & (1u << 31);
   const bool vpopcntdq = c & (1u << 14);
-  if (zmm_os && avx512f && avx512bw && avx512vl && avx512dq && vpopcntdq && avx2 && fma && f16c && bmi2)
+  if (zmm_os && avx512f && avx512bw && avx512vl && avx512dq && vpopcntdq && avx2 && fma && bmi2)
     return SimdLevel::AVX512;
-  if (ymm_os && avx2 && fma && f16c && bmi2) return SimdLevel::AVX2;
+  if (ymm_os && avx2 && fma && bmi2) return SimdLevel::AVX2;
   return SimdLevel::Scalar;
 }
 #else

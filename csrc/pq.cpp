@@ -129,20 +129,6 @@ void table_scalar(const PQCodebook& cb, const float* Q, std::int64_t nq, std::in
   }
 }
 
-// IEEE half to float (exact).
-inline float half_to_float(std::uint16_t h) {
-  const int exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
-  float v;
-  if (exp == 0) {
-    v = std::ldexp(static_cast<float>(mant), -24);  // zero or subnormal
-  } else if (exp == 31) {
-    v = mant ? std::numeric_limits<float>::quiet_NaN() : kInf;
-  } else {
-    v = std::ldexp(static_cast<float>(mant | 0x400), exp - 25);
-  }
-  return (h & 0x8000) ? -v : v;
-}
-
 // Bound-table rows (pq.hpp, "Bound tables"; formula in pq_kernel_common.hpp),
 // one fma chain per centroid as in the SIMD kernels.
 void bound_table_scalar(const PQCodebook& cb, const float* q, std::int64_t m0, std::int64_t m1,
@@ -150,24 +136,24 @@ void bound_table_scalar(const PQCodebook& cb, const float* q, std::int64_t m0, s
   float acc[kCentroidBlock];
   for (std::int64_t m = m0; m < m1; ++m) {
     const std::int64_t s = cb.bounds[m], L = cb.bounds[m + 1] - s;
-    const BoundConsts bc = bound_consts(cb, m);
-    const std::uint16_t* seg = cb.ch + cb.Kp * s;
-    const float* err = cb.herr + m * cb.Kp;
+    const BoundConsts bc = bound_consts(cb, m, q);
+    const std::int8_t* seg = cb.cq + cb.Kp * s;
+    const float* err = cb.berr + m * cb.Kp;
     float* o = out + m * cb.K;
     for (std::int64_t j0 = 0; j0 < cb.K; j0 += kCentroidBlock) {
       for (std::int64_t t = 0; t < kCentroidBlock; ++t) acc[t] = 0.0f;
-      const std::uint16_t* blk = seg + j0 * L;
+      const std::int8_t* blk = seg + j0 * L;
       for (std::int64_t d = 0; d < L; ++d) {
-        const float qd = q[s + d] * bc.inv_s;
+        const float qd = (q[s + d] - cb.bmean[s + d]) * bc.inv_s;
         for (std::int64_t t = 0; t < kCentroidBlock; ++t) {
-          const float diff = qd - half_to_float(blk[d * kCentroidBlock + t]);
+          const float diff = qd - static_cast<float>(blk[d * kCentroidBlock + t]);
           acc[t] = std::fma(diff, diff, acc[t]);
         }
       }
       const std::int64_t nt = std::min<std::int64_t>(kCentroidBlock, cb.K - j0);
       for (std::int64_t t = 0; t < nt; ++t) {
         float r = std::fma(std::sqrt(acc[t]), bc.f, -err[j0 + t]);
-        r = r - kBoundSlack;
+        r = r - bc.slack;
         r = r > 0.0f ? r : 0.0f;
         const float b = std::fma(r * r, bc.g, -bc.tiny);
         o[j0 + t] = b > 0.0f ? b : 0.0f;
@@ -484,8 +470,8 @@ class ExactEntries {
   template <class Code>
   const float* fill(const Code* scan, const std::int64_t* rows, std::int64_t cnt) {
     todo_.clear();
-    for (std::int64_t j = 0; j < cnt; ++j) {
-      for (std::int64_t m = 0; m < cb_.M; ++m) {
+    for (std::int64_t m = 0; m < cb_.M; ++m) {  // segment by segment (kn.exact runs)
+      for (std::int64_t j = 0; j < cnt; ++j) {
         const std::int64_t e = m * cb_.K + scan_code(scan, cb_.M, rows[j], m);
         const std::uint64_t bit = std::uint64_t(1) << (e & 63);
         if (!(known_[e >> 6] & bit)) {

@@ -48,12 +48,13 @@ struct PQCodebook {
   std::int64_t K;              // centroids per segment
   std::int64_t Kp;             // K padded to kCentroidBlock
   std::int64_t D;              // pixels
-  // Optional half-precision copy for bound tables (below); null when absent.
-  const std::uint16_t* ch = nullptr;  // Kp * D IEEE half, blocked like ct, segment m / hscale[m]
-  const float* hscale = nullptr;      // M powers of two in [2^-40, 2^40], >= max |c| of the segment
-  const float* herr = nullptr;        // M * Kp, >= ||c_mj / hscale[m] - ch_mj|| (0 in the padding)
-  const float* rows = nullptr;        // K * D centroids, row layout (pq_kmeanspp), for exact entries
-  bool has_bound_copy() const { return ch && hscale && herr && rows; }
+  // Optional 8-bit copy for bound tables (below); all null when absent.
+  const std::int8_t* cq = nullptr;  // Kp * D, blocked like ct: round((c - bmean) / bscale[m])
+  const float* bmean = nullptr;     // D per-pixel offsets
+  const float* bscale = nullptr;    // M powers of two in [2^-40, 2^40]
+  const float* berr = nullptr;      // M * Kp, >= ||(c_mj - bmean) / bscale[m] - cq_mj|| (0: padding)
+  const float* rows = nullptr;      // K * D centroids, row layout (pq_kmeanspp), for exact entries
+  bool has_bound_copy() const { return cq && bmean && bscale && berr && rows; }
 };
 
 // Nearest centroid of every segment of every row of X. Each codebook block
@@ -78,22 +79,28 @@ void pq_encode(const PQCodebook& cb, const float* X, std::int64_t n, Code* codes
 void pq_build_tables(const PQCodebook& cb, const float* Q, std::int64_t nq, float* tables,
                      int num_threads);
 
-// Bound tables: lower bounds of the ADC table entries, read from the
-// half-precision copy of the codebook (cb.ch, half the bytes of ct). The
+// Bound tables: lower bounds of the ADC table entries, read from an 8-bit
+// copy of the codebook (cb.cq, a quarter of the bytes of ct). The
 // single-query table at D = 2500, K = 3200 reads the whole 32 MB codebook
 // and runs at DRAM bandwidth (~1.3 ms of a ~2.9 ms search on Zen 4); the
-// bound table reads 16 MB. Per segment, with c' = c / s and h = half(c')
-// (s = hscale[m] a power of two, so q / s and s^2 are exact) and
-// e >= ||c' - h|| (herr), the triangle inequality gives
-//   ||q - c||^2 = s^2 ||q/s - c'||^2 >= s^2 (||q/s - h|| - e)^2,
+// bound table reads 8 MB. Per segment, with mu = bmean, s = bscale[m] (a
+// power of two, so dividing by s and multiplying by s^2 are exact),
+// c' = (c - mu) / s, h = round(c') (cq) and e >= ||c' - h|| (berr), and q'
+// the query's (q - mu) / s as computed in float (each coordinate within
+// 2^-24 of its exact value, relatively; eta bounds the norm of that error),
+// the triangle inequality gives
+//   ||q - c||^2 = s^2 ||(q - mu)/s - c'||^2 >= s^2 (||q' - h|| - e - eta)^2,
 // and the kernels evaluate the right side in float with a relative margin
 // delta = (2 L + 16) 2^-24 (L = segment length) that covers the rounding of
-// the half-copy sum, the square root and the products, and of the exact
-// table entry itself: every bound is <= the pq_build_tables entry it bounds
-// (tested). The pruning passes of a search sum bounds; rows that survive
-// get exact entries, computed from cb.rows with the table kernels' fma
-// sequence, so reported distances are the same floats as without bounds.
-// out: float32 (nq, M, K). Requires cb.has_bound_copy().
+// the sum, the square root and the products, and of the exact table entry
+// itself: every bound is <= the pq_build_tables entry it bounds (tested).
+// The per-pixel offset centres each pixel's centroid values, so the 255
+// steps span their spread rather than the flux level (on the benchmark's
+// spectra bounds lie ~1% under the exact entries). The pruning passes of a
+// search sum bounds; rows that survive get exact entries, computed from
+// cb.rows with the table kernels' fma sequence, so reported distances are
+// the same floats as without bounds. out: float32 (nq, M, K). Requires
+// cb.has_bound_copy().
 void pq_build_bound_tables(const PQCodebook& cb, const float* Q, std::int64_t nq, float* out,
                            int num_threads);
 // Whether the bound copy pays for a codebook of Kp x D floats: it is larger
@@ -187,7 +194,8 @@ using TableFn = void (*)(const PQCodebook& cb, const float* Q, std::int64_t nq, 
 using BoundTableFn = void (*)(const PQCodebook& cb, const float* q, std::int64_t m0,
                               std::int64_t m1, float* out);
 // Exact table entries (the pq_build_tables floats) of one query q at table
-// positions entries[i] = m * K + j, into values[entries[i]], from cb.rows.
+// positions entries[i] = m * K + j, into values[entries[i]], from cb.rows;
+// entries of one segment should be adjacent (they are computed in runs).
 using ExactFn = void (*)(const PQCodebook& cb, const float* q, const std::int64_t* entries,
                          std::int64_t n, float* values);
 // ADC sums for rows [0, n) of codes (M per row); `readable` = rows that may

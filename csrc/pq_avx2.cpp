@@ -125,27 +125,27 @@ void table(const PQCodebook& cb, const float* Q, std::int64_t nq, std::int64_t l
 }
 
 // Bound-table rows for NB blocks of 32 centroids (see the AVX-512 file):
-// halves widened exactly with F16C, 4 * NB independent fma chains (NB = 3:
-// 12 of the 16 ymm; more concurrent block streams read DRAM faster).
+// 8-bit values widened exactly, 4 * NB independent fma chains (NB = 3: 12
+// of the 16 ymm; more concurrent block streams read DRAM faster).
 template <int NB>
-inline void bound_blocks(const std::uint16_t* blk, std::int64_t L, const float* q,
-                         const BoundConsts& bc, const float* err, std::int64_t j0,
-                         std::int64_t K, float* o) {
+inline void bound_blocks(const std::int8_t* blk, std::int64_t L, const float* q,
+                         const float* mean, const BoundConsts& bc, const float* err,
+                         std::int64_t j0, std::int64_t K, float* o) {
   __m256 acc[4 * NB];
   for (int i = 0; i < 4 * NB; ++i) acc[i] = _mm256_setzero_ps();
   for (std::int64_t d = 0; d < L; ++d) {
-    const __m256 qd = _mm256_set1_ps(q[d] * bc.inv_s);
+    const __m256 qd = _mm256_set1_ps((q[d] - mean[d]) * bc.inv_s);
     for (int b = 0; b < NB; ++b)
 #pragma GCC unroll 4
       for (int h = 0; h < 4; ++h) {
-        const __m128i half =
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + (b * L + d) * 32 + 8 * h));
-        const __m256 diff = _mm256_sub_ps(qd, _mm256_cvtph_ps(half));
+        const __m128i v =
+            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + (b * L + d) * 32 + 8 * h));
+        const __m256 diff = _mm256_sub_ps(qd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)));
         acc[4 * b + h] = _mm256_fmadd_ps(diff, diff, acc[4 * b + h]);
       }
   }
   const __m256 zero = _mm256_setzero_ps(), f = _mm256_set1_ps(bc.f), g = _mm256_set1_ps(bc.g);
-  const __m256 slack = _mm256_set1_ps(kBoundSlack), tiny = _mm256_set1_ps(bc.tiny);
+  const __m256 slack = _mm256_set1_ps(bc.slack), tiny = _mm256_set1_ps(bc.tiny);
   for (int i = 0; i < 4 * NB; ++i) {
     const std::int64_t j = j0 + 8 * i;
     if (j >= K) break;
@@ -167,15 +167,17 @@ void bound_table(const PQCodebook& cb, const float* q, std::int64_t m0, std::int
   const std::int64_t nblk = cb.Kp / 32;
   for (std::int64_t m = m0; m < m1; ++m) {
     const std::int64_t s = cb.bounds[m], L = cb.bounds[m + 1] - s;
-    const BoundConsts bc = bound_consts(cb, m);
-    const std::uint16_t* seg = cb.ch + cb.Kp * s;
-    const float* err = cb.herr + m * cb.Kp;
+    const BoundConsts bc = bound_consts(cb, m, q);
+    const std::int8_t* seg = cb.cq + cb.Kp * s;
+    const float* err = cb.berr + m * cb.Kp;
+    const float* qs = q + s;
+    const float* mean = cb.bmean + s;
     float* o = out + m * cb.K;
     std::int64_t jb = 0;
     for (; jb + 3 <= nblk; jb += 3)
-      bound_blocks<3>(seg + jb * 32 * L, L, q + s, bc, err + jb * 32, jb * 32, cb.K, o + jb * 32);
+      bound_blocks<3>(seg + jb * 32 * L, L, qs, mean, bc, err + jb * 32, jb * 32, cb.K, o + jb * 32);
     for (; jb < nblk; ++jb)
-      bound_blocks<1>(seg + jb * 32 * L, L, q + s, bc, err + jb * 32, jb * 32, cb.K, o + jb * 32);
+      bound_blocks<1>(seg + jb * 32 * L, L, qs, mean, bc, err + jb * 32, jb * 32, cb.K, o + jb * 32);
   }
 }
 

@@ -210,31 +210,31 @@ void adc_u8(const float* table, std::int64_t M, std::int64_t K, const std::uint8
 }
 
 // Bound-table rows for NB blocks of 32 centroids (pq.hpp, "Bound tables";
-// pq_kernel_common.hpp for the formula): each pixel row of a half block is
-// one 64-byte line, widened exactly with vcvtph2ps. The kernel reads from
-// DRAM, and more blocks at once (more concurrent streams) read faster: a
-// single-query bound table at 25 x 3200 took 1.10 / 0.98 / 0.77 / 0.70 ms
-// with NB = 2 / 4 / 8 / 12 (24 of the 32 zmm as accumulators).
+// pq_kernel_common.hpp for the formula): each pixel row of an 8-bit block is
+// 32 bytes, widened exactly (vpmovsxbd, vcvtdq2ps). The kernel reads from
+// DRAM, and more blocks at once (more concurrent streams) read faster: with
+// the half-precision copy tried first, a single-query bound table at
+// 25 x 3200 took 1.10 / 0.98 / 0.77 / 0.70 ms with NB = 2 / 4 / 8 / 12
+// (24 of the 32 zmm as accumulators).
 template <int NB>
-inline void bound_blocks(const std::uint16_t* blk, std::int64_t L, const float* q,
-                         const BoundConsts& bc, const float* err, std::int64_t j0,
-                         std::int64_t K, float* o) {
+inline void bound_blocks(const std::int8_t* blk, std::int64_t L, const float* q,
+                         const float* mean, const BoundConsts& bc, const float* err,
+                         std::int64_t j0, std::int64_t K, float* o) {
   __m512 acc[2 * NB];
   for (int i = 0; i < 2 * NB; ++i) acc[i] = _mm512_setzero_ps();
   for (std::int64_t d = 0; d < L; ++d) {
-    const __m512 qd = _mm512_set1_ps(q[d] * bc.inv_s);
+    const __m512 qd = _mm512_set1_ps((q[d] - mean[d]) * bc.inv_s);
     for (int b = 0; b < NB; ++b) {
-      const std::uint16_t* h = blk + (b * L + d) * 32;
-      const __m512 d0 =
-          _mm512_sub_ps(qd, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h))));
-      const __m512 d1 = _mm512_sub_ps(
-          qd, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + 16))));
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + (b * L + d) * 32));
+      const __m512 h0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(h)));
+      const __m512 h1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(h, 1)));
+      const __m512 d0 = _mm512_sub_ps(qd, h0), d1 = _mm512_sub_ps(qd, h1);
       acc[2 * b] = _mm512_fmadd_ps(d0, d0, acc[2 * b]);
       acc[2 * b + 1] = _mm512_fmadd_ps(d1, d1, acc[2 * b + 1]);
     }
   }
   const __m512 zero = _mm512_setzero_ps(), f = _mm512_set1_ps(bc.f), g = _mm512_set1_ps(bc.g);
-  const __m512 slack = _mm512_set1_ps(kBoundSlack), tiny = _mm512_set1_ps(bc.tiny);
+  const __m512 slack = _mm512_set1_ps(bc.slack), tiny = _mm512_set1_ps(bc.tiny);
   for (int i = 0; i < 2 * NB; ++i) {
     const std::int64_t j = j0 + 16 * i;
     if (j >= K) break;
@@ -252,17 +252,19 @@ void bound_table(const PQCodebook& cb, const float* q, std::int64_t m0, std::int
   const std::int64_t nblk = cb.Kp / 32;
   for (std::int64_t m = m0; m < m1; ++m) {
     const std::int64_t s = cb.bounds[m], L = cb.bounds[m + 1] - s;
-    const BoundConsts bc = bound_consts(cb, m);
-    const std::uint16_t* seg = cb.ch + cb.Kp * s;
-    const float* err = cb.herr + m * cb.Kp;
+    const BoundConsts bc = bound_consts(cb, m, q);
+    const std::int8_t* seg = cb.cq + cb.Kp * s;
+    const float* err = cb.berr + m * cb.Kp;
+    const float* qs = q + s;
+    const float* mean = cb.bmean + s;
     float* o = out + m * cb.K;
     std::int64_t jb = 0;
     for (; jb + 12 <= nblk; jb += 12)
-      bound_blocks<12>(seg + jb * 32 * L, L, q + s, bc, err + jb * 32, jb * 32, cb.K, o + jb * 32);
+      bound_blocks<12>(seg + jb * 32 * L, L, qs, mean, bc, err + jb * 32, jb * 32, cb.K, o + jb * 32);
     for (; jb + 4 <= nblk; jb += 4)
-      bound_blocks<4>(seg + jb * 32 * L, L, q + s, bc, err + jb * 32, jb * 32, cb.K, o + jb * 32);
+      bound_blocks<4>(seg + jb * 32 * L, L, qs, mean, bc, err + jb * 32, jb * 32, cb.K, o + jb * 32);
     for (; jb < nblk; ++jb)
-      bound_blocks<1>(seg + jb * 32 * L, L, q + s, bc, err + jb * 32, jb * 32, cb.K, o + jb * 32);
+      bound_blocks<1>(seg + jb * 32 * L, L, qs, mean, bc, err + jb * 32, jb * 32, cb.K, o + jb * 32);
   }
 }
 

@@ -68,39 +68,48 @@ void table_tiled(const PQCodebook& cb, const float* Q, std::int64_t nq, std::int
 }
 
 // Per-segment constants of the bound-table kernels (pq.hpp, "Bound
-// tables"). A bound is computed, in this order and in float, as
-//   r = max(0, fma(sqrt(t), f, -e) - kBoundSlack),  b = max(0, fma(r * r, g, -tiny))
-// with t = sum_d (q_d * inv_s - h_d)^2 (fma, pixel order), f = 1 - delta and
-// g = (1 - delta) s^2 rounded down. The fused steps are written out at
-// every level (the compiler contracts a multiply and a subtract in the
-// SIMD files), so all levels give the same bits. kBoundSlack (scaled units) and tiny
-// (about 2^-140 per pixel, unscaled) absorb the absolute errors of
-// underflow, which the relative margin delta does not.
-constexpr float kBoundSlack = 0x1p-50f;
+// tables") for one query q. A bound is computed, in this order and in float,
+// as
+//   r = max(0, fma(sqrt(t), f, -e) - slack),  b = max(0, fma(r * r, g, -tiny))
+// with t = sum_d ((q_d - mu_d) * inv_s - h_d)^2 (fma, pixel order), f = 1 -
+// delta and g = (1 - delta) s^2 rounded down, and slack = eta + 2^-50:
+// eta >= 2^-23 ||q'|| bounds the rounding of q - mu, 2^-50 (scaled units)
+// and tiny (about 2^-140 per pixel, unscaled) absorb underflow, which the
+// relative margin delta does not cover. The fused steps are written out at
+// every level (the compiler contracts a multiply and a subtract in the SIMD
+// files) and eta is computed with explicit fma, so all levels give the same
+// bits.
 struct BoundConsts {
-  float inv_s, f, g, tiny;
+  float inv_s, f, g, tiny, slack;
 };
 inline float round_down(double x) {  // the largest float <= x (x > 0)
   float y = static_cast<float>(x);
   if (static_cast<double>(y) > x) y = __builtin_nextafterf(y, 0.0f);  // no std:: (pq.hpp)
   return y;
 }
-inline BoundConsts bound_consts(const PQCodebook& cb, std::int64_t m) {
-  const std::int64_t L = cb.bounds[m + 1] - cb.bounds[m];
-  const double s = cb.hscale[m];
+inline BoundConsts bound_consts(const PQCodebook& cb, std::int64_t m, const float* q) {
+  const std::int64_t s0 = cb.bounds[m], L = cb.bounds[m + 1] - s0;
+  const double s = cb.bscale[m];
   const double d = (2.0 * static_cast<double>(L) + 16.0) * 0x1p-24, delta = d < 1.0 ? d : 1.0;
   BoundConsts c;
   c.inv_s = static_cast<float>(1.0 / s);  // exact: s is a power of two
   c.f = round_down(1.0 - delta);
   c.g = round_down((1.0 - delta) * s * s);
   c.tiny = static_cast<float>((static_cast<double>(L) + 2.0) * 0x1p-140);
+  double norm2 = 0.0;
+  for (std::int64_t i = 0; i < L; ++i) {
+    const double x = static_cast<double>((q[s0 + i] - cb.bmean[s0 + i]) * c.inv_s);
+    norm2 = __builtin_fma(x, x, norm2);
+  }
+  // 2^-22: twice the bound, for the double rounding; then rounded up
+  c.slack = static_cast<float>(__builtin_sqrt(norm2) * 0x1p-22 * (1.0 + 0x1p-20) + 0x1p-50);
   return c;
 }
 
 // Exact table entries (detail::ExactFn, pq.hpp) read one centroid's L
 // pixels each, from random places in the codebook; the kernels prefetch the
 // rows of the entries kExactAhead ahead, so the misses overlap.
-constexpr std::int64_t kExactAhead = 32;
+constexpr std::int64_t kExactAhead = 16;
 inline const float* exact_row(const PQCodebook& cb, std::int64_t e) {
   return cb.rows + (e % cb.K) * cb.D + cb.bounds[e / cb.K];
 }
@@ -111,11 +120,9 @@ inline void prefetch_exact_row(const PQCodebook& cb, std::int64_t e) {
   __builtin_prefetch(p + bytes - 1);
 }
 
-// Exact entries of Lanes centroids, one fma chain each in pixel order (the
-// table kernels' sequence; __builtin_fmaf is an fma instruction in the ISA
-// files). Lane t reads q[t] and rows[t] for L[t] pixels; the lanes may come
-// from different segments, whose lengths differ by at most one pixel, so
-// the chains run together up to the shortest and finish alone. Plain scalar
+// Exact entries of Lanes centroids of one segment (L pixels, query part q),
+// one fma chain each in pixel order (the table kernels' sequence;
+// __builtin_fmaf is an fma instruction in the ISA files). Plain scalar
 // chains: GCC's vectorised form of this loop (vectors assembled from scalar
 // loads) and gathers both measured 3-7x slower on Zen 4.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -124,51 +131,43 @@ inline void prefetch_exact_row(const PQCodebook& cb, std::int64_t e) {
 #define PYSPEC_NO_VECTORIZE
 #endif
 template <int Lanes>
-PYSPEC_NO_VECTORIZE inline void exact_chains(const float* const* q, const float* const* rows,
-                                             const std::int64_t* L, float* out) {
-  std::int64_t common = L[0];
-  for (int t = 1; t < Lanes; ++t) common = L[t] < common ? L[t] : common;
+PYSPEC_NO_VECTORIZE inline void exact_chains(const float* q, const float* const* rows,
+                                             std::int64_t L, float* out) {
   float acc[Lanes] = {};
-  for (std::int64_t d = 0; d < common; ++d) {
+  for (std::int64_t d = 0; d < L; ++d) {
+    const float qd = q[d];
 #pragma GCC unroll 16
     for (int t = 0; t < Lanes; ++t) {
-      const float diff = q[t][d] - rows[t][d];
+      const float diff = qd - rows[t][d];
       acc[t] = __builtin_fmaf(diff, diff, acc[t]);
     }
   }
-  for (int t = 0; t < Lanes; ++t) {
-    for (std::int64_t d = common; d < L[t]; ++d) {
-      const float diff = q[t][d] - rows[t][d];
-      acc[t] = __builtin_fmaf(diff, diff, acc[t]);
-    }
-    out[t] = acc[t];
-  }
+  for (int t = 0; t < Lanes; ++t) out[t] = acc[t];
 }
 
-// detail::ExactFn (pq.hpp): entries in groups of kExactLanes chains (the
-// last group pads with its first entry), with the rows of the entries
-// kExactAhead ahead prefetched.
+// detail::ExactFn (pq.hpp): runs of up to kExactLanes entries of one
+// segment (callers list entries segment by segment) as interleaved chains;
+// a short run repeats its first entry in the idle lanes. The rows of the
+// entries kExactAhead ahead are prefetched.
 constexpr int kExactLanes = 8;
 inline void exact_entries_kernel(const PQCodebook& cb, const float* q,
                                  const std::int64_t* entries, std::int64_t n, float* values) {
   constexpr int W = kExactLanes;
   for (std::int64_t j = 0; j < n && j < kExactAhead; ++j) prefetch_exact_row(cb, entries[j]);
-  for (std::int64_t i = 0; i < n; i += W) {
-    const int cnt = n - i < W ? static_cast<int>(n - i) : W;
+  std::int64_t i = 0;
+  while (i < n) {
+    const std::int64_t m = entries[i] / cb.K;
+    int cnt = 1;
+    while (cnt < W && i + cnt < n && entries[i + cnt] / cb.K == m) ++cnt;
     for (std::int64_t j = i + kExactAhead; j < i + cnt + kExactAhead && j < n; ++j)
       prefetch_exact_row(cb, entries[j]);
-    const float* qs[W];
     const float* rows[W];
-    std::int64_t L[W];
-    for (int t = 0; t < W; ++t) {
-      const std::int64_t e = entries[i + (t < cnt ? t : 0)], m = e / cb.K;
-      qs[t] = q + cb.bounds[m];
-      rows[t] = exact_row(cb, e);
-      L[t] = cb.bounds[m + 1] - cb.bounds[m];
-    }
+    for (int t = 0; t < W; ++t) rows[t] = exact_row(cb, entries[i + (t < cnt ? t : 0)]);
     float out[W];
-    exact_chains<W>(qs, rows, L, out);
+    const std::int64_t s = cb.bounds[m];
+    exact_chains<W>(q + s, rows, cb.bounds[m + 1] - s, out);
     for (int t = 0; t < cnt; ++t) values[entries[i + t]] = out[t];
+    i += cnt;
   }
 }
 

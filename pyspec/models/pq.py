@@ -68,31 +68,39 @@ def _blocked(block: np.ndarray, kp: int) -> np.ndarray:
     return padded.reshape(kp // _BLOCK, _BLOCK, L).transpose(0, 2, 1).ravel()
 
 
-def half_bound_copy(codebook: np.ndarray, bounds: np.ndarray, kp: int) -> tuple | None:
-    """The kernels' half-precision bound copy (ch, hscale, herr, rows) of a codebook.
+def int8_bound_copy(codebook: np.ndarray, bounds: np.ndarray, kp: int) -> tuple | None:
+    """The kernels' 8-bit bound copy (cq, bmean, bscale, berr, rows) of a codebook.
 
-    See :meth:`ProductQuantizer._bound_copy`; None when a segment's values
-    cannot be scaled into [2^-40, 2^40].
+    Each pixel is centred on the midpoint of its centroids' range (``bmean``)
+    and each segment divided by a power of two ``bscale >= max |c - bmean| /
+    127``, then rounded to int8 in the kernels' blocked layout; ``berr``
+    bounds each centroid's rounding error (the norm of the difference, in
+    scaled units, rounded up). See :meth:`ProductQuantizer._bound_copy` and
+    csrc/pq.hpp, "Bound tables". None when a segment's scale falls outside
+    [2^-40, 2^40].
     """
     K, D = codebook.shape
     M = len(bounds) - 1
-    ch = np.zeros(kp * D, dtype=np.float16)
-    hscale = np.empty(M, dtype=np.float32)
-    herr = np.zeros((M, kp), dtype=np.float32)
+    c = codebook.astype(np.float64)
+    bmean = ((c.max(axis=0) + c.min(axis=0)) / 2).astype(np.float32)
+    resid = c - bmean  # exact in float64
+    cq = np.zeros(kp * D, dtype=np.int8)
+    bscale = np.empty(M, dtype=np.float32)
+    berr = np.zeros((M, kp), dtype=np.float32)
     for m in range(M):
         s, e = int(bounds[m]), int(bounds[m + 1])
-        seg = codebook[:, s:e].astype(np.float64)
-        exponent = int(np.frexp(np.abs(seg).max())[1])  # max |c| < 2**exponent
+        seg = resid[:, s:e]
+        exponent = int(np.frexp(np.abs(seg).max() / 127)[1])  # max |seg| / 127 < 2**exponent
         if not -40 <= exponent <= 40:
             return None
-        scaled = seg / 2.0 ** exponent  # exact: a power of two
-        half = scaled.astype(np.float16)
-        err = np.sqrt(np.sum((scaled - half) ** 2, axis=1))
-        err32 = err.astype(np.float32)  # rounded up below: herr must not undershoot
-        herr[m, :K] = np.where(err32 < err, np.nextafter(err32, np.float32(np.inf)), err32)
-        hscale[m] = 2.0 ** exponent
-        ch[kp * s: kp * e] = _blocked(half, kp)
-    return ch.view(np.uint16), hscale, herr.ravel(), np.ascontiguousarray(codebook, np.float32)
+        scaled = seg / 2.0 ** exponent  # exact: a power of two; |scaled| < 127
+        rounded = np.rint(scaled)
+        err = np.sqrt(np.sum((scaled - rounded) ** 2, axis=1))
+        err32 = err.astype(np.float32)  # rounded up below: berr must not undershoot
+        berr[m, :K] = np.where(err32 < err, np.nextafter(err32, np.float32(np.inf)), err32)
+        bscale[m] = 2.0 ** exponent
+        cq[kp * s: kp * e] = _blocked(rounded.astype(np.int8), kp)
+    return cq, bmean, bscale, berr.ravel(), np.ascontiguousarray(codebook, np.float32)
 
 
 def _check_int(value: object, name: str, lo: int, hi: int) -> int:
@@ -200,24 +208,23 @@ class ProductQuantizer(BaseEstimator):
         self._bounds_copy: tuple | None | bool = False  # False: not built yet
 
     def _bound_copy(self) -> tuple | None:
-        """Half-precision copy of the codebook for single-query searches, or None.
+        """8-bit copy of the codebook for single-query searches, or None.
 
         With thousands of centroids the codebook (32 MB at 2500 pixels x 3200
         centroids) is read from memory for every query's distance table. The
-        kernels then build lower bounds of the table from this copy (half the
-        bytes), prune with them, and compute exact entries from
-        ``codebook_`` only for the spectra that survive, so results are
-        unchanged (csrc/pq.hpp, "Bound tables"). Per segment the centroids
-        are divided by a power of two ``s >= max |c|`` and rounded to IEEE
-        half; ``herr`` bounds each centroid's rounding error (the norm of the
-        difference, rounded up). Built on first use; None when the codebook
-        is small enough to stay in cache, or its values cannot be scaled.
+        kernels then build lower bounds of the table from this copy (a
+        quarter of the bytes, :func:`int8_bound_copy`), prune with them, and
+        compute exact entries from ``codebook_`` only for the spectra that
+        survive, so results are unchanged (csrc/pq.hpp, "Bound tables").
+        Built on first use (it costs n_centroids x n_features bytes); None
+        when the codebook is small enough to stay in cache, or its values
+        cannot be scaled.
         """
         if self._bounds_copy is False:
             M = len(self.segment_bounds_) - 1
             kp = len(self._cnorm) // M
             pays = _core.pq_bound_copy_pays(kp, self.n_features_in_)
-            self._bounds_copy = (half_bound_copy(self.codebook_, self.segment_bounds_, kp)
+            self._bounds_copy = (int8_bound_copy(self.codebook_, self.segment_bounds_, kp)
                                  if pays else None)
         return self._bounds_copy
 

@@ -1,7 +1,7 @@
-"""Bound tables from the half-precision codebook copy (csrc/pq.hpp, "Bound tables").
+"""Bound tables from the 8-bit codebook copy (csrc/pq.hpp, "Bound tables").
 
 Single-query searches over the scan layout may prune with lower bounds of the
-ADC table read from a half-precision copy of the codebook, computing exact
+ADC table read from an 8-bit copy of the codebook, computing exact
 entries only for the rows that survive. The bounds must never exceed the
 exact table entries, and search results must be the same floats and ids as
 without the copy, at every SIMD level and thread count.
@@ -15,7 +15,7 @@ from reference import knn_ref, pq_adc_ref
 
 import pyspec
 from pyspec import PQIndex, ProductQuantizer, _core
-from pyspec.models.pq import half_bound_copy, segment_bounds
+from pyspec.models.pq import int8_bound_copy, segment_bounds
 
 
 def make_pq(codebook: np.ndarray, n_segments: int) -> ProductQuantizer:
@@ -26,7 +26,7 @@ def make_pq(codebook: np.ndarray, n_segments: int) -> ProductQuantizer:
 
 def bound_copy(pq: ProductQuantizer) -> tuple:
     ct, cnorm, bounds, K = pq._kernel_args()
-    copy = half_bound_copy(pq.codebook_, bounds, len(cnorm) // (len(bounds) - 1))
+    copy = int8_bound_copy(pq.codebook_, bounds, len(cnorm) // (len(bounds) - 1))
     assert copy is not None
     return copy
 
@@ -51,7 +51,7 @@ def test_bounds_never_exceed_exact_tables(simd_level: str, rng: np.random.Genera
     codebook = spectra_like(rng, K, D, scale)
     pq = make_pq(codebook, M)
     ct, cnorm, bounds, _ = pq._kernel_args()
-    copy = half_bound_copy(pq.codebook_, bounds, len(cnorm) // M)
+    copy = int8_bound_copy(pq.codebook_, bounds, len(cnorm) // M)
     if scale < 1e-20:  # outside [2^-40, 2^40]: no copy, searches use exact tables
         assert copy is None
         return
@@ -111,19 +111,21 @@ def test_search_with_bounds_equals_exact_search(simd_level: str, num_threads: in
 
 def test_bound_copy_is_checked(rng: np.random.Generator) -> None:
     pq = make_pq(spectra_like(rng, 64, 40), 4)
-    ch, hscale, herr, rows = bound_copy(pq)
+    cq, bmean, bscale, berr, rows = bound_copy(pq)
     Q = spectra_like(rng, 1, 40)
     args = pq._kernel_args()
     with pytest.raises(ValueError, match="bound_copy"):
-        _core.pq_bound_tables(Q, *args, (ch, hscale, herr))
-    with pytest.raises(ValueError, match="uint16"):
-        _core.pq_bound_tables(Q, *args, (ch.astype(np.int32), hscale, herr, rows))
+        _core.pq_bound_tables(Q, *args, (cq, bmean, bscale, berr))
+    with pytest.raises(ValueError, match="int8"):
+        _core.pq_bound_tables(Q, *args, (cq.astype(np.int32), bmean, bscale, berr, rows))
     with pytest.raises(ValueError, match="powers of two"):
-        _core.pq_bound_tables(Q, *args, (ch, hscale * np.float32(1.5), herr, rows))
+        _core.pq_bound_tables(Q, *args, (cq, bmean, bscale * np.float32(1.5), berr, rows))
     with pytest.raises(ValueError, match="Kp"):
-        _core.pq_bound_tables(Q, *args, (ch[:-1], hscale, herr, rows))
+        _core.pq_bound_tables(Q, *args, (cq[:-1], bmean, bscale, berr, rows))
+    with pytest.raises(ValueError, match="bmean"):
+        _core.pq_bound_tables(Q, *args, (cq, bmean[:-1], bscale, berr, rows))
     with pytest.raises(ValueError, match="rows"):
-        _core.pq_bound_tables(Q, *args, (ch, hscale, herr, rows[:-1]))
+        _core.pq_bound_tables(Q, *args, (cq, bmean, bscale, berr, rows[:-1]))
 
 
 def test_index_uses_bounds_only_when_they_pay(monkeypatch: pytest.MonkeyPatch,
