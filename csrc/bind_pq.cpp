@@ -262,17 +262,18 @@ void bind_pq(py::module_& m) {
         attach_bound_copy(cb, bound_copy);
         check_rows(Q, cb.D, "queries");
         const std::int64_t nq = Q.shape(0);
-        Arr<float> out({nq, cb.M, cb.K});
+        Arr<float> lower({nq, cb.M, cb.K}), upper({nq, cb.M, cb.K});
         {
           py::gil_scoped_release release;
-          pq_build_bound_tables(cb, Q.data(), nq, out.mutable_data(), num_threads);
+          pq_build_bound_tables(cb, Q.data(), nq, lower.mutable_data(), upper.mutable_data(),
+                                num_threads);
         }
-        return out;
+        return py::make_tuple(lower, upper);
       },
       py::arg("queries").noconvert(), py::arg("ct").noconvert(), py::arg("cnorm").noconvert(),
       py::arg("bounds").noconvert(), py::arg("n_centroids"), py::arg("bound_copy"),
       py::arg("num_threads") = 0,
-      "Lower bounds of the ADC tables from the 8-bit codebook copy (nq, M, K).");
+      "Lower and upper bounds of the ADC tables from the 8-bit codebook copy, two (nq, M, K).");
   m.def("pq_bound_copy_pays", &pq_bound_copy_pays, py::arg("padded_centroids"),
         py::arg("n_features"),
         "Whether a codebook of Kp x D floats is large enough for single-query searches to "

@@ -132,14 +132,15 @@ void table_scalar(const PQCodebook& cb, const float* Q, std::int64_t nq, std::in
 // Bound-table rows (pq.hpp, "Bound tables"; formula in pq_kernel_common.hpp),
 // one fma chain per centroid as in the SIMD kernels.
 void bound_table_scalar(const PQCodebook& cb, const float* q, std::int64_t m0, std::int64_t m1,
-                        float* out) {
+                        float* lower, float* upper) {
   float acc[kCentroidBlock];
   for (std::int64_t m = m0; m < m1; ++m) {
     const std::int64_t s = cb.bounds[m], L = cb.bounds[m + 1] - s;
     const BoundConsts bc = bound_consts(cb, m, q);
     const std::int8_t* seg = cb.cq + cb.Kp * s;
     const float* err = cb.berr + m * cb.Kp;
-    float* o = out + m * cb.K;
+    float* lo = lower + m * cb.K;
+    float* up = upper + m * cb.K;
     for (std::int64_t j0 = 0; j0 < cb.K; j0 += kCentroidBlock) {
       for (std::int64_t t = 0; t < kCentroidBlock; ++t) acc[t] = 0.0f;
       const std::int8_t* blk = seg + j0 * L;
@@ -152,11 +153,14 @@ void bound_table_scalar(const PQCodebook& cb, const float* q, std::int64_t m0, s
       }
       const std::int64_t nt = std::min<std::int64_t>(kCentroidBlock, cb.K - j0);
       for (std::int64_t t = 0; t < nt; ++t) {
-        float r = std::fma(std::sqrt(acc[t]), bc.f, -err[j0 + t]);
+        const float root = std::sqrt(acc[t]);
+        float r = std::fma(root, bc.f, -err[j0 + t]);
         r = r - bc.slack;
         r = r > 0.0f ? r : 0.0f;
         const float b = std::fma(r * r, bc.g, -bc.tiny);
-        o[j0 + t] = b > 0.0f ? b : 0.0f;
+        lo[j0 + t] = b > 0.0f ? b : 0.0f;
+        const float ru = std::fma(root, bc.fu, err[j0 + t]) + bc.slack;
+        up[j0 + t] = std::fma(ru * ru, bc.gu, bc.tiny);
       }
     }
   }
@@ -462,8 +466,13 @@ inline Code scan_code(const Code* scan, std::int64_t M, std::int64_t i, std::int
 // bitmask marks those computed for this query.
 class ExactEntries {
  public:
-  ExactEntries(const detail::PQKernels& kn, const PQCodebook& cb, const float* q, float* values)
-      : kn_(kn), cb_(cb), q_(q), values_(values), known_((cb.M * cb.K + 63) / 64, 0) {}
+  ExactEntries(const detail::PQKernels& kn, const PQCodebook& cb, const float* q,
+               const float* upper, float* values)
+      : kn_(kn), cb_(cb), q_(q), upper_(upper), values_(values),
+        known_((cb.M * cb.K + 63) / 64, 0) {}
+
+  // The query's upper-bound table (pq_build_bound_tables).
+  const float* upper() const { return upper_; }
 
   // Makes valid the entries of database rows rows[0, cnt) of the scan
   // layout `scan`; returns the table that holds them.
@@ -489,6 +498,7 @@ class ExactEntries {
   detail::PQKernels kn_;
   const PQCodebook& cb_;
   const float* q_;
+  const float* upper_;
   float* values_;
   std::vector<std::uint64_t> known_;
   std::vector<std::int64_t> todo_;
@@ -699,54 +709,59 @@ constexpr std::size_t kPoolRows = 65536;
 // Rows per exact-entry batch when a pool is evaluated.
 constexpr std::size_t kEvalRows = 8;
 
-// One query's scan over its bound table `bt` (pq.hpp, "Bound tables"),
-// block by block, into a top-k h. Rows whose bound sums survive a block
-// (segmajor_passes with h's k-th distance) wait in a pool with their bound
-// sums. The pool is evaluated in order of bound sum: exact distances (from
+// One query's scan over its bound tables (pq.hpp, "Bound tables"), block
+// by block, into a top-k h. The pruning bound is the k-th smallest
+// upper-bound sum of the rows met so far (valid: those k rows are at least
+// that close), kept in `upper_k_`, or h's k-th distance if smaller. Rows
+// whose lower-bound sums survive a block (segmajor_passes) wait in a pool
+// with their lower-bound sums and add their upper-bound sums. At the end
+// the pool is evaluated in order of lower-bound sum: exact distances (from
 // ExactEntries, in segment order: the same floats as every other path) are
-// pushed into h until the next bound sum passes reordered_bound() of h's
-// k-th distance, which proves the rest cannot enter. Rows most likely to
-// stay are summed first, so few rows need exact entries: on the benchmark's
-// spectra 26 per query when the pool is evaluated at the end, 32 every 512
-// rows, 45 every 64 (each exact entry costs ~150 ns, a random codebook
-// read). Until h is full (the first block) every row joins the pool and
-// the pool is evaluated at once, which gives the first bound.
+// pushed into h until the next lower-bound sum passes reordered_bound() of
+// h's k-th distance, which proves the rest cannot enter. So exact entries
+// (each a random ~400-byte codebook read, ~150 ns) are computed only for
+// the rows that end up near the top-k, while the bound tightens block by
+// block as it would with exact tables. In the first block (no bound yet)
+// the k rows with the smallest lower bounds give the first bound.
 template <class Code>
 class BoundScan {
  public:
-  BoundScan(const float* bt, const std::int32_t* order, ExactEntries& exact, const Code* scan,
-            const index_t* ids, std::int64_t M, std::int64_t K)
-      : bt_(bt), order_(order), exact_(exact), scan_(scan), ids_(ids), M_(M), K_(K) {}
+  BoundScan(const float* lower, const std::int32_t* order, ExactEntries& exact, const Code* scan,
+            const index_t* ids, std::int64_t M, std::int64_t K, std::size_t k)
+      : lower_(lower), upper_(exact.upper()), order_(order), exact_(exact), scan_(scan),
+        ids_(ids), M_(M), K_(K), upper_k_(k) {}
 
   void block(std::int64_t b, std::int64_t nb, TopK<float>& h, float* out, std::int32_t* idx) {
     const std::int64_t i0 = b * kScanLayoutRows;
     const Code* blk = scan_ + b * M_ * kScanLayoutRows;
-    if (h.full()) {
-      const std::int64_t cnt = segmajor_passes(bt_, M_, K_, blk, nb, h.worst(), order_, out, idx);
-      for (std::int64_t j = 0; j < cnt; ++j) pool_.push_back({out[idx[j]], i0 + idx[j]});
-      if (pool_.size() >= kPoolRows) evaluate(h);
-      return;
+    const float bound = this->bound(h);
+    if (bound < kInf) {
+      const std::int64_t cnt = segmajor_passes(lower_, M_, K_, blk, nb, bound, order_, out, idx);
+      for (std::int64_t j = 0; j < cnt; ++j) add(out[idx[j]], i0 + idx[j]);
+    } else {
+      segmajor_passes(lower_, M_, K_, blk, nb, kInf, nullptr, out, idx);
+      for (std::int64_t i = 0; i < nb; ++i) idx[i] = static_cast<std::int32_t>(i);
+      const std::int64_t first =
+          std::min<std::int64_t>(nb, upper_k_.k() - upper_k_.size());
+      std::nth_element(idx, idx + first, idx + nb,
+                       [&](std::int32_t x, std::int32_t y) { return out[x] < out[y]; });
+      for (std::int64_t j = 0; j < first; ++j) add(out[idx[j]], i0 + idx[j]);
+      const float pb = reordered_bound(this->bound(h), M_);
+      for (std::int64_t j = first; j < nb; ++j)
+        if (out[idx[j]] <= pb) add(out[idx[j]], i0 + idx[j]);
     }
-    segmajor_passes(bt_, M_, K_, blk, nb, kInf, nullptr, out, idx);
-    for (std::int64_t i = 0; i < nb; ++i) pool_.push_back({out[i], i0 + i});
-    evaluate(h);
+    if (pool_.size() >= kPoolRows) evaluate(h);
   }
 
   void evaluate(TopK<float>& h) {
     auto by_bound = [](const Candidate& a, const Candidate& b) { return a.bound < b.bound; };
-    auto pbound = [&] { return h.full() ? reordered_bound(h.worst(), M_) : kInf; };
-    std::size_t done = 0;
-    if (!h.full()) {  // the smallest bounds first, whatever they are
-      done = std::min(pool_.size(), h.k() - h.size());
-      std::nth_element(pool_.begin(), pool_.begin() + done, pool_.end(), by_bound);
-      push_exact(0, done, h);
-    }
-    const float pb = pbound();
-    const auto alive = std::partition(pool_.begin() + done, pool_.end(),
+    const float pb = reordered_bound(bound(h), M_);
+    const auto alive = std::partition(pool_.begin(), pool_.end(),
                                       [&](const Candidate& c) { return c.bound <= pb; });
+    std::sort(pool_.begin(), alive, by_bound);
     const std::size_t end = alive - pool_.begin();
-    std::sort(pool_.begin() + done, alive, by_bound);
-    while (done < end && pool_[done].bound <= pbound()) {
+    std::size_t done = 0;
+    while (done < end && (!h.full() || pool_[done].bound <= reordered_bound(h.worst(), M_))) {
       const std::size_t next = std::min(end, done + kEvalRows);
       push_exact(done, next, h);
       done = next;
@@ -760,6 +775,19 @@ class BoundScan {
     std::int64_t row;
   };
 
+  // The pruning bound (+inf until k rows have been met).
+  float bound(const TopK<float>& h) const {
+    const float u = upper_k_.full() ? upper_k_.worst() : kInf;
+    return h.full() && h.worst() < u ? h.worst() : u;
+  }
+
+  void add(float lower_sum, std::int64_t row) {
+    pool_.push_back({lower_sum, row});
+    float s = 0.0f;  // segment order: >= the row's exact distance (pq.hpp)
+    for (std::int64_t m = 0; m < M_; ++m) s += upper_[m * K_ + scan_code(scan_, M_, row, m)];
+    if (!upper_k_.full() || s <= upper_k_.worst()) upper_k_.push(s, row);
+  }
+
   void push_exact(std::size_t a, std::size_t b, TopK<float>& h) {
     rows_.clear();
     for (std::size_t i = a; i < b; ++i) rows_.push_back(pool_[i].row);
@@ -771,25 +799,29 @@ class BoundScan {
     }
   }
 
-  const float* bt_;
+  const float* lower_;
+  const float* upper_;
   const std::int32_t* order_;
   ExactEntries& exact_;
   const Code* scan_;
   const index_t* ids_;
   std::int64_t M_, K_;
+  TopK<float> upper_k_;  // the k smallest upper-bound sums (row as id)
   std::vector<Candidate> pool_;
   std::vector<std::int64_t> rows_;
 };
 
-// ExactEntries for nq queries Q (D floats each) in this thread's scratch;
-// get() is null when nq = 0 (no bound tables in use).
+// ExactEntries for nq queries Q (D floats each, upper-bound tables `upper`)
+// in this thread's scratch; get() is null when nq = 0 (no bound tables).
 class ExactScratch {
  public:
-  ExactScratch(const detail::PQKernels& kn, const PQCodebook& cb, const float* Q, std::int64_t nq)
+  ExactScratch(const detail::PQKernels& kn, const PQCodebook& cb, const float* Q,
+               const float* upper, std::int64_t nq)
       : values_(nq * cb.M * cb.K, kExactSlot) {
     entries_.reserve(nq);
     for (std::int64_t q = 0; q < nq; ++q)
-      entries_.emplace_back(kn, cb, Q + q * cb.D, values_.data() + q * cb.M * cb.K);
+      entries_.emplace_back(kn, cb, Q + q * cb.D, upper + q * cb.M * cb.K,
+                            values_.data() + q * cb.M * cb.K);
     for (auto& e : entries_) ptrs_.push_back(&e);
   }
   ExactEntries* const* get() const { return ptrs_.empty() ? nullptr : ptrs_.data(); }
@@ -833,7 +865,7 @@ void scan_part(const detail::PQKernels& kn, const float* const* tabs, std::int64
     const std::int64_t R = kScanLayoutRows, nblk = scan_layout_blocks(n);
     std::vector<BoundScan<Code>> bscan;
     for (std::int64_t g = 0; exact && g < gq; ++g)
-      bscan.emplace_back(tabs[g], orders[g].data(), *exact[g], scan, ids, M, K);
+      bscan.emplace_back(tabs[g], orders[g].data(), *exact[g], scan, ids, M, K, heaps[g].k());
     for (std::int64_t b = nblk * part / nparts; b < nblk * (part + 1) / nparts; ++b) {
       const std::int64_t i0 = b * R, nb = std::min(R, n - i0);
       for (std::int64_t g = 0; g < gq; ++g) {
@@ -947,8 +979,8 @@ void pq_build_tables(const PQCodebook& cb, const float* Q, std::int64_t nq, floa
   errors.rethrow();
 }
 
-void pq_build_bound_tables(const PQCodebook& cb, const float* Q, std::int64_t nq, float* out,
-                           int num_threads) {
+void pq_build_bound_tables(const PQCodebook& cb, const float* Q, std::int64_t nq, float* lower,
+                           float* upper, int num_threads) {
   check_codebook(cb);
   if (!cb.has_bound_copy()) throw std::invalid_argument("pq: codebook has no bound copy");
   const detail::PQKernels kn = kernels();
@@ -960,11 +992,15 @@ void pq_build_bound_tables(const PQCodebook& cb, const float* Q, std::int64_t nq
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) collapse(2)
     for (std::int64_t q = 0; q < nq; ++q)
       for (std::int64_t m = 0; m < cb.M; ++m)
-        errors.run([&] { kn.bound_table(cb, Q + q * cb.D, m, m + 1, out + q * MK); });
+        errors.run([&] {
+          kn.bound_table(cb, Q + q * cb.D, m, m + 1, lower + q * MK, upper + q * MK);
+        });
   } else {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (big && nq > 1)
     for (std::int64_t q = 0; q < nq; ++q)
-      errors.run([&] { kn.bound_table(cb, Q + q * cb.D, 0, cb.M, out + q * MK); });
+      errors.run([&] {
+        kn.bound_table(cb, Q + q * cb.D, 0, cb.M, lower + q * MK, upper + q * MK);
+      });
   }
   errors.rethrow();
 }
@@ -1138,18 +1174,21 @@ void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::i
       errors.run([&] {
         const std::int64_t q0 = g * group, gq = std::min(group, nq - q0);
         std::vector<const float*> tabs(gq);
-        TableScratch own(tables ? 0 : gq * table_size);
+        TableScratch own(tables ? 0 : (bound_scan ? 2 : 1) * gq * table_size);
+        float* upper = own.data() + gq * table_size;  // bound_scan: upper bounds
         if (tables) {
           for (std::int64_t t = 0; t < gq; ++t) tabs[t] = tables + (q0 + t) * table_size;
         } else if (bound_scan) {
           for (std::int64_t t = 0; t < gq; ++t)
-            kn.bound_table(cb, Q + (q0 + t) * cb.D, 0, M, own.data() + t * table_size);
+            kn.bound_table(cb, Q + (q0 + t) * cb.D, 0, M, own.data() + t * table_size,
+                           upper + t * table_size);
         } else {
           kn.table(cb, Q + q0 * cb.D, gq, cb.D, 0, M, own.data(), table_size);
         }
         if (!tables)
           for (std::int64_t t = 0; t < gq; ++t) tabs[t] = own.data() + t * table_size;
-        ExactScratch ex(kn, cb, bound_scan ? Q + q0 * cb.D : nullptr, bound_scan ? gq : 0);
+        ExactScratch ex(kn, cb, bound_scan ? Q + q0 * cb.D : nullptr, bound_scan ? upper : nullptr,
+                        bound_scan ? gq : 0);
         std::vector<TopK<float>> heaps(gq, TopK<float>(k));
         scan_part(kn, tabs.data(), gq, M, K, codes, scan, ids, n, 0, 1, heaps.data(), early_exit,
                   exit_orders(tabs.data(), gq, M, K, scan && early_exit), ex.get());
@@ -1164,12 +1203,13 @@ void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::i
   // Fewer queries than threads: split the database, one top-k per thread and
   // query, merged afterwards (the (distance, id) order makes the merge exact).
   std::vector<const float*> tabs(nq);
-  TableScratch own(tables ? 0 : nq * table_size);
+  TableScratch own(tables ? 0 : (bound_scan ? 2 : 1) * nq * table_size);
+  float* upper = own.data() + nq * table_size;  // bound_scan: upper bounds
   if (tables) {
     for (std::int64_t q = 0; q < nq; ++q) tabs[q] = tables + q * table_size;
   } else {
     if (bound_scan) {
-      pq_build_bound_tables(cb, Q, nq, own.data(), nt);
+      pq_build_bound_tables(cb, Q, nq, own.data(), upper, nt);
     } else {
       pq_build_tables(cb, Q, nq, own.data(), nt);
     }
@@ -1182,7 +1222,8 @@ void pq_search(const PQCodebook& cb, const float* Q, const float* tables, std::i
   for (int t = 0; t < nt; ++t) {
     errors.run([&] {
       local[t].assign(nq, TopK<float>(k));
-      ExactScratch ex(kn, cb, Q, bound_scan ? nq : 0);  // per thread: entries are written
+      // per thread: entries are written
+      ExactScratch ex(kn, cb, Q, bound_scan ? upper : nullptr, bound_scan ? nq : 0);
       scan_part(kn, tabs.data(), nq, M, K, codes, scan, ids, n, t, nt, local[t].data(),
                 early_exit, orders, ex.get());
     });

@@ -52,7 +52,7 @@ struct PQCodebook {
   const std::int8_t* cq = nullptr;  // Kp * D, blocked like ct: round((c - bmean) / bscale[m])
   const float* bmean = nullptr;     // D per-pixel offsets
   const float* bscale = nullptr;    // M powers of two in [2^-40, 2^40]
-  const float* berr = nullptr;      // M * Kp, >= ||(c_mj - bmean) / bscale[m] - cq_mj|| (0: padding)
+  const float* berr = nullptr;      // M * Kp, >= ||(c_mj - bmean) / bscale[m] - cq_mj||
   const float* rows = nullptr;      // K * D centroids, row layout (pq_kmeanspp), for exact entries
   bool has_bound_copy() const { return cq && bmean && bscale && berr && rows; }
 };
@@ -99,10 +99,15 @@ void pq_build_tables(const PQCodebook& cb, const float* Q, std::int64_t nq, floa
 // spectra bounds lie ~1% under the exact entries). The pruning passes of a
 // search sum bounds; rows that survive get exact entries, computed from
 // cb.rows with the table kernels' fma sequence, so reported distances are
-// the same floats as without bounds. out: float32 (nq, M, K). Requires
-// cb.has_bound_copy().
-void pq_build_bound_tables(const PQCodebook& cb, const float* Q, std::int64_t nq, float* out,
-                           int num_threads);
+// the same floats as without bounds. The same terms give upper bounds,
+//   ||q - c||^2 <= s^2 (||q' - h|| + e + eta)^2,
+// evaluated with the margin the other way (every upper bound >= its exact
+// entry, tested); a scan takes the k-th smallest upper-bound sum of the rows
+// it has met as its pruning bound, so it needs exact entries only for the
+// rows that can still enter the top-k at the end. lower, upper: float32
+// (nq, M, K). Requires cb.has_bound_copy().
+void pq_build_bound_tables(const PQCodebook& cb, const float* Q, std::int64_t nq, float* lower,
+                           float* upper, int num_threads);
 // Whether the bound copy pays for a codebook of Kp x D floats: it is larger
 // than a core's share of cache (8 MB), so tables are read from DRAM.
 bool pq_bound_copy_pays(std::int64_t Kp, std::int64_t D);
@@ -190,9 +195,9 @@ using AssignFn = void (*)(const float* x, std::int64_t ldx, std::int64_t n, std:
 using TableFn = void (*)(const PQCodebook& cb, const float* Q, std::int64_t nq, std::int64_t ldq,
                          std::int64_t m0, std::int64_t m1, float* out, std::int64_t ldo);
 // Bound-table rows (pq_build_bound_tables) of segments [m0, m1) for one
-// query q (D floats): out[m*K + j], j < K.
+// query q (D floats): lower[m*K + j] and upper[m*K + j], j < K.
 using BoundTableFn = void (*)(const PQCodebook& cb, const float* q, std::int64_t m0,
-                              std::int64_t m1, float* out);
+                              std::int64_t m1, float* lower, float* upper);
 // Exact table entries (the pq_build_tables floats) of one query q at table
 // positions entries[i] = m * K + j, into values[entries[i]], from cb.rows;
 // entries of one segment should be adjacent (they are computed in runs).

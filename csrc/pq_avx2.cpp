@@ -130,7 +130,7 @@ void table(const PQCodebook& cb, const float* Q, std::int64_t nq, std::int64_t l
 template <int NB>
 inline void bound_blocks(const std::int8_t* blk, std::int64_t L, const float* q,
                          const float* mean, const BoundConsts& bc, const float* err,
-                         std::int64_t j0, std::int64_t K, float* o) {
+                         std::int64_t j0, std::int64_t K, float* lo, float* up) {
   __m256 acc[4 * NB];
   for (int i = 0; i < 4 * NB; ++i) acc[i] = _mm256_setzero_ps();
   for (std::int64_t d = 0; d < L; ++d) {
@@ -146,24 +146,29 @@ inline void bound_blocks(const std::int8_t* blk, std::int64_t L, const float* q,
   }
   const __m256 zero = _mm256_setzero_ps(), f = _mm256_set1_ps(bc.f), g = _mm256_set1_ps(bc.g);
   const __m256 slack = _mm256_set1_ps(bc.slack), tiny = _mm256_set1_ps(bc.tiny);
+  const __m256 fu = _mm256_set1_ps(bc.fu), gu = _mm256_set1_ps(bc.gu);
   for (int i = 0; i < 4 * NB; ++i) {
     const std::int64_t j = j0 + 8 * i;
     if (j >= K) break;
-    __m256 r = _mm256_fmsub_ps(_mm256_sqrt_ps(acc[i]), f, _mm256_loadu_ps(err + 8 * i));
+    const __m256 root = _mm256_sqrt_ps(acc[i]), e = _mm256_loadu_ps(err + 8 * i);
+    __m256 r = _mm256_fmsub_ps(root, f, e);
     r = _mm256_max_ps(_mm256_sub_ps(r, slack), zero);
     const __m256 b = _mm256_max_ps(_mm256_fmsub_ps(_mm256_mul_ps(r, r), g, tiny), zero);
-    if (j + 8 <= K) {
-      _mm256_storeu_ps(o + 8 * i, b);
-    } else {
-      alignas(32) float tmp[8];
-      _mm256_store_ps(tmp, b);
-      for (std::int64_t l = 0; l < K - j; ++l) o[8 * i + l] = tmp[l];
+    const __m256 ru = _mm256_add_ps(_mm256_fmadd_ps(root, fu, e), slack);
+    const __m256 bu = _mm256_fmadd_ps(_mm256_mul_ps(ru, ru), gu, tiny);
+    alignas(32) float tl[8], tu[8];
+    _mm256_store_ps(tl, b);
+    _mm256_store_ps(tu, bu);
+    const std::int64_t w = K - j < 8 ? K - j : 8;
+    for (std::int64_t l = 0; l < w; ++l) {
+      lo[8 * i + l] = tl[l];
+      up[8 * i + l] = tu[l];
     }
   }
 }
 
 void bound_table(const PQCodebook& cb, const float* q, std::int64_t m0, std::int64_t m1,
-                 float* out) {
+                 float* lower, float* upper) {
   const std::int64_t nblk = cb.Kp / 32;
   for (std::int64_t m = m0; m < m1; ++m) {
     const std::int64_t s = cb.bounds[m], L = cb.bounds[m + 1] - s;
@@ -172,12 +177,15 @@ void bound_table(const PQCodebook& cb, const float* q, std::int64_t m0, std::int
     const float* err = cb.berr + m * cb.Kp;
     const float* qs = q + s;
     const float* mean = cb.bmean + s;
-    float* o = out + m * cb.K;
+    float* lo = lower + m * cb.K;
+    float* up = upper + m * cb.K;
     std::int64_t jb = 0;
     for (; jb + 3 <= nblk; jb += 3)
-      bound_blocks<3>(seg + jb * 32 * L, L, qs, mean, bc, err + jb * 32, jb * 32, cb.K, o + jb * 32);
+      bound_blocks<3>(seg + jb * 32 * L, L, qs, mean, bc, err + jb * 32, jb * 32, cb.K,
+                      lo + jb * 32, up + jb * 32);
     for (; jb < nblk; ++jb)
-      bound_blocks<1>(seg + jb * 32 * L, L, qs, mean, bc, err + jb * 32, jb * 32, cb.K, o + jb * 32);
+      bound_blocks<1>(seg + jb * 32 * L, L, qs, mean, bc, err + jb * 32, jb * 32, cb.K,
+                      lo + jb * 32, up + jb * 32);
   }
 }
 
@@ -285,8 +293,8 @@ void adc_u16(const float* table, std::int64_t M, std::int64_t K, const std::uint
 
 namespace detail {
 PQKernels pq_kernels_avx2() {
-  return PQKernels{avx2::assign,  avx2::table,    avx2::bound_table, exact_entries_kernel, avx2::adc_u8,
-                   avx2::adc_u16, avx2::vadc_u8, avx2::vadc_u16};
+  return PQKernels{avx2::assign,  avx2::table,   avx2::bound_table, exact_entries_kernel,
+                   avx2::adc_u8,  avx2::adc_u16, avx2::vadc_u8,     avx2::vadc_u16};
 }
 }  // namespace detail
 }  // namespace pyspec

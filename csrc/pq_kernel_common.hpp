@@ -72,7 +72,10 @@ void table_tiled(const PQCodebook& cb, const float* Q, std::int64_t nq, std::int
 // as
 //   r = max(0, fma(sqrt(t), f, -e) - slack),  b = max(0, fma(r * r, g, -tiny))
 // with t = sum_d ((q_d - mu_d) * inv_s - h_d)^2 (fma, pixel order), f = 1 -
-// delta and g = (1 - delta) s^2 rounded down, and slack = eta + 2^-50:
+// delta and g = (1 - delta) s^2 rounded down, and slack = eta + 2^-50;
+// an upper bound as
+//   R = fma(sqrt(t), fu, e) + slack,  B = fma(R * R, gu, tiny)
+// with fu = 1 + delta and gu = (1 + delta) s^2 rounded up:
 // eta >= 2^-23 ||q'|| bounds the rounding of q - mu, 2^-50 (scaled units)
 // and tiny (about 2^-140 per pixel, unscaled) absorb underflow, which the
 // relative margin delta does not cover. The fused steps are written out at
@@ -80,11 +83,16 @@ void table_tiled(const PQCodebook& cb, const float* Q, std::int64_t nq, std::int
 // files) and eta is computed with explicit fma, so all levels give the same
 // bits.
 struct BoundConsts {
-  float inv_s, f, g, tiny, slack;
+  float inv_s, f, g, fu, gu, tiny, slack;
 };
 inline float round_down(double x) {  // the largest float <= x (x > 0)
   float y = static_cast<float>(x);
   if (static_cast<double>(y) > x) y = __builtin_nextafterf(y, 0.0f);  // no std:: (pq.hpp)
+  return y;
+}
+inline float round_up(double x) {  // the smallest float >= x (x > 0)
+  float y = static_cast<float>(x);
+  if (static_cast<double>(y) < x) y = __builtin_nextafterf(y, __builtin_inff());
   return y;
 }
 inline BoundConsts bound_consts(const PQCodebook& cb, std::int64_t m, const float* q) {
@@ -95,6 +103,8 @@ inline BoundConsts bound_consts(const PQCodebook& cb, std::int64_t m, const floa
   c.inv_s = static_cast<float>(1.0 / s);  // exact: s is a power of two
   c.f = round_down(1.0 - delta);
   c.g = round_down((1.0 - delta) * s * s);
+  c.fu = round_up(1.0 + delta);
+  c.gu = round_up((1.0 + delta) * s * s);
   c.tiny = static_cast<float>((static_cast<double>(L) + 2.0) * 0x1p-140);
   double norm2 = 0.0;
   for (std::int64_t i = 0; i < L; ++i) {

@@ -42,7 +42,13 @@ class PQIndex:
     When a query's distance table is larger than the L1 cache (more than
     8,192 segment x centroid entries, e.g. 25 x 3200), the first search builds
     a second, segment-major copy of the codes that makes single-query scans
-    about twice as fast; it costs n x n_segments x 1 or 2 more bytes.
+    about twice as fast; it costs n x n_segments x 1 or 2 more bytes. When
+    the codebook itself is larger than 8 MB (e.g. 3200 centroids of 2500
+    pixels, 32 MB), the quantiser also keeps an 8-bit copy of it
+    (n_centroids x n_features bytes): single-query searches prune with
+    lower and upper bounds of the distance table read from that copy and
+    compute exact table entries only for the spectra that can still enter
+    the top k. Distances and ids are exactly those of a full-table search.
 
     Examples
     --------
