@@ -161,40 +161,39 @@ void table_scalar(const PQCodebook& cb, const float* Q, std::int64_t nq, std::in
 }
 
 // Bound-table rows (pq.hpp, "Bound tables"; formula in pq_kernel_common.hpp),
-// one fma chain per centroid as in the SIMD kernels.
-void bound_table_scalar(const PQCodebook& cb, const float* q, std::int64_t m0, std::int64_t m1,
-                        float* lower, float* upper) {
-  float acc[kCentroidBlock];
-  for (std::int64_t m = m0; m < m1; ++m) {
-    const std::int64_t s = cb.bounds[m], L = cb.bounds[m + 1] - s;
-    const BoundConsts bc = bound_consts(cb, m, q);
-    const std::int8_t* seg = cb.cq + cb.Kp * s;
-    const float* err = cb.berr + m * cb.Kp;
-    float* lo = lower + m * cb.K;
-    float* up = upper + m * cb.K;
-    for (std::int64_t j0 = 0; j0 < cb.K; j0 += kCentroidBlock) {
-      for (std::int64_t t = 0; t < kCentroidBlock; ++t) acc[t] = 0.0f;
-      const std::int8_t* blk = seg + j0 * L;
-      for (std::int64_t d = 0; d < L; ++d) {
-        const float qd = (q[s + d] - cb.bmean[s + d]) * bc.inv_s;
-        for (std::int64_t t = 0; t < kCentroidBlock; ++t) {
-          const float diff = qd - static_cast<float>(blk[d * kCentroidBlock + t]);
-          acc[t] = std::fma(diff, diff, acc[t]);
-        }
-      }
-      const std::int64_t nt = std::min<std::int64_t>(kCentroidBlock, cb.K - j0);
-      for (std::int64_t t = 0; t < nt; ++t) {
-        const float root = std::sqrt(acc[t]);
-        float r = std::fma(root, bc.f, -err[j0 + t]);
-        r = r - bc.slack;
-        r = r > 0.0f ? r : 0.0f;
-        const float b = std::fma(r * r, bc.g, -bc.tiny);
-        lo[j0 + t] = b > 0.0f ? b : 0.0f;
-        const float ru = std::fma(root, bc.fu, err[j0 + t]) + bc.slack;
-        up[j0 + t] = std::fma(ru * ru, bc.gu, bc.tiny);
+// one fma chain per centroid as in the SIMD kernels, a block at a time.
+struct ScalarBounds {
+  static constexpr int kWide = 1, kNarrow = 1;
+
+  template <int NB>
+  static void blocks(const BoundSegment& sg, std::int64_t jb) {
+    const std::int64_t L = sg.L, j0 = jb * kCentroidBlock;
+    const std::int8_t* blk = sg.cq + j0 * L;
+    float acc[kCentroidBlock] = {};
+    for (std::int64_t d = 0; d < L; ++d) {
+      const float qd = (sg.q[d] - sg.mean[d]) * sg.bc.inv_s;
+      for (std::int64_t t = 0; t < kCentroidBlock; ++t) {
+        const float diff = qd - static_cast<float>(blk[d * kCentroidBlock + t]);
+        acc[t] = std::fma(diff, diff, acc[t]);
       }
     }
+    const BoundConsts& bc = sg.bc;
+    const std::int64_t nt = std::min<std::int64_t>(kCentroidBlock, sg.K - j0);
+    for (std::int64_t t = 0; t < nt; ++t) {
+      const float root = std::sqrt(acc[t]), e = sg.err[j0 + t];
+      float r = std::fma(root, bc.f, -e) - bc.slack;
+      r = r > 0.0f ? r : 0.0f;
+      const float lo = std::fma(r * r, bc.g, -bc.tiny);
+      sg.lower[j0 + t] = lo > 0.0f ? lo : 0.0f;
+      const float ru = std::fma(root, bc.fu, e) + bc.slack;
+      sg.upper[j0 + t] = std::fma(ru * ru, bc.gu, bc.tiny);
+    }
   }
+};
+
+void bound_table_scalar(const PQCodebook& cb, const float* q, std::int64_t m0, std::int64_t m1,
+                        float* lower, float* upper) {
+  bound_table_tiled<ScalarBounds>(cb, q, m0, m1, lower, upper);
 }
 
 // Scalar ADC. Four rows are interleaved (four independent add chains hide

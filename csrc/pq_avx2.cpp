@@ -127,66 +127,54 @@ void table(const PQCodebook& cb, const float* Q, std::int64_t nq, std::int64_t l
 // Bound-table rows for NB blocks of 32 centroids (see the AVX-512 file):
 // 8-bit values widened exactly, 4 * NB independent fma chains (NB = 3: 12
 // of the 16 ymm; more concurrent block streams read DRAM faster).
-template <int NB>
-inline void bound_blocks(const std::int8_t* blk, std::int64_t L, const float* q,
-                         const float* mean, const BoundConsts& bc, const float* err,
-                         std::int64_t j0, std::int64_t K, float* lo, float* up) {
-  __m256 acc[4 * NB];
-  for (int i = 0; i < 4 * NB; ++i) acc[i] = _mm256_setzero_ps();
-  for (std::int64_t d = 0; d < L; ++d) {
-    const __m256 qd = _mm256_set1_ps((q[d] - mean[d]) * bc.inv_s);
-    for (int b = 0; b < NB; ++b)
+struct Bounds {
+  static constexpr int kWide = 3, kNarrow = 1;
+
+  template <int NB>
+  static void blocks(const BoundSegment& sg, std::int64_t jb) {
+    const std::int64_t L = sg.L, j0 = jb * 32;
+    const std::int8_t* blk = sg.cq + j0 * L;
+    __m256 acc[4 * NB];
+    for (int i = 0; i < 4 * NB; ++i) acc[i] = _mm256_setzero_ps();
+    for (std::int64_t d = 0; d < L; ++d) {
+      const __m256 qd = _mm256_set1_ps((sg.q[d] - sg.mean[d]) * sg.bc.inv_s);
+      for (int b = 0; b < NB; ++b)
 #pragma GCC unroll 4
-      for (int h = 0; h < 4; ++h) {
-        const __m128i v =
-            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + (b * L + d) * 32 + 8 * h));
-        const __m256 diff = _mm256_sub_ps(qd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)));
-        acc[4 * b + h] = _mm256_fmadd_ps(diff, diff, acc[4 * b + h]);
+        for (int h = 0; h < 4; ++h) {
+          const __m128i v =
+              _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + (b * L + d) * 32 + 8 * h));
+          const __m256 diff = _mm256_sub_ps(qd, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)));
+          acc[4 * b + h] = _mm256_fmadd_ps(diff, diff, acc[4 * b + h]);
+        }
+    }
+    const BoundConsts& bc = sg.bc;
+    const __m256 zero = _mm256_setzero_ps(), f = _mm256_set1_ps(bc.f), g = _mm256_set1_ps(bc.g);
+    const __m256 slack = _mm256_set1_ps(bc.slack), tiny = _mm256_set1_ps(bc.tiny);
+    const __m256 fu = _mm256_set1_ps(bc.fu), gu = _mm256_set1_ps(bc.gu);
+    for (int i = 0; i < 4 * NB; ++i) {
+      const std::int64_t j = j0 + 8 * i;
+      if (j >= sg.K) break;
+      const __m256 root = _mm256_sqrt_ps(acc[i]), e = _mm256_loadu_ps(sg.err + j);
+      __m256 r = _mm256_fmsub_ps(root, f, e);
+      r = _mm256_max_ps(_mm256_sub_ps(r, slack), zero);
+      const __m256 lo = _mm256_max_ps(_mm256_fmsub_ps(_mm256_mul_ps(r, r), g, tiny), zero);
+      const __m256 ru = _mm256_add_ps(_mm256_fmadd_ps(root, fu, e), slack);
+      const __m256 up = _mm256_fmadd_ps(_mm256_mul_ps(ru, ru), gu, tiny);
+      alignas(32) float tl[8], tu[8];
+      _mm256_store_ps(tl, lo);
+      _mm256_store_ps(tu, up);
+      const std::int64_t w = sg.K - j < 8 ? sg.K - j : 8;
+      for (std::int64_t l = 0; l < w; ++l) {
+        sg.lower[j + l] = tl[l];
+        sg.upper[j + l] = tu[l];
       }
-  }
-  const __m256 zero = _mm256_setzero_ps(), f = _mm256_set1_ps(bc.f), g = _mm256_set1_ps(bc.g);
-  const __m256 slack = _mm256_set1_ps(bc.slack), tiny = _mm256_set1_ps(bc.tiny);
-  const __m256 fu = _mm256_set1_ps(bc.fu), gu = _mm256_set1_ps(bc.gu);
-  for (int i = 0; i < 4 * NB; ++i) {
-    const std::int64_t j = j0 + 8 * i;
-    if (j >= K) break;
-    const __m256 root = _mm256_sqrt_ps(acc[i]), e = _mm256_loadu_ps(err + 8 * i);
-    __m256 r = _mm256_fmsub_ps(root, f, e);
-    r = _mm256_max_ps(_mm256_sub_ps(r, slack), zero);
-    const __m256 b = _mm256_max_ps(_mm256_fmsub_ps(_mm256_mul_ps(r, r), g, tiny), zero);
-    const __m256 ru = _mm256_add_ps(_mm256_fmadd_ps(root, fu, e), slack);
-    const __m256 bu = _mm256_fmadd_ps(_mm256_mul_ps(ru, ru), gu, tiny);
-    alignas(32) float tl[8], tu[8];
-    _mm256_store_ps(tl, b);
-    _mm256_store_ps(tu, bu);
-    const std::int64_t w = K - j < 8 ? K - j : 8;
-    for (std::int64_t l = 0; l < w; ++l) {
-      lo[8 * i + l] = tl[l];
-      up[8 * i + l] = tu[l];
     }
   }
-}
+};
 
 void bound_table(const PQCodebook& cb, const float* q, std::int64_t m0, std::int64_t m1,
                  float* lower, float* upper) {
-  const std::int64_t nblk = cb.Kp / 32;
-  for (std::int64_t m = m0; m < m1; ++m) {
-    const std::int64_t s = cb.bounds[m], L = cb.bounds[m + 1] - s;
-    const BoundConsts bc = bound_consts(cb, m, q);
-    const std::int8_t* seg = cb.cq + cb.Kp * s;
-    const float* err = cb.berr + m * cb.Kp;
-    const float* qs = q + s;
-    const float* mean = cb.bmean + s;
-    float* lo = lower + m * cb.K;
-    float* up = upper + m * cb.K;
-    std::int64_t jb = 0;
-    for (; jb + 3 <= nblk; jb += 3)
-      bound_blocks<3>(seg + jb * 32 * L, L, qs, mean, bc, err + jb * 32, jb * 32, cb.K,
-                      lo + jb * 32, up + jb * 32);
-    for (; jb < nblk; ++jb)
-      bound_blocks<1>(seg + jb * 32 * L, L, qs, mean, bc, err + jb * 32, jb * 32, cb.K,
-                      lo + jb * 32, up + jb * 32);
-  }
+  bound_table_tiled<Bounds>(cb, q, m0, m1, lower, upper);
 }
 
 // Vertical ADC (see pq.hpp): two ymm hold a row's 16 query sums; four rows

@@ -216,66 +216,52 @@ void adc_u8(const float* table, std::int64_t M, std::int64_t K, const std::uint8
 // the half-precision copy tried first, a single-query bound table at
 // 25 x 3200 took 1.10 / 0.98 / 0.77 / 0.70 ms with NB = 2 / 4 / 8 / 12
 // (24 of the 32 zmm as accumulators).
-template <int NB>
-inline void bound_blocks(const std::int8_t* blk, std::int64_t L, const float* q,
-                         const float* mean, const BoundConsts& bc, const float* err,
-                         std::int64_t j0, std::int64_t K, float* lo, float* up) {
-  __m512 acc[2 * NB];
-  for (int i = 0; i < 2 * NB; ++i) acc[i] = _mm512_setzero_ps();
-  for (std::int64_t d = 0; d < L; ++d) {
-    const __m512 qd = _mm512_set1_ps((q[d] - mean[d]) * bc.inv_s);
-    for (int b = 0; b < NB; ++b) {
-      const std::int8_t* row = blk + (b * L + d) * 32;
-      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row));
-      const __m512 h0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(h)));
-      const __m512 h1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(h, 1)));
-      const __m512 d0 = _mm512_sub_ps(qd, h0), d1 = _mm512_sub_ps(qd, h1);
-      acc[2 * b] = _mm512_fmadd_ps(d0, d0, acc[2 * b]);
-      acc[2 * b + 1] = _mm512_fmadd_ps(d1, d1, acc[2 * b + 1]);
+struct Bounds {
+  static constexpr int kWide = 12, kNarrow = 4;
+
+  template <int NB>
+  static void blocks(const BoundSegment& sg, std::int64_t jb) {
+    const std::int64_t L = sg.L, j0 = jb * 32;
+    const std::int8_t* blk = sg.cq + j0 * L;
+    __m512 acc[2 * NB];
+    for (int i = 0; i < 2 * NB; ++i) acc[i] = _mm512_setzero_ps();
+    for (std::int64_t d = 0; d < L; ++d) {
+      const __m512 qd = _mm512_set1_ps((sg.q[d] - sg.mean[d]) * sg.bc.inv_s);
+      for (int b = 0; b < NB; ++b) {
+        const std::int8_t* row = blk + (b * L + d) * 32;
+        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row));
+        const __m512 h0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(h)));
+        const __m512 h1 =
+            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(h, 1)));
+        const __m512 d0 = _mm512_sub_ps(qd, h0), d1 = _mm512_sub_ps(qd, h1);
+        acc[2 * b] = _mm512_fmadd_ps(d0, d0, acc[2 * b]);
+        acc[2 * b + 1] = _mm512_fmadd_ps(d1, d1, acc[2 * b + 1]);
+      }
+    }
+    const BoundConsts& bc = sg.bc;
+    const __m512 zero = _mm512_setzero_ps(), f = _mm512_set1_ps(bc.f), g = _mm512_set1_ps(bc.g);
+    const __m512 slack = _mm512_set1_ps(bc.slack), tiny = _mm512_set1_ps(bc.tiny);
+    const __m512 fu = _mm512_set1_ps(bc.fu), gu = _mm512_set1_ps(bc.gu);
+    for (int i = 0; i < 2 * NB; ++i) {
+      const std::int64_t j = j0 + 16 * i;
+      if (j >= sg.K) break;
+      const __m512 root = _mm512_sqrt_ps(acc[i]), e = _mm512_loadu_ps(sg.err + j);
+      __m512 r = _mm512_fmsub_ps(root, f, e);
+      r = _mm512_max_ps(_mm512_sub_ps(r, slack), zero);
+      const __m512 lo = _mm512_max_ps(_mm512_fmsub_ps(_mm512_mul_ps(r, r), g, tiny), zero);
+      const __m512 ru = _mm512_add_ps(_mm512_fmadd_ps(root, fu, e), slack);
+      const __m512 up = _mm512_fmadd_ps(_mm512_mul_ps(ru, ru), gu, tiny);
+      const std::int64_t left = sg.K - j;
+      const __mmask16 keep = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+      _mm512_mask_storeu_ps(sg.lower + j, keep, lo);
+      _mm512_mask_storeu_ps(sg.upper + j, keep, up);
     }
   }
-  const __m512 zero = _mm512_setzero_ps(), f = _mm512_set1_ps(bc.f), g = _mm512_set1_ps(bc.g);
-  const __m512 slack = _mm512_set1_ps(bc.slack), tiny = _mm512_set1_ps(bc.tiny);
-  const __m512 fu = _mm512_set1_ps(bc.fu), gu = _mm512_set1_ps(bc.gu);
-  for (int i = 0; i < 2 * NB; ++i) {
-    const std::int64_t j = j0 + 16 * i;
-    if (j >= K) break;
-    const __m512 root = _mm512_sqrt_ps(acc[i]), e = _mm512_loadu_ps(err + 16 * i);
-    __m512 r = _mm512_fmsub_ps(root, f, e);
-    r = _mm512_max_ps(_mm512_sub_ps(r, slack), zero);
-    const __m512 b = _mm512_max_ps(_mm512_fmsub_ps(_mm512_mul_ps(r, r), g, tiny), zero);
-    const __m512 ru = _mm512_add_ps(_mm512_fmadd_ps(root, fu, e), slack);
-    const __m512 bu = _mm512_fmadd_ps(_mm512_mul_ps(ru, ru), gu, tiny);
-    const std::int64_t left = K - j;
-    const __mmask16 keep = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
-    _mm512_mask_storeu_ps(lo + j - j0, keep, b);
-    _mm512_mask_storeu_ps(up + j - j0, keep, bu);
-  }
-}
+};
 
 void bound_table(const PQCodebook& cb, const float* q, std::int64_t m0, std::int64_t m1,
                  float* lower, float* upper) {
-  const std::int64_t nblk = cb.Kp / 32;
-  for (std::int64_t m = m0; m < m1; ++m) {
-    const std::int64_t s = cb.bounds[m], L = cb.bounds[m + 1] - s;
-    const BoundConsts bc = bound_consts(cb, m, q);
-    const std::int8_t* seg = cb.cq + cb.Kp * s;
-    const float* err = cb.berr + m * cb.Kp;
-    const float* qs = q + s;
-    const float* mean = cb.bmean + s;
-    float* lo = lower + m * cb.K;
-    float* up = upper + m * cb.K;
-    std::int64_t jb = 0;
-    for (; jb + 12 <= nblk; jb += 12)
-      bound_blocks<12>(seg + jb * 32 * L, L, qs, mean, bc, err + jb * 32, jb * 32, cb.K,
-                       lo + jb * 32, up + jb * 32);
-    for (; jb + 4 <= nblk; jb += 4)
-      bound_blocks<4>(seg + jb * 32 * L, L, qs, mean, bc, err + jb * 32, jb * 32, cb.K,
-                      lo + jb * 32, up + jb * 32);
-    for (; jb < nblk; ++jb)
-      bound_blocks<1>(seg + jb * 32 * L, L, qs, mean, bc, err + jb * 32, jb * 32, cb.K,
-                      lo + jb * 32, up + jb * 32);
-  }
+  bound_table_tiled<Bounds>(cb, q, m0, m1, lower, upper);
 }
 
 void adc_u16(const float* table, std::int64_t M, std::int64_t K, const std::uint16_t* codes,

@@ -116,6 +116,39 @@ inline BoundConsts bound_consts(const PQCodebook& cb, std::int64_t m, const floa
   return c;
 }
 
+// One segment of a query's bound tables, as the ISA kernels see it.
+struct BoundSegment {
+  const std::int8_t* cq;  // the segment's 8-bit blocks (L x 32 each)
+  std::int64_t L, K;
+  const float* q;     // the query's pixels of this segment
+  const float* mean;  // bmean, same pixels
+  BoundConsts bc;
+  const float* err;  // berr of the segment (Kp)
+  float* lower;      // outputs, K each
+  float* upper;
+};
+
+// detail::BoundTableFn (pq.hpp): per segment, Bounds::blocks<NB>(segment,
+// jb) over NB blocks of 32 centroids from block jb: Bounds::kWide blocks
+// while they last, then kNarrow, then single blocks.
+template <class Bounds>
+void bound_table_tiled(const PQCodebook& cb, const float* q, std::int64_t m0, std::int64_t m1,
+                       float* lower, float* upper) {
+  const std::int64_t nblk = cb.Kp / 32;
+  for (std::int64_t m = m0; m < m1; ++m) {
+    const std::int64_t s = cb.bounds[m];
+    const BoundSegment sg{cb.cq + cb.Kp * s, cb.bounds[m + 1] - s, cb.K, q + s, cb.bmean + s,
+                          bound_consts(cb, m, q), cb.berr + m * cb.Kp, lower + m * cb.K,
+                          upper + m * cb.K};
+    std::int64_t jb = 0;
+    for (; jb + Bounds::kWide <= nblk; jb += Bounds::kWide)
+      Bounds::template blocks<Bounds::kWide>(sg, jb);
+    for (; jb + Bounds::kNarrow <= nblk; jb += Bounds::kNarrow)
+      Bounds::template blocks<Bounds::kNarrow>(sg, jb);
+    for (; jb < nblk; ++jb) Bounds::template blocks<1>(sg, jb);
+  }
+}
+
 // Exact table entries (detail::ExactFn, pq.hpp) read one centroid's L
 // pixels each, from random places in the codebook; the kernels prefetch the
 // rows of the entries kExactAhead ahead, so the misses overlap.
