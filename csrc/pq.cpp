@@ -493,7 +493,8 @@ inline Code scan_code(const Code* scan, std::int64_t M, std::int64_t i, std::int
 // Exact table entries of one query for a scan over bound tables (pq.hpp,
 // "Bound tables"), computed on demand for the rows that survive the bounds
 // and kept at their table positions m * K + j in `values` (M * K floats); a
-// bitmask marks those computed for this query.
+// bitmask marks those computed for this query. Also carries the query's
+// upper-bound table for BoundScan.
 class ExactEntries {
  public:
   ExactEntries(const detail::PQKernels& kn, const PQCodebook& cb, const float* q,

@@ -1,8 +1,10 @@
 // PQ kernel pieces shared by pq.cpp and the ISA files (internal): the ADC
-// table driver and the plain per-row ADC sum. The driver cuts one call into
-// register tiles of the including file's `Tiles::tile<QT, NB>` kernel (QT
-// queries x NB blocks of 32 centroids), so each codebook block read serves
-// Tiles::kQueries queries. Everything has internal linkage (anonymous
+// table driver, the plain per-row ADC sum, the bound-table constants and
+// driver, and the exact-entry kernel (pq.hpp, "Bound tables"). The table
+// driver cuts one call into register tiles of the including file's
+// `Tiles::tile<QT, NB>` kernel (QT queries x NB blocks of 32 centroids), so
+// each codebook block read serves Tiles::kQueries queries; the bound driver
+// does the same with `Bounds::blocks<NB>`. Everything has internal linkage (anonymous
 // namespace): each including file compiles its own copy with its own ISA
 // flags, as for hamming_generic.hpp.
 #pragma once
