@@ -505,14 +505,13 @@ class ExactEntries {
   // The query's upper-bound table (pq_build_bound_tables).
   const float* upper() const { return upper_; }
 
-  // Makes valid the entries of database rows rows[0, cnt) of the scan
-  // layout `scan`; returns the table that holds them.
-  template <class Code>
-  const float* fill(const Code* scan, const std::int64_t* rows, std::int64_t cnt) {
+  // Makes valid the entries of cnt rows whose codes are codes[j * M + m];
+  // returns the table that holds them.
+  const float* fill(const std::int32_t* codes, std::int64_t cnt) {
     todo_.clear();
     for (std::int64_t m = 0; m < cb_.M; ++m) {  // segment by segment (kn.exact runs)
       for (std::int64_t j = 0; j < cnt; ++j) {
-        const std::int64_t e = m * cb_.K + scan_code(scan, cb_.M, rows[j], m);
+        const std::int64_t e = m * cb_.K + codes[j * cb_.M + m];
         const std::uint64_t bit = std::uint64_t(1) << (e & 63);
         if (!(known_[e >> 6] & bit)) {
           known_[e >> 6] |= bit;
@@ -820,13 +819,16 @@ class BoundScan {
   }
 
   void push_exact(std::size_t a, std::size_t b, TopK<float>& h) {
-    rows_.clear();
-    for (std::size_t i = a; i < b; ++i) rows_.push_back(pool_[i].row);
-    const float* t = exact_.fill(scan_, rows_.data(), static_cast<std::int64_t>(rows_.size()));
-    for (const std::int64_t r : rows_) {
+    // Each row's codes are read once from the scan layout (M random reads).
+    codes_.clear();
+    for (std::size_t i = a; i < b; ++i)
+      for (std::int64_t m = 0; m < M_; ++m) codes_.push_back(scan_code(scan_, M_, pool_[i].row, m));
+    const float* t = exact_.fill(codes_.data(), static_cast<std::int64_t>(b - a));
+    for (std::size_t i = a; i < b; ++i) {
+      const std::int32_t* c = codes_.data() + (i - a) * M_;
       float s = 0.0f;
-      for (std::int64_t m = 0; m < M_; ++m) s += t[m * K_ + scan_code(scan_, M_, r, m)];
-      if (!h.full() || s <= h.worst()) h.push(s, ids_[r]);
+      for (std::int64_t m = 0; m < M_; ++m) s += t[m * K_ + c[m]];
+      if (!h.full() || s <= h.worst()) h.push(s, ids_[pool_[i].row]);
     }
   }
 
@@ -839,7 +841,7 @@ class BoundScan {
   std::int64_t M_, K_;
   TopK<float> upper_k_;  // the k smallest upper-bound sums (row as id)
   std::vector<Candidate> pool_;
-  std::vector<std::int64_t> rows_;
+  std::vector<std::int32_t> codes_;  // push_exact's rows x M codes
 };
 
 // ExactEntries for nq queries Q (D floats each, upper-bound tables `upper`)
