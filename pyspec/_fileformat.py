@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import struct
 import tempfile
 import zlib
@@ -33,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from pyspec._integrity import apply_umask
 from pyspec.errors import IndexFormatError
 
 FORMAT_VERSION = 1
@@ -106,6 +108,7 @@ def write_container(path: str | os.PathLike, kind: bytes, arrays: dict[str, np.n
             f.write(struct.pack(f"<{len(crcs)}I", *crcs) + _TRAILER)
             f.flush()
             os.fsync(f.fileno())
+        apply_umask(tmp)  # mkstemp made it 0600; others may need to read a shared index
         os.replace(tmp, path)
     except BaseException:
         with _suppress_oserror():
@@ -138,7 +141,10 @@ def read_container(path: str | os.PathLike, kind: bytes, mmap: bool = False,
     """
     path = Path(path)
     name = str(path)
-    file_size = path.stat().st_size  # FileNotFoundError propagates as is
+    st = path.stat()  # FileNotFoundError propagates as is
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+        raise IndexFormatError(f"{name}: not a regular file")
+    file_size = st.st_size
 
     def bad(msg: str) -> IndexFormatError:
         return IndexFormatError(f"{name}: {msg}")

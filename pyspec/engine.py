@@ -20,28 +20,41 @@ or a flux array on the engine's grid, prepares it with the store's own
 normalisation the archive went through), encodes it, searches, optionally
 re-ranks the best candidates by exact squared L2 on the stored spectra, and
 returns an astropy Table of neighbours with their metadata.
+
+Integrity and atomicity (version 2 engines): ``engine.json`` carries a
+checksum of its own content and a size/CRC32 record of every other file
+(plus each metadata column's dtype and data CRC). :meth:`Engine.open` checks
+the description, the column headers and the containers (which check
+themselves); a column's data is checked the first time it is read, and
+:meth:`Engine.verify` (``pyspec verify``) checks every byte. A build writes
+into a temporary directory beside ``out`` and swaps it in only when complete
+(atomically on Linux), so readers and a killed build always leave a complete
+engine at ``out``; an engine object that is already open keeps reading the
+files it mapped. Queries on one Engine object may run from many threads.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import shutil
-import tempfile
 import time
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pyspec import _integrity
 from pyspec._validation import as_float_matrix, check_k
 from pyspec.errors import IndexFormatError, NotFittedError
 
 __all__ = ["Engine", "make_model"]
 
 ENGINE_FORMAT = "pyspec-engine"
-ENGINE_VERSION = 1
+ENGINE_VERSION = 2
+_LEGACY_VERSIONS = (1,)  # engines written before checksums
 _MODEL_CLASSES = {
     "PILHasher": "pyspec.models.pil",
     "LSHHasher": "pyspec.models.lsh",
@@ -151,29 +164,56 @@ def _write_meta_columns(meta: Any, folder: Path) -> list[dict[str, Any]]:
 
 
 class _MetaColumns:
-    """Memory-mapped metadata columns; decodes only the rows asked for."""
+    """Memory-mapped metadata columns; decodes only the rows asked for.
 
-    def __init__(self, folder: Path, schema: list[dict[str, Any]], n: int) -> None:
+    Every column is mapped when the engine opens (headers checked: dtype,
+    shape), so a directory swapped by a later build does not mix into an open
+    engine; a column's data CRC is checked the first time it is used.
+    """
+
+    def __init__(self, folder: Path, schema: list[dict[str, Any]], n: int,
+                 checksums: dict[str, Any] | None = None) -> None:
         self._folder = folder
         self._schema = schema
-        self._arrays: dict[str, np.ndarray] = {}
+        self._mapped: dict[str, np.ndarray] = {}
+        self._arrays: dict[str, np.ndarray] = {}  # mapped and checked
         self.colnames = [c["name"] for c in schema]
         self._n = n
+        self._records = {c["name"]: (checksums or {}).get(f"meta/{c['file']}") for c in schema}
+        for entry in schema:
+            self._mapped[entry["name"]] = self._map(entry)
+
+    def _map(self, entry: dict[str, Any]) -> np.ndarray:
+        path = self._folder / entry["file"]
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise IndexFormatError(f"{path}: metadata column file is missing") from None
+        except (ValueError, OSError, OverflowError, TypeError, SyntaxError, KeyError,
+                MemoryError, RecursionError, EOFError) as exc:
+            raise IndexFormatError(f"{path}: unreadable metadata column ({exc})") from None
+        if not isinstance(arr, np.ndarray) or arr.shape != (self._n,):
+            raise IndexFormatError(f"{path}: shape {getattr(arr, 'shape', None)}, expected "
+                                   f"({self._n},)")
+        kinds = "S" if entry["kind"] == "str" else "biuf"
+        record = self._records[entry["name"]]
+        expected = record.get("dtype") if isinstance(record, dict) else None
+        if arr.dtype.kind not in kinds or (expected is not None and arr.dtype.str != expected):
+            raise IndexFormatError(f"{path}: dtype {arr.dtype.str} does not match the "
+                                   f"{entry['kind']} column it should hold")
+        return arr
 
     def __len__(self) -> int:
         return self._n
 
     def array(self, name: str) -> np.ndarray:
         if name not in self._arrays:
-            entry = next(c for c in self._schema if c["name"] == name)
-            try:
-                arr = np.load(self._folder / entry["file"], mmap_mode="r", allow_pickle=False)
-            except (ValueError, OSError) as exc:
-                raise IndexFormatError(f"{self._folder / entry['file']}: unreadable metadata "
-                                       f"column ({exc})") from None
-            if arr.shape != (self._n,):
-                raise IndexFormatError(f"{self._folder / entry['file']}: {arr.shape[0]} rows, "
-                                       f"expected {self._n}")
+            arr = self._mapped[name]
+            record = self._records[name]
+            if record is not None and _array_crc(arr) != record.get("data_crc32"):
+                entry = next(c for c in self._schema if c["name"] == name)
+                raise IndexFormatError(f"{self._folder / entry['file']}: metadata column "
+                                       "checksum mismatch (file corrupted)")
             self._arrays[name] = arr
         return self._arrays[name]
 
@@ -208,6 +248,108 @@ class _MetaColumns:
         return Table(values, units=units, descriptions=descriptions, copy=False)
 
 
+# ----------------------------------------------------------------------------- integrity
+
+_COLUMN_FILE = re.compile(r"col\d{3,6}\.npy")
+_INFO_TYPES = {"kind": str, "model_class": str, "n_spectra": int, "n_pixels": int,
+               "grid": dict, "meta_columns": list}
+
+
+def _array_crc(arr: np.ndarray) -> str:
+    data = np.ascontiguousarray(arr).reshape(-1).view(np.uint8) if arr.size else b""
+    return _integrity.crc_text(zlib.crc32(data))
+
+
+def _file_checksums(folder: Path, schema: list[dict[str, Any]]) -> dict[str, Any]:
+    """Records of every file of a freshly written engine directory."""
+    sums = {name: _integrity.file_record(folder / name) for name in ("model.bin", "index.bin")}
+    for entry in schema:
+        rel = f"meta/{entry['file']}"
+        arr = np.load(folder / rel, mmap_mode="r", allow_pickle=False)
+        sums[rel] = {**_integrity.file_record(folder / rel), "dtype": arr.dtype.str,
+                     "data_crc32": _array_crc(arr)}
+        del arr
+    return sums
+
+
+def _check_info(info_path: Path, info: dict[str, Any]) -> None:
+    """Types, ranges and file names of an engine description, before any is used.
+
+    Column file names must be plain ``colNNN.npy`` names: a description can
+    never make the engine read a file outside its ``meta/`` folder.
+    """
+    def bad(msg: str) -> IndexFormatError:
+        return IndexFormatError(f"{info_path}: invalid engine description ({msg})")
+
+    for key, typ in _INFO_TYPES.items():
+        v = info.get(key)
+        if not isinstance(v, typ) or isinstance(v, bool):
+            raise bad(f"{key!r} must be a {typ.__name__}, got {type(v).__name__}")
+    if info["kind"] not in ("hamming", "pq"):
+        raise bad(f"unknown kind {info['kind']!r}")
+    if info["model_class"] not in _MODEL_CLASSES:
+        raise bad(f"unknown model class {info['model_class']!r}")
+    if info["n_spectra"] < 0:
+        raise bad("negative n_spectra")
+    for key in ("model_params",):
+        if not isinstance(info.get(key, {}), dict):
+            raise bad(f"{key!r} must be an object")
+    for key in ("preprocessing",):
+        if info.get(key) is not None and not isinstance(info[key], dict):
+            raise bad(f"{key!r} must be an object or null")
+    for key in ("store", "store_relative"):
+        if info.get(key) is not None and not isinstance(info[key], str):
+            raise bad(f"{key!r} must be a string or null")
+    names, files = set(), set()
+    for entry in info["meta_columns"]:
+        if not isinstance(entry, dict):
+            raise bad("meta_columns entries must be objects")
+        name, file = entry.get("name"), entry.get("file")
+        if not isinstance(name, str) or name in names:
+            raise bad(f"column name {name!r} is missing or repeated")
+        if not isinstance(file, str) or not _COLUMN_FILE.fullmatch(file) or file in files:
+            raise bad(f"column file {file!r} is not a plain colNNN.npy name")
+        if entry.get("kind") not in ("str", "num"):
+            raise bad(f"column {name!r} has unknown kind {entry.get('kind')!r}")
+        for key in ("unit", "description"):
+            if entry.get(key) is not None and not isinstance(entry[key], str):
+                raise bad(f"column {name!r}: {key} must be a string or null")
+        names.add(name)
+        files.add(file)
+    _integrity.grid_from_dict(info["grid"], str(info_path))
+    if info.get("version") == ENGINE_VERSION:
+        sums = info.get("checksums")
+        wanted = {"model.bin", "index.bin", *(f"meta/{f}" for f in files)}
+        if not isinstance(sums, dict) or set(sums) != wanted:
+            raise bad("checksums do not list the engine's files")
+        for name in wanted:
+            _integrity.check_record(sums[name], f"{info_path.parent / name}")
+        for f in files:
+            rec = sums[f"meta/{f}"]
+            if not isinstance(rec.get("dtype"), str) or not isinstance(rec.get("data_crc32"), str):
+                raise bad(f"checksum record of meta/{f} lacks dtype or data_crc32")
+
+
+def _check_size(path: Path, record: dict[str, Any]) -> None:
+    """Cheap open-time check of a self-checking container: size as recorded."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise IndexFormatError(f"{path}: missing") from None
+    if size != record["size"]:
+        raise IndexFormatError(f"{path}: {size} bytes, {record['size']} recorded (truncated, "
+                               "corrupted or from another build)")
+
+
+def _dir_identity(path: Path) -> tuple[int, int] | None:
+    """(inode, ctime) of a directory: changes when a build swaps a new one in."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_ctime_ns
+
+
 # ----------------------------------------------------------------------------- the engine
 
 class Engine:
@@ -231,7 +373,8 @@ class Engine:
         self.index = index
         self.grid = WavelengthGrid.from_dict(info["grid"])
         self.n_pixels = len(self.grid)
-        self._meta_cols = _MetaColumns(self.path / "meta", info["meta_columns"], info["n_spectra"])
+        self._meta_cols = _MetaColumns(self.path / "meta", info["meta_columns"], info["n_spectra"],
+                                       info.get("checksums"))
         self._meta_table: Any = None
         self._table_templates: dict[tuple, Any] = {}
         self._provenance_parts: dict[str, Any] | None = None
@@ -358,7 +501,8 @@ class Engine:
         if len(meta) != len(index):
             raise ValueError(f"metadata has {len(meta)} rows but the index holds {len(index)}")
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        _integrity.clean_stale_temp_dirs(out.parent, out.name)  # left by killed builds
+        tmp = _integrity.make_temp_dir(out.parent, out.name)
         try:
             model.save(tmp / "model.bin")
             index.save(tmp / "index.bin")
@@ -384,10 +528,9 @@ class Engine:
                 "timings_s": dict(timings or {}),
                 "provenance": provenance(command="Engine.build"),
             }
-            (tmp / "engine.json").write_text(json.dumps(info, indent=1, sort_keys=True))
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
+            info["checksums"] = _file_checksums(tmp, schema)
+            _integrity.atomic_write(tmp / "engine.json", _integrity.dumps_checked(info))
+            _integrity.replace_dir(tmp, out)  # the old engine stays until this point
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -395,28 +538,73 @@ class Engine:
 
     @classmethod
     def open(cls, path: str | os.PathLike, mmap: bool = True) -> Engine:
-        """Open an engine directory written by :meth:`build` (index memory-mapped)."""
+        """Open an engine directory written by :meth:`build` (index memory-mapped).
+
+        Raises
+        ------
+        FileNotFoundError
+            No such directory.
+        IndexFormatError
+            Not an engine, or a damaged one (the message names the file).
+        """
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no such engine directory: {path}")
+        for attempt in range(3):
+            before = _dir_identity(path)
+            try:
+                engine = cls._open_once(path, mmap)
+            except (IndexFormatError, FileNotFoundError):
+                # a build swapped the directory while we read it: read the new one
+                if attempt == 2 or _dir_identity(path) == before:
+                    raise
+                continue
+            if _dir_identity(path) == before or attempt == 2:
+                return engine
+        raise IndexFormatError(f"{path}: replaced while being opened, three times in a row")
+
+    def verify(self) -> dict[str, int]:
+        """Check every byte of the engine directory against its recorded checksums.
+
+        Returns
+        -------
+        dict
+            ``files``: files checked, ``columns``: metadata columns checked.
+
+        Raises
+        ------
+        IndexFormatError
+            The first damaged file (named), or a version-1 engine, which has
+            no checksums.
+        """
+        sums = self.info.get("checksums")
+        if sums is None:
+            raise IndexFormatError(f"{self.path}: a version-1 engine has no checksums; "
+                                   "rebuild it to get them")
+        for name, record in sums.items():
+            _integrity.check_file(self.path / name, record)
+        for name in self._meta_cols.colnames:
+            self._meta_cols.array(name)
+        return {"files": len(sums) + 1, "columns": len(self._meta_cols.colnames)}
+
+    @classmethod
+    def _open_once(cls, path: Path, mmap: bool) -> Engine:
         info_path = path / "engine.json"
         if not info_path.is_file():
             raise IndexFormatError(f"{path} is not a pyspec engine directory (no engine.json); "
                                    "create one with `pyspec build`")
-        try:
-            info = json.loads(info_path.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise IndexFormatError(f"{info_path}: not valid JSON ({exc})") from None
-        if not isinstance(info, dict) or info.get("format") != ENGINE_FORMAT:
+        info = _integrity.loads_checked(info_path, legacy_versions=_LEGACY_VERSIONS,
+                                        what="engine description")
+        if info.get("format") != ENGINE_FORMAT:
             raise IndexFormatError(f"{info_path}: not a pyspec engine description")
-        if info.get("version") != ENGINE_VERSION:
+        if info.get("version") not in (ENGINE_VERSION, *_LEGACY_VERSIONS):
             raise IndexFormatError(f"{info_path}: engine format version {info.get('version')} "
                                    f"is not supported (this pyspec reads {ENGINE_VERSION})")
-        required = ("kind", "model_class", "n_spectra", "grid", "meta_columns")
-        missing = [k for k in required if k not in info]
-        if missing or info["kind"] not in ("hamming", "pq"):
-            raise IndexFormatError(f"{info_path}: incomplete engine description "
-                                   f"(missing {missing})")
+        _check_info(info_path, info)
+        sums = info.get("checksums", {})
+        for name in ("model.bin", "index.bin"):
+            if name in sums:
+                _check_size(path / name, sums[name])
         model = _model_class(info["model_class"]).load(path / "model.bin")
         index = _load_index(info["kind"], path / "index.bin", model, mmap)
         engine = cls(path, info, model, index)
@@ -695,7 +883,10 @@ class Engine:
         k = check_k(k)
         unit = self.distance_unit
         if rerank is not None:
-            m = max(int(rerank), k)
+            m = check_k(rerank)
+            if m < k:
+                raise ValueError(f"rerank ({m}) must be >= k ({k}): it is the number of "
+                                 "candidates re-ranked to choose the best k")
             res = self.search_prepared(flux, m, num_threads=num_threads)
             ids, dist = self.rerank(flux, res.ids, k)
             unit = None

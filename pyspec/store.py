@@ -6,7 +6,16 @@ A store is a directory::
     parts/part-NNNNNN.npz  metadata columns (and rejects) of each appended chunk
     grid.json              the WavelengthGrid (WavelengthGrid.to_dict)
     preprocessing.json     the preprocessing settings (Preprocessor.to_dict or user dict)
-    manifest.json          written last by close(): rows, parts, pixels
+    manifest.json          written last by close(): rows, parts, pixels, checksums
+
+Integrity: ``manifest.json`` (version 2) carries a checksum of its own
+content and a ``{"size", "crc32"}`` record of ``grid.json``,
+``preprocessing.json`` and every part; each part records the CRC32 of its
+rows of ``flux.f32`` and ``ivar.f32``. Opening checks the descriptions,
+loading the metadata checks the parts, and the matrices are checked by
+:meth:`SpectrumStore.verify` (``pyspec verify``) and, lazily, by the first
+full pass of :meth:`SpectrumStore.iter_chunks`. Stores of version 1
+(without checksums) still open.
 
 Appends are crash-safe: matrix rows are appended to ``flux.f32``/``ivar.f32``
 as they come, and their metadata is buffered and committed as one part (after
@@ -28,23 +37,27 @@ metadata files.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import numbers
 import os
 import re
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pyspec import _integrity
 from pyspec.errors import IndexFormatError
 from pyspec.io._base import META_FLOAT_KEYS, META_KEYS
 from pyspec.preprocess import WavelengthGrid, as_grid
 
 FORMAT = "pyspec-spectrum-store"
-VERSION = 1
+VERSION = 2
+_LEGACY_VERSIONS = (1,)  # stores written before checksums
 _PART_RE = re.compile(r"part-(\d{6})\.npz$")
 #: pending rejects are flushed into a part once this many accumulate
 _REJECT_FLUSH = 4096
@@ -54,12 +67,36 @@ _REAL_TYPES = (numbers.Real, np.floating, np.integer)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    _integrity.atomic_write(path, data)
+
+
+def _read_json(path: Path) -> Any:
+    """A small JSON file, read with a size bound (IndexFormatError when damaged)."""
+    data = _integrity.read_limited(path, _integrity.MAX_JSON_BYTES, "JSON file")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise IndexFormatError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _check_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    """Types and ranges of the manifest fields (before any of them sizes anything)."""
+    if manifest.get("format") != FORMAT or manifest.get("version") not in (
+            VERSION, *_LEGACY_VERSIONS):
+        raise IndexFormatError(f"{path}: not a version-{VERSION} pyspec spectrum store")
+    for key in ("n_spectra", "n_pixels", "n_parts"):
+        v = manifest.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise IndexFormatError(f"{path}: manifest field {key!r} must be an int >= 0, "
+                                   f"got {v!r}")
+    if manifest["version"] == VERSION:
+        sums = manifest.get("checksums")
+        wanted = ["grid.json", "preprocessing.json"] + [
+            f"parts/part-{i:06d}.npz" for i in range(manifest["n_parts"])]
+        if not isinstance(sums, dict) or sorted(sums) != sorted(wanted):
+            raise IndexFormatError(f"{path}: manifest checksums do not list the store's files")
+        for name in wanted:
+            _integrity.check_record(sums[name], f"{path}/{name}")
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -173,11 +210,36 @@ def _scan_parts(path: Path) -> list[Path]:
 
 
 def _load_part(p: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, KeyError) as exc:
-        raise IndexFormatError(f"store part {p} is unreadable ({exc})") from None
+    """A part's arrays, bounded, CRC-checked (zip) and schema-checked."""
+    part = _integrity.read_npz(p)
+
+    def bad(msg: str) -> IndexFormatError:
+        return IndexFormatError(f"store part {p}: {msg}")
+
+    for key in ("n_rows", "row_start"):
+        v = part.get(key)
+        if v is None or v.shape != () or v.dtype.kind not in "iu" or int(v) < 0:
+            raise bad(f"missing or invalid {key!r}")
+    n = int(part["n_rows"])
+    rf, rr = part.get("reject_file"), part.get("reject_reason")
+    if (rf is None or rr is None or rf.ndim != 1 or rf.shape != rr.shape
+            or rf.dtype.kind != "U" or rr.dtype.kind != "U"):
+        raise bad("missing or inconsistent reject columns")
+    for key, v in part.items():
+        if key.startswith("m_") and (v.ndim != 1 or v.shape[0] != n):
+            raise bad(f"column {key[2:]!r} has shape {v.shape}, expected ({n},)")
+        if key.endswith("_crc32") and (v.shape != () or v.dtype.kind not in "iu"):
+            raise bad(f"invalid {key!r}")
+    if "m_file" not in part or part["m_file"].dtype.kind != "U":
+        raise bad("missing 'file' column")
+    return part
+
+
+def _block_crc(arr: np.ndarray, crc: int = 0) -> int:
+    """CRC32 of a C-contiguous block of matrix rows (as stored on disk)."""
+    if arr.size == 0:
+        return crc
+    return zlib.crc32(memoryview(np.ascontiguousarray(arr)).cast("B"), crc)
 
 
 class StoreWriter:
@@ -202,6 +264,7 @@ class StoreWriter:
         # metadata of rows already in flux.f32/ivar.f32 but not yet in a part
         self._pending_meta: list[tuple[dict[str, np.ndarray], int]] = []
         self._pending_rows = 0
+        self._pending_crc = {"flux": 0, "ivar": 0}  # CRC32 of the rows not yet in a part
         existing = (path / "grid.json").exists()
         if existing and not append:
             raise FileExistsError(f"{path} already holds a spectrum store; pass append=True to "
@@ -215,7 +278,10 @@ class StoreWriter:
             _atomic_write(path / "grid.json", _json_bytes(grid.to_dict()))
             _atomic_write(path / "preprocessing.json", _json_bytes(preprocessing))
         (path / "parts").mkdir(exist_ok=True)
-        for p in (path / "parts").glob("*.tmp"):
+        # temporary files of an interrupted write (old ".tmp" names and mkstemp ones)
+        stale = {*(path / "parts").glob("*.tmp"), *(path / "parts").glob(".*.tmp"),
+                 *path.glob(".*.tmp")}
+        for p in stale:
             p.unlink()
         self._parts = _scan_parts(path)
         self._n_rows = 0
@@ -236,8 +302,9 @@ class StoreWriter:
 
     def _check_same(self, path: Path) -> None:
         try:
-            old_grid = WavelengthGrid.from_dict(json.loads((path / "grid.json").read_text()))
-            old_pre = json.loads((path / "preprocessing.json").read_text())
+            old_grid = _integrity.grid_from_dict(_read_json(path / "grid.json"),
+                                                 str(path / "grid.json"))
+            old_pre = _read_json(path / "preprocessing.json")
         except (OSError, ValueError, KeyError) as exc:
             raise IndexFormatError(f"{path}: cannot read the store's grid/preprocessing "
                                    f"({exc})") from None
@@ -303,6 +370,8 @@ class StoreWriter:
         for name, arr in (("flux.f32", flux), ("ivar.f32", ivar)):
             with open(self.path / name, "ab") as fh:
                 fh.write(arr.tobytes())
+            key = name[:4]
+            self._pending_crc[key] = _block_crc(arr, self._pending_crc[key])
         self._pending_meta.append((_meta_columns(meta_rows), flux.shape[0]))
         self._pending_rows += flux.shape[0]
         if self._pending_rows >= self.rows_per_part:
@@ -343,13 +412,13 @@ class StoreWriter:
         cols["row_start"] = np.array(self._n_rows, dtype=np.int64)
         cols["reject_file"] = np.array([f for f, _ in rej], dtype=str)
         cols["reject_reason"] = np.array([r for _, r in rej], dtype=str)
+        cols["flux_crc32"] = np.array(self._pending_crc["flux"], dtype=np.int64)
+        cols["ivar_crc32"] = np.array(self._pending_crc["ivar"], dtype=np.int64)
         path = self.path / "parts" / f"part-{len(self._parts):06d}.npz"
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **cols)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        buf = io.BytesIO()
+        np.savez(buf, **cols)
+        _atomic_write(path, buf.getvalue())
+        self._pending_crc = {"flux": 0, "ivar": 0}
         self._parts.append(path)
         self._n_rows += n_rows
         self._pending_rejects = []
@@ -361,10 +430,12 @@ class StoreWriter:
         self.flush()
         from pyspec import __version__
 
+        files = ["grid.json", "preprocessing.json"] + [f"parts/{p.name}" for p in self._parts]
         manifest = {"format": FORMAT, "version": VERSION, "n_spectra": self._n_rows,
                     "n_pixels": self.n_pixels, "n_parts": len(self._parts),
-                    "dtype": "<f4", "pyspec_version": __version__}
-        _atomic_write(self.path / "manifest.json", _json_bytes(manifest))
+                    "dtype": "<f4", "pyspec_version": __version__,
+                    "checksums": {f: _integrity.file_record(self.path / f) for f in files}}
+        _atomic_write(self.path / "manifest.json", _integrity.dumps_checked(manifest, indent=2))
         self._closed = True
 
     def _abort(self) -> None:
@@ -415,6 +486,8 @@ class SpectrumStore:
         self.ivar = self._map("ivar.f32", n, m)
         self._meta = None
         self._rejects = None
+        self._blocks: list[tuple[int, int, dict[str, int]]] | None = None
+        self._verified: set[int] = set()  # blocks whose matrix CRCs have been checked
 
     @staticmethod
     def create(path: str | os.PathLike, grid: WavelengthGrid | str | dict,
@@ -464,14 +537,17 @@ class SpectrumStore:
             raise IndexFormatError(f"{path} is not a complete spectrum store (no manifest.json: "
                                    "an ingest was interrupted or is still running); re-run "
                                    "pyspec ingest with the same --out to resume")
-        try:
-            manifest = json.loads(mpath.read_text())
-            grid = WavelengthGrid.from_dict(json.loads((path / "grid.json").read_text()))
-            preprocessing = json.loads((path / "preprocessing.json").read_text())
-        except (OSError, ValueError, KeyError) as exc:
-            raise IndexFormatError(f"{path}: unreadable store description ({exc})") from None
-        if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-            raise IndexFormatError(f"{path}: not a version-{VERSION} pyspec spectrum store")
+        manifest = _integrity.loads_checked(mpath, legacy_versions=_LEGACY_VERSIONS,
+                                            what="store manifest")
+        _check_manifest(path, manifest)
+        sums = manifest.get("checksums", {})
+        for name in ("grid.json", "preprocessing.json"):
+            if name in sums:
+                _integrity.check_file(path / name, sums[name])
+        grid = _integrity.grid_from_dict(_read_json(path / "grid.json"), str(path / "grid.json"))
+        preprocessing = _read_json(path / "preprocessing.json")
+        if preprocessing is not None and not isinstance(preprocessing, dict):
+            raise IndexFormatError(f"{path}/preprocessing.json: expected an object or null")
         if int(manifest["n_pixels"]) != len(grid):
             raise IndexFormatError(f"{path}: manifest says {manifest['n_pixels']} pixels, "
                                    f"grid has {len(grid)}")
@@ -481,6 +557,8 @@ class SpectrumStore:
         f = self.path / name
         need = n * m * 4
         size = f.stat().st_size if f.exists() else -1
+        if f.exists() and not f.is_file():
+            raise IndexFormatError(f"{f} is not a regular file")
         if size < need:
             raise IndexFormatError(f"{f} has {size} bytes, expected at least {need} for "
                                    f"{n} x {m} float32")
@@ -503,7 +581,77 @@ class SpectrumStore:
         if len(paths) < n_parts:
             raise IndexFormatError(f"{self.path}: manifest lists {n_parts} parts, "
                                    f"{len(paths)} found")
-        return [_load_part(p) for p in paths[:n_parts]]
+        sums = self.manifest.get("checksums", {})
+        parts = []
+        start = 0
+        for p in paths[:n_parts]:
+            record = sums.get(f"parts/{p.name}")
+            if record is not None:
+                _integrity.check_file(p, record)
+            part = _load_part(p)
+            if int(part["row_start"]) != start:
+                raise IndexFormatError(f"store part {p}: starts at row {int(part['row_start'])}, "
+                                       f"expected {start}")
+            start += int(part["n_rows"])
+            parts.append(part)
+        if start != len(self):
+            raise IndexFormatError(f"{self.path}: parts describe {start} rows, the manifest "
+                                   f"{len(self)}")
+        return parts
+
+    def _row_blocks(self) -> list[tuple[int, int, dict[str, int]]]:
+        """(start, stop, {"flux": crc, "ivar": crc}) of every part with recorded CRCs."""
+        if self._blocks is None:
+            blocks = []
+            for part in self._parts():
+                if "flux_crc32" in part and "ivar_crc32" in part:
+                    a = int(part["row_start"])
+                    blocks.append((a, a + int(part["n_rows"]),
+                                   {"flux": int(part["flux_crc32"]),
+                                    "ivar": int(part["ivar_crc32"])}))
+            self._blocks = blocks
+        return self._blocks
+
+    def _check_block(self, i: int, crcs: dict[str, int]) -> None:
+        a, b, want = self._row_blocks()[i]
+        for key, crc in crcs.items():
+            if crc != want[key]:
+                raise IndexFormatError(f"{self.path}/{key}.f32: rows {a}..{b - 1} fail their "
+                                       "checksum (file corrupted)")
+        self._verified.add(i)
+
+    def verify(self, chunk_size: int = 4096) -> dict[str, int]:
+        """Check every file of the store against its recorded checksums.
+
+        Reads the whole store once: descriptions, parts, and each part's rows
+        of ``flux.f32`` and ``ivar.f32``.
+
+        Returns
+        -------
+        dict
+            Counts of what was checked: ``files``, ``parts``, ``rows``.
+
+        Raises
+        ------
+        IndexFormatError
+            The first damaged file or block (named in the message), or a
+            version-1 store that has no checksums to check.
+        """
+        if "checksums" not in self.manifest:
+            raise IndexFormatError(f"{self.path}: a version-1 store has no checksums; "
+                                   "re-ingest it to get them")
+        for name, record in self.manifest["checksums"].items():
+            _integrity.check_file(self.path / name, record)
+        self._load_tables()
+        for i, (a, b, _) in enumerate(self._row_blocks()):
+            crcs = {"flux": 0, "ivar": 0}
+            for s in range(a, b, chunk_size):
+                e = min(b, s + chunk_size)
+                crcs["flux"] = _block_crc(self.flux[s:e], crcs["flux"])
+                crcs["ivar"] = _block_crc(self.ivar[s:e], crcs["ivar"])
+            self._check_block(i, crcs)
+        return {"files": len(self.manifest["checksums"]), "parts": len(self._row_blocks()),
+                "rows": len(self)}
 
     def _load_tables(self) -> None:
         from astropy.table import Table
@@ -555,6 +703,36 @@ class SpectrumStore:
         chunk_size = int(chunk_size)
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        checker = _LazyChecker(self) if "checksums" in self.manifest else None
         for start in range(0, len(self), chunk_size):
             stop = min(start + chunk_size, len(self))
-            yield start, self.flux[start:stop], self.ivar[start:stop]
+            flux, ivar = self.flux[start:stop], self.ivar[start:stop]
+            if checker is not None:
+                checker.feed(start, flux, ivar)
+            yield start, flux, ivar
+
+
+class _LazyChecker:
+    """Checks each part's matrix CRCs the first time a full pass reads its rows."""
+
+    def __init__(self, store: SpectrumStore) -> None:
+        self.store = store
+        self.blocks = store._row_blocks()
+        self.i = 0
+        self.crcs = {"flux": 0, "ivar": 0}
+
+    def feed(self, start: int, flux: np.ndarray, ivar: np.ndarray) -> None:
+        stop = start + flux.shape[0]
+        pos = start
+        while self.i < len(self.blocks) and pos < stop:
+            a, b, _ = self.blocks[self.i]
+            e = min(b, stop)
+            if self.i not in self.store._verified:
+                self.crcs["flux"] = _block_crc(flux[pos - start:e - start], self.crcs["flux"])
+                self.crcs["ivar"] = _block_crc(ivar[pos - start:e - start], self.crcs["ivar"])
+            pos = e
+            if e == b:
+                if self.i not in self.store._verified:
+                    self.store._check_block(self.i, self.crcs)
+                self.crcs = {"flux": 0, "ivar": 0}
+                self.i += 1

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import pyspec
+from pyspec._integrity import dumps_checked
 from pyspec.errors import IndexFormatError
 from pyspec.preprocess import Preprocessor, WavelengthGrid
 from pyspec.store import SpectrumStore
@@ -155,7 +156,10 @@ def test_errors(tmp_path, rng):
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
     manifest["version"] = 99
     (tmp_path / "s" / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(IndexFormatError, match="version"):
+    with pytest.raises(IndexFormatError, match="checksum mismatch"):  # edited by hand
+        SpectrumStore.open(tmp_path / "s")
+    (tmp_path / "s" / "manifest.json").write_bytes(dumps_checked(manifest))
+    with pytest.raises(IndexFormatError, match="version"):  # a future, valid store
         SpectrumStore.open(tmp_path / "s")
 
 
