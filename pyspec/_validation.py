@@ -80,13 +80,48 @@ def as_float_matrix(
     return arr
 
 
+#: Largest id an index stores (int64); -1 marks a missing neighbour in results.
+MAX_ID = np.iinfo(np.int64).max
+
+
 def as_ids(ids: object, n: int, start: int = 0) -> np.ndarray:
-    """Return int64 ids of length ``n`` (default ``start .. start+n-1``)."""
+    """Return int64 ids of length ``n`` (default ``start .. start+n-1``).
+
+    Ids must be in ``0 .. 2**63 - 1``: negative ids would collide with the
+    -1 that pads missing neighbours, and larger unsigned ids would wrap.
+    """
     if ids is None:
+        if start + n - 1 > MAX_ID:
+            raise ValueError("ids: default ids would pass 2**63 - 1; pass ids explicitly")
         return np.arange(start, start + n, dtype=np.int64)
     arr = np.asarray(ids)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"ids: expected an integer array, got {describe(arr)}")
     if arr.shape != (n,):
         raise ValueError(f"ids: expected shape ({n},) to match the data, got {arr.shape}")
+    if arr.size and arr.dtype.kind == "u" and int(arr.max()) > MAX_ID:
+        raise ValueError(f"ids: {int(arr.max())} is above the largest id, 2**63 - 1")
+    if arr.size and arr.dtype.kind == "i" and int(arr.min()) < 0:
+        raise ValueError(f"ids must be >= 0 (-1 marks a missing neighbour in results), got "
+                         f"{int(arr.min())}")
     return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+#: Results larger than this many bytes are refused when ``k`` exceeds the
+#: index size (they would be padding only): 256 MiB.
+MAX_PADDED_RESULT_BYTES = 256 << 20
+
+
+def check_result_size(n_queries: int, k: int, n_indexed: int, bytes_per_entry: int = 12) -> None:
+    """Refuse a ``k`` far above the index size whose padded result would be huge.
+
+    A result has ``n_queries x k`` entries (an int64 id and a 4-byte
+    distance each); when ``k`` exceeds the number of indexed items every
+    extra column is padding, so asking for it is almost always a mistake
+    (``k=200_000_000`` on 100 codes would allocate gigabytes).
+    """
+    if k > n_indexed and n_queries * k * bytes_per_entry > MAX_PADDED_RESULT_BYTES:
+        raise ValueError(f"k={k} is larger than the index ({n_indexed} items) and the padded "
+                         f"result for {n_queries} queries would take "
+                         f"{n_queries * k * bytes_per_entry / 2**30:.1f} GiB; use k <= "
+                         f"{n_indexed}")

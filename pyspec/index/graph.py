@@ -5,13 +5,22 @@ recall for sub-linear query time on very large archives. It stores
 real-valued vectors such as ``PILHasher.embed`` output. hnswlib holds the
 graph; pyspec keeps its own int64 ids (hnswlib labels are internal row
 numbers) and saves everything in its checked container format.
+
+hnswlib parses a saved graph natively and trusts it; a graph read back from a
+file is therefore checked structurally first (:func:`_check_hnsw_blob`:
+header fields against the index parameters, every link count and neighbour
+id, every level), so a crafted file with a valid checksum is refused with
+:class:`~pyspec.errors.IndexFormatError` instead of crashing the process.
 """
 
 from __future__ import annotations
 
+import numbers
 import os
+import struct
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import hnswlib
 import numpy as np
@@ -22,6 +31,84 @@ from pyspec.errors import IndexFormatError
 from pyspec.index._result import SearchResult
 
 _SPACES = ("l2", "ip", "cosine")
+# hnswlib's saveIndex header: offsetLevel0, max_elements, cur_element_count,
+# size_data_per_element, label_offset, offsetData (size_t), maxlevel (int),
+# enterpoint (uint32), maxM, maxM0, M (size_t), mult (double), ef_construction
+_HNSW_HEAD = struct.Struct("<QQQQQQiIQQQdQ")
+# parameter ranges: hnswlib needs M >= 2 (its level multiplier is 1 / ln M)
+_LIMITS = {"dim": (1, 1 << 16), "M": (2, 1 << 10), "ef_construction": (1, 1 << 16),
+           "ef": (1, 1 << 24)}
+
+
+def _check_param(name: str, value: Any) -> int:
+    lo, hi = _LIMITS[name]
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int in [{lo}, {hi}], got {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+    return int(value)
+
+
+def _check_hnsw_blob(blob: np.ndarray, dim: int, M: int, n: int) -> None:
+    """Raise ValueError unless ``blob`` is a well-formed hnswlib graph of ``n`` float vectors.
+
+    Checks every size, link count, neighbour id and level that hnswlib's
+    loader and search would otherwise follow without bounds checks.
+    """
+    raw = blob.tobytes()
+    if len(raw) < _HNSW_HEAD.size:
+        raise ValueError("graph data shorter than its header")
+    (off0, max_el, cur, per_elem, label_off, off_data, max_level, entry, max_m, max_m0, m,
+     mult, _efc) = _HNSW_HEAD.unpack_from(raw)
+    links0 = 2 * M * 4 + 4
+    expected = (0, n, links0 + dim * 4 + 8, links0 + dim * 4, links0, M, 2 * M, M)
+    if (off0, cur, per_elem, label_off, off_data, max_m, max_m0, m) != expected:
+        raise ValueError("graph header does not match the index parameters")
+    if max_el < cur or not (np.isfinite(mult) and mult > 0) or max_level < 0 or max_level > 64:
+        raise ValueError("graph header holds implausible values")
+    end0 = _HNSW_HEAD.size + n * per_elem
+    if len(raw) < end0 + 4 * n:
+        raise ValueError("graph data is truncated")
+    level0 = np.frombuffer(raw, np.uint8, n * per_elem, _HNSW_HEAD.size).reshape(n, per_elem)
+    head0 = level0[:, :4].copy().view("<u4").ravel()  # count (low 16 bits) + flags, must be 0
+    links = level0[:, 4:links0].copy().view("<u4")
+    labels = level0[:, label_off:label_off + 8].copy().view("<u8").ravel()
+    if (head0 > 2 * M).any():
+        raise ValueError("graph has an invalid level-0 link count or deleted mark")
+    used = np.arange(2 * M) < head0[:, None]
+    if (links[used] >= n).any():
+        raise ValueError("graph links point outside the graph")
+    if not np.array_equal(np.sort(labels), np.arange(n, dtype=np.uint64)):
+        raise ValueError("graph labels are not 0..n-1")
+    per_level = M * 4 + 4
+    levels = np.zeros(n, dtype=np.int64)
+    upper: list[tuple[int, np.ndarray]] = []
+    pos = end0
+    for i in range(n):
+        if pos + 4 > len(raw):
+            raise ValueError("graph data is truncated")
+        (size,) = struct.unpack_from("<I", raw, pos)
+        pos += 4
+        if size % per_level or size // per_level > max_level or pos + size > len(raw):
+            raise ValueError(f"graph element {i} has an invalid level list")
+        if size:
+            block = np.frombuffer(raw, "<u4", size // 4, pos).reshape(-1, M + 1)
+            levels[i] = block.shape[0]
+            upper.append((i, block))
+            pos += size
+    if pos != len(raw):
+        raise ValueError("graph data has trailing bytes")
+    if n and (entry >= n or levels[entry] != max_level or levels.max() != max_level):
+        raise ValueError("graph entry point or top level is inconsistent")
+    for i, block in upper:
+        counts = block[:, 0]
+        if (counts > M).any():
+            raise ValueError(f"graph element {i} has an invalid link count")
+        for lvl in range(block.shape[0]):
+            nbrs = block[lvl, 1:1 + counts[lvl]]
+            if (nbrs >= n).any() or (levels[nbrs.astype(np.int64)] < lvl + 1).any():
+                raise ValueError(f"graph element {i} links to a node absent from level "
+                                 f"{lvl + 1}")
 
 
 class GraphIndex:
@@ -46,14 +133,14 @@ class GraphIndex:
                  ef: int = 64, random_state: int = 0) -> None:
         if space not in _SPACES:
             raise ValueError(f"space must be one of {_SPACES}, got {space!r}")
-        if int(dim) < 1:
-            raise ValueError(f"dim must be >= 1, got {dim}")
-        self.dim = int(dim)
+        self.dim = _check_param("dim", dim)
         self.space = space
-        self.M = int(M)
-        self.ef_construction = int(ef_construction)
-        self.ef = int(ef)
-        self.random_state = int(random_state)
+        self.M = _check_param("M", M)
+        self.ef_construction = _check_param("ef_construction", ef_construction)
+        self.ef = _check_param("ef", ef)
+        if isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral):
+            raise TypeError(f"random_state must be an int, got {type(random_state).__name__}")
+        self.random_state = int(random_state) & 0xFFFFFFFF
         self._graph = self._new_graph(1024)
         self._ids = np.empty(0, dtype=np.int64)
 
@@ -99,7 +186,8 @@ class GraphIndex:
         k_eff = min(k, len(self))
         if k_eff == 0 or q.shape[0] == 0:
             return SearchResult(ids, dist)
-        self._graph.set_ef(max(int(ef if ef is not None else self.ef), k_eff))
+        ef = self.ef if ef is None else _check_param("ef", ef)
+        self._graph.set_ef(max(ef, k_eff))
         labels, d = self._graph.knn_query(q, k=k_eff, num_threads=threads)
         found = self._ids[labels.astype(np.int64)]
         order = np.lexsort((found, d), axis=1)  # by distance, then id
@@ -127,7 +215,16 @@ class GraphIndex:
             index = cls(**meta)
         except (TypeError, ValueError) as exc:
             raise IndexFormatError(f"{path}: invalid graph parameters ({exc})") from None
-        ids = arrays["ids"]
+        ids, blob = arrays.get("ids"), arrays.get("graph")
+        if (ids is None or blob is None or ids.dtype != np.int64 or ids.ndim != 1
+                or blob.dtype != np.uint8 or blob.ndim != 1):
+            raise IndexFormatError(f"{path}: graph index lacks int64 'ids' or uint8 'graph'")
+        if ids.size and int(ids.min()) < 0:
+            raise IndexFormatError(f"{path}: negative ids (corrupted file)")
+        try:
+            _check_hnsw_blob(blob, index.dim, index.M, len(ids))
+        except ValueError as exc:
+            raise IndexFormatError(f"{path}: graph data is invalid ({exc})") from None
         with tempfile.TemporaryDirectory() as tmp:
             blob_path = Path(tmp) / "graph.bin"
             arrays["graph"].tofile(blob_path)

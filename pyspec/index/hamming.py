@@ -6,12 +6,19 @@ ceil(n_bits / 64)`` (bit ``j`` in word ``j // 64`` at position ``j % 64``, see
 The scans run in the compiled kernels (``pyspec._core``) with the GIL
 released; this module validates input, stores codes and ids, and saves and
 loads indexes in pyspec's container format (kind ``b"HX"``).
+
+Threads: any number of threads may search while one thread adds. ``add``
+holds a lock (so concurrent adds are serialised, never lost) and publishes
+the new rows in one step after writing them; a search works on the rows
+published when it started (a consistent snapshot of codes and ids) and
+never sees a half-written row.
 """
 
 from __future__ import annotations
 
 import numbers
 import os
+import threading
 from typing import Any
 
 import numpy as np
@@ -20,7 +27,7 @@ from pyspec import _core
 from pyspec._bits import n_words as _n_words
 from pyspec._bits import pack_bits
 from pyspec._fileformat import read_container, write_container
-from pyspec._validation import as_ids, check_k, check_num_threads, describe
+from pyspec._validation import as_ids, check_k, check_num_threads, check_result_size, describe
 from pyspec.errors import IndexFormatError
 from pyspec.index._result import RangeResult, SearchResult
 
@@ -182,23 +189,40 @@ class HammingIndex:
         self._codes = np.empty((0, self.n_words), dtype=np.uint64)
         self._ids = np.empty(0, dtype=np.int64)
         self._n = 0
+        self._publish()
+
+    # -- thread safety -----------------------------------------------------
+    def _publish(self) -> None:
+        """Make rows ``[0, _n)`` visible to searches (one atomic attribute store)."""
+        self._view = (self._codes[: self._n], self._ids[: self._n])
+
+    def _snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        """Codes and ids of the published rows, consistent with each other."""
+        return self._view
+
+    @property
+    def _write_lock(self) -> threading.Lock:
+        lock = self.__dict__.get("_lock")
+        if lock is None:  # created lazily so unpickled/loaded indexes get one too
+            lock = self.__dict__.setdefault("_lock", threading.Lock())
+        return lock
 
     # -- storage -----------------------------------------------------------
     def __len__(self) -> int:
-        return self._n
+        return len(self._view[1])
 
     def __repr__(self) -> str:
         return f"HammingIndex(n_bits={self.n_bits}) with {self._n} codes"
 
     @property
     def codes(self) -> np.ndarray:
-        view = self._codes[: self._n]
+        view = self._snapshot()[0][:]
         view.flags.writeable = False
         return view
 
     @property
     def ids(self) -> np.ndarray:
-        view = self._ids[: self._n]
+        view = self._snapshot()[1][:]
         view.flags.writeable = False
         return view
 
@@ -226,6 +250,10 @@ class HammingIndex:
             of the wrong length.
         """
         codes = _check_codes(codes, self.n_bits, "codes")
+        with self._write_lock:
+            self._add_locked(codes, ids)
+
+    def _add_locked(self, codes: np.ndarray, ids: np.ndarray | None) -> None:
         n = codes.shape[0]
         ids = as_ids(ids, n, start=self._n)
         need = self._n + n
@@ -240,6 +268,7 @@ class HammingIndex:
         self._codes[self._n: need] = codes
         self._ids[self._n: need] = ids
         self._n = need
+        self._publish()  # only now can searches see the new rows
 
     # -- search ------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int, num_threads: int | None = None) -> SearchResult:
@@ -263,9 +292,10 @@ class HammingIndex:
         q = _check_codes(queries, self.n_bits, "queries", allow_1d=True)
         k = check_k(k)
         threads = check_num_threads(num_threads)
-        k_run = min(k, self._n)
-        ids, dist = _core.hamming_knn(q, self._codes[: self._n], self._ids[: self._n], k_run,
-                                      self.pad_distance, threads)
+        codes, stored_ids = self._snapshot()
+        check_result_size(q.shape[0], k, len(stored_ids))
+        k_run = min(k, len(stored_ids))
+        ids, dist = _core.hamming_knn(q, codes, stored_ids, k_run, self.pad_distance, threads)
         if k_run < k:
             full_ids = np.full((q.shape[0], k), -1, dtype=np.int64)
             full_dist = np.full((q.shape[0], k), self.pad_distance, dtype=np.int32)
@@ -295,8 +325,8 @@ class HammingIndex:
         q = _check_codes(queries, self.n_bits, "queries", allow_1d=True)
         radius = _check_radius(radius)
         threads = check_num_threads(num_threads)
-        offsets, ids, dist = _core.hamming_range(q, self._codes[: self._n],
-                                                 self._ids[: self._n], radius, threads)
+        codes, stored_ids = self._snapshot()
+        offsets, ids, dist = _core.hamming_range(q, codes, stored_ids, radius, threads)
         return RangeResult(offsets, ids, dist)
 
     # -- persistence -------------------------------------------------------
@@ -345,6 +375,8 @@ class HammingIndex:
             raise bad(f"ids must be int64 ({codes.shape[0]},), found {describe(ids)}")
         if meta.get("n_codes") != codes.shape[0]:
             raise bad("code count in metadata does not match the arrays")
+        if ids.size and int(ids.min()) < 0:
+            raise bad("negative ids (corrupted file)")
         mask = _pad_mask(n_bits)
         if mask and codes.shape[0] and (codes[:, -1] & np.uint64(mask)).any():
             raise bad(f"codes have bits set above bit {n_bits - 1}")
@@ -352,6 +384,7 @@ class HammingIndex:
         index._codes = codes
         index._ids = ids
         index._n = codes.shape[0]
+        index._publish()
         return index
 
     def __getstate__(self) -> dict[str, Any]:

@@ -6,18 +6,32 @@ squared L2 distance from the query to the reconstruction. Optionally the best
 ``rerank`` candidates are re-scored exactly against the original spectra (a
 float32 array or memory map attached with :meth:`PQIndex.attach_vectors`),
 with plain squared L2 or an inverse-variance-weighted chi-square.
+
+Threads: any number of threads may search while one thread adds. ``add``
+only queues the new codes under a lock; a search consolidates the queue
+under the same lock, takes the resulting arrays (replaced, never modified in
+place) and scans them without the lock, so no row is lost or mismatched
+with its id and a search sees every row added before it started.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import numpy as np
 
 from pyspec import _core
 from pyspec._fileformat import read_container, write_container
-from pyspec._validation import as_float_matrix, as_ids, check_k, check_num_threads, describe
+from pyspec._validation import (
+    as_float_matrix,
+    as_ids,
+    check_k,
+    check_num_threads,
+    check_result_size,
+    describe,
+)
 from pyspec.errors import IndexFormatError, NotFittedError
 from pyspec.index._result import SearchResult
 from pyspec.models.pq import ProductQuantizer
@@ -75,10 +89,12 @@ class PQIndex:
         self._scan: np.ndarray | None = None  # scan-layout copy of _codes (see _scan_codes)
         self._flux: np.ndarray | None = None
         self._ivar: np.ndarray | None = None
+        self._lock = threading.RLock()  # guards _pending, _codes, _ids, _scan, _flux, _ivar
 
     # ---- storage -----------------------------------------------------------
 
     def _consolidate(self) -> None:
+        """Fold queued rows into ``_codes``/``_ids`` (caller holds ``_lock``)."""
         if self._pending:
             self._codes = np.concatenate([self._codes] + [c for c, _ in self._pending])
             self._ids = np.concatenate([self._ids] + [i for _, i in self._pending])
@@ -100,19 +116,25 @@ class PQIndex:
         return self._scan
 
     def __len__(self) -> int:
-        return len(self._ids) + sum(len(i) for _, i in self._pending)
+        with self._lock:
+            return len(self._ids) + sum(len(i) for _, i in self._pending)
+
+    def _snapshot(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
+                                 np.ndarray | None, np.ndarray | None]:
+        """(codes, ids, scan layout, flux, ivar) of every row added so far, consistent."""
+        with self._lock:
+            self._consolidate()
+            return self._codes, self._ids, self._scan_codes(), self._flux, self._ivar
 
     @property
     def codes(self) -> np.ndarray:
         """Stored codes, (n, n_segments) uint8 or uint16, in insertion order."""
-        self._consolidate()
-        return self._codes
+        return self._snapshot()[0]
 
     @property
     def ids(self) -> np.ndarray:
         """Stored ids, int64 (n,), in insertion order."""
-        self._consolidate()
-        return self._ids
+        return self._snapshot()[1]
 
     def add(self, data: Any, ids: Any = None, num_threads: int | None = None) -> None:
         """Append spectra (encoded here) or ready-made codes.
@@ -136,12 +158,11 @@ class PQIndex:
         else:
             raise TypeError(f"add: expected float spectra (n, {self.pq.n_features_in_}) or integer "
                             f"codes (n, {self._M}), got {describe(arr)}")
-        id_arr = as_ids(ids, codes.shape[0], start=len(self))
-        if id_arr.size and id_arr.min() < 0:
-            raise ValueError("ids must be >= 0 (-1 marks a missing neighbour in results)")
-        self._pending.append((codes, id_arr))
-        if self._flux is not None:
-            self._flux = self._ivar = None  # attached spectra no longer match the rows
+        with self._lock:
+            id_arr = as_ids(ids, codes.shape[0], start=len(self))
+            self._pending.append((codes, id_arr))
+            if self._flux is not None:
+                self._flux = self._ivar = None  # attached spectra no longer match the rows
 
     def attach_vectors(self, flux: np.ndarray, ivar: np.ndarray | None = None) -> None:
         """Attach the original spectra used by ``search(..., rerank=...)``.
@@ -167,7 +188,10 @@ class PQIndex:
             if a.shape != shape:
                 raise ValueError(f"{name}: expected shape {shape} (one row per indexed spectrum, "
                                  f"in add order), got {a.shape}")
-        self._flux, self._ivar = flux, ivar
+        with self._lock:
+            if len(self) != shape[0]:
+                raise ValueError("rows were added while attaching vectors; attach again")
+            self._flux, self._ivar = flux, ivar
 
     # ---- search ------------------------------------------------------------
 
@@ -205,14 +229,16 @@ class PQIndex:
         Q = as_float_matrix(queries, "queries", n_features=self.pq.n_features_in_)
         if metric not in _METRICS:
             raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
+        codes, stored_ids, scan, flux, ivar = self._snapshot()
+        check_result_size(Q.shape[0], k, len(stored_ids))
         if rerank is not None:
             rerank = check_k(rerank)
             if rerank < k:
                 raise ValueError(f"rerank ({rerank}) must be >= k ({k})")
-            if self._flux is None:
+            if flux is None:
                 raise ValueError("rerank needs the original spectra: call "
                                  "index.attach_vectors(flux, ivar) first")
-            if metric == "chi2" and self._ivar is None:
+            if metric == "chi2" and ivar is None:
                 raise ValueError("metric='chi2' needs inverse variances: "
                                  "call index.attach_vectors(flux, ivar)")
         elif metric != "l2" or query_ivar is not None:
@@ -222,47 +248,47 @@ class PQIndex:
             qivar = as_float_matrix(query_ivar, "query_ivar", n_features=self.pq.n_features_in_)
             if qivar.shape != Q.shape:
                 raise ValueError(f"query_ivar: expected shape {Q.shape}, got {qivar.shape}")
-        self._consolidate()
         nq = Q.shape[0]
         out_ids = np.full((nq, k), -1, dtype=np.int64)
         out_dist = np.full((nq, k), np.inf, dtype=np.float32)
-        if nq == 0 or k == 0 or len(self) == 0:
+        if nq == 0 or k == 0 or len(stored_ids) == 0:
             return SearchResult(out_ids, out_dist)
         args = self.pq._kernel_args()
-        scan = self._scan_codes()
         # single-query scans over the scan layout may prune with bound tables
         extra = {} if scan is None else {"scan_codes": scan, "bound_copy": self.pq._bound_copy()}
         if rerank is None:
             for q0 in range(0, nq, _QUERY_BATCH):
-                i, d = _core.pq_search(Q[q0:q0 + _QUERY_BATCH], *args, self._codes, self._ids,
+                i, d = _core.pq_search(Q[q0:q0 + _QUERY_BATCH], *args, codes, stored_ids,
                                        k, num_threads=nt, **extra)
                 out_ids[q0:q0 + len(i)], out_dist[q0:q0 + len(i)] = i, d
             return SearchResult(out_ids, out_dist)
-        positions = np.arange(len(self._ids), dtype=np.int64)
+        positions = np.arange(len(stored_ids), dtype=np.int64)
         for q0 in range(0, nq, _QUERY_BATCH):
             qb = Q[q0:q0 + _QUERY_BATCH]
-            pos, _ = _core.pq_search(qb, *args, self._codes, positions, rerank, num_threads=nt,
+            pos, _ = _core.pq_search(qb, *args, codes, positions, rerank, num_threads=nt,
                                      **extra)
             for r in range(len(qb)):
                 qi = q0 + r
                 cand = pos[r][pos[r] >= 0]
-                dist = self._exact(qb[r], cand, metric, None if qivar is None else qivar[qi])
-                cid = self._ids[cand]
+                dist = self._exact(qb[r], cand, metric, None if qivar is None else qivar[qi],
+                                   flux, ivar)
+                cid = stored_ids[cand]
                 order = np.lexsort((cid, dist))[:k]
                 out_ids[qi, :order.size] = cid[order]
                 out_dist[qi, :order.size] = dist[order]
         return SearchResult(out_ids, out_dist)
 
     def _exact(self, q: np.ndarray, rows: np.ndarray, metric: str,
-               qivar: np.ndarray | None) -> np.ndarray:
+               qivar: np.ndarray | None, flux: np.ndarray, ivar: np.ndarray | None
+               ) -> np.ndarray:
         """Exact distances (float32 from float64 sums) of q to stored rows."""
         srt = np.sort(rows)  # sorted reads are kinder to a memory map
-        x = np.asarray(self._flux[srt], dtype=np.float64)
+        x = np.asarray(flux[srt], dtype=np.float64)
         diff2 = np.square(x - q.astype(np.float64))
         if metric == "l2":
             d = diff2.sum(axis=1)
         else:
-            w = np.asarray(self._ivar[srt], dtype=np.float64)
+            w = np.asarray(ivar[srt], dtype=np.float64)
             if qivar is not None:
                 qw = qivar.astype(np.float64)
                 den = w + qw
@@ -278,10 +304,10 @@ class PQIndex:
 
         Attached spectra are not saved; attach them again after :meth:`load`.
         """
-        self._consolidate()
+        codes, ids = self._snapshot()[:2]
         meta = self.pq._meta()
-        meta["code_dtype"] = str(self._codes.dtype)
-        write_container(path, _KIND, {"codes": self._codes, "ids": self._ids,
+        meta["code_dtype"] = str(codes.dtype)
+        write_container(path, _KIND, {"codes": codes, "ids": ids,
                                       "codebook": self.pq.codebook_,
                                       "bounds": self.pq.segment_bounds_}, meta)
 
