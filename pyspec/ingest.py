@@ -9,16 +9,30 @@ so memory does not grow with the number of spectra. Every input is accounted
 for: ``accepted + rejected == seen``, where a multi-spectrum file counts each
 spectrum and an unreadable file counts once. A re-run on the same store
 skips inputs that are already stored or rejected.
+
+Inputs are deduplicated twice: by resolved path (a file reached through a
+relative path, an absolute path or a symlink is read once, also across
+resumed runs) and by content (a byte-identical copy under another name is
+recorded as a reject "duplicate of ...", counted in
+``IngestSummary.duplicates``). A directory that cannot be listed is a
+reject, not a silent gap. Only regular files are opened (FIFOs and devices
+are rejects) and each read is bounded (:mod:`pyspec.io._view`). Worker
+processes exit within a second when the ingest process dies, however it
+dies.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
+import io
 import logging
 import multiprocessing
 import os
-from collections.abc import Iterable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -39,7 +53,8 @@ class IngestSummary:
     """What an ingest run did.
 
     ``seen == accepted + rejected`` (spectra; an unreadable file counts as
-    one); ``skipped`` files were already in the store.
+    one); ``skipped`` files were already in the store (or listed twice);
+    ``duplicates`` of the rejected are byte-identical copies of a stored file.
     """
 
     store: str
@@ -49,25 +64,42 @@ class IngestSummary:
     accepted: int = 0
     rejected: int = 0
     n_spectra_total: int = 0
+    duplicates: int = 0
 
     def __str__(self) -> str:
+        dup = (f" (of which {self.duplicates} identical copies of stored files)"
+               if self.duplicates else "")
         return (f"{self.files} files read ({self.skipped} skipped, already in the store): "
-                f"{self.seen} seen = {self.accepted} accepted + {self.rejected} rejected; "
+                f"{self.seen} seen = {self.accepted} accepted + {self.rejected} rejected{dup}; "
                 f"store {self.store} now holds {self.n_spectra_total} spectra")
 
 
-def iter_sources(sources: Iterable[str | os.PathLike]) -> Iterator[str]:
+def iter_sources(sources: Iterable[str | os.PathLike],
+                 on_error: Callable[[str, str], None] | None = None) -> Iterator[str]:
     """Expand directories and list files into file paths (sorted within each directory).
+
+    Parameters
+    ----------
+    sources : paths of files, directories or ``.txt``/``.lst`` lists
+    on_error : callable(path, reason), optional
+        Called for each directory that cannot be listed (default: raise the
+        OSError).
 
     Raises
     ------
     FileNotFoundError
         A source that does not exist.
     """
+    def walk_error(exc: OSError) -> None:
+        if on_error is None:
+            raise exc
+        on_error(str(exc.filename), f"directory cannot be read ({type(exc).__name__}: "
+                                    f"{exc.strerror or exc})")
+
     for src in sources:
         path = Path(src)
         if path.is_dir():
-            for root, dirs, files in os.walk(path):
+            for root, dirs, files in os.walk(path, onerror=walk_error):
                 dirs.sort()
                 for name in sorted(files):
                     if name.lower().endswith(FITS_SUFFIXES):
@@ -95,6 +127,7 @@ def process_files(paths: list[str], preprocessing: dict[str, Any], fast: bool = 
     """
     from pyspec.errors import FitsFormatError
     from pyspec.io import read_batch, reason_of
+    from pyspec.io._view import read_file
 
     pre = Preprocessor.from_dict(preprocessing)
     rows_f, rows_i, metas = [], [], []
@@ -102,7 +135,11 @@ def process_files(paths: list[str], preprocessing: dict[str, Any], fast: bool = 
     seen = 0
     for path in paths:
         try:
-            batch = read_batch(path, fast=fast)
+            content = read_file(path)  # bounded; refuses FIFOs and devices
+            digest = hashlib.blake2b(content, digest_size=16).hexdigest()
+            source = io.BytesIO(content)
+            source.name = path  # messages name the file
+            batch = read_batch(source, fast=fast)
         except (FitsFormatError, OSError, ValueError) as exc:
             rejects.append((path, reason_of(exc, path)))
             seen += 1
@@ -120,6 +157,7 @@ def process_files(paths: list[str], preprocessing: dict[str, Any], fast: bool = 
             if prepared.ok[i]:
                 meta = {k: v for k, v in batch.meta[i].items() if k != "warnings"}
                 meta["file"] = path
+                meta["content_hash"] = digest  # blake2b-128 of the file's bytes
                 meta["n_interpolated"] = int(prepared.n_interpolated[i])
                 meta["coverage"] = float(prepared.coverage[i])
                 metas.append(meta)
@@ -136,14 +174,20 @@ def process_files(paths: list[str], preprocessing: dict[str, Any], fast: bool = 
     return flux, ivar, metas, rejects, seen
 
 
+def _resolved(path: str) -> str:
+    """The key a file is deduplicated by: its absolute path with symlinks resolved."""
+    return os.path.realpath(path)
+
+
 def _tasks(paths: Iterator[str], done: set[str], size: int, summary: IngestSummary
            ) -> Iterator[list[str]]:
     task: list[str] = []
     for p in paths:
-        if p in done:  # already in the store, or listed twice in this run
+        key = _resolved(p)
+        if key in done:  # already in the store, or listed twice in this run
             summary.skipped += 1
             continue
-        done.add(p)
+        done.add(key)
         task.append(p)
         if len(task) >= size:
             yield task
@@ -196,20 +240,35 @@ def ingest(sources: Iterable[str | os.PathLike], out: str | os.PathLike, *,
     summary = IngestSummary(store=str(out))
     if progress is None:
         progress = sys.stderr.isatty()
-    paths = iter_sources(sources)
     writer = SpectrumStore.create(out, pre.grid, settings, append=True,
                                   rows_per_part=chunk_size)
-    done = writer.done_files()
+    done = {_resolved(f) for f in writer.done_files()}
+    stored_hashes = writer.content_hashes()
+
+    def walk_error(path: str, reason: str) -> None:
+        if _resolved(path) in done:
+            return  # recorded by an earlier run
+        done.add(_resolved(path))
+        summary.files += 1
+        summary.seen += 1
+        summary.rejected += 1
+        writer.reject(path, reason)
+
+    paths = iter_sources(sources, on_error=walk_error)
     bar = tqdm(desc="ingest", unit="file", disable=not progress, dynamic_ncols=True)
 
     def consume(task: list[str], result: Any) -> None:
         flux, ivar, metas, rejects, seen = result
+        flux, ivar, metas, duplicates = _drop_duplicates(flux, ivar, metas, stored_hashes)
         summary.files += len(task)
         summary.seen += seen
         summary.accepted += len(metas)
-        summary.rejected += len(rejects)
+        summary.rejected += len(rejects) + sum(n for _, _, n in duplicates)
+        summary.duplicates += sum(n for _, _, n in duplicates)
         for f, r in rejects:
             writer.reject(f, r)
+        for f, original, _ in duplicates:
+            writer.reject(f, f"duplicate of {original} (identical content)")
         if len(metas):
             writer.append(flux, ivar, metas)
         bar.update(len(task))
@@ -223,9 +282,7 @@ def ingest(sources: Iterable[str | os.PathLike], out: str | os.PathLike, *,
         else:
             # a worker that dies (e.g. killed by the OOM killer) raises
             # BrokenProcessPool here instead of hanging; the store stays resumable
-            ctx = multiprocessing.get_context("fork" if "fork" in
-                                              multiprocessing.get_all_start_methods() else None)
-            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            with _worker_pool(workers) as pool:
                 pending: collections.deque = collections.deque()
                 try:
                     for task in tasks:
@@ -250,3 +307,67 @@ def ingest(sources: Iterable[str | os.PathLike], out: str | os.PathLike, *,
     summary.n_spectra_total = len(writer)
     log.info("%s", summary)
     return summary
+
+
+def _drop_duplicates(flux: np.ndarray, ivar: np.ndarray, metas: list[dict],
+                     stored: dict[str, str]) -> tuple[np.ndarray, np.ndarray, list[dict],
+                                                      list[tuple[str, str, int]]]:
+    """Remove the rows of files whose content is already stored (under another name).
+
+    ``stored`` maps content hash -> first file with that content and is
+    updated with the files kept. Returns the kept rows and, per dropped
+    file, (file, original, number of spectra).
+    """
+    keep = np.ones(len(metas), dtype=bool)
+    dropped: dict[str, list] = {}
+    first_of_task: dict[str, str] = {}
+    for i, meta in enumerate(metas):
+        digest, file = meta.get("content_hash"), meta["file"]
+        if digest is None:
+            continue
+        original = stored.get(digest, first_of_task.get(digest))
+        if original is not None and original != file:
+            keep[i] = False
+            dropped.setdefault(file, [original, 0])[1] += 1
+        else:
+            first_of_task.setdefault(digest, file)
+    stored.update(first_of_task)
+    if keep.all():
+        return flux, ivar, metas, []
+    kept = [m for m, k in zip(metas, keep, strict=True) if k]
+    return (flux[keep], ivar[keep], kept,
+            [(f, orig, n) for f, (orig, n) in dropped.items()])
+
+
+def _watch_parent(parent: int) -> None:
+    """Worker initializer: exit as soon as the ingest process that started us is gone.
+
+    A worker blocked on its task queue would otherwise outlive a killed
+    parent for as long as the queue stays open. Linux also gets
+    ``PR_SET_PDEATHSIG``; the polling thread covers everything else.
+    """
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def poll() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=poll, name="pyspec-parent-watch", daemon=True).start()
+
+
+def _worker_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes (fork where available) that die with this process."""
+    ctx = multiprocessing.get_context("fork" if "fork" in
+                                      multiprocessing.get_all_start_methods() else None)
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_watch_parent,
+                               initargs=(os.getpid(),))

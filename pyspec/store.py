@@ -340,6 +340,20 @@ class StoreWriter:
             done.update(cols["file"].tolist())
         return done
 
+    def content_hashes(self) -> dict[str, str]:
+        """content_hash -> first stored file with that content (for deduplicating inputs)."""
+        out: dict[str, str] = {}
+        pieces = [(_load_part(p), "m_") for p in self._parts]
+        pieces += [(cols, "") for cols, _ in self._pending_meta]
+        for cols, prefix in pieces:
+            hashes = cols.get(f"{prefix}content_hash")
+            if hashes is not None:
+                for digest, file in zip(hashes.tolist(), cols[f"{prefix}file"].tolist(),
+                                        strict=True):
+                    if digest:
+                        out.setdefault(digest, file)
+        return out
+
     def append(self, flux: Any, ivar: Any, meta_rows: Sequence[Mapping[str, Any]] | Any) -> None:
         """Append rows.
 

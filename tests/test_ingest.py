@@ -142,10 +142,20 @@ def test_cli_ingest(tmp_path, inputs, capsys):
     assert rc == 1
 
 
+def _distinct_copies(files, n, folder):
+    """n files cycling through ``files``: the same spectra, each file's bytes distinct (the
+    gzip header's mtime), so neither path nor content deduplication merges them."""
+    import gzip
+
+    for i in range(n):
+        f = files[i % len(files)]
+        data = gzip.decompress(f.read_bytes())
+        (folder / f"{i:04d}-{f.name}").write_bytes(gzip.compress(data, mtime=i + 1))
+
+
 @pytest.mark.slow
 def test_peak_memory_does_not_grow_with_the_number_of_spectra(tmp_path):
     """Chunked writes: 4x the files must not need 4x the memory (tracemalloc peak)."""
-    import os
     import tracemalloc
 
     files = sample_files()[:12]
@@ -153,8 +163,7 @@ def test_peak_memory_does_not_grow_with_the_number_of_spectra(tmp_path):
     for n in (24, 96):
         src = tmp_path / f"in{n}"
         src.mkdir()
-        for i in range(n):
-            os.symlink(files[i % len(files)], src / f"{i:04d}-{files[i % len(files)].name}")
+        _distinct_copies(files, n, src)
         ingest([src], tmp_path / f"warm{n}", chunk_size=8, files_per_task=4)  # imports, JIT
         tracemalloc.start()
         ingest([src], tmp_path / f"s{n}", chunk_size=8, files_per_task=4)
@@ -168,7 +177,6 @@ def test_peak_memory_does_not_grow_with_the_number_of_spectra(tmp_path):
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume(tmp_path):
     """A real ``kill -9`` of ``pyspec ingest``: no complete store, and a re-run finishes it."""
-    import os
     import signal
     import subprocess
     import sys
@@ -177,8 +185,7 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     files = sample_files()
     src = tmp_path / "in"
     src.mkdir()
-    for i in range(240):
-        os.symlink(files[i % len(files)], src / f"{i:04d}-{files[i % len(files)].name}")
+    _distinct_copies(files, 240, src)
     out = tmp_path / "store"
     proc = subprocess.Popen([sys.executable, "-m", "pyspec.cli", "ingest", str(src), "--out",
                              str(out), "--chunk-size", "8", "--quiet"],

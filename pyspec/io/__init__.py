@@ -81,6 +81,11 @@ def _validate(view: Any, batch: SpectrumBatch) -> None:
 
 
 def _astropy_read(data: bytes, name: str, first_error: str | None) -> SpectrumBatch:
+    # astropy's first import installs its own warnings.showwarning; imported inside the
+    # catch_warnings block below it would replace the recorder, and the first file read in
+    # a process would pass a truncation warning to astropy's log instead of rejecting it
+    import astropy.io.fits  # noqa: F401
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from pyspec._numba_cache import CACHE
 
-@njit(cache=True)
+
+@njit(cache=CACHE)
 def median_continuum(wave, flux, good, half_width):
     """Running median of ``flux`` over good pixels within +-half_width Angstrom.
 
@@ -55,7 +57,7 @@ def median_continuum(wave, flux, good, half_width):
     return out
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def find_peaks(wave, resid, thresh, good, min_pixels, half_window, split_depth):
     """Emission peaks: runs of good pixels with resid > thresh, split at minima.
 
@@ -157,7 +159,7 @@ def find_peaks(wave, resid, thresh, good, min_pixels, half_window, split_depth):
     return peak[:k], start[:k], end[:k], centre[:k]
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _pixel_edges(wave):
     n = wave.size
     edges = np.empty(n + 1)
@@ -168,7 +170,7 @@ def _pixel_edges(wave):
     return edges
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def band_means(wave, flux, ivar, lo, hi, min_coverage):
     """Mean flux in each band [lo[b], hi[b]] with fractional pixel overlap.
 
@@ -207,7 +209,7 @@ def band_means(wave, flux, ivar, lo, hi, min_coverage):
     return mean, err, cover
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def integrate_lines(wave, resid, cont, ivar, centre, half_width, min_coverage):
     """Direct integration of the continuum-subtracted flux in windows.
 

@@ -14,6 +14,8 @@ import math
 import numba
 import numpy as np
 
+from pyspec._numba_cache import CACHE
+
 C_KMS = 299792.458  # speed of light, km/s
 
 # splitmix64 constants (Steele, Lea & Flood 2014, "Fast splittable pseudorandom number
@@ -35,7 +37,7 @@ def _mix64(z):
     return z ^ (z >> _S31)
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=CACHE)
 def render(tmpl, tmpl_lo, tmpl_hi, log_start, dlog, loglam, t_idx, log1pz,
            scale, slope, curv, log_pivot, line_lam, line_amp, line_sig_kms,
            resolution, out, covered):
@@ -104,7 +106,7 @@ def _normal_pair(row_key, pair):
     return r * math.cos(2.0 * math.pi * u2), r * math.sin(2.0 * math.pi * u2)
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, cache=CACHE)
 def add_noise(flux, covered, ref, sky, snr, seed, row0, noise, ivar):
     """Noise model, noise and inverse variance, in place.
 
