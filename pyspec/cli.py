@@ -2,8 +2,9 @@
 
 Each sub-command lives in ``pyspec/commands/<name>.py`` and defines
 ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
-User errors (missing files, bad formats, bad values) end with a one-line
-message and a non-zero exit code, never a traceback.
+Every failure ends with one line, ``pyspec CMD: error: Type: message``,
+and exit code 1 (2 for usage errors, 130 for Ctrl-C), never a traceback;
+``pyspec -v CMD ...`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ COMMANDS = {
     "search": "pyspec.commands.search",
     "measure": "pyspec.commands.measure",
     "evaluate": "pyspec.commands.evaluate",
+    "verify": "pyspec.commands.verify",
     "info": "pyspec.commands.info",
     "demo": "pyspec.commands.demo",
 }
@@ -48,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="pyspec", description="Fast similarity search for spectra.")
     parser.add_argument("--version", action="version", version=f"pyspec {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log progress details, and show the traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in _available().items():
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
@@ -62,18 +65,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from pyspec.errors import PyspecError
-
     try:
         return int(args._run(args) or 0)
-    except (PyspecError, OSError, ValueError, TypeError, KeyError) as exc:
-        if args.verbose:
-            raise
-        print(f"pyspec {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"pyspec {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001  every failure: one line, exit code 1
+        if args.verbose:
+            raise
+        print(error_line(args.command, exc), file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def error_line(command: str, exc: BaseException) -> str:
+    """``pyspec CMD: error: Type: message`` on one line (the type says what failed)."""
+    from pyspec.errors import PyspecError
+
+    message = " ".join(str(exc).split()) or "(no message)"
+    hint = ""
+    if not isinstance(exc, PyspecError | OSError | ValueError | TypeError | KeyError):
+        hint = " (unexpected; run `pyspec -v ...` for the traceback)"
+    return f"pyspec {command}: error: {type(exc).__name__}: {message}{hint}"
 
 
 if __name__ == "__main__":

@@ -89,6 +89,9 @@ def _check_manifest(path: Path, manifest: dict[str, Any]) -> None:
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise IndexFormatError(f"{path}: manifest field {key!r} must be an int >= 0, "
                                    f"got {v!r}")
+    if manifest.get("dtype", "<f4") != "<f4":
+        raise IndexFormatError(f"{path}: matrices of dtype {manifest.get('dtype')!r}; this "
+                               "pyspec reads little-endian float32 ('<f4')")
     if manifest["version"] == VERSION:
         sums = manifest.get("checksums")
         wanted = ["grid.json", "preprocessing.json"] + [
