@@ -213,7 +213,7 @@ def read_limited(path: str | os.PathLike, limit: int, what: str = "file") -> byt
             raise IndexFormatError(f"{path}: {what} is {st.st_size} bytes, more than the "
                                    f"{limit} a valid one can have (corrupted or not ours)")
         with os.fdopen(os.dup(fd), "rb") as fh:
-            data = fh.read(limit + 1)
+            data = fh.read(st.st_size + 1)  # not limit + 1: read() allocates what it may get
     finally:
         os.close(fd)
     if len(data) > limit:

@@ -35,6 +35,22 @@ def _too_large(name: str, what: str) -> FitsFormatError:
                            "a spectrum file holds (set PYSPEC_MAX_INPUT_MB to allow more)")
 
 
+def _read_stream(source: Any, name: str) -> bytes:
+    """All bytes of a binary file object, in blocks, stopping past MAX_INPUT_BYTES."""
+    blocks = []
+    total = 0
+    while True:
+        block = source.read(_INFLATE_BLOCK)
+        if not isinstance(block, bytes):
+            raise TypeError(f"{name}: file object must be opened in binary mode")
+        if not block:
+            return b"".join(blocks)
+        total += len(block)
+        if total > MAX_INPUT_BYTES:
+            raise _too_large(name, "the stream")
+        blocks.append(block)
+
+
 def read_file(path: str | os.PathLike) -> bytes:
     """The raw (not inflated) bytes of a spectrum file, bounded; regular files only."""
     return _read_regular_file(path, os.fspath(path))
@@ -60,7 +76,7 @@ def _read_regular_file(path: Any, name: str) -> bytes:
         if st.st_size > MAX_INPUT_BYTES:
             raise _too_large(name, "the file")
         with os.fdopen(os.dup(fd), "rb") as fh:
-            raw = fh.read(MAX_INPUT_BYTES + 1)
+            raw = fh.read(st.st_size + 1)  # read(n) allocates n bytes up front
     finally:
         os.close(fd)
     if len(raw) > MAX_INPUT_BYTES:
@@ -92,11 +108,7 @@ def read_bytes(source: Any) -> tuple[bytes, str]:
     elif isinstance(source, str | os.PathLike):
         raw = _read_regular_file(source, name)
     elif hasattr(source, "read"):
-        raw = source.read(MAX_INPUT_BYTES + 1)
-        if not isinstance(raw, bytes):
-            raise TypeError(f"{name}: file object must be opened in binary mode")
-        if len(raw) > MAX_INPUT_BYTES:
-            raise _too_large(name, "the stream")
+        raw = _read_stream(source, name)
     else:
         raise TypeError(f"cannot read a spectrum from {type(source).__name__}; pass a path, "
                         "a binary file object, bytes or an astropy HDUList")

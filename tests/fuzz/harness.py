@@ -59,7 +59,7 @@ def build_artefacts(root: Path) -> dict[str, Path]:
     from pyspec.models.lsh import LSHHasher
     from pyspec.models.pil import PILHasher
     from pyspec.models.pq import ProductQuantizer
-    from pyspec.preprocess import WavelengthGrid
+    from pyspec.preprocess import Preprocessor, WavelengthGrid
     from pyspec.store import SpectrumStore
 
     rng = np.random.default_rng(16)
@@ -67,7 +67,8 @@ def build_artefacts(root: Path) -> dict[str, Path]:
     n = 48
     flux = rng.normal(size=(n, 140)).astype(np.float32)
     ivar = rng.uniform(0.5, 2.0, size=(n, 140)).astype(np.float32)
-    with SpectrumStore.create(root / "store", grid, {"note": "fuzz"}, rows_per_part=16) as w:
+    settings = Preprocessor(grid).to_dict()
+    with SpectrumStore.create(root / "store", grid, settings, rows_per_part=16) as w:
         for s in range(0, n, 12):
             w.append(flux[s:s + 12], ivar[s:s + 12],
                      [{"id": f"s{i}", "file": f"f{i}.fits", "z": 0.01 * i,
