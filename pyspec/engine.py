@@ -35,6 +35,7 @@ files it mapped. Queries on one Engine object may run from many threads.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -314,6 +315,8 @@ def _check_info(info_path: Path, info: dict[str, Any]) -> None:
         for key in ("unit", "description"):
             if entry.get(key) is not None and not isinstance(entry[key], str):
                 raise bad(f"column {name!r}: {key} must be a string or null")
+        if entry.get("unit") is not None and not _is_unit(entry["unit"]):
+            raise bad(f"column {name!r}: {entry['unit']!r} is not a unit")
         names.add(name)
         files.add(file)
     _integrity.grid_from_dict(info["grid"], str(info_path))
@@ -328,6 +331,17 @@ def _check_info(info_path: Path, info: dict[str, Any]) -> None:
             rec = sums[f"meta/{f}"]
             if not isinstance(rec.get("dtype"), str) or not isinstance(rec.get("data_crc32"), str):
                 raise bad(f"checksum record of meta/{f} lacks dtype or data_crc32")
+
+
+@functools.lru_cache(maxsize=256)
+def _is_unit(text: str) -> bool:
+    from astropy import units
+
+    try:
+        units.Unit(text, parse_strict="raise")
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def _check_size(path: Path, record: dict[str, Any]) -> None:

@@ -94,6 +94,8 @@ def _check_manifest(path: Path, manifest: dict[str, Any]) -> None:
                                "pyspec reads little-endian float32 ('<f4')")
     if manifest["version"] == VERSION:
         sums = manifest.get("checksums")
+        if not isinstance(sums, dict) or len(sums) != manifest["n_parts"] + 2:
+            raise IndexFormatError(f"{path}: manifest checksums do not list the store's files")
         wanted = ["grid.json", "preprocessing.json"] + [
             f"parts/part-{i:06d}.npz" for i in range(manifest["n_parts"])]
         if not isinstance(sums, dict) or sorted(sums) != sorted(wanted):

@@ -363,6 +363,20 @@ class BaseHasher(BaseEstimator):
         arrays, meta = read_container(path, cls._KIND)
         if meta.get("class") != cls.__name__:
             raise IndexFormatError(f"{path}: holds a {meta.get('class')!r}, expected {cls.__name__}")
+        try:
+            obj = cls._from_saved(arrays, meta)
+            _check_loaded(obj)
+        except IndexFormatError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError,
+                NotFittedError) as exc:
+            # the checksums passed, so this is a file written inconsistently (or crafted)
+            raise IndexFormatError(f"{path}: inconsistent model file ({type(exc).__name__}: "
+                                   f"{exc})") from None
+        return obj
+
+    @classmethod
+    def _from_saved(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> BaseHasher:
         params = dict(meta["params"])
         if "hidden" in params and params["hidden"] is not None:
             params["hidden"] = tuple(params["hidden"])
@@ -371,3 +385,20 @@ class BaseHasher(BaseEstimator):
         obj.thresholds_ = np.array(arrays["thresholds"], dtype=np.float32)
         obj._set_state(arrays, meta)
         return obj
+
+
+#: Largest input width a saved model may declare (the wavelength grids stay far below).
+_MAX_FEATURES = 1 << 20
+
+
+def _check_loaded(model: BaseHasher) -> None:
+    """Sizes of a loaded hasher agree with each other: one probe row goes through."""
+    n_bits = check_n_bits(model.n_bits)
+    n_in = model.n_features_in_
+    if not 1 <= n_in <= _MAX_FEATURES:
+        raise ValueError(f"n_features_in {n_in} out of range")
+    if model.thresholds_.shape != (n_bits,):
+        raise ValueError(f"thresholds of shape {model.thresholds_.shape}, n_bits {n_bits}")
+    codes = model.transform(np.zeros((1, n_in), np.float32), num_threads=1)
+    if codes.shape != (1, -(-n_bits // 64)):
+        raise ValueError(f"codes of shape {codes.shape} for n_bits {n_bits}")

@@ -30,6 +30,7 @@ import gc
 import hashlib
 import json
 import os
+import re
 import struct
 import sys
 import tempfile
@@ -154,7 +155,9 @@ def _load_model(cls_path: str) -> Callable[[Path], str]:
         module, name = cls_path.rsplit(".", 1)
         model = getattr(importlib.import_module(module), name).load(path)
         out = model.encode(_PROBE) if name == "ProductQuantizer" else model.transform(_PROBE)
-        return _digest(out, model.get_params())
+        # hyper-parameters that only steered fitting (seed, iterations, ridge) are not part
+        # of the fitted state and cannot be checked; what the model computes is compared
+        return _digest(out, getattr(model, "n_bits", None), model.n_features_in_)
     return load
 
 
@@ -242,11 +245,18 @@ def _resign_container(data: bytes, rng: np.random.Generator) -> bytes | None:
     if n_arrays == 0 or end + 4 > len(data):
         return None
     buf = bytearray(data)
-    i = int(rng.integers(n_arrays))
-    field = int(rng.integers(6))  # shape[0..3], offset, nbytes
-    pos = head.size + i * entry.size + 32 + 2 + 6 + 8 * field
-    value = _CRAFTED_INTS[rng.integers(len(_CRAFTED_INTS))] % 2**64
-    buf[pos:pos + 8] = struct.pack("<Q", value)
+    meta_start = head.size + entry.size * n_arrays
+    numbers = [m.span() for m in re.finditer(rb"-?\d+", data[meta_start:end])]
+    if numbers and rng.integers(2):
+        # a number of the JSON metadata, same length (offsets stay valid): all 9s or 0s
+        a, b = numbers[rng.integers(len(numbers))]
+        buf[meta_start + a:meta_start + b] = (b"9" if rng.integers(2) else b"0") * (b - a)
+    else:
+        i = int(rng.integers(n_arrays))
+        field = int(rng.integers(6))  # shape[0..3], offset, nbytes
+        pos = head.size + i * entry.size + 32 + 2 + 6 + 8 * field
+        value = _CRAFTED_INTS[rng.integers(len(_CRAFTED_INTS))] % 2**64
+        buf[pos:pos + 8] = struct.pack("<Q", value)
     buf[end:end + 4] = struct.pack("<I", zlib.crc32(bytes(buf[:end])))
     return bytes(buf)
 
@@ -400,6 +410,10 @@ def _record_failure(counts: dict[str, Counter], examples: list, root: Path, n_tr
 
 
 def _child(root: Path, n_trials: int, seed: int, start: int) -> None:
+    import resource
+
+    # a runaway allocation becomes a MemoryError (an untyped failure), not the OOM killer
+    resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
     if not (root / "store").exists():
         build_artefacts(root)
     artefacts = {p.name.removesuffix(".bin"): p for p in sorted(root.iterdir())
