@@ -282,3 +282,18 @@ def test_cli_errors_are_one_typed_line(art, capsys, monkeypatch):
                    "`pyspec -v ...` for the traceback)\n")
     with pytest.raises(RuntimeError):
         main(["-v", "info"])
+
+
+def test_store_writes_do_not_follow_planted_symlinks(tmp_path):
+    from pyspec.preprocess import WavelengthGrid
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "store"
+    (out / "parts").mkdir(parents=True)
+    for name in ("parts/part-000000.npz.tmp", "manifest.json.tmp", "grid.json.tmp"):
+        os.symlink(victim, out / name)  # the names the writer used to write through
+    with SpectrumStore.create(out, WavelengthGrid.preset("halpha-140"), append=True) as w:
+        w.append(np.ones((2, 140)), np.ones((2, 140)), [{"id": "a"}, {"id": "b"}])
+    assert victim.read_text() == "precious"
+    assert len(SpectrumStore.open(out)) == 2
