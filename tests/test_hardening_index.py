@@ -293,3 +293,19 @@ def test_hamming_adds_from_two_threads_get_distinct_default_ids(monkeypatch, rng
     np.testing.assert_array_equal(np.sort(index.ids), np.arange(20))
     by_id = index.codes[np.argsort(index.ids)]
     assert {tuple(r) for r in by_id} == {tuple(r) for r in np.vstack([first, second])}
+
+
+def test_locked_indexes_still_pickle(pq_index, rng):
+    import pickle
+
+    pq, x = pq_index
+    index = PQIndex(pq)
+    index.add(x[:50])
+    copy = pickle.loads(pickle.dumps(index))
+    copy.add(x[50:60])  # the copy has a working lock of its own
+    assert (len(index), len(copy)) == (50, 60)
+    hamming = HammingIndex(256)
+    hamming.add(_codes(rng, 5))
+    again = pickle.loads(pickle.dumps(hamming))
+    again.add(_codes(rng, 2))
+    np.testing.assert_array_equal(again.ids, np.arange(7))

@@ -119,6 +119,17 @@ class PQIndex:
         with self._lock:
             return len(self._ids) + sum(len(i) for _, i in self._pending)
 
+    def __getstate__(self) -> dict[str, Any]:
+        with self._lock:
+            self._consolidate()
+            state = dict(self.__dict__)
+        del state["_lock"]  # locks do not pickle; a copy gets its own
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
     def _snapshot(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
                                  np.ndarray | None, np.ndarray | None]:
         """(codes, ids, scan layout, flux, ivar) of every row added so far, consistent."""

@@ -217,13 +217,13 @@ def read_spectra(sources: Iterable[Any], *, fast: bool = True) -> ReadResult:
         ``spectra`` (list of Spectrum) and ``rejects`` (list of
         ``(file, reason)``) with one entry per unreadable file.
     """
+    spectra: list[Spectrum] = []
+    rejects: list[tuple[str, str]] = []
     if isinstance(sources, str | os.PathLike):
         # one path (a file, a directory or a .txt list), not an iterable of characters
         from pyspec.ingest import iter_sources
 
-        sources = list(iter_sources([sources]))
-    spectra: list[Spectrum] = []
-    rejects: list[tuple[str, str]] = []
+        sources = list(iter_sources([sources], on_error=lambda p, r: rejects.append((p, r))))
     for source in sources:
         try:
             spectra.extend(read_batch(source, fast=fast))
