@@ -333,6 +333,36 @@ def _check_info(info_path: Path, info: dict[str, Any]) -> None:
                 raise bad(f"checksum record of meta/{f} lacks dtype or data_crc32")
 
 
+def _preprocessor_from(settings: dict[str, Any], where: Path) -> Any:
+    """The stored preprocessing settings as a Preprocessor, or IndexFormatError.
+
+    Each setting must have the JSON type of its default (a flag stays a
+    bool, a fraction a number): the constructor would coerce a damaged
+    ``"rest_frame": 2**63`` or ``"to_vacuum": null`` into a valid-looking value.
+    """
+    from pyspec.preprocess import Preprocessor
+
+    try:
+        defaults = Preprocessor(_integrity.grid_from_dict(settings["grid"], str(where))).to_dict()
+        for key, default in defaults.items():
+            value = settings.get(key, default)
+            if default is None or key == "grid":
+                continue
+            if isinstance(default, bool) or isinstance(value, bool):
+                ok = isinstance(value, bool) and isinstance(default, bool)
+            elif isinstance(default, int | float):
+                ok = isinstance(value, int | float) and np.isfinite(value)
+            else:
+                ok = isinstance(value, type(default))
+            if not ok:
+                raise ValueError(f"setting {key!r} = {value!r} should be like {default!r}")
+        return Preprocessor.from_dict(settings)
+    except IndexFormatError:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:
+        raise IndexFormatError(f"{where}: invalid preprocessing settings ({exc})") from None
+
+
 @functools.lru_cache(maxsize=256)
 def _is_unit(text: str) -> bool:
     from astropy import units
@@ -660,7 +690,7 @@ class Engine:
             if settings:
                 settings = dict(settings)
                 settings.setdefault("grid", self.info["grid"])
-                self._preprocessor = Preprocessor.from_dict(settings)
+                self._preprocessor = _preprocessor_from(settings, self.path / "engine.json")
             else:
                 self._preprocessor = Preprocessor(self.grid)
         return self._preprocessor
