@@ -297,3 +297,14 @@ def test_store_writes_do_not_follow_planted_symlinks(tmp_path):
         w.append(np.ones((2, 140)), np.ones((2, 140)), [{"id": "a"}, {"id": "b"}])
     assert victim.read_text() == "precious"
     assert len(SpectrumStore.open(out)) == 2
+
+
+@pytest.mark.parametrize(("key", "value"), [("rest_frame", 2**63), ("to_vacuum", None),
+                                            ("min_coverage", 1e300),
+                                            ("max_masked_fraction", True)])
+def test_preprocessing_settings_keep_their_types(art, key, value):
+    _resign(art["engine-hamming"] / "engine.json",
+            lambda info: info["preprocessing"].update({key: value}))
+    engine = Engine.open(art["engine-hamming"])  # search needs no preprocessing
+    with pytest.raises(IndexFormatError, match="invalid preprocessing settings"):
+        _ = engine.preprocessor
