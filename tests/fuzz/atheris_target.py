@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from harness import LOADERS, build_artefacts, corrupt, files_of  # noqa: E402
+from harness import LOADERS, _replace, build_artefacts, corrupt, files_of  # noqa: E402
 
 from pyspec.errors import PyspecError  # noqa: E402
 
@@ -34,13 +34,13 @@ def test_one_input(data: bytes) -> None:
     if not data:
         return
     name, path = _TARGETS[data[0] % len(_TARGETS)]
-    path.write_bytes(data[1:])
+    _replace(path, data[1:])  # a new inode: maps held by earlier loads stay valid
     try:
         LOADERS[name](_ARTEFACTS[name])
     except PyspecError:
         pass
     finally:
-        path.write_bytes(_PRISTINE[path])
+        _replace(path, _PRISTINE[path])
 
 
 def main() -> None:
