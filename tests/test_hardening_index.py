@@ -124,7 +124,8 @@ def test_huge_k_is_refused_but_padding_still_works(rng, pq_index):
     with pytest.raises(ValueError, match="larger than the index"):
         index.search(index.codes[:1], k=200_000_000)
     res = index.search(index.codes[:2], k=150)  # modest padding is still allowed
-    assert res.ids.shape == (2, 150) and (res.ids[:, 100:] == -1).all()
+    assert res.ids.shape == (2, 150)
+    assert (res.ids[:, 100:] == -1).all()
     pq, x = pq_index
     pqi = PQIndex(pq)
     pqi.add(x[:100])
