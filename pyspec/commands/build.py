@@ -23,8 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-bits", type=int, default=256,
                         help="code length for pil/lsh/itq (default 256)")
     parser.add_argument("--hidden", default=None, metavar="W1,W2",
-                        help="PIL hidden layer widths before the code layer (default 1024,512; "
-                             "each needs at least as many training spectra)")
+                        help="PIL hidden layer widths before the code layer (default: scaled "
+                             "with the store, 1024,512 from 2048 spectra up; explicit widths "
+                             "need at least as many training spectra)")
     parser.add_argument("--segments", type=int, default=25, help="PQ segments (default 25)")
     parser.add_argument("--centroids", type=int, default=256, help="PQ centroids (default 256)")
     parser.add_argument("--fit-sample", type=int, default=None, metavar="N",
@@ -33,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="spectra encoded per chunk (bounds memory; default 8192)")
     parser.add_argument("--seed", type=int, default=0, help="random_state of the model (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--allow-unknown-preprocessing", action="store_true",
+                        help="build over a store that records no preprocessing (queries by "
+                             "file are then refused)")
     add_num_threads(parser)
     add_quiet(parser)
 
@@ -80,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     engine = Engine.build(store, model, out=args.out, chunk_size=args.chunk_size,
                           fit_sample=args.fit_sample, num_threads=args.num_threads,
                           progress=show_progress(args), overwrite=args.overwrite,
-                          random_state=args.seed)
+                          random_state=args.seed,
+                          allow_unknown_preprocessing=args.allow_unknown_preprocessing)
     t = engine.info["timings_s"]
     say(args, f"engine {engine.path}: {len(engine):,d} spectra, {engine.info['model_class']} "
               f"({engine.kind}), fit {t['fit']:.2f} s, encode {t['encode']:.2f} s")

@@ -364,7 +364,8 @@ class BaseHasher(BaseEstimator):
         if meta.get("class") != cls.__name__:
             raise IndexFormatError(f"{path}: holds a {meta.get('class')!r}, expected {cls.__name__}")
         params = dict(meta["params"])
-        if "hidden" in params and params["hidden"] is not None:
+        if "hidden" in params and params["hidden"] is not None and \
+                not isinstance(params["hidden"], str):
             params["hidden"] = tuple(params["hidden"])
         obj = cls(**params)
         obj.n_features_in_ = int(meta["n_features_in"])
