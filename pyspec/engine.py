@@ -302,17 +302,20 @@ class Engine:
         if store.flux.shape[1] != n_pix:
             raise IndexFormatError(f"store flux has {store.flux.shape[1]} pixels, its grid {n_pix}")
 
+        from pyspec.search_checks import search_space, to_search_space
+
+        space = search_space(preprocessing)
         t0 = time.perf_counter()
         if not _is_fitted(model):
             if fit_sample is not None and fit_sample < n:
                 rng = np.random.default_rng(random_state)
                 rows = np.sort(rng.choice(n, size=int(fit_sample), replace=False))
                 train = np.asarray(store.flux[rows], np.float32)
-            elif kind == "hamming" and hasattr(store, "iter_chunks"):
+            elif kind == "hamming" and hasattr(store, "iter_chunks") and space is None:
                 train = store  # the hashers stream a store chunk by chunk
             else:
                 train = np.asarray(store.flux, np.float32)
-            model.fit(train)
+            model.fit(train if space is None else to_search_space(train, space))
             del train
         fit_s = time.perf_counter() - t0
         n_in = getattr(model, "n_features_in_", None)
@@ -337,7 +340,8 @@ class Engine:
         keys = []
         with tqdm(total=n, desc="encoding", unit="spec", disable=not progress, leave=False) as bar:
             for start in range(0, n, chunk_size):
-                chunk = as_float_matrix(store.flux[start:start + chunk_size], "store flux")
+                chunk = to_search_space(as_float_matrix(store.flux[start:start + chunk_size],
+                                                        "store flux"), space)
                 ids = np.arange(start, start + chunk.shape[0], dtype=np.int64)
                 if kind == "hamming":
                     codes = model.transform(chunk, num_threads=num_threads)
@@ -621,11 +625,17 @@ class Engine:
 
     def search_prepared(self, flux: np.ndarray, k: int, num_threads: int | None = None) -> Any:
         """k-NN of prepared spectra: SearchResult(ids = store rows, distances)."""
-        x = as_float_matrix(flux, "flux", n_features=self.n_pixels)
+        x = self._in_search_space(as_float_matrix(flux, "flux", n_features=self.n_pixels))
         if self.kind == "hamming":
             codes = self.model.transform(x, num_threads=num_threads)
             return self.index.search(codes, k, num_threads=num_threads)
         return self.index.search(x, k, num_threads=num_threads)
+
+    def _in_search_space(self, x: np.ndarray) -> np.ndarray:
+        """Rows as the model and index see them (unit norm for the f / sum f^2 recipe)."""
+        from pyspec.search_checks import search_space, to_search_space
+
+        return to_search_space(x, search_space(self.info.get("preprocessing")))
 
     def range_search_prepared(self, flux: np.ndarray, radius: int,
                               num_threads: int | None = None) -> Any:
@@ -643,6 +653,7 @@ class Engine:
         shape (n, k), ordered by (distance, row).
         """
         store_flux = self.store.flux
+        flux = self._in_search_space(np.asarray(flux, np.float32))
         n = flux.shape[0]
         out_ids = np.full((n, k), -1, np.int64)
         out_d = np.full((n, k), np.inf, np.float32)
@@ -651,7 +662,7 @@ class Engine:
             if cand.size == 0:
                 continue
             order_rows = np.sort(cand)  # sorted reads from the memmap
-            diff = np.asarray(store_flux[order_rows], np.float32) - flux[i]
+            diff = self._in_search_space(np.asarray(store_flux[order_rows], np.float32)) - flux[i]
             d = np.einsum("ij,ij->i", diff, diff)
             o = np.lexsort((order_rows, d))[:k]
             out_ids[i, :o.size] = order_rows[o]

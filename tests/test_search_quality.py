@@ -192,3 +192,33 @@ def test_evaluate_holds_queries_out_and_reports_exact_ceiling() -> None:
     assert table.meta["n_database"] == 240 and table.meta["n_queries"] == 60
     exact, lsh = table["precision"]
     assert exact >= lsh - 0.05 and 0 <= lsh <= 1
+
+
+def test_pq_on_sumsq_store_ignores_brightness(tmp_path) -> None:
+    """f / sum f^2 rows carry 1 / ||f||: the engine compares them by direction."""
+    from pyspec.models.pq import ProductQuantizer
+
+    store = _store(tmp_path / "s", 120, preprocessing="sumsq")
+    engine = Engine.build(store, ProductQuantizer(n_segments=8, n_centroids=16, random_state=0),
+                          out=tmp_path / "e")
+    row = np.asarray(store.flux[5])
+    for rerank in (0, None):
+        a = engine.query(row, k=5, rerank=rerank, prepared=True)
+        b = engine.query(row * 0.2, k=5, rerank=rerank, prepared=True)  # 5x brighter star
+        np.testing.assert_array_equal(a["row"], b["row"])
+        np.testing.assert_allclose(a["distance"], b["distance"], rtol=1e-4, atol=1e-6)
+    assert engine.query(row, k=1, prepared=True)["row"][0] == 5
+
+
+def test_cli_ingest_records_named_recipe(tmp_path, capsys) -> None:
+    from pyspec.cli import main
+    from pyspec.data import sample_files
+
+    files = [str(p) for p in sample_files()[:3]]
+    assert main(["ingest", *files, "--out", str(tmp_path / "d"), "--quiet"]) == 0
+    assert SpectrumStore.open(tmp_path / "d").preprocessing["name"] == "similarity"
+    assert main(["ingest", *files, "--out", str(tmp_path / "m"), "--preprocessing", "minmax",
+                 "--quiet"]) == 0
+    assert Preprocessor.from_dict(SpectrumStore.open(tmp_path / "m").preprocessing).same_as(
+        Preprocessor.preset("minmax"))
+    capsys.readouterr()

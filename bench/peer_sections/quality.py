@@ -54,7 +54,7 @@ def _groups(data: Path) -> dict[str, int]:
 def _labels(meta, groups: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     files = [os.path.basename(str(f)) for f in meta["file"]]
     group = np.array([groups.get(f, -1) if "ccf_repeats" in str(p) else -1
-                      for f, p in zip(files, meta["file"])])
+                      for f, p in zip(files, meta["file"], strict=True)])
     sub = np.array([str(s).strip() for s in meta["subclass"]])
     star = np.array([str(c) == "STAR" for c in meta["class"]]) & \
         np.array([len(s) > 0 and s[0] in "OBAFGKM" for s in sub])
@@ -69,14 +69,15 @@ def _scores(order_fn, n: int, group: np.ndarray, sub: np.ndarray, star: np.ndarr
     out = {}
     for k in (1, 5, 10):
         hits = [np.any(group[[r for r in row if r != q][:k]] == group[q])
-                for q, row in zip(rep, nb)]
+                for q, row in zip(rep, nb, strict=True)]
         out[f"repeat_R@{k}"] = float(np.mean(hits))
     q = np.flatnonzero(star)
     nb = order_fn(q, min(n, 100))
     letter_p, sub_p = [], []
-    for i, row in zip(q, nb):
+    for i, row in zip(q, nb, strict=True):
         same = (group[row] == group[i]) & (group[i] >= 0)
-        keep = [r for r, s in zip(row, same) if r != i and r >= 0 and star[r] and not s][:10]
+        keep = [r for r, s in zip(row, same, strict=True)
+                if r != i and r >= 0 and star[r] and not s][:10]
         letter_p.append(np.mean([sub[r][0] == sub[i][0] for r in keep]))
         sub_p.append(np.mean([sub[r] == sub[i] for r in keep]))
     out["letter_P@10"] = float(np.mean(letter_p))
