@@ -545,21 +545,103 @@ def _fill_masked(row: np.ndarray, good: np.ndarray, wl: np.ndarray) -> np.ndarra
     return out
 
 
-def _masked_median(x: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """Median over the last axis of the ``keep`` entries (NaN where none).
+@_njit
+def _median_sorted(v):
+    """Median of a 1-D array with at least one element (sorts a copy)."""
+    s = np.sort(v)
+    c = s.size
+    return 0.5 * (s[(c - 1) // 2] + s[c // 2])
 
-    Sorting with the dropped entries moved to the end (+inf) and picking the
-    middle of the kept ones: np.nanmedian takes a masked-array path that is
-    ~20x slower on many short rows.
-    """
-    if x.ndim == 2 and x.shape[0] == 1:  # one spectrum (a query): partition, no sort
-        kept = x[0][keep[0]]
-        return np.array([np.median(kept) if kept.size else np.nan])
-    s = np.sort(np.where(keep, x, np.inf), axis=-1)
-    c = keep.sum(axis=-1, keepdims=True)
-    lo = np.take_along_axis(s, np.maximum(c - 1, 0) // 2, axis=-1)
-    hi = np.take_along_axis(s, np.minimum(c // 2, x.shape[-1] - 1), axis=-1)
-    return np.where(c > 0, 0.5 * (lo + hi), np.nan)[..., 0]
+
+@_njit
+def _clipped_continuum_kernel(f, good, right, t, per_block, n_blocks, half, n_iter, clip, out):
+    """Row by row: block medians of the kept pixels, a running median of 2 half + 1
+    blocks (point-reflected at the ends), linear interpolation back to the pixels,
+    then ``n_iter`` passes dropping pixels more than ``clip`` robust sigmas below."""
+    n_rows, n_pix = f.shape
+    keep = np.empty(n_pix, np.bool_)
+    m = np.empty(n_blocks)
+    h = min(half, n_blocks - 1)
+    ext = np.empty(n_blocks + 2 * h)
+    win = np.empty(2 * half + 1)
+    smooth = np.empty(n_blocks)
+    ratio = np.empty(n_pix)
+    for r in range(n_rows):
+        for j in range(n_pix):
+            keep[j] = good[r, j]
+        for it in range(n_iter + 1):
+            for b in range(n_blocks):
+                lo = b * per_block
+                hi = min(lo + per_block, n_pix)
+                c = 0
+                for j in range(lo, hi):
+                    if keep[j]:
+                        c += 1
+                if c == 0:
+                    m[b] = np.nan
+                    continue
+                buf = np.empty(c)
+                c = 0
+                for j in range(lo, hi):
+                    if keep[j]:
+                        buf[c] = f[r, j]
+                        c += 1
+                m[b] = _median_sorted(buf)
+            # blocks with no kept pixel: linear between the nearest finite ones
+            last = -1
+            for b in range(n_blocks):
+                if not np.isnan(m[b]):
+                    if last == -1:
+                        for q in range(b):
+                            m[q] = m[b]
+                    elif b - last > 1:
+                        for q in range(last + 1, b):
+                            m[q] = m[last] + (m[b] - m[last]) * (q - last) / (b - last)
+                    last = b
+            if last == -1:
+                for b in range(n_blocks):
+                    m[b] = 0.0
+            else:
+                for q in range(last + 1, n_blocks):
+                    m[q] = m[last]
+            for i in range(h):
+                ext[i] = 2.0 * m[0] - m[h - i]
+                ext[h + n_blocks + i] = 2.0 * m[n_blocks - 1] - m[n_blocks - 2 - i]
+            for b in range(n_blocks):
+                ext[h + b] = m[b]
+            n_ext = n_blocks + 2 * h
+            for b in range(n_blocks):
+                for w in range(-half, half + 1):
+                    idx = min(max(h + b + w, 0), n_ext - 1)
+                    win[w + half] = ext[idx]
+                smooth[b] = _median_sorted(win)
+            for j in range(n_pix):
+                out[r, j] = smooth[right[j] - 1] * (1.0 - t[j]) + smooth[right[j]] * t[j]
+            if it == n_iter:
+                break
+            c = 0
+            for j in range(n_pix):
+                if good[r, j]:
+                    v = f[r, j] / out[r, j] - 1.0
+                    if np.isfinite(v):
+                        ratio[c] = v
+                        c += 1
+            if c < 3:
+                break
+            centre = np.median(ratio[:c])  # numba's median selects, it does not sort
+            dev = np.abs(ratio[:c] - centre)
+            sd = max(1.4826 * np.median(dev), 0.01)
+            n_keep = 0
+            for j in range(n_pix):
+                keep[j] = False
+                if good[r, j]:
+                    v = f[r, j] / out[r, j] - 1.0
+                    if np.isfinite(v) and v > -clip * sd:
+                        keep[j] = True
+                        n_keep += 1
+            if n_keep < 3:
+                for j in range(n_pix):
+                    keep[j] = good[r, j]
 
 
 def continuum_clipped_median(flux: Any, wavelength: Any, ivar: Any | None = None,
@@ -580,15 +662,12 @@ def continuum_clipped_median(flux: Any, wavelength: Any, ivar: Any | None = None
     estimated on blocks of 1/16 of the window: each pass takes the median of
     the kept pixels of every block, a running median of 17 blocks over them
     (point-reflected at the grid ends, so a sloped continuum stays straight
-    there), and interpolates back to the pixels. A whole batch is done at
-    once in about 1 ms per spectrum of 4000 pixels (a per-pixel running median
-    of the same window takes ~20 ms).
+    there), and interpolates linearly between block centres. Compiled (numba),
+    ~0.1 ms per spectrum of 4000 pixels.
     """
-    from scipy.ndimage import median_filter
-
-    f = np.atleast_2d(np.asarray(flux, dtype=np.float64))
+    f = np.ascontiguousarray(np.atleast_2d(np.asarray(flux, dtype=np.float64)))
     wl = np.asarray(wavelength, dtype=np.float64)
-    n_rows, n_pix = f.shape
+    n_pix = f.shape[1]
     per_block = max(1, int(round(float(window) / float(np.median(np.diff(wl))) / 16.0)))
     n_blocks = -(-n_pix // per_block)
     good = np.ones(f.shape, bool) if ivar is None else \
@@ -597,40 +676,18 @@ def continuum_clipped_median(flux: Any, wavelength: Any, ivar: Any | None = None
     if exclude is not None:
         good &= ~np.asarray(exclude, dtype=bool)
     pad = n_blocks * per_block - n_pix
-    wl_blocks = np.concatenate([wl, np.full(pad, np.nan)]).reshape(n_blocks, per_block)
-    centres = np.nanmean(wl_blocks, axis=1)
-    # linear interpolation from block centres to pixels, the same for every row
-    right = np.clip(np.searchsorted(centres, wl), 1, n_blocks - 1)
-    t = np.clip((wl - centres[right - 1]) / (centres[right] - centres[right - 1]), 0.0, 1.0)
-    half = 8
-
-    def estimate(keep: np.ndarray) -> np.ndarray:
-        x = np.concatenate([f, np.zeros((n_rows, pad))], axis=1)
-        k = np.concatenate([keep, np.zeros((n_rows, pad), bool)], axis=1)
-        m = _masked_median(x.reshape(n_rows, n_blocks, per_block),
-                           k.reshape(n_rows, n_blocks, per_block))  # NaN: all-masked block
-        for i in np.flatnonzero(~np.isfinite(m).all(axis=1)):
-            ok = np.isfinite(m[i])
-            m[i] = np.interp(centres, centres[ok], m[i][ok]) if ok.any() else 0.0
-        h = min(half, n_blocks - 1)
-        lo = 2.0 * m[:, :1] - m[:, 1:h + 1][:, ::-1]
-        hi = 2.0 * m[:, -1:] - m[:, -h - 1:-1][:, ::-1]
-        smooth = median_filter(np.concatenate([lo, m, hi], axis=1), size=(1, 2 * half + 1),
-                               mode="nearest")[:, h:h + n_blocks]
-        return smooth[:, right - 1] * (1.0 - t) + smooth[:, right] * t
-
-    cont = estimate(good)
-    for _ in range(max(0, int(n_iter))):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = f / cont - 1.0
-        usable = good & np.isfinite(ratio)
-        centre = _masked_median(ratio, usable)[:, None]
-        sd = 1.4826 * _masked_median(np.abs(ratio - centre), usable)[:, None]
-        sd = np.where(np.isfinite(sd), np.maximum(sd, 0.01), np.inf)
-        keep = usable & (ratio > -clip * sd)
-        keep |= (keep.sum(axis=1) < 3)[:, None] & good  # too few left: keep all good ones
-        cont = estimate(keep)
-    return cont.reshape(np.shape(flux))
+    centres = np.nanmean(np.concatenate([wl, np.full(pad, np.nan)]).reshape(n_blocks, per_block),
+                         axis=1)
+    right = np.clip(np.searchsorted(centres, wl), 1, max(n_blocks - 1, 1)).astype(np.int64)
+    if n_blocks > 1:
+        t = np.clip((wl - centres[right - 1]) / (centres[right] - centres[right - 1]), 0.0, 1.0)
+    else:  # one block: a constant continuum
+        right[:] = 0
+        t = np.zeros(n_pix)
+    out = np.empty_like(f)
+    _clipped_continuum_kernel(f, np.ascontiguousarray(good), right, t, per_block, n_blocks, 8,
+                              int(n_iter), float(clip), out)
+    return out.reshape(np.shape(flux))
 
 
 #: Strong night-sky and telluric features (vacuum Angstrom): [O I] 5577, Na D

@@ -165,7 +165,7 @@ def test_pil_widths_scale_with_training_set() -> None:
     model = PILHasher(n_bits=64, random_state=0).fit(X)
     assert model.hidden_widths_ == [64, 64]
     assert np.unique(model.transform(X), axis=0).shape[0] == 40
-    with pytest.raises(ValueError, match="--hidden"):
+    with pytest.raises(ValueError, match="hidden='auto'"):
         PILHasher(n_bits=64, hidden=(128, 64)).fit(X)
 
 
@@ -222,3 +222,45 @@ def test_cli_ingest_records_named_recipe(tmp_path, capsys) -> None:
     assert Preprocessor.from_dict(SpectrumStore.open(tmp_path / "m").preprocessing).same_as(
         Preprocessor.preset("minmax"))
     capsys.readouterr()
+
+
+def test_cli_build_errors_name_flags(tmp_path, capsys) -> None:
+    from pyspec.cli import main
+
+    store = _store(tmp_path / "s", 40)
+    code = main(["build", str(store.path), "--out", str(tmp_path / "e"), "--hidden", "128,64",
+                 "--n-bits", "64", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "--hidden" in err and "--n-bits" in err and "n_bits=" not in err
+    code = main(["build", str(store.path), "--out", str(tmp_path / "i"), "--model", "itq",
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "--n-bits 256" in err
+    # defaults scale with the store: PIL widths and PQ centroids fit 40 spectra
+    assert main(["build", str(store.path), "--out", str(tmp_path / "p"), "--quiet"]) == 0
+    assert main(["build", str(store.path), "--out", str(tmp_path / "q"), "--model", "pq",
+                 "--segments", "5", "--quiet"]) == 0
+    assert main(["build", str(_store(tmp_path / "raw", 40, None).path), "--out",
+                 str(tmp_path / "r"), "--quiet"]) == 1
+    assert "--allow-unknown-preprocessing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("window", [500.0, 150.0])
+def test_clipped_continuum_kernel_matches_numpy_reference(window) -> None:
+    from pyspec.preprocess import continuum_clipped_median
+    from reference import continuum_clipped_median_ref
+
+    rng = np.random.default_rng(3)
+    wl = GRID.wavelength
+    flux = _rows(6, seed=3).astype(np.float64) * np.linspace(0.4, 1.6, wl.size)
+    flux += rng.normal(0, 0.02, flux.shape)
+    ivar = np.ones_like(flux)
+    ivar[0, 100:400] = 0  # a masked run wider than a block
+    ivar[1, :] = 0
+    ivar[1, ::50] = 1  # very few good pixels
+    got = continuum_clipped_median(flux, wl, ivar, window)
+    want = continuum_clipped_median_ref(flux, wl, ivar > 0, window)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    # the robust continuum sits on the line-free top, not inside the absorption lines
+    plain = continuum_clipped_median(flux, wl, ivar, window, n_iter=0)
+    assert (got[2:] - plain[2:]).mean() > 0

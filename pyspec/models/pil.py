@@ -241,7 +241,7 @@ class PILHasher(BaseHasher):
             raise ValueError(
                 f"X: {n} spectra are fewer than the widest hidden layer ({max(widths)} units); "
                 f"each layer needs at least as many spectra as units: pass more spectra or "
-                f"smaller hidden widths / n_bits (CLI: --hidden, --n-bits), or hidden='auto'")
+                f"smaller hidden widths or n_bits, or hidden='auto' (the default)")
         S = self._calibration_sample(X, n, d, rng)
         self.input_weights_, self.input_biases_ = [], []
         self.encoder_weights_, self.encoder_biases_ = [], []
