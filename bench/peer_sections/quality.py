@@ -169,6 +169,15 @@ def run(args: argparse.Namespace) -> list[dict]:
                          "ingest_s": ingest_s})
             if i != 0:
                 continue
+            # exact L2 after projection on the store's first p principal components: a
+            # denoised distance (a measurement for a future re-rank space, not the default)
+            centred = flux.astype(np.float64) - flux.mean(axis=0)
+            basis = np.linalg.svd(centred, full_matrices=False)[2]
+            for p in (16, 32, 64, 128) if not args.quick else (16,):
+                z = (centred @ basis[:p].T).astype(np.float32)
+                rows.append({"case": f"exact L2 on the first {p} principal components, "
+                                     "similarity", "n": len(store),
+                             **_scores(_exact(z), len(z), group, sub, star)})
             ivar = np.asarray(store.ivar, np.float32)
             rows.append({"case": "exact chi2 (ivar-weighted, 0.03 floor), similarity",
                          "n": len(store),
