@@ -264,3 +264,16 @@ def test_clipped_continuum_kernel_matches_numpy_reference(window) -> None:
     # the robust continuum sits on the line-free top, not inside the absorption lines
     plain = continuum_clipped_median(flux, wl, ivar, window, n_iter=0)
     assert (got[2:] - plain[2:]).mean() > 0
+
+
+def test_missing_store_falls_back_to_codes_with_a_warning(tmp_path) -> None:
+    import shutil
+
+    store = _store(tmp_path / "s", 60)
+    engine = Engine.build(store, LSHHasher(n_bits=64, random_state=0), out=tmp_path / "e")
+    row = np.asarray(store.flux[4])
+    shutil.move(str(store.path), str(tmp_path / "moved"))
+    again = Engine.open(engine.path)
+    with pytest.warns(UserWarning, match="answering from the codes alone"):
+        table = again.query(row, k=3, prepared=True)
+    assert str(table["distance"].unit) == "bit" and table["row"][0] == 4
