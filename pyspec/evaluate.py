@@ -11,9 +11,10 @@ whose label occurs only once have no relevant spectra and are skipped.
 
 :func:`evaluate_hashers` runs this for several hashers and code lengths on a
 held-out query split (queries never seen by the fit), with exact L2 on the same
-input as the ceiling row, and returns an astropy Table (write it as ECSV); :func:`plot_precision_recall`
-draws the curves like the paper's Figure 8. :func:`euclidean_recall` measures
-how many exact Euclidean neighbours the Hamming ranking recovers.
+input as the ceiling row, and returns an astropy Table (write it as ECSV);
+:func:`plot_precision_recall` draws the curves like the paper's Figure 8.
+:func:`euclidean_recall` measures how many exact Euclidean neighbours the
+Hamming ranking recovers.
 """
 
 from __future__ import annotations
@@ -211,6 +212,12 @@ def _exact_order(Xq: np.ndarray, Xdb: np.ndarray) -> np.ndarray:
     return np.argsort(d2, axis=1, kind="stable")
 
 
+def _hamming_ranker(index, q_codes: np.ndarray, n_db: int,
+                    num_threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
+    """Database rows of held-out queries ``qb`` by (Hamming distance, row)."""
+    return lambda qb: index.search(q_codes[qb], n_db, num_threads=num_threads).ids
+
+
 def evaluate_hashers(X: np.ndarray, labels: Sequence, hashers: Sequence[str] = HASHERS,
                      code_lengths: Sequence[int] = (32, 64, 128, 256),
                      n_queries: int | None = 1000, random_state: int | None = 0,
@@ -285,16 +292,16 @@ def evaluate_hashers(X: np.ndarray, labels: Sequence, hashers: Sequence[str] = H
             db_codes = model.fit_transform(Xdb, num_threads=num_threads)
             fit_time = time.perf_counter() - t0
             q_codes = model.transform(Xq, num_threads=num_threads)
-            index = _index(db_codes)
-            add(name, int(nb), lambda qb: index.search(q_codes[qb], n_db,
-                                                       num_threads=num_threads).ids, fit_time)
+            add(name, int(nb), _hamming_ranker(_index(db_codes), q_codes, n_db, num_threads),
+                fit_time)
     table = Table(rows)
     table["fit_time"].unit = "s"
     values, counts = np.unique(lab, return_counts=True)
     table.meta.update({"n_spectra": int(X.shape[0]), "n_pixels": int(X.shape[1]),
                        "n_queries": n_used[0], "n_database": int(n_db), "holdout": holdout,
                        "random_state": random_state,
-                       "labels": {str(v): int(c) for v, c in zip(values, counts)},
+                       "labels": {str(v): int(c) for v, c in zip(values, counts,
+                                                                  strict=True)},
                        "hasher_params": {k: {p: (list(v) if isinstance(v, tuple) else v)
                                              for p, v in d.items()}
                                          for k, d in hasher_params.items()}})

@@ -247,8 +247,9 @@ def test_cli_build_errors_name_flags(tmp_path, capsys) -> None:
 
 @pytest.mark.parametrize("window", [500.0, 150.0])
 def test_clipped_continuum_kernel_matches_numpy_reference(window) -> None:
-    from pyspec.preprocess import continuum_clipped_median
     from reference import continuum_clipped_median_ref
+
+    from pyspec.preprocess import continuum_clipped_median
 
     rng = np.random.default_rng(3)
     wl = GRID.wavelength
