@@ -430,7 +430,8 @@ class Engine:
     def build(cls, store: Any, model: Any = "pil", out: str | os.PathLike = "engine", *,
               chunk_size: int = _DEFAULT_CHUNK, fit_sample: int | None = None,
               num_threads: int | None = None, progress: bool = False,
-              overwrite: bool = False, random_state: int | None = 0) -> Engine:
+              overwrite: bool = False, random_state: int | None = 0,
+              allow_unknown_preprocessing: bool = False) -> Engine:
         """Fit (if needed) ``model``, encode ``store`` in chunks and write the engine to ``out``.
 
         Parameters
@@ -456,6 +457,9 @@ class Engine:
             Replace an existing engine directory.
         random_state : int, optional
             Seed for choosing ``fit_sample`` rows.
+        allow_unknown_preprocessing : bool
+            Build over a store that records no preprocessing (then only
+            its own stored rows can be queried meaningfully).
 
         Returns
         -------
@@ -469,6 +473,11 @@ class Engine:
         out = Path(out)
         if out.exists() and not overwrite:
             raise FileExistsError(f"{out} exists; choose another --out or pass overwrite")
+        preprocessing = getattr(store, "preprocessing", None)
+        if not allow_unknown_preprocessing:
+            from pyspec.search_checks import recipe_of
+
+            recipe_of(preprocessing, f"store {getattr(store, 'path', '')}")
         if isinstance(model, str):
             model = make_model(model)
         kind = _kind_of(model)
@@ -480,17 +489,20 @@ class Engine:
         if store.flux.shape[1] != n_pix:
             raise IndexFormatError(f"store flux has {store.flux.shape[1]} pixels, its grid {n_pix}")
 
+        from pyspec.search_checks import search_space, to_search_space
+
+        space = search_space(preprocessing)
         t0 = time.perf_counter()
         if not _is_fitted(model):
             if fit_sample is not None and fit_sample < n:
                 rng = np.random.default_rng(random_state)
                 rows = np.sort(rng.choice(n, size=int(fit_sample), replace=False))
                 train = np.asarray(store.flux[rows], np.float32)
-            elif kind == "hamming" and hasattr(store, "iter_chunks"):
+            elif kind == "hamming" and hasattr(store, "iter_chunks") and space is None:
                 train = store  # the hashers stream a store chunk by chunk
             else:
                 train = np.asarray(store.flux, np.float32)
-            model.fit(train)
+            model.fit(train if space is None else to_search_space(train, space))
             del train
         fit_s = time.perf_counter() - t0
         n_in = getattr(model, "n_features_in_", None)
@@ -509,29 +521,39 @@ class Engine:
 
         from tqdm.auto import tqdm
 
+        from pyspec.search_checks import code_keys, store_fingerprint, warn_if_collapsed
+
         t0 = time.perf_counter()
+        keys = []
         with tqdm(total=n, desc="encoding", unit="spec", disable=not progress, leave=False) as bar:
             for start in range(0, n, chunk_size):
-                chunk = as_float_matrix(store.flux[start:start + chunk_size], "store flux")
+                chunk = to_search_space(as_float_matrix(store.flux[start:start + chunk_size],
+                                                        "store flux"), space)
                 ids = np.arange(start, start + chunk.shape[0], dtype=np.int64)
                 if kind == "hamming":
-                    index.add(model.transform(chunk, num_threads=num_threads), ids=ids)
+                    codes = model.transform(chunk, num_threads=num_threads)
+                    keys.append(code_keys(codes))
+                    index.add(codes, ids=ids)
                 else:
                     index.add(chunk, ids=ids, num_threads=num_threads)
                 bar.update(chunk.shape[0])
         encode_s = time.perf_counter() - t0
+        if keys:
+            warn_if_collapsed(int(np.unique(np.concatenate(keys)).size), n,
+                              f"{type(model).__name__} on {getattr(store, 'path', 'the store')}")
 
         timings = {"fit": round(fit_s, 3), "encode": round(encode_s, 3)}
         return cls.write(out, model, index, store.meta, grid,
-                         preprocessing=getattr(store, "preprocessing", None),
+                         preprocessing=preprocessing,
                          store_path=getattr(store, "path", None), timings=timings,
-                         overwrite=overwrite)
+                         overwrite=overwrite, store_fingerprint=store_fingerprint(store))
 
     @classmethod
     def write(cls, out: str | os.PathLike, model: Any, index: Any, meta: Any, grid: Any, *,
               preprocessing: dict[str, Any] | None = None,
               store_path: str | os.PathLike | None = None,
-              timings: dict[str, float] | None = None, overwrite: bool = False) -> Engine:
+              timings: dict[str, float] | None = None, overwrite: bool = False,
+              store_fingerprint: dict[str, Any] | None = None) -> Engine:
         """Write an engine directory from a fitted model, a filled index and metadata.
 
         :meth:`build` ends here; call it directly to assemble an engine from
@@ -569,6 +591,7 @@ class Engine:
                 "store_relative": None if store_path is None else
                 os.path.relpath(store_path, out.resolve().parent / out.name),
                 "meta_columns": schema,
+                "store_fingerprint": store_fingerprint,
                 "timings_s": dict(timings or {}),
                 "provenance": provenance(command="Engine.build"),
             }
@@ -684,15 +707,14 @@ class Engine:
     def preprocessor(self) -> Any:
         """The Preprocessor that prepared the store (rebuilt from its settings)."""
         if self._preprocessor is None:
-            from pyspec.preprocess import Preprocessor
+            from pyspec.search_checks import recipe_of
 
             settings = self.info.get("preprocessing")
-            if settings:
-                settings = dict(settings)
-                settings.setdefault("grid", self.info["grid"])
-                self._preprocessor = _preprocessor_from(settings, self.path / "engine.json")
-            else:
-                self._preprocessor = Preprocessor(self.grid)
+            if settings and "grid" not in settings:
+                settings = {**settings, "grid": self.info["grid"]}
+            if settings:  # damaged settings are a format error before a recipe question
+                _preprocessor_from(settings, self.path / "engine.json")
+            self._preprocessor = recipe_of(settings, f"engine {self.path}")
         return self._preprocessor
 
     @property
@@ -716,8 +738,27 @@ class Engine:
             if len(store) < len(self):
                 raise IndexFormatError(f"store {found} has {len(store)} spectra, the engine "
                                        f"indexes {len(self)}: rebuild the engine")
+            from pyspec.search_checks import check_store_unchanged
+
+            check_store_unchanged(self.info.get("store_fingerprint"), store, str(self.path))
             self._store = store
         return self._store
+
+    def check_store(self, store: Any, what: str = "store") -> None:
+        """Raise unless ``store`` has the engine's grid and preprocessing recipe.
+
+        Raises
+        ------
+        ValueError
+            A different wavelength grid.
+        PreprocessingError
+            A different or unknown preprocessing recipe.
+        """
+        from pyspec.search_checks import check_same_preprocessing
+
+        self.check_grid(store.grid, what)
+        check_same_preprocessing(self.info.get("preprocessing"),
+                                 getattr(store, "preprocessing", None), what, str(self.path))
 
     def check_grid(self, grid: Any, what: str = "input") -> None:
         """Raise ValueError unless ``grid`` equals the engine's wavelength grid."""
@@ -731,7 +772,8 @@ class Engine:
                 "prepare it with the engine's grid")
 
     # -- preparation and encoding ---------------------------------------------------------------
-    def prepare(self, items: Any) -> tuple[np.ndarray, list[dict[str, Any]], list[tuple[str, str]]]:
+    def prepare(self, items: Any, prepared: bool = False
+                ) -> tuple[np.ndarray, list[dict[str, Any]], list[tuple[str, str]]]:
         """Read and preprocess query spectra exactly as the store's spectra were.
 
         Parameters
@@ -739,6 +781,11 @@ class Engine:
         items : path, Spectrum, ndarray or a sequence of paths / Spectrum objects
             A 1-D array (or 2-D array, one row per spectrum) is taken as flux
             on the engine's grid and goes through the same normalisation.
+        prepared : bool
+            ``items`` is an array of rows already prepared by the store's
+            recipe (e.g. rows of the store): used as they are. A recipe with
+            a continuum division is not idempotent, so a stored row prepared
+            a second time is close to, not equal to, itself.
 
         Returns
         -------
@@ -746,6 +793,11 @@ class Engine:
         metas : list of n_ok dicts (the spectra's metadata)
         rejects : list of (name, reason) for inputs that could not be used
         """
+        if prepared:
+            flux = as_float_matrix(np.atleast_2d(np.asarray(items)), "prepared flux",
+                                   n_features=self.n_pixels)
+            return np.ascontiguousarray(flux), [{"id": f"array[{i}]"}
+                                                for i in range(flux.shape[0])], []
         spectra, names, rejects = self._as_spectra(items)
         if not spectra:
             return np.empty((0, self.n_pixels), np.float32), [], rejects
@@ -807,11 +859,17 @@ class Engine:
 
     def search_prepared(self, flux: np.ndarray, k: int, num_threads: int | None = None) -> Any:
         """k-NN of prepared spectra: SearchResult(ids = store rows, distances)."""
-        x = as_float_matrix(flux, "flux", n_features=self.n_pixels)
+        x = self._in_search_space(as_float_matrix(flux, "flux", n_features=self.n_pixels))
         if self.kind == "hamming":
             codes = self.model.transform(x, num_threads=num_threads)
             return self.index.search(codes, k, num_threads=num_threads)
         return self.index.search(x, k, num_threads=num_threads)
+
+    def _in_search_space(self, x: np.ndarray) -> np.ndarray:
+        """Rows as the model and index see them (unit norm for the f / sum f^2 recipe)."""
+        from pyspec.search_checks import search_space, to_search_space
+
+        return to_search_space(x, search_space(self.info.get("preprocessing")))
 
     def range_search_prepared(self, flux: np.ndarray, radius: int,
                               num_threads: int | None = None) -> Any:
@@ -829,6 +887,7 @@ class Engine:
         shape (n, k), ordered by (distance, row).
         """
         store_flux = self.store.flux
+        flux = self._in_search_space(np.asarray(flux, np.float32))
         n = flux.shape[0]
         out_ids = np.full((n, k), -1, np.int64)
         out_d = np.full((n, k), np.inf, np.float32)
@@ -837,7 +896,7 @@ class Engine:
             if cand.size == 0:
                 continue
             order_rows = np.sort(cand)  # sorted reads from the memmap
-            diff = np.asarray(store_flux[order_rows], np.float32) - flux[i]
+            diff = self._in_search_space(np.asarray(store_flux[order_rows], np.float32)) - flux[i]
             d = np.einsum("ij,ij->i", diff, diff)
             o = np.lexsort((order_rows, d))[:k]
             out_ids[i, :o.size] = order_rows[o]
@@ -846,7 +905,8 @@ class Engine:
 
     # -- queries --------------------------------------------------------------------------------
     def query(self, spectrum: Any, k: int = 10, rerank: int | None = None,
-              num_threads: int | None = None, columns: str | Sequence[str] = "main") -> Any:
+              num_threads: int | None = None, columns: str | Sequence[str] = "main",
+              prepared: bool = False) -> Any:
         """Query-by-example for one spectrum.
 
         Parameters
@@ -857,8 +917,11 @@ class Engine:
         k : int
             Neighbours to return.
         rerank : int, optional
-            Re-rank the best ``rerank`` (>= k) candidates by exact squared L2
-            on the stored spectra; distances are then float squared L2.
+            Two-stage search: the codes select the best ``rerank`` (>= k)
+            candidates and exact squared L2 on the stored spectra orders
+            them; distances are then float squared L2. Default (None):
+            ``max(10 k, 100)`` candidates when the store is reachable (a
+            warning and code distances otherwise); 0: codes only.
         num_threads : int, optional
             Threads for encoding and search. Default: all cores (or
             ``OMP_NUM_THREADS``): a one-spectrum forward pass splits W's
@@ -870,6 +933,9 @@ class Engine:
             Store metadata columns to include: "main" (default) is id, file,
             ra, dec, class, subclass, z and snr_r; "all" every stored column
             (each column adds ~50 us of astropy Table construction).
+        prepared : bool
+            ``spectrum`` is an array already prepared like the store's rows
+            (see :meth:`prepare`).
 
         Returns
         -------
@@ -888,7 +954,7 @@ class Engine:
         if isinstance(spectrum, np.ndarray) and spectrum.ndim != 1:
             raise ValueError(f"query() takes one spectrum; got an array of shape {spectrum.shape}, "
                              "use query_batch()")
-        flux, metas, rejects = self.prepare(spectrum)
+        flux, metas, rejects = self.prepare(spectrum, prepared)
         if rejects:
             from pyspec.errors import SpectrumCoverageError
 
@@ -900,17 +966,18 @@ class Engine:
                                if k2 in ("id", "file", "ra", "dec", "class", "subclass", "z")}
         table.meta["query_flux_available"] = True
         self._last_query_flux = flux[0]
+        self._remember_queries(table, flux)
         return table
 
     def query_batch(self, spectra: Any, k: int = 10, rerank: int | None = None,
                     num_threads: int | None = None,
-                    columns: str | Sequence[str] = "main") -> Any:
+                    columns: str | Sequence[str] = "main", prepared: bool = False) -> Any:
         """Query-by-example for many spectra at once (one table, ``query_index`` column).
 
         Inputs that cannot be read or prepared are skipped and listed in
         ``table.meta["rejects"]`` as [name, reason] pairs.
         """
-        flux, metas, rejects = self.prepare(spectra)
+        flux, metas, rejects = self.prepare(spectra, prepared)
         table = self._neighbour_table(flux, k, rerank, num_threads, columns)
         qid = np.array([str(m.get("id", i)) if m.get("id") is not None else str(i)
                         for i, m in enumerate(metas)] or [""])
@@ -920,17 +987,20 @@ class Engine:
             table["query_id"] = np.array([], dtype=str)
         table.meta["rejects"] = [[str(n), str(r)] for n, r in rejects]
         table.meta["n_queries"] = int(flux.shape[0])
+        self._remember_queries(table, flux)
         return table
 
     def _neighbour_table(self, flux: np.ndarray, k: int, rerank: int | None,
                          num_threads: int | None, columns: str | Sequence[str] = "main") -> Any:
         k = check_k(k)
         unit = self.distance_unit
-        if rerank is not None:
-            m = check_k(rerank)
-            if m < k:
-                raise ValueError(f"rerank ({m}) must be >= k ({k}): it is the number of "
-                                 "candidates re-ranked to choose the best k")
+        explicit = rerank is not None
+        rerank = self._candidates(k, rerank)
+        if rerank:
+            if explicit and rerank < k:
+                raise ValueError(f"rerank ({rerank}) must be >= k ({k}): it is the number of "
+                                 "candidates re-ranked to choose the best k (0 = codes only)")
+            m = max(int(rerank), k)
             res = self.search_prepared(flux, m, num_threads=num_threads)
             ids, dist = self.rerank(flux, res.ids, k)
             unit = None
@@ -975,6 +1045,48 @@ class Engine:
         meta = provenance(command="query", **self._provenance_parts, k=k, rerank=rerank)
         return self._result_table(cols, units, descriptions, meta)
 
+    def _candidates(self, k: int, rerank: int | None) -> int:
+        """Candidates to re-rank exactly (0 = codes only); see :meth:`query`."""
+        from pyspec.search_checks import default_candidates
+
+        if rerank is not None:
+            if isinstance(rerank, bool) or int(rerank) < 0:
+                raise ValueError(f"rerank must be an int >= 0, got {rerank!r}")
+            return int(rerank)
+        try:
+            self.store  # noqa: B018  (opens and checks the store once)
+        except FileNotFoundError as exc:
+            import warnings
+
+            warnings.warn(f"{exc}; answering from the codes alone", UserWarning, stacklevel=4)
+            return 0
+        return default_candidates(k, len(self))
+
+    def _remember_queries(self, table: Any, flux: np.ndarray) -> None:
+        """Keep the prepared query flux so :meth:`plot_query` draws the table's own query."""
+        import uuid
+
+        store = self.__dict__.setdefault("_query_flux", {})
+        if len(store) >= 64:  # bounded: the oldest results lose their flux
+            store.pop(next(iter(store)))
+        key = uuid.uuid4().hex
+        store[key] = flux
+        table.meta["query_key"] = key
+
+    def _query_flux_of(self, table: Any) -> np.ndarray:
+        """The prepared flux of the query whose neighbours ``table`` lists."""
+        flux = self.__dict__.get("_query_flux", {}).get(table.meta.get("query_key"))
+        if flux is None:
+            raise ValueError("this table's query spectrum is not known to the engine (a table "
+                             "read from disk, or an old result): pass query_flux= (the prepared "
+                             "query spectrum, e.g. engine.prepare(path)[0][0])")
+        qi = np.unique(np.asarray(table["query_index"])) if "query_index" in table.colnames \
+            else np.array([0])
+        if qi.size != 1:
+            raise ValueError(f"the table holds the neighbours of {qi.size} queries; plot one: "
+                             "table[table['query_index'] == i]")
+        return flux[int(qi[0])]
+
     def _result_table(self, cols: dict[str, np.ndarray], units: dict[str, Any],
                       descriptions: dict[str, Any], meta: dict[str, Any]) -> Any:
         """astropy Table of ``cols`` (equal-length 1-D arrays).
@@ -1015,9 +1127,7 @@ class Engine:
         from pyspec.plotting import plot_neighbours
 
         if query_flux is None:
-            query_flux = getattr(self, "_last_query_flux", None)
-            if query_flux is None:
-                raise ValueError("no query flux: pass query_flux= (the prepared query spectrum)")
+            query_flux = self._query_flux_of(table)
         rows = np.asarray(table["row"], np.int64)
         labels = []
         for r in table:

@@ -26,3 +26,11 @@ class NotFittedError(PyspecError, AttributeError):
 
 class SpectrumCoverageError(PyspecError, ValueError):
     """A spectrum does not cover enough of the target wavelength grid."""
+
+
+class PreprocessingError(PyspecError, ValueError):
+    """Spectra prepared with a different or unknown preprocessing recipe were combined."""
+
+
+class StoreChangedError(PyspecError, ValueError):
+    """An engine's spectrum store changed after the engine was built (rebuild it)."""

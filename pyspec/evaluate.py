@@ -2,16 +2,19 @@
 
 For each query spectrum all other spectra are ranked by Hamming distance
 between codes with :class:`pyspec.HammingIndex` (ties broken by ascending
-index, the engine's (distance, id) order); a retrieved spectrum is a true positive when it has the query's label.
+index, the engine's (distance, id) order); a retrieved spectrum is a true
+positive when it has the query's label.
 As the cut-off (number retrieved) grows, precision = TP / (TP + FP) (called
 "accuracy" in the M-type star search paper) falls and recall = TP / (spectra
 sharing the query's label) rises; both are averaged over the queries. Queries
 whose label occurs only once have no relevant spectra and are skipped.
 
-:func:`evaluate_hashers` runs this for several hashers and code lengths and
-returns an astropy Table (write it as ECSV); :func:`plot_precision_recall`
-draws the curves like the paper's Figure 8. :func:`euclidean_recall` measures
-how many exact Euclidean neighbours the Hamming ranking recovers.
+:func:`evaluate_hashers` runs this for several hashers and code lengths on a
+held-out query split (queries never seen by the fit), with exact L2 on the same
+input as the ceiling row, and returns an astropy Table (write it as ECSV);
+:func:`plot_precision_recall` draws the curves like the paper's Figure 8.
+:func:`euclidean_recall` measures how many exact Euclidean neighbours the
+Hamming ranking recovers.
 """
 
 from __future__ import annotations
@@ -174,23 +177,69 @@ def make_hasher(name: str, n_bits: int, random_state: int | None = 0, **params: 
     return classes[name](n_bits=n_bits, random_state=random_state, **params)
 
 
+def holdout_split(n: int, n_queries: int | None, holdout: float,
+                  random_state: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(queries, database) row indices: a random held-out query set of
+    ``min(n_queries, holdout * n)`` rows; the model is fitted on the rest."""
+    if not 0.0 < float(holdout) < 1.0:
+        raise ValueError(f"holdout must be in (0, 1), got {holdout!r}")
+    n_q = max(1, int(round(float(holdout) * n)))
+    if n_queries is not None:
+        n_q = min(n_q, int(n_queries))
+    if n - n_q < 2:
+        raise ValueError(f"need at least 2 spectra outside the {n_q} held-out queries")
+    rng = np.random.default_rng(random_state)
+    queries = np.sort(rng.choice(n, size=n_q, replace=False))
+    return queries, np.setdiff1d(np.arange(n), queries)
+
+
+def ranked_precision_recall(order: np.ndarray, query_labels: np.ndarray,
+                            db_labels: np.ndarray, cut: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Summed precision and recall at ``cut`` of database rankings ``order`` (nq, n_db)
+    and the number of queries counted (those with a relevant database entry)."""
+    relevant = (db_labels[None, :] == query_labels[:, None]).sum(axis=1)
+    use = relevant > 0
+    hits = db_labels[order[use]] == query_labels[use, None]
+    tp = np.cumsum(hits, axis=1)[:, cut - 1]
+    return (tp / cut).sum(axis=0), (tp / relevant[use, None]).sum(axis=0), int(use.sum())
+
+
+def _exact_order(Xq: np.ndarray, Xdb: np.ndarray) -> np.ndarray:
+    """Database rows of each query by (squared L2, row)."""
+    q = Xq.astype(np.float64)
+    db = Xdb.astype(np.float64)
+    d2 = np.einsum("ij,ij->i", q, q)[:, None] - 2.0 * q @ db.T + np.einsum("ij,ij->i", db, db)
+    return np.argsort(d2, axis=1, kind="stable")
+
+
+def _hamming_ranker(index, q_codes: np.ndarray, n_db: int,
+                    num_threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
+    """Database rows of held-out queries ``qb`` by (Hamming distance, row)."""
+    return lambda qb: index.search(q_codes[qb], n_db, num_threads=num_threads).ids
+
+
 def evaluate_hashers(X: np.ndarray, labels: Sequence, hashers: Sequence[str] = HASHERS,
                      code_lengths: Sequence[int] = (32, 64, 128, 256),
                      n_queries: int | None = 1000, random_state: int | None = 0,
                      hasher_params: dict[str, dict] | None = None, cutoffs: np.ndarray | None = None,
                      num_threads: int | None = None,
-                     progress: Callable[[str], None] | None = None):
-    """Fit every hasher at every code length on X and measure precision/recall.
+                     progress: Callable[[str], None] | None = None, holdout: float = 0.2,
+                     exact: bool = True):
+    """Fit every hasher at every code length and measure held-out precision/recall.
 
-    The hashers are unsupervised: they are fitted on all of ``X`` (labels are
-    not used) and every spectrum is then a database entry; ``n_queries`` of
-    them are also queries.
+    A random ``holdout`` fraction of the spectra (at most ``n_queries``) are
+    the queries; the hashers are fitted on the others (labels unused), which
+    form the database the queries are ranked against (by Hamming distance,
+    ties by row). ``exact`` adds the ceiling row "exact-l2" (n_bits 0):
+    the same queries ranked by exact Euclidean distance on the same input,
+    what any code of these spectra can at best approach.
 
     Returns
     -------
     astropy.table.Table
         Columns hasher, n_bits, cutoff, precision, recall, fit_time (s); meta
-        holds n_spectra, n_pixels, n_queries, label counts and parameters.
+        holds n_spectra, n_pixels, n_queries, n_database, label counts and
+        parameters.
     """
     from astropy.table import Table
 
@@ -198,36 +247,61 @@ def evaluate_hashers(X: np.ndarray, labels: Sequence, hashers: Sequence[str] = H
     lab = np.asarray(labels)
     if lab.shape != (X.shape[0],):
         raise ValueError(f"labels: expected {X.shape[0]} labels, got shape {lab.shape}")
+    _, lab_idx = np.unique(lab, return_inverse=True)
+    queries, database = holdout_split(X.shape[0], n_queries, holdout, random_state)
+    n_db = database.size
+    cut = default_cutoffs(n_db) if cutoffs is None else np.asarray(cutoffs, dtype=np.int64)
+    if cut.size == 0 or cut.min() < 1 or cut.max() > n_db:
+        raise ValueError(f"cutoffs must lie in [1, {n_db}] (the database size)")
+    q_lab, db_lab = lab_idx[queries], lab_idx[database]
     hasher_params = hasher_params or {}
     rows = {k: [] for k in ("hasher", "n_bits", "cutoff", "precision", "recall", "fit_time")}
-    n_used = 0
+    step = _block(n_db)
+
+    def add(name: str, nb: int, rank: Callable[[np.ndarray], np.ndarray], fit_time: float) -> None:
+        prec, rec, used = np.zeros(cut.size), np.zeros(cut.size), 0
+        for s in range(0, queries.size, step):
+            qb = np.arange(s, min(s + step, queries.size))
+            p, r, u = ranked_precision_recall(rank(qb), q_lab[qb], db_lab, cut)
+            prec, rec, used = prec + p, rec + r, used + u
+        if used == 0:
+            raise ValueError("no held-out query has a database spectrum with its label")
+        rows["hasher"] += [name] * cut.size
+        rows["n_bits"] += [nb] * cut.size
+        rows["cutoff"] += list(cut)
+        rows["precision"] += list(prec / used)
+        rows["recall"] += list(rec / used)
+        rows["fit_time"] += [fit_time] * cut.size
+        if progress is not None:
+            i = min(int(np.searchsorted(cut, 10)), cut.size - 1)
+            progress(f"{name} {nb} bits: fit {fit_time:.2f} s, precision@{cut[i]} "
+                     f"{prec[i] / used:.3f}")
+        n_used[0] = used
+
+    n_used = [0]
+    Xq, Xdb = X[queries], X[database]
+    if exact:
+        add("exact-l2", 0, lambda qb: _exact_order(Xq[qb], Xdb), 0.0)
     for name in hashers:
         for nb in code_lengths:
             params = dict(hasher_params.get(name, {}))
             if name == "pil" and "hidden" not in params:
-                params["hidden"] = default_pil_hidden(X.shape[0], nb)
+                params["hidden"] = default_pil_hidden(n_db, nb)
             model = make_hasher(name, int(nb), random_state, **params)
             t0 = time.perf_counter()
-            codes = model.fit_transform(X, num_threads=num_threads)
+            db_codes = model.fit_transform(Xdb, num_threads=num_threads)
             fit_time = time.perf_counter() - t0
-            pr = precision_recall(codes, lab, cutoffs, n_queries, random_state)
-            n_used = pr["n_queries"]
-            m = pr["cutoff"].size
-            rows["hasher"] += [name] * m
-            rows["n_bits"] += [int(nb)] * m
-            rows["cutoff"] += list(pr["cutoff"])
-            rows["precision"] += list(pr["precision"])
-            rows["recall"] += list(pr["recall"])
-            rows["fit_time"] += [fit_time] * m
-            if progress is not None:
-                progress(f"{name} {nb} bits: fit {fit_time:.2f} s, precision@10 "
-                         f"{_at(pr, 10):.3f}")
+            q_codes = model.transform(Xq, num_threads=num_threads)
+            add(name, int(nb), _hamming_ranker(_index(db_codes), q_codes, n_db, num_threads),
+                fit_time)
     table = Table(rows)
     table["fit_time"].unit = "s"
     values, counts = np.unique(lab, return_counts=True)
     table.meta.update({"n_spectra": int(X.shape[0]), "n_pixels": int(X.shape[1]),
-                       "n_queries": n_used, "random_state": random_state,
-                       "labels": {str(v): int(c) for v, c in zip(values, counts)},
+                       "n_queries": n_used[0], "n_database": int(n_db), "holdout": holdout,
+                       "random_state": random_state,
+                       "labels": {str(v): int(c) for v, c in zip(values, counts,
+                                                                  strict=True)},
                        "hasher_params": {k: {p: (list(v) if isinstance(v, tuple) else v)
                                              for p, v in d.items()}
                                          for k, d in hasher_params.items()}})
@@ -240,10 +314,10 @@ def _at(pr: dict, k: int) -> float:
 
 
 def default_pil_hidden(n_spectra: int, n_bits: int) -> tuple[int, int]:
-    """PILHasher's default widths (1024, 512), shrunk for small training sets
-    (each layer needs at least as many spectra as units)."""
-    cap = max(n_bits, n_spectra // 2)
-    return (max(n_bits, min(1024, cap)), max(n_bits, min(512, cap)))
+    """PILHasher's ``hidden="auto"`` widths (see :func:`pyspec.models.pil.auto_hidden`)."""
+    from pyspec.models.pil import auto_hidden
+
+    return auto_hidden(n_spectra, n_bits)
 
 
 def plot_precision_recall(table, path: str, title: str | None = None) -> None:

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from pyspec.preprocess import Preprocessor
+from pyspec.preprocess import DEFAULT_PREPROCESSING, Preprocessor
 from pyspec.store import SpectrumStore
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,16 @@ def iter_sources(sources: Iterable[str | os.PathLike],
             yield str(path)
         else:
             raise FileNotFoundError(f"no such file or directory: {path}")
+
+
+def make_preprocessor(preset: str = DEFAULT_PREPROCESSING, grid: Any = None,
+                      normalise: str | None = None, continuum: str | None = None
+                      ) -> Preprocessor:
+    """The named ``preset``, or a custom recipe when any of the other settings is given."""
+    if grid is None and normalise is None and continuum is None:
+        return Preprocessor.preset(preset)
+    return Preprocessor("lamost" if grid is None else grid,
+                        normalise="l2" if normalise is None else normalise, continuum=continuum)
 
 
 def process_files(paths: list[str], preprocessing: dict[str, Any], fast: bool = True
@@ -197,8 +207,9 @@ def _tasks(paths: Iterator[str], done: set[str], size: int, summary: IngestSumma
 
 
 def ingest(sources: Iterable[str | os.PathLike], out: str | os.PathLike, *,
-           grid: Any = "lamost", normalise: str = "l2", continuum: str | None = None,
-           preprocessor: Preprocessor | None = None, workers: int = 1, chunk_size: int = 16384,
+           preset: str = DEFAULT_PREPROCESSING, grid: Any = None, normalise: str | None = None,
+           continuum: str | None = None, preprocessor: Preprocessor | None = None,
+           workers: int = 1, chunk_size: int = 16384,
            files_per_task: int = 16, progress: bool | None = None,
            fast: bool = True) -> IngestSummary:
     """Ingest FITS spectra into the store at ``out`` (created, appended or resumed).
@@ -207,8 +218,14 @@ def ingest(sources: Iterable[str | os.PathLike], out: str | os.PathLike, *,
     ----------
     sources : paths of files, directories or ``.txt``/``.lst`` file lists
     out : store directory
+    preset : str
+        Named recipe (:data:`pyspec.preprocess.PREPROCESSING_PRESETS`) used
+        when neither ``preprocessor`` nor any of ``grid``, ``normalise``,
+        ``continuum`` is given; default "similarity" (continuum-normalised,
+        ends and sky lines flattened), chosen for nearest-neighbour search.
     grid, normalise, continuum :
-        Build the :class:`Preprocessor` when ``preprocessor`` is not given.
+        A custom :class:`Preprocessor` (grid default "lamost", normalise
+        default "l2") when ``preprocessor`` is not given.
     workers : int
         Worker processes (1 = in this process).
     chunk_size : int
@@ -235,7 +252,7 @@ def ingest(sources: Iterable[str | os.PathLike], out: str | os.PathLike, *,
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
     if chunk_size < 1 or files_per_task < 1:
         raise ValueError("chunk_size and files_per_task must be >= 1")
-    pre = preprocessor or Preprocessor(grid, normalise=normalise, continuum=continuum)
+    pre = preprocessor or make_preprocessor(preset, grid, normalise, continuum)
     settings = pre.to_dict()
     summary = IngestSummary(store=str(out))
     if progress is None:

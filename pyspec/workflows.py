@@ -254,8 +254,12 @@ def catalogue_search(engine: Any, query_flux: np.ndarray, query_ids: Any = None,
 
 def match_templates(engine: Any, target_flux: np.ndarray, target_meta: Any = None, *,
                     chunk_size: int = 4096, num_threads: int | None = None,
-                    progress: bool = False) -> Any:
+                    progress: bool = False, rerank: int | None = None) -> Any:
     """Nearest template for every target, with the template's class and redshift carried over.
+
+    Two-stage like :meth:`pyspec.Engine.query`: the codes select ``rerank``
+    candidate templates (default ``max(10, 100)``; 0 = the nearest code
+    only) and exact squared L2 on the stored templates picks the nearest.
 
     Parameters
     ----------
@@ -282,15 +286,22 @@ def match_templates(engine: Any, target_flux: np.ndarray, target_meta: Any = Non
     n_t = target_flux.shape[0]
     if target_meta is not None and len(target_meta) != n_t:
         raise ValueError(f"target_meta has {len(target_meta)} rows for {n_t} targets")
+    candidates = engine._candidates(1, rerank) if hasattr(engine, "_candidates") else 0
+    exact = candidates > 0 or engine.metric != "hamming"
     rows = np.full(n_t, -1, np.int64)
-    dist = np.full(n_t, np.inf if engine.metric != "hamming" else -1, np.float64)
+    dist = np.full(n_t, np.inf if exact else -1, np.float64)
     with _progress(n_t, "template matching", progress) as bar:
         for start, chunk in iter_prepared(target_flux, int(chunk_size)):
             _check_engine_pixels(engine, chunk, "targets")
-            res = engine.search_prepared(chunk, 1, num_threads=num_threads)
             stop = start + chunk.shape[0]
-            rows[start:stop] = res.ids[:, 0]
-            dist[start:stop] = res.distances[:, 0]
+            if candidates:
+                res = engine.search_prepared(chunk, candidates, num_threads=num_threads)
+                ids, d = engine.rerank(np.asarray(chunk, np.float32), res.ids, 1)
+                rows[start:stop], dist[start:stop] = ids[:, 0], d[:, 0]
+            else:
+                res = engine.search_prepared(chunk, 1, num_threads=num_threads)
+                rows[start:stop] = res.ids[:, 0]
+                dist[start:stop] = res.distances[:, 0]
             bar.update(chunk.shape[0])
 
     table = Table(target_meta, copy=True) if target_meta is not None else Table()
@@ -312,14 +323,15 @@ def match_templates(engine: Any, target_flux: np.ndarray, target_meta: Any = Non
 
     table["template_id"] = carry("id", "")
     table["template_row"] = rows
-    if engine.metric == "hamming":
+    if not exact:
         table["template_distance"] = np.where(found, dist, -1).astype(np.int32)
     else:
         table["template_distance"] = dist.astype(np.float32)
-    table["template_distance"].unit = engine.distance_unit
+    table["template_distance"].unit = None if candidates else engine.distance_unit
     table["template_class"] = carry("class", "")
     table["template_subclass"] = carry("subclass", "")
     table["template_z"] = carry("z", np.nan).astype(np.float64)
     table.meta["template_matching"] = {"n_targets": int(n_t), "n_templates": len(engine),
-                                       "metric": engine.metric}
+                                       "metric": "squared L2 (re-ranked)" if candidates
+                                       else engine.metric, "candidates": int(candidates)}
     return table

@@ -123,3 +123,62 @@ def knn_ref(dist: np.ndarray, ids: np.ndarray, k: int):
         out_ids[q, :order.size] = ids[order]
         out_d[q, :order.size] = dist[q, order]
     return out_ids, out_d
+
+
+# --- preprocessing -------------------------------------------------------------
+
+
+def _masked_median_ref(x: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Median over the last axis of the ``keep`` entries (NaN where none)."""
+    out = np.full(x.shape[:-1], np.nan)
+    for idx in np.ndindex(*x.shape[:-1]):
+        if keep[idx].any():
+            out[idx] = np.median(x[idx][keep[idx]])
+    return out
+
+
+def continuum_clipped_median_ref(f: np.ndarray, wl: np.ndarray, good: np.ndarray,
+                                 window: float = 500.0, n_iter: int = 3, clip: float = 2.0,
+                                 half: int = 8) -> np.ndarray:
+    """NumPy statement of pyspec.preprocess.continuum_clipped_median (2-D flux, bool good)."""
+    from scipy.ndimage import median_filter
+
+    n_rows, n_pix = f.shape
+    per_block = max(1, int(round(window / float(np.median(np.diff(wl))) / 16.0)))
+    n_blocks = -(-n_pix // per_block)
+    pad = n_blocks * per_block - n_pix
+    centres = np.nanmean(np.concatenate([wl, np.full(pad, np.nan)]).reshape(n_blocks, per_block),
+                         axis=1)
+    right = np.clip(np.searchsorted(centres, wl), 1, n_blocks - 1)
+    t = np.clip((wl - centres[right - 1]) / (centres[right] - centres[right - 1]), 0.0, 1.0)
+
+    def estimate(keep: np.ndarray) -> np.ndarray:
+        x = np.concatenate([f, np.zeros((n_rows, pad))], axis=1).reshape(n_rows, n_blocks, -1)
+        k = np.concatenate([keep, np.zeros((n_rows, pad), bool)], axis=1).reshape(x.shape)
+        m = _masked_median_ref(x, k)
+        for i in range(n_rows):
+            ok = np.isfinite(m[i])
+            m[i] = np.interp(np.arange(n_blocks), np.flatnonzero(ok), m[i][ok]) if ok.any() else 0
+        h = min(half, n_blocks - 1)
+        lo = 2.0 * m[:, :1] - m[:, 1:h + 1][:, ::-1]
+        hi = 2.0 * m[:, -1:] - m[:, -h - 1:-1][:, ::-1]
+        smooth = median_filter(np.concatenate([lo, m, hi], axis=1), size=(1, 2 * half + 1),
+                               mode="nearest")[:, h:h + n_blocks]
+        return smooth[:, right - 1] * (1.0 - t) + smooth[:, right] * t
+
+    keep = good.copy()
+    cont = estimate(keep)
+    for _ in range(n_iter):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = f / cont - 1.0
+        usable = good & np.isfinite(ratio)
+        for i in range(n_rows):
+            if usable[i].sum() < 3:
+                continue
+            r = ratio[i][usable[i]]
+            sd = max(1.4826 * np.median(np.abs(r - np.median(r))), 0.01)
+            keep[i] = usable[i] & (ratio[i] > -clip * sd)
+            if keep[i].sum() < 3:
+                keep[i] = good[i]
+        cont = estimate(keep)
+    return cont

@@ -46,7 +46,8 @@ def test_demo_outputs(demo_dir) -> None:
     table = Table.read(demo_dir / "query.ecsv")
     assert len(table) == 10
     assert Path(table["file"][0]).name == QUERY and table["distance"][0] == 0  # itself, first
-    assert table["distance"].unit == u.bit and table["ra"].unit == u.deg
+    # two-stage search: codes select, exact squared L2 on the stored spectra orders
+    assert table["distance"].unit is None and table["ra"].unit == u.deg
     assert table.meta["model"]["n_bits"] == 256
     cands = read_catalogue(demo_dir / "candidates.ecsv")
     queries = read_catalogue(demo_dir / "queries.ecsv")

@@ -81,11 +81,13 @@ def test_evaluate_hashers_table_and_plot(tmp_path):
     X, y = synthetic_labelled_spectra(400, 150, n_classes=4, noise=0.1, random_state=0)
     table = evaluate_hashers(X, y, ["pil", "lsh"], [32, 64], n_queries=100,
                              hasher_params={"pil": {"hidden": (128, 96)}})
-    assert set(table["hasher"]) == {"pil", "lsh"} and set(table["n_bits"]) == {32, 64}
+    # held-out queries; exact L2 on the same input is the ceiling row (n_bits 0)
+    assert set(table["hasher"]) == {"exact-l2", "pil", "lsh"}
+    assert set(table["n_bits"]) == {0, 32, 64}
     assert np.all((table["precision"] >= 0) & (table["precision"] <= 1))
     sel = (table["hasher"] == "pil") & (table["n_bits"] == 64)
     assert np.all(np.diff(table["recall"][sel]) >= 0)  # recall grows with the cut-off
-    assert table.meta["n_queries"] == 100
+    assert table.meta["n_queries"] == 80 and table.meta["n_database"] == 320  # holdout 0.2
     png = tmp_path / "pr.png"
     plot_precision_recall(table, str(png))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -102,7 +104,7 @@ def test_evaluate_command_npy(tmp_path, capsys):
                "--plot", str(png), "--quiet"])
     assert rc == 0
     table = Table.read(out, format="ascii.ecsv")
-    assert set(table["hasher"]) == {"lsh", "pil"}
+    assert set(table["hasher"]) == {"exact-l2", "lsh", "pil"}
     assert png.exists()
     assert main(["evaluate", "--flux", str(tmp_path / "flux.npy"), "--labels",
                  str(tmp_path / "labels.txt"), "--hashers", "pca", "--out", str(out)]) == 1

@@ -430,6 +430,7 @@ def test_fits_layouts_have_the_lamost_structure(library, tmp_path):
 
 def test_store_output_opens_with_labels(library, tmp_path):
     from pyspec import SpectrumStore, WavelengthGrid
+    from pyspec.preprocess import Preprocessor
     from pyspec.simulate import write_store
 
     grid = WavelengthGrid.preset("pq-2A")
@@ -439,8 +440,13 @@ def test_store_output_opens_with_labels(library, tmp_path):
     assert len(store) == 700
     assert store.flux.shape == (700, len(grid)) and store.ivar.shape == (700, len(grid))
     ref = Simulator(grid=grid, seed=2, templates=library).generate(0, 700)
-    np.testing.assert_array_equal(np.asarray(store.flux), ref.flux)
-    np.testing.assert_array_equal(np.asarray(store.ivar), ref.ivar)
+    # the flux is prepared like an ingest, with the recipe the store records
+    pre = Preprocessor.from_dict(store.preprocessing)
+    assert pre.name == "similarity" and pre.grid == grid
+    prepared = pre.apply_on_grid(ref.flux, ref.ivar)
+    assert prepared.ok.mean() > 0.95
+    np.testing.assert_allclose(np.asarray(store.flux), prepared.flux, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(store.ivar), prepared.ivar)
     for col in ("class", "subclass", "z", "snr_r", "template", "lines", "amp_Halpha"):
         np.testing.assert_array_equal(np.asarray(store.meta[col]), np.asarray(ref.labels[col]))
     np.testing.assert_allclose(store.grid.wavelength, grid.wavelength)

@@ -23,16 +23,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-bits", type=int, default=256,
                         help="code length for pil/lsh/itq (default 256)")
     parser.add_argument("--hidden", default=None, metavar="W1,W2",
-                        help="PIL hidden layer widths before the code layer (default 1024,512; "
-                             "each needs at least as many training spectra)")
+                        help="PIL hidden layer widths before the code layer (default: scaled "
+                             "with the store, 1024,512 from 2048 spectra up; explicit widths "
+                             "need at least as many training spectra)")
     parser.add_argument("--segments", type=int, default=25, help="PQ segments (default 25)")
-    parser.add_argument("--centroids", type=int, default=256, help="PQ centroids (default 256)")
+    parser.add_argument("--centroids", type=int, default=None,
+                        help="PQ centroids (default 256, or a quarter of the store's spectra "
+                             "when that is fewer)")
     parser.add_argument("--fit-sample", type=int, default=None, metavar="N",
                         help="fit an unfitted model on N random spectra (default: all)")
     parser.add_argument("--chunk-size", type=int, default=8192,
                         help="spectra encoded per chunk (bounds memory; default 8192)")
     parser.add_argument("--seed", type=int, default=0, help="random_state of the model (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--allow-unknown-preprocessing", action="store_true",
+                        help="build over a store that records no preprocessing (queries by "
+                             "file are then refused)")
     add_num_threads(parser)
     add_quiet(parser)
 
@@ -57,6 +63,22 @@ def load_model_file(path: str) -> object:
     raise IndexFormatError(f"{p}: not a pyspec model file (PIL, LSH, ITQ or PQ)")
 
 
+#: Model keyword arguments and the `pyspec build` flags that set them.
+_FLAGS = {"n_bits": "--n-bits", "hidden": "--hidden", "n_centroids": "--centroids",
+          "n_segments": "--segments", "fit_sample": "--fit-sample",
+          "chunk_size": "--chunk-size", "overwrite": "--overwrite"}
+
+
+def cli_message(message: str) -> str:
+    """An error message with the models' keyword arguments named as this command's flags."""
+    import re
+
+    def flag(match: re.Match) -> str:
+        return _FLAGS[match.group(1)] + (" " if match.group(2) else "")
+
+    return re.sub(r"(?<![-\w])(" + "|".join(_FLAGS) + r")\b(=?)", flag, message)
+
+
 def run(args: argparse.Namespace) -> int:
     from pyspec.engine import Engine, make_model
 
@@ -66,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
     if args.model_file:
         model = load_model_file(args.model_file)
     elif args.model == "pq":
-        model = make_model("pq", n_segments=args.segments, n_centroids=args.centroids,
+        centroids = args.centroids if args.centroids is not None else \
+            max(2, min(256, len(store) // 4))
+        model = make_model("pq", n_segments=args.segments, n_centroids=centroids,
                            random_state=args.seed)
     elif args.model == "pil" and args.hidden:
         try:
@@ -77,10 +101,14 @@ def run(args: argparse.Namespace) -> int:
         model = make_model("pil", n_bits=args.n_bits, hidden=hidden, random_state=args.seed)
     else:
         model = make_model(args.model, n_bits=args.n_bits, random_state=args.seed)
-    engine = Engine.build(store, model, out=args.out, chunk_size=args.chunk_size,
-                          fit_sample=args.fit_sample, num_threads=args.num_threads,
-                          progress=show_progress(args), overwrite=args.overwrite,
-                          random_state=args.seed)
+    try:
+        engine = Engine.build(store, model, out=args.out, chunk_size=args.chunk_size,
+                              fit_sample=args.fit_sample, num_threads=args.num_threads,
+                              progress=show_progress(args), overwrite=args.overwrite,
+                              random_state=args.seed,
+                              allow_unknown_preprocessing=args.allow_unknown_preprocessing)
+    except ValueError as exc:
+        raise type(exc)(cli_message(str(exc))) from None
     t = engine.info["timings_s"]
     say(args, f"engine {engine.path}: {len(engine):,d} spectra, {engine.info['model_class']} "
               f"({engine.kind}), fit {t['fit']:.2f} s, encode {t['encode']:.2f} s")

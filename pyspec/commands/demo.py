@@ -120,11 +120,12 @@ def build_sample_store(store_dir: Path, n_simulated: int, seed: int = 0
     """
     from pyspec.data import sample_files
     from pyspec.io import read_spectra
-    from pyspec.preprocess import Preprocessor
+    from pyspec.preprocess import DEFAULT_PREPROCESSING, Preprocessor
     from pyspec.store import SpectrumStore
 
     files = sample_files()
-    prep = Preprocessor(_GRID, normalise="l2")
+    prep = Preprocessor.from_dict({**Preprocessor.preset(DEFAULT_PREPROCESSING).to_dict(),
+                                   "grid": Preprocessor(_GRID).grid.to_dict()})
     read = read_spectra(files)
     batch = prep.apply(read.spectra)
     ok = np.asarray(batch.ok)

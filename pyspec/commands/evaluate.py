@@ -60,7 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="use the label as is, or only its first letter (spectral type)")
     parser.add_argument("--min-class-size", type=int, default=2,
                         help="drop spectra whose label has fewer members (default 2)")
-    parser.add_argument("--grid", default="lamost", help="wavelength-grid preset for FITS input")
+    parser.add_argument("--grid", default=None,
+                        help="wavelength-grid preset for FITS input (default: the recipe's)")
+    parser.add_argument("--preprocessing", default="similarity", metavar="NAME",
+                        help="preprocessing recipe for FITS input (default similarity, as "
+                             "`pyspec ingest`)")
+    parser.add_argument("--holdout", type=float, default=0.2, metavar="F",
+                        help="fraction of spectra held out as queries (at most --n-queries); "
+                             "the models are fitted on the rest (default 0.2)")
     parser.add_argument("--hashers", default="pil,lsh,itq", help="comma-separated: pil,lsh,itq")
     parser.add_argument("--bits", type=_int_list, default=[32, 64, 128, 256],
                         help="code lengths (default 32,64,128,256)")
@@ -112,7 +119,10 @@ def load_fits_index(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     for col in (args.path_column, args.label_column):
         if col not in rows[0]:
             raise ValueError(f"{index}: no column {col!r} (columns: {list(rows[0])})")
-    prep = Preprocessor(WavelengthGrid.preset(args.grid), normalise="l2")
+    prep = Preprocessor.preset(args.preprocessing)
+    if args.grid is not None:
+        prep = Preprocessor.from_dict({**prep.to_dict(),
+                                       "grid": WavelengthGrid.preset(args.grid).to_dict()})
     spectra, labels, rejects = [], [], []
     for row in rows:
         label = (row[args.label_column] or "").strip()
@@ -134,6 +144,20 @@ def load_fits_index(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     for name, reason in rejects:
         log.warning("skipped %s: %s", name, reason)
     return np.asarray(batch.flux)[ok], np.asarray(labels)[ok]
+
+
+def print_summary(table: object, at: int = 10) -> None:
+    """Precision and recall at ``at`` retrieved, one line per model and code length."""
+    import numpy as np
+
+    print(f"held-out queries: {table.meta['n_queries']}, database: {table.meta['n_database']}")
+    print(f"{'model':10s} {'bits':>5s} {'P@' + str(at):>7s} {'R@' + str(at):>7s}")
+    for name in dict.fromkeys(str(h) for h in table["hasher"]):
+        for nb in sorted(set(int(b) for b in table["n_bits"][table["hasher"] == name])):
+            sel = np.flatnonzero((table["hasher"] == name) & (table["n_bits"] == nb))
+            i = sel[min(int(np.searchsorted(table["cutoff"][sel], at)), sel.size - 1)]
+            bits = "-" if nb == 0 else str(nb)
+            print(f"{name:10s} {bits:>5s} {table['precision'][i]:7.3f} {table['recall'][i]:7.3f}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -196,8 +220,11 @@ def run(args: argparse.Namespace) -> int:
         params["pil"] = pil
     table = evaluate_hashers(X, labels, hashers, args.bits, n_queries=args.n_queries,
                              random_state=args.random_state, hasher_params=params,
-                             num_threads=args.num_threads, progress=say)
+                             num_threads=args.num_threads, progress=say,
+                             holdout=args.holdout)
     table.meta["source"] = source
+    if not args.quiet:
+        print_summary(table)
     table.write(args.out, format="ascii.ecsv", overwrite=True)
     say(f"wrote {args.out}")
     if args.plot:

@@ -8,7 +8,14 @@ HELP = "read FITS spectra, preprocess them and write (or resume) a spectrum stor
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from pyspec.preprocess import CONTINUA, METHODS, NORMALISATIONS, WavelengthGrid
+    from pyspec.preprocess import (
+        CONTINUA,
+        DEFAULT_PREPROCESSING,
+        METHODS,
+        NORMALISATIONS,
+        PREPROCESSING_PRESETS,
+        WavelengthGrid,
+    )
 
     parser.add_argument("sources", nargs="+", metavar="SOURCE",
                         help="FITS files (.fits/.fits.gz), directories (searched recursively) "
@@ -16,12 +23,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="STORE",
                         help="store directory (created; an existing one is appended to / "
                              "resumed, skipping inputs already stored or rejected)")
-    parser.add_argument("--grid", default="lamost", choices=sorted(WavelengthGrid.PRESETS),
-                        help="wavelength grid preset (default: lamost)")
-    parser.add_argument("--normalise", default="l2", choices=NORMALISATIONS,
-                        help="flux normalisation (default: l2)")
+    parser.add_argument("--preprocessing", default=DEFAULT_PREPROCESSING,
+                        choices=sorted(PREPROCESSING_PRESETS),
+                        help="named preprocessing recipe (default: similarity: robust continuum "
+                             "division, 4000-8800 A, sky lines masked; minmax = seed 000, "
+                             "sumsq = seed 004, halpha = seeds 002/003, l2 = the former "
+                             "default); --grid/--normalise/--continuum make a custom one")
+    parser.add_argument("--grid", default=None, choices=sorted(WavelengthGrid.PRESETS),
+                        help="custom recipe: wavelength grid preset (default: lamost)")
+    parser.add_argument("--normalise", default=None, choices=NORMALISATIONS,
+                        help="custom recipe: flux normalisation (default: l2)")
     parser.add_argument("--continuum", default=None, choices=[c for c in CONTINUA if c],
-                        help="divide by a continuum first (default: none)")
+                        help="custom recipe: divide by a continuum first (default: none)")
     parser.add_argument("--method", default="rebin", choices=METHODS,
                         help="resampling: flux-conserving rebin or linear interp")
     parser.add_argument("--min-coverage", type=float, default=0.8, metavar="F",
@@ -39,11 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from pyspec.ingest import ingest
+    from pyspec.ingest import ingest, make_preprocessor
     from pyspec.preprocess import Preprocessor
 
-    pre = Preprocessor(args.grid, normalise=args.normalise, continuum=args.continuum,
-                       method=args.method, min_coverage=args.min_coverage)
+    settings = make_preprocessor(args.preprocessing, args.grid, args.normalise,
+                                 args.continuum).to_dict()
+    settings.update(method=args.method, min_coverage=args.min_coverage)
+    pre = Preprocessor.from_dict(settings)
     summary = ingest(args.sources, args.out, preprocessor=pre, workers=args.workers,
                      chunk_size=args.chunk_size, fast=not args.no_fast,
                      progress=False if args.quiet else None)

@@ -24,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", "-e", required=True, help="engine directory (`pyspec build`)")
     parser.add_argument("-k", type=int, default=10, help="neighbours per query (default 10)")
     parser.add_argument("--rerank", type=int, default=None, metavar="R",
-                        help="re-rank the best R candidates by exact L2 on the stored spectra")
+                        help="two-stage search: the codes select R candidates, exact L2 on the "
+                             "stored spectra orders them (default max(10 k, 100); 0 = codes "
+                             "only)")
     parser.add_argument("--out", "-o", default=None,
                         help="write the neighbour table (e.g. table.ecsv, .fits, .vot, .csv)")
     add_format(parser)
@@ -37,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise ValueError(f"-k must be >= 1, got {args.k}")
-    if args.rerank is not None and args.rerank < 1:
-        raise ValueError(f"--rerank must be >= 1, got {args.rerank}")
+    if args.rerank is not None and args.rerank < 0:
+        raise ValueError(f"--rerank must be >= 0, got {args.rerank}")
     for path in args.spectrum:
         existing_path(path, "spectrum file")
     engine = open_engine(args.engine)

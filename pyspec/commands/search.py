@@ -76,7 +76,7 @@ def load_queries(engine: Any, sources: list[str], classes: Any = None,
     first = Path(sources[0])
     if len(sources) == 1 and first.is_dir():
         store = open_store(sources[0])
-        engine.check_grid(store.grid, f"query store {first}")
+        engine.check_store(store, f"query store {first}")
         rows = select_rows(store.meta, classes, subclasses)
         meta = store.meta[rows]
         return _store_rows(store, rows), _labels(meta, rows), meta, [str(first)]
@@ -89,7 +89,7 @@ def load_queries(engine: Any, sources: list[str], classes: Any = None,
                              "(needs a 'row' column and the store in its metadata)")
         store_path = Path(str(table.meta["store"]))
         store = open_store(str(store_path))
-        engine.check_grid(store.grid, f"query store {store_path}")
+        engine.check_store(store, f"query store {store_path}")
         rows = np.asarray(table["row"], np.int64)
         if rows.size and (rows.min() < 0 or rows.max() >= len(store)):
             raise ValueError(f"{first}: rows outside the store {store_path} ({len(store)} spectra)")
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
                    "model_params": engine.info.get("model_params", {})}
     if args.targets:
         store = open_store(args.targets)
-        engine.check_grid(store.grid, f"target store {args.targets}")
+        engine.check_store(store, f"target store {args.targets}")
         table = match_templates(engine, store.flux, store.meta, chunk_size=args.chunk_size or 4096,
                                 num_threads=args.num_threads, progress=show_progress(args))
         table.meta.update(provenance(command="pyspec search --targets", engine=engine_info,

@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", default=None, metavar="PRESET",
                         help="wavelength grid preset (default: 'lamost' for a store, LAMOST's "
                              "native 3909-pixel log-linear grid for FITS)")
+    parser.add_argument("--preprocessing", default="similarity", metavar="NAME",
+                        help="with --out: prepare the flux like `pyspec ingest --preprocessing "
+                             "NAME` (default similarity); recorded in the store")
     parser.add_argument("--snr", type=_snr, default="lamost", metavar="DIST",
                         help="S/N distribution: preset (lamost, unknown, high), a fixed number "
                              "or MEDIAN,SIGMA of a log-normal (default lamost)")
@@ -90,8 +93,13 @@ def run(args: argparse.Namespace) -> int:
                   num_threads=args.num_threads, progress=not args.quiet)
     t0 = time.perf_counter()
     if args.out:
+        from pyspec.preprocess import PREPROCESSING_PRESETS
+
+        if args.preprocessing not in PREPROCESSING_PRESETS:
+            raise ValueError(f"--preprocessing must be one of {sorted(PREPROCESSING_PRESETS)}, "
+                             f"got {args.preprocessing!r}")
         write_store(args.out, args.n, grid=args.grid or "lamost", chunk_size=args.chunk_size,
-                    **common)
+                    preprocessing=args.preprocessing, **common)
         where = args.out
     else:
         layouts = tuple(s.strip() for s in args.layouts.split(",") if s.strip())

@@ -378,7 +378,8 @@ class BaseHasher(BaseEstimator):
     @classmethod
     def _from_saved(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> BaseHasher:
         params = dict(meta["params"])
-        if "hidden" in params and params["hidden"] is not None:
+        if "hidden" in params and params["hidden"] is not None and \
+                not isinstance(params["hidden"], str):
             params["hidden"] = tuple(params["hidden"])
         obj = cls(**params)
         obj.n_features_in_ = int(meta["n_features_in"])

@@ -48,6 +48,13 @@ _INITS = ("orthogonal", "pinv")
 _ENCODERS = ("random", "beta")
 
 
+def auto_hidden(n_spectra: int, n_bits: int) -> tuple[int, int]:
+    """Hidden widths for ``hidden="auto"``: (1024, 512), shrunk to half the
+    number of training spectra (never below ``n_bits``) for small sets."""
+    cap = max(int(n_bits), int(n_spectra) // 2)
+    return (max(n_bits, min(1024, cap)), max(n_bits, min(512, cap)))
+
+
 def _orthogonal(rng: np.random.Generator, d: int, p: int) -> np.ndarray:
     """(d, p) matrix with orthonormal columns (p <= d) or rows (p > d)."""
     a = rng.standard_normal((max(d, p), min(d, p)))
@@ -107,9 +114,14 @@ class PILHasher(BaseHasher):
     n_bits : int, default 256
         Code length (32, 64, 128, 256; any multiple of 32 up to 512): width of
         the last hidden layer.
-    hidden : tuple of int, default (1024, 512)
-        Widths of the hidden layers before the code layer (three hidden
-        layers in all by default).
+    hidden : tuple of int or "auto", default "auto"
+        Widths of the hidden layers before the code layer. "auto" scales
+        them with the number of training spectra n (see :func:`auto_hidden`):
+        (1024, 512) from 2048 spectra up, ``max(n_bits, n // 2)`` below,
+        so a few dozen spectra can be hashed as well as millions (the
+        ridge term keeps the pseudo-inverse defined when a layer is wider
+        than the training set). Explicit widths need at least as many
+        spectra as units.
     activation : {"sigmoid", "tanh", "relu"}, default "sigmoid"
     ridge : float, default 1e-3
         lambda relative to the mean diagonal of ``H^T H`` (scale-free):
@@ -154,7 +166,7 @@ class PILHasher(BaseHasher):
 
     _KIND = b"PL"
 
-    def __init__(self, n_bits: int = 256, hidden: tuple[int, ...] = (1024, 512),
+    def __init__(self, n_bits: int = 256, hidden: tuple[int, ...] | str = "auto",
                  activation: str = "sigmoid", ridge: float = 1e-3, init: str = "orthogonal",
                  encoder: str = "beta", n_calibration: int = 4096,
                  random_state: object = None) -> None:
@@ -168,7 +180,14 @@ class PILHasher(BaseHasher):
         self.random_state = random_state
 
     # ------------------------------------------------------------ validation
-    def _widths(self) -> list[int]:
+    def _widths(self, n: int | None = None) -> list[int]:
+        if isinstance(self.hidden, str):
+            if self.hidden != "auto":
+                raise ValueError(f"hidden must be 'auto' or a tuple of positive ints, got "
+                                 f"{self.hidden!r}")
+            n_bits = check_n_bits(self.n_bits)
+            hidden = auto_hidden(n_bits if n is None else n, n_bits)
+            return list(hidden) + [n_bits]
         hidden = () if self.hidden is None else tuple(self.hidden)
         for h in hidden:
             if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1:
@@ -216,12 +235,13 @@ class PILHasher(BaseHasher):
 
     def _fit(self, X: object, n: int, d: int, rng: np.random.Generator, nt: int | None) -> None:
         self._check_params()
-        widths = self._widths()
-        if n < max(widths):
+        widths = self._widths(n)
+        self.hidden_widths_ = widths[:-1]
+        if not isinstance(self.hidden, str) and n < max(widths):
             raise ValueError(
                 f"X: {n} spectra are fewer than the widest hidden layer ({max(widths)} units); "
                 f"each layer needs at least as many spectra as units: pass more spectra or "
-                f"smaller hidden=/n_bits=")
+                f"smaller hidden widths or n_bits, or hidden='auto' (the default)")
         S = self._calibration_sample(X, n, d, rng)
         self.input_weights_, self.input_biases_ = [], []
         self.encoder_weights_, self.encoder_biases_ = [], []
@@ -323,3 +343,4 @@ class PILHasher(BaseHasher):
         self.encoder_biases_ = [get(f"enc_b{i}") for i in range(n)]
         self.decoders_ = [get(f"dec{i}") for i in range(n)]
         self.solve_info_ = list(meta.get("solve_info", []))
+        self.hidden_widths_ = [int(w.shape[1]) for w in self.encoder_weights_[:-1]]

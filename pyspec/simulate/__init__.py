@@ -590,7 +590,10 @@ def write_store(path, n: int, seed: int = 0, grid="lamost", chunk_size: int = 40
     """Write ``n`` simulated spectra into a new SpectrumStore at ``path`` chunk by chunk.
 
     Memory stays bounded by the chunk size (flux and ivar of one chunk plus
-    the template library). Returns the store path.
+    the template library). The flux is prepared like an ingest with the
+    ``preprocessing`` recipe (keyword; default "similarity", a preset name of
+    :data:`pyspec.preprocess.PREPROCESSING_PRESETS` or a Preprocessor), which
+    the store records. Returns the store path.
     """
     from pyspec.simulate._writers import write_store as _ws
 

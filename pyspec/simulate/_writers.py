@@ -46,7 +46,8 @@ def _progress(total: int, enabled: bool, desc: str):
 
 
 def write_store(path, n: int, seed: int = 0, grid="lamost", chunk_size: int = 4096,
-                progress: bool = False, templates=None, **kwargs) -> Path:
+                progress: bool = False, templates=None, preprocessing: str = "similarity",
+                **kwargs) -> Path:
     """Write ``n`` simulated spectra into a new SpectrumStore at ``path``.
 
     See :func:`pyspec.simulate.write_store`.
@@ -58,13 +59,28 @@ def write_store(path, n: int, seed: int = 0, grid="lamost", chunk_size: int = 40
     sim = Simulator(grid=grid, seed=seed, templates=templates, **kwargs)
     if sim.grid is None:
         raise TypeError("write_store needs a WavelengthGrid or preset name, not a bare array")
+    pre = simulation_preprocessor(preprocessing, sim.grid)
     path = Path(path)
-    with SpectrumStore.create(path, sim.grid, preprocessing=None) as writer, \
+    with SpectrumStore.create(path, sim.grid, preprocessing=pre.to_dict()) as writer, \
             _progress(n, progress, "simulate") as bar:
         for batch in sim.iter_chunks(n, chunk_size):
-            writer.append(batch.flux, batch.ivar, _rows(batch.labels))
+            # normalised exactly as `pyspec ingest` would (a spectrum the recipe rejects
+            # keeps a zero row, so row i stays simulated spectrum i)
+            prepared = pre.apply_on_grid(batch.flux, batch.ivar)
+            writer.append(prepared.flux, prepared.ivar, _rows(batch.labels))
             bar.update(len(batch))
     return path
+
+
+def simulation_preprocessor(preprocessing, grid):
+    """The named preprocessing recipe (or a Preprocessor) on the simulation's grid."""
+    from pyspec.preprocess import Preprocessor
+
+    pre = preprocessing if isinstance(preprocessing, Preprocessor) else \
+        Preprocessor.preset(str(preprocessing))
+    if pre.grid != grid:
+        pre = Preprocessor.from_dict({**pre.to_dict(), "grid": grid.to_dict()})
+    return pre
 
 
 def _rows(table) -> list[dict]:
