@@ -838,9 +838,10 @@ def _fluxes_one(a: _Analysis, z: float, half_width_kms: float, method: str) -> d
                     flux[i], err[i] = fl[names[i]], er[names[i]]
             if why:
                 notes.append(f"{'+'.join(names[i] for i in idx)}: {why}")
+    # rest-frame equivalent widths: the observed EW is stretched by (1 + z)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ew = np.where(cont > 0, flux / cont, np.nan)
-        ew_err = np.where(cont > 0, err / cont, np.nan)
+        ew = np.where(cont > 0, flux / cont, np.nan) / (1.0 + z)
+        ew_err = np.where(cont > 0, err / cont, np.nan) / (1.0 + z)
     for i, n in enumerate(names):
         out[f"flux_{n}"] = flux[i]
         out[f"flux_err_{n}"] = err[i]
@@ -881,8 +882,8 @@ def line_fluxes(spectra: Any, z: Any = None, *, method: str = "direct",
     [O II] doublet, H-beta) jointly with one velocity shift and one width, so
     blends are split, with errors from ivar (scipy ``curve_fit``, absolute
     sigma).  In both cases the pseudo-continuum is re-estimated from pixels
-    outside all line windows.  Equivalent widths are flux
-    over the mean pseudo-continuum in the window and are positive for
+    outside all line windows.  Equivalent widths are rest-frame: flux over
+    the mean pseudo-continuum in the window, divided by (1 + z), positive for
     emission.  Also gives the log ratios for the BPT diagram (lines detected
     at ``snr_min``) and the BPT class.
 
@@ -898,7 +899,8 @@ def line_fluxes(spectra: Any, z: Any = None, *, method: str = "direct",
     -------
     dict for one spectrum, astropy.table.Table for a batch
         One row per spectrum: ``flux_<line>``, ``flux_err_<line>`` (input flux
-        unit times Angstrom), ``ew_<line>``, ``ew_err_<line>`` (Angstrom),
+        unit times Angstrom), ``ew_<line>``, ``ew_err_<line>`` (rest-frame
+        Angstrom),
         ``log_nii_ha``, ``log_oiii_hb``, ``log_sii_ha``, ``bpt_class``,
         ``flux_reason``.
     """

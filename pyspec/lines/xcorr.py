@@ -117,13 +117,23 @@ class XcorrTemplates:
     subclasses: list
 
     def __post_init__(self) -> None:
+        # crop to the pixels any template covers: the FFTs then span the
+        # templates' ~4000 pixels instead of the whole 10001-pixel grid
+        cover = np.flatnonzero(self.weight.any(axis=0))
+        self.t0 = int(cover[0]) if cover.size else 0
+        t1 = int(cover[-1]) + 1 if cover.size else 1
+        self._tw = (self.flat * self.weight)[:, self.t0:t1]
+        self._t2w = (self.flat**2 * self.weight)[:, self.t0:t1]
+        self._w = self.weight[:, self.t0:t1]
+        self._ffts: dict[int, tuple] = {}
+
+    def _template_ffts(self, nfft: int) -> tuple:
         from scipy import fft
 
-        self.nfft = fft.next_fast_len(2 * _NPIX)
-        tw = self.flat * self.weight
-        self._f_t = fft.rfft(tw, self.nfft, axis=1)
-        self._f_t2 = fft.rfft(tw * self.flat, self.nfft, axis=1)
-        self._f_w = fft.rfft(self.weight, self.nfft, axis=1)
+        if nfft not in self._ffts:
+            self._ffts[nfft] = tuple(fft.rfft(a, nfft, axis=1)
+                                     for a in (self._tw, self._t2w, self._w))
+        return self._ffts[nfft]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -149,30 +159,33 @@ class XcorrTemplates:
     def correlate(self, flat: np.ndarray, weight: np.ndarray):
         """Normalised correlation and overlap for every template and lag.
 
-        Returns (r, overlap) of shape (n_templates, 2 * _NPIX - 1); index
-        ``k + _NPIX - 1`` holds lag k (observed pixel = rest pixel + k).
+        Returns (r, overlap, k0): arrays of shape (n_templates, n_lags) whose
+        column j holds lag k = k0 + j (observed pixel = rest pixel + k).
         """
         from scipy import fft
 
-        sw = flat * weight
-        fs = np.conj(fft.rfft(sw, self.nfft))
-        fs2 = np.conj(fft.rfft(sw * flat, self.nfft))
-        fw = np.conj(fft.rfft(weight, self.nfft))
+        cover = np.flatnonzero(weight > 0)
+        s0, s1 = int(cover[0]), int(cover[-1]) + 1
+        tlen, slen = self._w.shape[1], s1 - s0
+        # spectrum lengths rounded up to 512 pixels: a few FFT sizes serve all
+        nfft = fft.next_fast_len(tlen + 512 * -(-slen // 512))
+        f_t, f_t2, f_w = self._template_ffts(nfft)
+        fl, wt = flat[s0:s1], weight[s0:s1]
+        fs = np.conj(fft.rfft(fl * wt, nfft))
+        fs2 = np.conj(fft.rfft(fl * fl * wt, nfft))
+        fw = np.conj(fft.rfft(wt, nfft))
 
         def corr(a, b):
-            c = fft.irfft(a * b, self.nfft, axis=-1)
-            # circular correlation -> lags -(N-1)..(N-1)
-            return np.concatenate([c[..., self.nfft - _NPIX + 1:], c[..., :_NPIX]], axis=-1)
+            # c[m] = sum_i s(i) t(i + m), m = -(slen-1) .. tlen-1; lag k = s0 - t0 - m
+            c = fft.irfft(a[None, :] * b, nfft, axis=-1)
+            c = np.concatenate([c[:, nfft - slen + 1:], c[:, :tlen]], axis=-1)
+            return c[:, ::-1]
 
-        # sum_i s(i) t(i - k): correlate s with t, lag k
-        num = corr(fs[None, :], self._f_t)[:, ::-1]
-        ss = corr(fs2[None, :], self._f_w)[:, ::-1]
-        tt = corr(fw[None, :], self._f_t2)[:, ::-1]
-        ov = corr(fw[None, :], self._f_w)[:, ::-1]
+        num, ss, tt, ov = corr(fs, f_t), corr(fs2, f_w), corr(fw, f_t2), corr(fw, f_w)
         with np.errstate(divide="ignore", invalid="ignore"):
             r = num / np.sqrt(np.maximum(ss, 0) * np.maximum(tt, 0))
         r[~np.isfinite(r) | (ov < _MIN_OVERLAP)] = np.nan
-        return r, ov
+        return r, ov, s0 - self.t0 - (tlen - 1)
 
 
 _DEFAULT: dict[str, XcorrTemplates] = {}
@@ -280,12 +293,12 @@ def xcorr_redshift(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray, *
                     np.asarray(good, bool))
     if w.sum() < _MIN_OVERLAP:
         return XcorrResult(np.nan, np.nan, reason="too few usable pixels on the template grid")
-    r, ov = t.correlate(_flatten(f, w), w)
+    r, ov, k0 = t.correlate(_flatten(f, w), w)
     # a galaxy template shifted far enough overlaps only a spectrum's red end,
     # where a few telluric or sky residuals can correlate by chance
     is_star = np.array([c == "STAR" for c in t.classes])
     r[~is_star] = np.where(ov[~is_star] >= _MIN_GALAXY_OVERLAP * w.sum(), r[~is_star], np.nan)
-    zero = _NPIX - 1
+    zero = -k0  # column of lag 0
     star_lag = int(np.ceil(np.log10(1.0 + star_vmax / C_KMS) / _DLOG))
     glo, ghi = _lag_range(*z_range)
     best: dict[str, tuple] = {}
@@ -293,7 +306,10 @@ def xcorr_redshift(wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray, *
         if cls_ not in classes or t.ids[i] == exclude:
             continue
         lo, hi = (-star_lag, star_lag) if cls_ == "STAR" else (glo, ghi)
-        pk = _peak(r[i], zero + lo, zero + hi)
+        lo, hi = max(zero + lo, 0), min(zero + hi, r.shape[1] - 1)
+        if hi - lo < 3:
+            continue
+        pk = _peak(r[i], lo, hi)
         if pk is None:
             continue
         kind = "STAR" if cls_ == "STAR" else "EXTRAGALACTIC"
