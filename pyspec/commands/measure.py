@@ -26,6 +26,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="spectrum files (LAMOST / SDSS FITS)")
     parser.add_argument("--store", type=Path, metavar="PATH",
                         help="measure every spectrum of a spectrum store instead of files")
+    parser.add_argument("--runs", nargs="+", type=Path, metavar="RUN.ecsv",
+                        help="emission-line pipeline (seed 004): merge these 'pyspec search' "
+                             "outputs into unique spectra, measure them from their files, keep "
+                             "those with an emission-line CL redshift and split them at "
+                             "--split-kms on both the CL and the template redshift")
+    parser.add_argument("--all-rows", action="store_true",
+                        help="with --runs: keep spectra without emission lines too")
+    parser.add_argument("--split-kms", type=float, default=500.0, metavar="KMS",
+                        help="with --runs: Galactic/extragalactic split (default 500 km/s)")
     parser.add_argument("--store-flux", action="store_true",
                         help="with --store: measure the stored, resampled arrays even where "
                              "the original files are readable (by default each row is read "
@@ -193,6 +202,20 @@ def _store_rows(path: Path, kwargs: dict, chunk: int, bar: Any, from_files: bool
     return vstack(tables, metadata_conflicts="silent") if tables else None
 
 
+def _pipeline_rows(args: argparse.Namespace, kwargs: dict):
+    from astropy.table import Table
+
+    from pyspec.lines.pipeline import emission_line_pipeline
+
+    missing = [p for p in args.runs if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"--runs: {missing[0]} not found")
+    tables = [Table.read(p, format="ascii.ecsv") for p in args.runs]
+    return emission_line_pipeline(tables, [p.stem for p in args.runs], read=_read_one,
+                                  split_kms=args.split_kms, emission_only=not args.all_rows,
+                                  **kwargs)
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -202,11 +225,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")
     if args.output.exists() and not args.overwrite:
         raise FileExistsError(f"{args.output} exists; pass --overwrite to replace it")
-    if bool(args.inputs) == (args.store is not None):
-        raise ValueError("give FITS files or --store PATH (exactly one of them)")
+    if bool(args.inputs) + (args.store is not None) + bool(args.runs) != 1:
+        raise ValueError("give FITS files, --store PATH or --runs RUN.ecsv ... (exactly one)")
+    if args.split_kms <= 0:
+        raise ValueError(f"--split-kms must be positive, got {args.split_kms}")
     kwargs = _measure_kwargs(args)
     quiet = args.quiet or not __import__("sys").stderr.isatty()
-    if args.store is not None:
+    if args.runs:
+        t = _pipeline_rows(args, kwargs)
+        source = {"runs": [str(p) for p in args.runs]}
+    elif args.store is not None:
         with tqdm(disable=quiet, unit="spectra", desc="measure") as bar:
             t = _store_rows(args.store, kwargs, args.chunk_size, bar,
                             from_files=not args.store_flux)
