@@ -316,36 +316,6 @@ def _local_scatter(a: _Analysis) -> np.ndarray:
     return 1.4826 * np.nan_to_num(sc, nan=np.inf)
 
 
-def _centroids(wave: np.ndarray, resid: np.ndarray, peak: np.ndarray, start: np.ndarray,
-               end: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """Line centres from a Gaussian fit to the pixels above half the peak.
-
-    The fit is Guo's (2011) weighted least squares of ``ln r = a + b x + c x^2``
-    with weights ``r^2``: exact for a noiseless Gaussian at any pixel phase,
-    and over the upper half of an asymmetric line it lands near the line's
-    flux-weighted centre, where the parabola through the peak pixel follows
-    the highest pixel only.  Lines with fewer than three such pixels keep
-    ``fallback`` (the parabola vertex).
-    """
-    out = np.array(fallback, dtype=np.float64, copy=True)
-    for k, (p, a, b) in enumerate(zip(peak, start, end, strict=True)):
-        seg = slice(int(a), int(b) + 1)
-        r = resid[seg]
-        sel = r > 0.5 * resid[p]
-        if sel.sum() < 3:
-            continue
-        x = wave[seg][sel] - wave[p]
-        y = r[sel]
-        sw = y  # sqrt of the weights y^2
-        design = np.stack([np.ones_like(x), x, x * x], axis=1) * sw[:, None]
-        coef, *_ = np.linalg.lstsq(design, np.log(y) * sw, rcond=None)
-        if coef[2] < 0:
-            mu = -coef[1] / (2.0 * coef[2])
-            if abs(mu) <= wave[int(b)] - wave[int(a)]:
-                out[k] = wave[p] + mu
-    return out
-
-
 def _peaks(a: _Analysis, quantile: float | None, nsigma: float | None, min_pixels: int,
            half_window: int, max_lines: int) -> dict:
     """Peak search on an analysed spectrum; returns arrays (see find_lines)."""
@@ -364,7 +334,11 @@ def _peaks(a: _Analysis, quantile: float | None, nsigma: float | None, min_pixel
     usable = a.good & ~sky_mask(a.item.wavelength)
     peak, start, end, vertex = _kernels.find_peaks(a.item.wavelength, a.resid, thr, usable,
                                                    min_pixels, half_window, _SPLIT_DEPTH)
-    centre = _centroids(a.item.wavelength, a.resid, peak, start, end, vertex)
+    # the centre from a Gaussian fit to the line's upper half (Guo 2011): exact
+    # for a Gaussian at any pixel phase, and near the flux-weighted centre of
+    # an asymmetric line, where the parabola through the peak pixel (vertex)
+    # follows the highest pixel only
+    centre = _kernels.gauss_centres(a.item.wavelength, a.resid, peak, start, end, vertex)
     if peak.size > max_lines:  # keep the strongest, in wavelength order
         keep = np.sort(np.argsort(-a.resid[peak], kind="stable")[:max_lines])
         peak, start, end, centre = peak[keep], start[keep], end[keep], centre[keep]

@@ -24,6 +24,9 @@ it exceeds 1 (continuum structure the straight line misses, such as stellar
 absorption lines or Fe II, must not pass for a broad line).  Callers apply it
 to extragalactic spectra only (:func:`pyspec.measure.measure`).
 
+The fits run only when the flux outside the narrow-line cores (+-500 km/s)
+exceeds ``snr_min`` times its error: a broad line must put flux there.
+
 Rest windows (vacuum Angstrom):
 
 =======  ===========  =========================
@@ -79,6 +82,13 @@ def _fit_one(wave, flux, ivar, z, centre, window, bands, narrow, fwhm_min, snr_m
     sd = 1.0 / np.sqrt(ivar[sel])
     nar = np.asarray(narrow, float) * s
     k = nar.size
+    # a broad line puts flux outside the narrow cores (+-500 km/s); without a
+    # significant excess there, no fit can find one (and none is run)
+    wings = np.ones(x.size, bool)
+    for m0 in nar:
+        wings &= np.abs(x - m0) > m0 * 500.0 / C_KMS
+    if wings.sum() < 10 or y[wings].sum() < snr_min * np.sqrt(np.sum(sd[wings] ** 2)):
+        return {"fwhm": np.nan, "snr": 0.0, "detected": False}
 
     def narrow_model(x, *p):
         dv, sv = p[k], p[k + 1]
