@@ -114,3 +114,13 @@ def test_no_broad_line_rm017_epoch_gets_a_bpt_class(shared_data):
     assert set(t["bpt_class"]) == {"broad-line"} and not np.any(t["hii_region"])
     zpipe = np.array([s.meta["z"] for s in spectra])
     assert np.all(np.abs(t["z"] - zpipe) < 0.001 * (1 + zpipe))
+
+
+def test_cross_correlation_can_be_turned_off(rng):
+    m = read_spectrum(SAMPLE / "spec-58575-HD103621N361936B01_sp03-061.fits.gz")  # dM1
+    w, f, iv = _agn(0.1, 0.0, rng)
+    t = measure([m, (w, f, iv)], templates=False)
+    assert t["z_method"][0] == "none" and np.isnan(t["z"][0])
+    assert "turned off" in t["z_reason"][0]
+    assert t["index_velocity_source"][0] == "header"
+    assert t["z_method"][1] == "CL" and t["z"][1] == pytest.approx(0.1, abs=1e-4)

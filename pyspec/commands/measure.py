@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--confirm-nsigma", type=float, default=2.0,
                         help="guided second-pass threshold for the CL redshift "
                              "(default 2; 0 turns the second pass off)")
+    parser.add_argument("--no-xcorr", action="store_true",
+                        help="no template cross-correlation: CL redshifts only, indices at the "
+                             "header velocity (faster)")
     parser.add_argument("--chunk-size", type=int, default=256, metavar="N",
                         help="spectra read and measured per block (default 256)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -74,7 +77,8 @@ _READ_ONE_DEFAULT = _read_one
 def _measure_kwargs(args: argparse.Namespace) -> dict:
     return {"lines": not args.no_lines, "indices": not args.no_indices, "method": args.method,
             "window": args.window, "quantile": args.quantile, "nsigma": args.nsigma,
-            "confirm_nsigma": args.confirm_nsigma if args.confirm_nsigma > 0 else None}
+            "confirm_nsigma": args.confirm_nsigma if args.confirm_nsigma > 0 else None,
+            **({"templates": False} if args.no_xcorr else {})}
 
 
 def _file_rows(paths: list[str], kwargs: dict, chunk: int, bar: Any):

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from pyspec.lines.xcorr import C_KMS, XcorrTemplates, xcorr_redshift
+from pyspec.lines.xcorr import C_KMS, XcorrResult, XcorrTemplates, xcorr_redshift
 
 __all__ = ["best_redshift"]
 
@@ -49,9 +49,12 @@ def combine(cl: Any, item: Any, templates: XcorrTemplates | None,
 
     if item.error is not None:
         return replace(cl, method="none", quality="failed")
-    xc = xcorr_redshift(item.wavelength, item.flux, item.ivar > 0, templates=templates,
-                        z_range=(max(z_range[0], -0.005), z_range[1]),
-                        exclude=_self_id(item.meta))
+    if templates is False:  # CL only (the cross-correlation is most of the cost)
+        xc = XcorrResult(np.nan, np.nan, reason="cross-correlation turned off")
+    else:
+        xc = xcorr_redshift(item.wavelength, item.flux, item.ivar > 0, templates=templates,
+                            z_range=(max(z_range[0], -0.005), z_range[1]),
+                            exclude=_self_id(item.meta))
     if cl.ok and cl.n_lines <= 3 and xc.template_class == "STAR" and xc.r_td >= _R_GOOD \
             and abs(cl.z - xc.z) * C_KMS > _STAR_VMAX:
         # three lines at a large redshift against a clear stellar match: the
@@ -78,7 +81,7 @@ def combine(cl: Any, item: Any, templates: XcorrTemplates | None,
                           template=xc.template, r_td=xc.r_td)
 
 
-def best_redshift(spectra: Any, *, templates: XcorrTemplates | None = None,
+def best_redshift(spectra: Any, *, templates: XcorrTemplates | None | bool = None,
                   tol: float = 0.001, z_range: tuple[float, float] = (-0.01, 1.5),
                   **kwargs: Any):
     """Redshift of any spectrum: CL for emission lines, else template cross-correlation.
@@ -86,9 +89,9 @@ def best_redshift(spectra: Any, *, templates: XcorrTemplates | None = None,
     Parameters
     ----------
     spectra : Spectrum, (wavelength, flux, ivar), or a batch
-    templates : XcorrTemplates or None
+    templates : XcorrTemplates, None or False
         Cross-correlation templates; default the shipped sample
-        (:func:`pyspec.lines.xcorr.default_templates`).
+        (:func:`pyspec.lines.xcorr.default_templates`); False: CL only.
     tol, z_range, **kwargs
         Passed to :func:`pyspec.lines.redshift` (CL settings).
 
