@@ -72,6 +72,21 @@ def redshift_figures(rows: list[dict], t) -> None:
               f"{np.median(np.abs(dv)):.1f} km/s, median v - v_header = {np.median(dv):.1f}")
 
 
+def m_star_figures(rows: list[dict], t) -> None:
+    """DR1 M stars: measured velocity vs header, and what it does to TiO5 / zeta."""
+    sub = np.array([r["subclass"] for r in rows])
+    dr = np.array([r["data_release"] for r in rows])
+    sel = np.char.startswith(sub.astype(str), "M") & (dr == "(DR1, no DATA_V)")
+    dv = np.asarray(t["index_velocity"])[sel] - np.array(
+        [float(r["z"]) for r in rows])[sel] * C_KMS
+    print(f"DR1 M stars: {sel.sum()}, measured - header velocity: median |dv| "
+          f"{np.median(np.abs(dv)):.0f} km/s, max {np.max(np.abs(dv)):.0f} km/s")
+    for i in np.flatnonzero(sel):
+        if rows[i]["relative_path"].endswith("sp06-025.fits"):
+            print(f"  sp06-025: v = {t['index_velocity'][i]:.0f} km/s, TiO5 = "
+                  f"{t['tio5'][i]:.3f}, zeta = {t['zeta'][i]:.3f} ({t['zeta_flag'][i]})")
+
+
 def class_figures(rows: list[dict], t) -> None:
     rel = [r["relative_path"] for r in rows]
     rm = np.array(["pyqsofit_rm017" in p for p in rel])
@@ -132,6 +147,7 @@ def main() -> None:
         t = _measure_files(paths, work / "files.ecsv")
         redshift_figures(rows, t)
         class_figures(rows, t)
+        m_star_figures(rows, t)
         if not args.no_store:
             store_identity(paths, t, work)
 
