@@ -17,7 +17,7 @@ import numpy as np
 
 from pyspec import indices as _indices
 from pyspec import lines as _lines
-from pyspec.classify import C_KMS, hii_region, velocity_class
+from pyspec.classify import BROAD_LINE_CLASS, C_KMS, hii_region, velocity_class
 from pyspec.lines._input import as_prepared
 from pyspec.lines.auto import combine
 from pyspec.lines.broad import broad_line_fwhm
@@ -170,7 +170,7 @@ def _measure_one(it, zgiven, lines, indices, args, confirm_nsigma, half_width_km
         else:
             row.update(broad_line_fwhm(it.wavelength, it.flux, it.ivar, np.nan))
         if row["broad_line"]:
-            row["bpt_class"] = "broad-line"
+            row["bpt_class"] = BROAD_LINE_CLASS
             row["hii_region"] = False
     if indices:
         zs, vsrc = _index_velocity(zgiven, best, it.meta)
