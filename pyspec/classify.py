@@ -18,6 +18,11 @@ H II region criterion (issue 7): ``log([S II]/H-alpha) >= 0.63
 log([N II]/H-alpha) - 0.55`` with [S II] = 6716 + 6731.
 
 Velocity split: ``|c z| < 500 km/s`` is Galactic, otherwise extragalactic.
+
+Broad-line objects (a broad H-alpha, H-beta or Mg II component,
+:mod:`pyspec.lines.broad`) have no meaningful narrow-line ratios;
+:func:`pyspec.measure.measure` labels them :data:`BROAD_LINE_CLASS` instead of
+a BPT class and never calls them H II regions.
 """
 
 from __future__ import annotations
@@ -29,8 +34,10 @@ import numpy as np
 C_KMS = 299792.458
 
 BPT_CLASSES = ("star-forming", "composite", "seyfert", "liner", "unclassified")
+#: The label that replaces the BPT class of a broad-line object.
+BROAD_LINE_CLASS = "broad-line"
 
-__all__ = ["BPT_CLASSES", "kauffmann03", "kewley01", "schawinski07", "bpt_class",
+__all__ = ["BPT_CLASSES", "BROAD_LINE_CLASS", "kauffmann03", "kewley01", "schawinski07", "bpt_class",
            "hii_region", "velocity_class"]
 
 

@@ -68,6 +68,13 @@ INDEX_NAMES = tuple(BAND_INDICES)
 #: H-alpha line and continuum windows, vacuum Angstrom (West et al. 2011).
 HALPHA_WINDOWS = {"line": (6557.61, 6571.61), "continuum": ((6500.0, 6550.0), (6575.0, 6625.0))}
 
+#: zeta is calibrated on M dwarfs only; K and earlier stars have no TiO, so
+#: 1 - [TiO5]_Zsun -> 0 and zeta turns into noise (91% of A stars would read as
+#: metal-poor).  zeta is given when CaH2 + CaH3 < ZETA_MAX_CAH: in the PMSU
+#: system CaH2 + CaH3 falls from ~2.0 (G/K) through ~1.8 (K7) to ~1.7 (M0) and
+#: below, so 1.75 keeps M0 and later.
+ZETA_MAX_CAH = 1.75
+
 _ZETA_COEFFS = {
     "lepine2013": (0.622, -1.906, 2.211, -0.588),
     "lepine2007": (-0.050, -0.118, 0.670, -0.164),
@@ -163,7 +170,7 @@ def halpha_activity(wavelength: np.ndarray, flux: np.ndarray, ivar: np.ndarray,
     fc_err = np.hypot((1 - t) * err[1], t * err[2])
     if not fc > 0:
         return out
-    width = hi[0] - lo[0]
+    width = l1 - l0  # rest-frame width: the EW is a rest-frame EW
     # EW = width * (<F_line> - Fc) / Fc = width * (<F_line>/Fc - 1)
     r = mean[0] / fc
     ew = width * (r - 1.0)
@@ -205,6 +212,18 @@ def _zeta_shared_continuum(mean: np.ndarray, err: np.ndarray,
     return z0, float(np.sqrt(var))
 
 
+def _zeta_flag(row: dict) -> str:
+    """'ok' when zeta applies: an M star by its own CaH bands (see ZETA_MAX_CAH)."""
+    cah = row["cah2"] + row["cah3"]
+    if not np.isfinite(cah) or not np.isfinite(row["tio5"]):
+        return "not measured"
+    if cah >= ZETA_MAX_CAH:
+        return f"not an M star (CaH2 + CaH3 = {cah:.2f} >= {ZETA_MAX_CAH})"
+    if not np.isfinite(row["zeta"]):
+        return "undefined ([TiO5]_Zsun >= 1)"
+    return "ok"
+
+
 def _star_z(meta: dict, z: float | None) -> float:
     if z is not None and np.isfinite(z):
         return float(z)
@@ -229,8 +248,9 @@ def _measure_one(item: Prepared, z: float | None, calibration: str,
     for n in INDEX_NAMES:
         out[n] = np.nan
         out[f"{n}_err"] = np.nan
-    out.update(zeta=np.nan, zeta_err=np.nan, ha_ew=np.nan, ha_ew_err=np.nan,
-               ha_cont_snr=np.nan, ha_active=False, index_snr=np.nan, index_reason=None)
+    out.update(zeta=np.nan, zeta_err=np.nan, zeta_flag="not measured", ha_ew=np.nan,
+               ha_ew_err=np.nan, ha_cont_snr=np.nan, ha_active=False, index_snr=np.nan,
+               index_reason=None)
     if item.error is not None:
         out["index_reason"] = item.error
         return out
@@ -258,6 +278,9 @@ def _measure_one(item: Prepared, z: float | None, calibration: str,
         out[n] = val
         out[f"{n}_err"] = abs(val) * np.hypot(b_err / b if b else 0.0, c_err / c)
     out["zeta"], out["zeta_err"] = _zeta_shared_continuum(mean, err, calibration)
+    out["zeta_flag"] = _zeta_flag(out)
+    if out["zeta_flag"] != "ok":
+        out["zeta"] = out["zeta_err"] = np.nan
     notes = []
     if missing:
         notes.append("no coverage or bad continuum for " + ",".join(missing))
@@ -285,7 +308,9 @@ def measure(spectra: Any, z: Any = None, *, zeta_calibration: str = "lepine2013"
     Returns
     -------
     dict for one spectrum, astropy.table.Table for a batch
-        ``<index>``, ``<index>_err`` (dimensionless), ``zeta``, ``zeta_err``,
+        ``<index>``, ``<index>_err`` (dimensionless), ``zeta``, ``zeta_err``
+        (NaN unless ``zeta_flag`` is "ok": M stars only, see
+        :data:`ZETA_MAX_CAH`),
         ``ha_ew``, ``ha_ew_err`` (Angstrom, positive = emission),
         ``ha_cont_snr``, ``ha_active``, ``index_snr`` (median per-pixel S/N
         over the index windows) and ``index_reason`` (None when all were

@@ -17,8 +17,10 @@ import numpy as np
 
 from pyspec import indices as _indices
 from pyspec import lines as _lines
-from pyspec.classify import hii_region, velocity_class
+from pyspec.classify import BROAD_LINE_CLASS, C_KMS, hii_region, velocity_class
 from pyspec.lines._input import as_prepared
+from pyspec.lines.auto import combine
+from pyspec.lines.broad import broad_line_fwhm
 
 __all__ = ["measure", "COLUMN_INFO"]
 
@@ -36,18 +38,39 @@ def _column_info() -> dict[str, tuple[str | None, str]]:
         "z_cl_reason": (None, "why z_cl is NaN"),
         "z_cl_guided": (None, "z_cl needed lines of the guided pass (confirm_nsigma)"),
         "n_lines_found": (None, "emission lines found above the threshold"),
-        "z_used": (_ONE, "redshift at which line fluxes were measured"),
-        "z_source": (None, "origin of z_used: CL, given, header or none"),
+        "z": (_ONE, "adopted redshift (stars: v/c): CL, else template cross-correlation"),
+        "z_err": (_ONE, "1-sigma error of z (CL scatter or Tonry & Davis error)"),
+        "z_method": (None, "how z was found: CL, xcorr-star, xcorr-galaxy or none"),
+        "z_quality": (None, "good, uncertain or failed (see pyspec.lines.best_redshift)"),
+        "z_template": (None, "best cross-correlation template (file stem)"),
+        "z_r_td": (_ONE, "Tonry & Davis r of the cross-correlation peak"),
+        "z_reason": (None, "why z is NaN"),
+        "z_used": (_ONE, "redshift at which line fluxes and indices were measured"),
+        "z_source": (None, "origin of z_used: given, CL, xcorr-star, xcorr-galaxy, header or "
+                           "none"),
+        "broad_line": (None, "a broad H-alpha, H-beta or Mg II component (FWHM >= 1200 km/s) "
+                             "was detected; such objects get no BPT or H II class"),
+        "broad_lines": (None, "names of the lines with a broad component"),
+        "fwhm_broad_Ha": ("km / s", "FWHM of the broad H-alpha component"),
+        "fwhm_broad_Hb": ("km / s", "FWHM of the broad H-beta component"),
+        "fwhm_broad_MgII": ("km / s", "FWHM of the broad Mg II 2799 component"),
         "velocity_class": (None, "galactic if |c z_used| < 500 km/s, else extragalactic"),
         "flux_reason": (None, "line fluxes not measured, or lines not covered"),
         "log_nii_ha": (_ONE, "log10 [N II] 6583 / H-alpha (both at S/N >= 3)"),
         "log_oiii_hb": (_ONE, "log10 [O III] 5007 / H-beta (both at S/N >= 3)"),
         "log_sii_ha": (_ONE, "log10 [S II] 6716+6731 / H-alpha (all at S/N >= 3)"),
-        "bpt_class": (None, "BPT class: Kauffmann+03, Kewley+01, Schawinski+07 demarcations"),
-        "hii_region": (None, "log([S II]/Ha) >= 0.63 log([N II]/Ha) - 0.55"),
-        "zeta": (_ONE, "zeta TiO/CaH metallicity parameter (Lepine et al. 2013)"),
+        "bpt_class": (None, "BPT class: Kauffmann+03, Kewley+01, Schawinski+07 demarcations; "
+                            "'broad-line' when broad_line (no BPT class then)"),
+        "hii_region": (None, "log([S II]/Ha) >= 0.63 log([N II]/Ha) - 0.55 (never for "
+                             "broad-line objects)"),
+        "zeta": (_ONE, "zeta TiO/CaH metallicity parameter (Lepine et al. 2013); M stars only"),
         "zeta_err": (_ONE, "1-sigma error of zeta from ivar"),
-        "ha_ew": (_AA, "H-alpha equivalent width, positive = emission (West et al. 2011 windows)"),
+        "zeta_flag": (None, "'ok' when zeta applies (CaH2 + CaH3 < 1.75, M stars), else why not"),
+        "index_velocity": ("km / s", "radial velocity at which the index windows were placed"),
+        "index_velocity_source": (None, "origin of index_velocity: given, xcorr, CL, header or "
+                                        "none (0)"),
+        "ha_ew": (_AA, "H-alpha rest-frame equivalent width, positive = emission (West et al. "
+                       "2011 windows)"),
         "ha_ew_err": (_AA, "1-sigma error of ha_ew from ivar"),
         "ha_cont_snr": (_ONE, "median per-pixel S/N in the H-alpha continuum windows"),
         "ha_active": (None, "active: ha_cont_snr > 3 and ha_ew > 1 Angstrom"),
@@ -60,7 +83,8 @@ def _column_info() -> dict[str, tuple[str | None, str]]:
         info[f"flux_{n}"] = (None, f"{n} flux by integration over the pseudo-continuum "
                                    "(input flux unit x Angstrom)")
         info[f"flux_err_{n}"] = (None, f"1-sigma error of flux_{n} from ivar")
-        info[f"ew_{n}"] = (_AA, f"{n} equivalent width, positive = emission")
+        info[f"ew_{n}"] = (_AA, f"{n} rest-frame equivalent width (observed / (1 + z_used)), "
+                                "positive = emission")
         info[f"ew_err_{n}"] = (_AA, f"1-sigma error of ew_{n}")
     for n in _indices.INDEX_NAMES:
         info[n] = (_ONE, f"{n.upper()} band index (Reid, Hawley & Gizis 1995 windows)")
@@ -82,10 +106,11 @@ def _line_rows_table(rows: list[dict]):
         return t
     for name in rows[0]:
         values = [r[name] for r in rows]
-        if name.endswith("reason") or name in ("lines_cl", "z_source", "velocity_class",
-                                                "bpt_class"):
+        if name.endswith(("reason", "_flag")) or name in (
+                "lines_cl", "z_source", "velocity_class", "bpt_class", "z_method", "z_quality",
+                "z_template", "broad_lines", "index_velocity_source"):
             col = np.array(["" if v is None else str(v) for v in values], dtype=str)
-        elif name in ("ha_active", "hii_region", "z_confirmed", "z_cl_guided"):
+        elif name in ("ha_active", "hii_region", "z_confirmed", "z_cl_guided", "broad_line"):
             col = np.array(values, dtype=bool)
         elif name.startswith("n_"):
             col = np.array(values, dtype=np.int32)
@@ -99,11 +124,67 @@ def _line_rows_table(rows: list[dict]):
     return t
 
 
+def _adopted_z(zgiven: float, best: Any, meta: dict) -> tuple[float, str]:
+    if np.isfinite(zgiven):
+        return float(zgiven), "given"
+    if best.ok:
+        return float(best.z), best.method
+    zh = _lines.header_z(meta)
+    return (zh, "header") if np.isfinite(zh) else (np.nan, "none")
+
+
+def _index_velocity(zgiven: float, best: Any, meta: dict) -> tuple[float | None, str]:
+    """Stellar z for the index windows: given, measured (xcorr / CL), else header."""
+    if np.isfinite(zgiven):
+        return float(zgiven), "given"
+    if best.ok and best.method == "xcorr-star":
+        return float(best.z), "xcorr"
+    if best.ok and best.method == "CL" and abs(best.z) < 0.01:
+        return float(best.z), "CL"
+    hz = _indices._star_z(meta, None)
+    return (hz, "header") if hz != 0.0 else (0.0, "none")
+
+
+def _measure_one(it, zgiven, lines, indices, args, confirm_nsigma, half_width_kms, method,
+                 templates) -> dict:
+    row: dict[str, Any] = {"measure_reason": it.error}
+    a = _lines._analyse(it, args[0])
+    _lines._detect(a, *args[1:])
+    r = _lines._redshift_one(a, 0.001, 3, (-0.01, 1.5), confirm_nsigma)
+    best = combine(r, it, templates, (-0.01, 1.5), 0.001)
+    if lines:
+        row.update(z_cl=r.z, z_cl_err=r.z_err, n_lines_cl=r.n_lines,
+                   lines_cl=",".join(r.lines), z_cl_reason=r.reason, z_cl_guided=r.guided,
+                   n_lines_found=int(a.extra["centre"].size) if "centre" in a.extra else 0)
+        row.update(z=best.z, z_err=best.z_err, z_method=best.method, z_quality=best.quality,
+                   z_template=best.template, z_r_td=best.r_td, z_reason=best.reason)
+        zu, src = _adopted_z(zgiven, best, it.meta)
+        vclass = str(velocity_class(zu))
+        row.update(z_used=zu, z_source=src, velocity_class=vclass)
+        row.update(_lines._flux_row(a, zu, half_width_kms, method, 3.0))
+        row["hii_region"] = bool(hii_region(row["log_sii_ha"], row["log_nii_ha"]))
+        # broad lines are looked for in extragalactic spectra only: a star's
+        # absorption-line continuum is no place for a broad-line region
+        if it.error is None and vclass == "extragalactic":
+            row.update(broad_line_fwhm(it.wavelength, it.flux, it.ivar, zu))
+        else:
+            row.update(broad_line_fwhm(it.wavelength, it.flux, it.ivar, np.nan))
+        if row["broad_line"]:
+            row["bpt_class"] = BROAD_LINE_CLASS
+            row["hii_region"] = False
+    if indices:
+        zs, vsrc = _index_velocity(zgiven, best, it.meta)
+        row.update(_indices._measure_one(it, zs, "lepine2013"))
+        row["index_velocity"] = float(zs * C_KMS) if it.error is None else np.nan
+        row["index_velocity_source"] = vsrc if it.error is None else "none"
+    return row
+
+
 def measure(spectra: Any, *, lines: bool = True, indices: bool = True, z: Any = None,
             method: str = "direct", window: float = 150.0, quantile: float | None = 0.9,
             nsigma: float | None = 3.0, confirm_nsigma: float | None = 2.0,
             half_width_kms: float = 300.0,
-            template_z: Any = None, progress: Any = None):
+            template_z: Any = None, templates: Any = None, progress: Any = None):
     """Measure a batch of spectra into a catalogue table (rows aligned with input).
 
     Parameters
@@ -112,8 +193,11 @@ def measure(spectra: Any, *, lines: bool = True, indices: bool = True, z: Any = 
     lines, indices : bool
         Which groups of columns to compute.
     z : float, array of shape (n,), or None
-        Redshift for the line fluxes; None takes the CL redshift, else the
-        header redshift ``meta['z']`` (``z_source`` tells which).
+        Redshift for the line fluxes and indices; None takes the adopted
+        redshift ``z`` (CL, else cross-correlation; see
+        :func:`pyspec.lines.best_redshift`), else the header redshift
+        ``meta['z']`` (``z_source`` tells which).  The cool-star index windows
+        are placed at the measured stellar velocity (``index_velocity``).
     method : {"direct", "gaussian"}
         Line-flux method (:func:`pyspec.lines.line_fluxes`).
     window, quantile, nsigma, confirm_nsigma
@@ -121,6 +205,10 @@ def measure(spectra: Any, *, lines: bool = True, indices: bool = True, z: Any = 
         :func:`pyspec.lines.redshift`).
     half_width_kms : float
         Half width of the line-flux windows.
+    templates : pyspec.lines.xcorr.XcorrTemplates, None or False
+        Cross-correlation templates for ``z`` (default: the shipped sample);
+        False turns the cross-correlation off (CL redshifts only, stellar
+        indices at the header velocity; about 5x faster).
     template_z : array of shape (n,), optional
         RT redshift of each spectrum (:func:`pyspec.lines.transfer_redshift`);
         adds ``z_rt`` and ``z_confirmed``.
@@ -159,26 +247,9 @@ def measure(spectra: Any, *, lines: bool = True, indices: bool = True, z: Any = 
         zgiven = np.broadcast_to(np.asarray(z, dtype=np.float64), (n,))
     rows = []
     for i, it in enumerate(items):
-        row: dict[str, Any] = {"measure_reason": it.error}
-        if lines:
-            a = _lines._analyse(it, args[0])
-            _lines._detect(a, *args[1:])
-            r = _lines._redshift_one(a, 0.001, 3, (-0.01, 1.5), confirm_nsigma)
-            row.update(z_cl=r.z, z_cl_err=r.z_err, n_lines_cl=r.n_lines,
-                       lines_cl=",".join(r.lines), z_cl_reason=r.reason, z_cl_guided=r.guided,
-                       n_lines_found=int(a.extra["centre"].size) if "centre" in a.extra else 0)
-            if zgiven is not None and np.isfinite(zgiven[i]):
-                zu, src = float(zgiven[i]), "given"
-            elif r.ok:
-                zu, src = r.z, "CL"
-            else:
-                zu = _lines.header_z(it.meta)
-                src = "header" if np.isfinite(zu) else "none"
-            row.update(z_used=zu, z_source=src, velocity_class=str(velocity_class(zu)))
-            row.update(_lines._flux_row(a, zu, half_width_kms, method, 3.0))
-            row["hii_region"] = bool(hii_region(row["log_sii_ha"], row["log_nii_ha"]))
-        if indices:
-            row.update(_indices._measure_one(it, None, "lepine2013"))
+        zi = zgiven[i] if zgiven is not None else np.nan
+        row = _measure_one(it, zi, lines, indices, args, confirm_nsigma, half_width_kms, method,
+                           templates)
         rows.append(row)
         if progress is not None:
             progress(i + 1)

@@ -76,8 +76,11 @@ class WavelengthGrid:
 
     #: name -> (constructor, arguments); see :meth:`preset`.
     PRESETS: dict[str, tuple[str, tuple[float, ...]]] = {
-        # LAMOST LRS coverage on LAMOST's own log-linear sampling (dlog10 = 1e-4)
-        "lamost": ("log_linear", (3690.0, 9100.0, 1e-4)),
+        # LAMOST LRS coverage on LAMOST's own pixels: log10(w) = COEFF0 + COEFF1 i
+        # with COEFF0 = 3.5682, COEFF1 = 1e-4 in every LAMOST LRS header, so the
+        # grid starts a whole number of pixels (12) below 3.5682 (3690 A sat
+        # 0.74 pixel off and every ingest averaged neighbouring pixels)
+        "lamost": ("log_linear", (10.0 ** 3.567, 9100.0, 1e-4)),
         # 3900-8900 A at 1 A and 2 A (the product-quantisation set-ups)
         "pq-1A": ("linear", (3900.0, 8900.0, 1.0)),
         "pq-2A": ("linear", (3900.0, 8900.0, 2.0)),

@@ -118,7 +118,33 @@ def test_sdss_spec(tmp_path, rng, fast):
     assert s.meta["z"] == pytest.approx(0.1213, rel=1e-6)
     assert s.meta["snr_r"] == pytest.approx(21.0)
     np.testing.assert_allclose(s.wavelength, truth["wavelength"], rtol=1e-12)
+    # the builder sets MANYBADCOLUMNS (bit 4), a fibre-level warning: not masked by default
+    assert (truth["and_mask"] == 16).any()
+    assert not s.mask[truth["and_mask"] != 0].any()
+
+
+@pytest.mark.parametrize("bits", [["MANYBADCOLUMNS"], [4], "all"])
+def test_sdss_and_mask_bits_are_configurable(tmp_path, rng, bits):
+    from pyspec.io import fits as F
+
+    truth = write_sdss_spec(tmp_path / "spec-0266-51602-0013.fits", rng)
+    previous = F.set_sdss_masked_bits(bits)
+    try:
+        s = read_spectrum(tmp_path / "spec-0266-51602-0013.fits")
+    finally:
+        F.set_sdss_masked_bits(previous)
     np.testing.assert_array_equal(s.mask, truth["and_mask"] != 0)
+    assert F.sdss_masked_bits() == F.SDSS_DEFAULT_MASKED
+
+
+def test_sdss_and_mask_bad_bit_names_raise():
+    from pyspec.io import fits as F
+
+    with pytest.raises(ValueError, match="unknown SDSS mask bit"):
+        F.set_sdss_masked_bits(["NOT_A_BIT"])
+    with pytest.raises(ValueError, match="0..31"):
+        F.set_sdss_masked_bits([40])
+    assert F.sdss_masked_bits() == F.SDSS_DEFAULT_MASKED
 
 
 def test_sdss_spspec_sigma_row(tmp_path, rng, fast):

@@ -300,7 +300,8 @@ def test_line_fluxes_direct_and_gaussian_recover_injected_flux(rng):
             assert vals.mean() == pytest.approx(fin, abs=3 * vals.std() / np.sqrt(50) + 0.02 * fin)
             assert np.median(errs) == pytest.approx(vals.std(), rel=0.25)
         ew = np.array([r["ew_Ha"] for r in rows])
-        assert ew.mean() == pytest.approx(flux_in["Ha"] / 2.0, rel=0.05)
+        # rest-frame EW: observed flux / continuum, divided by (1 + z)
+        assert ew.mean() == pytest.approx(flux_in["Ha"] / 2.0 / (1 + z), rel=0.05)
 
 
 def test_line_fluxes_batch_table_and_failures():

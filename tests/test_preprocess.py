@@ -43,7 +43,7 @@ def make_spectrum(wl, flux, ivar=None, mask=None, **meta) -> Spectrum:
 # ------------------------------------------------------------------ grids
 
 @pytest.mark.parametrize(("name", "n", "lo", "hi"), [
-    ("lamost", 3921, 3690.0, 9100.0),
+    ("lamost", 3921, 10 ** 3.567, 9100.0),
     ("pq-1A", 5001, 3900.0, 8900.0),
     ("pq-2A", 2501, 3900.0, 8900.0),
     ("halpha-140", 140, 6519.0, 6732.0),

@@ -26,6 +26,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="spectrum files (LAMOST / SDSS FITS)")
     parser.add_argument("--store", type=Path, metavar="PATH",
                         help="measure every spectrum of a spectrum store instead of files")
+    parser.add_argument("--runs", nargs="+", type=Path, metavar="RUN.ecsv",
+                        help="emission-line pipeline (seed 004): merge these 'pyspec search' "
+                             "outputs into unique spectra, measure them from their files, keep "
+                             "those with an emission-line CL redshift and split them at "
+                             "--split-kms on both the CL and the template redshift")
+    parser.add_argument("--all-rows", action="store_true",
+                        help="with --runs: keep spectra without emission lines too")
+    parser.add_argument("--split-kms", type=float, default=500.0, metavar="KMS",
+                        help="with --runs: Galactic/extragalactic split (default 500 km/s)")
+    parser.add_argument("--store-flux", action="store_true",
+                        help="with --store: measure the stored, resampled arrays even where "
+                             "the original files are readable (by default each row is read "
+                             "back from its file, so that the numbers equal those of "
+                             "'pyspec measure FILES')")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.ecsv",
                         help="catalogue to write (ECSV)")
     parser.add_argument("--no-lines", action="store_true", help="skip emission lines")
@@ -41,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--confirm-nsigma", type=float, default=2.0,
                         help="guided second-pass threshold for the CL redshift "
                              "(default 2; 0 turns the second pass off)")
+    parser.add_argument("--no-xcorr", action="store_true",
+                        help="no template cross-correlation: CL redshifts only, indices at the "
+                             "header velocity (faster)")
     parser.add_argument("--chunk-size", type=int, default=256, metavar="N",
                         help="spectra read and measured per block (default 256)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -60,7 +77,8 @@ _READ_ONE_DEFAULT = _read_one
 def _measure_kwargs(args: argparse.Namespace) -> dict:
     return {"lines": not args.no_lines, "indices": not args.no_indices, "method": args.method,
             "window": args.window, "quantile": args.quantile, "nsigma": args.nsigma,
-            "confirm_nsigma": args.confirm_nsigma if args.confirm_nsigma > 0 else None}
+            "confirm_nsigma": args.confirm_nsigma if args.confirm_nsigma > 0 else None,
+            **({"templates": False} if args.no_xcorr else {})}
 
 
 def _file_rows(paths: list[str], kwargs: dict, chunk: int, bar: Any):
@@ -93,7 +111,75 @@ def _file_rows(paths: list[str], kwargs: dict, chunk: int, bar: Any):
     return vstack(tables, metadata_conflicts="silent") if tables else None
 
 
-def _store_rows(path: Path, kwargs: dict, chunk: int, bar: Any):
+def _plain(v: Any) -> Any:
+    """A table cell as a plain Python value (bytes/NumPy scalars -> str/float/int)."""
+    import numpy as np
+
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+class _OriginalFiles:
+    """Reads a store row's spectrum back from the file it was ingested from.
+
+    The store holds spectra resampled onto its grid (neighbouring pixels
+    averaged, errors rescaled): measuring those rows gives other numbers than
+    measuring the files.  Reading the original file, and picking the spectrum
+    with the row's id, makes ``measure --store`` and ``measure FILES`` agree
+    exactly.  The last file read is kept (rows of one file are adjacent).
+    """
+
+    def __init__(self) -> None:
+        self._path: str | None = None
+        self._batch: Any = None
+
+    def spectrum(self, path: str, spec_id: Any) -> Any:
+        from pyspec.errors import PyspecError
+        from pyspec.io import read_batch
+
+        if not path:
+            return None
+        if path != self._path:
+            self._path, self._batch = path, None
+            try:
+                self._batch = read_batch(path)
+            except (PyspecError, OSError, ValueError, KeyError, TypeError):
+                return None
+        if self._batch is None:
+            return None
+        for i, m in enumerate(self._batch.meta):
+            if len(self._batch) == 1 or str(m.get("id")) == str(spec_id):
+                return self._batch.spectrum(i)
+        return None
+
+
+def _store_spectra(store: Any, start: int, flux: Any, ivar: Any, w: Any,
+                   originals: _OriginalFiles | None) -> tuple[list, list]:
+    """Spectra of one chunk (original files where readable) and where each came from."""
+    import types
+
+    meta = store.meta[start:start + flux.shape[0]]
+    spectra, sources = [], []
+    for j in range(flux.shape[0]):
+        row = {k: _plain(meta[k][j]) for k in meta.colnames}
+        s = None
+        if originals is not None:
+            s = originals.spectrum(str(row.get("file") or ""), row.get("id"))
+        if s is None:
+            # the store's grid is vacuum (preprocessing converts air grids)
+            row.pop("vacuum", None)
+            s = types.SimpleNamespace(wavelength=w, flux=flux[j], ivar=ivar[j], meta=row)
+            sources.append("store")
+        else:
+            sources.append("file")
+        spectra.append(s)
+    return spectra, sources
+
+
+def _store_rows(path: Path, kwargs: dict, chunk: int, bar: Any, from_files: bool = True):
     import numpy as np
     from astropy.table import vstack
 
@@ -102,16 +188,36 @@ def _store_rows(path: Path, kwargs: dict, chunk: int, bar: Any):
 
     store = SpectrumStore.open(path)
     w = np.asarray(store.grid.wavelength, dtype=np.float64)
+    originals = _OriginalFiles() if from_files else None
     tables = []
     for start, flux, ivar in store.iter_chunks(chunk):
-        t = measure((w, np.asarray(flux), np.asarray(ivar)), **kwargs)
+        spectra, sources = _store_spectra(store, start, np.asarray(flux), np.asarray(ivar), w,
+                                          originals)
+        t = measure(spectra, **kwargs)
         meta = store.meta[start:start + len(t)]
         for name in ("file", "id"):
             if name in meta.colnames:
                 t.add_column(meta[name], name=name, index=0)
+        t["measured_from"] = sources
+        t["measured_from"].description = ("file: the original file the row was ingested from; "
+                                          "store: the stored resampled arrays")
         tables.append(t)
         bar.update(len(t))
     return vstack(tables, metadata_conflicts="silent") if tables else None
+
+
+def _pipeline_rows(args: argparse.Namespace, kwargs: dict):
+    from astropy.table import Table
+
+    from pyspec.lines.pipeline import emission_line_pipeline
+
+    missing = [p for p in args.runs if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"--runs: {missing[0]} not found")
+    tables = [Table.read(p, format="ascii.ecsv") for p in args.runs]
+    return emission_line_pipeline(tables, [p.stem for p in args.runs], read=_read_one,
+                                  split_kms=args.split_kms, emission_only=not args.all_rows,
+                                  **kwargs)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,13 +229,19 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")
     if args.output.exists() and not args.overwrite:
         raise FileExistsError(f"{args.output} exists; pass --overwrite to replace it")
-    if bool(args.inputs) == (args.store is not None):
-        raise ValueError("give FITS files or --store PATH (exactly one of them)")
+    if bool(args.inputs) + (args.store is not None) + bool(args.runs) != 1:
+        raise ValueError("give FITS files, --store PATH or --runs RUN.ecsv ... (exactly one)")
+    if args.split_kms <= 0:
+        raise ValueError(f"--split-kms must be positive, got {args.split_kms}")
     kwargs = _measure_kwargs(args)
     quiet = args.quiet or not __import__("sys").stderr.isatty()
-    if args.store is not None:
+    if args.runs:
+        t = _pipeline_rows(args, kwargs)
+        source = {"runs": [str(p) for p in args.runs]}
+    elif args.store is not None:
         with tqdm(disable=quiet, unit="spectra", desc="measure") as bar:
-            t = _store_rows(args.store, kwargs, args.chunk_size, bar)
+            t = _store_rows(args.store, kwargs, args.chunk_size, bar,
+                            from_files=not args.store_flux)
         source = {"store": str(args.store)}
     else:
         missing = [p for p in args.inputs if not Path(p).exists()]

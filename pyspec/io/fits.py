@@ -23,6 +23,8 @@ Formats
 ``sdss-spec``
     SDSS ``spec-PLATE-MJD-FIBER`` files: ``COADD`` table (one row per
     pixel: loglam, flux, ivar, and_mask) plus ``SPECOBJ``/``SPALL`` metadata.
+    Only the and_mask bits of :data:`SDSS_DEFAULT_MASKED` mark a pixel bad
+    (see there why; :func:`set_sdss_masked_bits` chooses others).
 ``sdss-spspec``
     Old SDSS ``spSpec`` primary images (rows flux, continuum-subtracted
     flux, sigma, mask); ivar = 1/sigma**2.
@@ -282,6 +284,84 @@ def _row_value(hdu: Any, name: str) -> Any:
     return col[0] if len(col) else None
 
 
+#: SDSS spectroscopic pixel mask bits (SPPIXMASK, idlspec2d ``sdssMaskbits.par``).
+SDSS_PIXMASK_BITS: dict[str, int] = {
+    "NOPLUG": 0, "BADTRACE": 1, "BADFLAT": 2, "BADARC": 3, "MANYBADCOLUMNS": 4,
+    "MANYREJECTED": 5, "LARGESHIFT": 6, "BADSKYFIBER": 7, "NEARWHOPPER": 8, "WHOPPER": 9,
+    "SMEARIMAGE": 10, "SMEARHIGHSN": 11, "SMEARMEDSN": 12, "NEARBADPIXEL": 16,
+    "LOWFLAT": 17, "FULLREJECT": 18, "PARTIALREJECT": 19, "SCATTEREDLIGHT": 20,
+    "CROSSTALK": 21, "NOSKY": 22, "BRIGHTSKY": 23, "NODATA": 24, "COMBINEREJ": 25,
+    "BADFLUXFACTOR": 26, "BADSKYCHI": 27, "REDMONSTER": 28,
+}
+
+#: and_mask bits that mark a pixel bad by default.  Per the SDSS bitmask
+#: documentation, bits 0-12 except the fibre-level NOPLUG/BADTRACE/BADFLAT/
+#: BADARC describe a whole fibre (MANYBADCOLUMNS: > 10 % of its pixels on bad
+#: columns, MANYREJECTED, SMEAR*, ...) and are set on every pixel of a usable
+#: spectrum; NEARBADPIXEL, LOWFLAT, PARTIALREJECT, SCATTEREDLIGHT, CROSSTALK,
+#: BRIGHTSKY and BADSKYCHI are warnings whose pixels keep a valid, larger
+#: error in ivar.  The defaults mask what has no valid data: an unplugged or
+#: untraceable fibre, no flat or arc, a pixel fully rejected in extraction or
+#: in the combine, no data, no sky model, or a bad flux calibration.
+SDSS_DEFAULT_MASKED = ("NOPLUG", "BADTRACE", "BADFLAT", "BADARC", "FULLREJECT", "NOSKY",
+                       "NODATA", "COMBINEREJ", "BADFLUXFACTOR")
+
+_sdss_masked = [SDSS_DEFAULT_MASKED]
+
+
+def _bit_value(names: Any) -> int:
+    value = 0
+    for name in names:
+        if isinstance(name, (int, np.integer)) and not isinstance(name, bool):
+            if not 0 <= int(name) < 32:
+                raise ValueError(f"SDSS mask bit must be in 0..31, got {name}")
+            value |= 1 << int(name)
+        elif str(name).upper() in SDSS_PIXMASK_BITS:
+            value |= 1 << SDSS_PIXMASK_BITS[str(name).upper()]
+        else:
+            raise ValueError(f"unknown SDSS mask bit {name!r}; known: "
+                             f"{', '.join(SDSS_PIXMASK_BITS)}")
+    return value
+
+
+def sdss_masked_bits() -> tuple:
+    """The SDSS and_mask bits (names or numbers) that currently mark a pixel bad."""
+    return tuple(_sdss_masked[0])
+
+
+def set_sdss_masked_bits(bits: Any = None) -> tuple:
+    """Choose the SDSS and_mask bits that mark a pixel bad; returns the previous choice.
+
+    Parameters
+    ----------
+    bits : iterable of bit names (see :data:`SDSS_PIXMASK_BITS`) or numbers, "all",
+        or None for :data:`SDSS_DEFAULT_MASKED`.
+
+    Raises
+    ------
+    ValueError
+        An unknown bit name or a number outside 0..31.
+    """
+    previous = sdss_masked_bits()
+    if bits is None:
+        chosen = SDSS_DEFAULT_MASKED
+    elif isinstance(bits, str) and bits.lower() == "all":
+        chosen = tuple(range(32))
+    else:
+        chosen = tuple(bits)
+    _bit_value(chosen)  # validate before changing anything
+    _sdss_masked[0] = chosen
+    return previous
+
+
+def _sdss_and_mask(and_mask: Any) -> np.ndarray | None:
+    """The and_mask reduced to the chosen bits (pixels with other bits stay good)."""
+    if and_mask is None:
+        return None
+    keep = _bit_value(_sdss_masked[0])
+    return np.asarray(and_mask).astype(np.int64) & keep
+
+
 @accepts_source
 def load_sdss_spec(view: Any) -> SpectrumBatch:
     hdu = view[1]
@@ -290,7 +370,7 @@ def load_sdss_spec(view: Any) -> SpectrumBatch:
     if loglam.ndim != 1:
         raise fail(view, f"loglam column has shape {loglam.shape}; expected one row per pixel")
     wavelength = 10.0 ** loglam
-    and_mask = hdu.column("and_mask") if "and_mask" in cols else None
+    and_mask = _sdss_and_mask(hdu.column("and_mask") if "and_mask" in cols else None)
     meta = empty_meta()
     # SDSS-I/II files carry SPECOBJ, BOSS/eBOSS files SPALL, always as HDU 2
     obj = view[2] if view.has(2) and view[2].name in ("SPECOBJ", "SPALL") else None
@@ -346,7 +426,7 @@ def load_sdss_spspec(view: Any) -> SpectrumBatch:
     sigma = np.asarray(data[2], dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         ivar = np.where(sigma > 0, 1.0 / (sigma * sigma), 0.0)
-    and_mask = data[3] if data.shape[0] > 3 else None
+    and_mask = _sdss_and_mask(data[3] if data.shape[0] > 3 else None)
     meta = empty_meta()
     try:
         meta["id"] = f"{int(h.get('PLATEID')):04d}-{int(h.get('MJD')):05d}-" \

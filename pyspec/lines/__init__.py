@@ -27,6 +27,13 @@ H-alpha         6564.61
 [N II] 6583     6585.27
 [S II] 6716     6718.29
 [S II] 6731     6732.67
+C IV 1549       1549.48
+C III] 1909     1908.73
+Mg II 2799      2799.49
+[Ne V] 3426     3426.84
+[Ne III] 3869   3869.86
+H-delta         4102.89
+H-gamma         4341.68
 ==============  ===========
 
 Spectra flagged ``meta['vacuum'] is False`` are converted from air to vacuum
@@ -55,12 +62,14 @@ from pyspec.classify import (
 )
 from pyspec.lines import _kernels
 from pyspec.lines._input import Prepared, air_to_vacuum, as_prepared, vacuum_to_air
+from pyspec.lines._sky import SKY_REGIONS, sky_mask
 
 __all__ = [
     "REST_LINES", "FLUX_LINES", "RedshiftResult", "pseudo_continuum", "find_lines",
     "redshift", "redshift_from_lines", "transfer_redshift", "confirm_redshift",
     "line_fluxes", "bpt_class", "hii_region", "velocity_class", "kauffmann03", "kewley01",
     "schawinski07", "BPT_CLASSES", "air_to_vacuum", "vacuum_to_air", "C_KMS",
+    "best_redshift", "SKY_REGIONS", "sky_mask",
 ]
 
 C_KMS = 299792.458
@@ -78,6 +87,16 @@ REST_LINES: dict[str, float] = {
     "NII_6583": 6585.27,
     "SII_6716": 6718.29,
     "SII_6731": 6732.67,
+    # narrow lines that keep three lines in reach above z ~ 0.8, and the
+    # quasar lines (broad in type 1 objects; a broad line counts only when its
+    # centroid meets the strict tolerance like every other line)
+    "CIV_1549": 1549.48,
+    "CIII_1909": 1908.73,
+    "MgII_2799": 2799.49,
+    "NeV_3426": 3426.84,
+    "NeIII_3869": 3869.86,
+    "Hd": 4102.89,
+    "Hg": 4341.68,
 }
 
 #: Lines whose flux is measured: name -> (centre, extra half-width) in vacuum Angstrom.
@@ -99,8 +118,21 @@ FLUX_LINES: dict[str, tuple[float, float]] = {
 # atomic ratios ([O III] 5007/4959 = 3, [N II] 6583/6548 = 3) and that [N II]
 # and [S II] sit next to H-alpha in every emission-line galaxy, and it removes
 # most chance coincidences of noise peaks.
+# The same holds down the Balmer series (H-delta < H-gamma < H-beta in every
+# nebula) and for [Ne V] 3426, weaker than [Ne III] 3869 in AGN.
 _PARTNER = {"OIII_4959": "OIII_5007", "NII_6548": "NII_6583", "NII_6583": "Ha",
-            "SII_6716": "Ha", "SII_6731": "Ha"}
+            "SII_6716": "Ha", "SII_6731": "Ha", "Hd": "Hg", "Hg": "Hb",
+            "NeV_3426": "NeIII_3869"}
+
+
+def _n_features(keep) -> int:
+    """Matched lines, with the two [O II] members counted once.
+
+    The doublet is one feature at R ~ 2000: two noise peaks 3-6 A apart would
+    otherwise count as two independent agreeing lines.
+    """
+    names = {_REST_NAMES[c] for _, c in keep}
+    return len(keep) - int({"OII_3727", "OII_3729"} <= names)
 
 _REST_NAMES = tuple(REST_LINES)
 _REST_WAVES = np.array([REST_LINES[k] for k in _REST_NAMES])
@@ -127,6 +159,17 @@ class RedshiftResult:
     guided : bool
         True when lines of the guided second pass (``confirm_nsigma``) were
         needed to reach ``min_lines``.
+    method : str
+        ``"CL"`` (emission-line combination), ``"xcorr-star"`` (radial
+        velocity, z = v/c) or ``"xcorr-galaxy"`` (template cross-correlation);
+        see :func:`pyspec.lines.best_redshift`.
+    quality : str
+        ``"good"``, ``"uncertain"`` or ``"failed"`` (see :func:`best_redshift`);
+        empty for a plain CL result.
+    template : str
+        Best cross-correlation template (file stem), when one was used.
+    r_td : float
+        Tonry & Davis r of the cross-correlation peak (NaN for CL).
     """
 
     z: float
@@ -136,6 +179,10 @@ class RedshiftResult:
     observed: tuple[float, ...] = ()
     reason: str | None = None
     guided: bool = False
+    method: str = "CL"
+    quality: str = ""
+    template: str = ""
+    r_td: float = np.nan
 
     @property
     def ok(self) -> bool:
@@ -246,7 +293,7 @@ def _lines_table(a: _Analysis, peak, start, end, centre):
     t["end"] = w[end] * u.AA
     t["peak"] = a.resid[peak]
     t["snr"] = np.where(sigma > 0, a.resid[peak] / np.where(sigma > 0, sigma, 1.0), np.nan)
-    t["centre"].description = "line centre (vacuum; parabola through the peak pixel)"
+    t["centre"].description = "line centre (vacuum; Gaussian fit to the pixels above half the peak)"
     t["start"].description = "first pixel of the line"
     t["end"].description = "last pixel of the line"
     t["peak"].description = "residual flux (flux - pseudo-continuum) at the peak pixel"
@@ -283,8 +330,15 @@ def _peaks(a: _Analysis, quantile: float | None, nsigma: float | None, min_pixel
                 noise = np.maximum(noise, _local_scatter(a))
             a.extra["noise"] = noise
         thr = np.maximum(thr, nsigma * a.extra["noise"])
-    peak, start, end, centre = _kernels.find_peaks(a.item.wavelength, a.resid, thr, a.good,
+    # sky-line residuals and telluric bands are never the object's lines
+    usable = a.good & ~sky_mask(a.item.wavelength)
+    peak, start, end, vertex = _kernels.find_peaks(a.item.wavelength, a.resid, thr, usable,
                                                    min_pixels, half_window, _SPLIT_DEPTH)
+    # the centre from a Gaussian fit to the line's upper half (Guo 2011): exact
+    # for a Gaussian at any pixel phase, and near the flux-weighted centre of
+    # an asymmetric line, where the parabola through the peak pixel (vertex)
+    # follows the highest pixel only
+    centre = _kernels.gauss_centres(a.item.wavelength, a.resid, peak, start, end, vertex)
     if peak.size > max_lines:  # keep the strongest, in wavelength order
         keep = np.sort(np.argsort(-a.resid[peak], kind="stable")[:max_lines])
         peak, start, end, centre = peak[keep], start[keep], end[keep], centre[keep]
@@ -415,16 +469,29 @@ def _finalise(zij, weights, rows, cols, wave, good, tol):
         if weak in by_name and strong in by_name and weights[by_name[weak]] > weights[
                 by_name[strong]]:
             keep = [(r, c) for r, c in keep if _REST_NAMES[c] != weak]
-    for _ in range(2):
+    def partners_ok(keep):
         names = {_REST_NAMES[c] for _, c in keep}
         z_mean = float(np.mean([zij[r, c] for r, c in keep])) if keep else np.nan
-        keep = [(r, c) for r, c in keep
+        return [(r, c) for r, c in keep
                 if _REST_NAMES[c] not in _PARTNER
                 or _PARTNER[_REST_NAMES[c]] in names
                 or not _observable(REST_LINES[_PARTNER[_REST_NAMES[c]]], z_mean, wave, good)]
+
+    for _ in range(2):
+        keep = partners_ok(keep)
         if keep:
             z = float(np.mean([zij[r, c] for r, c in keep]))
             keep = [(r, c) for r, c in keep if abs(zij[r, c] - z) < tol]
+    # strict acceptance: every kept line lies within tol of the final mean
+    # (the loop above only bounds the distance to an earlier mean, which lets
+    # the solution spread over 2 tol); drop the farthest line until it holds
+    while keep:
+        zs = np.array([zij[r, c] for r, c in keep])
+        dev = np.abs(zs - zs.mean())
+        if dev.max() < tol:
+            break
+        keep.pop(int(np.argmax(dev)))
+        keep = partners_ok(keep)
     return keep
 
 
@@ -502,7 +569,7 @@ def redshift_from_lines(centres: Any, weights: Any = None, *, tol: float = 0.001
         keep = _finalise(zij, w, rows, col[s, rows], wavelength, good, tol)
         if not keep:
             continue
-        score = (len(keep), float(sum(w[r] for r, _ in keep)))
+        score = (_n_features(keep), float(sum(w[r] for r, _ in keep)))
         if best is None or score > best[0]:
             best = (score, keep)
     if best is None or best[0][0] < min_lines:
@@ -755,9 +822,10 @@ def _fluxes_one(a: _Analysis, z: float, half_width_kms: float, method: str) -> d
                     flux[i], err[i] = fl[names[i]], er[names[i]]
             if why:
                 notes.append(f"{'+'.join(names[i] for i in idx)}: {why}")
+    # rest-frame equivalent widths: the observed EW is stretched by (1 + z)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ew = np.where(cont > 0, flux / cont, np.nan)
-        ew_err = np.where(cont > 0, err / cont, np.nan)
+        ew = np.where(cont > 0, flux / cont, np.nan) / (1.0 + z)
+        ew_err = np.where(cont > 0, err / cont, np.nan) / (1.0 + z)
     for i, n in enumerate(names):
         out[f"flux_{n}"] = flux[i]
         out[f"flux_err_{n}"] = err[i]
@@ -798,8 +866,8 @@ def line_fluxes(spectra: Any, z: Any = None, *, method: str = "direct",
     [O II] doublet, H-beta) jointly with one velocity shift and one width, so
     blends are split, with errors from ivar (scipy ``curve_fit``, absolute
     sigma).  In both cases the pseudo-continuum is re-estimated from pixels
-    outside all line windows.  Equivalent widths are flux
-    over the mean pseudo-continuum in the window and are positive for
+    outside all line windows.  Equivalent widths are rest-frame: flux over
+    the mean pseudo-continuum in the window, divided by (1 + z), positive for
     emission.  Also gives the log ratios for the BPT diagram (lines detected
     at ``snr_min``) and the BPT class.
 
@@ -815,7 +883,8 @@ def line_fluxes(spectra: Any, z: Any = None, *, method: str = "direct",
     -------
     dict for one spectrum, astropy.table.Table for a batch
         One row per spectrum: ``flux_<line>``, ``flux_err_<line>`` (input flux
-        unit times Angstrom), ``ew_<line>``, ``ew_err_<line>`` (Angstrom),
+        unit times Angstrom), ``ew_<line>``, ``ew_err_<line>`` (rest-frame
+        Angstrom),
         ``log_nii_ha``, ``log_oiii_hb``, ``log_sii_ha``, ``bpt_class``,
         ``flux_reason``.
     """
@@ -871,3 +940,6 @@ def _resolve_z(items: list[Prepared], z: Any, window: float) -> np.ndarray:
     if zs.shape != (n,):
         raise ValueError(f"z has shape {zs.shape}, expected ({n},) for {n} spectra")
     return zs
+
+
+from pyspec.lines.auto import best_redshift  # noqa: E402  (needs the names above)

@@ -255,3 +255,52 @@ def integrate_lines(wave, resid, cont, ivar, centre, half_width, min_coverage):
             err[b] = np.sqrt(sv) * scale
             cmean[b] = sc / sw
     return flux, err, cmean, cover
+
+
+@njit(cache=True)
+def gauss_centres(wave, resid, peak, start, end, fallback):
+    """Centre of a Gaussian fitted to the pixels above half of each peak.
+
+    Guo's (2011) weighted least squares of ln r = a + b x + c x^2 with weights
+    r^2 (x relative to the peak pixel), solved by Cramer's rule on the 3x3
+    normal equations.  Lines with fewer than three such pixels, a non-concave
+    fit or a centre outside the line keep ``fallback``.
+    """
+    out = fallback.copy()
+    for k in range(peak.size):
+        p = peak[k]
+        half = 0.5 * resid[p]
+        s = np.zeros(5)
+        t = np.zeros(3)
+        m = 0
+        for i in range(start[k], end[k] + 1):
+            y = resid[i]
+            if y <= half:
+                continue
+            x = wave[i] - wave[p]
+            w = y * y
+            ly = np.log(y)
+            xp = 1.0
+            for j in range(5):
+                s[j] += w * xp
+                if j < 3:
+                    t[j] += w * xp * ly
+                xp *= x
+            m += 1
+        if m < 3:
+            continue
+        a = np.array([[s[0], s[1], s[2]], [s[1], s[2], s[3]], [s[2], s[3], s[4]]])
+        det = np.linalg.det(a)
+        if det == 0.0:
+            continue
+        a1 = a.copy()
+        a1[:, 1] = t
+        a2 = a.copy()
+        a2[:, 2] = t
+        b = np.linalg.det(a1) / det
+        c = np.linalg.det(a2) / det
+        if c < 0.0:
+            mu = -b / (2.0 * c)
+            if abs(mu) <= wave[end[k]] - wave[start[k]]:
+                out[k] = wave[p] + mu
+    return out
