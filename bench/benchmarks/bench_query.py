@@ -18,11 +18,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 _CACHE = Path(tempfile.gettempdir()) / "pyspec-asv-query"
 
 
+def _cache_key() -> str:
+    """One cache per checkout and source state: engines of another checkout or of an
+    older pyspec (other preprocessing settings, other file versions) are never reused."""
+    import hashlib
+
+    import pyspec
+
+    root = Path(pyspec.__file__).resolve().parent
+    h = hashlib.sha256(str(root).encode())
+    for name in ("engine.py", "preprocess.py", "store.py", "_integrity.py"):
+        f = root / name
+        if f.is_file():
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _engine_path(n_codes: int) -> Path:
     from peer_sections.query import make_engine
 
-    work = _CACHE / f"n{n_codes}"
-    if not (work / "engine" / "engine.json").is_file():
+    from pyspec.engine import Engine
+    from pyspec.errors import PyspecError
+
+    work = _CACHE / _cache_key() / f"n{n_codes}"
+    try:
+        Engine.open(work / "engine")
+    except (OSError, PyspecError, ValueError):  # missing, stale or damaged: build anew
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)
