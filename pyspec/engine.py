@@ -399,6 +399,10 @@ class Engine:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no such engine directory: {path}")
+        if cls is Engine and (path / "sharded-engine.json").is_file():
+            from pyspec.distributed.engine import ShardedEngine  # one engine per shard
+
+            return ShardedEngine.open(path, mmap=mmap)
         info_path = path / "engine.json"
         if not info_path.is_file():
             raise IndexFormatError(f"{path} is not a pyspec engine directory (no engine.json); "
