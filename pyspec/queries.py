@@ -297,8 +297,8 @@ def representative_queries_streamed(
     chunk_size : int
         Spectra assigned per block.
     assign : callable, optional
-        ``assign(clustering, blocks)`` -> list of (labels, _Representatives) per
-        block of rows; lets the assignment run elsewhere (a Dask cluster).
+        ``assign(clustering, blocks)`` -> ``[assign_block(b, clustering, read_rows)
+        for b in blocks]``, computed elsewhere (e.g. as Dask tasks).
     method, n_groups, n_subclusters, n_clusters, n_components, birch_threshold, random_state :
         As for :func:`representative_queries`.
     """
@@ -326,7 +326,7 @@ def representative_queries_streamed(
         clustering.fit_scores = None  # not needed to assign blocks (and not shipped to workers)
         blocks = [np.arange(a, min(a + chunk_size, n)) for a in range(0, n, chunk_size)]
         if assign is None:
-            parts = [assign_block(clustering, read_rows, b) for b in blocks]
+            parts = [assign_block(b, clustering, read_rows) for b in blocks]
         else:
             parts = assign(clustering, blocks)
     reps = _Representatives(clustering.n_clusters)
@@ -340,10 +340,101 @@ def representative_queries_streamed(
     return _selection(clustering, reps, labels, params)
 
 
-def assign_block(clustering: _Clustering, read_rows: Callable[[np.ndarray], np.ndarray],
-                 rows: np.ndarray) -> tuple[np.ndarray, _Representatives]:
+def assign_block(rows: np.ndarray, clustering: _Clustering,
+                 read_rows: Callable[[np.ndarray], np.ndarray]
+                 ) -> tuple[np.ndarray, _Representatives]:
     """Labels of ``rows`` and their per-cluster nearest members."""
     labels, dist = clustering.assign(clustering.scores(as_float_matrix(read_rows(rows), "flux")))
     reps = _Representatives(clustering.n_clusters)
     reps.update(rows, labels, dist)
     return labels, reps
+
+
+# ----------------------------------------------------------------------------- store access
+
+class StoreRowReader:
+    """``read_rows`` for :func:`representative_queries_streamed` over rows of a spectrum store.
+
+    ``reader(i)`` is the flux of store rows ``rows[i]`` (``i`` ascending). The
+    rows are read from ``flux.f32`` through a file handle, one read per run of
+    consecutive rows, not through the memory map: mapped pages stay in the
+    process's resident set once touched, so a pass over a large store through
+    the map would grow memory with the store. Picklable (for cluster tasks).
+    """
+
+    def __init__(self, store: Any, rows: np.ndarray) -> None:
+        from pathlib import Path
+
+        self.path = str(Path(store.path) / "flux.f32")
+        self.n_pixels = int(store.flux.shape[1])
+        self.rows = np.asarray(rows, np.int64)
+
+    def __call__(self, index: np.ndarray) -> np.ndarray:
+        rows = self.rows[np.asarray(index, np.int64)]
+        m = self.n_pixels
+        out = np.empty((rows.size, m), np.float32)
+        if not rows.size:
+            return out
+        starts = np.flatnonzero(np.diff(rows, prepend=rows[0] - 2) != 1)
+        ends = np.append(starts[1:], rows.size)
+        with open(self.path, "rb") as fh:
+            for a, b in zip(starts, ends, strict=True):
+                fh.seek(int(rows[a]) * m * 4)
+                out[a:b] = np.fromfile(fh, "<f4", count=(b - a) * m).reshape(b - a, m)
+        return out
+
+
+def _store_parts(store: Any) -> list[Any]:
+    from pyspec.store import _scan_parts
+
+    return _scan_parts(store.path)[:int(store.manifest["n_parts"])]
+
+
+def select_store_rows(store: Any, select: Callable[[Any], np.ndarray]) -> np.ndarray:
+    """Store rows chosen by ``select``, reading the metadata part by part.
+
+    ``select`` gets an astropy Table of one part's ``class`` and ``subclass``
+    columns (those present) and returns the chosen rows of that table. The full metadata
+    table of a large store is never built (it holds ~1 kB per spectrum).
+    """
+    from astropy.table import Table
+
+    out, start = [], 0
+    for p in _store_parts(store):
+        with np.load(p, allow_pickle=False) as z:
+            n = int(z["n_rows"])
+            cols = {k: z[f"m_{k}"] for k in ("class", "subclass") if f"m_{k}" in z.files}
+        if n:
+            table = Table(cols) if cols else Table({"_row": np.arange(n)})
+            out.append(start + np.asarray(select(table), np.int64))
+        start += n
+    return np.concatenate(out) if out else np.empty(0, np.int64)
+
+
+def store_meta_rows(store: Any, rows: np.ndarray) -> Any:
+    """Metadata Table of the given store rows (in that order), reading the parts one by one."""
+    from astropy.table import Table
+
+    from pyspec.store import _concat_columns, _meta_columns
+
+    rows = np.asarray(rows, np.int64)
+    order = np.argsort(rows, kind="stable")
+    pieces, start = [], 0
+    for p in _store_parts(store):
+        with np.load(p, allow_pickle=False) as z:
+            n = int(z["n_rows"])
+            lo, hi = np.searchsorted(rows[order], [start, start + n])
+            if hi > lo:
+                local = rows[order[lo:hi]] - start
+                pieces.append(({k[2:]: z[k][local] for k in z.files if k.startswith("m_")},
+                               int(hi - lo)))
+        start += n
+    cols = _concat_columns([(_meta_columns([]), 0), *pieces])
+    table = Table(cols)
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(order.size)
+    table = table[inverse]
+    for k in ("ra", "dec"):
+        if k in table.colnames:
+            table[k].unit = "deg"
+    return table

@@ -33,8 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="spectra encoded per chunk (bounds memory; default 8192)")
     parser.add_argument("--seed", type=int, default=0, help="random_state of the model (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--shards", type=int, default=None, metavar="N",
+                        help="write a sharded engine of N shards (default with --scheduler/--dask: "
+                             "one per worker; a sharded store: one per shard store)")
     add_num_threads(parser)
     add_quiet(parser)
+    from pyspec.distributed.tasks import add_cluster_arguments
+
+    add_cluster_arguments(parser)
 
 
 def load_model_file(path: str) -> object:
@@ -62,7 +68,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")
-    store = open_store(args.store)
+    from pyspec.distributed.store import is_sharded_store
+    from pyspec.distributed.tasks import cluster_client, uses_cluster
+
+    if args.shards is not None and args.shards < 1:
+        raise ValueError(f"--shards must be >= 1, got {args.shards}")
+    sharded = args.shards is not None or uses_cluster(args) or is_sharded_store(args.store)
+    store = open_store(args.store) if not is_sharded_store(args.store) else None
     if args.model_file:
         model = load_model_file(args.model_file)
     elif args.model == "pq":
@@ -77,10 +89,19 @@ def run(args: argparse.Namespace) -> int:
         model = make_model("pil", n_bits=args.n_bits, hidden=hidden, random_state=args.seed)
     else:
         model = make_model(args.model, n_bits=args.n_bits, random_state=args.seed)
-    engine = Engine.build(store, model, out=args.out, chunk_size=args.chunk_size,
-                          fit_sample=args.fit_sample, num_threads=args.num_threads,
-                          progress=show_progress(args), overwrite=args.overwrite,
-                          random_state=args.seed)
+    if sharded:
+        from pyspec.distributed.build import build_sharded
+
+        with cluster_client(args) as client:
+            engine = build_sharded(store or args.store, model, args.out, n_shards=args.shards,
+                                   client=client, fit_sample=args.fit_sample,
+                                   chunk_size=args.chunk_size, num_threads=args.num_threads,
+                                   overwrite=args.overwrite, random_state=args.seed)
+    else:
+        engine = Engine.build(store, model, out=args.out, chunk_size=args.chunk_size,
+                              fit_sample=args.fit_sample, num_threads=args.num_threads,
+                              progress=show_progress(args), overwrite=args.overwrite,
+                              random_state=args.seed)
     t = engine.info["timings_s"]
     say(args, f"engine {engine.path}: {len(engine):,d} spectra, {engine.info['model_class']} "
               f"({engine.kind}), fit {t['fit']:.2f} s, encode {t['encode']:.2f} s")

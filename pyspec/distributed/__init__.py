@@ -22,12 +22,19 @@ answers exactly (ids and distances) what one engine over the concatenated
 spectra answers.
 """
 
-from pyspec.distributed.build import build_sharded
-from pyspec.distributed.engine import ShardedEngine
-from pyspec.distributed.ingest import ShardedIngestSummary, ingest_sharded
-from pyspec.distributed.merge import merge_ranges, merge_topk
-from pyspec.distributed.store import ShardedStore, open_any_store
-from pyspec.distributed.tasks import connect
+import importlib
+from typing import Any
 
-__all__ = ["ShardedEngine", "ShardedIngestSummary", "ShardedStore", "build_sharded", "connect",
-           "ingest_sharded", "merge_ranges", "merge_topk", "open_any_store"]
+# imported on first use, so that `pyspec --help` and the CLI flags stay cheap
+_WHERE = {"build_sharded": "build", "ShardedEngine": "engine",
+          "ShardedIngestSummary": "ingest", "ingest_sharded": "ingest",
+          "merge_ranges": "merge", "merge_topk": "merge",
+          "ShardedStore": "store", "open_any_store": "store", "connect": "tasks"}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'pyspec.distributed' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"pyspec.distributed.{_WHERE[name]}"), name)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 
@@ -70,23 +71,32 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
                        help="workers of the --dask local cluster (default: one per core)")
 
 
-def client_from_args(args: argparse.Namespace) -> Any:
-    """The Client the flags ask for, or None (no flag: nothing changes)."""
+@contextlib.contextmanager
+def cluster_client(args: argparse.Namespace) -> Iterator[Any]:
+    """The Client the flags ask for, or None (no flag: nothing changes); closed on exit.
+
+    ``--scheduler`` connects to a running cluster (left running); ``--dask``
+    starts a cluster of local worker processes on 127.0.0.1 for the command.
+    """
     workers = getattr(args, "dask_workers", None)
     if workers is not None and workers < 1:
         raise ValueError(f"--dask-workers must be >= 1, got {workers}")
+    if not uses_cluster(args):
+        yield None
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ModuleNotFoundError:
+        raise ImportError("--scheduler and --dask need the 'dask' extra: "
+                          'pip install "pyspec[dask]"') from None
     if getattr(args, "scheduler", None):
-        return connect(args.scheduler)
-    if getattr(args, "dask", False) or workers is not None:
-        try:
-            from distributed import Client, LocalCluster
-        except ModuleNotFoundError:
-            raise ImportError('--dask needs the \'dask\' extra: pip install "pyspec[dask]"'
-                              ) from None
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None)
-        return Client(cluster)
-    return None
+        with Client(args.scheduler) as client:
+            yield client
+        return
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      protocol="tcp://", host="127.0.0.1", dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        yield client
 
 
 def uses_cluster(args: argparse.Namespace) -> bool:
