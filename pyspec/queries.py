@@ -32,6 +32,8 @@ from pyspec._validation import as_float_matrix
 __all__ = ["PRESETS", "QuerySelection", "representative_queries",
            "representative_queries_streamed"]
 
+_WORKING_MEMORY_MB = 32
+
 PRESETS: dict[str, dict[str, Any]] = {
     # 50 BIRCH groups x 20 KMeans sub-clusters (M dwarfs in the M-star study)
     "dwarf": {"method": "birch-kmeans", "n_groups": 50, "n_subclusters": 20},
@@ -313,6 +315,19 @@ def representative_queries_streamed(
         sample = np.sort(rng.choice(n, size=int(fit_sample), replace=False))
     else:
         sample = np.arange(n)
+    # sklearn's pairwise steps (BIRCH predict against every CF sub-cluster) take up to
+    # `working_memory` (default 1 GB) per block; keep them to a few tens of MB
+    from sklearn import config_context
+
+    with config_context(working_memory=_WORKING_MEMORY_MB):
+        return _streamed(read_rows, n, sample, chunk_size, method, n_groups, n_subclusters,
+                         n_clusters, n_components, birch_threshold, random_state, assign)
+
+
+def _streamed(read_rows: Callable[[np.ndarray], np.ndarray], n: int, sample: np.ndarray,
+              chunk_size: int, method: str, n_groups: int, n_subclusters: int,
+              n_clusters: int, n_components: int, birch_threshold: float | str,
+              random_state: int | None, assign: Callable[..., Any] | None) -> QuerySelection:
     x = as_float_matrix(read_rows(sample), "flux")
     clustering = _Clustering(x, method, n_groups, n_subclusters, n_clusters, n_components,
                              birch_threshold, random_state)
@@ -382,59 +397,3 @@ class StoreRowReader:
                 fh.seek(int(rows[a]) * m * 4)
                 out[a:b] = np.fromfile(fh, "<f4", count=(b - a) * m).reshape(b - a, m)
         return out
-
-
-def _store_parts(store: Any) -> list[Any]:
-    from pyspec.store import _scan_parts
-
-    return _scan_parts(store.path)[:int(store.manifest["n_parts"])]
-
-
-def select_store_rows(store: Any, select: Callable[[Any], np.ndarray]) -> np.ndarray:
-    """Store rows chosen by ``select``, reading the metadata part by part.
-
-    ``select`` gets an astropy Table of one part's ``class`` and ``subclass``
-    columns (those present) and returns the chosen rows of that table. The full metadata
-    table of a large store is never built (it holds ~1 kB per spectrum).
-    """
-    from astropy.table import Table
-
-    out, start = [], 0
-    for p in _store_parts(store):
-        with np.load(p, allow_pickle=False) as z:
-            n = int(z["n_rows"])
-            cols = {k: z[f"m_{k}"] for k in ("class", "subclass") if f"m_{k}" in z.files}
-        if n:
-            table = Table(cols) if cols else Table({"_row": np.arange(n)})
-            out.append(start + np.asarray(select(table), np.int64))
-        start += n
-    return np.concatenate(out) if out else np.empty(0, np.int64)
-
-
-def store_meta_rows(store: Any, rows: np.ndarray) -> Any:
-    """Metadata Table of the given store rows (in that order), reading the parts one by one."""
-    from astropy.table import Table
-
-    from pyspec.store import _concat_columns, _meta_columns
-
-    rows = np.asarray(rows, np.int64)
-    order = np.argsort(rows, kind="stable")
-    pieces, start = [], 0
-    for p in _store_parts(store):
-        with np.load(p, allow_pickle=False) as z:
-            n = int(z["n_rows"])
-            lo, hi = np.searchsorted(rows[order], [start, start + n])
-            if hi > lo:
-                local = rows[order[lo:hi]] - start
-                pieces.append(({k[2:]: z[k][local] for k in z.files if k.startswith("m_")},
-                               int(hi - lo)))
-        start += n
-    cols = _concat_columns([(_meta_columns([]), 0), *pieces])
-    table = Table(cols)
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(order.size)
-    table = table[inverse]
-    for k in ("ra", "dec"):
-        if k in table.colnames:
-            table[k].unit = "deg"
-    return table

@@ -13,13 +13,8 @@ import pytest
 
 from pyspec.cli import main
 from pyspec.commands._workflow import select_rows
-from pyspec.queries import (
-    StoreRowReader,
-    representative_queries,
-    representative_queries_streamed,
-    select_store_rows,
-    store_meta_rows,
-)
+from pyspec.distributed.store import select_store_rows, store_meta_rows
+from pyspec.queries import StoreRowReader, representative_queries, representative_queries_streamed
 from pyspec.store import SpectrumStore
 
 N_PIX = 140

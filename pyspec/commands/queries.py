@@ -50,14 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pyspec.distributed.store import select_store_rows, store_meta_rows
     from pyspec.distributed.tasks import cluster_client, run_per_shard
     from pyspec.queries import (
         PRESETS,
         StoreRowReader,
         assign_block,
         representative_queries_streamed,
-        select_store_rows,
-        store_meta_rows,
     )
 
     if args.fit_sample < 2:

@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 
 from pyspec.distributed.engine import SHARDED_ENGINE_FILE, SHARDED_ENGINE_FORMAT, ShardedEngine
-from pyspec.distributed.store import VERSION, ShardedStore, open_any_store, write_json_atomic
+from pyspec.distributed.store import (
+    VERSION,
+    ShardedStore,
+    open_any_store,
+    store_meta_rows,
+    write_json_atomic,
+)
 from pyspec.distributed.tasks import connect, n_workers, run_per_shard
 from pyspec.engine import Engine, _is_fitted, _kind_of, _safe_params, make_model
 
@@ -38,7 +44,8 @@ class _RowRange:
 
     @property
     def meta(self) -> Any:
-        return self._store.meta[self._start:self._stop]
+        # only this range's metadata parts: a shard task never holds the whole table
+        return store_meta_rows(self._store, np.arange(self._start, self._stop))
 
 
 def _build_shard(store_path: str, start: int, stop: int, out: str, *, model: Any,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +124,63 @@ def open_any_store(path: str | os.PathLike) -> Any:
     from pyspec.store import SpectrumStore
 
     return ShardedStore.open(path) if is_sharded_store(path) else SpectrumStore.open(path)
+
+
+# ----------------------------------------------------------------------------- partial reads
+# A large store's full metadata table costs ~1 kB per spectrum (and several times that while
+# its parts are joined); these read only the columns or rows asked for, part by part.
+
+def _store_parts(store: Any) -> list[Any]:
+    from pyspec.store import _scan_parts
+
+    return _scan_parts(store.path)[:int(store.manifest["n_parts"])]
+
+
+def select_store_rows(store: Any, select: Callable[[Any], np.ndarray]) -> np.ndarray:
+    """Store rows chosen by ``select``, reading the metadata part by part.
+
+    ``select`` gets an astropy Table of one part's ``class`` and ``subclass``
+    columns (those present) and returns the chosen rows of that table. The full metadata
+    table of a large store is never built (it holds ~1 kB per spectrum).
+    """
+    from astropy.table import Table
+
+    out, start = [], 0
+    for p in _store_parts(store):
+        with np.load(p, allow_pickle=False) as z:
+            n = int(z["n_rows"])
+            cols = {k: z[f"m_{k}"] for k in ("class", "subclass") if f"m_{k}" in z.files}
+        if n:
+            table = Table(cols) if cols else Table({"_row": np.arange(n)})
+            out.append(start + np.asarray(select(table), np.int64))
+        start += n
+    return np.concatenate(out) if out else np.empty(0, np.int64)
+
+
+def store_meta_rows(store: Any, rows: np.ndarray) -> Any:
+    """Metadata Table of the given store rows (in that order), reading the parts one by one."""
+    from astropy.table import Table
+
+    from pyspec.store import _concat_columns, _meta_columns
+
+    rows = np.asarray(rows, np.int64)
+    order = np.argsort(rows, kind="stable")
+    pieces, start = [], 0
+    for p in _store_parts(store):
+        with np.load(p, allow_pickle=False) as z:
+            n = int(z["n_rows"])
+            lo, hi = np.searchsorted(rows[order], [start, start + n])
+            if hi > lo:
+                local = rows[order[lo:hi]] - start
+                pieces.append(({k[2:]: z[k][local] for k in z.files if k.startswith("m_")},
+                               int(hi - lo)))
+        start += n
+    cols = _concat_columns([(_meta_columns([]), 0), *pieces])
+    table = Table(cols)
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(order.size)
+    table = table[inverse]
+    for k in ("ra", "dec"):
+        if k in table.colnames:
+            table[k].unit = "deg"
+    return table
