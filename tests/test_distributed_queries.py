@@ -148,3 +148,27 @@ def test_cli_shards_and_scheduler_change_nothing_in_the_results(store, address, 
                  str(tmp_path / "q.ecsv"), "-k", "3", "-o", str(tmp_path / "x.ecsv"),
                  "--scheduler", address]) != 0
     assert "--scheduler" in capsys.readouterr().err
+
+
+def test_queries_on_a_sharded_store_equal_the_single_store(store, tmp_path, capsys) -> None:
+    from pyspec.catalogue import read_catalogue
+    from pyspec.distributed.store import ShardedStore, write_sharded_manifest
+
+    meta = store.meta
+    dirs = []
+    for i, (a, b) in enumerate([(0, 150), (150, 400)]):  # the same rows, cut in two stores
+        d = tmp_path / "sh" / f"shard-{i:04d}"
+        rows = [{k: meta[k][r].item() for k in ("id", "class", "subclass", "ra")}
+                for r in range(a, b)]
+        with SpectrumStore.create(d, store.grid, store.preprocessing, rows_per_part=64) as w:
+            w.append(store.flux[a:b], store.ivar[a:b], rows)
+        dirs.append(d)
+    write_sharded_manifest(tmp_path / "sh", dirs)
+    assert len(ShardedStore.open(tmp_path / "sh")) == len(store)
+    for src, out in ((store.path, "q1.ecsv"), (tmp_path / "sh", "q2.ecsv")):
+        assert main(["queries", str(src), "--class", "GALAXY", "--groups", "3",
+                     "--subclusters", "2", "--fit-sample", "100", "--quiet",
+                     "-o", str(tmp_path / out)]) == 0, capsys.readouterr()
+    q1, q2 = read_catalogue(tmp_path / "q1.ecsv"), read_catalogue(tmp_path / "q2.ecsv")
+    for c in ("row", "id", "cluster_size"):
+        np.testing.assert_array_equal(q1[c], q2[c])

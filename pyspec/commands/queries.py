@@ -61,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.fit_sample < 2:
         raise ValueError(f"--fit-sample must be >= 2, got {args.fit_sample}")
-    store = open_store(args.store)
+    from pyspec.distributed.store import is_sharded_store, open_any_store
+
+    store = open_any_store(args.store) if is_sharded_store(args.store) else open_store(args.store)
     # streamed: neither the store's metadata table nor the selection's flux is ever whole
     rows = select_store_rows(store, lambda t: select_rows(t, args.classes, args.subclasses))
     if rows.size < 2:

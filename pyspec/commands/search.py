@@ -59,6 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_cluster_arguments(parser)
 
 
+def _open_store(path: str) -> Any:
+    from pyspec.distributed.store import is_sharded_store, open_any_store
+
+    return open_any_store(path) if is_sharded_store(path) else open_store(path)
+
+
 def _store_rows(store: Any, rows: np.ndarray) -> np.ndarray:
     order = np.argsort(rows, kind="stable")
     flux = np.empty((rows.size, store.flux.shape[1]), np.float32)
@@ -78,7 +84,7 @@ def load_queries(engine: Any, sources: list[str], classes: Any = None,
 
     first = Path(sources[0])
     if len(sources) == 1 and first.is_dir():
-        store = open_store(sources[0])
+        store = _open_store(sources[0])
         engine.check_grid(store.grid, f"query store {first}")
         rows = select_rows(store.meta, classes, subclasses)
         meta = store.meta[rows]
@@ -91,7 +97,7 @@ def load_queries(engine: Any, sources: list[str], classes: Any = None,
             raise ValueError(f"{first} is not a query table from `pyspec queries` "
                              "(needs a 'row' column and the store in its metadata)")
         store_path = Path(str(table.meta["store"]))
-        store = open_store(str(store_path))
+        store = _open_store(str(store_path))
         engine.check_grid(store.grid, f"query store {store_path}")
         rows = np.asarray(table["row"], np.int64)
         if rows.size and (rows.min() < 0 or rows.max() >= len(store)):

@@ -22,13 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from pyspec.distributed.store import (
-    SHARDED_STORE_FILE,
-    SHARDED_STORE_FORMAT,
-    VERSION,
-    ShardedStore,
-    write_json_atomic,
-)
+from pyspec.distributed.store import SHARDED_STORE_FILE, write_json_atomic, write_sharded_manifest
 from pyspec.distributed.tasks import connect, n_workers, run_per_shard
 from pyspec.ingest import IngestSummary, ingest, iter_sources
 from pyspec.preprocess import Preprocessor
@@ -151,18 +145,7 @@ def ingest_sharded(sources: Iterable[str | os.PathLike], out: str | os.PathLike,
     summaries = run_per_shard(client, _ingest_shard, tasks,
                               settings=pre.to_dict(), chunk_size=int(chunk_size),
                               files_per_task=int(files_per_task), fast=bool(fast))
-    from pyspec.store import SpectrumStore
-
-    entries = []
-    for d in shard_dirs:
-        s = SpectrumStore.open(d)
-        entries.append({"path": d.name, "n_spectra": len(s), "n_rejected": len(s.rejects)})
-    info = {"format": SHARDED_STORE_FORMAT, "version": VERSION, "shards": entries,
-            "n_spectra": sum(e["n_spectra"] for e in entries),
-            "n_rejected": sum(e["n_rejected"] for e in entries),
-            "grid": pre.grid.to_dict(), "preprocessing": pre.to_dict()}
-    write_json_atomic(out / SHARDED_STORE_FILE, info)
-    ShardedStore.open(out)  # checks what was just written
+    info = write_sharded_manifest(out, shard_dirs)
     return ShardedIngestSummary(store=str(out), shards=list(summaries),
                                 n_spectra_total=info["n_spectra"],
                                 n_rejected_total=info["n_rejected"])

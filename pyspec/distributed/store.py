@@ -115,6 +115,25 @@ class ShardedStore:
                 yield int(off) + start, flux, ivar
 
 
+def write_sharded_manifest(out: Path, shard_dirs: list[Path]) -> dict[str, Any]:
+    """Write ``out/sharded-store.json`` over complete shard stores (in ``out``), atomically.
+
+    Returns the manifest; the store is opened once to check it.
+    """
+    from pyspec.store import SpectrumStore
+
+    shards = [SpectrumStore.open(d) for d in shard_dirs]
+    entries = [{"path": Path(d).name, "n_spectra": len(s), "n_rejected": len(s.rejects)}
+               for d, s in zip(shard_dirs, shards, strict=True)]
+    info = {"format": SHARDED_STORE_FORMAT, "version": VERSION, "shards": entries,
+            "n_spectra": sum(e["n_spectra"] for e in entries),
+            "n_rejected": sum(e["n_rejected"] for e in entries),
+            "grid": shards[0].grid.to_dict(), "preprocessing": shards[0].preprocessing}
+    write_json_atomic(Path(out) / SHARDED_STORE_FILE, info)
+    ShardedStore.open(out)
+    return info
+
+
 def is_sharded_store(path: str | os.PathLike) -> bool:
     return (Path(path) / SHARDED_STORE_FILE).is_file()
 
@@ -131,8 +150,11 @@ def open_any_store(path: str | os.PathLike) -> Any:
 # its parts are joined); these read only the columns or rows asked for, part by part.
 
 def _store_parts(store: Any) -> list[Any]:
+    """Committed metadata parts in row order (of every shard, in order, for a sharded store)."""
     from pyspec.store import _scan_parts
 
+    if isinstance(store, ShardedStore):
+        return [p for shard in store.shards for p in _store_parts(shard)]
     return _scan_parts(store.path)[:int(store.manifest["n_parts"])]
 
 
@@ -140,8 +162,8 @@ def select_store_rows(store: Any, select: Callable[[Any], np.ndarray]) -> np.nda
     """Store rows chosen by ``select``, reading the metadata part by part.
 
     ``select`` gets an astropy Table of one part's ``class`` and ``subclass``
-    columns (those present) and returns the chosen rows of that table. The full metadata
-    table of a large store is never built (it holds ~1 kB per spectrum).
+    columns (those present) and returns the chosen rows of that table. Works
+    on a SpectrumStore and on a ShardedStore (global rows).
     """
     from astropy.table import Table
 
