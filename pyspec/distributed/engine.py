@@ -32,17 +32,19 @@ from pyspec.errors import IndexFormatError
 SHARDED_ENGINE_FILE = "sharded-engine.json"
 SHARDED_ENGINE_FORMAT = "pyspec-sharded-engine"
 
-# Shard engines opened by this process (a Dask worker keeps its own), by path: opening maps
+# Shard engines opened by this process (a Dask worker keeps its own): opening maps
 # files, so a worker opens a shard once and serves every later search of it from memory.
 _OPEN_SHARDS: dict[str, Engine] = {}
 _OPEN_LOCK = threading.Lock()
 
 
 def _shard_engine(path: str) -> Engine:
+    # keyed by the description's mtime too: a shard rebuilt at the same path is reopened
+    key = f"{path}@{os.stat(Path(path) / 'engine.json').st_mtime_ns}"
     with _OPEN_LOCK:
-        eng = _OPEN_SHARDS.get(path)
+        eng = _OPEN_SHARDS.get(key)
         if eng is None:
-            eng = _OPEN_SHARDS[path] = Engine.open(path)
+            eng = _OPEN_SHARDS[key] = Engine.open(path)
         return eng
 
 
