@@ -140,3 +140,19 @@ def test_worker_killed_mid_ingest_resumes_with_nothing_lost_or_doubled(inputs, r
     assert len(files) == len(set(files)) == len(ref)  # nothing doubled, nothing lost
     assert summary.n_spectra_total + summary.n_rejected_total == len(ref) + len(ref.rejects)
     _assert_same_contents(store, ref)
+
+
+def test_cli_sharded_ingest_then_build(inputs, reference, tmp_path, capsys) -> None:
+    from pyspec.cli import main
+
+    _, ref = reference
+    assert main(["ingest", str(inputs), "--out", str(tmp_path / "st"), "--shards", "3",
+                 "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert f"{len(ref)} accepted + {len(ref.rejects)} rejected" in out.out
+    assert "truncated" in out.err  # the merged rejects are listed
+    assert main(["build", str(tmp_path / "st"), "--out", str(tmp_path / "e"), "--model", "lsh",
+                 "--n-bits", "64", "--quiet"]) == 0
+    eng = Engine.open(tmp_path / "e")
+    assert len(eng.shards) == 3
+    assert len(eng) == len(ref)

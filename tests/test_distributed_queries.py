@@ -148,6 +148,9 @@ def test_cli_shards_and_scheduler_change_nothing_in_the_results(store, address, 
                  str(tmp_path / "q.ecsv"), "-k", "3", "-o", str(tmp_path / "x.ecsv"),
                  "--scheduler", address]) != 0
     assert "--scheduler" in capsys.readouterr().err
+    assert main(["ingest", str(tmp_path), "--out", str(tmp_path / "s"), "--shards", "2",
+                 "--workers", "2"]) != 0
+    assert "--dask-workers" in capsys.readouterr().err
 
 
 def test_queries_on_a_sharded_store_equal_the_single_store(store, tmp_path, capsys) -> None:

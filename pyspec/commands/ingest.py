@@ -55,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
     if args.shards is not None and args.shards < 1:
         raise ValueError(f"--shards must be >= 1, got {args.shards}")
     if args.shards is not None or uses_cluster(args):
+        if args.workers != 1:
+            raise ValueError("--workers sets the processes of a single-store ingest; with "
+                             "--shards/--scheduler/--dask each shard is one task (use "
+                             "--dask-workers N for a local cluster)")
         from pyspec.distributed.ingest import ingest_sharded
 
         with cluster_client(args) as client:
