@@ -617,6 +617,10 @@ class Engine:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no such engine directory: {path}")
+        if cls is Engine and (path / "sharded-engine.json").is_file():
+            from pyspec.distributed.engine import ShardedEngine  # one engine per shard
+
+            return ShardedEngine.open(path, mmap=mmap)
         for attempt in range(3):
             before = _dir_identity(path)
             try:

@@ -10,11 +10,18 @@ giants; both are available as presets (:data:`PRESETS`).
 
 The representative of a cluster is the member spectrum nearest the cluster
 centre in PCA space (a real spectrum, never a synthetic mean).
+
+Memory: the models (PCA, BIRCH, KMeans) are fitted on at most ``fit_sample``
+spectra, then every spectrum is assigned to its cluster block by block
+(:func:`representative_queries_streamed`), so memory is bounded by the sample
+and the block size, not by the number of spectra. A selection no larger than
+the sample is clustered whole, exactly as :func:`representative_queries` does.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +29,10 @@ import numpy as np
 
 from pyspec._validation import as_float_matrix
 
-__all__ = ["PRESETS", "QuerySelection", "representative_queries"]
+__all__ = ["PRESETS", "QuerySelection", "representative_queries",
+           "representative_queries_streamed"]
+
+_WORKING_MEMORY_MB = 32
 
 PRESETS: dict[str, dict[str, Any]] = {
     # 50 BIRCH groups x 20 KMeans sub-clusters (M dwarfs in the M-star study)
@@ -76,7 +86,8 @@ class QuerySelection:
         return table
 
 
-def _birch_groups(scores: np.ndarray, n_groups: int, threshold: float | str) -> np.ndarray:
+def _birch_groups(scores: np.ndarray, n_groups: int, threshold: float | str
+                  ) -> tuple[Any, np.ndarray]:
     """BIRCH labels with ``n_groups`` global clusters.
 
     With ``threshold="auto"`` the CF-tree radius starts at a tenth of the
@@ -100,7 +111,7 @@ def _birch_groups(scores: np.ndarray, n_groups: int, threshold: float | str) -> 
                          f"threshold {t:g}; lower the threshold or the number of groups")
     birch.set_params(n_clusters=n_groups)
     birch.partial_fit()  # global step only, over the existing CF tree
-    return np.asarray(birch.predict(scores), np.int64)
+    return birch, np.asarray(birch.predict(scores), np.int64)
 
 
 def _n_distinct(x: np.ndarray) -> int:
@@ -108,13 +119,127 @@ def _n_distinct(x: np.ndarray) -> int:
     return int(np.unique(x, axis=0).shape[0])
 
 
-def _kmeans(points: np.ndarray, n_clusters: int, random_state: Any,
-            n_distinct: int) -> tuple[np.ndarray, np.ndarray]:
+def _kmeans(points: np.ndarray, n_clusters: int, random_state: Any, n_distinct: int) -> Any:
     from sklearn.cluster import KMeans
 
     n_clusters = max(1, min(n_clusters, n_distinct))
-    km = KMeans(n_clusters=n_clusters, n_init=3, random_state=random_state).fit(points)
-    return np.asarray(km.labels_, np.int64), km.cluster_centers_
+    return KMeans(n_clusters=n_clusters, n_init=3, random_state=random_state).fit(points)
+
+
+def _check_params(method: str, **counts: Any) -> None:
+    if method not in ("birch-kmeans", "kmeans"):
+        raise ValueError(f"method must be 'birch-kmeans' or 'kmeans', got {method!r}")
+    for name, value in counts.items():
+        if isinstance(value, bool) or int(value) < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value}")
+
+
+class _Clustering:
+    """PCA + (BIRCH groups +) KMeans fitted on some spectra; assigns any spectra to a cluster.
+
+    Cluster labels are numbered group by group (the KMeans clusters of group
+    0, then of group 1, ...), as in the M-star study.
+    """
+
+    def __init__(self, x: np.ndarray, method: str, n_groups: int, n_subclusters: int,
+                 n_clusters: int, n_components: int, birch_threshold: float | str,
+                 random_state: int | None) -> None:
+        from sklearn.decomposition import PCA
+
+        n = x.shape[0]
+        n_comp = int(min(n_components, n, x.shape[1]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # zero-variance components
+            pca = PCA(n_components=n_comp, random_state=random_state)
+            # fit_transform's scores (U S) are not bit-equal to transform's (X V): keep them for
+            # assigning the fitted spectra themselves, so a whole-data fit is the classic method
+            scores = np.ascontiguousarray(pca.fit_transform(x), np.float64)
+        self.pca = pca
+        self.fit_scores = scores
+        self.birch: Any = None
+        self.kmeans: dict[int, Any] = {}  # group -> KMeans of the group's sub-clusters
+        self.first_label: dict[int, int] = {}
+        self.group_of_cluster: list[int] = []
+        if method == "kmeans":
+            groups = np.zeros(n, np.int64)
+            counts = {0: int(n_clusters)}
+            self.used = {}
+        else:
+            n_grp = int(min(n_groups, _n_distinct(x)))
+            self.birch, groups = _birch_groups(scores, n_grp, birch_threshold)
+            counts = {int(g): int(n_subclusters) for g in np.unique(groups)}
+            self.used = {"n_groups": len(counts), "n_subclusters": int(n_subclusters)}
+        for g, k in counts.items():
+            members = np.flatnonzero(groups == g)
+            km = _kmeans(scores[members], k, random_state, _n_distinct(x[members]))
+            self.kmeans[g] = km
+            self.first_label[g] = len(self.group_of_cluster)
+            self.group_of_cluster.extend([g] * km.cluster_centers_.shape[0])
+        if method == "kmeans":
+            self.used = {"n_clusters": len(self.group_of_cluster)}
+            self.group_of_cluster = list(range(len(self.group_of_cluster)))
+        self.n_components = n_comp
+
+    @property
+    def n_clusters(self) -> int:
+        return len(self.group_of_cluster)
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self.pca.transform(x), np.float64)
+
+    def assign(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(cluster label, distance to the cluster centre) of each spectrum's PCA scores."""
+        n = scores.shape[0]
+        groups = np.zeros(n, np.int64) if self.birch is None else \
+            np.asarray(self.birch.predict(scores), np.int64)
+        labels = np.empty(n, np.int64)
+        dist = np.empty(n, np.float64)
+        for g in np.unique(groups):
+            sel = np.flatnonzero(groups == g)
+            km = self.kmeans[int(g)]
+            sub = np.asarray(km.predict(scores[sel]), np.int64)
+            labels[sel] = sub + self.first_label[int(g)]
+            dist[sel] = np.linalg.norm(scores[sel] - km.cluster_centers_[sub], axis=1)
+        return labels, dist
+
+
+class _Representatives:
+    """Running per-cluster nearest member to the centre; ties go to the lowest row."""
+
+    def __init__(self, n_clusters: int) -> None:
+        self.rows = np.full(n_clusters, -1, np.int64)
+        self.dist = np.full(n_clusters, np.inf)
+        self.size = np.zeros(n_clusters, np.int64)
+
+    def _take(self, clusters: np.ndarray, rows: np.ndarray, dist: np.ndarray) -> None:
+        """Keep (row, dist) for each cluster where it beats the current one by (dist, row)."""
+        cur_d, cur_r = self.dist[clusters], self.rows[clusters]
+        better = (dist < cur_d) | ((dist == cur_d) & ((cur_r < 0) | (rows < cur_r)))
+        self.rows[clusters[better]], self.dist[clusters[better]] = rows[better], dist[better]
+
+    def update(self, rows: np.ndarray, labels: np.ndarray, dist: np.ndarray) -> None:
+        """Add spectra ``rows`` with their cluster ``labels`` and centre distances."""
+        self.size += np.bincount(labels, minlength=self.size.size)
+        order = np.lexsort((rows, dist, labels))  # per cluster: nearest, then lowest row
+        first = np.ones(order.size, bool)
+        first[1:] = labels[order][1:] != labels[order][:-1]
+        best = order[first]
+        self._take(labels[best], rows[best], dist[best])
+
+    def merge(self, other: _Representatives) -> None:
+        """Combine with the representatives of other spectra."""
+        self.size += other.size
+        c = np.flatnonzero(other.rows >= 0)
+        self._take(c, other.rows[c], other.dist[c])
+
+
+def _selection(clustering: _Clustering, reps: _Representatives, labels: np.ndarray,
+               params: dict[str, Any]) -> QuerySelection:
+    n_cl = clustering.n_clusters
+    return QuerySelection(rows=reps.rows, cluster=np.arange(n_cl, dtype=np.int64),
+                          group=np.asarray(clustering.group_of_cluster, np.int64),
+                          cluster_size=reps.size, centre_distance=reps.dist, labels=labels,
+                          params=params)
 
 
 def representative_queries(flux: Any, *, method: str = "birch-kmeans", n_groups: int = 50,
@@ -145,58 +270,139 @@ def representative_queries(flux: Any, *, method: str = "birch-kmeans", n_groups:
         Counts larger than the data allow are clipped (a group of 5 spectra
         gives at most 5 sub-clusters).
     """
-    from sklearn.decomposition import PCA
-
-    if method not in ("birch-kmeans", "kmeans"):
-        raise ValueError(f"method must be 'birch-kmeans' or 'kmeans', got {method!r}")
-    for name, value in (("n_groups", n_groups), ("n_subclusters", n_subclusters),
-                        ("n_clusters", n_clusters), ("n_components", n_components)):
-        if isinstance(value, bool) or int(value) < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value}")
     x = as_float_matrix(flux, "flux")
-    n = x.shape[0]
+    return representative_queries_streamed(
+        lambda rows: x[rows], x.shape[0], method=method, n_groups=n_groups,
+        n_subclusters=n_subclusters, n_clusters=n_clusters, n_components=n_components,
+        birch_threshold=birch_threshold, random_state=random_state, fit_sample=x.shape[0])
+
+
+def representative_queries_streamed(
+        read_rows: Callable[[np.ndarray], np.ndarray], n: int, *, fit_sample: int = 50_000,
+        chunk_size: int = 8192, method: str = "birch-kmeans", n_groups: int = 50,
+        n_subclusters: int = 20, n_clusters: int = 80, n_components: int = 50,
+        birch_threshold: float | str = "auto", random_state: int | None = 0,
+        assign: Callable[..., Any] | None = None) -> QuerySelection:
+    """:func:`representative_queries` over spectra read block by block (bounded memory).
+
+    Parameters
+    ----------
+    read_rows : callable
+        ``read_rows(rows)`` -> float32 ``(len(rows), n_pixels)`` prepared flux
+        of the given (ascending) rows ``0 <= row < n``.
+    n : int
+        Number of spectra.
+    fit_sample : int
+        The models are fitted on at most this many spectra (drawn at random
+        with ``random_state`` when ``n`` is larger; all of them otherwise, which
+        is :func:`representative_queries` exactly).
+    chunk_size : int
+        Spectra assigned per block.
+    assign : callable, optional
+        ``assign(clustering, blocks)`` -> ``[assign_block(b, clustering, read_rows)
+        for b in blocks]``, computed elsewhere (e.g. as Dask tasks).
+    method, n_groups, n_subclusters, n_clusters, n_components, birch_threshold, random_state :
+        As for :func:`representative_queries`.
+    """
+    _check_params(method, n_groups=n_groups, n_subclusters=n_subclusters,
+                  n_clusters=n_clusters, n_components=n_components, fit_sample=fit_sample,
+                  chunk_size=chunk_size)
+    n = int(n)
     if n < 2:
         raise ValueError(f"need at least 2 spectra to choose representatives, got {n}")
-    n_comp = int(min(n_components, n, x.shape[1]))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # zero-variance components
-        scores = PCA(n_components=n_comp, random_state=random_state).fit_transform(x)
-    scores = np.ascontiguousarray(scores, np.float64)
-
-    labels = np.empty(n, np.int64)
-    groups_of_cluster: list[int] = []
-    centres: list[np.ndarray] = []
-    if method == "kmeans":
-        lab, cen = _kmeans(scores, int(n_clusters), random_state, _n_distinct(x))
-        labels[:] = lab
-        groups_of_cluster = list(range(cen.shape[0]))
-        centres = list(cen)
-        used = {"n_clusters": int(cen.shape[0])}
+    if n > fit_sample:
+        rng = np.random.default_rng(random_state)
+        sample = np.sort(rng.choice(n, size=int(fit_sample), replace=False))
     else:
-        n_grp = int(min(n_groups, _n_distinct(x)))
-        groups = _birch_groups(scores, n_grp, birch_threshold)
-        next_label = 0
-        for g in np.unique(groups):
-            members = np.flatnonzero(groups == g)
-            lab, cen = _kmeans(scores[members], int(n_subclusters), random_state,
-                               _n_distinct(x[members]))
-            labels[members] = lab + next_label
-            groups_of_cluster.extend([int(g)] * cen.shape[0])
-            centres.extend(cen)
-            next_label += cen.shape[0]
-        used = {"n_groups": int(np.unique(groups).size), "n_subclusters": int(n_subclusters)}
+        sample = np.arange(n)
+    # sklearn's pairwise steps (BIRCH predict against every CF sub-cluster) take up to
+    # `working_memory` (default 1 GB) per block; keep them to a few tens of MB
+    from sklearn import config_context
 
-    n_cl = len(centres)
-    rows = np.empty(n_cl, np.int64)
-    size = np.empty(n_cl, np.int64)
-    cdist = np.empty(n_cl, np.float64)
-    for c in range(n_cl):
-        members = np.flatnonzero(labels == c)
-        d = np.linalg.norm(scores[members] - centres[c], axis=1)
-        best = int(np.argmin(d))  # ties: the lowest row
-        rows[c], size[c], cdist[c] = members[best], members.size, d[best]
-    params = {"method": method, "n_components": n_comp, "random_state": random_state,
-              "n_spectra": int(n), "n_selected": int(n_cl), **used}
-    return QuerySelection(rows=rows, cluster=np.arange(n_cl, dtype=np.int64),
-                          group=np.asarray(groups_of_cluster, np.int64), cluster_size=size,
-                          centre_distance=cdist, labels=labels, params=params)
+    with config_context(working_memory=_WORKING_MEMORY_MB):
+        return _streamed(read_rows, n, sample, chunk_size, method, n_groups, n_subclusters,
+                         n_clusters, n_components, birch_threshold, random_state, assign)
+
+
+def _streamed(read_rows: Callable[[np.ndarray], np.ndarray], n: int, sample: np.ndarray,
+              chunk_size: int, method: str, n_groups: int, n_subclusters: int,
+              n_clusters: int, n_components: int, birch_threshold: float | str,
+              random_state: int | None, assign: Callable[..., Any] | None) -> QuerySelection:
+    x = as_float_matrix(read_rows(sample), "flux")
+    clustering = _Clustering(x, method, n_groups, n_subclusters, n_clusters, n_components,
+                             birch_threshold, random_state)
+    del x
+    if sample.size == n:  # everything was fitted: assign by the fitted scores
+        labels, dist = clustering.assign(clustering.fit_scores)
+        part = _Representatives(clustering.n_clusters)
+        part.update(sample, labels, dist)
+        parts = [(labels, part)]
+    else:
+        clustering.fit_scores = None  # not needed to assign blocks (and not shipped to workers)
+        blocks = [np.arange(a, min(a + chunk_size, n)) for a in range(0, n, chunk_size)]
+        if assign is None:
+            parts = [assign_block(b, clustering, read_rows) for b in blocks]
+        else:
+            parts = assign(clustering, blocks)
+    reps = _Representatives(clustering.n_clusters)
+    for _, part in parts:
+        reps.merge(part)
+    labels = np.concatenate([lab for lab, _ in parts])
+    params = {"method": method, "n_components": clustering.n_components,
+              "random_state": random_state, "n_spectra": n,
+              "n_selected": clustering.n_clusters, "fit_sample": int(sample.size),
+              **clustering.used}
+    return _selection(clustering, reps, labels, params)
+
+
+def assign_block(rows: np.ndarray, clustering: _Clustering,
+                 read_rows: Callable[[np.ndarray], np.ndarray]
+                 ) -> tuple[np.ndarray, _Representatives]:
+    """Labels of ``rows`` and their per-cluster nearest members."""
+    labels, dist = clustering.assign(clustering.scores(as_float_matrix(read_rows(rows), "flux")))
+    reps = _Representatives(clustering.n_clusters)
+    reps.update(rows, labels, dist)
+    return labels, reps
+
+
+# ----------------------------------------------------------------------------- store access
+
+class StoreRowReader:
+    """``read_rows`` for :func:`representative_queries_streamed` over rows of a store.
+
+    ``reader(i)`` is the flux of store rows ``rows[i]`` (``i`` ascending; for a
+    :class:`~pyspec.distributed.ShardedStore`, global rows). The rows are read
+    from the ``flux.f32`` files through a file handle, one read per run of
+    consecutive rows, not through the memory map: mapped pages stay in the
+    process's resident set once touched, so a pass over a large store through
+    the map would grow memory with the store. Picklable (for cluster tasks).
+    """
+
+    def __init__(self, store: Any, rows: np.ndarray) -> None:
+        from pathlib import Path
+
+        stores = getattr(store, "shards", None) or [store]
+        self.paths = [str(Path(s.path) / "flux.f32") for s in stores]
+        self.offsets = np.cumsum([0] + [len(s) for s in stores]).astype(np.int64)
+        self.n_pixels = int(store.flux.shape[1])
+        self.rows = np.asarray(rows, np.int64)
+
+    def __call__(self, index: np.ndarray) -> np.ndarray:
+        rows = self.rows[np.asarray(index, np.int64)]
+        m = self.n_pixels
+        out = np.empty((rows.size, m), np.float32)
+        if not rows.size:
+            return out
+        shard = np.searchsorted(self.offsets, rows, side="right") - 1
+        # a run: consecutive rows of one file
+        new_run = (np.diff(rows, prepend=rows[0] - 2) != 1) | \
+            (np.diff(shard, prepend=shard[0] - 1) != 0)
+        starts = np.flatnonzero(new_run)
+        ends = np.append(starts[1:], rows.size)
+        for s in np.unique(shard):
+            with open(self.paths[s], "rb") as fh:
+                for a, b in zip(starts, ends, strict=True):
+                    if shard[a] == s:
+                        fh.seek(int(rows[a] - self.offsets[s]) * m * 4)
+                        out[a:b] = np.fromfile(fh, "<f4", count=(b - a) * m).reshape(b - a, m)
+        return out

@@ -39,8 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-unknown-preprocessing", action="store_true",
                         help="build over a store that records no preprocessing (queries by "
                              "file are then refused)")
+    parser.add_argument("--shards", type=int, default=None, metavar="N",
+                        help="write a sharded engine of N shards (default with --scheduler/--dask: "
+                             "one per worker; a sharded store: one per shard store)")
     add_num_threads(parser)
     add_quiet(parser)
+    from pyspec.distributed.tasks import add_cluster_arguments
+
+    add_cluster_arguments(parser)
 
 
 def load_model_file(path: str) -> object:
@@ -84,12 +90,19 @@ def run(args: argparse.Namespace) -> int:
 
     if args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")
-    store = open_store(args.store)
+    from pyspec.distributed.store import is_sharded_store, open_any_store
+    from pyspec.distributed.tasks import cluster_client, uses_cluster
+
+    if args.shards is not None and args.shards < 1:
+        raise ValueError(f"--shards must be >= 1, got {args.shards}")
+    sharded = args.shards is not None or uses_cluster(args) or is_sharded_store(args.store)
+    store = open_store(args.store) if not is_sharded_store(args.store) else None
     if args.model_file:
         model = load_model_file(args.model_file)
     elif args.model == "pq":
         centroids = args.centroids if args.centroids is not None else \
-            max(2, min(256, len(store) // 4))
+            max(2, min(256, len(store if store is not None else open_any_store(args.store))
+                           // 4))
         model = make_model("pq", n_segments=args.segments, n_centroids=centroids,
                            random_state=args.seed)
     elif args.model == "pil" and args.hidden:
@@ -102,11 +115,20 @@ def run(args: argparse.Namespace) -> int:
     else:
         model = make_model(args.model, n_bits=args.n_bits, random_state=args.seed)
     try:
-        engine = Engine.build(store, model, out=args.out, chunk_size=args.chunk_size,
-                              fit_sample=args.fit_sample, num_threads=args.num_threads,
-                              progress=show_progress(args), overwrite=args.overwrite,
-                              random_state=args.seed,
-                              allow_unknown_preprocessing=args.allow_unknown_preprocessing)
+        if sharded:
+            from pyspec.distributed.build import build_sharded
+
+            with cluster_client(args) as client:
+                engine = build_sharded(store or args.store, model, args.out, n_shards=args.shards,
+                                       client=client, fit_sample=args.fit_sample,
+                                       chunk_size=args.chunk_size, num_threads=args.num_threads,
+                                       overwrite=args.overwrite, random_state=args.seed)
+        else:
+            engine = Engine.build(store, model, out=args.out, chunk_size=args.chunk_size,
+                                  fit_sample=args.fit_sample, num_threads=args.num_threads,
+                                  progress=show_progress(args), overwrite=args.overwrite,
+                                  random_state=args.seed,
+                                  allow_unknown_preprocessing=args.allow_unknown_preprocessing)
     except ValueError as exc:
         raise type(exc)(cli_message(str(exc))) from None
     t = engine.info["timings_s"]

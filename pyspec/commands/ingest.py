@@ -47,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-fast", action="store_true",
                         help="read every file through astropy (slower, same result)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    from pyspec.distributed.tasks import add_cluster_arguments
+
+    parser.add_argument("--shards", type=int, default=None, metavar="N",
+                        help="write a sharded store: N shard stores, each ingested as one task "
+                             "(default with --scheduler/--dask: two per worker)")
+    add_cluster_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,14 +65,30 @@ def run(args: argparse.Namespace) -> int:
                                  args.continuum).to_dict()
     settings.update(method=args.method, min_coverage=args.min_coverage)
     pre = Preprocessor.from_dict(settings)
-    summary = ingest(args.sources, args.out, preprocessor=pre, workers=args.workers,
-                     chunk_size=args.chunk_size, fast=not args.no_fast,
-                     progress=False if args.quiet else None)
+    from pyspec.distributed.tasks import cluster_client, uses_cluster
+
+    if args.shards is not None and args.shards < 1:
+        raise ValueError(f"--shards must be >= 1, got {args.shards}")
+    if args.shards is not None or uses_cluster(args):
+        if args.workers != 1:
+            raise ValueError("--workers sets the processes of a single-store ingest; with "
+                             "--shards/--scheduler/--dask each shard is one task (use "
+                             "--dask-workers N for a local cluster)")
+        from pyspec.distributed.ingest import ingest_sharded
+
+        with cluster_client(args) as client:
+            summary = ingest_sharded(args.sources, args.out, n_shards=args.shards,
+                                     client=client, preprocessor=pre,
+                                     chunk_size=args.chunk_size, fast=not args.no_fast)
+    else:
+        summary = ingest(args.sources, args.out, preprocessor=pre, workers=args.workers,
+                         chunk_size=args.chunk_size, fast=not args.no_fast,
+                         progress=False if args.quiet else None)
     print(summary)
     if summary.rejected:
-        from pyspec.store import SpectrumStore
+        from pyspec.distributed.store import open_any_store
 
-        rejects = SpectrumStore.open(args.out).rejects
+        rejects = open_any_store(args.out).rejects
         shown = rejects[-min(5, summary.rejected):]
         print(f"rejected (last {len(shown)} of {len(rejects)}; all in the store's rejects "
               "table):", file=sys.stderr)

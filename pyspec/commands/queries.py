@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from pyspec.commands import add_num_threads
 from pyspec.commands._workflow import (
     add_format,
@@ -41,15 +39,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="KMeans clusters for --method kmeans (default 80)")
     parser.add_argument("--components", type=int, default=50, help="PCA components (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--fit-sample", type=int, default=50_000, metavar="N",
+                        help="fit PCA/BIRCH/KMeans on at most N spectra, then assign every "
+                             "spectrum block by block (bounds memory; default 50000)")
     add_num_threads(parser)
     add_quiet(parser)
+    from pyspec.distributed.tasks import add_cluster_arguments
+
+    add_cluster_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pyspec.queries import PRESETS, representative_queries
+    from pyspec.distributed.store import select_store_rows, store_meta_rows
+    from pyspec.distributed.tasks import cluster_client, run_per_shard
+    from pyspec.queries import (
+        PRESETS,
+        StoreRowReader,
+        assign_block,
+        representative_queries_streamed,
+    )
 
-    store = open_store(args.store)
-    rows = select_rows(store.meta, args.classes, args.subclasses)
+    if args.fit_sample < 2:
+        raise ValueError(f"--fit-sample must be >= 2, got {args.fit_sample}")
+    from pyspec.distributed.store import is_sharded_store, open_any_store
+
+    store = open_any_store(args.store) if is_sharded_store(args.store) else open_store(args.store)
+    # streamed: neither the store's metadata table nor the selection's flux is ever whole
+    rows = select_store_rows(store, lambda t: select_rows(t, args.classes, args.subclasses))
     if rows.size < 2:
         raise ValueError(f"only {rows.size} spectra in {args.store} match the --class/--subclass "
                          "selection; need at least 2")
@@ -57,15 +73,25 @@ def run(args: argparse.Namespace) -> int:
                   n_clusters=args.clusters)
     if args.preset:
         params.update(PRESETS[args.preset])
-    flux = np.asarray(store.flux[rows], np.float32)
-    from pyspec._validation import check_num_threads
     from threadpoolctl import threadpool_limits
 
+    from pyspec._validation import check_num_threads
+
+    reader = StoreRowReader(store, rows)
     limit = check_num_threads(args.num_threads) or None  # BLAS/OpenMP pools of PCA and KMeans
-    with threadpool_limits(limits=limit):
-        sel = representative_queries(flux, n_components=args.components,
-                                     random_state=args.seed, **params)
-    table = sel.to_table(store.meta[rows])
+    with cluster_client(args) as client, threadpool_limits(limits=limit):
+        assign = None
+        if client is not None:  # the assignment pass: one task per block, models sent once
+            def assign(clustering, blocks):  # noqa: ANN001, ANN202
+                return run_per_shard(client, assign_block, [(b,) for b in blocks],
+                                     clustering=clustering, read_rows=reader)
+        sel = representative_queries_streamed(
+            reader, rows.size, fit_sample=args.fit_sample, n_components=args.components,
+            random_state=args.seed, assign=assign, **params)
+    table = store_meta_rows(store, rows[sel.rows])
+    for name, col in sel.to_table().columns.items():
+        table[name] = col
+    table.meta.update(sel.to_table().meta)
     table["row"] = rows[sel.rows]  # rows of the store, not of the selection
     from pyspec.catalogue import provenance
 

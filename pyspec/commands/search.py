@@ -54,6 +54,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="add line/index measurements to each candidate (pyspec.measure)")
     add_num_threads(parser)
     add_quiet(parser)
+    from pyspec.distributed.tasks import add_cluster_arguments
+
+    add_cluster_arguments(parser)
+
+
+def _open_store(path: str) -> Any:
+    from pyspec.distributed.store import is_sharded_store, open_any_store
+
+    return open_any_store(path) if is_sharded_store(path) else open_store(path)
 
 
 def _store_rows(store: Any, rows: np.ndarray) -> np.ndarray:
@@ -75,7 +84,7 @@ def load_queries(engine: Any, sources: list[str], classes: Any = None,
 
     first = Path(sources[0])
     if len(sources) == 1 and first.is_dir():
-        store = open_store(sources[0])
+        store = _open_store(sources[0])
         engine.check_store(store, f"query store {first}")
         rows = select_rows(store.meta, classes, subclasses)
         meta = store.meta[rows]
@@ -88,7 +97,7 @@ def load_queries(engine: Any, sources: list[str], classes: Any = None,
             raise ValueError(f"{first} is not a query table from `pyspec queries` "
                              "(needs a 'row' column and the store in its metadata)")
         store_path = Path(str(table.meta["store"]))
-        store = open_store(str(store_path))
+        store = _open_store(str(store_path))
         engine.check_store(store, f"query store {store_path}")
         rows = np.asarray(table["row"], np.int64)
         if rows.size and (rows.min() < 0 or rows.max() >= len(store)):
@@ -146,12 +155,24 @@ def _measure(table: Any, store: Any, rows: np.ndarray, **kwargs: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.chunk_size is not None and args.chunk_size < 1:
+        raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")
+    from pyspec.distributed.tasks import cluster_client, uses_cluster
+
+    engine = open_engine(args.engine)
+    if uses_cluster(args) and not hasattr(engine, "use_client"):
+        raise ValueError(f"--scheduler/--dask search the shards of a sharded engine; {args.engine} "
+                         "is a single engine (build one with `pyspec build --shards N`)")
+    with cluster_client(args) as client:
+        if client is not None:
+            engine.use_client(client)
+        return _run(args, engine)
+
+
+def _run(args: argparse.Namespace, engine: Any) -> int:
     from pyspec.catalogue import provenance
     from pyspec.workflows import catalogue_search, match_templates
 
-    if args.chunk_size is not None and args.chunk_size < 1:
-        raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")
-    engine = open_engine(args.engine)
     engine_info = {"path": str(engine.path.resolve()), "kind": engine.kind,
                    "n_spectra": len(engine), "model": engine.info["model_class"],
                    "model_params": engine.info.get("model_params", {})}

@@ -1,0 +1,208 @@
+"""A sharded spectrum store: shard stores listed by one manifest, read as one store."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pyspec.distributed.rows import ConcatRows
+from pyspec.errors import IndexFormatError
+
+SHARDED_STORE_FILE = "sharded-store.json"
+SHARDED_STORE_FORMAT = "pyspec-sharded-store"
+VERSION = 1
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename (never half-written)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_manifest(path: Path, fmt: str) -> dict[str, Any]:
+    """The parsed manifest at ``path``, checked for format and version."""
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IndexFormatError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(info, dict) or info.get("format") != fmt:
+        raise IndexFormatError(f"{path}: not a {fmt} manifest")
+    if info.get("version") != VERSION:
+        raise IndexFormatError(f"{path}: version {info.get('version')} is not supported "
+                               f"(this pyspec reads {VERSION})")
+    if not isinstance(info.get("shards"), list) or not info["shards"]:
+        raise IndexFormatError(f"{path}: lists no shards")
+    return info
+
+
+class ShardedStore:
+    """Shard stores read as one: rows are the shards' rows in manifest order.
+
+    Offers what the build and the models read from a :class:`SpectrumStore`:
+    ``len``, ``grid``, ``preprocessing``, ``flux``/``ivar`` (row views, see
+    :class:`~pyspec.distributed.rows.ConcatRows`), ``meta``, ``rejects``
+    (merged across shards) and ``iter_chunks``, so a model fitted on it
+    streams through every shard.
+    """
+
+    def __init__(self, path: Path, info: dict[str, Any], shards: list[Any]) -> None:
+        self.path = path
+        self.info = info
+        self.shards = shards
+        self.shard_paths = [s.path for s in shards]
+        self.grid = shards[0].grid
+        self.preprocessing = shards[0].preprocessing
+        self.flux = ConcatRows([s.flux for s in shards])
+        self.ivar = ConcatRows([s.ivar for s in shards])
+        self.offsets = self.flux.offsets
+        self._meta: Any = None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> ShardedStore:
+        from pyspec.store import SpectrumStore
+
+        path = Path(path)
+        info = read_manifest(path / SHARDED_STORE_FILE, SHARDED_STORE_FORMAT)
+        shards = [SpectrumStore.open(path / s["path"]) for s in info["shards"]]
+        for s, entry in zip(shards, info["shards"], strict=True):
+            if len(s) != int(entry["n_spectra"]):
+                raise IndexFormatError(f"{s.path}: {len(s)} spectra, the manifest says "
+                                       f"{entry['n_spectra']}")
+            if s.grid.to_dict() != shards[0].grid.to_dict():
+                raise IndexFormatError(f"{s.path}: a different wavelength grid from "
+                                       f"{shards[0].path}")
+        return cls(path, info, shards)
+
+    def __len__(self) -> int:
+        return len(self.flux)
+
+    def __repr__(self) -> str:
+        return f"ShardedStore({str(self.path)!r}, {len(self)} spectra in {len(self.shards)} shards)"
+
+    @property
+    def meta(self) -> Any:
+        """Metadata of every row (the shards' tables stacked)."""
+        if self._meta is None:
+            from astropy.table import vstack
+
+            self._meta = vstack([s.meta for s in self.shards], metadata_conflicts="silent")
+        return self._meta
+
+    @property
+    def rejects(self) -> Any:
+        """Rejected inputs of every shard (file, reason)."""
+        from astropy.table import vstack
+
+        return vstack([s.rejects for s in self.shards], metadata_conflicts="silent")
+
+    @property
+    def preprocessor(self) -> Any:
+        return self.shards[0].preprocessor
+
+    def iter_chunks(self, chunk_size: int = 4096) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """``(global start, flux, ivar)`` blocks, shard after shard (never across two)."""
+        for s, off in zip(self.shards, self.offsets[:-1], strict=True):
+            for start, flux, ivar in s.iter_chunks(chunk_size):
+                yield int(off) + start, flux, ivar
+
+
+def write_sharded_manifest(out: Path, shard_dirs: list[Path]) -> dict[str, Any]:
+    """Write ``out/sharded-store.json`` over complete shard stores (in ``out``), atomically.
+
+    Returns the manifest; the store is opened once to check it.
+    """
+    from pyspec.store import SpectrumStore
+
+    shards = [SpectrumStore.open(d) for d in shard_dirs]
+    entries = [{"path": Path(d).name, "n_spectra": len(s), "n_rejected": len(s.rejects)}
+               for d, s in zip(shard_dirs, shards, strict=True)]
+    info = {"format": SHARDED_STORE_FORMAT, "version": VERSION, "shards": entries,
+            "n_spectra": sum(e["n_spectra"] for e in entries),
+            "n_rejected": sum(e["n_rejected"] for e in entries),
+            "grid": shards[0].grid.to_dict(), "preprocessing": shards[0].preprocessing}
+    write_json_atomic(Path(out) / SHARDED_STORE_FILE, info)
+    ShardedStore.open(out)
+    return info
+
+
+def is_sharded_store(path: str | os.PathLike) -> bool:
+    return (Path(path) / SHARDED_STORE_FILE).is_file()
+
+
+def open_any_store(path: str | os.PathLike) -> Any:
+    """A :class:`ShardedStore` for a sharded store directory, else a SpectrumStore."""
+    from pyspec.store import SpectrumStore
+
+    return ShardedStore.open(path) if is_sharded_store(path) else SpectrumStore.open(path)
+
+
+# ----------------------------------------------------------------------------- partial reads
+# A large store's full metadata table costs ~1 kB per spectrum (and several times that while
+# its parts are joined); these read only the columns or rows asked for, part by part.
+
+def _store_parts(store: Any) -> list[Any]:
+    """Committed metadata parts in row order (of every shard, in order, for a sharded store)."""
+    from pyspec.store import _scan_parts
+
+    if isinstance(store, ShardedStore):
+        return [p for shard in store.shards for p in _store_parts(shard)]
+    return _scan_parts(store.path)[:int(store.manifest["n_parts"])]
+
+
+def select_store_rows(store: Any, select: Callable[[Any], np.ndarray]) -> np.ndarray:
+    """Store rows chosen by ``select``, reading the metadata part by part.
+
+    ``select`` gets an astropy Table of one part's ``class`` and ``subclass``
+    columns (those present) and returns the chosen rows of that table. Works
+    on a SpectrumStore and on a ShardedStore (global rows).
+    """
+    from astropy.table import Table
+
+    out, start = [], 0
+    for p in _store_parts(store):
+        with np.load(p, allow_pickle=False) as z:
+            n = int(z["n_rows"])
+            cols = {k: z[f"m_{k}"] for k in ("class", "subclass") if f"m_{k}" in z.files}
+        if n:
+            table = Table(cols) if cols else Table({"_row": np.arange(n)})
+            out.append(start + np.asarray(select(table), np.int64))
+        start += n
+    return np.concatenate(out) if out else np.empty(0, np.int64)
+
+
+def store_meta_rows(store: Any, rows: np.ndarray) -> Any:
+    """Metadata Table of the given store rows (in that order), reading the parts one by one."""
+    from astropy.table import Table
+
+    from pyspec.store import _concat_columns, _meta_columns
+
+    rows = np.asarray(rows, np.int64)
+    order = np.argsort(rows, kind="stable")
+    pieces, start = [], 0
+    for p in _store_parts(store):
+        with np.load(p, allow_pickle=False) as z:
+            n = int(z["n_rows"])
+            lo, hi = np.searchsorted(rows[order], [start, start + n])
+            if hi > lo:
+                local = rows[order[lo:hi]] - start
+                pieces.append(({k[2:]: z[k][local] for k in z.files if k.startswith("m_")},
+                               int(hi - lo)))
+        start += n
+    cols = _concat_columns([(_meta_columns([]), 0), *pieces])
+    table = Table(cols)
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(order.size)
+    table = table[inverse]
+    for k in ("ra", "dec"):
+        if k in table.colnames:
+            table[k].unit = "deg"
+    return table
