@@ -24,6 +24,8 @@ COMMANDS = {
     "search": "pyspec.commands.search",
     "measure": "pyspec.commands.measure",
     "evaluate": "pyspec.commands.evaluate",
+    "spread": "pyspec.commands.spread",
+    "active": "pyspec.commands.active",
     "info": "pyspec.commands.info",
     "demo": "pyspec.commands.demo",
 }

@@ -381,3 +381,49 @@ class LabelSpreading(_GraphLabelModel):
         s = s.tocsr()
         s.sort_indices()
         return s
+
+
+def candidate_table(model: _GraphLabelModel, ids: Any, *, target: Any = None,
+                    threshold: float = 0.5, meta: Any = None, only_candidates: bool = True):
+    """The candidate catalogue of a fitted model (astropy Table).
+
+    Columns: ``id``, the store metadata columns given in ``meta`` (file, ra,
+    dec, class, subclass when present), ``label`` (transduction),
+    ``confidence`` (its probability), ``p_<class>`` per class, ``labelled``
+    (the label was given, not inferred) and ``candidate`` (unlabelled,
+    transduced to ``target`` with probability >= ``threshold``). With
+    ``only_candidates`` the table keeps the candidate rows only, most
+    confident first; otherwise every row in input order.
+    """
+    from astropy.table import Table
+
+    model._check_fitted()
+    n = model.label_distributions_.shape[0]
+    ids = np.asarray(ids).astype(str)
+    if ids.shape != (n,):
+        raise ValueError(f"need {n} ids, one per graph node, got {ids.shape}")
+    if target is None:
+        cand = np.zeros(n, bool)
+    else:
+        cand = np.zeros(n, bool)
+        cand[model.candidates(target, threshold)] = True
+    t = Table({"id": ids})
+    if meta is not None:
+        for c in ("file", "ra", "dec", "class", "subclass"):
+            if c in meta.colnames:
+                t[c] = meta[c]
+    t["label"] = model.transduction_.astype(str)
+    t["confidence"] = model.confidence_
+    for j, c in enumerate(model.classes_):
+        t[f"p_{c}"] = model.label_distributions_[:, j]
+    t["labelled"] = model._labelled
+    t["candidate"] = cand
+    t.meta.update({"model": type(model).__name__, "target": None if target is None
+                   else str(target), "threshold": float(threshold),
+                   "n_labelled": int(model._labelled.sum()), "n_iter": int(model.n_iter_),
+                   "n_edges": int(model.graph_.nnz // 2)})
+    if only_candidates:
+        col = t[f"p_{target}"] if target is not None else t["confidence"]
+        rows = np.flatnonzero(cand)
+        t = t[rows[np.argsort(-np.asarray(col)[rows], kind="stable")]]
+    return t
