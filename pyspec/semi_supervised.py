@@ -42,22 +42,30 @@ __all__ = ["LabelPropagation", "LabelSpreading", "GraphConvergenceWarning"]
 try:  # numba is a declared dependency
     import numba
 
-    _jit = numba.njit(cache=True, nogil=True, parallel=True)
     _prange = numba.prange
 except ImportError:  # pragma: no cover
     numba = None
-
-    def _jit(f):  # type: ignore[no-redef]
-        return f
-
     _prange = range
+
+# Graphs with fewer label entries (nodes x classes) than this run the serial
+# kernels: waking the thread pool costs more than such a step (~0.1 ms).
+_PARALLEL_MIN_ENTRIES = 200_000
+
+
+def _compiled(f):
+    """(serial, parallel) numba versions of a step kernel (plain Python without numba)."""
+    if numba is None:  # pragma: no cover
+        return f, f
+    # only the serial one is cached on disk: both come from one Python function
+    # and numba's cache index would not tell them apart
+    return (numba.njit(cache=True, nogil=True)(f),
+            numba.njit(cache=False, nogil=True, parallel=True)(f))
 
 
 class GraphConvergenceWarning(UserWarning):
     """The iteration stopped at ``max_iter`` before the change fell below ``tol``."""
 
 
-@_jit
 def _propagation_step(indptr, indices, data, f_old, f_new, clamped, y_static):  # pragma: no cover
     """One Zhu-Ghahramani step; returns sum |f_new - f_old|."""
     n, c = f_old.shape
@@ -87,7 +95,6 @@ def _propagation_step(indptr, indices, data, f_old, f_new, clamped, y_static):  
     return change.sum()
 
 
-@_jit
 def _spreading_step(indptr, indices, data, f_old, f_new, alpha, y_static):  # pragma: no cover
     """One Zhou et al. step ``F <- alpha S F + (1 - alpha) Y``; returns sum |change|."""
     n, c = f_old.shape
@@ -106,6 +113,10 @@ def _spreading_step(indptr, indices, data, f_old, f_new, alpha, y_static):  # pr
             d += abs(f_new[i, j] - f_old[i, j])
         change[i] = d
     return change.sum()
+
+
+_PROPAGATION_STEP = _compiled(_propagation_step)
+_SPREADING_STEP = _compiled(_spreading_step)
 
 
 def _as_labels(y: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -201,6 +212,9 @@ class _GraphLabelModel(ClassifierMixin, BaseEstimator):
         indices = op.indices.astype(np.int64)
         data = op.data.astype(np.float64)
         f_new = np.empty_like(f)
+        parallel = f.size >= _PARALLEL_MIN_ENTRIES and threads != 1
+        prop_step = _PROPAGATION_STEP[parallel]
+        spread_step = _SPREADING_STEP[parallel]
         old_threads = numba.get_num_threads() if numba is not None else 0
         if numba is not None and threads:
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
@@ -208,10 +222,10 @@ class _GraphLabelModel(ClassifierMixin, BaseEstimator):
             converged = False
             for it in range(1, max_iter + 1):  # noqa: B007 (n_iter_ after the loop)
                 if self._variant == "propagation":
-                    change = _propagation_step(indptr, indices, data, f, f_new, labelled,
+                    change = prop_step(indptr, indices, data, f, f_new, labelled,
                                                y_static)
                 else:
-                    change = _spreading_step(indptr, indices, data, f, f_new,
+                    change = spread_step(indptr, indices, data, f, f_new,
                                              float(self.alpha), y_static)
                 f, f_new = f_new, f
                 if change < self.tol:

@@ -12,19 +12,27 @@ __all__ = ["write_batch", "plot_sheet"]
 
 
 def plot_sheet(path: str | os.PathLike, wavelength: np.ndarray, flux: np.ndarray,
-               titles: Sequence[str], n_columns: int = 5) -> Path:
-    """One small panel per spectrum (id and model guess in the title), PNG."""
-    from pyspec.plotting import _figure
+               titles: Sequence[str], per_column: int = 20) -> Path:
+    """The spectra stacked with offsets, each labelled (id, purpose, model guess); PNG.
+
+    One axes per column of ``per_column`` spectra: a few axes draw in a
+    fraction of the time of one panel per spectrum.
+    """
+    from pyspec.plotting import _figure, _scaled
 
     n = len(titles)
-    rows = max(1, -(-n // n_columns))
-    fig = _figure(2.6 * n_columns, 1.7 * rows)
-    for i in range(n):
-        ax = fig.add_subplot(rows, n_columns, i + 1)
-        ax.plot(wavelength, flux[i], lw=0.7, color="k")
-        ax.set_title(titles[i], fontsize=6)
+    n_cols = max(1, -(-n // per_column))
+    fig = _figure(4.2 * n_cols, 0.45 * min(n, per_column) + 0.8)
+    wl = np.asarray(wavelength, dtype=np.float64)
+    for c in range(n_cols):
+        ax = fig.add_subplot(1, n_cols, c + 1)
+        for j, i in enumerate(range(c * per_column, min(n, (c + 1) * per_column))):
+            ax.plot(wl, _scaled(flux[i]) * 0.8 - j, lw=0.6, color="k")
+            ax.text(wl[0], -j + 0.82, titles[i], fontsize=5, va="bottom")
+        ax.set_yticks([])
+        ax.set_xlabel("wavelength (A)", fontsize=6)
         ax.tick_params(labelsize=5)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.03, right=0.99, top=0.98, bottom=0.3 / fig.get_figheight() + 0.05)
     path = Path(path)
     fig.savefig(path, dpi=90)
     return path

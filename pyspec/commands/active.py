@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    choices=("entropy", "margin", "least-confident", "random"))
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--balance", default="smote", choices=("smote", "none"))
+    p.add_argument("--check", type=int, default=30, metavar="N",
+                   help="candidates checked per iteration to estimate precision (default 30)")
     p.add_argument("--seed", type=int, default=0)
     for name, helptext in (("next", "write the next batch to label"),
                            ("teach", "read a labelled batch back"),
@@ -72,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
         y = labels_for_rows(read_labels(args.labels), meta["id"],
                             meta["file"] if "file" in meta.colnames else None)
         al = ActiveLearner(strategy=args.strategy, batch_size=args.batch_size,
-                           balance=args.balance, target=args.target, random_state=args.seed)
+                           balance=args.balance, target=args.target,
+                           precision_sample=args.check, random_state=args.seed)
         al.fit(store, list(y))
         al.save(state)
         say(args, _status_line(al))
