@@ -49,16 +49,21 @@ def test_same_transduction_as_sklearn_on_same_graph(rng, ours, theirs, kw):
     assert a.n_iter_ == b.n_iter_ or a.n_iter_ == kw["max_iter"]
 
 
-def test_sklearn_knn_kernel_agreement_from_features(rng):
-    # scikit-learn builds its own directed kNN graph (self included); ours is
-    # the symmetric union: the transductions still agree almost everywhere
+@pytest.mark.parametrize(("ours", "theirs", "kw"), [
+    (LabelPropagation, sk.LabelPropagation, {"max_iter": 1000}),
+    (LabelSpreading, sk.LabelSpreading, {"alpha": 0.2, "max_iter": 30}),
+])
+def test_sklearn_knn_kernel_from_features(rng, ours, theirs, kw):
+    # scikit-learn's kernel="knn" graph is directed with each sample its own
+    # first neighbour; knn_graph builds that graph with these options
     x, y, lab = _problem(rng)
-    a = LabelSpreading(n_neighbors=7).fit(x, y)
+    g = knn_graph(x, k=6, symmetric=False, include_self=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        b = sk.LabelSpreading(kernel="knn", n_neighbors=7).fit(x, y)
+        a = ours(**kw).fit(g, y)
+        b = theirs(kernel="knn", n_neighbors=7, **kw).fit(x, y)
     assert np.mean(a.transduction_ == b.transduction_) >= 0.99
-    assert np.mean(a.transduction_ == lab) > 0.95
+    assert np.mean(a.transduction_ == lab) > 0.9
 
 
 def test_thread_counts_give_same_result(rng):
