@@ -120,3 +120,14 @@ def test_errors(rng, tmp_path):
         al.teach([ids[50]], [""])
     with pytest.raises(FileNotFoundError, match="active init"):
         ActiveLearner.load(tmp_path)
+
+
+def test_cnn_estimator_in_the_loop(rng):
+    from pyspec.active.cnn import SpectrumCNN
+
+    x, lab, ids, y = _pool(rng, 300)
+    cnn = SpectrumCNN(n_filters=(4,), n_dense=16, max_epochs=5, random_state=0)
+    al = ActiveLearner(cnn, batch_size=10, target="emission", random_state=0).fit(x, y, ids=ids)
+    al.step(_oracle(ids, lab))
+    assert al.proba_.shape == (300, 2)
+    assert al.labelled.sum() >= 20
