@@ -248,8 +248,10 @@ def _candidates_model(x: np.ndarray, method: str, n_train: int, seed: int,
         model = PILHasher(n_bits=256, hidden=(min(1024, m), min(512, m)),
                           random_state=seed).fit(train)
         index = HammingIndex(256)
-        for s in range(0, n, 65536):
-            index.add(model.transform(np.asarray(x[s:s + 65536], dtype=np.float32)))
+        # 8192 rows at a time: the hidden layers of a block (8192 x 1024 float32,
+        # 32 MiB) are the largest temporary, whatever n
+        for s in range(0, n, 8192):
+            index.add(model.transform(np.asarray(x[s:s + 8192], dtype=np.float32)))
         return model, index
     from pyspec.index.pq import PQIndex
     from pyspec.models.pq import ProductQuantizer
