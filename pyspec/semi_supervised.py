@@ -149,6 +149,52 @@ def _check_graph(g: Any) -> sp.csr_matrix:
     return g
 
 
+def _harmonic_cg(w: sp.csr_matrix, labelled: np.ndarray, f: np.ndarray,
+                 max_iter: int) -> tuple[np.ndarray, int]:
+    """Fixed point of label propagation by conjugate gradients (Zhu et al. 2003).
+
+    At convergence every unlabelled row is the degree-weighted mean of its
+    neighbours, i.e. ``(D_uu - W_uu) F_u = W_ul Y_l``; for a symmetric graph
+    that system is symmetric positive semi-definite (definite on components
+    that hold a label; elsewhere the right side is zero and so is the
+    solution, as with the plain iteration). Jacobi-preconditioned CG needs a
+    few dozen sparse products where the iteration needs hundreds.
+    """
+    from scipy.sparse.linalg import LinearOperator, cg
+    from threadpoolctl import threadpool_limits
+
+    if (w != w.T).nnz:
+        raise ValueError("solver='cg' needs a symmetric graph; use solver='iterate' for a "
+                         "directed one")
+    u = np.flatnonzero(~labelled)
+    lab = np.flatnonzero(labelled)
+    w_u = w[u]
+    deg = np.asarray(w_u.sum(axis=1)).ravel()
+    a = (sp.diags(deg) - w_u[:, u]).tocsr()
+    b = np.asarray(w_u[:, lab] @ f[lab])
+    inv = np.where(deg > 0, 1.0 / np.where(deg > 0, deg, 1.0), 1.0)
+    m = LinearOperator(a.shape, matvec=lambda v: inv * v, dtype=np.float64)
+    out = f.copy()
+    steps = 0
+    for j in range(f.shape[1]):
+        count = [0]
+
+        def tick(_x: np.ndarray, count: list[int] = count) -> None:
+            count[0] += 1
+
+        # one BLAS thread: the vector updates are far too small to share, and a
+        # thread pool waking for each of them cost 100x the work on a busy machine
+        with threadpool_limits(1, user_api="blas"):
+            x, info = cg(a, b[:, j], rtol=1e-8, atol=0.0, maxiter=max_iter, M=m,
+                         callback=tick)
+        if info > 0:
+            warnings.warn(f"conjugate gradients stopped at max_iter={max_iter} before "
+                          "1e-8 relative residual", GraphConvergenceWarning, stacklevel=3)
+        out[u, j] = np.maximum(x, 0.0)
+        steps = max(steps, count[0])
+    return out, steps
+
+
 class _GraphLabelModel(ClassifierMixin, BaseEstimator):
     """Shared fit/predict of the two models (see the module docstring)."""
 
@@ -220,7 +266,10 @@ class _GraphLabelModel(ClassifierMixin, BaseEstimator):
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         try:
             converged = False
-            for it in range(1, max_iter + 1):  # noqa: B007 (n_iter_ after the loop)
+            if getattr(self, "solver", "iterate") == "cg":
+                f, it = _harmonic_cg(op, labelled, f, max_iter)
+                converged = True
+            for it in range(1, 0 if converged else max_iter + 1):  # noqa: B007
                 if self._variant == "propagation":
                     change = prop_step(indptr, indices, data, f, f_new, labelled,
                                                y_static)
@@ -326,6 +375,11 @@ class LabelPropagation(_GraphLabelModel):
     tol : float, default 1e-3
         Stop when the summed absolute change of the label distributions
         falls below ``tol``.
+    solver : "iterate" or "cg"
+        "iterate": scikit-learn's iteration, step for step. "cg": solve for
+        its fixed point (the harmonic function) by preconditioned conjugate
+        gradients, for symmetric graphs; the same transduction up to the
+        iteration's early stop, in far fewer sparse products.
     graph_method : "auto", "exact", "hamming" or "pq"
         How :func:`pyspec.knn_graph` finds neighbours.
     num_threads : int or None
@@ -348,13 +402,16 @@ class LabelPropagation(_GraphLabelModel):
     _variant = "propagation"
 
     def __init__(self, n_neighbors: int = 7, *, max_iter: int = 1000, tol: float = 1e-3,
-                 graph_method: str = "auto", num_threads: int | None = None,
-                 random_state: int = 0) -> None:
+                 solver: str = "iterate", graph_method: str = "auto",
+                 num_threads: int | None = None, random_state: int = 0) -> None:
         super().__init__(n_neighbors, alpha=None, max_iter=max_iter, tol=tol,
                          graph_method=graph_method, num_threads=num_threads,
                          random_state=random_state)
+        self.solver = solver
 
     def _operator(self, w: sp.csr_matrix) -> sp.csr_matrix:
+        if self.solver not in ("iterate", "cg"):
+            raise ValueError(f"solver must be 'iterate' or 'cg', got {self.solver!r}")
         return w
 
 

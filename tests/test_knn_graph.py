@@ -120,3 +120,15 @@ def test_bad_sources():
         knn_graph(sp.eye(5, format="csr"), k=1)
     with pytest.raises(FileNotFoundError):
         knn_graph("/nonexistent/store", k=1)
+
+
+def test_all_principal_components_keep_the_neighbours(rng):
+    # a full-rank projection is a rotation (plus a shift): distances are unchanged
+    x, _ = _blobs(rng, 300, 12)
+    a = knn_neighbours(x, 5, "exact")[0]
+    b, d = knn_neighbours(x, 5, "exact", n_components=12)
+    assert np.mean(a == b) > 0.99
+    fewer = knn_neighbours(x, 5, "exact", n_components=4)[0]
+    assert fewer.shape == (300, 5)
+    with pytest.raises(ValueError, match="n_components"):
+        knn_neighbours(x, 5, n_components=13)

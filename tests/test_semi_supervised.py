@@ -134,3 +134,19 @@ def test_errors(rng):
     m = LabelSpreading().fit(knn_graph(x, k=3), y)
     with pytest.raises(ValueError, match="fitted on a graph"):
         m.predict(x)
+
+
+def test_cg_solver_reaches_the_iteration_fixed_point(rng):
+    x, y, _ = _problem(rng, 900, 30)
+    g = knn_graph(x, k=7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GraphConvergenceWarning)
+        it = LabelPropagation(max_iter=5000, tol=1e-9).fit(g, y)
+    cg = LabelPropagation(solver="cg").fit(g, y)
+    np.testing.assert_allclose(cg.label_distributions_, it.label_distributions_, atol=1e-5)
+    b = _sklearn(sk.LabelPropagation, g, y, max_iter=1000)
+    assert np.mean(cg.transduction_ == b.transduction_) >= 0.99
+    with pytest.raises(ValueError, match="symmetric"):
+        LabelPropagation(solver="cg").fit(knn_graph(x, k=3, symmetric=False), y)
+    with pytest.raises(ValueError, match="solver"):
+        LabelPropagation(solver="lu").fit(g, y)

@@ -26,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how neighbours are found (default: exact up to 20k spectra)")
     parser.add_argument("--alpha", type=float, default=0.2,
                         help="spreading weight of the neighbours, in (0, 1) (default 0.2)")
+    parser.add_argument("--solver", choices=("iterate", "cg"), default="iterate",
+                        help="propagation: scikit-learn's iteration (default) or conjugate "
+                             "gradients to the same fixed point (faster on large graphs)")
+    parser.add_argument("--components", type=int, default=None, metavar="N",
+                        help="find neighbours among N principal components (denoises)")
     parser.add_argument("--max-iter", type=int, default=None,
                         help="iteration limit (default 30 spreading, 1000 propagation)")
     parser.add_argument("--target", default=None,
@@ -71,14 +76,18 @@ def run(args: argparse.Namespace) -> int:
     if target not in classes:
         raise ValueError(f"--target {target!r} is not among the labels {classes.tolist()}")
     k = min(args.k, len(store) - 1)
-    kw = {"graph_method": args.graph, "num_threads": args.num_threads}
+    kw = {"num_threads": args.num_threads}
     if args.max_iter is not None:
         kw["max_iter"] = args.max_iter
     model = LabelSpreading(k, alpha=args.alpha, **kw) if args.model == "spreading" \
-        else LabelPropagation(k, **kw)
+        else LabelPropagation(k, solver=args.solver, **kw)
+    from pyspec.knn_graph import knn_graph
+
+    graph = knn_graph(store, k=k, method=args.graph, n_components=args.components,
+                      num_threads=args.num_threads)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", GraphConvergenceWarning)
-        model.fit(store, np.where(labelled, y, "-1"))
+        model.fit(graph, np.where(labelled, y, "-1"))
     for w in caught:
         say(args, f"warning: {w.message}")
     table = candidate_table(model, meta["id"], target=target, threshold=args.threshold,
