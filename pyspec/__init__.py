@@ -39,6 +39,10 @@ _EXPORTS = {
     "LSHHasher": "pyspec.models.lsh",
     "ITQHasher": "pyspec.models.itq",
     "Engine": "pyspec.engine",
+    "knn_graph": "pyspec.knn_graph",
+    "LabelPropagation": "pyspec.semi_supervised",
+    "LabelSpreading": "pyspec.semi_supervised",
+    "ActiveLearner": "pyspec.active",
 }
 _SUBMODULES = {"io", "preprocess", "simulate", "lines", "indices", "classify", "measure", "models",
                "index", "catalogue"}

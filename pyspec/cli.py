@@ -26,6 +26,8 @@ COMMANDS = {
     "measure": "pyspec.commands.measure",
     "evaluate": "pyspec.commands.evaluate",
     "verify": "pyspec.commands.verify",
+    "spread": "pyspec.commands.spread",
+    "active": "pyspec.commands.active",
     "info": "pyspec.commands.info",
     "demo": "pyspec.commands.demo",
 }

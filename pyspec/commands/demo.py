@@ -231,5 +231,10 @@ def run(args: argparse.Namespace) -> int:
     c_path = write_catalogue(cands, out / "candidates.ecsv")
     say(args, f"[5/5] {len(queries)} representative star queries (PCA+BIRCH+KMeans) -> "
               f"{len(cands)} candidates (top 10% each, merged) -> {c_path}")
+    # issue 18 steps: label spreading and active learning on the same store
+    from pyspec.commands._demo_semi import demo_active_learning, demo_label_spreading
+
+    demo_label_spreading(args, store, out)
+    demo_active_learning(args, store, out)
     say(args, f"done in {time.perf_counter() - t_start:.1f} s; outputs in {out.resolve()}")
     return 0
