@@ -57,8 +57,9 @@ namespace pyspec {
 // Widest substring: its table has 2^24 + 1 uint32 offsets (64 MiB).
 constexpr int kMihMaxWidth = 24;
 constexpr int kMihMaxTables = 64;
-// Work units (codes a linear scan reads in the same time) of one bucket
-// probe and one candidate verification; see mih.cpp for the measurement.
+// Work units (codes a single-query linear scan reads in the same time) of
+// one bucket probe and one candidate verification (random memory reads
+// against a streamed code); see mih.cpp for the check of these prices.
 constexpr std::int64_t kMihProbeCost = 16;
 constexpr std::int64_t kMihCandidateCost = 24;
 

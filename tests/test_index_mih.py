@@ -80,6 +80,9 @@ def test_auto_plan_follows_the_code_distribution(clustered, uniform):
     plan = near.plan(k=10)
     assert plan.method == "mih"
     assert plan.mih_work < plan.scan_work
+    in_batch = near.plan(k=10, n_queries=1000)  # the scan shares its passes: a third per query
+    assert in_batch.scan_work == round(N / 3)
+    assert in_batch.mih_work == plan.mih_work
     far = _filled(uniform[0], "auto")
     assert far.plan(k=10).method == "scan"
     small = _filled(clustered[0][:1000], "auto")

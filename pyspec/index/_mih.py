@@ -34,6 +34,13 @@ MIH_MIN_CODES = 1 << 16
 _MIN_WIDTH, _MAX_WIDTH, _MAX_TABLES = 8, 24, 64
 # Stored codes used as sample queries by the cost model (evenly spaced rows).
 _PLAN_SAMPLE = 16
+# A batch of at least this many queries shares every pass of the scan over
+# the codes (csrc/hamming.cpp, kTransposeMinQueries), which costs each query
+# about a third of a lone scan: 1M codes, 1 thread, 0.90 ms for one query,
+# 273 ms for 1,000 (bench/RESULTS.md, Hamming). MIH gains nothing from
+# batching, so for batches it is weighed against that third.
+BATCH_MIN_QUERIES = 32
+_BATCH_SCAN_SHARE = 1 / 3
 # MIH is chosen when its estimated work is below this fraction of a scan's:
 # sample queries are stored codes, whose own exact match makes their k-th
 # neighbour slightly nearer than a fresh query's.
@@ -113,7 +120,8 @@ class SearchPlan(NamedTuple):
     """Which method a search uses and why.
 
     method : "scan" or "mih".
-    scan_work : int, the scan's price (codes read per query).
+    scan_work : int, the scan's price per query (codes read; a third of
+        the codes for batches, which share the scan's passes).
     mih_work : float or None, MIH's estimated price per query in the same
         units (None when not estimated).
     reason : str, one line for logs.
@@ -145,8 +153,12 @@ def estimate_work(codes: np.ndarray, ids: np.ndarray, tables: MihTables, k: int 
 
 def plan(method: str, codes: np.ndarray, ids: np.ndarray, tables: MihTables | None,
          k: int | None = None, radius: int | None = None, pad_distance: int = 0,
-         ) -> SearchPlan:
-    """The :class:`SearchPlan` for a k-NN (``k``) or range (``radius``) search."""
+         batch: bool = False) -> SearchPlan:
+    """The :class:`SearchPlan` for a k-NN (``k``) or range (``radius``) search.
+
+    ``batch``: at least :data:`BATCH_MIN_QUERIES` queries, which makes each
+    query's share of the scan cheaper.
+    """
     n = codes.shape[0]
     if method == "scan":
         return SearchPlan("scan", n, None, "method='scan'")
@@ -157,7 +169,9 @@ def plan(method: str, codes: np.ndarray, ids: np.ndarray, tables: MihTables | No
     if tables is None:
         return SearchPlan("scan", n, None, "auto: no MIH tables (index loaded without them)")
     work = estimate_work(codes, ids, tables, k, radius, pad_distance)
-    chosen = "mih" if work < _PLAN_MARGIN * n else "scan"
-    return SearchPlan(chosen, n, work,
-                      f"auto: MIH ~{work:.3g} vs scan {n} code reads per query -> {chosen}")
+    scan_work = round(n * _BATCH_SCAN_SHARE) if batch else n
+    chosen = "mih" if work < _PLAN_MARGIN * scan_work else "scan"
+    return SearchPlan(chosen, scan_work, work,
+                      f"auto: MIH ~{work:.3g} vs scan {scan_work} code reads per query"
+                      f"{' (batch)' if batch else ''} -> {chosen}")
 

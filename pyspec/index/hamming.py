@@ -194,7 +194,7 @@ class HammingIndex:
         self._n = 0
         self.method = _mih.check_method(method)
         self._mih_tables: _mih.MihTables | None = None
-        self._plans: dict[tuple[str, str, int], _mih.SearchPlan] = {}
+        self._plans: dict[tuple[str, bool, str, int], _mih.SearchPlan] = {}
 
     # -- storage -----------------------------------------------------------
     def __len__(self) -> int:
@@ -312,15 +312,20 @@ class HammingIndex:
         return RangeResult(offsets, ids, dist)
 
     # -- method choice and multi-index hashing -----------------------------
-    def plan(self, k: int | None = None, radius: int | None = None) -> _mih.SearchPlan:
-        """The method a k-NN search (``k``) or range search (``radius``) uses, and why.
+    def plan(self, k: int | None = None, radius: int | None = None,
+             n_queries: int = 1) -> _mih.SearchPlan:
+        """The method a search of ``n_queries`` queries uses, and why.
+
+        Give ``k`` for a k-NN search or ``radius`` for a range search.
 
         With ``method="auto"`` the choice comes from a cost model: the scan
         reads ``len(self)`` codes per query; the work of multi-index hashing
         depends on how near the neighbours are and how crowded the tables'
         buckets are, so it is measured on 16 stored codes used as queries
         (cached until the next :meth:`add`). Both are in "codes a scan reads
-        in the same time"; MIH is chosen below half the scan's work.
+        in the same time"; MIH is chosen below half the scan's work. From
+        32 queries on, the scan shares its passes over the codes between
+        queries and is priced at a third of that.
 
         Returns
         -------
@@ -330,17 +335,18 @@ class HammingIndex:
         """
         if (k is None) == (radius is None):
             raise ValueError("pass exactly one of k (k-NN search) or radius (range search)")
-        key = ((self.method, "knn", min(check_k(k), self._n)) if k is not None
-               else (self.method, "range", _check_radius(radius)))
+        batch = n_queries >= _mih.BATCH_MIN_QUERIES
+        key = ((self.method, batch, "knn", min(check_k(k), self._n)) if k is not None
+               else (self.method, batch, "range", _check_radius(radius)))
         cached = self._plans.get(key)
         if cached is not None:
             return cached
         if self.method == "auto" and self._n >= _mih.MIH_MIN_CODES:
             self._mih_sync()
         found = _mih.plan(self.method, self._codes[: self._n], self._ids[: self._n],
-                          self._mih_tables, k=key[2] if k is not None else None,
-                          radius=key[2] if radius is not None else None,
-                          pad_distance=self.pad_distance)
+                          self._mih_tables, k=key[3] if k is not None else None,
+                          radius=key[3] if radius is not None else None,
+                          pad_distance=self.pad_distance, batch=batch)
         self._plans[key] = found
         return found
 
@@ -367,7 +373,7 @@ class HammingIndex:
 
     def _knn(self, q: np.ndarray, k: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
         codes, ids = self._codes[: self._n], self._ids[: self._n]
-        chosen = self.plan(k=k) if k and self._n else None
+        chosen = self.plan(k=k, n_queries=q.shape[0]) if k and self._n else None
         if chosen is None or chosen.method == "scan":
             return _core.hamming_knn(q, codes, ids, k, self.pad_distance, threads)
         self._mih_sync()
@@ -380,7 +386,7 @@ class HammingIndex:
     def _range(self, q: np.ndarray, radius: int,
                threads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         codes, ids = self._codes[: self._n], self._ids[: self._n]
-        chosen = self.plan(radius=radius) if self._n else None
+        chosen = self.plan(radius=radius, n_queries=q.shape[0]) if self._n else None
         if chosen is None or chosen.method == "scan":
             return _core.hamming_range(q, codes, ids, radius, threads)
         self._mih_sync()
