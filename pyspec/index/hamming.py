@@ -341,8 +341,9 @@ class HammingIndex:
         cached = self._plans.get(key)
         if cached is not None:
             return cached
-        if self.method == "auto" and self._n >= _mih.MIH_MIN_CODES:
-            self._mih_sync()
+        if self.method == "auto" and self._mih_tables is not None:
+            self._mih_sync()  # index the tail left by the last adds (an index loaded
+            # without tables stays without: building them is add's job, not a query's)
         found = _mih.plan(self.method, self._codes[: self._n], self._ids[: self._n],
                           self._mih_tables, k=key[3] if k is not None else None,
                           radius=key[3] if radius is not None else None,
