@@ -68,7 +68,14 @@ def simulated_codes(n: int, n_pixels: int = N_PIXELS, log: bool = True,
     """(codes uint64 (n, 4) memory-mapped, queries uint64 (N_QUERIES, 4)), cached."""
     CACHE.mkdir(parents=True, exist_ok=True)
     path = CACHE / f"codes-{n}-{n_pixels}px.npy"
+    # Spectrum i depends only on (seed, i), so a bigger cached set's first n
+    # rows are exactly this set.
+    sizes = {int(p.name.split("-")[1]): p for p in CACHE.glob(f"codes-*-{n_pixels}px.npy")
+             if p.name.split("-")[1].isdigit()}
+    bigger = [size for size in sizes if size > n]
     qpath = CACHE / f"queries-{N_QUERIES}-{n_pixels}px.npy"
+    if bigger and qpath.exists():
+        return np.load(sizes[min(bigger)], mmap_mode="r")[:n], np.load(qpath)
     if not (path.exists() and qpath.exists()):
         hasher = _hasher(n_pixels)
         if not qpath.exists():
