@@ -12,6 +12,7 @@
 
 #include "bindings.hpp"
 #include "hamming.hpp"
+#include "mih.hpp"
 
 namespace py = pybind11;
 
@@ -104,6 +105,104 @@ py::array_t<std::int32_t> distances(const Codes& queries, const Codes& codes, in
   return out;
 }
 
+// -- multi-index hashing (mih.hpp) -------------------------------------------
+
+using Widths = py::array_t<std::int32_t, py::array::c_style>;
+using Table = py::array_t<std::uint32_t, py::array::c_style>;
+using Work = py::array_t<std::int64_t>;
+
+int table_count(const Widths& widths) {
+  if (widths.ndim() != 1 || widths.shape(0) < 1 || widths.shape(0) > kMihMaxTables)
+    throw std::invalid_argument("widths must have shape (n_tables,), 1 <= n_tables <= 64");
+  for (py::ssize_t t = 0; t < widths.shape(0); ++t)
+    if (widths.data()[t] < 1 || widths.data()[t] > kMihMaxWidth)
+      throw std::invalid_argument("widths must be in [1, 24]");
+  return static_cast<int>(widths.shape(0));
+}
+
+// Checks that offsets and rows have the sizes the widths and n_codes imply
+// (their contents are checked by mih_check_tables when read from a file).
+MihTables tables_of(const Widths& widths, const Table& offsets, const Table& rows,
+                    index_t n_codes) {
+  const int m = table_count(widths);
+  if (offsets.ndim() != 1 || offsets.shape(0) != mih_offsets_size(widths.data(), m))
+    throw std::invalid_argument("offsets size does not match the widths");
+  if (rows.ndim() != 2 || rows.shape(0) != m || rows.shape(1) != n_codes)
+    throw std::invalid_argument("rows must have shape (n_tables, n_codes)");
+  return MihTables{widths.data(), m, offsets.data(), rows.data()};
+}
+
+py::tuple mih_build_tables(const Codes& codes, const Widths& widths, int num_threads) {
+  const int w = code_words(codes, "codes");
+  const int m = table_count(widths);
+  const index_t n = codes.shape(0);
+  Table offsets({static_cast<py::ssize_t>(mih_offsets_size(widths.data(), m))});
+  Table rows({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(n)});
+  const word_t* c = codes.data();
+  const std::int32_t* wd = widths.data();
+  std::uint32_t* o = offsets.mutable_data();
+  std::uint32_t* r = rows.mutable_data();
+  {
+    py::gil_scoped_release release;
+    mih_build(c, n, w, wd, m, num_threads, o, r);
+  }
+  return py::make_tuple(offsets, rows);
+}
+
+bool mih_check(const Widths& widths, index_t n_codes, const Table& offsets, const Table& rows) {
+  const MihTables t = tables_of(widths, offsets, rows, n_codes);
+  py::gil_scoped_release release;
+  return mih_check_tables(t.widths, t.n_tables, n_codes, t.offsets, t.rows);
+}
+
+py::tuple mih_knn_search(const Codes& queries, const Codes& codes, const Ids& ids,
+                         const Widths& widths, const Table& offsets, const Table& rows,
+                         index_t k, std::int32_t pad_distance, std::int64_t max_work,
+                         int num_threads) {
+  const int w = check_pair(queries, codes);
+  check_ids(ids, codes);
+  if (k < 0) throw std::invalid_argument("k must be >= 0");
+  const index_t nq = queries.shape(0);
+  const index_t n = codes.shape(0);
+  const MihTables t = tables_of(widths, offsets, rows, n);
+  py::array_t<std::int32_t> distances({nq, k});
+  py::array_t<index_t> out_ids({nq, k});
+  Work work({nq});
+  const word_t* q = queries.data();
+  const word_t* c = codes.data();
+  const index_t* id = ids.data();
+  std::int32_t* d_out = distances.mutable_data();
+  index_t* i_out = out_ids.mutable_data();
+  std::int64_t* w_out = work.mutable_data();
+  {
+    py::gil_scoped_release release;
+    mih_knn(q, nq, c, id, n, w, t, k, pad_distance, max_work, num_threads, d_out, i_out, w_out);
+  }
+  return py::make_tuple(out_ids, distances, work);
+}
+
+py::tuple mih_range_search(const Codes& queries, const Codes& codes, const Ids& ids,
+                           const Widths& widths, const Table& offsets, const Table& rows,
+                           std::int32_t radius, std::int64_t max_work, int num_threads) {
+  const int w = check_pair(queries, codes);
+  check_ids(ids, codes);
+  const index_t nq = queries.shape(0);
+  const index_t n = codes.shape(0);
+  const MihTables t = tables_of(widths, offsets, rows, n);
+  RangeHits hits;
+  Work work({nq});
+  const word_t* q = queries.data();
+  const word_t* c = codes.data();
+  const index_t* id = ids.data();
+  std::int64_t* w_out = work.mutable_data();
+  {
+    py::gil_scoped_release release;
+    mih_range(q, nq, c, id, n, w, t, radius, max_work, num_threads, hits, w_out);
+  }
+  return py::make_tuple(to_numpy(std::move(hits.offsets)), to_numpy(std::move(hits.ids)),
+                        to_numpy(std::move(hits.distances)), work);
+}
+
 }  // namespace
 
 void bind_hamming(py::module_& m) {
@@ -118,6 +217,25 @@ void bind_hamming(py::module_& m) {
   m.def("hamming_distances", &distances, py::arg("queries").noconvert(),
         py::arg("codes").noconvert(), py::arg("num_threads") = 0,
         "Full int32 distance matrix (nq, n). Use pyspec.index.hamming.hamming_distances.");
+  m.def("mih_build", &mih_build_tables, py::arg("codes").noconvert(),
+        py::arg("widths").noconvert(), py::arg("num_threads") = 0,
+        "Multi-index hashing tables -> (offsets uint32, rows uint32 (m, n)). "
+        "Use pyspec.HammingIndex(method='mih').");
+  m.def("mih_check_tables", &mih_check, py::arg("widths").noconvert(), py::arg("n_codes"),
+        py::arg("offsets").noconvert(), py::arg("rows").noconvert(),
+        "True when MIH tables are structurally valid (bounds, monotone offsets).");
+  m.def("mih_knn", &mih_knn_search, py::arg("queries").noconvert(), py::arg("codes").noconvert(),
+        py::arg("ids").noconvert(), py::arg("widths").noconvert(),
+        py::arg("offsets").noconvert(), py::arg("rows").noconvert(), py::arg("k"),
+        py::arg("pad_distance"), py::arg("max_work") = 0, py::arg("num_threads") = 0,
+        "Exact k-NN by multi-index hashing -> (ids, distances, work). "
+        "Use pyspec.HammingIndex.search.");
+  m.def("mih_range", &mih_range_search, py::arg("queries").noconvert(),
+        py::arg("codes").noconvert(), py::arg("ids").noconvert(), py::arg("widths").noconvert(),
+        py::arg("offsets").noconvert(), py::arg("rows").noconvert(), py::arg("radius"),
+        py::arg("max_work") = 0, py::arg("num_threads") = 0,
+        "Range search by multi-index hashing -> (offsets, ids, distances, work). "
+        "Use pyspec.HammingIndex.range_search.");
 }
 
 }  // namespace pyspec

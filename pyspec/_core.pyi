@@ -45,6 +45,45 @@ def hamming_distances(
     num_threads: int = 0,
 ) -> npt.NDArray[np.int32]: ...
 
+# Multi-index hashing (csrc/mih.hpp): widths int32 (m,), offsets uint32
+# (sum(2**widths + 1),), rows uint32 (m, n_codes); work int64 (n_queries,),
+# negative (-work - 1) for queries answered by the scan fallback.
+def mih_build(
+    codes: npt.NDArray[np.uint64],
+    widths: npt.NDArray[np.int32],
+    num_threads: int = 0,
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]]: ...
+def mih_check_tables(
+    widths: npt.NDArray[np.int32],
+    n_codes: int,
+    offsets: npt.NDArray[np.uint32],
+    rows: npt.NDArray[np.uint32],
+) -> bool: ...
+def mih_knn(
+    queries: npt.NDArray[np.uint64],
+    codes: npt.NDArray[np.uint64],
+    ids: npt.NDArray[np.int64],
+    widths: npt.NDArray[np.int32],
+    offsets: npt.NDArray[np.uint32],
+    rows: npt.NDArray[np.uint32],
+    k: int,
+    pad_distance: int,
+    max_work: int = 0,
+    num_threads: int = 0,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int64]]: ...
+def mih_range(
+    queries: npt.NDArray[np.uint64],
+    codes: npt.NDArray[np.uint64],
+    ids: npt.NDArray[np.int64],
+    widths: npt.NDArray[np.int32],
+    offsets: npt.NDArray[np.uint32],
+    rows: npt.NDArray[np.uint32],
+    radius: int,
+    max_work: int = 0,
+    num_threads: int = 0,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int32],
+           npt.NDArray[np.int64]]: ...
+
 # --- linalg (csrc/bind_linalg.cpp) ---
 gram_row_block: int
 

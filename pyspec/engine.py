@@ -883,6 +883,15 @@ class Engine:
         codes = self.encode_prepared(flux, num_threads=num_threads)
         return self.index.range_search(codes, int(radius), num_threads=num_threads)
 
+    def search_plan(self, k: int = 10) -> Any:
+        """How a k-NN search runs: ``index.plan(k)`` for Hamming engines (MIH or scan, and
+        why, see :meth:`pyspec.HammingIndex.plan`); PQ engines always scan."""
+        if self.kind == "hamming":
+            return self.index.plan(k=k)
+        from pyspec.index._mih import SearchPlan
+
+        return SearchPlan("scan", len(self), None, "product-quantisation engine: ADC scan")
+
     def rerank(self, flux: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Re-order candidate rows by exact squared L2 to the stored spectra.
 

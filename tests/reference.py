@@ -46,6 +46,28 @@ def hamming_range_ref(queries: np.ndarray, codes: np.ndarray, ids: np.ndarray,
             np.concatenate(out_ids or [np.empty(0, np.int64)]).astype(np.int64),
             np.concatenate(out_d or [np.empty(0, np.int32)]).astype(np.int32))
 
+
+def mih_substrings_ref(codes: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """int64 (n, m): substring t of each code = bits [sum(widths[:t]), sum(widths[:t+1]))."""
+    bits = np.unpackbits(codes.view(np.uint8), axis=1, bitorder="little").astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(widths)])
+    keys = np.zeros((codes.shape[0], len(widths)), dtype=np.int64)
+    for t, w in enumerate(widths):
+        keys[:, t] = bits[:, starts[t]:starts[t] + w] @ (1 << np.arange(w, dtype=np.int64))
+    return keys
+
+
+def mih_tables_ref(codes: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets uint32, rows uint32 (m, n)): per table a CSR of rows bucketed by substring."""
+    keys = mih_substrings_ref(codes, widths)
+    offsets, rows = [], []
+    for t, w in enumerate(widths):
+        counts = np.bincount(keys[:, t], minlength=1 << int(w))
+        offsets.append(np.concatenate([[0], np.cumsum(counts)]))
+        rows.append(np.argsort(keys[:, t], kind="stable"))
+    return (np.concatenate(offsets).astype(np.uint32),
+            np.stack(rows).astype(np.uint32) if rows else np.empty((0, 0), np.uint32))
+
 # ---------------------------------------------------------------- linalg
 def gram_reference(H: np.ndarray, X: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """H^T H and H^T X in float64 (reference of linalg.GramAccumulator)."""

@@ -29,6 +29,7 @@ from pyspec._bits import pack_bits
 from pyspec._fileformat import read_container, write_container
 from pyspec._validation import as_ids, check_k, check_num_threads, check_result_size, describe
 from pyspec.errors import IndexFormatError
+from pyspec.index import _mih
 from pyspec.index._result import RangeResult, SearchResult
 
 __all__ = ["HammingIndex", "as_codes", "hamming_distances"]
@@ -165,6 +166,17 @@ class HammingIndex:
     n_bits : int, default 256
         Code length in bits, 1..512; codes are stored as uint64 of shape
         (n, ceil(n_bits / 64)) with unused high bits zero.
+    method : {"scan", "auto", "mih"}, default "scan"
+        How searches find the neighbours; results are identical whatever the
+        method. "scan" reads every code. "mih" uses multi-index hashing
+        tables (built by :meth:`add`, saved and memory-mapped with the
+        index) and reads only codes that share a nearly equal substring with
+        the query. "auto" builds the tables from 65,536 codes on and picks,
+        per search, the cheaper of the two by a cost model (see
+        :meth:`plan`); a query whose MIH work would exceed a scan's is then
+        answered by the scan. The default is "scan": on codes of real-like
+        spectra the tables (about twice the codes' memory) did not pay
+        (bench/RESULTS.md, issue 21), so they are built only when asked for.
 
     Attributes
     ----------
@@ -183,22 +195,39 @@ class HammingIndex:
     ([0, 1], [0, 0])
     """
 
-    def __init__(self, n_bits: int = 256) -> None:
+    def __init__(self, n_bits: int = 256, method: str = "scan") -> None:
         self.n_bits = _check_n_bits(n_bits)
         self.n_words = _n_words(self.n_bits)
         self._codes = np.empty((0, self.n_words), dtype=np.uint64)
         self._ids = np.empty(0, dtype=np.int64)
         self._n = 0
+        self.method = _mih.check_method(method)
+        self._mih_tables: _mih.MihTables | None = None
+        self._plans: dict[tuple[str, bool, str, int], _mih.SearchPlan] = {}
         self._publish()
 
     # -- thread safety -----------------------------------------------------
     def _publish(self) -> None:
         """Make rows ``[0, _n)`` visible to searches (one atomic attribute store)."""
-        self._view = (self._codes[: self._n], self._ids[: self._n])
+        self._view = (self._codes[: self._n], self._ids[: self._n], self._mih_tables)
 
     def _snapshot(self) -> tuple[np.ndarray, np.ndarray]:
         """Codes and ids of the published rows, consistent with each other."""
-        return self._view
+        return self._view[0], self._view[1]
+
+    def _synced_view(self) -> tuple[np.ndarray, np.ndarray, _mih.MihTables]:
+        """Published codes, ids and MIH tables covering exactly those codes.
+
+        Tables are brought up to date (the tail left by the last adds indexed)
+        under the write lock, so a reader never pairs tables with other rows.
+        """
+        codes, ids, tables = self._view
+        if tables is None or tables.n_codes != len(ids):
+            with self._write_lock:
+                self._mih_sync()
+                self._publish()
+                codes, ids, tables = self._view
+        return codes, ids, tables
 
     @property
     def _write_lock(self) -> threading.Lock:
@@ -212,7 +241,7 @@ class HammingIndex:
         return len(self._view[1])
 
     def __repr__(self) -> str:
-        return f"HammingIndex(n_bits={self.n_bits}) with {self._n} codes"
+        return f"HammingIndex(n_bits={self.n_bits}, method={self.method!r}) with {self._n} codes"
 
     @property
     def codes(self) -> np.ndarray:
@@ -268,6 +297,7 @@ class HammingIndex:
         self._codes[self._n: need] = codes
         self._ids[self._n: need] = ids
         self._n = need
+        self._mih_after_add()
         self._publish()  # only now can searches see the new rows
 
     # -- search ------------------------------------------------------------
@@ -292,10 +322,10 @@ class HammingIndex:
         q = _check_codes(queries, self.n_bits, "queries", allow_1d=True)
         k = check_k(k)
         threads = check_num_threads(num_threads)
-        codes, stored_ids = self._snapshot()
-        check_result_size(q.shape[0], k, len(stored_ids))
-        k_run = min(k, len(stored_ids))
-        ids, dist = _core.hamming_knn(q, codes, stored_ids, k_run, self.pad_distance, threads)
+        n_rows = len(self)
+        check_result_size(q.shape[0], k, n_rows)
+        k_run = min(k, n_rows)
+        ids, dist = self._knn(q, k_run, threads)
         if k_run < k:
             full_ids = np.full((q.shape[0], k), -1, dtype=np.int64)
             full_dist = np.full((q.shape[0], k), self.pad_distance, dtype=np.int32)
@@ -325,15 +355,110 @@ class HammingIndex:
         q = _check_codes(queries, self.n_bits, "queries", allow_1d=True)
         radius = _check_radius(radius)
         threads = check_num_threads(num_threads)
-        codes, stored_ids = self._snapshot()
-        offsets, ids, dist = _core.hamming_range(q, codes, stored_ids, radius, threads)
+        offsets, ids, dist = self._range(q, radius, threads)
         return RangeResult(offsets, ids, dist)
+
+    # -- method choice and multi-index hashing -----------------------------
+    def plan(self, k: int | None = None, radius: int | None = None,
+             n_queries: int = 1) -> _mih.SearchPlan:
+        """The method a search of ``n_queries`` queries uses, and why.
+
+        Give ``k`` for a k-NN search or ``radius`` for a range search.
+
+        With ``method="auto"`` the choice comes from a cost model: the scan
+        reads ``len(self)`` codes per query; the work of multi-index hashing
+        depends on how near the neighbours are and how crowded the tables'
+        buckets are, so it is measured on 16 stored codes used as queries
+        (cached until the next :meth:`add`). Both are in "codes a scan reads
+        in the same time"; MIH is chosen below half the scan's work. From
+        32 queries on, the scan shares its passes over the codes between
+        queries and is priced at a third of that.
+
+        Returns
+        -------
+        SearchPlan
+            ``method`` ("scan" or "mih"), ``scan_work``, ``mih_work``
+            (estimated, or None) and a one-line ``reason``.
+        """
+        if (k is None) == (radius is None):
+            raise ValueError("pass exactly one of k (k-NN search) or radius (range search)")
+        batch = n_queries >= _mih.BATCH_MIN_QUERIES
+        codes, ids, tables = self._view
+        key = ((self.method, batch, "knn", min(check_k(k), len(ids))) if k is not None
+               else (self.method, batch, "range", _check_radius(radius)))
+        cached = self._plans.get(key)
+        if cached is not None:
+            return cached
+        if self.method == "auto" and tables is not None:
+            # index the tail left by the last adds (an index loaded without
+            # tables stays without: building them is add's job, not a query's)
+            codes, ids, tables = self._synced_view()
+        found = _mih.plan(self.method, codes, ids, tables,
+                          k=key[3] if k is not None else None,
+                          radius=key[3] if radius is not None else None,
+                          pad_distance=self.pad_distance, batch=batch)
+        self._plans[key] = found
+        return found
+
+    def _mih_after_add(self) -> None:
+        """Keep the tables current at add time, rebuilding when the codes doubled.
+
+        A rebuild costs one pass per table over all codes, so rebuilding
+        only when the unindexed tail reaches the indexed part keeps the
+        total cost of many small adds within twice one final build; a
+        search or save indexes whatever tail is left (:meth:`_mih_sync`).
+        """
+        self._plans.clear()
+        wanted = self.method == "mih" or (self.method == "auto"
+                                          and self._n >= _mih.MIH_MIN_CODES)
+        if not wanted:
+            return
+        built = 0 if self._mih_tables is None else self._mih_tables.n_codes
+        if self._n >= 2 * built:
+            self._mih_sync()
+
+    def _mih_sync(self) -> None:
+        if self._mih_tables is None or self._mih_tables.n_codes != self._n:
+            self._mih_tables = _mih.build_tables(self._codes[: self._n], self.n_bits)
+
+    def _knn(self, q: np.ndarray, k: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
+        codes, ids = self._snapshot()
+        chosen = self.plan(k=k, n_queries=q.shape[0]) if k and len(ids) else None
+        if chosen is None or chosen.method == "scan":
+            return _core.hamming_knn(q, codes, ids, k, self.pad_distance, threads)
+        codes, ids, tables = self._synced_view()
+        # "auto" caps each query's MIH work at one scan (then scans it).
+        max_work = len(ids) if self.method == "auto" else 0
+        out_ids, dist, _ = _core.mih_knn(q, codes, ids, *tables, k,
+                                         self.pad_distance, max_work, threads)
+        return out_ids, dist
+
+    def _range(self, q: np.ndarray, radius: int,
+               threads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        codes, ids = self._snapshot()
+        chosen = self.plan(radius=radius, n_queries=q.shape[0]) if len(ids) else None
+        if chosen is None or chosen.method == "scan":
+            return _core.hamming_range(q, codes, ids, radius, threads)
+        codes, ids, tables = self._synced_view()
+        max_work = len(ids) if self.method == "auto" else 0
+        offsets, out_ids, dist, _ = _core.mih_range(q, codes, ids, *tables, radius,
+                                                    max_work, threads)
+        return offsets, out_ids, dist
 
     # -- persistence -------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
         """Write the index atomically to ``path`` (pyspec container, kind ``HX``)."""
-        write_container(path, _KIND, {"codes": self.codes, "ids": self.ids},
-                        {"n_bits": self.n_bits, "n_codes": self._n})
+        arrays = {"codes": self.codes, "ids": self.ids}
+        arrays.update(self._mih_arrays())
+        write_container(path, _KIND, arrays,
+                        {"n_bits": self.n_bits, "n_codes": self._n, "method": self.method})
+
+    def _mih_arrays(self) -> dict[str, np.ndarray]:
+        """The MIH tables to save (brought up to date first), or none."""
+        if self._mih_tables is None:
+            return {}
+        self._mih_sync()
+        return self._mih_tables.arrays()
 
     @classmethod
     def load(cls, path: str | os.PathLike, mmap: bool = False) -> HammingIndex:
@@ -380,16 +505,24 @@ class HammingIndex:
         mask = _pad_mask(n_bits)
         if mask and codes.shape[0] and (codes[:, -1] & np.uint64(mask)).any():
             raise bad(f"codes have bits set above bit {n_bits - 1}")
-        index = cls(n_bits)
+        method = meta.get("method", "scan")
+        if method not in _mih.METHODS:
+            raise bad(f"invalid search method {method!r} in metadata")
+        tables = _mih.tables_from_arrays(arrays, n_bits, codes.shape[0])
+        if isinstance(tables, str):
+            raise bad(tables)
+        index = cls(n_bits, method=method)
         index._codes = codes
         index._ids = ids
         index._n = codes.shape[0]
+        index._mih_tables = tables
         index._publish()
         return index
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"n_bits": self.n_bits, "codes": np.array(self.codes), "ids": np.array(self.ids)}
+        return {"n_bits": self.n_bits, "codes": np.array(self.codes), "ids": np.array(self.ids),
+                "method": self.method}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["n_bits"])
+        self.__init__(state["n_bits"], method=state.get("method", "scan"))
         self.add(np.ascontiguousarray(state["codes"], dtype=np.uint64), state["ids"])

@@ -1,0 +1,180 @@
+"""Exact Hamming k-NN at 10^7 codes: multi-index hashing vs the scan and faiss (issue 21).
+
+Data: 256-bit PIL codes of simulated spectra (bench/simulated_codes.py,
+cached under /tmp/pyspec-mih; generating 10M takes ~20 min on one core),
+queries = codes of 1,000 fresh simulated spectra. k = 10.
+
+Rows:
+
+* the distance distribution of the exact neighbours (d1, d10 percentiles,
+  share of queries with an exact duplicate), which decides MIH's speed;
+* the plan of ``HammingIndex(method="auto")`` and MIH's work per query
+  (codes verified + bucket probes, in scan-equivalent units);
+* single queries (``--mih-single`` of them, each timed, 1 thread, median)
+  and a batch of ``--mih-batch`` queries at each ``--mih-threads``: pyspec
+  MIH alone (``method="mih"``), pyspec ``method="auto"`` (the cost model's
+  choice, with MIH queries over budget answered by the scan), pyspec scan
+  (same index, ``method="scan"``), faiss ``IndexBinaryFlat`` (exact)
+  and faiss ``IndexBinaryMultiHash`` (``--mih-faiss-nhash`` tables of
+  256/nhash bits, ``nflip`` = 1; approximate: its recall@10 against the
+  exact ranking is reported). ``vs_*`` = peer time / MIH time.
+
+Every pyspec result is checked identical (ids and distances) to the scan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+NAME = "mih"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("mih")
+    g.add_argument("--mih-n", type=int, default=10_000_000, help="database codes")
+    g.add_argument("--mih-single", type=int, default=50, help="single queries timed")
+    g.add_argument("--mih-batch", type=int, default=200, help="queries in the batch case")
+    g.add_argument("--mih-threads", type=int, nargs="+", default=[1, 2])
+    g.add_argument("--mih-faiss-nhash", type=int, default=8,
+                   help="faiss IndexBinaryMultiHash tables (0 skips it)")
+    g.add_argument("--mih-no-flat", action="store_true", help="skip faiss IndexBinaryFlat")
+
+
+def _time_each(fn, queries: np.ndarray) -> float:
+    """Median seconds of fn(one query) over the queries (after one warm-up)."""
+    fn(queries[:1])
+    times = []
+    for i in range(len(queries)):
+        t0 = time.perf_counter()
+        fn(queries[i:i + 1])
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _time_once(fn, queries: np.ndarray) -> float:
+    """Seconds of fn(queries), after a warm-up on a batch of 32 (which also fixes the
+    auto plan for batches: HammingIndex prices batches from 32 queries on)."""
+    fn(queries[:32])
+    t0 = time.perf_counter()
+    fn(queries)
+    return time.perf_counter() - t0
+
+
+def _auto_search(index, k: int, threads: int):
+    return lambda q: index.search(q, k, num_threads=threads)
+
+
+def _recall(found: np.ndarray, exact: np.ndarray) -> float:
+    pairs = zip(found, exact, strict=True)
+    return float(np.mean([len(set(f) & set(e)) / len(e) for f, e in pairs]))
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    import faiss
+    from simulated_codes import simulated_codes
+
+    import pyspec
+
+    quick = getattr(args, "quick", False)
+    n = 100_000 if quick else args.mih_n
+    k = 10
+    codes_map, queries = simulated_codes(n, log=not quick)
+    n_single = min(args.mih_single, 10 if quick else len(queries))
+    rows: list[dict] = []
+
+    t0 = time.perf_counter()
+    index = pyspec.HammingIndex(256, method="mih")
+    index.add(np.ascontiguousarray(codes_map))
+    build_s = time.perf_counter() - t0
+    tables = index._mih_tables
+    table_mb = (tables.offsets.nbytes + tables.rows.nbytes) / 2**20
+    del codes_map
+
+    index.method = "scan"
+    exact = index.search(queries, k)
+    index.method = "mih"
+    d1, d10 = exact.distances[:, 0], exact.distances[:, k - 1]
+    pct = (10, 50, 90, 99)
+    rows.append({"case": f"{n} codes: neighbour distances (bits), percentiles {pct}",
+                 "d1": "/".join(str(int(v)) for v in np.percentile(d1, pct)),
+                 "d10": "/".join(str(int(v)) for v in np.percentile(d10, pct)),
+                 "exact_duplicate": f"{100 * np.mean(d1 == 0):.0f}%"})
+    # MIH's work without a budget, on the single-query sample (the far
+    # queries of a bigger sample would dominate the run time).
+    *_, work = pyspec._core.mih_knn(queries[:n_single], index.codes, index.ids, *tables, k,
+                                    index.pad_distance, 0, 1)
+    auto = pyspec.HammingIndex(256, method="auto")
+    auto._codes, auto._ids, auto._n, auto._mih_tables = (index._codes, index._ids, len(index),
+                                                          tables)
+    plan = auto.plan(k=k)
+    rows.append({"case": f"MIH tables: widths {sorted(set(tables.widths.tolist()))} x "
+                         f"{len(tables.widths)}, {table_mb:.0f} MiB, build {build_s:.1f} s",
+                 "work_median": float(np.median(work)), "work_p90": float(np.percentile(work, 90)),
+                 "work/n": float(np.median(work)) / n, "auto": plan.method,
+                 "auto_reason": plan.reason})
+
+    flat = None
+    if not args.mih_no_flat:
+        flat = faiss.IndexBinaryFlat(256)
+        flat.add(index.codes.view(np.uint8))
+    multi = None
+    if args.mih_faiss_nhash:
+        b = 256 // args.mih_faiss_nhash
+        multi = faiss.IndexBinaryMultiHash(256, args.mih_faiss_nhash, b)
+        multi.nflip = 1
+        multi.add(index.codes.view(np.uint8))
+
+    def ours(method: str, threads: int):
+        def go(q: np.ndarray):
+            index.method = method
+            return index.search(q, k, num_threads=threads)
+        return go
+
+    def theirs(peer, threads: int):
+        def go(q: np.ndarray):
+            faiss.omp_set_num_threads(threads)
+            return peer.search(q.view(np.uint8), k)
+        return go
+
+    got = ours("mih", 1)(queries)
+    if not (np.array_equal(got.ids, exact.ids) and np.array_equal(got.distances, exact.distances)):
+        raise RuntimeError("MIH and the scan disagree")
+    if flat is not None:
+        d_flat, _ = theirs(flat, 1)(queries)
+        if not np.array_equal(d_flat, exact.distances):
+            raise RuntimeError("faiss IndexBinaryFlat and pyspec disagree on distances")
+    multi_recall = None
+    if multi is not None:
+        _, i_multi = theirs(multi, 1)(queries)
+        multi_recall = _recall(i_multi, exact.ids)
+
+    single = queries[:n_single]
+    batch = queries[:min(len(queries), 50 if quick else args.mih_batch)]
+    cases = [("single query", 1, lambda fn: _time_each(fn, single))]
+    cases += [(f"batch {len(batch)}", t, lambda fn: _time_once(fn, batch))
+              for t in args.mih_threads]
+    for label, threads, timer in cases:
+        t_mih = timer(ours("mih", threads))
+        row = {"case": f"{n} codes, {label}", "threads": threads, "mih_ms": t_mih * 1e3}
+        row["auto_ms"] = timer(_auto_search(auto, k, threads)) * 1e3
+        row["scan_ms"] = timer(ours("scan", threads)) * 1e3
+        row["vs_scan"] = row["scan_ms"] / row["mih_ms"]
+        if flat is not None:
+            row["faiss_flat_ms"] = timer(theirs(flat, threads)) * 1e3
+            row["vs_flat"] = row["faiss_flat_ms"] / row["mih_ms"]
+        if multi is not None:
+            row["faiss_multihash_ms"] = timer(theirs(multi, threads)) * 1e3
+            row["vs_multihash"] = row["faiss_multihash_ms"] / row["mih_ms"]
+            row["multihash_recall@10"] = multi_recall
+        row["target"] = ">= 10x"
+        rows.append(row)
+    index.method = "mih"
+    return rows
