@@ -340,10 +340,13 @@ def _preprocessor_from(settings: dict[str, Any], where: Path) -> Any:
     bool, a fraction a number): the constructor would coerce a damaged
     ``"rest_frame": 2**63`` or ``"to_vacuum": null`` into a valid-looking value.
     """
-    from pyspec.preprocess import Preprocessor
+    from pyspec.preprocess import Preprocessor, WavelengthGrid
 
     try:
-        defaults = Preprocessor(_integrity.grid_from_dict(settings["grid"], str(where))).to_dict()
+        grid = settings["grid"]
+        grid = (WavelengthGrid.preset(grid) if isinstance(grid, str)  # a preset's name
+                else _integrity.grid_from_dict(grid, str(where)))
+        defaults = Preprocessor(grid).to_dict()
         for key, default in defaults.items():
             value = settings.get(key, default)
             if default is None or key == "grid":

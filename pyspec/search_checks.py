@@ -68,7 +68,12 @@ def check_same_preprocessing(mine: dict[str, Any] | None, other: dict[str, Any] 
 
 
 def store_fingerprint(store: Any) -> dict[str, Any]:
-    """What identifies the state of a store: its size and a hash of its manifest."""
+    """What identifies the state of a store: its size and a hash of its manifest.
+
+    A view of some rows of a store (a shard's rows, ``whole_store`` set) is
+    identified by the store it views: a shard engine later opens that store.
+    """
+    store = getattr(store, "whole_store", store)
     path = getattr(store, "path", None)
     digest = None
     if path is not None and (Path(path) / "manifest.json").is_file():

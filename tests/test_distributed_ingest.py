@@ -156,3 +156,21 @@ def test_cli_sharded_ingest_then_build(inputs, reference, tmp_path, capsys) -> N
     eng = Engine.open(tmp_path / "e")
     assert len(eng.shards) == 3
     assert len(eng) == len(ref)
+
+
+def test_copies_in_different_partitions_are_stored_once(tmp_path) -> None:
+    """Byte-identical files are kept in one shard, so its ingest drops the copies."""
+    src = tmp_path / "in"
+    src.mkdir()
+    files = sample_files()[:6]
+    for f in files:
+        shutil.copy(f, src / f.name)
+    for i in range(3):  # copies of the first file sort after every original
+        shutil.copy(files[0], src / f"zz-copy{i}-{files[0].name}")
+    ref = ingest([src], tmp_path / "one")
+    summary = ingest_sharded([src], tmp_path / "sh", n_shards=3)
+    store = ShardedStore.open(tmp_path / "sh")
+    assert ref.duplicates == 3
+    assert summary.accepted == len(store) == ref.accepted
+    assert sorted(store.rejects["file"]) == sorted(open_any_store(tmp_path / "one").rejects["file"])
+    assert sum(1 for r in store.rejects["reason"] if "duplicate" in str(r)) == 3

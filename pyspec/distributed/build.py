@@ -37,6 +37,7 @@ class _RowRange:
         self.grid = store.grid
         self.preprocessing = store.preprocessing
         self.flux = store.flux[start:stop]
+        self.whole_store = store  # what the shard engine's store fingerprint describes
         self._store, self._start, self._stop = store, start, stop
 
     def __len__(self) -> int:

@@ -134,7 +134,9 @@ class ShardedEngine(Engine):
     """
 
     def __init__(self, path: Path, info: dict[str, Any], shards: list[Engine]) -> None:
-        super().__init__(path, info, shards[0].model, None)
+        # the metadata columns live in the shards (_ShardedMeta below), not beside the manifest
+        super().__init__(path, {**info, "meta_columns": []}, shards[0].model, None)
+        self.info = info
         self.shards = shards
         self.shard_paths = [str(s.path) for s in shards]
         self.offsets = np.concatenate([[0], np.cumsum([len(s) for s in shards])]).astype(np.int64)
@@ -161,6 +163,14 @@ class ShardedEngine(Engine):
         engine = cls(path, info, shards)
         engine.use_client(client)
         return engine
+
+    def verify(self) -> dict[str, int]:
+        """Check every shard against its recorded checksums (see :meth:`Engine.verify`)."""
+        totals = {"files": 1, "columns": 0}  # the manifest was checked on open
+        for shard in self.shards:
+            for key, value in shard.verify().items():
+                totals[key] += value
+        return totals
 
     def use_client(self, client: Any) -> ShardedEngine:
         """Search on this Dask client / scheduler address (None: in this process)."""

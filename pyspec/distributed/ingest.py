@@ -24,7 +24,13 @@ import numpy as np
 
 from pyspec.distributed.store import SHARDED_STORE_FILE, write_json_atomic, write_sharded_manifest
 from pyspec.distributed.tasks import connect, n_workers, run_per_shard
-from pyspec.ingest import IngestSummary, ingest, iter_sources
+from pyspec.ingest import (
+    DEFAULT_PREPROCESSING,
+    IngestSummary,
+    ingest,
+    iter_sources,
+    make_preprocessor,
+)
 from pyspec.preprocess import Preprocessor
 
 PARTITIONS_FILE = "partitions.json"
@@ -64,8 +70,8 @@ def _partition(out: Path, sources: Iterable[str | os.PathLike], n_shards: int) -
     seen: set[str] = set()
     files = []
     for p in iter_sources(sources):
-        p = os.path.abspath(p)
-        if p not in seen:  # a file listed twice is read once
+        p = os.path.realpath(p)
+        if p not in seen:  # a file listed twice (or through a link) is read once
             seen.add(p)
             files.append(p)
     digest = hashlib.sha256("\n".join(files).encode("utf-8")).hexdigest()
@@ -80,20 +86,67 @@ def _partition(out: Path, sources: Iterable[str | os.PathLike], n_shards: int) -
         return [out / f"shard-{i:04d}.lst" for i in range(int(old["n_shards"]))]
     if not files:
         raise ValueError("no input files found in the sources")
-    n_shards = max(1, min(int(n_shards), len(files)))
-    bounds = np.linspace(0, len(files), n_shards + 1).round().astype(int)
+    groups = _duplicate_groups(files)
+    n_shards = max(1, min(int(n_shards), len(groups)))
+    ends = np.cumsum([len(g) for g in groups])
+    bounds = np.linspace(0, len(files), n_shards + 1)[1:]
+    cut = np.concatenate([[0], np.searchsorted(ends, bounds - 0.5) + 1])
+    cut[-1] = len(groups)
+    chunks = [[f for g in groups[a:b] for f in g] for a, b in zip(cut[:-1], cut[1:], strict=True)]
+    chunks = [c for c in chunks if c]  # a large group of copies can swallow a boundary
+    n_shards = len(chunks)
     lists = []
     out.mkdir(parents=True, exist_ok=True)
-    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+    for i, chunk in enumerate(chunks):
         lst = out / f"shard-{i:04d}.lst"
         tmp = lst.with_name(f".{lst.name}.tmp")
-        tmp.write_text("".join(f"{f}\n" for f in files[a:b]), encoding="utf-8")
+        tmp.write_text("".join(f"{f}\n" for f in chunk), encoding="utf-8")
         os.replace(tmp, lst)
         lists.append(lst)
     # written after the lists: its presence means the partition is complete and fixed
     write_json_atomic(marker, {"n_shards": n_shards, "n_files": len(files),
                                "sources_sha256": digest})
     return lists
+
+
+def _duplicate_groups(files: list[str]) -> list[list[str]]:
+    """``files`` in groups that keep byte-identical files together, in first-seen order.
+
+    Each shard's ingest drops a file whose content it already stored (see
+    pyspec.ingest), so identical files must land in the same shard for the
+    sharded store to equal one ingest. Only files that share their size with
+    another are read (hashed) here; the rest are groups of one.
+    """
+    import stat
+    from collections import defaultdict
+
+    sizes: dict[int, list[int]] = defaultdict(list)
+    for i, f in enumerate(files):
+        try:
+            st = os.stat(f)
+        except OSError:
+            continue  # its shard records the reason
+        if stat.S_ISREG(st.st_mode):
+            sizes[st.st_size].append(i)
+    leader = list(range(len(files)))
+    for members in sizes.values():
+        if len(members) < 2:
+            continue
+        first_of: dict[str, int] = {}
+        for i in members:
+            try:
+                with open(files[i], "rb") as fh:
+                    digest = hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=16))
+            except (OSError, AttributeError):  # file_digest is Python >= 3.11
+                try:
+                    digest = hashlib.blake2b(Path(files[i]).read_bytes(), digest_size=16)
+                except OSError:
+                    continue
+            leader[i] = first_of.setdefault(digest.hexdigest(), i)
+    groups: dict[int, list[str]] = {}
+    for i, f in enumerate(files):
+        groups.setdefault(leader[i], []).append(f)
+    return list(groups.values())
 
 
 def _ingest_shard(file_list: str, shard_dir: str, *, settings: dict[str, Any],
@@ -105,8 +158,9 @@ def _ingest_shard(file_list: str, shard_dir: str, *, settings: dict[str, Any],
 
 
 def ingest_sharded(sources: Iterable[str | os.PathLike], out: str | os.PathLike, *,
-                   n_shards: int | None = None, client: Any = None, grid: Any = "lamost",
-                   normalise: str = "l2", continuum: str | None = None,
+                   n_shards: int | None = None, client: Any = None,
+                   preset: str = DEFAULT_PREPROCESSING, grid: Any = None,
+                   normalise: str | None = None, continuum: str | None = None,
                    preprocessor: Preprocessor | None = None, chunk_size: int = 16384,
                    files_per_task: int = 16, fast: bool = True) -> ShardedIngestSummary:
     """Ingest FITS spectra into a sharded store at ``out`` (created or resumed).
@@ -120,7 +174,7 @@ def ingest_sharded(sources: Iterable[str | os.PathLike], out: str | os.PathLike,
         or 2). Fixed by the first run; a resumed run keeps them.
     client : distributed.Client, scheduler address or None
         Where the shards are ingested (None: one after another, here).
-    grid, normalise, continuum, preprocessor, chunk_size, files_per_task, fast :
+    preset, grid, normalise, continuum, preprocessor, chunk_size, files_per_task, fast :
         As for :func:`pyspec.ingest.ingest` (``chunk_size`` is each shard's
         resume granularity).
 
@@ -135,7 +189,7 @@ def ingest_sharded(sources: Iterable[str | os.PathLike], out: str | os.PathLike,
         raise ValueError(f"n_shards must be an int >= 1, got {n_shards}")
     if chunk_size < 1 or files_per_task < 1:
         raise ValueError("chunk_size and files_per_task must be >= 1")
-    pre = preprocessor or Preprocessor(grid, normalise=normalise, continuum=continuum)
+    pre = preprocessor or make_preprocessor(preset, grid, normalise, continuum)
     out = Path(out)
     lists = _partition(out, sources, int(n_shards))
     shard_dirs = [lst.with_suffix("") for lst in lists]
