@@ -40,7 +40,7 @@ def _column_info() -> dict[str, tuple[str | None, str]]:
         "n_lines_found": (None, "emission lines found above the threshold"),
         "z": (_ONE, "adopted redshift (stars: v/c): CL, else template cross-correlation"),
         "z_err": (_ONE, "1-sigma error of z (CL scatter or Tonry & Davis error)"),
-        "z_method": (None, "how z was found: CL, xcorr-star, xcorr-galaxy or none"),
+        "z_method": (None, "how z was found: CL, OIII-doublet, xcorr-star, xcorr-galaxy or none"),
         "z_quality": (None, "good, uncertain or failed (see pyspec.lines.best_redshift)"),
         "z_template": (None, "best cross-correlation template (file stem)"),
         "z_r_td": (_ONE, "Tonry & Davis r of the cross-correlation peak"),
@@ -151,7 +151,7 @@ def _measure_one(it, zgiven, lines, indices, args, confirm_nsigma, half_width_km
     a = _lines._analyse(it, args[0])
     _lines._detect(a, *args[1:])
     r = _lines._redshift_one(a, 0.001, 3, (-0.01, 1.5), confirm_nsigma)
-    best = combine(r, it, templates, (-0.01, 1.5), 0.001)
+    best = combine(r, it, templates, (-0.01, 1.5), 0.001, a, confirm_nsigma)
     if lines:
         row.update(z_cl=r.z, z_cl_err=r.z_err, n_lines_cl=r.n_lines,
                    lines_cl=",".join(r.lines), z_cl_reason=r.reason, z_cl_guided=r.guided,
@@ -177,6 +177,10 @@ def _measure_one(it, zgiven, lines, indices, args, confirm_nsigma, half_width_km
         row.update(_indices._measure_one(it, zs, "lepine2013"))
         row["index_velocity"] = float(zs * C_KMS) if it.error is None else np.nan
         row["index_velocity_source"] = vsrc if it.error is None else "none"
+        if best.ok and str(velocity_class(best.z)) == "extragalactic" and row["zeta_flag"] == "ok":
+            # CaH/TiO band depths of a galaxy or quasar are no M-star metallicity
+            row.update(zeta=np.nan, zeta_err=np.nan,
+                       zeta_flag="not a star: extragalactic redshift")
     return row
 
 

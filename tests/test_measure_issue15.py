@@ -124,3 +124,18 @@ def test_cross_correlation_can_be_turned_off(rng):
     assert "turned off" in t["z_reason"][0]
     assert t["index_velocity_source"][0] == "header"
     assert t["z_method"][1] == "CL" and t["z"][1] == pytest.approx(0.1, abs=1e-4)
+
+
+def test_no_zeta_for_a_spectrum_with_an_extragalactic_redshift():
+    """M-star band depths under four emission lines at z = 0.2: the adopted
+    redshift is extragalactic (CL), so zeta is not reported as valid."""
+    m = read_spectrum(SAMPLE / "spec-58575-HD103621N361936B01_sp03-061.fits.gz")  # dM1
+    w, f = np.asarray(m.wavelength, float), np.asarray(m.flux, float).copy()
+    lines = {"Hb": 1.0, "OIII_5007": 3.0, "OIII_4959": 1.0, "Ha": 3.0, "NII_6583": 1.0}
+    f += gaussian_lines(w, 0.2, lines, 90.0, L.REST_LINES) * 3.0 * np.median(f)
+    t = measure([m, (w, f, np.asarray(m.ivar, float))])
+    assert t["zeta_flag"][0] == "ok"
+    assert t["z_method"][1] == "CL"
+    assert t["velocity_class"][1] == "extragalactic"
+    assert t["zeta_flag"][1] == "not a star: extragalactic redshift"
+    assert np.isnan(t["zeta"][1])

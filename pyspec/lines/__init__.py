@@ -160,7 +160,8 @@ class RedshiftResult:
         True when lines of the guided second pass (``confirm_nsigma``) were
         needed to reach ``min_lines``.
     method : str
-        ``"CL"`` (emission-line combination), ``"xcorr-star"`` (radial
+        ``"CL"`` (emission-line combination), ``"OIII-doublet"`` ([O III]
+        4959/5007 pair, :mod:`pyspec.lines.doublet`), ``"xcorr-star"`` (radial
         velocity, z = v/c) or ``"xcorr-galaxy"`` (template cross-correlation);
         see :func:`pyspec.lines.best_redshift`.
     quality : str

@@ -16,6 +16,13 @@ template spectra (:mod:`pyspec.lines.xcorr`):
    Tonry & Davis r is at least ``_R_GOOD`` (5), ``uncertain`` from
    ``_R_MIN`` (3); below that the cross-correlation peak is not
    distinguishable from noise and z is NaN (``quality="failed"``).
+3. Before a star or galaxy template is adopted with less than clear
+   significance (r < ``_R_GOOD``), a spectrum without a CL redshift is
+   searched for the [O III] 4959/5007 doublet with its fixed 1:2.98 ratio
+   (:mod:`pyspec.lines.doublet`; low-S/N quasars and Seyferts where only
+   [O III] stands out).  A pair found gives ``method="OIII-doublet"``:
+   ``good`` when the cross-correlation agrees, else ``uncertain``.  A clear
+   (r >= 5) template match always wins over the two-line solution.
 
 ``z_err`` is the CL scatter or the Tonry & Davis error.
 """
@@ -28,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from pyspec.lines.doublet import oiii_doublet_redshift
 from pyspec.lines.xcorr import C_KMS, XcorrResult, XcorrTemplates, xcorr_redshift
 
 __all__ = ["best_redshift"]
@@ -42,9 +50,25 @@ def _self_id(meta: dict) -> str | None:
     return Path(str(f)).name.split(".fits")[0] if f else None
 
 
+def _analysed(item: Any, window: float = 150.0, quantile: float | None = 0.9,
+              nsigma: float | None = 3.0, min_pixels: int = 2, half_window: int = 2,
+              max_lines: int = 40, local_scatter: bool = True, **_cl_only: Any):
+    """The line-search state of one spectrum (as :func:`pyspec.lines.redshift` builds it)."""
+    from pyspec.lines import _analyse, _detect
+
+    a = _analyse(item, window)
+    _detect(a, quantile, nsigma, min_pixels, half_window, max_lines, local_scatter)
+    return a
+
+
 def combine(cl: Any, item: Any, templates: XcorrTemplates | None,
-            z_range: tuple[float, float], tol: float):
-    """The adopted redshift of one spectrum from its CL result and a cross-correlation."""
+            z_range: tuple[float, float], tol: float, analysis: Any = None,
+            confirm_nsigma: float | None = 2.0):
+    """The adopted redshift of one spectrum from its CL result and a cross-correlation.
+
+    ``analysis`` is the line-search state of the CL run (built with the
+    default settings when None); the [O III] doublet search reuses it.
+    """
     from pyspec.lines import RedshiftResult
 
     if item.error is not None:
@@ -68,8 +92,16 @@ def combine(cl: Any, item: Any, templates: XcorrTemplates | None,
         return replace(cl, method="CL", quality=quality,
                        template=xc.template if agree else "",
                        r_td=xc.r_td if agree else np.nan)
-    method = "xcorr-star" if xc.template_class == "STAR" else "xcorr-galaxy"
     why = cl.reason or "no emission-line redshift"
+    if not (xc.ok and xc.r_td >= _R_GOOD):
+        pair = oiii_doublet_redshift(analysis if analysis is not None else _analysed(item),
+                                     tol, z_range, confirm_nsigma)
+        if pair.ok:
+            agree = xc.ok and abs(xc.z - pair.z) < tol * (1.0 + pair.z)
+            return replace(pair, quality="good" if agree else "uncertain",
+                           template=xc.template if agree else "",
+                           r_td=xc.r_td if agree else np.nan)
+    method = "xcorr-star" if xc.template_class == "STAR" else "xcorr-galaxy"
     if not xc.ok:
         return replace(cl, method="none", quality="failed", reason=f"{why}; {xc.reason}")
     if not xc.r_td >= _R_MIN:
@@ -114,5 +146,8 @@ def best_redshift(spectra: Any, *, templates: XcorrTemplates | None | bool = Non
         raise ValueError(items[0].error)
     cls = redshift(spectra, tol=tol, z_range=z_range, **kwargs)
     cls = [cls] if single else cls
-    out = [combine(c, it, templates, z_range, tol) for c, it in zip(cls, items, strict=True)]
+    confirm = kwargs.get("confirm_nsigma", 2.0)
+    out = [combine(c, it, templates, z_range, tol,
+                   None if c.ok or it.error is not None else _analysed(it, **kwargs), confirm)
+           for c, it in zip(cls, items, strict=True)]
     return out[0] if single else out
