@@ -170,12 +170,27 @@ def test_engine_reports_the_plan_of_its_index(clustered):
     assert engine.search_plan(10).method == "scan"
 
 
-def test_auto_index_saved_without_tables_scans_until_the_next_add(tmp_path, clustered):
+def test_index_written_before_mih_loads_as_a_scan_index(tmp_path, clustered):
     codes, queries = clustered
     old = _filled(codes, "scan")
     old.save(tmp_path / "old.bin")
     arrays, meta = read_container(tmp_path / "old.bin", b"HX")
     del meta["method"]  # as written before multi-index hashing existed
+    write_container(tmp_path / "old.bin", b"HX", arrays, meta)
+    loaded = HammingIndex.load(tmp_path / "old.bin", mmap=True)
+    assert loaded.method == "scan"  # the default: no tables are built for it
+    _assert_same(loaded.search(queries, 10), old.search(queries, 10))
+    loaded.add(codes[:5])
+    assert loaded._mih_tables is None
+    assert loaded.plan(k=10).method == "scan"
+
+
+def test_auto_index_saved_without_tables_scans_until_the_next_add(tmp_path, clustered):
+    codes, queries = clustered
+    old = _filled(codes, "auto")
+    old.save(tmp_path / "old.bin")
+    arrays, meta = read_container(tmp_path / "old.bin", b"HX")
+    arrays = {k: v for k, v in arrays.items() if not k.startswith("mih_")}
     write_container(tmp_path / "old.bin", b"HX", arrays, meta)
     loaded = HammingIndex.load(tmp_path / "old.bin", mmap=True)
     assert loaded.method == "auto"
