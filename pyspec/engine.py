@@ -769,8 +769,9 @@ class Engine:
             Neighbours to return.
         rerank : int, optional
             Two-stage search: the codes select the best ``rerank`` (>= k)
-            candidates and exact squared L2 on the stored spectra orders
-            them; distances are then float squared L2. Default (None):
+            candidates and exact squared L2 in :attr:`rerank_space`
+            (principal components by default, or the stored spectra)
+            orders them; distances are then float squared L2. Default (None):
             ``max(10 k, 100)`` candidates when the store is reachable (a
             warning and code distances otherwise); 0: codes only.
         num_threads : int, optional
