@@ -296,6 +296,20 @@ def test_cli_build_errors_name_flags(tmp_path, capsys) -> None:
     assert main(["build", str(_store(tmp_path / "raw", 40, None).path), "--out",
                  str(tmp_path / "r"), "--quiet"]) == 1
     assert "--allow-unknown-preprocessing" in capsys.readouterr().err
+    # the re-rank space is chosen and recorded at build; errors name the flags
+    assert Engine.open(tmp_path / "p").info["rerank"]["n_components"] == 10  # 40 / 4
+    assert main(["build", str(store.path), "--out", str(tmp_path / "f"), "--model", "lsh",
+                 "--n-bits", "64", "--rerank-space", "flux", "--quiet"]) == 0
+    assert Engine.open(tmp_path / "f").rerank_space == "flux"
+    assert main(["build", str(store.path), "--out", str(tmp_path / "c"), "--model", "lsh",
+                 "--n-bits", "64", "--components", "6", "--quiet"]) == 0
+    rerank = Engine.open(tmp_path / "c").info["rerank"]
+    assert rerank["space"] == "pca" and rerank["n_components"] == 6
+    assert 0 < rerank["explained_variance_ratio"] <= 1
+    assert main(["build", str(store.path), "--out", str(tmp_path / "z"), "--model", "lsh",
+                 "--components", "0", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "--components" in err and "n_components" not in err
 
 
 @pytest.mark.parametrize("window", [500.0, 150.0])
