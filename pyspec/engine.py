@@ -21,7 +21,8 @@ or a flux array on the engine's grid, prepares it with the store's own
 normalisation the archive went through), encodes it, searches, optionally
 re-ranks the best candidates by exact squared L2 (by default between their
 projections on the store's principal components, see
-:mod:`pyspec.rerank_space`), and returns an astropy Table of neighbours with their metadata.
+:mod:`pyspec.rerank_space`), and returns an astropy Table of neighbours with
+their metadata.
 """
 
 from __future__ import annotations
@@ -345,6 +346,8 @@ class Engine:
                 train = np.asarray(store.flux, np.float32)
             model.fit(train if space is None else to_search_space(train, space))
             del train
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
         basis = None
         if rerank_space == "pca":
             from pyspec.rerank_space import PCA_COMPONENTS, fit_principal_basis, n_pca_components
@@ -354,7 +357,7 @@ class Engine:
                                         random_state=random_state,
                                         transform=lambda x: to_search_space(x, space))
             projection = np.empty((n, basis.n_components), np.float32)
-        fit_s = time.perf_counter() - t0
+        pca_s = time.perf_counter() - t0
         n_in = getattr(model, "n_features_in_", None)
         if n_in is not None and n_in != n_pix:
             raise ValueError(f"the model was fitted on {n_in} pixels but the store's grid has "
@@ -394,7 +397,7 @@ class Engine:
             warn_if_collapsed(int(np.unique(np.concatenate(keys)).size), n,
                               f"{type(model).__name__} on {getattr(store, 'path', 'the store')}")
 
-        timings = {"fit": round(fit_s, 3), "encode": round(encode_s, 3)}
+        timings = {"fit": round(fit_s, 3), "pca": round(pca_s, 3), "encode": round(encode_s, 3)}
         return cls.write(out, model, index, store.meta, grid,
                          preprocessing=preprocessing,
                          store_path=getattr(store, "path", None), timings=timings,

@@ -138,7 +138,8 @@ def _reference_principal(x: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]
 def test_two_stage_default_reranks_by_principal_components(built) -> None:
     store, engine = built
     flux = np.asarray(store.flux, np.float64)
-    assert engine.rerank_space == "pca" and engine.info["rerank"]["n_components"] == 30  # 120 / 4
+    assert engine.rerank_space == "pca"
+    assert engine.info["rerank"]["n_components"] == 30  # 120 / 4
     mean, axes = _reference_principal(flux, 30)
     basis, projection = engine._principal()
     # the same subspace as NumPy's SVD (the axes' signs and order within ties are free)
@@ -163,7 +164,8 @@ def test_flux_rerank_space_is_exact_order(built, tmp_path) -> None:
     store, _ = built
     engine = Engine.build(store, LSHHasher(n_bits=64, random_state=0), out=tmp_path / "e",
                           rerank_space="flux")
-    assert engine.rerank_space == "flux" and not (engine.path / "rerank").exists()
+    assert engine.rerank_space == "flux"
+    assert not (engine.path / "rerank").exists()
     q = np.asarray(store.flux[7])
     table = Engine.open(engine.path).query(q, k=5)
     prepared = engine.prepare(q)[0][0]
@@ -304,12 +306,14 @@ def test_cli_build_errors_name_flags(tmp_path, capsys) -> None:
     assert main(["build", str(store.path), "--out", str(tmp_path / "c"), "--model", "lsh",
                  "--n-bits", "64", "--components", "6", "--quiet"]) == 0
     rerank = Engine.open(tmp_path / "c").info["rerank"]
-    assert rerank["space"] == "pca" and rerank["n_components"] == 6
+    assert rerank["space"] == "pca"
+    assert rerank["n_components"] == 6
     assert 0 < rerank["explained_variance_ratio"] <= 1
     assert main(["build", str(store.path), "--out", str(tmp_path / "z"), "--model", "lsh",
                  "--components", "0", "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert "--components" in err and "n_components" not in err
+    assert "--components" in err
+    assert "n_components" not in err
 
 
 @pytest.mark.parametrize("window", [500.0, 150.0])
