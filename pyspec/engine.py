@@ -8,6 +8,7 @@ and writes::
     DIR/model.bin       the model (PILHasher/LSHHasher/ITQHasher/ProductQuantizer .save())
     DIR/index.bin       HammingIndex (binary codes) or PQIndex (product-quantised codes)
     DIR/meta/           the store's metadata, one .npy file per column (memory-mapped)
+    DIR/rerank/         re-rank space "pca": the principal basis and every row's projection
 
 ``Engine.open(DIR)`` maps the index and the metadata columns without reading
 them, so opening an engine over millions of spectra takes milliseconds; only
@@ -18,8 +19,10 @@ neighbour's metadata and spectrum are one lookup away.
 or a flux array on the engine's grid, prepares it with the store's own
 :class:`~pyspec.preprocess.Preprocessor` settings (the same resampling and
 normalisation the archive went through), encodes it, searches, optionally
-re-ranks the best candidates by exact squared L2 on the stored spectra, and
-returns an astropy Table of neighbours with their metadata.
+re-ranks the best candidates by exact squared L2 (by default between their
+projections on the store's principal components, see
+:mod:`pyspec.rerank_space`), and returns an astropy Table of neighbours with
+their metadata.
 
 Integrity and atomicity (version 2 engines): ``engine.json`` carries a
 checksum of its own content and a size/CRC32 record of every other file
@@ -131,6 +134,24 @@ def _load_index(kind: str, path: Path, model: Any, mmap: bool) -> Any:
         return PQIndex.load(path)
 
 
+# ----------------------------------------------------------------------------- arrays on disk
+
+def _save_array(path: Path, arr: np.ndarray) -> None:
+    """Write one engine array (.npy, no pickles): every array of an engine goes through here."""
+    np.save(path, np.ascontiguousarray(arr), allow_pickle=False)
+
+
+def _load_array(path: Path, shape: tuple[int, ...], mmap: bool = True) -> np.ndarray:
+    """Read an array written by :func:`_save_array`; IndexFormatError unless it has ``shape``."""
+    try:
+        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise IndexFormatError(f"{path}: unreadable engine array ({exc})") from None
+    if arr.shape != shape:
+        raise IndexFormatError(f"{path}: shape {arr.shape}, expected {shape}")
+    return arr
+
+
 # ----------------------------------------------------------------------------- metadata columns
 
 def _write_meta_columns(meta: Any, folder: Path) -> list[dict[str, Any]]:
@@ -159,7 +180,7 @@ def _write_meta_columns(meta: Any, folder: Path) -> list[dict[str, Any]]:
             continue
         if arr.dtype.kind == "S" and arr.dtype.itemsize == 0:
             arr = arr.astype("S1")
-        np.save(folder / entry["file"], np.ascontiguousarray(arr), allow_pickle=False)
+        _save_array(folder / entry["file"], arr)
         schema.append(entry)
     return schema
 
@@ -261,6 +282,10 @@ def _array_crc(arr: np.ndarray) -> str:
     return _integrity.crc_text(zlib.crc32(data))
 
 
+#: The arrays of a "pca" re-rank space (see :mod:`pyspec.rerank_space`), under ``rerank/``.
+RERANK_FILES = ("pca_mean.npy", "pca_axes.npy", "pca_projection.npy")
+
+
 def _file_checksums(folder: Path, schema: list[dict[str, Any]]) -> dict[str, Any]:
     """Records of every file of a freshly written engine directory."""
     sums = {name: _integrity.file_record(folder / name) for name in ("model.bin", "index.bin")}
@@ -270,6 +295,12 @@ def _file_checksums(folder: Path, schema: list[dict[str, Any]]) -> dict[str, Any
         sums[rel] = {**_integrity.file_record(folder / rel), "dtype": arr.dtype.str,
                      "data_crc32": _array_crc(arr)}
         del arr
+    for name in RERANK_FILES:
+        rel = f"rerank/{name}"
+        if (folder / rel).is_file():
+            arr = np.load(folder / rel, mmap_mode="r", allow_pickle=False)
+            sums[rel] = {**_integrity.file_record(folder / rel), "data_crc32": _array_crc(arr)}
+            del arr
     return sums
 
 
@@ -427,6 +458,7 @@ class Engine:
         self._provenance_parts: dict[str, Any] | None = None
         self._preprocessor: Any = None
         self._store: Any = None
+        self._pca: tuple[Any, np.ndarray] | None = None
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -434,7 +466,8 @@ class Engine:
               chunk_size: int = _DEFAULT_CHUNK, fit_sample: int | None = None,
               num_threads: int | None = None, progress: bool = False,
               overwrite: bool = False, random_state: int | None = 0,
-              allow_unknown_preprocessing: bool = False) -> Engine:
+              allow_unknown_preprocessing: bool = False, rerank_space: str = "pca",
+              n_components: int | None = None) -> Engine:
         """Fit (if needed) ``model``, encode ``store`` in chunks and write the engine to ``out``.
 
         Parameters
@@ -463,6 +496,14 @@ class Engine:
         allow_unknown_preprocessing : bool
             Build over a store that records no preprocessing (then only
             its own stored rows can be queried meaningfully).
+        rerank_space : {"pca", "flux"}
+            Where the two-stage search re-ranks its candidates: "pca"
+            (default) by L2 between projections on the store's first
+            principal components (fitted here, stored with the engine),
+            "flux" by L2 between the stored spectra.
+        n_components : int, optional
+            Principal components for ``rerank_space="pca"`` (default:
+            :func:`pyspec.rerank_space.n_pca_components`: 32, at most n / 4).
 
         Returns
         -------
@@ -481,6 +522,12 @@ class Engine:
             from pyspec.search_checks import recipe_of
 
             recipe_of(preprocessing, f"store {getattr(store, 'path', '')}")
+        from pyspec.rerank_space import RERANK_SPACES
+
+        if rerank_space not in RERANK_SPACES:
+            raise ValueError(f"rerank_space must be one of {RERANK_SPACES}, got {rerank_space!r}")
+        if n_components is not None and (isinstance(n_components, bool) or int(n_components) < 1):
+            raise ValueError(f"n_components must be an int >= 1, got {n_components!r}")
         if isinstance(model, str):
             model = make_model(model)
         kind = _kind_of(model)
@@ -508,6 +555,17 @@ class Engine:
             model.fit(train if space is None else to_search_space(train, space))
             del train
         fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        basis = None
+        if rerank_space == "pca":
+            from pyspec.rerank_space import PCA_COMPONENTS, fit_principal_basis, n_pca_components
+
+            c = n_pca_components(n, n_pix, n_components or PCA_COMPONENTS)
+            basis = fit_principal_basis(store.flux, c, chunk_size=chunk_size,
+                                        random_state=random_state,
+                                        transform=lambda x: to_search_space(x, space))
+            projection = np.empty((n, basis.n_components), np.float32)
+        pca_s = time.perf_counter() - t0
         n_in = getattr(model, "n_features_in_", None)
         if n_in is not None and n_in != n_pix:
             raise ValueError(f"the model was fitted on {n_in} pixels but the store's grid has "
@@ -533,6 +591,8 @@ class Engine:
                 chunk = to_search_space(as_float_matrix(store.flux[start:start + chunk_size],
                                                         "store flux"), space)
                 ids = np.arange(start, start + chunk.shape[0], dtype=np.int64)
+                if basis is not None:
+                    projection[start:start + chunk.shape[0]] = basis.project(chunk)
                 if kind == "hamming":
                     codes = model.transform(chunk, num_threads=num_threads)
                     keys.append(code_keys(codes))
@@ -545,23 +605,27 @@ class Engine:
             warn_if_collapsed(int(np.unique(np.concatenate(keys)).size), n,
                               f"{type(model).__name__} on {getattr(store, 'path', 'the store')}")
 
-        timings = {"fit": round(fit_s, 3), "encode": round(encode_s, 3)}
+        timings = {"fit": round(fit_s, 3), "pca": round(pca_s, 3), "encode": round(encode_s, 3)}
         return cls.write(out, model, index, store.meta, grid,
                          preprocessing=preprocessing,
                          store_path=getattr(store, "path", None), timings=timings,
-                         overwrite=overwrite, store_fingerprint=store_fingerprint(store))
+                         overwrite=overwrite, store_fingerprint=store_fingerprint(store),
+                         rerank=None if basis is None else (basis, projection))
 
     @classmethod
     def write(cls, out: str | os.PathLike, model: Any, index: Any, meta: Any, grid: Any, *,
               preprocessing: dict[str, Any] | None = None,
               store_path: str | os.PathLike | None = None,
               timings: dict[str, float] | None = None, overwrite: bool = False,
-              store_fingerprint: dict[str, Any] | None = None) -> Engine:
+              store_fingerprint: dict[str, Any] | None = None,
+              rerank: tuple[Any, np.ndarray] | None = None) -> Engine:
         """Write an engine directory from a fitted model, a filled index and metadata.
 
         :meth:`build` ends here; call it directly to assemble an engine from
         codes encoded elsewhere (e.g. a distributed encoding job). Index ids
         must be rows of ``meta`` (and of the store at ``store_path``).
+        ``rerank``: (PrincipalBasis, projections of every row) for the "pca"
+        re-rank space; None re-ranks by L2 between the stored spectra.
         """
         out = Path(out)
         if out.exists() and not overwrite:
@@ -576,6 +640,19 @@ class Engine:
             model.save(tmp / "model.bin")
             index.save(tmp / "index.bin")
             schema = _write_meta_columns(meta, tmp / "meta")
+            rerank_info: dict[str, Any] = {"space": "flux"}
+            if rerank is not None:
+                basis, projection = rerank
+                if projection.shape != (len(index), basis.n_components):
+                    raise ValueError(f"projections of shape {projection.shape}, expected "
+                                     f"({len(index)}, {basis.n_components})")
+                (tmp / "rerank").mkdir()
+                for name, arr in (("pca_mean", basis.mean), ("pca_axes", basis.axes),
+                                  ("pca_projection", projection)):
+                    _save_array(tmp / "rerank" / f"{name}.npy", arr)
+                rerank_info = {"space": "pca", "n_components": basis.n_components,
+                               "explained_variance_ratio":
+                                   round(basis.explained_variance_ratio, 6)}
             from pyspec.catalogue import provenance
 
             store_path = Path(store_path).resolve() if store_path else None
@@ -595,6 +672,7 @@ class Engine:
                 os.path.relpath(store_path, out.resolve().parent / out.name),
                 "meta_columns": schema,
                 "store_fingerprint": store_fingerprint,
+                "rerank": rerank_info,
                 "timings_s": dict(timings or {}),
                 "provenance": provenance(command="Engine.build"),
             }
@@ -895,15 +973,54 @@ class Engine:
 
         return SearchPlan("scan", len(self), None, "product-quantisation engine: ADC scan")
 
+    @property
+    def rerank_space(self) -> str:
+        """Where candidates are re-ranked: "pca" or "flux" (engines before issue 14: "flux")."""
+        return str((self.info.get("rerank") or {}).get("space", "flux"))
+
+    def _rerank_array(self, name: str, shape: tuple[int, ...], mmap: bool = True) -> np.ndarray:
+        """One array of the re-rank space, its data CRC checked (version-2 engines)."""
+        path = self.path / "rerank" / name
+        arr = _load_array(path, shape, mmap)
+        record = (self.info.get("checksums") or {}).get(f"rerank/{name}")
+        if self.info.get("checksums") is not None and (
+                record is None or _array_crc(arr) != record.get("data_crc32")):
+            raise IndexFormatError(f"{path}: re-rank array checksum mismatch or missing record "
+                                   "(file corrupted)")
+        return arr
+
+    def _principal(self) -> tuple[Any, np.ndarray]:
+        """(PrincipalBasis, memory-mapped projections of every row) of a "pca" engine."""
+        if self._pca is None:
+            from pyspec.rerank_space import PrincipalBasis
+
+            try:
+                c = int(self.info["rerank"]["n_components"])
+            except (TypeError, ValueError, KeyError):
+                raise IndexFormatError(f"{self.path / 'engine.json'}: invalid re-rank "
+                                       "description") from None
+            basis = PrincipalBasis(self._rerank_array("pca_mean.npy", (self.n_pixels,), False),
+                                   self._rerank_array("pca_axes.npy", (c, self.n_pixels), False),
+                                   self.info["rerank"].get("explained_variance_ratio", 0.0))
+            self._pca = basis, self._rerank_array("pca_projection.npy", (len(self), c))
+        return self._pca
+
     def rerank(self, flux: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Re-order candidate rows by exact squared L2 to the stored spectra.
+        """Re-order candidate rows by exact squared L2 in the engine's re-rank space.
 
         flux : (n, n_pixels) float32 prepared queries; ids : (n, m) int64
         candidate rows (-1 = none). Returns (ids, distances float32) of
-        shape (n, k), ordered by (distance, row).
+        shape (n, k), ordered by (distance, row). The space is
+        :attr:`rerank_space`: the projections on the store's principal
+        components ("pca") or the stored spectra ("flux").
         """
-        store_flux = self.store.flux
         flux = self._in_search_space(np.asarray(flux, np.float32))
+        store = self.store  # checked even when unused: a changed store means a stale engine
+        if self.rerank_space == "pca":
+            basis, rows_of = self._principal()
+            flux = basis.project(flux)
+        else:
+            rows_of = store.flux
         n = flux.shape[0]
         out_ids = np.full((n, k), -1, np.int64)
         out_d = np.full((n, k), np.inf, np.float32)
@@ -912,7 +1029,10 @@ class Engine:
             if cand.size == 0:
                 continue
             order_rows = np.sort(cand)  # sorted reads from the memmap
-            diff = self._in_search_space(np.asarray(store_flux[order_rows], np.float32)) - flux[i]
+            cand_x = np.asarray(rows_of[order_rows], np.float32)
+            if self.rerank_space != "pca":
+                cand_x = self._in_search_space(cand_x)
+            diff = cand_x - flux[i]
             d = np.einsum("ij,ij->i", diff, diff)
             o = np.lexsort((order_rows, d))[:k]
             out_ids[i, :o.size] = order_rows[o]
@@ -934,8 +1054,9 @@ class Engine:
             Neighbours to return.
         rerank : int, optional
             Two-stage search: the codes select the best ``rerank`` (>= k)
-            candidates and exact squared L2 on the stored spectra orders
-            them; distances are then float squared L2. Default (None):
+            candidates and exact squared L2 in :attr:`rerank_space`
+            (principal components by default, or the stored spectra)
+            orders them; distances are then float squared L2. Default (None):
             ``max(10 k, 100)`` candidates when the store is reachable (a
             warning and code distances otherwise); 0: codes only.
         num_threads : int, optional

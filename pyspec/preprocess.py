@@ -30,6 +30,7 @@ exactly like the archive it is searched against.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 from collections.abc import Iterable, Sequence
@@ -549,18 +550,73 @@ def _fill_masked(row: np.ndarray, good: np.ndarray, wl: np.ndarray) -> np.ndarra
 
 
 @_njit
-def _median_sorted(v):
-    """Median of a 1-D array with at least one element (sorts a copy)."""
-    s = np.sort(v)
-    c = s.size
-    return 0.5 * (s[(c - 1) // 2] + s[c // 2])
+def _median_small(v, c):
+    """Median of ``v[:c]`` (c >= 1), sorting it in place by insertion (no allocation):
+    the blocks and windows of the continuum hold a few tens of values."""
+    for i in range(1, c):
+        x = v[i]
+        j = i - 1
+        while j >= 0 and v[j] > x:
+            v[j + 1] = v[j]
+            j -= 1
+        v[j + 1] = x
+    return 0.5 * (v[(c - 1) // 2] + v[c // 2])
+
+
+@_njit
+def _select(v, lo, hi, k):
+    """Reorder ``v[lo:hi]`` in place so that ``v[k]`` holds the value it would have
+    sorted, smaller or equal values before it (quickselect, median-of-three pivot)."""
+    hi -= 1
+    while hi > lo:
+        mid = (lo + hi) // 2
+        if v[mid] < v[lo]:
+            v[mid], v[lo] = v[lo], v[mid]
+        if v[hi] < v[lo]:
+            v[hi], v[lo] = v[lo], v[hi]
+        if v[hi] < v[mid]:
+            v[hi], v[mid] = v[mid], v[hi]
+        pivot = v[mid]
+        i, j = lo, hi
+        while i <= j:
+            while v[i] < pivot:
+                i += 1
+            while v[j] > pivot:
+                j -= 1
+            if i <= j:
+                v[i], v[j] = v[j], v[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return
+
+
+@_njit
+def _median_select(v, c):
+    """Median of ``v[:c]`` (c >= 1, finite values), reordering it in place."""
+    k = c // 2
+    _select(v, 0, c, k)
+    upper = v[k]
+    if c % 2:
+        return upper
+    lower = v[0]
+    for i in range(1, k):
+        lower = max(lower, v[i])
+    return 0.5 * (lower + upper)
 
 
 @_njit
 def _clipped_continuum_kernel(f, good, right, t, per_block, n_blocks, half, n_iter, clip, out):
     """Row by row: block medians of the kept pixels, a running median of 2 half + 1
     blocks (point-reflected at the ends), linear interpolation back to the pixels,
-    then ``n_iter`` passes dropping pixels more than ``clip`` robust sigmas below."""
+    then ``n_iter`` passes dropping pixels more than ``clip`` robust sigmas below.
+
+    Every buffer is allocated once per call (a query is one row: allocations and
+    sorting copies cost more than the arithmetic)."""
     n_rows, n_pix = f.shape
     keep = np.empty(n_pix, np.bool_)
     m = np.empty(n_blocks)
@@ -568,6 +624,8 @@ def _clipped_continuum_kernel(f, good, right, t, per_block, n_blocks, half, n_it
     ext = np.empty(n_blocks + 2 * h)
     win = np.empty(2 * half + 1)
     smooth = np.empty(n_blocks)
+    buf = np.empty(per_block)
+    rel = np.empty(n_pix)  # f / continuum - 1 of each good pixel (NaN elsewhere)
     ratio = np.empty(n_pix)
     for r in range(n_rows):
         for j in range(n_pix):
@@ -579,17 +637,9 @@ def _clipped_continuum_kernel(f, good, right, t, per_block, n_blocks, half, n_it
                 c = 0
                 for j in range(lo, hi):
                     if keep[j]:
-                        c += 1
-                if c == 0:
-                    m[b] = np.nan
-                    continue
-                buf = np.empty(c)
-                c = 0
-                for j in range(lo, hi):
-                    if keep[j]:
                         buf[c] = f[r, j]
                         c += 1
-                m[b] = _median_sorted(buf)
+                m[b] = _median_small(buf, c) if c > 0 else np.nan
             # blocks with no kept pixel: linear between the nearest finite ones
             last = -1
             for b in range(n_blocks):
@@ -617,34 +667,65 @@ def _clipped_continuum_kernel(f, good, right, t, per_block, n_blocks, half, n_it
                 for w in range(-half, half + 1):
                     idx = min(max(h + b + w, 0), n_ext - 1)
                     win[w + half] = ext[idx]
-                smooth[b] = _median_sorted(win)
+                smooth[b] = _median_small(win, 2 * half + 1)
             for j in range(n_pix):
                 out[r, j] = smooth[right[j] - 1] * (1.0 - t[j]) + smooth[right[j]] * t[j]
             if it == n_iter:
                 break
             c = 0
             for j in range(n_pix):
+                rel[j] = np.nan
                 if good[r, j]:
                     v = f[r, j] / out[r, j] - 1.0
                     if np.isfinite(v):
+                        rel[j] = v
                         ratio[c] = v
                         c += 1
             if c < 3:
                 break
-            centre = np.median(ratio[:c])  # numba's median selects, it does not sort
-            dev = np.abs(ratio[:c] - centre)
-            sd = max(1.4826 * np.median(dev), 0.01)
+            centre = _median_select(ratio, c)
+            # the deviations in pixel order again: the selection left ``ratio``
+            # partitioned around its median, an order that makes a quickselect slow
+            c = 0
+            for j in range(n_pix):
+                if np.isfinite(rel[j]):
+                    ratio[c] = abs(rel[j] - centre)
+                    c += 1
+            sd = max(1.4826 * _median_select(ratio, c), 0.01)
             n_keep = 0
             for j in range(n_pix):
-                keep[j] = False
-                if good[r, j]:
-                    v = f[r, j] / out[r, j] - 1.0
-                    if np.isfinite(v) and v > -clip * sd:
-                        keep[j] = True
-                        n_keep += 1
+                # NaN (not good, or a non-finite ratio) compares False: not kept
+                keep[j] = rel[j] > -clip * sd
+                if keep[j]:
+                    n_keep += 1
             if n_keep < 3:
                 for j in range(n_pix):
                     keep[j] = good[r, j]
+
+
+@functools.lru_cache(maxsize=16)
+def _continuum_blocks(wl_bytes: bytes, window: float
+                      ) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """(pixels per block, blocks, right block of each pixel, interpolation weight) of a grid.
+
+    Depends on the grid only: cached, so preparing one query spectrum does not
+    redo it (it cost as much as the continuum itself)."""
+    wl = np.frombuffer(wl_bytes, np.float64)
+    n_pix = wl.size
+    per_block = max(1, int(round(float(window) / float(np.median(np.diff(wl))) / 16.0)))
+    n_blocks = -(-n_pix // per_block)
+    pad = n_blocks * per_block - n_pix
+    centres = np.nanmean(np.concatenate([wl, np.full(pad, np.nan)]).reshape(n_blocks, per_block),
+                         axis=1)
+    right = np.clip(np.searchsorted(centres, wl), 1, max(n_blocks - 1, 1)).astype(np.int64)
+    if n_blocks > 1:
+        t = np.clip((wl - centres[right - 1]) / (centres[right] - centres[right - 1]), 0.0, 1.0)
+    else:  # one block: a constant continuum
+        right[:] = 0
+        t = np.zeros(n_pix)
+    right.flags.writeable = False
+    t.flags.writeable = False
+    return per_block, n_blocks, right, t
 
 
 def continuum_clipped_median(flux: Any, wavelength: Any, ivar: Any | None = None,
@@ -666,29 +747,19 @@ def continuum_clipped_median(flux: Any, wavelength: Any, ivar: Any | None = None
     the kept pixels of every block, a running median of 17 blocks over them
     (point-reflected at the grid ends, so a sloped continuum stays straight
     there), and interpolates linearly between block centres. Compiled (numba),
-    ~0.1 ms per spectrum of 4000 pixels.
+    ~0.4 ms (CPU) per spectrum of 3920 pixels
+    with the default 3 passes, measured on a loaded 2-core machine.
     """
     f = np.ascontiguousarray(np.atleast_2d(np.asarray(flux, dtype=np.float64)))
-    wl = np.asarray(wavelength, dtype=np.float64)
-    n_pix = f.shape[1]
-    per_block = max(1, int(round(float(window) / float(np.median(np.diff(wl))) / 16.0)))
-    n_blocks = -(-n_pix // per_block)
-    good = np.ones(f.shape, bool) if ivar is None else \
-        np.broadcast_to(np.asarray(ivar) > 0, f.shape).copy()
-    good &= np.isfinite(f)
+    wl = np.ascontiguousarray(wavelength, dtype=np.float64)
+    per_block, n_blocks, right, t = _continuum_blocks(wl.tobytes(), float(window))
+    good = np.isfinite(f)
+    if ivar is not None:
+        good &= np.asarray(ivar) > 0
     if exclude is not None:
         good &= ~np.asarray(exclude, dtype=bool)
-    pad = n_blocks * per_block - n_pix
-    centres = np.nanmean(np.concatenate([wl, np.full(pad, np.nan)]).reshape(n_blocks, per_block),
-                         axis=1)
-    right = np.clip(np.searchsorted(centres, wl), 1, max(n_blocks - 1, 1)).astype(np.int64)
-    if n_blocks > 1:
-        t = np.clip((wl - centres[right - 1]) / (centres[right] - centres[right - 1]), 0.0, 1.0)
-    else:  # one block: a constant continuum
-        right[:] = 0
-        t = np.zeros(n_pix)
     out = np.empty_like(f)
-    _clipped_continuum_kernel(f, np.ascontiguousarray(good), right, t, per_block, n_blocks, 8,
+    _clipped_continuum_kernel(f, good, right, t, per_block, n_blocks, 8,
                               int(n_iter), float(clip), out)
     return out.reshape(np.shape(flux))
 
@@ -910,6 +981,7 @@ class Preprocessor:
         self.mask_sky = bool(mask_sky)
         self.clip = clip
         self._masked = wavelength_mask(self.grid.wavelength, wavelength_range, self.mask_sky)
+        self._sky = wavelength_mask(self.grid.wavelength, None, self.mask_sky)
         if self._masked.all():
             raise ValueError(f"wavelength_range {wavelength_range} leaves no pixel of the grid")
         if normalise not in NORMALISATIONS:
@@ -1058,14 +1130,16 @@ class Preprocessor:
                 # sky lines stay out of the estimate; the trimmed ends stay in, so
                 # the continuum near the range limits is not extrapolated
                 cont = continuum_clipped_median(f, g, iv, self.continuum_window,
-                                                exclude=wavelength_mask(g, None,
-                                                                        self.mask_sky))
+                                                exclude=self._sky)
             else:
                 cont = continuum_poly(f, g, iv, degree=self.continuum_degree)
             # a continuum at or below 1e-3 of the spectrum's median continuum
             # (noisy blue ends) cannot be divided by: those pixels become 1
             # (continuum level) with ivar 0; more than 5 % of them rejects
-            level = np.nanmedian(np.abs(cont), axis=1, keepdims=True)
+            mag = np.abs(cont)
+            # np.median is ~20x faster than np.nanmedian on one row; same value without NaN
+            level = np.median(mag, axis=1, keepdims=True) if np.isfinite(mag).all() else \
+                np.nanmedian(mag, axis=1, keepdims=True)
             weak = ~np.isfinite(cont) | ~(cont > 1e-3 * level)
             frac_weak = weak[:, ~self._masked].mean(axis=1)  # masked pixels do not count
             safe = np.where(weak, 1.0, cont)

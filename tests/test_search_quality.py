@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pyspec.engine import Engine
-from pyspec.errors import PreprocessingError, StoreChangedError
+from pyspec.errors import IndexFormatError, PreprocessingError, StoreChangedError
 from pyspec.models.lsh import LSHHasher
 from pyspec.models.pil import PILHasher
 from pyspec.preprocess import PREPROCESSING_PRESETS, Preprocessor, WavelengthGrid
@@ -128,18 +128,73 @@ def test_build_warns_when_codes_collapse(tmp_path) -> None:
                      out=tmp_path / "e")
 
 
-def test_two_stage_default_is_exact_order(built) -> None:
+def _reference_principal(x: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, first c principal axes) of the rows of x by NumPy's SVD."""
+    x = np.asarray(x, np.float64)
+    mean = x.mean(axis=0)
+    return mean, np.linalg.svd(x - mean, full_matrices=False)[2][:c]
+
+
+def test_two_stage_default_reranks_by_principal_components(built) -> None:
     store, engine = built
+    flux = np.asarray(store.flux, np.float64)
+    assert engine.rerank_space == "pca"
+    assert engine.info["rerank"]["n_components"] == 30  # 120 / 4
+    mean, axes = _reference_principal(flux, 30)
+    basis, projection = engine._principal()
+    # the same subspace as NumPy's SVD (the axes' signs and order within ties are free)
+    np.testing.assert_allclose(basis.axes.T @ basis.axes, axes.T @ axes, atol=2e-4)
+    np.testing.assert_allclose(projection, (flux - basis.mean) @ basis.axes.T.astype(np.float64),
+                               rtol=1e-4, atol=1e-4)
     q = np.asarray(store.flux[7])
     table = engine.query(q, k=5)
+    prepared = engine.prepare(q)[0][0]
+    z = (flux - mean) @ axes.T
+    d = (((prepared - mean) @ axes.T - z) ** 2).sum(1)
+    cand = engine.search_prepared(prepared[None], 100).ids[0]
+    best = cand[np.lexsort((cand, d[cand]))][:5]
+    np.testing.assert_array_equal(table["row"], best)
+    np.testing.assert_allclose(table["distance"], d[best], rtol=1e-3, atol=1e-4)
+    assert table["row"][0] == 7
+    with pytest.raises(ValueError, match="rerank"):
+        engine.query(q, k=5, rerank=-1)
+
+
+def test_flux_rerank_space_is_exact_order(built, tmp_path) -> None:
+    store, _ = built
+    engine = Engine.build(store, LSHHasher(n_bits=64, random_state=0), out=tmp_path / "e",
+                          rerank_space="flux")
+    assert engine.rerank_space == "flux"
+    assert not (engine.path / "rerank").exists()
+    q = np.asarray(store.flux[7])
+    table = Engine.open(engine.path).query(q, k=5)
     prepared = engine.prepare(q)[0][0]
     d = ((np.asarray(store.flux) - prepared) ** 2).sum(1)
     cand = engine.search_prepared(prepared[None], 100).ids[0]
     best = cand[np.lexsort((cand, d[cand]))][:5]
     np.testing.assert_array_equal(table["row"], best)
-    assert table["row"][0] == 7
-    with pytest.raises(ValueError, match="rerank"):
-        engine.query(q, k=5, rerank=-1)
+    with pytest.raises(ValueError, match="rerank_space"):
+        Engine.build(store, "lsh", out=tmp_path / "f", rerank_space="pixels")
+    with pytest.raises(ValueError, match="n_components"):
+        Engine.build(store, "lsh", out=tmp_path / "f", n_components=0)
+
+
+def test_principal_rerank_survives_save_and_open(built, tmp_path) -> None:
+    import shutil
+
+    store, engine = built
+    copy = tmp_path / "copy"
+    shutil.copytree(engine.path, copy)
+    again = Engine.open(copy)
+    q = np.asarray(store.flux[[3, 50, 99]])
+    a, b = engine.query_batch(q, k=6), again.query_batch(q, k=6)
+    np.testing.assert_array_equal(a["row"], b["row"])
+    np.testing.assert_array_equal(a["distance"], b["distance"])
+    assert again.info["rerank"] == engine.info["rerank"]
+    del again
+    np.save(copy / "rerank" / "pca_projection.npy", np.zeros((5, 30), np.float32))
+    with pytest.raises(IndexFormatError, match="pca_projection"):
+        Engine.open(copy).query(q[0], k=3)
 
 
 def test_plot_query_uses_the_tables_own_query(built, tmp_path) -> None:
@@ -243,6 +298,22 @@ def test_cli_build_errors_name_flags(tmp_path, capsys) -> None:
     assert main(["build", str(_store(tmp_path / "raw", 40, None).path), "--out",
                  str(tmp_path / "r"), "--quiet"]) == 1
     assert "--allow-unknown-preprocessing" in capsys.readouterr().err
+    # the re-rank space is chosen and recorded at build; errors name the flags
+    assert Engine.open(tmp_path / "p").info["rerank"]["n_components"] == 10  # 40 / 4
+    assert main(["build", str(store.path), "--out", str(tmp_path / "f"), "--model", "lsh",
+                 "--n-bits", "64", "--rerank-space", "flux", "--quiet"]) == 0
+    assert Engine.open(tmp_path / "f").rerank_space == "flux"
+    assert main(["build", str(store.path), "--out", str(tmp_path / "c"), "--model", "lsh",
+                 "--n-bits", "64", "--components", "6", "--quiet"]) == 0
+    rerank = Engine.open(tmp_path / "c").info["rerank"]
+    assert rerank["space"] == "pca"
+    assert rerank["n_components"] == 6
+    assert 0 < rerank["explained_variance_ratio"] <= 1
+    assert main(["build", str(store.path), "--out", str(tmp_path / "z"), "--model", "lsh",
+                 "--components", "0", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "--components" in err
+    assert "n_components" not in err
 
 
 @pytest.mark.parametrize("window", [500.0, 150.0])

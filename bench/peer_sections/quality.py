@@ -15,7 +15,9 @@ Two questions an astronomer asks of a similarity search, answered on
 Rows: exact L2 under each preprocessing recipe (the presets and one-step
 ablations of the default), an ivar-weighted exact distance, the default engine
 (``pyspec ingest`` + ``pyspec build`` defaults: similarity recipe, PIL-256,
-two-stage search), and each model's codes alone and re-ranked. There is no
+two-stage search re-ranked in the space of the store's principal
+components), each model's codes alone and re-ranked, and the re-rank
+space's variants (the spectra themselves, other numbers of components). There is no
 peer library here: the reference is exact L2.
 """
 
@@ -183,18 +185,33 @@ def run(args: argparse.Namespace) -> list[dict]:
                          "n": len(store),
                          **_scores(_chi2(flux, ivar, 0.03), len(flux), group, sub, star)})
             bits = 256 if len(store) >= 256 else 32  # ITQ needs n_bits <= n (--quick)
+            m = default_candidates(10, len(store))
             for name in ("pil", "lsh") if args.quick else ("pil", "lsh", "itq"):
                 t0 = time.perf_counter()
                 engine = Engine.build(store, make_model(name, n_bits=bits, random_state=0),
                                       out=Path(tmp) / f"engine-{name}")
                 build_s = time.perf_counter() - t0
-                m = default_candidates(10, len(store))
-                label = f"default engine (pil-{bits}, two-stage)" if name == "pil" else \
-                    f"{name}-{bits} two-stage"
+                c = engine.info["rerank"]["n_components"]
+                label = f"default engine (pil-{bits}, two-stage, pca-{c} re-rank)" \
+                    if name == "pil" else f"{name}-{bits} two-stage, pca-{c} re-rank"
                 rows.append({"case": label, "n": len(store),
                              **_scores(_engine_order(engine, flux, m), len(flux), group, sub,
                                        star), "build_s": build_s})
                 rows.append({"case": f"{name}-{bits} codes only", "n": len(store),
                              **_scores(_engine_order(engine, flux, 0), len(flux), group, sub,
+                                       star)})
+                rows.append({"case": f"{name}-{bits} codes + pca-{c} re-rank of all spectra",
+                             "n": len(store), **_scores(_engine_order(engine, flux, len(flux)),
+                                                        len(flux), group, sub, star)})
+            # the re-rank space's variants on the default model: the spectra themselves (the
+            # first version of issue 14) and other numbers of principal components
+            variants = {"flux re-rank": {"rerank_space": "flux"}} if args.quick else {
+                "flux re-rank": {"rerank_space": "flux"},
+                **{f"pca-{c} re-rank": {"n_components": c} for c in (8, 16, 64)}}
+            for label, kw in variants.items():
+                engine = Engine.build(store, make_model("pil", n_bits=bits, random_state=0),
+                                      out=Path(tmp) / f"engine-pil-{label}", **kw)
+                rows.append({"case": f"pil-{bits} two-stage, {label}", "n": len(store),
+                             **_scores(_engine_order(engine, flux, m), len(flux), group, sub,
                                        star)})
     return rows

@@ -36,6 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="spectra encoded per chunk (bounds memory; default 8192)")
     parser.add_argument("--seed", type=int, default=0, help="random_state of the model (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--rerank-space", default="pca", choices=["pca", "flux"],
+                        help="where queries re-rank their candidates: L2 between projections "
+                             "on the store's principal components (pca, default) or between "
+                             "the stored spectra (flux)")
+    parser.add_argument("--components", type=int, default=None, metavar="N",
+                        help="principal components for --rerank-space pca (default 32, at most "
+                             "a quarter of the spectra)")
     parser.add_argument("--allow-unknown-preprocessing", action="store_true",
                         help="build over a store that records no preprocessing (queries by "
                              "file are then refused)")
@@ -72,7 +79,8 @@ def load_model_file(path: str) -> object:
 #: Model keyword arguments and the `pyspec build` flags that set them.
 _FLAGS = {"n_bits": "--n-bits", "hidden": "--hidden", "n_centroids": "--centroids",
           "n_segments": "--segments", "fit_sample": "--fit-sample",
-          "chunk_size": "--chunk-size", "overwrite": "--overwrite"}
+          "chunk_size": "--chunk-size", "overwrite": "--overwrite",
+          "rerank_space": "--rerank-space", "n_components": "--components"}
 
 
 def cli_message(message: str) -> str:
@@ -128,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
                                   fit_sample=args.fit_sample, num_threads=args.num_threads,
                                   progress=show_progress(args), overwrite=args.overwrite,
                                   random_state=args.seed,
-                                  allow_unknown_preprocessing=args.allow_unknown_preprocessing)
+                                  allow_unknown_preprocessing=args.allow_unknown_preprocessing,
+                                  rerank_space=args.rerank_space, n_components=args.components)
     except ValueError as exc:
         raise type(exc)(cli_message(str(exc))) from None
     t = engine.info["timings_s"]

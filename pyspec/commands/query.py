@@ -24,9 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", "-e", required=True, help="engine directory (`pyspec build`)")
     parser.add_argument("-k", type=int, default=10, help="neighbours per query (default 10)")
     parser.add_argument("--rerank", type=int, default=None, metavar="R",
-                        help="two-stage search: the codes select R candidates, exact L2 on the "
-                             "stored spectra orders them (default max(10 k, 100); 0 = codes "
-                             "only)")
+                        help="two-stage search: the codes select R candidates, exact L2 in the "
+                             "engine's re-rank space (build --rerank-space: principal "
+                             "components by default, or the stored spectra) orders them "
+                             "(default max(10 k, 100); 0 = codes only)")
     parser.add_argument("--out", "-o", default=None,
                         help="write the neighbour table (e.g. table.ecsv, .fits, .vot, .csv)")
     add_format(parser)
