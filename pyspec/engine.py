@@ -351,9 +351,14 @@ def _check_info(info_path: Path, info: dict[str, Any]) -> None:
         names.add(name)
         files.add(file)
     _integrity.grid_from_dict(info["grid"], str(info_path))
+    rerank = info.get("rerank") or {"space": "flux"}
+    if not isinstance(rerank, dict) or rerank.get("space") not in ("flux", "pca"):
+        raise bad(f"unknown re-rank description {rerank!r}")
     if info.get("version") == ENGINE_VERSION:
         sums = info.get("checksums")
         wanted = {"model.bin", "index.bin", *(f"meta/{f}" for f in files)}
+        if rerank["space"] == "pca":
+            wanted |= {f"rerank/{name}" for name in RERANK_FILES}
         if not isinstance(sums, dict) or set(sums) != wanted:
             raise bad("checksums do not list the engine's files")
         for name in wanted:

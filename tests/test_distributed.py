@@ -52,7 +52,9 @@ def hasher(data):
 
 @pytest.fixture(scope="module")
 def single(data, hasher, tmp_path_factory):
-    return Engine.build(data[0], hasher, out=tmp_path_factory.mktemp("e") / "single")
+    # sharded engines re-rank on the stored spectra (no principal-component space yet)
+    return Engine.build(data[0], hasher, out=tmp_path_factory.mktemp("e") / "single",
+                        rerank_space="flux")
 
 
 @pytest.fixture(scope="module")
