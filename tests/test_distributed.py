@@ -194,3 +194,17 @@ def test_dask_build_and_search_equal_single_engine(client, data, hasher, single,
     b = catalogue_search(single, queries, k=40)
     for c in b.colnames:
         np.testing.assert_array_equal(a[c], b[c])
+
+
+def test_damaged_sharded_manifests_are_typed_errors(data, hasher, tmp_path) -> None:
+    from pyspec.errors import IndexFormatError
+
+    eng = build_sharded(data[0], hasher, tmp_path / "e", n_shards=2)
+    manifest = eng.path / "sharded-engine.json"
+    text = manifest.read_text()
+    manifest.write_text(text.replace('"n_spectra": 900', '"n_spectra": 901', 1))
+    with pytest.raises(IndexFormatError, match="checksum"):
+        Engine.open(eng.path)
+    manifest.write_text(text[: len(text) // 2])
+    with pytest.raises(IndexFormatError):
+        Engine.open(eng.path)

@@ -22,7 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from pyspec.distributed.store import SHARDED_STORE_FILE, write_json_atomic, write_sharded_manifest
+from pyspec.distributed.store import (
+    SHARDED_STORE_FILE,
+    read_json_checked,
+    write_json_atomic,
+    write_sharded_manifest,
+)
 from pyspec.distributed.tasks import connect, n_workers, run_per_shard
 from pyspec.ingest import (
     DEFAULT_PREPROCESSING,
@@ -77,9 +82,7 @@ def _partition(out: Path, sources: Iterable[str | os.PathLike], n_shards: int) -
     digest = hashlib.sha256("\n".join(files).encode("utf-8")).hexdigest()
     marker = out / PARTITIONS_FILE
     if marker.is_file():
-        import json
-
-        old = json.loads(marker.read_text())
+        old = read_json_checked(marker, "partition record")
         if old.get("sources_sha256") != digest:
             raise ValueError(f"{out} holds a sharded ingest of other input files; resume it with "
                              "the same sources, or choose a new --out")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from pyspec import _integrity
 from pyspec.distributed.rows import ConcatRows
 from pyspec.errors import IndexFormatError
 
@@ -19,22 +19,23 @@ VERSION = 1
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename (never half-written)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Write JSON with its own checksum to ``path``, atomically (an unpredictable temporary
+    name, then a rename: never half-written, never through a planted link)."""
+    _integrity.atomic_write(path, _integrity.dumps_checked(obj))
+
+
+def read_json_checked(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object written by :func:`write_json_atomic`; IndexFormatError when damaged."""
+    return _integrity.loads_checked(path, what=what)
 
 
 def read_manifest(path: Path, fmt: str) -> dict[str, Any]:
     """The parsed manifest at ``path``, checked for format and version."""
     try:
-        info = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        info = read_json_checked(path, "manifest")
+    except OSError as exc:
         raise IndexFormatError(f"{path}: unreadable manifest ({exc})") from None
-    if not isinstance(info, dict) or info.get("format") != fmt:
+    if info.get("format") != fmt:
         raise IndexFormatError(f"{path}: not a {fmt} manifest")
     if info.get("version") != VERSION:
         raise IndexFormatError(f"{path}: version {info.get('version')} is not supported "
