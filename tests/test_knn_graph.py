@@ -39,6 +39,18 @@ def test_exact_block_over_database_slices(rng):
     np.testing.assert_array_equal(a, _brute(x, 5)[:50])
 
 
+def test_symmetric_scan_over_strips_and_slices(rng):
+    # the upper-triangle scan: every pair's distance from one tile, folded
+    # into both rows; strips and database slices that do not divide n
+    x, _ = _blobs(rng, 230)
+    from pyspec.knn_graph import _exact_all, _row_norms
+
+    ids, dist = _exact_all(x, _row_norms(x), 5, block_size=29, db_block=41)
+    np.testing.assert_array_equal(ids, _brute(x, 5))
+    d_ref = ((x[:, None, :] - x[ids]) ** 2).sum(-1)
+    np.testing.assert_allclose(dist, d_ref, rtol=1e-3, atol=1e-3)
+
+
 def test_graph_is_symmetric_union_of_neighbour_lists(rng):
     x, _ = _blobs(rng, 200)
     g = knn_graph(x, k=4, method="exact")
