@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import PackageNotFoundError, version
 
+from pyspec import _numba_cache  # noqa: F401  (first: sets numba's cache place before it loads)
+
 try:
     __version__ = version("pyspec")
 except PackageNotFoundError:  # running from a source tree without install

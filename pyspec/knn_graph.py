@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from pyspec._numba_cache import CACHE
 from pyspec._validation import check_num_threads
 
 __all__ = ["knn_graph", "knn_neighbours", "METHODS"]
@@ -88,6 +89,21 @@ def _row_norms(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def _insert_sorted(bd, bi, v, ident):  # pragma: no cover - compiled
+    """Insert ``(v, ident)`` into the ascending top-k ``bd``/``bi``, dropping the last.
+
+    The caller has checked ``v < bd[-1]``; an equal value already present
+    stays ahead, so ties keep the id that arrived first (the lower one).
+    """
+    p = bd.shape[0] - 1
+    while p > 0 and bd[p - 1] > v:
+        bd[p] = bd[p - 1]
+        bi[p] = bi[p - 1]
+        p -= 1
+    bd[p] = v
+    bi[p] = ident
+
+
 def _topk_rows(d, k, out_i, out_d):  # pragma: no cover - compiled
     """Per row: the k smallest entries by (value, column), one pass with a sorted buffer.
 
@@ -105,13 +121,7 @@ def _topk_rows(d, k, out_i, out_d):  # pragma: no cover - compiled
         for c in range(n):
             v = d[r, c]
             if v < worst:  # strict: an equal value at a later column never displaces
-                p = k - 1
-                while p > 0 and bd[p - 1] > v:
-                    bd[p] = bd[p - 1]
-                    bi[p] = bi[p - 1]
-                    p -= 1
-                bd[p] = v
-                bi[p] = c
+                _insert_sorted(bd, bi, v, c)
                 worst = bd[k - 1]
 
 
@@ -133,13 +143,7 @@ def _topk_gemm(dots, norms, own, k, out_i, out_d):  # pragma: no cover - compile
         for c in range(n):
             v = norms[c] - 2.0 * dots[r, c]
             if v < worst and c != skip:
-                p = k - 1
-                while p > 0 and bd[p - 1] > v:
-                    bd[p] = bd[p - 1]
-                    bi[p] = bi[p - 1]
-                    p -= 1
-                bd[p] = v
-                bi[p] = c
+                _insert_sorted(bd, bi, v, c)
                 worst = bd[k - 1]
 
 
@@ -164,13 +168,7 @@ def _strip_rows(dots, norms, row0, col0, best_i, best_d):  # pragma: no cover - 
             col = col0 + c
             v = norms[col] - two * row[c]
             if v < worst and col != g:
-                p = k - 1
-                while p > 0 and bd[p - 1] > v:
-                    bd[p] = bd[p - 1]
-                    bi[p] = bi[p - 1]
-                    p -= 1
-                bd[p] = v
-                bi[p] = col
+                _insert_sorted(bd, bi, v, col)
                 worst = bd[k - 1]
 
 
@@ -203,13 +201,7 @@ def _strip_cols(dots, norms, row0, col0, first, best_i, best_d):  # pragma: no c
                 if v < worst[c - cs]:
                     bd = best_d[col0 + c]
                     bi = best_i[col0 + c]
-                    p = k - 1
-                    while p > 0 and bd[p - 1] > v:
-                        bd[p] = bd[p - 1]
-                        bi[p] = bi[p - 1]
-                        p -= 1
-                    bd[p] = v
-                    bi[p] = g
+                    _insert_sorted(bd, bi, v, g)
                     worst[c - cs] = bd[k - 1]
 
 
@@ -217,10 +209,12 @@ try:  # numba is a declared dependency
     import numba
 
     _prange = numba.prange
-    _topk_rows = numba.njit(cache=True, nogil=True, parallel=True)(_topk_rows)
-    _topk_gemm = numba.njit(cache=True, nogil=True, parallel=True)(_topk_gemm)
-    _strip_rows = numba.njit(cache=True, nogil=True, parallel=True)(_strip_rows)
-    _strip_cols = numba.njit(cache=True, nogil=True, parallel=True)(_strip_cols)
+    # first: the kernels below compile calls to it
+    _insert_sorted = numba.njit(cache=CACHE, nogil=True)(_insert_sorted)
+    _topk_rows = numba.njit(cache=CACHE, nogil=True, parallel=True)(_topk_rows)
+    _topk_gemm = numba.njit(cache=CACHE, nogil=True, parallel=True)(_topk_gemm)
+    _strip_rows = numba.njit(cache=CACHE, nogil=True, parallel=True)(_strip_rows)
+    _strip_cols = numba.njit(cache=CACHE, nogil=True, parallel=True)(_strip_cols)
 except ImportError:  # pragma: no cover
     _prange = range
     _topk_rows = _topk_gemm = _strip_rows = _strip_cols = None

@@ -38,10 +38,12 @@ from typing import Any
 
 import numpy as np
 
+from pyspec._numba_cache import CACHE
+
 try:  # numba is a declared dependency; the NumPy fallback keeps imports safe
     import numba
 
-    _njit = numba.njit(cache=True, nogil=True)
+    _njit = numba.njit(cache=CACHE, nogil=True)
 except ImportError:  # pragma: no cover
     def _njit(f):  # type: ignore[no-redef]
         return f

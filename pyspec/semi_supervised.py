@@ -34,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from pyspec._numba_cache import CACHE
 from pyspec._validation import check_num_threads
 from pyspec.errors import NotFittedError
 
@@ -58,7 +59,7 @@ def _compiled(f):
         return f, f
     # only the serial one is cached on disk: both come from one Python function
     # and numba's cache index would not tell them apart
-    return (numba.njit(cache=True, nogil=True)(f),
+    return (numba.njit(cache=CACHE, nogil=True)(f),
             numba.njit(cache=False, nogil=True, parallel=True)(f))
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from pyspec._numba_cache import CACHE
 
-@numba.njit(cache=True, nogil=True)
+
+@numba.njit(cache=CACHE, nogil=True)
 def _mask_rows(flux, ivar, and_mask, use_and_mask, mask, n_finite):
     n, m = flux.shape
     for r in range(n):
@@ -39,7 +41,7 @@ def _mask_rows(flux, ivar, and_mask, use_and_mask, mask, n_finite):
             j -= 1
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=CACHE, nogil=True)
 def _check_wavelength(wl):
     """0: finite and strictly increasing; 1: non-finite value; 2: not increasing."""
     n, m = wl.shape

@@ -257,7 +257,7 @@ def integrate_lines(wave, resid, cont, ivar, centre, half_width, min_coverage):
     return flux, err, cmean, cover
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def gauss_centres(wave, resid, peak, start, end, fallback):
     """Centre of a Gaussian fitted to the pixels above half of each peak.
 
