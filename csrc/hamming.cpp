@@ -415,7 +415,7 @@ void hamming_range(const word_t* queries, index_t n_queries, const word_t* codes
                    const index_t* ids, index_t n_codes, int n_words, std::int32_t radius,
                    int num_threads, RangeHits& out) {
   check_common(n_queries, n_codes, n_words);
-  using Hits = std::vector<std::pair<std::int32_t, index_t>>;
+  using Hits = RangeHitList;
   std::vector<Hits> per_query(static_cast<std::size_t>(n_queries));
   const HammingKernels& kern = selected_kernels();
   const int threads = effective_threads(num_threads, n_queries, n_codes, n_words);
@@ -449,21 +449,7 @@ void hamming_range(const word_t* queries, index_t n_queries, const word_t* codes
       }
     }
   }
-  out.offsets.assign(static_cast<std::size_t>(n_queries) + 1, 0);
-  for (index_t q = 0; q < n_queries; ++q)
-    out.offsets[q + 1] = out.offsets[q] + static_cast<index_t>(per_query[q].size());
-  const std::size_t total = static_cast<std::size_t>(out.offsets.back());
-  out.ids.resize(total);
-  out.distances.resize(total);
-  for (index_t q = 0; q < n_queries; ++q) {
-    std::size_t o = static_cast<std::size_t>(out.offsets[q]);
-    for (const auto& p : per_query[q]) {
-      out.distances[o] = p.first;
-      out.ids[o] = p.second;
-      ++o;
-    }
-    Hits().swap(per_query[q]);
-  }
+  pack_range_hits(per_query, out);
 }
 
 void hamming_distances(const word_t* queries, index_t n_queries, const word_t* codes,
@@ -492,6 +478,25 @@ PYSPEC_OMP(omp for schedule(static))
     }
   }
   errors.rethrow();
+}
+
+void pack_range_hits(std::vector<RangeHitList>& per_query, RangeHits& out) {
+  const std::size_t n_queries = per_query.size();
+  out.offsets.assign(n_queries + 1, 0);
+  for (std::size_t q = 0; q < n_queries; ++q)
+    out.offsets[q + 1] = out.offsets[q] + static_cast<index_t>(per_query[q].size());
+  const std::size_t total = static_cast<std::size_t>(out.offsets.back());
+  out.ids.resize(total);
+  out.distances.resize(total);
+  for (std::size_t q = 0; q < n_queries; ++q) {
+    std::size_t o = static_cast<std::size_t>(out.offsets[q]);
+    for (const auto& p : per_query[q]) {
+      out.distances[o] = p.first;
+      out.ids[o] = p.second;
+      ++o;
+    }
+    RangeHitList().swap(per_query[q]);
+  }
 }
 
 }  // namespace pyspec

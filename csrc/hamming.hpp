@@ -37,6 +37,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "common.hpp"
@@ -79,6 +80,13 @@ struct RangeHits {
 void hamming_range(const word_t* queries, index_t n_queries, const word_t* codes,
                    const index_t* ids, index_t n_codes, int n_words, std::int32_t radius,
                    int num_threads, RangeHits& out);
+
+// One query's range hits as (distance, id) pairs, before packing.
+using RangeHitList = std::vector<std::pair<std::int32_t, index_t>>;
+
+// Packs per-query hit lists (each already sorted by (distance, id)) into the
+// CSR form of RangeHits, freeing each list once copied. Serial.
+void pack_range_hits(std::vector<RangeHitList>& per_query, RangeHits& out);
 
 // Full distance matrix (for tests and small problems).
 //

@@ -309,7 +309,7 @@ void mih_range(const word_t* queries, index_t n_queries, const word_t* codes,
                std::int64_t* out_work) {
   const Layout l = make_layout(tables.widths, tables.n_tables, n_words);
   check_sizes(n_queries, n_codes);
-  using Hits = std::vector<std::pair<std::int32_t, index_t>>;
+  using Hits = RangeHitList;
   std::vector<Hits> per_query(static_cast<std::size_t>(n_queries));
   std::fill(out_work, out_work + n_queries, 0);
   std::vector<index_t> fell;
@@ -341,21 +341,7 @@ void mih_range(const word_t* queries, index_t n_queries, const word_t* codes,
         h.emplace_back(scanned.distances[o], scanned.ids[o]);
     }
   }
-  out.offsets.assign(static_cast<std::size_t>(n_queries) + 1, 0);
-  for (index_t q = 0; q < n_queries; ++q)
-    out.offsets[q + 1] = out.offsets[q] + static_cast<index_t>(per_query[q].size());
-  const std::size_t total = static_cast<std::size_t>(out.offsets.back());
-  out.ids.resize(total);
-  out.distances.resize(total);
-  for (index_t q = 0; q < n_queries; ++q) {
-    std::size_t o = static_cast<std::size_t>(out.offsets[q]);
-    for (const auto& p : per_query[q]) {
-      out.distances[o] = p.first;
-      out.ids[o] = p.second;
-      ++o;
-    }
-    Hits().swap(per_query[q]);
-  }
+  pack_range_hits(per_query, out);
 }
 
 }  // namespace pyspec

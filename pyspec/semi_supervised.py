@@ -67,6 +67,21 @@ class GraphConvergenceWarning(UserWarning):
     """The iteration stopped at ``max_iter`` before the change fell below ``tol``."""
 
 
+def _row_product(indptr, indices, data, f_old, f_new, i):  # pragma: no cover - compiled
+    """Row ``i`` of the sparse product: ``f_new[i] = W[i] @ f_old`` (W in CSR arrays)."""
+    for j in range(f_new.shape[1]):
+        f_new[i, j] = 0.0
+    for p in range(indptr[i], indptr[i + 1]):
+        w = data[p]
+        r = indices[p]
+        for j in range(f_new.shape[1]):
+            f_new[i, j] += w * f_old[r, j]
+
+
+if numba is not None:  # compiled before the step kernels that call it
+    _row_product = numba.njit(cache=CACHE, nogil=True)(_row_product)
+
+
 def _propagation_step(indptr, indices, data, f_old, f_new, clamped, y_static):  # pragma: no cover
     """One Zhu-Ghahramani step; returns sum |f_new - f_old|."""
     n, c = f_old.shape
@@ -76,13 +91,7 @@ def _propagation_step(indptr, indices, data, f_old, f_new, clamped, y_static):  
             for j in range(c):
                 f_new[i, j] = y_static[i, j]
         else:
-            for j in range(c):
-                f_new[i, j] = 0.0
-            for p in range(indptr[i], indptr[i + 1]):
-                w = data[p]
-                r = indices[p]
-                for j in range(c):
-                    f_new[i, j] += w * f_old[r, j]
+            _row_product(indptr, indices, data, f_old, f_new, i)
             s = 0.0
             for j in range(c):
                 s += f_new[i, j]
@@ -101,13 +110,7 @@ def _spreading_step(indptr, indices, data, f_old, f_new, alpha, y_static):  # pr
     n, c = f_old.shape
     change = np.zeros(n)
     for i in _prange(n):
-        for j in range(c):
-            f_new[i, j] = 0.0
-        for p in range(indptr[i], indptr[i + 1]):
-            w = data[p]
-            r = indices[p]
-            for j in range(c):
-                f_new[i, j] += w * f_old[r, j]
+        _row_product(indptr, indices, data, f_old, f_new, i)
         d = 0.0
         for j in range(c):
             f_new[i, j] = alpha * f_new[i, j] + y_static[i, j]
