@@ -354,6 +354,14 @@ def _check_info(info_path: Path, info: dict[str, Any]) -> None:
     rerank = info.get("rerank") or {"space": "flux"}
     if not isinstance(rerank, dict) or rerank.get("space") not in ("flux", "pca"):
         raise bad(f"unknown re-rank description {rerank!r}")
+    stamp = info.get("store_fingerprint")
+    if stamp is not None and not (
+            isinstance(stamp, dict) and isinstance(stamp.get("n_spectra"), int)
+            and not isinstance(stamp.get("n_spectra"), bool)
+            and (stamp.get("manifest_sha256") is None
+                 or re.fullmatch(r"[0-9a-f]{64}", str(stamp["manifest_sha256"]))
+                 and isinstance(stamp["manifest_sha256"], str))):
+        raise bad("invalid store fingerprint")
     if info.get("version") == ENGINE_VERSION:
         sums = info.get("checksums")
         wanted = {"model.bin", "index.bin", *(f"meta/{f}" for f in files)}
@@ -742,6 +750,9 @@ class Engine:
             _integrity.check_file(self.path / name, record)
         for name in self._meta_cols.colnames:
             self._meta_cols.array(name)
+        if self.rerank_space == "pca":
+            self._pca = None  # read and check the re-rank arrays' data anew
+            self._principal()
         return {"files": len(sums) + 1, "columns": len(self._meta_cols.colnames)}
 
     @classmethod

@@ -129,6 +129,23 @@ def test_metadata_column_bit_flip_is_caught(art):
         engine.verify()
 
 
+def test_rerank_array_records_are_checked_by_verify(art):
+    engine = Engine.open(art["engine-hamming"])
+    assert engine.rerank_space == "pca"
+    _resign(art["engine-hamming"] / "engine.json",
+            lambda info: info["checksums"]["rerank/pca_projection.npy"].update(data_crc32="0"))
+    engine = Engine.open(art["engine-hamming"])  # the data is read lazily
+    with pytest.raises(IndexFormatError, match="pca_projection.npy: re-rank array checksum"):
+        engine.verify()
+
+
+def test_store_fingerprint_types_are_checked_on_open(art):
+    _resign(art["engine-hamming"] / "engine.json",
+            lambda info: info["store_fingerprint"].update(manifest_sha256=100000000))
+    with pytest.raises(IndexFormatError, match="invalid store fingerprint"):
+        Engine.open(art["engine-hamming"])
+
+
 def test_edited_engine_json_is_caught(art):
     path = art["engine-pq"] / "engine.json"
     path.write_text(path.read_text().replace('"n_spectra": 48', '"n_spectra": 47'))
