@@ -18,14 +18,6 @@
 #include "parallel.hpp"
 #include "topk.hpp"
 
-// OpenMP pragmas through a macro so a serial build (PYSPEC_OPENMP=OFF) has no
-// unknown-pragma warnings.
-#ifdef PYSPEC_HAVE_OPENMP
-#define PYSPEC_OMP(directive) _Pragma(#directive)
-#else
-#define PYSPEC_OMP(directive)
-#endif
-
 namespace pyspec {
 
 const HammingKernels& hamming_kernels_scalar() {

@@ -23,12 +23,6 @@
 #include "parallel.hpp"
 #include "topk.hpp"
 
-#ifdef PYSPEC_HAVE_OPENMP
-#define PYSPEC_OMP(directive) _Pragma(#directive)
-#else
-#define PYSPEC_OMP(directive)
-#endif
-
 namespace pyspec {
 namespace {
 

@@ -12,6 +12,14 @@
 #include <omp.h>
 #endif
 
+// OpenMP pragmas through a macro, so a serial build (PYSPEC_OPENMP=OFF) has no
+// unknown-pragma warnings: PYSPEC_OMP(omp parallel for ...).
+#ifdef PYSPEC_HAVE_OPENMP
+#define PYSPEC_OMP(directive) _Pragma(#directive)
+#else
+#define PYSPEC_OMP(directive)
+#endif
+
 namespace pyspec {
 
 inline int resolve_threads(int requested) {

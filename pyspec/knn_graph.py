@@ -104,6 +104,14 @@ def _insert_sorted(bd, bi, v, ident):  # pragma: no cover - compiled
     bi[p] = ident
 
 
+def _reset_topk(bd, bi):  # pragma: no cover - compiled
+    """Empty a top-k buffer (inf, -1); returns its worst value (inf)."""
+    for j in range(bd.shape[0]):
+        bd[j] = np.inf
+        bi[j] = -1
+    return np.inf
+
+
 def _topk_rows(d, k, out_i, out_d):  # pragma: no cover - compiled
     """Per row: the k smallest entries by (value, column), one pass with a sorted buffer.
 
@@ -114,10 +122,7 @@ def _topk_rows(d, k, out_i, out_d):  # pragma: no cover - compiled
     for r in _prange(m):
         bd = out_d[r]
         bi = out_i[r]
-        for j in range(k):
-            bd[j] = np.inf
-            bi[j] = -1
-        worst = np.inf
+        worst = _reset_topk(bd, bi)
         for c in range(n):
             v = d[r, c]
             if v < worst:  # strict: an equal value at a later column never displaces
@@ -135,10 +140,7 @@ def _topk_gemm(dots, norms, own, k, out_i, out_d):  # pragma: no cover - compile
     for r in _prange(m):
         bd = out_d[r]
         bi = out_i[r]
-        for j in range(k):
-            bd[j] = np.inf
-            bi[j] = -1
-        worst = np.inf
+        worst = _reset_topk(bd, bi)
         skip = own[r]
         for c in range(n):
             v = norms[c] - 2.0 * dots[r, c]
@@ -211,6 +213,7 @@ try:  # numba is a declared dependency
     _prange = numba.prange
     # first: the kernels below compile calls to it
     _insert_sorted = numba.njit(cache=CACHE, nogil=True)(_insert_sorted)
+    _reset_topk = numba.njit(cache=CACHE, nogil=True)(_reset_topk)
     _topk_rows = numba.njit(cache=CACHE, nogil=True, parallel=True)(_topk_rows)
     _topk_gemm = numba.njit(cache=CACHE, nogil=True, parallel=True)(_topk_gemm)
     _strip_rows = numba.njit(cache=CACHE, nogil=True, parallel=True)(_strip_rows)
