@@ -423,7 +423,8 @@ class HammingIndex:
 
     def _knn(self, q: np.ndarray, k: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
         codes, ids = self._snapshot()
-        chosen = self.plan(k=k, n_queries=q.shape[0]) if k and len(ids) else None
+        chosen = (self.plan(k=k, n_queries=q.shape[0])
+                  if k and len(ids) and self.method != "scan" else None)
         if chosen is None or chosen.method == "scan":
             return _core.hamming_knn(q, codes, ids, k, self.pad_distance, threads)
         codes, ids, tables = self._synced_view()
@@ -436,7 +437,8 @@ class HammingIndex:
     def _range(self, q: np.ndarray, radius: int,
                threads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         codes, ids = self._snapshot()
-        chosen = self.plan(radius=radius, n_queries=q.shape[0]) if len(ids) else None
+        chosen = (self.plan(radius=radius, n_queries=q.shape[0])
+                  if len(ids) and self.method != "scan" else None)
         if chosen is None or chosen.method == "scan":
             return _core.hamming_range(q, codes, ids, radius, threads)
         codes, ids, tables = self._synced_view()
