@@ -39,6 +39,7 @@ files it mapped. Queries on one Engine object may run from many threads.
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import re
 import shutil
@@ -712,9 +713,9 @@ class Engine:
         if not path.exists():
             raise FileNotFoundError(f"no such engine directory: {path}")
         if cls is Engine and (path / "sharded-engine.json").is_file():
-            from pyspec.distributed.engine import ShardedEngine  # one engine per shard
-
-            return ShardedEngine.open(path, mmap=mmap)
+            # one engine per shard; named, not imported: pyspec.distributed builds on this module
+            sharded = importlib.import_module("pyspec.distributed.engine").ShardedEngine
+            return sharded.open(path, mmap=mmap)
         for attempt in range(3):
             before = _dir_identity(path)
             try:
@@ -914,41 +915,11 @@ class Engine:
         return flux, metas, rejects
 
     def _as_spectra(self, items: Any) -> tuple[list[Any], list[str], list[tuple[str, str]]]:
-        from pyspec.io import Spectrum, read_spectra, read_spectrum
+        import pyspec.io
+        from pyspec.spectra import as_spectra
 
-        if isinstance(items, np.ndarray):
-            arr = np.asarray(items)
-            if arr.ndim == 1:
-                arr = arr[np.newaxis, :]
-            if arr.ndim != 2 or arr.shape[1] != self.n_pixels:
-                raise ValueError(f"array queries must be flux on the engine's grid: expected "
-                                 f"shape ({self.n_pixels},) or (n, {self.n_pixels}), got "
-                                 f"{arr.shape}")
-            wave = self.grid.wavelength
-            spectra = [self._array_spectrum(Spectrum, wave, row, i) for i, row in enumerate(arr)]
-            return spectra, [f"array[{i}]" for i in range(len(spectra))], []
-        if isinstance(items, (str, os.PathLike)):
-            spec = read_spectrum(items)
-            return [spec], [str(items)], []
-        if isinstance(items, Spectrum):
-            return [items], [str(items.meta.get("id", "spectrum"))], []
-        items = list(items)
-        if all(isinstance(x, Spectrum) for x in items):
-            return items, [str(s.meta.get("id", i)) for i, s in enumerate(items)], []
-        if all(isinstance(x, (str, os.PathLike)) for x in items):
-            res = read_spectra(items)
-            names = [str(getattr(s, "meta", {}).get("file", "")) for s in res.spectra]
-            return list(res.spectra), names, [(str(f), str(r)) for f, r in res.rejects]
-        raise TypeError("queries must be a path, a Spectrum, a flux array, or a list of paths "
-                        "or Spectrum objects")
-
-    @staticmethod
-    def _array_spectrum(cls: type, wave: np.ndarray, flux: np.ndarray, i: int) -> Any:
-        flux = np.asarray(flux, np.float32)
-        finite = np.isfinite(flux)
-        meta = {"id": f"array[{i}]", "file": None}
-        return cls(wavelength=np.asarray(wave, np.float64), flux=np.where(finite, flux, 0),
-                   ivar=finite.astype(np.float32), mask=~finite, meta=meta)
+        got = as_spectra(items, grid=self.grid.wavelength, reader=pyspec.io)
+        return got.spectra, got.names, got.rejects
 
     def encode_prepared(self, flux: np.ndarray, num_threads: int | None = None) -> np.ndarray:
         """Binary codes (uint64, (n, n_words)) of prepared spectra (Hamming engines)."""

@@ -321,34 +321,26 @@ def default_pil_hidden(n_spectra: int, n_bits: int) -> tuple[int, int]:
 
 
 def plot_precision_recall(table, path: str, title: str | None = None) -> None:
-    """Precision against recall, one curve per (hasher, n_bits), written as PNG."""
-    import matplotlib
+    """Precision against recall, one curve per (hasher, n_bits), written as PNG
+    (drawn by :func:`pyspec.plotting.plot_precision_recall`)."""
+    from matplotlib import colormaps
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from pyspec.plotting import plot_precision_recall as draw
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=120)
-    styles = {"pil": "-", "itq": "--", "lsh": ":"}
+    dashes = {"pil": "-", "itq": "--", "lsh": ":"}
     bits = sorted(set(int(b) for b in table["n_bits"]))
-    colors = dict(zip(bits, plt.cm.viridis(np.linspace(0.0, 0.85, len(bits)))))
+    colours = dict(zip(bits, colormaps["viridis"](np.linspace(0.0, 0.85, len(bits))), strict=True))
+    curves, styles = {}, {}
     for name in dict.fromkeys(str(h) for h in table["hasher"]):
         for nb in bits:
             sel = (table["hasher"] == name) & (table["n_bits"] == nb)
-            if not np.any(sel):
-                continue
-            ax.plot(table["recall"][sel], table["precision"][sel], styles.get(name, "-."),
-                    color=colors[nb], label=f"{name.upper()} {nb} bits")
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision (TP / (TP + FP))")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+            if np.any(sel):
+                label = f"{name.upper()} {nb} bits"
+                curves[label] = (np.asarray(table["recall"][sel]),
+                                 np.asarray(table["precision"][sel]))
+                styles[label] = {"linestyle": dashes.get(name, "-."), "color": colours[nb],
+                                 "marker": None}
+    draw(path, curves, title=title, styles=styles)
 
 
 def synthetic_labelled_spectra(n: int, n_pixels: int = 1000, n_classes: int = 5,

@@ -64,6 +64,11 @@ BAND_INDICES: dict[str, tuple[tuple[float, float], tuple[tuple[float, float], ..
     "caoh": ((6230.0, 6240.0), ((6345.0, 6354.0),)),
 }
 INDEX_NAMES = tuple(BAND_INDICES)
+#: Catalogue columns of the band indices: name -> (unit, description).
+INDEX_COLUMN_INFO: dict[str, tuple[str | None, str]] = {
+    key: value for n in INDEX_NAMES for key, value in (
+        (n, ("", f"{n.upper()} band index (Reid, Hawley & Gizis 1995 windows)")),
+        (f"{n}_err", ("", f"1-sigma error of {n} from ivar")))}
 
 #: H-alpha line and continuum windows, vacuum Angstrom (West et al. 2011).
 HALPHA_WINDOWS = {"line": (6557.61, 6571.61), "continuum": ((6500.0, 6550.0), (6575.0, 6625.0))}
@@ -341,6 +346,6 @@ def measure(spectra: Any, z: Any = None, *, zeta_calibration: str = "lepine2013"
             for it, zi in zip(items, zs, strict=True)]
     if single:
         return rows[0]
-    from pyspec.measure import _line_rows_table
+    from pyspec.lines._columns import LINE_COLUMN_INFO, rows_table
 
-    return _line_rows_table(rows)
+    return rows_table(rows, {**LINE_COLUMN_INFO, **INDEX_COLUMN_INFO})

@@ -32,21 +32,17 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pyspec.io._discover import FITS_SUFFIXES, LIST_SUFFIXES, iter_sources  # noqa: F401
 from pyspec.preprocess import DEFAULT_PREPROCESSING, Preprocessor
 from pyspec.store import SpectrumStore
 
 log = logging.getLogger(__name__)
-
-FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz")
-LIST_SUFFIXES = (".txt", ".lst", ".list")
-
 
 @dataclasses.dataclass
 class IngestSummary:
@@ -72,50 +68,6 @@ class IngestSummary:
         return (f"{self.files} files read ({self.skipped} skipped, already in the store): "
                 f"{self.seen} seen = {self.accepted} accepted + {self.rejected} rejected{dup}; "
                 f"store {self.store} now holds {self.n_spectra_total} spectra")
-
-
-def iter_sources(sources: Iterable[str | os.PathLike],
-                 on_error: Callable[[str, str], None] | None = None) -> Iterator[str]:
-    """Expand directories and list files into file paths (sorted within each directory).
-
-    Parameters
-    ----------
-    sources : paths of files, directories or ``.txt``/``.lst`` lists
-    on_error : callable(path, reason), optional
-        Called for each directory that cannot be listed (default: raise the
-        OSError).
-
-    Raises
-    ------
-    FileNotFoundError
-        A source that does not exist.
-    """
-    def walk_error(exc: OSError) -> None:
-        if on_error is None:
-            raise exc
-        on_error(str(exc.filename), f"directory cannot be read ({type(exc).__name__}: "
-                                    f"{exc.strerror or exc})")
-
-    for src in sources:
-        path = Path(src)
-        if path.is_dir():
-            for root, dirs, files in os.walk(path, onerror=walk_error):
-                dirs.sort()
-                for name in sorted(files):
-                    if name.lower().endswith(FITS_SUFFIXES):
-                        yield os.path.join(root, name)
-        elif path.is_file() and path.name.lower().endswith(LIST_SUFFIXES):
-            base = path.parent
-            with open(path, encoding="utf-8") as fh:
-                for line in fh:
-                    line = line.strip()
-                    if line and not line.startswith("#"):
-                        p = Path(line)
-                        yield str(p if p.is_absolute() else base / p)
-        elif path.exists():
-            yield str(path)
-        else:
-            raise FileNotFoundError(f"no such file or directory: {path}")
 
 
 def make_preprocessor(preset: str = DEFAULT_PREPROCESSING, grid: Any = None,

@@ -95,7 +95,8 @@ def plot_neighbours(path: str | os.PathLike, wavelength: np.ndarray, query_flux:
 
 def plot_precision_recall(path: str | os.PathLike,
                           curves: Mapping[str, tuple[np.ndarray, np.ndarray]], *,
-                          title: str | None = None) -> Path:
+                          title: str | None = None,
+                          styles: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
     """Precision-recall curves, one line per method (e.g. hasher and code length).
 
     Parameters
@@ -104,6 +105,9 @@ def plot_precision_recall(path: str | os.PathLike,
         Output image.
     curves : mapping label -> (recall, precision)
         Each a 1-D array of equal length in [0, 1] (e.g. at growing cut-offs).
+    title : str, optional
+    styles : mapping label -> matplotlib line keywords, optional
+        E.g. ``{"linestyle": "--", "color": "C1"}`` for one curve.
 
     Returns
     -------
@@ -116,7 +120,8 @@ def plot_precision_recall(path: str | os.PathLike,
         precision = np.asarray(precision, np.float64)
         if recall.shape != precision.shape or recall.ndim != 1:
             raise ValueError(f"curve {label!r}: recall and precision must be 1-D of equal length")
-        ax.plot(recall, precision, marker=".", ms=3, lw=1, label=str(label))
+        style = {"marker": ".", "ms": 3, "lw": 1, **(styles or {}).get(label, {})}
+        ax.plot(recall, precision, label=str(label), **style)
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_xlim(0, 1.02)

@@ -148,7 +148,7 @@ def test_cli_measure_over_a_store(tmp_path, monkeypatch):
     assert t["z_cl"][0] == pytest.approx(0.1, abs=1e-4) and np.isnan(t["z_cl"][2])
 
 
-@pytest.mark.parametrize("module", ["pyspec.lines", "pyspec.classify", "pyspec.indices",
+@pytest.mark.parametrize("module", ["pyspec.lines._core", "pyspec.classify", "pyspec.indices",
                                     "pyspec.measure"])
 def test_docstring_examples_run(module):
     import doctest

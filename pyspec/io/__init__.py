@@ -45,11 +45,13 @@ from pyspec.io._base import (
     register_loader,
     unregister_loader,
 )
+from pyspec.io._discover import FITS_SUFFIXES, LIST_SUFFIXES, iter_sources
 from pyspec.io._rawfits import RawCorrupt, RawUnsupported
 from pyspec.io._view import astropy_view, open_astropy, raw_view, read_bytes, source_name
 
 __all__ = ["META_KEYS", "META_FLOAT_KEYS", "Loader", "ReadResult", "Spectrum", "SpectrumBatch",
-           "bad_pixel_mask", "empty_meta", "loaders", "read_batch", "read_spectra", "read_spectrum",
+           "FITS_SUFFIXES", "LIST_SUFFIXES", "bad_pixel_mask", "empty_meta", "iter_sources",
+           "loaders", "read_batch", "read_spectra", "read_spectrum",
            "register_loader", "unregister_loader"]
 
 
@@ -221,8 +223,6 @@ def read_spectra(sources: Iterable[Any], *, fast: bool = True) -> ReadResult:
     rejects: list[tuple[str, str]] = []
     if isinstance(sources, str | os.PathLike):
         # one path (a file, a directory or a .txt list), not an iterable of characters
-        from pyspec.ingest import iter_sources
-
         sources = list(iter_sources([sources], on_error=lambda p, r: rejects.append((p, r))))
     for source in sources:
         try:

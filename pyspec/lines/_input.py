@@ -1,4 +1,8 @@
-"""Input adapter shared by ``pyspec.lines``, ``pyspec.indices`` and ``pyspec.measure``.
+"""Validation of the measurements' input (``pyspec.lines``, ``pyspec.indices``, ``pyspec.measure``).
+
+The forms accepted are those of the one input adapter,
+:func:`pyspec.spectra.as_spectra`; this module validates each spectrum for
+the measurements.
 
 The measurement functions accept, for one spectrum,
 
@@ -27,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from pyspec.spectra import air_to_vacuum, as_spectra, vacuum_to_air  # noqa: F401
+
 
 @dataclass
 class Prepared:
@@ -41,39 +47,6 @@ class Prepared:
     @property
     def good(self) -> np.ndarray:
         return self.ivar > 0
-
-
-def vacuum_to_air(wavelength: np.ndarray | float) -> np.ndarray:
-    """Vacuum to air wavelength (Angstrom) with the IAU standard formula.
-
-    Morton (2000, ApJS 130, 403), eq. 8, with the refractive index of
-    Ciddor (1996); valid above 2000 Angstrom.
-    """
-    w = np.asarray(wavelength, dtype=np.float64)
-    s2 = (1e4 / w) ** 2
-    n = 1.0 + 8.34254e-5 + 2.406147e-2 / (130.0 - s2) + 1.5998e-4 / (38.9 - s2)
-    return w / n
-
-
-def air_to_vacuum(wavelength: np.ndarray | float) -> np.ndarray:
-    """Air to vacuum wavelength (Angstrom): fixed-point inverse of :func:`vacuum_to_air`.
-
-    Three iterations reach 1e-8 Angstrom over 3000-10000 Angstrom.
-    """
-    air = np.asarray(wavelength, dtype=np.float64)
-    vac = air.copy()
-    for _ in range(4):
-        vac = vac + (air - vacuum_to_air(vac))
-    return vac
-
-
-def _is_spectrum_like(obj: Any) -> bool:
-    return all(hasattr(obj, a) for a in ("wavelength", "flux", "ivar"))
-
-
-def _is_triple(obj: Any) -> bool:
-    return isinstance(obj, tuple) and len(obj) == 3 and not any(
-        _is_spectrum_like(o) or isinstance(o, tuple) for o in obj)
 
 
 def _prepare_one(wavelength: Any, flux: Any, ivar: Any, mask: Any = None,
@@ -116,7 +89,7 @@ def _from_spectrum(s: Any) -> Prepared:
 
 
 def as_prepared(spectra: Any) -> tuple[list[Prepared], bool]:
-    """Convert any accepted input into a list of :class:`Prepared`.
+    """Convert any accepted input (:func:`pyspec.spectra.as_spectra`) into :class:`Prepared`.
 
     Returns
     -------
@@ -133,33 +106,8 @@ def as_prepared(spectra: Any) -> tuple[list[Prepared], bool]:
     ValueError
         When a ``(wavelength, flux, ivar)`` batch triple has inconsistent shapes.
     """
-    if _is_spectrum_like(spectra):
-        return [_from_spectrum(spectra)], True
-    if _is_triple(spectra):
-        w, f, iv = (np.asarray(a) for a in spectra)
-        if f.ndim == 1:
-            return [_prepare_one(w, f, iv)], True
-        if f.ndim != 2 or iv.shape != f.shape:
-            raise ValueError(f"expected flux and ivar of shape (n_spectra, n_pixels), got "
-                             f"{f.shape} and {iv.shape}")
-        if w.ndim == 1:
-            if w.shape[0] != f.shape[1]:
-                raise ValueError(f"shared wavelength grid has {w.shape[0]} pixels but flux has "
-                                 f"{f.shape[1]}")
-            return [_prepare_one(w, f[i], iv[i]) for i in range(f.shape[0])], False
-        if w.shape != f.shape:
-            raise ValueError(f"wavelength shape {w.shape} does not match flux {f.shape}")
-        return [_prepare_one(w[i], f[i], iv[i]) for i in range(f.shape[0])], False
-    if isinstance(spectra, (list, tuple)):
-        items = []
-        for s in spectra:
-            if _is_spectrum_like(s):
-                items.append(_from_spectrum(s))
-            elif _is_triple(s):
-                items.append(_prepare_one(*s))
-            else:
-                items.append(Prepared(np.empty(0), np.empty(0), np.empty(0), {},
-                                      f"not a spectrum: {type(s).__name__}"))
-        return items, False
-    raise TypeError(f"expected a Spectrum, a (wavelength, flux, ivar) tuple or a list of them, "
-                    f"got {type(spectra).__name__}")
+    got = as_spectra(spectra, strict=False)
+    items = [_from_spectrum(s) if s is not None else
+             Prepared(np.empty(0), np.empty(0), np.empty(0), {}, why)
+             for s, why in zip(got.spectra, got.errors, strict=True)]
+    return items, got.single

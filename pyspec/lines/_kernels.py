@@ -13,48 +13,7 @@ import numpy as np
 from numba import njit
 
 from pyspec._numba_cache import CACHE
-
-
-@njit(cache=CACHE)
-def median_continuum(wave, flux, good, half_width):
-    """Running median of ``flux`` over good pixels within +-half_width Angstrom.
-
-    The window's good values are kept in a sorted buffer: pixels entering the
-    window are inserted and pixels leaving it are removed (binary search plus
-    a shift), so each pixel costs O(window) moves and nothing is allocated per
-    pixel.  ``flux`` must be finite where ``good``.  Pixels whose window holds
-    no good pixel get NaN.
-    """
-    n = wave.size
-    out = np.empty(n)
-    buf = np.empty(n)
-    m = 0
-    lo = 0
-    hi = 0
-    for i in range(n):
-        while hi < n and wave[hi] <= wave[i] + half_width:
-            if good[hi]:
-                v = flux[hi]
-                k = np.searchsorted(buf[:m], v)
-                for j in range(m, k, -1):
-                    buf[j] = buf[j - 1]
-                buf[k] = v
-                m += 1
-            hi += 1
-        while wave[lo] < wave[i] - half_width:
-            if good[lo]:
-                k = np.searchsorted(buf[:m], flux[lo])
-                for j in range(k, m - 1):
-                    buf[j] = buf[j + 1]
-                m -= 1
-            lo += 1
-        if m == 0:
-            out[i] = np.nan
-        elif m % 2 == 1:
-            out[i] = buf[m // 2]
-        else:
-            out[i] = 0.5 * (buf[m // 2 - 1] + buf[m // 2])
-    return out
+from pyspec.spectra.continuum import running_median_kernel as median_continuum  # noqa: F401
 
 
 @njit(cache=CACHE)

@@ -54,7 +54,7 @@ def _analysed(item: Any, window: float = 150.0, quantile: float | None = 0.9,
               nsigma: float | None = 3.0, min_pixels: int = 2, half_window: int = 2,
               max_lines: int = 40, local_scatter: bool = True, **_cl_only: Any):
     """The line-search state of one spectrum (as :func:`pyspec.lines.redshift` builds it)."""
-    from pyspec.lines import _analyse, _detect
+    from pyspec.lines._core import _analyse, _detect
 
     a = _analyse(item, window)
     _detect(a, quantile, nsigma, min_pixels, half_window, max_lines, local_scatter)
@@ -69,7 +69,7 @@ def combine(cl: Any, item: Any, templates: XcorrTemplates | None,
     ``analysis`` is the line-search state of the CL run (built with the
     default settings when None); the [O III] doublet search reuses it.
     """
-    from pyspec.lines import RedshiftResult
+    from pyspec.lines._catalogue import RedshiftResult
 
     if item.error is not None:
         return replace(cl, method="none", quality="failed")
@@ -138,7 +138,7 @@ def best_redshift(spectra: Any, *, templates: XcorrTemplates | None | bool = Non
     ValueError
         Bad parameters, or an unusable single spectrum.
     """
-    from pyspec.lines import redshift
+    from pyspec.lines._core import redshift
     from pyspec.lines._input import as_prepared
 
     items, single = as_prepared(spectra)

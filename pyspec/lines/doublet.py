@@ -56,7 +56,8 @@ def oiii_doublet_redshift(a: Any, tol: float, z_range: tuple[float, float],
         ``method="OIII-doublet"``, two lines; z NaN with ``reason`` when no
         pair passes.
     """
-    from pyspec.lines import REST_LINES, RedshiftResult, _failed, _peaks
+    from pyspec.lines._catalogue import REST_LINES, RedshiftResult, _failed
+    from pyspec.lines._core import _peaks
 
     if a.reason is not None or "settings" not in a.extra:
         return _failed(a.reason or "spectrum not analysed")

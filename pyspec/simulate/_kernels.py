@@ -116,7 +116,8 @@ def add_noise(flux, covered, ref, sky, snr, seed, row0, noise, ivar):
     model flux over (a subsample of at most ~256) covered pixels, the sky
     level being a fraction ``sky`` of it, and ``c`` makes the median of
     ``f / sigma`` over all covered reference pixels (``ref``, (npix,) bool;
-    all covered pixels if none is covered) equal ``snr``. sky, snr : (n,) float64. ivar : (n, npix) float32 output,
+    all covered pixels if none is covered) equal ``snr``. sky, snr : (n,) float64.
+    ivar : (n, npix) float32 output,
     ``1 / sigma**2`` on covered pixels, else 0.
     The deviate of pixel j of row i is a pure function of (seed, row0 + i, j):
     pairs of pixels (2p, 2p + 1) share one Box-Muller draw keyed by (row, p).

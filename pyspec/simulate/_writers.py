@@ -52,7 +52,7 @@ def write_store(path, n: int, seed: int = 0, grid="lamost", chunk_size: int = 40
 
     See :func:`pyspec.simulate.write_store`.
     """
-    from pyspec.simulate import Simulator
+    from pyspec.simulate._simulator import Simulator
     from pyspec.store import SpectrumStore
 
     _check_count(n)
@@ -143,7 +143,7 @@ def _header_cards(row, i: int, seed: int, wl: np.ndarray, layout: str) -> list:
 
 def _line_bits(lines: str) -> int:
     """Bit mask of injected lines (bit k = pyspec.simulate.LINE_NAMES[k])."""
-    from pyspec.simulate import LINE_NAMES
+    from pyspec.simulate._simulator import LINE_NAMES
 
     names = set(lines.split(",")) if lines else set()
     return sum(1 << k for k, name in enumerate(LINE_NAMES) if name in names)
@@ -198,7 +198,7 @@ def write_fits(directory, n: int, seed: int = 0, grid=None, layouts=LAYOUTS,
     named ``sim-<seed>-<index>.fits`` (``.fits.gz`` with ``gzip``); existing
     files are an error (FileExistsError), never overwritten.
     """
-    from pyspec.simulate import Simulator
+    from pyspec.simulate._simulator import Simulator
 
     _check_count(n)
     layouts = tuple(layouts)
