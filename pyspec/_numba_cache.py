@@ -3,7 +3,7 @@
 numba caches next to the source (``__pycache__``) or in the user's cache
 directory; when neither can be written (a read-only site-packages and a
 read-only or missing ``$HOME``, e.g. a service account) it refuses to define
-a ``cache=True`` function at all, and importing :mod:`pyspec.lines` would
+a ``cache=True`` function at all, and importing :mod:`pyspec.measure.lines` would
 fail. :data:`CACHE` says whether caching is possible; when only the default
 places are read-only, ``NUMBA_CACHE_DIR`` is pointed at a private directory
 under the system temporary directory.
@@ -29,7 +29,7 @@ def _choose() -> bool:
     if os.environ.get("NUMBA_CACHE_DIR"):
         return _writable(Path(os.environ["NUMBA_CACHE_DIR"]))
     here = Path(__file__).resolve().parent
-    if all(_writable(here / sub / "__pycache__") for sub in ("lines", "simulate")):
+    if all(_writable(here / sub / "__pycache__") for sub in ("measure/lines", "simulate")):
         return True
     user = Path(os.environ.get("XDG_CACHE_HOME") or Path("~/.cache").expanduser()) / "numba"
     if _writable(user):

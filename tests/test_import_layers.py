@@ -136,3 +136,24 @@ def test_no_import_cycle_in_pyspec() -> None:
     cycles = all_cycles(import_graph())
     assert not cycles, "import cycles in pyspec/:\n" + "\n".join(" -> ".join(c)
                                                                    for c in cycles)
+
+
+def test_old_module_names_are_the_measure_modules_themselves() -> None:
+    import importlib
+
+    import pyspec.measure.lines.xcorr
+
+    for old, new in (("pyspec.lines", "pyspec.measure.lines"),
+                     ("pyspec.indices", "pyspec.measure.indices"),
+                     ("pyspec.classify", "pyspec.measure.classify"),
+                     ("pyspec.lines.xcorr", "pyspec.measure.lines.xcorr"),
+                     ("pyspec.lines._kernels", "pyspec.measure.lines._kernels")):
+        assert importlib.import_module(old) is importlib.import_module(new)
+    from pyspec.lines.xcorr import XcorrTemplates
+
+    assert XcorrTemplates is pyspec.measure.lines.xcorr.XcorrTemplates
+    # nothing inside pyspec imports the old names
+    graph = import_graph()
+    users = {m for m, deps in graph.items() if deps & {"pyspec.lines", "pyspec.indices",
+                                                          "pyspec.classify"}}
+    assert users == set()

@@ -1,7 +1,7 @@
 """Broad permitted lines (type 1 AGN): FWHM of a broad H-alpha, H-beta or Mg II component.
 
 A broad-line region gives permitted lines thousands of km/s wide under the
-narrow lines.  The narrow-line windows of :func:`pyspec.lines.line_fluxes`
+narrow lines.  The narrow-line windows of :func:`pyspec.measure.lines.line_fluxes`
 (+-300 km/s) then sample only the top of the broad H-alpha or H-beta, so the
 BPT ratios mean nothing: broad-line objects must stay out of the BPT and H II
 classification and be labelled instead.

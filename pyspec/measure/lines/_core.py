@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from pyspec.lines import _kernels
-from pyspec.lines._catalogue import (
+from pyspec.measure.lines import _kernels
+from pyspec.measure.lines._catalogue import (
     _PARTNER,
     _REST_NAMES,
     _REST_WAVES,
@@ -17,8 +17,8 @@ from pyspec.lines._catalogue import (
     _failed,
     _n_features,
 )
-from pyspec.lines._input import Prepared, as_prepared
-from pyspec.lines._sky import sky_mask
+from pyspec.measure.lines._input import Prepared, as_prepared
+from pyspec.measure.lines._sky import sky_mask
 
 # ---------------------------------------------------------------- continuum
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from pyspec.classify import C_KMS
+from pyspec.measure.classify import C_KMS
 
 __all__ = ["merge_runs", "preselect_emission", "velocity_split", "emission_line_pipeline"]
 

@@ -5,7 +5,7 @@ the emission-line galaxy study: a pseudo-continuum by running median, a search
 for strong emission peaks in the residual, a line-combination redshift
 ("CL"), the redshift transferred from the nearest template ("RT") with the
 study's confirmation rule, and line fluxes / equivalent widths feeding the
-BPT, H II-region and velocity classifications (:mod:`pyspec.classify`).
+BPT, H II-region and velocity classifications (:mod:`pyspec.measure.classify`).
 
 Rest wavelengths (vacuum, Angstrom)
 -----------------------------------
@@ -40,14 +40,14 @@ Spectra flagged ``meta['vacuum'] is False`` are converted from air to vacuum
 before matching (Morton 2000); LAMOST and SDSS spectra are already vacuum.
 
 Every function takes one spectrum or a batch (see
-:mod:`pyspec.lines._input`); a spectrum without usable lines gives NaN with a
+:mod:`pyspec.measure.lines._input`); a spectrum without usable lines gives NaN with a
 reason, never an exception that stops a batch.
 """
 
 
 from __future__ import annotations
 
-from pyspec.classify import (
+from pyspec.measure.classify import (
     BPT_CLASSES,
     bpt_class,
     hii_region,
@@ -56,8 +56,8 @@ from pyspec.classify import (
     schawinski07,
     velocity_class,
 )
-from pyspec.lines._catalogue import C_KMS, FLUX_LINES, REST_LINES, RedshiftResult
-from pyspec.lines._core import (  # noqa: F401  (the private ones: pyspec.measure's driver)
+from pyspec.measure.lines._catalogue import C_KMS, FLUX_LINES, REST_LINES, RedshiftResult
+from pyspec.measure.lines._core import (  # noqa: F401  (the private ones: pyspec.measure's driver)
     _analyse,
     _check_detect_args,
     _check_positive,
@@ -70,9 +70,9 @@ from pyspec.lines._core import (  # noqa: F401  (the private ones: pyspec.measur
     redshift_from_lines,
     transfer_redshift,
 )
-from pyspec.lines._fluxes import _flux_row, header_z, line_fluxes  # noqa: F401
-from pyspec.lines._sky import SKY_REGIONS, sky_mask
-from pyspec.lines.auto import best_redshift
+from pyspec.measure.lines._fluxes import _flux_row, header_z, line_fluxes  # noqa: F401
+from pyspec.measure.lines._sky import SKY_REGIONS, sky_mask
+from pyspec.measure.lines.auto import best_redshift
 from pyspec.spectra import air_to_vacuum, vacuum_to_air
 
 __all__ = [

@@ -16,7 +16,7 @@ The pair is accepted only where that ratio can be tested: 5007 must be
 strong enough (``2.98 * confirm_nsigma``) that 4959 is expected above the
 detection threshold, 4959 must be detected, and its peak must agree with
 5007 / 2.98 within ``_RATIO_NSIGMA`` times its noise.  The result is always
-a two-line solution; :func:`pyspec.lines.auto.combine` uses it only when
+a two-line solution; :func:`pyspec.measure.lines.auto.combine` uses it only when
 the CL search fails and no template matches clearly (quality ``uncertain``
 unless a cross-correlation agrees).
 """
@@ -41,14 +41,14 @@ def oiii_doublet_redshift(a: Any, tol: float, z_range: tuple[float, float],
 
     Parameters
     ----------
-    a : pyspec.lines._Analysis
-        Spectrum after :func:`pyspec.lines._detect` (its settings are reused).
+    a : pyspec.measure.lines._Analysis
+        Spectrum after :func:`pyspec.measure.lines._detect` (its settings are reused).
     tol : float
         Agreement tolerance in z between the two members.
     z_range : (float, float)
     confirm_nsigma : float or None
         Detection threshold for 4959 (the guided-pass threshold of
-        :func:`pyspec.lines.redshift`); None turns the doublet search off.
+        :func:`pyspec.measure.lines.redshift`); None turns the doublet search off.
 
     Returns
     -------
@@ -56,8 +56,8 @@ def oiii_doublet_redshift(a: Any, tol: float, z_range: tuple[float, float],
         ``method="OIII-doublet"``, two lines; z NaN with ``reason`` when no
         pair passes.
     """
-    from pyspec.lines._catalogue import REST_LINES, RedshiftResult, _failed
-    from pyspec.lines._core import _peaks
+    from pyspec.measure.lines._catalogue import REST_LINES, RedshiftResult, _failed
+    from pyspec.measure.lines._core import _peaks
 
     if a.reason is not None or "settings" not in a.extra:
         return _failed(a.reason or "spectrum not analysed")

@@ -1,9 +1,15 @@
-"""Batch measurement driver: one catalogue row of line and index measurements per spectrum.
+"""Measurements of spectra, and the batch driver that makes one catalogue row of them each.
+
+The package holds :mod:`pyspec.measure.lines` (emission lines, redshifts, line
+fluxes), :mod:`pyspec.measure.indices` (cool-star band indices, H-alpha
+activity) and :mod:`pyspec.measure.classify` (BPT, H II region, velocity
+classes); ``pyspec.lines``, ``pyspec.indices`` and ``pyspec.classify`` are
+aliases of them, kept for existing code.
 
 :func:`measure` runs, for every spectrum of a batch, the emission-line search
-and CL redshift (:mod:`pyspec.lines`), line fluxes and equivalent widths at
+and CL redshift (:mod:`pyspec.measure.lines`), line fluxes and equivalent widths at
 the adopted redshift, the BPT / H II-region / velocity classes
-(:mod:`pyspec.classify`) and the cool-star indices (:mod:`pyspec.indices`),
+(:mod:`pyspec.measure.classify`) and the cool-star indices (:mod:`pyspec.measure.indices`),
 and returns an astropy Table whose rows are aligned with the input.  Columns
 carry units and descriptions.  A spectrum that cannot be measured gets NaN and
 a reason in the ``*_reason`` columns; nothing raises for one bad spectrum.
@@ -15,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from pyspec import indices as _indices
-from pyspec import lines as _lines
-from pyspec.classify import BROAD_LINE_CLASS, C_KMS, hii_region, velocity_class
-from pyspec.lines._columns import LINE_COLUMN_INFO, rows_table
-from pyspec.lines._input import as_prepared
-from pyspec.lines.auto import combine
-from pyspec.lines.broad import broad_line_fwhm
+from pyspec.measure import indices as _indices
+from pyspec.measure import lines as _lines
+from pyspec.measure.classify import BROAD_LINE_CLASS, C_KMS, hii_region, velocity_class
+from pyspec.measure.lines._columns import LINE_COLUMN_INFO, rows_table
+from pyspec.measure.lines._input import as_prepared
+from pyspec.measure.lines.auto import combine
+from pyspec.measure.lines.broad import broad_line_fwhm
 
 __all__ = ["measure", "add_measurements", "COLUMN_INFO"]
 
@@ -109,22 +115,22 @@ def measure(spectra: Any, *, lines: bool = True, indices: bool = True, z: Any = 
     z : float, array of shape (n,), or None
         Redshift for the line fluxes and indices; None takes the adopted
         redshift ``z`` (CL, else cross-correlation; see
-        :func:`pyspec.lines.best_redshift`), else the header redshift
+        :func:`pyspec.measure.lines.best_redshift`), else the header redshift
         ``meta['z']`` (``z_source`` tells which).  The cool-star index windows
         are placed at the measured stellar velocity (``index_velocity``).
     method : {"direct", "gaussian"}
-        Line-flux method (:func:`pyspec.lines.line_fluxes`).
+        Line-flux method (:func:`pyspec.measure.lines.line_fluxes`).
     window, quantile, nsigma, confirm_nsigma
-        Line search settings (:func:`pyspec.lines.find_lines`,
-        :func:`pyspec.lines.redshift`).
+        Line search settings (:func:`pyspec.measure.lines.find_lines`,
+        :func:`pyspec.measure.lines.redshift`).
     half_width_kms : float
         Half width of the line-flux windows.
-    templates : pyspec.lines.xcorr.XcorrTemplates, None or False
+    templates : pyspec.measure.lines.xcorr.XcorrTemplates, None or False
         Cross-correlation templates for ``z`` (default: the shipped sample);
         False turns the cross-correlation off (CL redshifts only, stellar
         indices at the header velocity; about 5x faster).
     template_z : array of shape (n,), optional
-        RT redshift of each spectrum (:func:`pyspec.lines.transfer_redshift`);
+        RT redshift of each spectrum (:func:`pyspec.measure.lines.transfer_redshift`);
         adds ``z_rt`` and ``z_confirmed``.
     progress : callable or None
         Called with the number of spectra done after each one (progress bars).

@@ -1,4 +1,4 @@
-"""Validation of the measurements' input (``pyspec.lines``, ``pyspec.indices``, ``pyspec.measure``).
+"""Validation of the measurements' input (:mod:`pyspec.measure` and its ``lines``, ``indices``).
 
 The forms accepted are those of the one input adapter,
 :func:`pyspec.spectra.as_spectra`; this module validates each spectrum for

@@ -1,6 +1,6 @@
 """The catalogue columns of the measurements: units, descriptions, and the table builder.
 
-Shared by :func:`pyspec.lines.line_fluxes`, :func:`pyspec.indices.measure` and
+Shared by :func:`pyspec.measure.lines.line_fluxes`, :func:`pyspec.measure.indices.measure` and
 :func:`pyspec.measure.measure`; it depends on the line list only, so none of
 them has to import another to build its table.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pyspec.lines._catalogue import FLUX_LINES
+from pyspec.measure.lines._catalogue import FLUX_LINES
 
 _AA = "Angstrom"
 _ONE = ""
@@ -28,7 +28,7 @@ def _line_column_info() -> dict[str, tuple[str | None, str]]:
         "z": (_ONE, "adopted redshift (stars: v/c): CL, else template cross-correlation"),
         "z_err": (_ONE, "1-sigma error of z (CL scatter or Tonry & Davis error)"),
         "z_method": (None, "how z was found: CL, OIII-doublet, xcorr-star, xcorr-galaxy or none"),
-        "z_quality": (None, "good, uncertain or failed (see pyspec.lines.best_redshift)"),
+        "z_quality": (None, "good, uncertain or failed (see pyspec.measure.lines.best_redshift)"),
         "z_template": (None, "best cross-correlation template (file stem)"),
         "z_r_td": (_ONE, "Tonry & Davis r of the cross-correlation peak"),
         "z_reason": (None, "why z is NaN"),
@@ -77,7 +77,7 @@ def _line_column_info() -> dict[str, tuple[str | None, str]]:
 
 
 #: column name -> (unit or None, description) of every column but the band indices
-#: (:data:`pyspec.indices.INDEX_COLUMN_INFO`); :data:`pyspec.measure.COLUMN_INFO` has both.
+#: (:data:`pyspec.measure.indices.INDEX_COLUMN_INFO`); :data:`pyspec.measure.COLUMN_INFO` has both.
 LINE_COLUMN_INFO = _line_column_info()
 
 

@@ -1,8 +1,8 @@
 """One redshift for every class: emission lines first, then template cross-correlation.
 
 :func:`best_redshift` combines the strict line-combination redshift (CL,
-:func:`pyspec.lines.redshift`) with the cross-correlation against real
-template spectra (:mod:`pyspec.lines.xcorr`):
+:func:`pyspec.measure.lines.redshift`) with the cross-correlation against real
+template spectra (:mod:`pyspec.measure.lines.xcorr`):
 
 1. When at least ``min_lines`` emission lines agree, z is the CL redshift
    (``method="CL"``).  Its quality is ``good`` with four or more lines or
@@ -19,7 +19,7 @@ template spectra (:mod:`pyspec.lines.xcorr`):
 3. Before a star or galaxy template is adopted with less than clear
    significance (r < ``_R_GOOD``), a spectrum without a CL redshift is
    searched for the [O III] 4959/5007 doublet with its fixed 1:2.98 ratio
-   (:mod:`pyspec.lines.doublet`; low-S/N quasars and Seyferts where only
+   (:mod:`pyspec.measure.lines.doublet`; low-S/N quasars and Seyferts where only
    [O III] stands out).  A pair found gives ``method="OIII-doublet"``:
    ``good`` when the cross-correlation agrees, else ``uncertain``.  A clear
    (r >= 5) template match always wins over the two-line solution.
@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from pyspec.lines.doublet import oiii_doublet_redshift
-from pyspec.lines.xcorr import C_KMS, XcorrResult, XcorrTemplates, xcorr_redshift
+from pyspec.measure.lines.doublet import oiii_doublet_redshift
+from pyspec.measure.lines.xcorr import C_KMS, XcorrResult, XcorrTemplates, xcorr_redshift
 
 __all__ = ["best_redshift"]
 
@@ -53,8 +53,9 @@ def _self_id(meta: dict) -> str | None:
 def _analysed(item: Any, window: float = 150.0, quantile: float | None = 0.9,
               nsigma: float | None = 3.0, min_pixels: int = 2, half_window: int = 2,
               max_lines: int = 40, local_scatter: bool = True, **_cl_only: Any):
-    """The line-search state of one spectrum (as :func:`pyspec.lines.redshift` builds it)."""
-    from pyspec.lines._core import _analyse, _detect
+    """The line-search state of one spectrum (as :func:`pyspec.measure.lines.redshift` builds
+    it)."""
+    from pyspec.measure.lines._core import _analyse, _detect
 
     a = _analyse(item, window)
     _detect(a, quantile, nsigma, min_pixels, half_window, max_lines, local_scatter)
@@ -69,7 +70,7 @@ def combine(cl: Any, item: Any, templates: XcorrTemplates | None,
     ``analysis`` is the line-search state of the CL run (built with the
     default settings when None); the [O III] doublet search reuses it.
     """
-    from pyspec.lines._catalogue import RedshiftResult
+    from pyspec.measure.lines._catalogue import RedshiftResult
 
     if item.error is not None:
         return replace(cl, method="none", quality="failed")
@@ -123,9 +124,9 @@ def best_redshift(spectra: Any, *, templates: XcorrTemplates | None | bool = Non
     spectra : Spectrum, (wavelength, flux, ivar), or a batch
     templates : XcorrTemplates, None or False
         Cross-correlation templates; default the shipped sample
-        (:func:`pyspec.lines.xcorr.default_templates`); False: CL only.
+        (:func:`pyspec.measure.lines.xcorr.default_templates`); False: CL only.
     tol, z_range, **kwargs
-        Passed to :func:`pyspec.lines.redshift` (CL settings).
+        Passed to :func:`pyspec.measure.lines.redshift` (CL settings).
 
     Returns
     -------
@@ -138,8 +139,8 @@ def best_redshift(spectra: Any, *, templates: XcorrTemplates | None | bool = Non
     ValueError
         Bad parameters, or an unusable single spectrum.
     """
-    from pyspec.lines._core import redshift
-    from pyspec.lines._input import as_prepared
+    from pyspec.measure.lines._core import redshift
+    from pyspec.measure.lines._input import as_prepared
 
     items, single = as_prepared(spectra)
     if single and items[0].error is not None:

@@ -4,7 +4,7 @@ All kernels take one spectrum at a time as contiguous float64 arrays
 (wavelength in Angstrom, strictly increasing) plus a boolean ``good`` array
 (ivar > 0).  They are compiled once and cached on disk (``cache=True``); the
 Python callers loop over a batch.  Nothing here validates input: the callers in
-``pyspec.lines`` and ``pyspec.indices`` do.
+``pyspec.measure.lines`` and ``pyspec.measure.indices`` do.
 """
 
 from __future__ import annotations

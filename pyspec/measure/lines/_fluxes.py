@@ -6,23 +6,23 @@ from typing import Any
 
 import numpy as np
 
-from pyspec.classify import (
+from pyspec.measure.classify import (
     bpt_class,
 )
-from pyspec.lines import _kernels
-from pyspec.lines._catalogue import (
+from pyspec.measure.lines import _kernels
+from pyspec.measure.lines._catalogue import (
     C_KMS,
     FLUX_LINES,
 )
-from pyspec.lines._columns import LINE_COLUMN_INFO, rows_table
-from pyspec.lines._core import (
+from pyspec.measure.lines._columns import LINE_COLUMN_INFO, rows_table
+from pyspec.measure.lines._core import (
     _analyse,
     _Analysis,
     _check_positive,
     _detect,
     _redshift_one,
 )
-from pyspec.lines._input import Prepared, as_prepared
+from pyspec.measure.lines._input import Prepared, as_prepared
 
 # ---------------------------------------------------------------- line fluxes
 

@@ -18,7 +18,7 @@ Spectrum and templates are put on one log10 wavelength grid (step 1e-4,
 69 km/s, LAMOST's and SDSS's own sampling), divided by a running median over
 ``_FLATTEN_PIXELS`` pixels (~0.02 dex, ~300 A) and clipped, so that the
 correlation sees lines and bands, not the continuum shape or a cosmic ray.
-Masked pixels, the sky regions of :mod:`pyspec.lines._sky` and pixels beyond
+Masked pixels, the sky regions of :mod:`pyspec.measure.lines._sky` and pixels beyond
 a template's coverage carry zero weight; the correlation at each lag is
 normalised over the overlapping pixels only (masked normalised
 cross-correlation by FFT).  Stellar templates are tried at |v| <
@@ -41,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from pyspec.lines import _kernels
-from pyspec.lines._sky import sky_mask
+from pyspec.measure.lines import _kernels
+from pyspec.measure.lines._sky import sky_mask
 
 __all__ = ["XcorrResult", "XcorrTemplates", "default_templates", "xcorr_redshift"]
 

@@ -95,9 +95,9 @@ class RedshiftResult:
         needed to reach ``min_lines``.
     method : str
         ``"CL"`` (emission-line combination), ``"OIII-doublet"`` ([O III]
-        4959/5007 pair, :mod:`pyspec.lines.doublet`), ``"xcorr-star"`` (radial
+        4959/5007 pair, :mod:`pyspec.measure.lines.doublet`), ``"xcorr-star"`` (radial
         velocity, z = v/c) or ``"xcorr-galaxy"`` (template cross-correlation);
-        see :func:`pyspec.lines.best_redshift`.
+        see :func:`pyspec.measure.lines.best_redshift`.
     quality : str
         ``"good"``, ``"uncertain"`` or ``"failed"`` (see :func:`best_redshift`);
         empty for a plain CL result.
