@@ -22,7 +22,7 @@ from pyspec.lines._input import as_prepared
 from pyspec.lines.auto import combine
 from pyspec.lines.broad import broad_line_fwhm
 
-__all__ = ["measure", "COLUMN_INFO"]
+__all__ = ["measure", "add_measurements", "COLUMN_INFO"]
 
 _AA = "Angstrom"
 _ONE = ""
@@ -273,3 +273,44 @@ def measure(spectra: Any, *, lines: bool = True, indices: bool = True, z: Any = 
                                 "half_width_kms": float(half_width_kms),
                                 "zeta_calibration": "lepine2013"}
     return t
+
+
+def add_measurements(table: Any, spectra: Any, **kwargs: Any) -> Any:
+    """Append measurement columns to a candidate table (rows aligned with ``spectra``).
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        Candidate catalogue, one row per spectrum.
+    spectra : list of Spectrum, or (wavelength, flux (n, npix), ivar)
+        The candidates' spectra in the table's row order (None entries allowed:
+        their rows get NaN and a reason).
+    **kwargs
+        Passed to :func:`pyspec.measure.measure` (``lines``, ``indices``,
+        ``method``, ``template_z`` ...).
+
+    Returns
+    -------
+    astropy.table.Table
+        A new table: ``table``'s columns followed by the measurement columns
+        (a measurement column whose name is taken gets the prefix ``m_``).
+
+    Raises
+    ------
+    ValueError
+        When the numbers of rows and spectra differ.
+    """
+    from astropy.table import Table
+
+    if isinstance(spectra, list):
+        spectra = [s if s is not None else "missing spectrum" for s in spectra]
+    m = measure(spectra, **kwargs)
+    if len(m) != len(table):
+        raise ValueError(f"table has {len(table)} rows but {len(m)} spectra were given; pass "
+                         "one spectrum per row, in row order")
+    out = Table(table, copy=True)
+    for name in m.colnames:
+        new = name if name not in out.colnames else f"m_{name}"
+        out[new] = m[name]
+    out.meta.setdefault("pyspec_measure", m.meta.get("pyspec_measure"))
+    return out

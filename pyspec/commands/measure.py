@@ -5,8 +5,8 @@ Writes an ECSV catalogue with one row per input spectrum (columns of
 and, for a store, ``id``.  Files that cannot be read get a row with NaN
 measurements and the reason in ``measure_reason``; the job carries on.
 
-:func:`add_measurements` is the library hook behind ``pyspec search
---measure``: it appends the measurement columns to a candidate table.
+(:func:`pyspec.measure.add_measurements` is the library step behind
+``pyspec search --measure``.)
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ import argparse
 import logging
 from pathlib import Path
 from typing import Any
+
+from pyspec.commands import add_format, add_out, add_overwrite, add_quiet
+from pyspec.commands._workflow import check_out, show_progress, write_table
 
 HELP = "measure emission lines, redshifts, BPT classes and cool-star indices"
 
@@ -40,8 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the original files are readable (by default each row is read "
                              "back from its file, so that the numbers equal those of "
                              "'pyspec measure FILES')")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.ecsv",
-                        help="catalogue to write (ECSV)")
+    add_out(parser, "catalogue to write (.ecsv, .fits, .vot, .csv)", required=True,
+            metavar="TABLE", old="--output")
+    add_format(parser)
     parser.add_argument("--no-lines", action="store_true", help="skip emission lines")
     parser.add_argument("--no-indices", action="store_true", help="skip cool-star indices")
     parser.add_argument("--method", choices=("direct", "gaussian"), default="direct",
@@ -60,8 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "header velocity (faster)")
     parser.add_argument("--chunk-size", type=int, default=256, metavar="N",
                         help="spectra read and measured per block (default 256)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_overwrite(parser, "catalogue")
+    add_quiet(parser)
 
 
 def _read_one(path: str) -> Any:
@@ -69,9 +73,6 @@ def _read_one(path: str) -> Any:
     from pyspec.io import read_spectrum
 
     return read_spectrum(path)
-
-
-_READ_ONE_DEFAULT = _read_one
 
 
 def _measure_kwargs(args: argparse.Namespace) -> dict:
@@ -179,14 +180,12 @@ def _store_spectra(store: Any, start: int, flux: Any, ivar: Any, w: Any,
     return spectra, sources
 
 
-def _store_rows(path: Path, kwargs: dict, chunk: int, bar: Any, from_files: bool = True):
+def _store_rows(store: Any, kwargs: dict, chunk: int, bar: Any, from_files: bool = True):
     import numpy as np
     from astropy.table import vstack
 
     from pyspec.measure import measure
-    from pyspec.store import SpectrumStore
 
-    store = SpectrumStore.open(path)
     w = np.asarray(store.grid.wavelength, dtype=np.float64)
     originals = _OriginalFiles() if from_files else None
     tables = []
@@ -223,92 +222,45 @@ def _pipeline_rows(args: argparse.Namespace, kwargs: dict):
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from pyspec import __version__
+    from pyspec.catalogue import provenance
 
+    if args.out is None:
+        raise ValueError("-o/--out TABLE is required")
     if args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")
-    if args.output.exists() and not args.overwrite:
-        raise FileExistsError(f"{args.output} exists; pass --overwrite to replace it")
     if bool(args.inputs) + (args.store is not None) + bool(args.runs) != 1:
         raise ValueError("give FITS files, --store PATH or --runs RUN.ecsv ... (exactly one)")
     if args.split_kms <= 0:
         raise ValueError(f"--split-kms must be positive, got {args.split_kms}")
+    check_out(args)
     kwargs = _measure_kwargs(args)
-    quiet = args.quiet or not __import__("sys").stderr.isatty()
+    quiet = not show_progress(args)
+    recipe = None
     if args.runs:
         t = _pipeline_rows(args, kwargs)
-        source = {"runs": [str(p) for p in args.runs]}
+        inputs = [str(p) for p in args.runs]
     elif args.store is not None:
-        with tqdm(disable=quiet, unit="spectra", desc="measure") as bar:
-            t = _store_rows(args.store, kwargs, args.chunk_size, bar,
-                            from_files=not args.store_flux)
-        source = {"store": str(args.store)}
+        from pyspec.store import SpectrumStore
+
+        store = SpectrumStore.open(args.store)
+        recipe = getattr(store, "preprocessing", None)
+        with tqdm(total=len(store.meta), disable=quiet, unit="spectra", desc="measure") as bar:
+            t = _store_rows(store, kwargs, args.chunk_size, bar, from_files=not args.store_flux)
+        inputs = [str(args.store)]
     else:
         missing = [p for p in args.inputs if not Path(p).exists()]
         if missing:
             raise FileNotFoundError(f"input not found: {missing[0]}"
                                     + (f" (and {len(missing) - 1} more)" if len(missing) > 1
                                        else ""))
-        if _read_one is _READ_ONE_DEFAULT:
-            try:
-                import pyspec.io  # noqa: F401
-            except ModuleNotFoundError as exc:
-                from pyspec.errors import PyspecError
-
-                raise PyspecError("reading FITS files needs pyspec.io, which this build "
-                                  f"lacks ({exc}); measure a --store instead") from exc
         with tqdm(total=len(args.inputs), disable=quiet, unit="spectra", desc="measure") as bar:
             t = _file_rows(list(args.inputs), kwargs, args.chunk_size, bar)
-        source = {"files": len(args.inputs)}
+        inputs = [str(p) for p in args.inputs]
     if t is None:
         raise ValueError("no spectra to measure")
-    t.meta["pyspec_version"] = __version__
-    t.meta["pyspec_measure_inputs"] = source
-    t.meta["pyspec_measure"] = {k: v for k, v in kwargs.items()}
-    t.write(args.output, format="ascii.ecsv", overwrite=args.overwrite)
+    t.meta.update(provenance(command="pyspec measure", inputs=inputs, recipe=recipe,
+                             pyspec_measure=dict(kwargs)))
+    write_table(t, args.out, args.format)
     n_bad = int(sum(1 for r in t["measure_reason"] if r))
-    log.info("wrote %d rows to %s (%d not measurable)", len(t), args.output, n_bad)
+    log.info("wrote %d rows to %s (%d not measurable)", len(t), args.out, n_bad)
     return 0
-
-
-def add_measurements(table: Any, spectra: Any, **kwargs: Any):
-    """Append measurement columns to a candidate table (rows aligned with ``spectra``).
-
-    Parameters
-    ----------
-    table : astropy.table.Table
-        Candidate catalogue, one row per spectrum.
-    spectra : list of Spectrum, or (wavelength, flux (n, npix), ivar)
-        The candidates' spectra in the table's row order (None entries allowed:
-        their rows get NaN and a reason).
-    **kwargs
-        Passed to :func:`pyspec.measure.measure` (``lines``, ``indices``,
-        ``method``, ``template_z`` ...).
-
-    Returns
-    -------
-    astropy.table.Table
-        A new table: ``table``'s columns followed by the measurement columns
-        (a measurement column whose name is taken gets the prefix ``m_``).
-
-    Raises
-    ------
-    ValueError
-        When the numbers of rows and spectra differ.
-    """
-    from astropy.table import Table
-
-    from pyspec.measure import measure
-
-    if isinstance(spectra, list):
-        spectra = [s if s is not None else "missing spectrum" for s in spectra]
-    m = measure(spectra, **kwargs)
-    if len(m) != len(table):
-        raise ValueError(f"table has {len(table)} rows but {len(m)} spectra were given; pass "
-                         "one spectrum per row, in row order")
-    out = Table(table, copy=True)
-    for name in m.colnames:
-        new = name if name not in out.colnames else f"m_{name}"
-        out[new] = m[name]
-    out.meta.setdefault("pyspec_measure", m.meta.get("pyspec_measure"))
-    return out

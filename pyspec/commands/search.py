@@ -8,10 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from pyspec.commands import add_num_threads
+from pyspec.commands import add_format, add_num_threads, add_out, add_overwrite, add_quiet
 from pyspec.commands._workflow import (
-    add_format,
-    add_quiet,
+    check_out,
     open_engine,
     open_store,
     say,
@@ -19,6 +18,7 @@ from pyspec.commands._workflow import (
     show_progress,
     write_table,
 )
+from pyspec.distributed.tasks import add_cluster_arguments
 
 HELP = "catalogue search: run many queries and merge the hits into a candidate catalogue"
 
@@ -45,17 +45,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with a store as --queries: use only this class (repeatable)")
     parser.add_argument("--subclass", dest="subclasses", action="append", metavar="GLOB",
                         help="with a store as --queries: use only matching subclasses")
-    parser.add_argument("--out", "-o", default="candidates.ecsv",
-                        help="catalogue to write (default candidates.ecsv)")
+    add_out(parser, "catalogue to write (default candidates.ecsv)", default="candidates.ecsv",
+            metavar="TABLE")
     add_format(parser)
+    add_overwrite(parser, "catalogue")
     parser.add_argument("--chunk-size", type=int, default=None,
                         help="queries (or targets) per chunk (default: automatic)")
     parser.add_argument("--measure", action="store_true",
                         help="add line/index measurements to each candidate (pyspec.measure)")
     add_num_threads(parser)
     add_quiet(parser)
-    from pyspec.distributed.tasks import add_cluster_arguments
-
     add_cluster_arguments(parser)
 
 
@@ -126,37 +125,22 @@ def _labels(meta: Any, rows: np.ndarray) -> np.ndarray:
     return rows.astype(str)
 
 
-def _add_measurements() -> Any:
-    """The line-measurement step (pyspec.measure or pyspec.commands.measure), if installed."""
-    import importlib
-
-    for module in ("pyspec.measure", "pyspec.commands.measure"):
-        try:
-            fn = getattr(importlib.import_module(module), "add_measurements", None)
-        except ModuleNotFoundError as exc:
-            if exc.name not in ("pyspec.measure", "pyspec.commands.measure"):
-                raise
-            continue
-        if fn is not None:
-            return fn
-    raise ValueError("--measure needs pyspec's line-measurement module, which this "
-                     "installation does not have")
-
-
 def _measure(table: Any, store: Any, rows: np.ndarray, **kwargs: Any) -> Any:
     """Measure the (prepared, stored) spectra of ``rows`` and append the columns."""
-    add = _add_measurements()
+    from pyspec.measure import add_measurements
+
     rows = np.asarray(rows, np.int64)
     flux = _store_rows(store, rows)
     ivar = np.empty_like(flux)
     order = np.argsort(rows, kind="stable")
     ivar[order] = store.ivar[rows[order]]
-    return add(table, (np.asarray(store.grid.wavelength), flux, ivar), **kwargs)
+    return add_measurements(table, (np.asarray(store.grid.wavelength), flux, ivar), **kwargs)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.chunk_size is not None and args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")
+    check_out(args)
     from pyspec.distributed.tasks import cluster_client, uses_cluster
 
     engine = open_engine(args.engine)

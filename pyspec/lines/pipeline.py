@@ -184,7 +184,7 @@ def emission_line_pipeline(runs: Sequence[Any], names: Sequence[str] | None = No
         where a name is taken), ``emission_line``, ``z_rt`` (the run's
         ``template_z`` when present), ``z_confirmed`` and ``velocity_split``.
     """
-    from pyspec.commands.measure import add_measurements
+    from pyspec.measure import add_measurements
 
     if "file" not in runs[0].colnames:
         raise ValueError("the run tables need a 'file' column to read the spectra from")
