@@ -32,9 +32,12 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from astropy.table import Table
 
 __all__ = ["COLUMNS", "annotate", "provenance", "write_catalogue", "read_catalogue",
            "catalogue_format", "check_catalogue_path"]
@@ -192,7 +195,7 @@ def check_catalogue_path(path: str | os.PathLike, format: str | None = None, *,
     return fmt
 
 
-def annotate(table: Any, units: Mapping[str, str | None] | None = None) -> Any:
+def annotate(table: Table, units: Mapping[str, str | None] | None = None) -> Table:
     """Attach units, descriptions and UCDs to every column (in place; returns the table).
 
     Known names (:data:`COLUMNS`) get their unit, description and UCD; other
@@ -268,7 +271,7 @@ def provenance(*, command: str | None = None, engine: Mapping[str, Any] | None =
     return _jsonable(block)
 
 
-def write_catalogue(table: Any, path: str | os.PathLike, format: str | None = None,
+def write_catalogue(table: Table, path: str | os.PathLike, format: str | None = None,
                     overwrite: bool = True) -> Path:
     """Write ``table`` (astropy Table) to ``path`` in ECSV, FITS, VOTable or CSV.
 
@@ -370,7 +373,7 @@ def _write_votable(table: Any, path: Path) -> None:
     vot.to_xml(str(path))
 
 
-def read_catalogue(path: str | os.PathLike, format: str | None = None) -> Any:
+def read_catalogue(path: str | os.PathLike, format: str | None = None) -> Table:
     """Read a catalogue written by :func:`write_catalogue` (units, descriptions, meta restored)."""
     from astropy.table import Table
 

@@ -11,7 +11,7 @@ a reason in the ``*_reason`` columns; nothing raises for one bad spectrum.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from pyspec.classify import BROAD_LINE_CLASS, C_KMS, hii_region, velocity_class
 from pyspec.lines._input import as_prepared
 from pyspec.lines.auto import combine
 from pyspec.lines.broad import broad_line_fwhm
+
+if TYPE_CHECKING:
+    from astropy.table import Table
 
 __all__ = ["measure", "add_measurements", "COLUMN_INFO"]
 
@@ -275,7 +278,7 @@ def measure(spectra: Any, *, lines: bool = True, indices: bool = True, z: Any = 
     return t
 
 
-def add_measurements(table: Any, spectra: Any, **kwargs: Any) -> Any:
+def add_measurements(table: Table, spectra: Any, **kwargs: Any) -> Table:
     """Append measurement columns to a candidate table (rows aligned with ``spectra``).
 
     Parameters

@@ -9,9 +9,13 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pyspec.engine import Engine
+    from pyspec.store import SpectrumStore
 
 
 def show_progress(args: argparse.Namespace) -> bool:
@@ -59,13 +63,13 @@ def existing_path(value: str, what: str) -> Path:
     return path
 
 
-def open_store(value: str) -> Any:
+def open_store(value: str) -> SpectrumStore:
     from pyspec.store import SpectrumStore
 
     return SpectrumStore.open(existing_path(value, "spectrum store"))
 
 
-def open_engine(value: str) -> Any:
+def open_engine(value: str) -> Engine:
     from pyspec.engine import Engine
 
     return Engine.open(existing_path(value, "engine directory"))

@@ -158,7 +158,7 @@ def load_fits_index(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, d
             rejects.append((row[args.path_column], str(exc)))
     batch = prep.apply(spectra)
     ok = np.asarray(batch.ok, dtype=bool)
-    for sp, reason, good in zip(spectra, batch.reasons, ok):
+    for sp, reason, good in zip(spectra, batch.reasons, ok, strict=True):
         if not good:
             rejects.append((str(sp.meta.get("file")), reason or "preprocessing failed"))
     for name, reason in rejects:

@@ -14,7 +14,10 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyspec.io import Spectrum
 
 from pyspec.commands import add_format, add_out, add_overwrite, add_quiet
 from pyspec.commands._workflow import check_out, show_progress, write_table
@@ -68,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_quiet(parser)
 
 
-def _read_one(path: str) -> Any:
+def _read_one(path: str) -> Spectrum:
     """Read one file with pyspec.io (raises PyspecError / OSError / ValueError)."""
     from pyspec.io import read_spectrum
 
@@ -137,7 +140,7 @@ class _OriginalFiles:
         self._path: str | None = None
         self._batch: Any = None
 
-    def spectrum(self, path: str, spec_id: Any) -> Any:
+    def spectrum(self, path: str, spec_id: Any) -> Spectrum | None:
         from pyspec.errors import PyspecError
         from pyspec.io import read_batch
 

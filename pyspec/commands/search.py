@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from astropy.table import Table
+
+    from pyspec.distributed.store import ShardedStore
+    from pyspec.store import SpectrumStore
 
 from pyspec.commands import add_format, add_num_threads, add_out, add_overwrite, add_quiet
 from pyspec.commands._workflow import (
@@ -58,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_cluster_arguments(parser)
 
 
-def _open_store(path: str) -> Any:
+def _open_store(path: str) -> SpectrumStore | ShardedStore:
     from pyspec.distributed.store import is_sharded_store, open_any_store
 
     return open_any_store(path) if is_sharded_store(path) else open_store(path)
@@ -125,7 +131,7 @@ def _labels(meta: Any, rows: np.ndarray) -> np.ndarray:
     return rows.astype(str)
 
 
-def _measure(table: Any, store: Any, rows: np.ndarray, **kwargs: Any) -> Any:
+def _measure(table: Table, store: Any, rows: np.ndarray, **kwargs: Any) -> Table:
     """Measure the (prepared, stored) spectra of ``rows`` and append the columns."""
     from pyspec.measure import add_measurements
 
