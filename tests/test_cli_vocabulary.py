@@ -237,3 +237,18 @@ def test_measure_and_evaluate_write_real_fits(tmp_path) -> None:
     assert read_catalogue(tmp_path / "m.fits")["file"][0] == str(sample_files()[0])
     # the labels CSV format of --fits-index: the shipped sample index is one
     assert "file" in sample_index_path().read_text().splitlines()[0].split(",")
+
+
+def test_phase_progress_and_ingest_total(tmp_path, monkeypatch, capsys) -> None:
+    import time
+
+    from pyspec.commands import _workflow
+    from pyspec.ingest import ingest
+
+    monkeypatch.setattr(_workflow, "show_progress", lambda args: True)
+    with _workflow.fit_progress(argparse.Namespace(quiet=False), "fit PILHasher"):
+        time.sleep(1.2)
+    err = capsys.readouterr().err
+    assert "fit PILHasher: 00:01" in err  # the elapsed time of a phase without its own bar
+    ingest([str(p) for p in sample_files()[:3]], tmp_path / "st", progress=True)
+    assert "3/3" in capsys.readouterr().err  # the ingest bar knows its total

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pyspec.commands import add_quiet, add_seed, add_verbose
-from pyspec.commands._workflow import open_store, say
+from pyspec.commands._workflow import fit_progress, open_store, say
 
 HELP = "active learning: init a state, write the next batch, teach labels, show status"
 
@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         al = ActiveLearner(strategy=args.strategy, batch_size=args.batch_size,
                            balance=args.balance, target=args.target,
                            precision_sample=args.check, random_state=args.seed)
-        al.fit(store, list(y))
+        with fit_progress(args, f"active: fit on {len(store)} spectra"):
+            al.fit(store, list(y))
         al.save(state)
         say(args, _status_line(al))
         return 0

@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 
 from pyspec.commands import add_format, add_num_threads, add_out, add_overwrite, add_quiet
-from pyspec.commands._workflow import check_out, open_store, say, write_table
+from pyspec.commands._workflow import check_out, fit_progress, open_store, say, write_table
 
 HELP = "spread known labels over a store's kNN graph and write a candidate catalogue"
 
@@ -86,11 +86,12 @@ def run(args: argparse.Namespace) -> int:
         else LabelPropagation(k, solver=args.solver, **kw)
     from pyspec.knn_graph import knn_graph
 
-    graph = knn_graph(store, k=k, method=args.graph, n_components=args.components,
-                      num_threads=args.num_threads)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", GraphConvergenceWarning)
-        model.fit(graph, np.where(labelled, y, "-1"))
+    with fit_progress(args, f"spread: {k}-NN graph of {len(store)} spectra, {args.model}"):
+        graph = knn_graph(store, k=k, method=args.graph, n_components=args.components,
+                          num_threads=args.num_threads)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", GraphConvergenceWarning)
+            model.fit(graph, np.where(labelled, y, "-1"))
     for w in caught:
         say(args, f"warning: {w.message}")
     table = candidate_table(model, meta["id"], target=target, threshold=args.threshold,
