@@ -61,7 +61,14 @@ COLUMNS: dict[str, tuple[str | None, str, str]] = {
     "snr_i": (None, "signal-to-noise ratio in the i band", "stat.snr;em.opt.I"),
     "snr_z": (None, "signal-to-noise ratio in the z band", "stat.snr;em.opt.I"),
     "snr": (None, "signal-to-noise ratio (r band)", "stat.snr"),
+    "data_release": (None, "survey data release of the spectrum", "meta.dataset"),
+    "pipeline": (None, "survey pipeline version that reduced the spectrum", "meta.version"),
+    "layout": (None, "FITS layout the spectrum was read from", "meta.code"),
+    "format": (None, "file format reader that read the spectrum", "meta.code"),
+    "vacuum": (None, "True when the file's wavelengths are in vacuum (False: air)", "meta.code"),
+    "object": (None, "object name from the FITS header", "meta.id"),
     "row": (None, "row of the spectrum in the engine's store", "meta.record"),
+    "target_row": (None, "row of the target spectrum in its store", "meta.record"),
     "rank": (None, "rank of the neighbour (1 = nearest)", "meta.number"),
     "distance": (None, "distance to the query (Hamming: bits; PQ/re-rank: squared L2)",
                  "stat.value"),
@@ -94,8 +101,10 @@ COLUMNS: dict[str, tuple[str | None, str, str]] = {
     "precision": (None, "mean fraction of the retrieved spectra sharing the query's label",
                   "stat.value"),
     "recall": (None, "mean fraction of the query's label class retrieved", "stat.value"),
+    "fit_time": ("s", "time to fit the model", "time.interval"),
     # pyspec spread: label spreading candidates
     "label": (None, "label given or spread to the spectrum", "src.class"),
+    "labelled": (None, "True where the label was given (not spread)", "meta.code"),
     "given": (None, "True where the label was given (not spread)", "meta.code"),
     "confidence": (None, "probability of the spread label", "stat.probability"),
     "candidate": (None, "True where the target class is the label with at least the "
@@ -128,6 +137,13 @@ _NUMBER_UCD_RULES: tuple[tuple[str, str], ...] = (
     (r"^(tio|cah|cao|zeta)", "spect.index"),
     (r"(^|_)r?chi2(_|$)", "stat.fit.chi2"),
 )
+
+
+def _fallback_description(name: str) -> str:
+    """A description for a column of no known name (``p_<class>`` from label spreading)."""
+    if name.startswith("p_"):
+        return f"probability of the class {name[2:]}"
+    return f"{name} (pyspec column)"
 
 
 def _guess_ucd(name: str, dtype: np.dtype) -> str:
@@ -214,7 +230,7 @@ def annotate(table: Table, units: Mapping[str, str | None] | None = None) -> Tab
         if unit is not None and getattr(col, "unit", None) is None:
             col.unit = u.Unit(unit)
         if not col.info.description:
-            col.info.description = known[1] if known else f"{name} (pyspec column)"
+            col.info.description = known[1] if known else _fallback_description(name)
         col.info.meta = dict(col.info.meta or {})
         col.info.meta.setdefault("ucd", known[2] if known
                                  else _guess_ucd(name, np.asarray(col).dtype))

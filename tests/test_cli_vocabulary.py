@@ -180,6 +180,7 @@ def _check_votable(path: Path) -> None:
     table = vot.get_first_table()
     for field in table.fields:
         assert field.description, f"{path.name}: {field.name} has no description"
+        assert "(pyspec column)" not in field.description, f"{path.name}: {field.name}"
         assert field.ucd, f"{path.name}: {field.name} has no UCD"
         assert check_ucd(field.ucd, check_controlled_vocabulary=True), (field.name, field.ucd)
     names = {f.name for f in table.fields}
