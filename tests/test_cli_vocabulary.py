@@ -172,7 +172,7 @@ def test_info_describes_store_engine_and_model(small, tmp_path, capsys) -> None:
     assert "input pixels" in out
 
 
-def _check_votable(path: Path) -> None:
+def _check_votable(path: Path, recipe: bool = True) -> None:
     """astropy's parser with every VO warning as an error; UCDs from the controlled list."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -190,6 +190,10 @@ def _check_votable(path: Path) -> None:
         assert all(f.ref == systems[0].ID for f in table.fields if f.name in ("ra", "dec"))
     infos = {i.name for i in table.infos}
     assert {"pyspec_version", "created_utc", "command", "inputs"} <= infos, infos
+    if recipe:  # made from a store or an engine: its preprocessing recipe
+        recipes = [i.value for i in table.infos if i.name == "recipe"]
+        assert recipes, path.name
+        assert '"similarity"' in recipes[0], recipes
 
 
 def _labels_csv(store_dir: Path, path: Path) -> Path:
@@ -220,7 +224,7 @@ def test_every_votable_validates(small, tmp_path, capsys) -> None:
     for name, argv in runs.items():
         out = tmp_path / f"{name}.vot"
         assert main([str(a) for a in [*argv, "-o", out, "-q"]]) == 0, capsys.readouterr().err
-        _check_votable(out)
+        _check_votable(out, recipe=name not in ("measure", "evaluate"))
     assert read_catalogue(tmp_path / "measure.vot")["ew_Ha"].unit == "Angstrom"
 
 

@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     # 4. query-by-example with one real spectrum
     query_path = next((f for f in files if f.name == _QUERY_FILE), files[0])
     table = engine.query(query_path, k=args.k, num_threads=args.num_threads)
-    table.meta["inputs"] = [str(query_path)]
+    table.meta.update(command="pyspec demo (query)", inputs=[str(query_path)],
+                      recipe=store.preprocessing)
     q_table = write_catalogue(table, out / "query.ecsv")
     q_png = engine.plot_query(table, out / "query.png")
     first = table[0]
@@ -117,13 +118,15 @@ def run(args: argparse.Namespace) -> int:
     queries = sel.to_table(meta[is_real_star])
     queries["row"] = is_real_star[sel.rows]
     queries.meta["store"] = str(store_dir.resolve())
-    queries.meta.update(provenance(command="pyspec demo (queries)", inputs=[str(store_dir)]))
+    queries.meta.update(provenance(command="pyspec demo (queries)", inputs=[str(store_dir)],
+                                   recipe=store.preprocessing))
     qs_path = write_catalogue(queries, out / "queries.ecsv")
     qflux = np.asarray(store.flux[np.asarray(queries["row"])])
     cands = catalogue_search(engine, qflux, np.asarray(queries["id"], str), fraction=0.1,
                              num_threads=args.num_threads, progress=show_progress(args),
                              query_meta=queries)
     cands.meta.update(provenance(command="pyspec demo (search)", inputs=[str(qs_path)],
+                                 recipe=store.preprocessing,
                                  engine={"path": str(engine_dir.resolve())}))
     c_path = write_catalogue(cands, out / "candidates.ecsv")
     say(args, f"[5/5] {len(queries)} representative star queries (PCA+BIRCH+KMeans) -> "

@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from pyspec.catalogue import provenance
 
     table.meta.update(provenance(command="pyspec queries", inputs=[args.store],
+                                 recipe=getattr(store, "preprocessing", None),
                                  selection={"class": args.classes, "subclass": args.subclasses,
                                             "n_selected_from": int(rows.size)}))
     table.meta["store"] = str(Path(args.store).resolve())

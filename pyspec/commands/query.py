@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         for name, reason in table.meta["rejects"]:
             say(args, f"skipped {name}: {reason}")
         query_flux = None
-    table.meta["inputs"] = [str(p) for p in args.spectrum]
+    table.meta.update(command="pyspec query", inputs=[str(p) for p in args.spectrum],
+                      recipe=engine.info.get("preprocessing"))
     if not args.quiet:
         cols = [c for c in (("query_id",) if len(args.spectrum) > 1 else ()) + _SHOW
                 if c in table.colnames]

@@ -172,7 +172,8 @@ def _run(args: argparse.Namespace, engine: Any) -> int:
         table = match_templates(engine, store.flux, store.meta, chunk_size=args.chunk_size or 4096,
                                 num_threads=args.num_threads, progress=show_progress(args))
         table.meta.update(provenance(command="pyspec search --targets", engine=engine_info,
-                                     inputs=[args.targets]))
+                                     inputs=[args.targets],
+                                     recipe=engine.info.get("preprocessing")))
         if args.measure:
             table = _measure(table, store, np.arange(len(store)),
                              template_z=np.asarray(table["template_z"], np.float64))
@@ -188,7 +189,8 @@ def _run(args: argparse.Namespace, engine: Any) -> int:
                              radius=args.radius, chunk_size=args.chunk_size,
                              num_threads=args.num_threads, progress=show_progress(args),
                              query_meta=qmeta)
-    table.meta.update(provenance(command="pyspec search", engine=engine_info, inputs=inputs))
+    table.meta.update(provenance(command="pyspec search", engine=engine_info, inputs=inputs,
+                                 recipe=engine.info.get("preprocessing")))
     if args.measure:
         table = _measure(table, engine.store, table["row"])
     out = write_table(table, args.out, args.format)
