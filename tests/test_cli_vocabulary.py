@@ -143,6 +143,9 @@ def test_ingest_and_simulate_refusals(small, tmp_path, capsys) -> None:
     _error(capsys, ["ingest", tmp_path / "nonexistent", "-o", out], "SOURCE not found")
     assert not out.exists()  # no empty store left behind
     _error(capsys, ["ingest", sample_files()[0], "-o", small / "engine"], "engine directory")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("not a store")
+    _error(capsys, ["ingest", sample_files()[0], "-o", tmp_path / "notes"], "no spectrum store")
     err = _error(capsys, ["simulate", "--n", "5", "-o", tmp_path / "sim", "--classes",
                           "FOO=1"], "--classes")
     assert "FOO" in err

@@ -65,6 +65,15 @@ def check_target(out: str) -> None:
                          "into a store directory")
     if path.exists() and not path.is_dir():
         raise FileExistsError(f"--out {path} exists and is not a store directory")
+    if path.is_dir() and any(path.iterdir()) and not _looks_like_store(path):
+        raise FileExistsError(f"--out {path} is a folder that holds no spectrum store; "
+                              "ingest into a new folder or an existing store")
+
+
+def _looks_like_store(path: Path) -> bool:
+    """A store (or an interrupted one, or a sharded one) that ingest may append to."""
+    marks = ("manifest.json", "grid.json", "sharded-store.json")
+    return any((path / m).exists() for m in marks) or any(path.glob("shard-*"))
 
 
 def check_sources(sources: list[str]) -> None:
