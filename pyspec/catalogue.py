@@ -327,7 +327,7 @@ def write_catalogue(table: Table, path: str | os.PathLike, format: str | None = 
     return path
 
 
-def _write_fits(table: Any, path: Path) -> None:
+def _write_fits(table: Table, path: Path) -> None:
     from astropy.io import fits
     from astropy.table import Table
 
@@ -357,7 +357,7 @@ def _write_fits(table: Any, path: Path) -> None:
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True)
 
 
-def _write_votable(table: Any, path: Path) -> None:
+def _write_votable(table: Table, path: Path) -> None:
     import astropy.units as u
     from astropy.io.votable import from_table
     from astropy.io.votable.tree import Info

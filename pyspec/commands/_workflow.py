@@ -9,11 +9,13 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from astropy.table import Table
+
     from pyspec.engine import Engine
     from pyspec.store import SpectrumStore
 
@@ -75,7 +77,8 @@ def open_engine(value: str) -> Engine:
     return Engine.open(existing_path(value, "engine directory"))
 
 
-def select_rows(meta: Any, classes: list[str] | None, subclasses: list[str] | None) -> np.ndarray:
+def select_rows(meta: Table, classes: list[str] | None, subclasses: list[str] | None
+                ) -> np.ndarray:
     """Rows whose class equals one of ``classes`` and subclass matches one of the globs."""
     keep = np.ones(len(meta), bool)
     if classes:
@@ -121,7 +124,7 @@ def check_new_file(path: str | Path | None, flag: str, overwrite: bool) -> None:
         raise FileNotFoundError(f"{flag}: output directory {p.parent} does not exist")
 
 
-def write_table(table: Any, out: str | Path, fmt: str | None = None) -> Path:
+def write_table(table: Table, out: str | Path, fmt: str | None = None) -> Path:
     from pyspec.catalogue import write_catalogue
 
     return write_catalogue(table, out, format=fmt)

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from astropy.table import Table
 
     from pyspec.distributed.store import ShardedStore
+    from pyspec.engine import Engine
     from pyspec.store import SpectrumStore
 
 from pyspec.commands import add_format, add_num_threads, add_out, add_overwrite, add_quiet
@@ -77,8 +78,9 @@ def _store_rows(store: Any, rows: np.ndarray) -> np.ndarray:
     return flux
 
 
-def load_queries(engine: Any, sources: list[str], classes: Any = None,
-                 subclasses: Any = None) -> tuple[np.ndarray, np.ndarray, Any, list[str]]:
+def load_queries(engine: Engine, sources: list[str], classes: list[str] | None = None,
+                 subclasses: list[str] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, Table, list[str]]:
     """Prepared query flux, query labels, query metadata and the inputs used.
 
     A single table (suffix .ecsv/.fits/.vot/.csv) written by `pyspec queries`
@@ -125,7 +127,7 @@ def load_queries(engine: Any, sources: list[str], classes: Any = None,
     return flux, np.asarray(meta["id"]), meta, files
 
 
-def _labels(meta: Any, rows: np.ndarray) -> np.ndarray:
+def _labels(meta: Table, rows: np.ndarray) -> np.ndarray:
     if "id" in meta.colnames:
         return np.asarray(meta["id"]).astype(str)
     return rows.astype(str)
@@ -159,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         return _run(args, engine)
 
 
-def _run(args: argparse.Namespace, engine: Any) -> int:
+def _run(args: argparse.Namespace, engine: Engine) -> int:
     from pyspec.catalogue import provenance
     from pyspec.workflows import catalogue_search, match_templates
 

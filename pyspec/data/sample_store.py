@@ -11,9 +11,13 @@ with ids ``sim-NNNNN``; the real rows come first.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pyspec.preprocess import PreparedBatch, Preprocessor
+    from pyspec.store import SpectrumStore
 
 __all__ = ["build_sample_store", "SAMPLE_GRID"]
 
@@ -21,7 +25,8 @@ __all__ = ["build_sample_store", "SAMPLE_GRID"]
 SAMPLE_GRID = "lamost"
 
 
-def _simulated_spectra(prep: Any, n: int, seed: int) -> tuple[Any, list[dict]]:
+def _simulated_spectra(prep: Preprocessor, n: int, seed: int
+                       ) -> tuple[PreparedBatch, list[dict]]:
     """``n`` simulated spectra on the recipe's grid, prepared by it, and their metadata."""
     from pyspec.data import SAMPLE_DIR
     from pyspec.io import Spectrum
@@ -43,7 +48,7 @@ def _simulated_spectra(prep: Any, n: int, seed: int) -> tuple[Any, list[dict]]:
 
 
 def build_sample_store(store_dir: str | Path, n_simulated: int, seed: int = 0
-                       ) -> tuple[Any, int, int, str]:
+                       ) -> tuple[SpectrumStore, int, int, str]:
     """Store of the shipped real spectra (first rows) plus ``n_simulated`` simulated ones.
 
     Parameters
