@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pyspec import _numba_cache  # noqa: F401  (first: sets numba's cache place before it loads)
 
 try:
-    __version__ = version("pyspec")
+    __version__ = version("pyspec-search")  # the distribution name (import name: pyspec)
 except PackageNotFoundError:  # running from a source tree without install
     __version__ = "0+unknown"
 

@@ -32,41 +32,58 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["COLUMNS", "annotate", "provenance", "write_catalogue", "read_catalogue",
-           "catalogue_format"]
+if TYPE_CHECKING:
+    from astropy.table import Table
 
-# name -> (unit or None, description, UCD). UCD1+ words from the IVOA list.
+__all__ = ["COLUMNS", "annotate", "provenance", "write_catalogue", "read_catalogue",
+           "catalogue_format", "check_catalogue_path"]
+
+# name -> (unit or None, description, UCD). UCD1+ words from the IVOA controlled
+# vocabulary (tests check each against astropy's copy of the list).
 COLUMNS: dict[str, tuple[str | None, str, str]] = {
     "id": (None, "spectrum identifier (LAMOST obsid, SDSS plate-mjd-fiber, ...)",
            "meta.id;meta.main"),
-    "file": (None, "source file of the spectrum", "meta.file"),
+    "file": (None, "source file of the spectrum", "meta.ref.url"),
     "ra": ("deg", "right ascension (ICRS)", "pos.eq.ra;meta.main"),
     "dec": ("deg", "declination (ICRS)", "pos.eq.dec;meta.main"),
     "class": (None, "survey pipeline class (STAR, GALAXY, QSO, Unknown)", "src.class"),
     "subclass": (None, "survey pipeline subclass / spectral type", "src.spType"),
     "z": (None, "survey pipeline redshift", "src.redshift"),
     "z_err": (None, "uncertainty of the survey redshift", "stat.error;src.redshift"),
-    "snr_u": (None, "signal-to-noise ratio in the u band", "phys.SNRatio;em.opt.U"),
-    "snr_g": (None, "signal-to-noise ratio in the g band", "phys.SNRatio;em.opt.V"),
-    "snr_r": (None, "signal-to-noise ratio in the r band", "phys.SNRatio;em.opt.R"),
-    "snr_i": (None, "signal-to-noise ratio in the i band", "phys.SNRatio;em.opt.I"),
-    "snr_z": (None, "signal-to-noise ratio in the z band", "phys.SNRatio;em.opt.I"),
-    "snr": (None, "signal-to-noise ratio (r band)", "phys.SNRatio"),
+    # SDSS band centres: u 355 nm (U), g 477 nm (B), r 623 nm (R), i 763 nm and z 913 nm (I)
+    "snr_u": (None, "signal-to-noise ratio in the u band", "stat.snr;em.opt.U"),
+    "snr_g": (None, "signal-to-noise ratio in the g band", "stat.snr;em.opt.B"),
+    "snr_r": (None, "signal-to-noise ratio in the r band", "stat.snr;em.opt.R"),
+    "snr_i": (None, "signal-to-noise ratio in the i band", "stat.snr;em.opt.I"),
+    "snr_z": (None, "signal-to-noise ratio in the z band", "stat.snr;em.opt.I"),
+    "snr": (None, "signal-to-noise ratio (r band)", "stat.snr"),
+    "data_release": (None, "survey data release of the spectrum", "meta.dataset"),
+    "pipeline": (None, "survey pipeline version that reduced the spectrum", "meta.version"),
+    "layout": (None, "FITS layout the spectrum was read from", "meta.code"),
+    "format": (None, "file format reader that read the spectrum", "meta.code"),
+    "vacuum": (None, "True when the file's wavelengths are in vacuum (False: air)", "meta.code"),
+    "object": (None, "object name from the FITS header", "meta.id"),
     "row": (None, "row of the spectrum in the engine's store", "meta.record"),
+    "target_row": (None, "row of the target spectrum in its store", "meta.record"),
     "rank": (None, "rank of the neighbour (1 = nearest)", "meta.number"),
     "distance": (None, "distance to the query (Hamming: bits; PQ/re-rank: squared L2)",
                  "stat.value"),
-    "query_id": (None, "identifier of the query spectrum", "meta.id"),
+    "query_id": (None, "identifier of the query spectrum", "meta.id.cross"),
+    "query_index": (None, "position of the query among the inputs (0 = first)",
+                    "meta.number"),
+    "query_file": (None, "file of the query spectrum", "meta.ref.url"),
     "n_queries": (None, "number of queries that retrieved this spectrum", "meta.number"),
     "best_distance": (None, "smallest distance to any query", "stat.value;stat.min"),
-    "best_query": (None, "identifier of the nearest query", "meta.id;meta.cross"),
+    "best_query": (None, "identifier of the nearest query", "meta.id.cross"),
     "best_query_class": (None, "class of the nearest query", "src.class"),
     "best_query_subclass": (None, "subclass of the nearest query", "src.spType"),
-    "template_id": (None, "identifier of the nearest template", "meta.id;meta.cross"),
+    "template_id": (None, "identifier of the nearest template", "meta.id.cross"),
+    "template_row": (None, "row of the nearest template in the engine's store",
+                     "meta.record"),
     "template_distance": (None, "distance to the nearest template", "stat.value"),
     "template_class": (None, "class carried over from the nearest template", "src.class"),
     "template_subclass": (None, "subclass carried over from the nearest template", "src.spType"),
@@ -76,9 +93,74 @@ COLUMNS: dict[str, tuple[str | None, str, str]] = {
     "cluster_size": (None, "number of spectra in the cluster", "meta.number"),
     "centre_distance": (None, "Euclidean distance to the cluster centre in PCA space",
                         "stat.value"),
+    # pyspec evaluate: one row per model, code length and cut-off
+    "hasher": (None, "model that ranked the database (exact-l2: the ceiling row)",
+               "meta.code"),
+    "n_bits": ("bit", "code length (0 for the exact-L2 row)", "meta.number"),
+    "cutoff": (None, "number of retrieved spectra per query", "meta.number"),
+    "precision": (None, "mean fraction of the retrieved spectra sharing the query's label",
+                  "stat.value"),
+    "recall": (None, "mean fraction of the query's label class retrieved", "stat.value"),
+    "fit_time": ("s", "time to fit the model", "time.interval"),
+    # pyspec spread: label spreading candidates
+    "label": (None, "label given or spread to the spectrum", "src.class"),
+    "labelled": (None, "True where the label was given (not spread)", "meta.code"),
+    "given": (None, "True where the label was given (not spread)", "meta.code"),
+    "confidence": (None, "probability of the spread label", "stat.probability"),
+    "candidate": (None, "True where the target class is the label with at least the "
+                  "threshold probability", "meta.code"),
+    "measured_from": (None, "file: the original file the row was ingested from; store: the "
+                      "stored resampled arrays", "meta.code"),
+    "measure_reason": (None, "why the spectrum could not be measured (empty when measured)",
+                       "meta.code.error"),
 }
 
+# UCDs of columns not listed above, by name pattern (first match wins). The measurement
+# columns of pyspec.measure carry their own descriptions; these give them UCDs.
+_TEXT_UCD_RULES: tuple[tuple[str, str], ...] = (  # text columns: notes, codes, names
+    (r"reason", "meta.note"),
+    (r"(^|_)(class|bpt)(_|$)", "src.class"),
+    (r"(^|_)template", "meta.id.cross"),
+    (r"(^|_)(id|obsid)(_|$)", "meta.id"),
+)
+_NUMBER_UCD_RULES: tuple[tuple[str, str], ...] = (
+    (r"(^|_)(err|error)(_|$)", "stat.error"),
+    (r"(^|_)(p|prob|proba|probability)(_|$)", "stat.probability"),
+    (r"(^|_)snr(_|$)", "stat.snr"),
+    (r"(^|_)ew(_|$)", "spect.line.eqWidth"),
+    (r"(^|_)fwhm(_|$)", "spect.line.width"),
+    (r"(^|_)flux(_|$)", "phys.flux;em.line"),
+    (r"_r_td$", "stat.correlation"),
+    (r"(^|_)(rv|velocity|vel)(_|$)|_kms$", "spect.dopplerVeloc.opt"),
+    (r"(^|_)z(_|$)", "src.redshift"),
+    (r"^n_|(^|_)count(_|$)", "meta.number"),
+    (r"^(tio|cah|cao|zeta)", "spect.index"),
+    (r"(^|_)r?chi2(_|$)", "stat.fit.chi2"),
+)
+
+
+def _fallback_description(name: str) -> str:
+    """A description for a column of no known name (``p_<class>`` from label spreading)."""
+    if name.startswith("p_"):
+        return f"probability of the class {name[2:]}"
+    return f"{name} (pyspec column)"
+
+
+def _guess_ucd(name: str, dtype: np.dtype) -> str:
+    """A valid UCD1+ for a column of no known name: by its kind, then its name."""
+    import re
+
+    if dtype.kind == "b":
+        return "meta.code"
+    text = dtype.kind in "USO"
+    for pattern, ucd in _TEXT_UCD_RULES if text else _NUMBER_UCD_RULES:
+        if re.search(pattern, name.lower()):
+            return ucd
+    return "meta.code" if text else "stat.value"
+
+
 _VOT_META = "pyspec_meta"
+_VO_ANGSTROM = "0.1nm"  # how VOTables carry Angstrom (read back as Angstrom)
 _FORMATS = {".ecsv": "ecsv", ".fits": "fits", ".fit": "fits", ".fts": "fits",
             ".vot": "votable", ".votable": "votable", ".xml": "votable", ".csv": "csv"}
 
@@ -107,11 +189,36 @@ def catalogue_format(path: str | os.PathLike, format: str | None = None) -> str:
     return _FORMATS[suffix]
 
 
-def annotate(table: Any, units: Mapping[str, str | None] | None = None) -> Any:
-    """Attach units, descriptions and UCDs of known columns (in place; returns the table).
+def check_catalogue_path(path: str | os.PathLike, format: str | None = None, *,
+                         overwrite: bool = True) -> str:
+    """Check an output catalogue path before any work; return its format.
 
-    ``units`` overrides the unit of named columns (e.g. ``{"distance": "bit"}``);
-    a column that already has a unit or description keeps it.
+    Raises
+    ------
+    ValueError
+        For an unknown format or suffix.
+    FileExistsError
+        When ``path`` exists and ``overwrite`` is False.
+    FileNotFoundError
+        When the folder of ``path`` does not exist.
+    """
+    fmt = catalogue_format(path, format)
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise FileExistsError(f"{p} exists")
+    if not p.parent.is_dir():
+        raise FileNotFoundError(f"output directory {p.parent} does not exist")
+    return fmt
+
+
+def annotate(table: Table, units: Mapping[str, str | None] | None = None) -> Table:
+    """Attach units, descriptions and UCDs to every column (in place; returns the table).
+
+    Known names (:data:`COLUMNS`) get their unit, description and UCD; other
+    columns get a UCD by name pattern and, when they have none, a description
+    naming the column. ``units`` overrides the unit of named columns (e.g.
+    ``{"distance": "bit"}``); a column that already has a unit, description
+    or UCD keeps it.
     """
     import astropy.units as u
 
@@ -122,12 +229,11 @@ def annotate(table: Any, units: Mapping[str, str | None] | None = None) -> Any:
         unit = units.get(name, known[0] if known else None)
         if unit is not None and getattr(col, "unit", None) is None:
             col.unit = u.Unit(unit)
-        if known is None:
-            continue
         if not col.info.description:
-            col.info.description = known[1]
+            col.info.description = known[1] if known else _fallback_description(name)
         col.info.meta = dict(col.info.meta or {})
-        col.info.meta.setdefault("ucd", known[2])
+        col.info.meta.setdefault("ucd", known[2] if known
+                                 else _guess_ucd(name, np.asarray(col).dtype))
     return table
 
 
@@ -181,7 +287,7 @@ def provenance(*, command: str | None = None, engine: Mapping[str, Any] | None =
     return _jsonable(block)
 
 
-def write_catalogue(table: Any, path: str | os.PathLike, format: str | None = None,
+def write_catalogue(table: Table, path: str | os.PathLike, format: str | None = None,
                     overwrite: bool = True) -> Path:
     """Write ``table`` (astropy Table) to ``path`` in ECSV, FITS, VOTable or CSV.
 
@@ -201,11 +307,11 @@ def write_catalogue(table: Any, path: str | os.PathLike, format: str | None = No
         The path written.
     """
     path = Path(path)
-    fmt = catalogue_format(path, format)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True or choose another name")
-    if path.parent and not path.parent.exists():
-        raise FileNotFoundError(f"output directory {path.parent} does not exist")
+    try:
+        fmt = check_catalogue_path(path, format, overwrite=overwrite)
+    except FileExistsError:
+        raise FileExistsError(f"{path} exists; pass overwrite=True or choose another name"
+                              ) from None
     table = annotate(table.copy(copy_data=False))
     table.meta = _jsonable(dict(table.meta))
     if fmt == "ecsv":
@@ -221,7 +327,7 @@ def write_catalogue(table: Any, path: str | os.PathLike, format: str | None = No
     return path
 
 
-def _write_fits(table: Any, path: Path) -> None:
+def _write_fits(table: Table, path: Path) -> None:
     from astropy.io import fits
     from astropy.table import Table
 
@@ -251,10 +357,10 @@ def _write_fits(table: Any, path: Path) -> None:
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True)
 
 
-def _write_votable(table: Any, path: Path) -> None:
+def _write_votable(table: Table, path: Path) -> None:
+    import astropy.units as u
     from astropy.io.votable import from_table
     from astropy.io.votable.tree import Info
-
     from astropy.table import Table
 
     plain = Table(table, copy=False)
@@ -262,22 +368,28 @@ def _write_votable(table: Any, path: Path) -> None:
         kind, size = plain[name].dtype.kind, plain[name].dtype.itemsize
         if (kind == "i" and size == 1) or (kind == "u" and size > 1):
             plain[name] = plain[name].astype(np.int16 if size == 1 else np.int64)
+        if plain[name].unit == u.AA:  # VOUnit deprecates Angstrom; 0.1nm is the same unit
+            plain[name] = plain[name].copy()
+            plain[name].unit = _VO_ANGSTROM
     vot = from_table(plain)
     vtable = vot.get_first_table()
+    positions = [f for f in vtable.fields if f.name in ("ra", "dec")]
+    if positions:  # positions refer to their frame (what TOPCAT and Aladin look for)
+        from astropy.io.votable.tree import CooSys
+
+        vot.resources[0].coordinate_systems.append(
+            CooSys(ID="icrs", system="ICRS", epoch="J2000"))
+        for field in positions:
+            field.ref = "icrs"
     for key, value in table.meta.items():  # one readable INFO per item ...
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
         vtable.infos.append(Info(name=str(key), value=text))
     # ... and the exact block for read_catalogue
     vtable.infos.append(Info(name=_VOT_META, value=json.dumps(table.meta, sort_keys=True)))
-    from astropy.units import UnitsWarning
-
-    with warnings.catch_warnings():
-        # VOUnit deprecates Angstrom (suggesting 0.1nm); it is still written and read exactly
-        warnings.simplefilter("ignore", UnitsWarning)
-        vot.to_xml(str(path))
+    vot.to_xml(str(path))
 
 
-def read_catalogue(path: str | os.PathLike, format: str | None = None) -> Any:
+def read_catalogue(path: str | os.PathLike, format: str | None = None) -> Table:
     """Read a catalogue written by :func:`write_catalogue` (units, descriptions, meta restored)."""
     from astropy.table import Table
 
@@ -313,7 +425,6 @@ def read_catalogue(path: str | os.PathLike, format: str | None = None) -> Any:
         return table
     from astropy.io.votable import parse
     from astropy.table import Column
-
     from astropy.units import UnitsWarning
 
     with warnings.catch_warnings():
@@ -323,8 +434,12 @@ def read_catalogue(path: str | os.PathLike, format: str | None = None) -> Any:
             vot = parse(fh)
     vtable = vot.get_first_table()
     table = vtable.to_table(use_names_over_ids=True)
+    import astropy.units as u
+
     for name in table.colnames:  # VOTable reads NaN as masked; keep plain NaN floats
         col = table[name]
+        if col.unit is not None and col.unit == u.Unit(_VO_ANGSTROM):
+            col.unit = u.AA
         if getattr(col, "mask", None) is not None and col.dtype.kind == "f":
             table[name] = Column(col.filled(np.nan), name=name, unit=col.unit,
                                  description=col.info.description, meta=col.info.meta)

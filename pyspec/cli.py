@@ -4,7 +4,9 @@ Each sub-command lives in ``pyspec/commands/<name>.py`` and defines
 ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
 Every failure ends with one line, ``pyspec CMD: error: Type: message``,
 and exit code 1 (2 for usage errors, 130 for Ctrl-C), never a traceback;
-``pyspec -v CMD ...`` shows the traceback instead.
+``pyspec -v CMD ...`` (or ``pyspec CMD -v ...``) shows the traceback instead.
+The options shared by the sub-commands are defined once, in
+:mod:`pyspec.commands`.
 """
 
 from __future__ import annotations
@@ -36,28 +38,20 @@ COMMANDS = {
 EXIT_USER_ERROR = 1
 
 
-def _available() -> dict[str, object]:
-    modules = {}
-    for name, module in COMMANDS.items():
-        try:
-            modules[name] = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:  # a real missing dependency, not an absent command
-                raise
-    return modules
-
-
 def build_parser() -> argparse.ArgumentParser:
     from pyspec import __version__
+    from pyspec.commands import add_verbose
 
     parser = argparse.ArgumentParser(prog="pyspec", description="Fast similarity search for spectra.")
     parser.add_argument("--version", action="version", version=f"pyspec {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log progress details, and show the traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module in _available().items():
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
+        add_verbose(p)  # -v after the sub-command too
         p.set_defaults(_run=module.run)
     return parser
 

@@ -223,8 +223,13 @@ def ingest(sources: Iterable[str | os.PathLike], out: str | os.PathLike, *,
         summary.rejected += 1
         writer.reject(path, reason)
 
-    paths = iter_sources(sources, on_error=walk_error)
-    bar = tqdm(desc="ingest", unit="file", disable=not progress, dynamic_ncols=True)
+    paths: Iterable[str] = iter_sources(sources, on_error=walk_error)
+    total = None
+    if progress:  # the bar's total: listing the files is cheap next to reading them
+        paths = list(paths)
+        total = len(paths)
+    bar = tqdm(desc="ingest", unit="file", total=total, disable=not progress,
+               dynamic_ncols=True)
 
     def consume(task: list[str], result: Any) -> None:
         flux, ivar, metas, rejects, seen = result

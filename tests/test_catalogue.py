@@ -53,7 +53,7 @@ def test_annotate_known_columns(table: Table) -> None:
     assert table["ra"].info.meta["ucd"] == "pos.eq.ra;meta.main"
     assert table["id"].info.meta["ucd"] == "meta.id;meta.main"
     assert table["z"].info.meta["ucd"] == "src.redshift"
-    assert table["snr_r"].info.meta["ucd"].startswith("phys.SNRatio")
+    assert table["snr_r"].info.meta["ucd"] == "stat.snr;em.opt.R"
     assert table["class"].info.meta["ucd"] == "src.class"
     assert table["best_distance"].unit == u.bit
     assert table["ra"].info.description == COLUMNS["ra"][1]

@@ -42,7 +42,8 @@ def test_spread_writes_candidates(pool):
     truth = dict(zip(ids, lab, strict=True))
     assert np.mean([truth[i] == "emission" for i in t["id"]]) > 0.9
     assert main(["spread", "--store", str(tmp / "store"), "--labels", str(seed), "-o",
-                 str(out), "--all", "--model", "propagation", "--solver", "cg", "--quiet"]) == 0
+                 str(out), "--all", "--model", "propagation", "--solver", "cg", "--quiet",
+                 "--overwrite"]) == 0
     assert len(Table.read(out)) == len(ids)
 
 

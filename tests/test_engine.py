@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from pyspec._bits import unpack_bits
-from pyspec.commands.demo import build_sample_store
 from pyspec.data import sample_files
+from pyspec.data.sample_store import build_sample_store
 from pyspec.engine import Engine
 from pyspec.errors import FitsFormatError, IndexFormatError, PyspecError
 from pyspec.models.pil import PILHasher

@@ -99,8 +99,8 @@ def test_evaluate_command_npy(tmp_path, capsys):
     (tmp_path / "labels.txt").write_text("\n".join(str(v) for v in y) + "\n")
     out, png = tmp_path / "t.ecsv", tmp_path / "t.png"
     rc = main(["evaluate", "--flux", str(tmp_path / "flux.npy"), "--labels",
-               str(tmp_path / "labels.txt"), "--bits", "32", "--hashers", "lsh,pil",
-               "--pil-hidden", "64,64", "--n-queries", "50", "--out", str(out),
+               str(tmp_path / "labels.txt"), "--n-bits", "32", "--hashers", "lsh,pil",
+               "--hidden", "64,64", "--n-queries", "50", "--out", str(out),
                "--plot", str(png), "--quiet"])
     assert rc == 0
     table = Table.read(out, format="ascii.ecsv")
@@ -111,7 +111,7 @@ def test_evaluate_command_npy(tmp_path, capsys):
     assert "unknown" in capsys.readouterr().err
     (tmp_path / "short.txt").write_text("1\n2\n")
     assert main(["evaluate", "--flux", str(tmp_path / "flux.npy"), "--labels",
-                 str(tmp_path / "short.txt"), "--out", str(out)]) == 1
+                 str(tmp_path / "short.txt"), "--out", str(out), "--overwrite"]) == 1
     assert "300 labels" in capsys.readouterr().err
 
 
@@ -119,15 +119,16 @@ def test_train_command(tmp_path, capsys):
     X, _ = synthetic_labelled_spectra(300, 120, random_state=2)
     np.save(tmp_path / "flux.npy", X)
     out = tmp_path / "m.pyspec"
-    assert main(["train", str(tmp_path / "flux.npy"), "--out", str(out), "--bits", "32",
+    assert main(["train", str(tmp_path / "flux.npy"), "--out", str(out), "--n-bits", "32",
                  "--hidden", "64,48", "--quiet"]) == 0
     model = PILHasher.load(out)
     assert model.hidden == (64, 48) and model.n_bits == 32
     ref = PILHasher(n_bits=32, hidden=(64, 48), random_state=0).fit(X)
     np.testing.assert_array_equal(model.transform(X), ref.transform(X))
-    assert main(["train", str(tmp_path / "nope.npy"), "--out", str(out)]) == 1
+    assert main(["train", str(tmp_path / "nope.npy"), "--out", str(out), "--overwrite"]) == 1
     assert main(["train", str(tmp_path / "flux.npy"), "--out", str(out), "--model", "lsh",
-                 "--hidden", "3"]) == 1
+                 "--hidden", "3", "--overwrite"]) == 1
+    assert main(["train", str(tmp_path / "flux.npy"), "--out", str(out)]) == 1  # exists
 
 
 @pytest.mark.shared_data
@@ -145,7 +146,7 @@ def test_evaluate_real_spectra(shared_data, tmp_path):
         writer.writerows(rows[::2][:200])
     out = tmp_path / "real.ecsv"
     assert main(["evaluate", "--fits-index", str(subset), "--data-dir", str(shared_data),
-                 "--label-mode", "first-letter", "--hashers", "pil,lsh", "--bits", "64",
+                 "--label-mode", "first-letter", "--hashers", "pil,lsh", "--n-bits", "64",
                  "--out", str(out), "--quiet"]) == 0
     table = Table.read(out, format="ascii.ecsv")
     counts = np.array(list(table.meta["labels"].values()), dtype=float)
@@ -168,7 +169,7 @@ def test_evaluate_command_store(tmp_path):
         w.append(X, np.ones_like(X), [{"id": str(i), "subclass": s} for i, s in enumerate(names)])
     out = tmp_path / "s.ecsv"
     assert main(["evaluate", "--store", str(path), "--label-mode", "first-letter", "--hashers",
-                 "lsh", "--bits", "32", "--out", str(out), "--quiet"]) == 0
+                 "lsh", "--n-bits", "32", "--out", str(out), "--quiet"]) == 0
     table = Table.read(out, format="ascii.ecsv")
     assert table.meta["labels"] == {k: int(v) for k, v in zip(*np.unique(
         np.array(["G", "K", "M"])[y], return_counts=True))}

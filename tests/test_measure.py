@@ -9,7 +9,7 @@ from lines_data import gaussian_lines, load_sample, read_simple
 
 import pyspec.lines as L
 from pyspec.commands import measure as cmd
-from pyspec.measure import COLUMN_INFO, measure
+from pyspec.measure import COLUMN_INFO, add_measurements, measure
 
 
 def _galaxy(z=0.1, n=3900):
@@ -70,12 +70,12 @@ def test_gaussian_method_agrees_with_direct():
 def test_add_measurements_appends_aligned_columns():
     w, f, iv = _galaxy(0.2)
     cand = Table({"id": [7, 9], "distance": [1.0, 2.0], "z_cl": [0.0, 0.0]})
-    out = cmd.add_measurements(cand, [(w, f, iv), None], indices=False)
+    out = add_measurements(cand, [(w, f, iv), None], indices=False)
     assert out.colnames[:3] == ["id", "distance", "z_cl"]
     assert out["m_z_cl"][0] == pytest.approx(0.2, abs=1e-4)
     assert np.isnan(out["m_z_cl"][1]) and out["measure_reason"][1] != ""
     with pytest.raises(ValueError, match="rows"):
-        cmd.add_measurements(cand, [(w, f, iv)])
+        add_measurements(cand, [(w, f, iv)])
 
 
 def test_cli_measure_writes_ecsv(tmp_path, monkeypatch):

@@ -60,7 +60,7 @@ def make_engine(workdir: Path, n_codes: int, n_simulated: int, seed: int = 0):
     """An engine directory with ``n_codes`` codes (real ones first, then random)."""
     from astropy.table import Table
 
-    from pyspec.commands.demo import build_sample_store
+    from pyspec.data.sample_store import build_sample_store
     from pyspec.engine import Engine
     from pyspec.index.hamming import HammingIndex
     from pyspec.models.pil import PILHasher

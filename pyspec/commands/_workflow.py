@@ -3,22 +3,54 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from astropy.table import Table
 
-def add_quiet(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-q", "--quiet", action="store_true",
-                        help="no progress bars and no summary lines")
+    from pyspec.engine import Engine
+    from pyspec.store import SpectrumStore
 
 
 def show_progress(args: argparse.Namespace) -> bool:
     """Progress bars only for an interactive terminal and without --quiet."""
     return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def fit_progress(args: argparse.Namespace, desc: str) -> Iterator[None]:
+    """An elapsed-time line for a phase that reports no progress of its own (model fits).
+
+    The fits run in compiled code or scikit-learn without callbacks, so the
+    bar counts seconds (refreshed twice a second by a helper thread) to show
+    the job is alive; shown on a terminal only, and never with --quiet.
+    """
+    if not show_progress(args):
+        yield
+        return
+    from tqdm.auto import tqdm
+
+    done = threading.Event()
+    with tqdm(desc=desc, bar_format="{desc}: {elapsed}", leave=False) as bar:
+        def tick() -> None:
+            while not done.wait(0.5):
+                bar.refresh()
+
+        thread = threading.Thread(target=tick, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
 
 
 def say(args: argparse.Namespace, text: str) -> None:
@@ -33,19 +65,20 @@ def existing_path(value: str, what: str) -> Path:
     return path
 
 
-def open_store(value: str) -> Any:
+def open_store(value: str) -> SpectrumStore:
     from pyspec.store import SpectrumStore
 
     return SpectrumStore.open(existing_path(value, "spectrum store"))
 
 
-def open_engine(value: str) -> Any:
+def open_engine(value: str) -> Engine:
     from pyspec.engine import Engine
 
     return Engine.open(existing_path(value, "engine directory"))
 
 
-def select_rows(meta: Any, classes: list[str] | None, subclasses: list[str] | None) -> np.ndarray:
+def select_rows(meta: Table, classes: list[str] | None, subclasses: list[str] | None
+                ) -> np.ndarray:
     """Rows whose class equals one of ``classes`` and subclass matches one of the globs."""
     keep = np.ones(len(meta), bool)
     if classes:
@@ -62,12 +95,36 @@ def select_rows(meta: Any, classes: list[str] | None, subclasses: list[str] | No
     return np.flatnonzero(keep)
 
 
-def write_table(table: Any, out: str | Path, fmt: str | None = None) -> Path:
+def check_out(args: argparse.Namespace, flag: str = "--out") -> str | None:
+    """Validate the catalogue ``args.out`` before any work: format, folder, --overwrite.
+
+    Returns the resolved format (None when there is no output).
+    """
+    from pyspec.catalogue import check_catalogue_path
+
+    if getattr(args, "out", None) is None:
+        return None
+    try:
+        return check_catalogue_path(args.out, getattr(args, "format", None),
+                                    overwrite=getattr(args, "overwrite", False))
+    except FileExistsError as exc:
+        raise FileExistsError(f"{flag}: {exc}; pass --overwrite to replace it") from None
+    except (ValueError, FileNotFoundError) as exc:
+        raise type(exc)(f"{flag}: {exc}") from None
+
+
+def check_new_file(path: str | Path | None, flag: str, overwrite: bool) -> None:
+    """Refuse, before any work, an existing ``path`` without --overwrite or a missing folder."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise FileExistsError(f"{flag}: {p} exists; pass --overwrite to replace it")
+    if not p.parent.is_dir():
+        raise FileNotFoundError(f"{flag}: output directory {p.parent} does not exist")
+
+
+def write_table(table: Table, out: str | Path, fmt: str | None = None) -> Path:
     from pyspec.catalogue import write_catalogue
 
     return write_catalogue(table, out, format=fmt)
-
-
-def add_format(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=["ecsv", "fits", "votable", "csv"], default=None,
-                        help="catalogue format (default: from the --out suffix; .ecsv is lossless)")

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pyspec.commands._workflow import say
+from pyspec.commands import add_quiet, add_seed, add_verbose
+from pyspec.commands._workflow import fit_progress, open_store, say
 
 HELP = "active learning: init a state, write the next batch, teach labels, show status"
 
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--balance", default="smote", choices=("smote", "none"))
     p.add_argument("--check", type=int, default=30, metavar="N",
                    help="candidates checked per iteration to estimate precision (default 30)")
-    p.add_argument("--seed", type=int, default=0)
+    add_seed(p)
     for name, helptext in (("next", "write the next batch to label"),
                            ("teach", "read a labelled batch back"),
                            ("status", "print the history")):
@@ -45,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            help="answer from this labels table and teach at once")
     for q in sub.choices.values():
         q.add_argument("--state", required=True, metavar="DIR", help="state directory")
-        q.add_argument("--quiet", action="store_true", help="print nothing")
+        add_quiet(q)
+        add_verbose(q)  # `pyspec active next -v` as well as `pyspec -v active next`
 
 
 def _status_line(al) -> str:
@@ -63,8 +65,6 @@ def run(args: argparse.Namespace) -> int:
 
     state = Path(args.state)
     if args.action == "init":
-        from pyspec.commands._workflow import open_store
-
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
         if (state / "state.json").exists():
@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         al = ActiveLearner(strategy=args.strategy, batch_size=args.batch_size,
                            balance=args.balance, target=args.target,
                            precision_sample=args.check, random_state=args.seed)
-        al.fit(store, list(y))
+        with fit_progress(args, f"active: fit on {len(store)} spectra"):
+            al.fit(store, list(y))
         al.save(state)
         say(args, _status_line(al))
         return 0

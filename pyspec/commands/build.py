@@ -5,8 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pyspec.commands import add_num_threads
-from pyspec.commands._workflow import add_quiet, open_store, say, show_progress
+from pyspec.commands import (
+    add_hidden,
+    add_n_bits,
+    add_num_threads,
+    add_out,
+    add_overwrite,
+    add_quiet,
+    add_seed,
+)
+from pyspec.commands._workflow import fit_progress, open_store, say, show_progress
+from pyspec.distributed.tasks import add_cluster_arguments
 
 HELP = "build a search engine (model + index + metadata) over a spectrum store"
 
@@ -14,18 +23,16 @@ HELP = "build a search engine (model + index + metadata) over a spectrum store"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store",
                         help="spectrum store directory (from `pyspec ingest` or `simulate`)")
-    parser.add_argument("--out", "-o", required=True, help="engine directory to create")
+    add_out(parser, "engine directory to create", required=True, metavar="ENGINE")
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--model", default="pil", choices=["pil", "lsh", "itq", "pq"],
                        help="model to fit on the store (default: pil, 256-bit PIL hasher)")
     model.add_argument("--model-file", metavar="PATH",
                        help="a fitted model saved by `pyspec train` / model.save()")
-    parser.add_argument("--n-bits", type=int, default=256,
-                        help="code length for pil/lsh/itq (default 256)")
-    parser.add_argument("--hidden", default=None, metavar="W1,W2",
-                        help="PIL hidden layer widths before the code layer (default: scaled "
-                             "with the store, 1024,512 from 2048 spectra up; explicit widths "
-                             "need at least as many training spectra)")
+    add_n_bits(parser, help="code length for pil/lsh/itq (default 256)")
+    add_hidden(parser, help="PIL hidden layer widths before the code layer (default: scaled "
+                            "with the store, 1024,512 from 2048 spectra up; explicit widths "
+                            "need at least as many training spectra)")
     parser.add_argument("--segments", type=int, default=25, help="PQ segments (default 25)")
     parser.add_argument("--centroids", type=int, default=None,
                         help="PQ centroids (default 256, or a quarter of the store's spectra "
@@ -34,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fit an unfitted model on N random spectra (default: all)")
     parser.add_argument("--chunk-size", type=int, default=8192,
                         help="spectra encoded per chunk (bounds memory; default 8192)")
-    parser.add_argument("--seed", type=int, default=0, help="random_state of the model (default 0)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_seed(parser)
+    add_overwrite(parser, "engine directory")
     parser.add_argument("--rerank-space", default="pca", choices=["pca", "flux"],
                         help="where queries re-rank their candidates: L2 between projections "
                              "on the store's principal components (pca, default) or between "
@@ -51,8 +58,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "one per worker; a sharded store: one per shard store)")
     add_num_threads(parser)
     add_quiet(parser)
-    from pyspec.distributed.tasks import add_cluster_arguments
-
     add_cluster_arguments(parser)
 
 
@@ -98,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")
+    if Path(args.out).exists() and not args.overwrite:
+        raise FileExistsError(f"--out {args.out} exists; pass --overwrite to replace it")
     from pyspec.distributed.store import is_sharded_store, open_any_store
     from pyspec.distributed.tasks import cluster_client, uses_cluster
 
@@ -114,12 +121,7 @@ def run(args: argparse.Namespace) -> int:
         model = make_model("pq", n_segments=args.segments, n_centroids=centroids,
                            random_state=args.seed)
     elif args.model == "pil" and args.hidden:
-        try:
-            hidden = tuple(int(w) for w in args.hidden.split(","))
-        except ValueError:
-            raise ValueError(f"--hidden must be comma-separated integers, got {args.hidden!r}"
-                             ) from None
-        model = make_model("pil", n_bits=args.n_bits, hidden=hidden, random_state=args.seed)
+        model = make_model("pil", n_bits=args.n_bits, hidden=args.hidden, random_state=args.seed)
     else:
         model = make_model(args.model, n_bits=args.n_bits, random_state=args.seed)
     try:
@@ -132,12 +134,14 @@ def run(args: argparse.Namespace) -> int:
                                        chunk_size=args.chunk_size, num_threads=args.num_threads,
                                        overwrite=args.overwrite, random_state=args.seed)
         else:
-            engine = Engine.build(store, model, out=args.out, chunk_size=args.chunk_size,
-                                  fit_sample=args.fit_sample, num_threads=args.num_threads,
-                                  progress=show_progress(args), overwrite=args.overwrite,
-                                  random_state=args.seed,
-                                  allow_unknown_preprocessing=args.allow_unknown_preprocessing,
-                                  rerank_space=args.rerank_space, n_components=args.components)
+            with fit_progress(args, f"build: fit {type(model).__name__}, encode, re-rank space"):
+                engine = Engine.build(
+                    store, model, out=args.out, chunk_size=args.chunk_size,
+                    fit_sample=args.fit_sample, num_threads=args.num_threads,
+                    progress=show_progress(args), overwrite=args.overwrite,
+                    random_state=args.seed,
+                    allow_unknown_preprocessing=args.allow_unknown_preprocessing,
+                    rerank_space=args.rerank_space, n_components=args.components)
     except ValueError as exc:
         raise type(exc)(cli_message(str(exc))) from None
     t = engine.info["timings_s"]

@@ -15,7 +15,14 @@ Inputs (one of):
   from its metadata column ``--label-column``;
 * ``--simulate N``: N structured synthetic spectra with class labels.
 
-Writes the table (ECSV) and, with ``--plot``, a precision-recall PNG.
+Writes the table (``-o/--out``: .ecsv, .fits, .vot or .csv) and, with
+``--plot``, a precision-recall PNG.
+
+The labels CSV of ``--fits-index`` has a header row; one column holds each
+file's path (``--path-column``, default ``relative_path``) and one its label
+(``--label-column``, default ``subclass``); other columns are ignored.  The
+shipped sample's ``pyspec/data/sample/sample_index.csv`` is such a file
+(``--path-column file``).
 """
 
 from __future__ import annotations
@@ -28,7 +35,17 @@ from pathlib import Path
 
 import numpy as np
 
-from pyspec.commands import add_num_threads
+from pyspec.commands import (
+    add_format,
+    add_hidden,
+    add_n_bits,
+    add_num_threads,
+    add_out,
+    add_overwrite,
+    add_quiet,
+    add_seed,
+)
+from pyspec.commands._workflow import check_new_file, check_out, write_table
 
 HELP = "precision/recall of binary hashes (PIL, LSH, ITQ) on labelled spectra"
 
@@ -39,7 +56,8 @@ def _int_list(text: str) -> list[int]:
     try:
         return [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,17 +87,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fraction of spectra held out as queries (at most --n-queries); "
                              "the models are fitted on the rest (default 0.2)")
     parser.add_argument("--hashers", default="pil,lsh,itq", help="comma-separated: pil,lsh,itq")
-    parser.add_argument("--bits", type=_int_list, default=[32, 64, 128, 256],
-                        help="code lengths (default 32,64,128,256)")
+    add_n_bits(parser, default=[32, 64, 128, 256], type=_int_list,
+               help="code lengths, comma separated (default 32,64,128,256)")
     parser.add_argument("--n-queries", type=int, default=1000, help="queries drawn at random")
-    parser.add_argument("--random-state", type=int, default=0)
+    add_seed(parser)
     parser.add_argument("--pil-encoder", choices=["beta", "random"], default=None)
     parser.add_argument("--pil-init", choices=["orthogonal", "pinv"], default=None)
-    parser.add_argument("--pil-hidden", type=_int_list, default=None,
-                        help="PIL hidden widths before the code layer, e.g. 1024,512")
-    parser.add_argument("--out", required=True, help="output table (.ecsv)")
+    add_hidden(parser)
+    add_out(parser, "output table (.ecsv, .fits, .vot, .csv)", required=True, metavar="TABLE")
+    add_format(parser)
     parser.add_argument("--plot", help="precision-recall figure (.png)")
-    parser.add_argument("--quiet", action="store_true", help="no progress messages")
+    add_overwrite(parser, "table or plot")
+    add_quiet(parser)
     add_num_threads(parser)
 
 
@@ -103,13 +122,14 @@ def read_labels(path: str, column: str, n: int) -> np.ndarray:
     return labels
 
 
-def load_fits_index(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
-    """Read, preprocess and label the FITS files of a spectra index CSV."""
-    try:
-        from pyspec.io import read_spectrum
-        from pyspec.preprocess import Preprocessor, WavelengthGrid
-    except ImportError as exc:
-        raise RuntimeError(f"--fits-index needs pyspec.io and pyspec.preprocess ({exc})") from None
+def load_fits_index(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Read, preprocess and label the FITS files of a spectra index CSV.
+
+    Returns the prepared flux, the labels and the preprocessing recipe.
+    """
+    from pyspec.io import read_spectrum
+    from pyspec.preprocess import Preprocessor, WavelengthGrid
+
     index = Path(args.fits_index)
     base = Path(args.data_dir) if args.data_dir else index.parent
     with open(index, newline="") as f:
@@ -138,12 +158,12 @@ def load_fits_index(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
             rejects.append((row[args.path_column], str(exc)))
     batch = prep.apply(spectra)
     ok = np.asarray(batch.ok, dtype=bool)
-    for sp, reason, good in zip(spectra, batch.reasons, ok):
+    for sp, reason, good in zip(spectra, batch.reasons, ok, strict=True):
         if not good:
             rejects.append((str(sp.meta.get("file")), reason or "preprocessing failed"))
     for name, reason in rejects:
         log.warning("skipped %s: %s", name, reason)
-    return np.asarray(batch.flux)[ok], np.asarray(labels)[ok]
+    return np.asarray(batch.flux)[ok], np.asarray(labels)[ok], prep.to_dict()
 
 
 def print_summary(table: object, at: int = 10) -> None:
@@ -161,6 +181,7 @@ def print_summary(table: object, at: int = 10) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pyspec.catalogue import provenance
     from pyspec.evaluate import (
         HASHERS,
         evaluate_hashers,
@@ -174,7 +195,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--hashers: unknown {sorted(unknown)}; choose from {list(HASHERS)}")
     if args.n_queries < 1:
         raise ValueError("--n-queries must be >= 1")
+    check_out(args)
+    check_new_file(args.plot, "--plot", args.overwrite)
     say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    recipe = None  # the preprocessing of the spectra, where pyspec made it
     if args.flux:
         if not args.labels:
             raise ValueError("--flux needs --labels")
@@ -182,12 +206,13 @@ def run(args: argparse.Namespace) -> int:
         labels = read_labels(args.labels, args.label_column, len(X))
         source = str(args.flux)
     elif args.fits_index:
-        X, labels = load_fits_index(args)
+        X, labels, recipe = load_fits_index(args)
         source = str(args.fits_index)
     elif args.store:
         from pyspec.store import SpectrumStore
 
         store = SpectrumStore.open(args.store)
+        recipe = store.preprocessing
         if args.label_column not in store.meta.colnames:
             raise ValueError(f"{args.store}: no metadata column {args.label_column!r} "
                              f"(columns: {store.meta.colnames}); use --label-column")
@@ -202,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
         if args.simulate < 10:
             raise ValueError("--simulate needs at least 10 spectra")
         X, labels = synthetic_labelled_spectra(args.simulate, args.sim_pixels, args.sim_classes,
-                                               args.sim_noise, random_state=args.random_state)
+                                               args.sim_noise, random_state=args.seed)
         source = (f"simulated ({args.simulate} x {args.sim_pixels}, {args.sim_classes} classes, "
                   f"noise {args.sim_noise})")
     labels = np.asarray(labels).astype(str)
@@ -214,18 +239,19 @@ def run(args: argparse.Namespace) -> int:
     say(f"{len(X)} spectra x {X.shape[1]} pixels, {len(np.unique(labels))} labels")
     params = {}
     pil = {k: v for k, v in (("encoder", args.pil_encoder), ("init", args.pil_init),
-                             ("hidden", tuple(args.pil_hidden) if args.pil_hidden else None))
+                             ("hidden", args.hidden))
            if v is not None}
     if pil:
         params["pil"] = pil
-    table = evaluate_hashers(X, labels, hashers, args.bits, n_queries=args.n_queries,
-                             random_state=args.random_state, hasher_params=params,
+    table = evaluate_hashers(X, labels, hashers, args.n_bits, n_queries=args.n_queries,
+                             random_state=args.seed, hasher_params=params,
                              num_threads=args.num_threads, progress=say,
                              holdout=args.holdout)
     table.meta["source"] = source
+    table.meta.update(provenance(command="pyspec evaluate", inputs=[source], recipe=recipe))
     if not args.quiet:
         print_summary(table)
-    table.write(args.out, format="ascii.ecsv", overwrite=True)
+    write_table(table, args.out, args.format)
     say(f"wrote {args.out}")
     if args.plot:
         plot_precision_recall(table, args.plot, title=f"{source}: {len(X)} spectra")

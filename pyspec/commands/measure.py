@@ -5,8 +5,8 @@ Writes an ECSV catalogue with one row per input spectrum (columns of
 and, for a store, ``id``.  Files that cannot be read get a row with NaN
 measurements and the reason in ``measure_reason``; the job carries on.
 
-:func:`add_measurements` is the library hook behind ``pyspec search
---measure``: it appends the measurement columns to a candidate table.
+(:func:`pyspec.measure.add_measurements` is the library step behind
+``pyspec search --measure``.)
 """
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyspec.io import Spectrum
+
+from pyspec.commands import add_format, add_out, add_overwrite, add_quiet
+from pyspec.commands._workflow import check_out, show_progress, write_table
 
 HELP = "measure emission lines, redshifts, BPT classes and cool-star indices"
 
@@ -40,8 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the original files are readable (by default each row is read "
                              "back from its file, so that the numbers equal those of "
                              "'pyspec measure FILES')")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.ecsv",
-                        help="catalogue to write (ECSV)")
+    add_out(parser, "catalogue to write (.ecsv, .fits, .vot, .csv)", required=True,
+            metavar="TABLE", old="--output")
+    add_format(parser)
     parser.add_argument("--no-lines", action="store_true", help="skip emission lines")
     parser.add_argument("--no-indices", action="store_true", help="skip cool-star indices")
     parser.add_argument("--method", choices=("direct", "gaussian"), default="direct",
@@ -60,18 +67,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "header velocity (faster)")
     parser.add_argument("--chunk-size", type=int, default=256, metavar="N",
                         help="spectra read and measured per block (default 256)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_overwrite(parser, "catalogue")
+    add_quiet(parser)
 
 
-def _read_one(path: str) -> Any:
+def _read_one(path: str) -> Spectrum:
     """Read one file with pyspec.io (raises PyspecError / OSError / ValueError)."""
     from pyspec.io import read_spectrum
 
     return read_spectrum(path)
-
-
-_READ_ONE_DEFAULT = _read_one
 
 
 def _measure_kwargs(args: argparse.Namespace) -> dict:
@@ -136,7 +140,7 @@ class _OriginalFiles:
         self._path: str | None = None
         self._batch: Any = None
 
-    def spectrum(self, path: str, spec_id: Any) -> Any:
+    def spectrum(self, path: str, spec_id: Any) -> Spectrum | None:
         from pyspec.errors import PyspecError
         from pyspec.io import read_batch
 
@@ -179,14 +183,12 @@ def _store_spectra(store: Any, start: int, flux: Any, ivar: Any, w: Any,
     return spectra, sources
 
 
-def _store_rows(path: Path, kwargs: dict, chunk: int, bar: Any, from_files: bool = True):
+def _store_rows(store: Any, kwargs: dict, chunk: int, bar: Any, from_files: bool = True):
     import numpy as np
     from astropy.table import vstack
 
     from pyspec.measure import measure
-    from pyspec.store import SpectrumStore
 
-    store = SpectrumStore.open(path)
     w = np.asarray(store.grid.wavelength, dtype=np.float64)
     originals = _OriginalFiles() if from_files else None
     tables = []
@@ -209,7 +211,7 @@ def _store_rows(path: Path, kwargs: dict, chunk: int, bar: Any, from_files: bool
 def _pipeline_rows(args: argparse.Namespace, kwargs: dict):
     from astropy.table import Table
 
-    from pyspec.measure.lines.pipeline import emission_line_pipeline
+    from pyspec.lines.pipeline import emission_line_pipeline
 
     missing = [p for p in args.runs if not p.exists()]
     if missing:
@@ -223,56 +225,45 @@ def _pipeline_rows(args: argparse.Namespace, kwargs: dict):
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from pyspec import __version__
+    from pyspec.catalogue import provenance
 
+    if args.out is None:
+        raise ValueError("-o/--out TABLE is required")
     if args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")
-    if args.output.exists() and not args.overwrite:
-        raise FileExistsError(f"{args.output} exists; pass --overwrite to replace it")
     if bool(args.inputs) + (args.store is not None) + bool(args.runs) != 1:
         raise ValueError("give FITS files, --store PATH or --runs RUN.ecsv ... (exactly one)")
     if args.split_kms <= 0:
         raise ValueError(f"--split-kms must be positive, got {args.split_kms}")
+    check_out(args)
     kwargs = _measure_kwargs(args)
-    quiet = args.quiet or not __import__("sys").stderr.isatty()
+    quiet = not show_progress(args)
+    recipe = None
     if args.runs:
         t = _pipeline_rows(args, kwargs)
-        source = {"runs": [str(p) for p in args.runs]}
+        inputs = [str(p) for p in args.runs]
     elif args.store is not None:
-        with tqdm(disable=quiet, unit="spectra", desc="measure") as bar:
-            t = _store_rows(args.store, kwargs, args.chunk_size, bar,
-                            from_files=not args.store_flux)
-        source = {"store": str(args.store)}
+        from pyspec.store import SpectrumStore
+
+        store = SpectrumStore.open(args.store)
+        recipe = getattr(store, "preprocessing", None)
+        with tqdm(total=len(store.meta), disable=quiet, unit="spectra", desc="measure") as bar:
+            t = _store_rows(store, kwargs, args.chunk_size, bar, from_files=not args.store_flux)
+        inputs = [str(args.store)]
     else:
         missing = [p for p in args.inputs if not Path(p).exists()]
         if missing:
             raise FileNotFoundError(f"input not found: {missing[0]}"
                                     + (f" (and {len(missing) - 1} more)" if len(missing) > 1
                                        else ""))
-        if _read_one is _READ_ONE_DEFAULT:
-            try:
-                import pyspec.io  # noqa: F401
-            except ModuleNotFoundError as exc:
-                from pyspec.errors import PyspecError
-
-                raise PyspecError("reading FITS files needs pyspec.io, which this build "
-                                  f"lacks ({exc}); measure a --store instead") from exc
         with tqdm(total=len(args.inputs), disable=quiet, unit="spectra", desc="measure") as bar:
             t = _file_rows(list(args.inputs), kwargs, args.chunk_size, bar)
-        source = {"files": len(args.inputs)}
+        inputs = [str(p) for p in args.inputs]
     if t is None:
         raise ValueError("no spectra to measure")
-    t.meta["pyspec_version"] = __version__
-    t.meta["pyspec_measure_inputs"] = source
-    t.meta["pyspec_measure"] = {k: v for k, v in kwargs.items()}
-    t.write(args.output, format="ascii.ecsv", overwrite=args.overwrite)
+    t.meta.update(provenance(command="pyspec measure", inputs=inputs, recipe=recipe,
+                             pyspec_measure=dict(kwargs)))
+    write_table(t, args.out, args.format)
     n_bad = int(sum(1 for r in t["measure_reason"] if r))
-    log.info("wrote %d rows to %s (%d not measurable)", len(t), args.output, n_bad)
+    log.info("wrote %d rows to %s (%d not measurable)", len(t), args.out, n_bad)
     return 0
-
-
-def add_measurements(table: Any, spectra: Any, **kwargs: Any):
-    """:func:`pyspec.measure.add_measurements` (library code, imported when used)."""
-    from pyspec.measure import add_measurements as add
-
-    return add(table, spectra, **kwargs)

@@ -5,24 +5,33 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pyspec.commands import add_num_threads
-from pyspec.commands._workflow import (
+from pyspec.commands import (
     add_format,
+    add_num_threads,
+    add_out,
+    add_overwrite,
     add_quiet,
+    add_seed,
+)
+from pyspec.commands._workflow import (
+    check_out,
+    fit_progress,
     open_store,
     say,
     select_rows,
     write_table,
 )
+from pyspec.distributed.tasks import add_cluster_arguments
 
 HELP = "pick representative query spectra from a labelled store (PCA, BIRCH, KMeans)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", help="spectrum store holding the labelled spectra")
-    parser.add_argument("--out", "-o", default="queries.ecsv",
-                        help="query table to write (default queries.ecsv)")
+    add_out(parser, "query table to write (default queries.ecsv)", default="queries.ecsv",
+            metavar="TABLE")
     add_format(parser)
+    add_overwrite(parser, "query table")
     parser.add_argument("--class", dest="classes", action="append", metavar="CLASS",
                         help="use only spectra of this class (repeatable), e.g. STAR")
     parser.add_argument("--subclass", dest="subclasses", action="append", metavar="GLOB",
@@ -38,15 +47,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clusters", type=int, default=80,
                         help="KMeans clusters for --method kmeans (default 80)")
     parser.add_argument("--components", type=int, default=50, help="PCA components (default 50)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_seed(parser)
     parser.add_argument("--fit-sample", type=int, default=50_000, metavar="N",
                         help="fit PCA/BIRCH/KMeans on at most N spectra, then assign every "
                              "spectrum block by block (bounds memory; default 50000)")
     add_num_threads(parser)
     add_quiet(parser)
-    from pyspec.distributed.tasks import add_cluster_arguments
-
     add_cluster_arguments(parser)
+
+
+def sel_method(params: dict) -> str:
+    return "BIRCH + KMeans" if params["method"] == "birch-kmeans" else "KMeans"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.fit_sample < 2:
         raise ValueError(f"--fit-sample must be >= 2, got {args.fit_sample}")
+    check_out(args)
     from pyspec.distributed.store import is_sharded_store, open_any_store
 
     store = open_any_store(args.store) if is_sharded_store(args.store) else open_store(args.store)
@@ -85,9 +97,12 @@ def run(args: argparse.Namespace) -> int:
             def assign(clustering, blocks):  # noqa: ANN001, ANN202
                 return run_per_shard(client, assign_block, [(b,) for b in blocks],
                                      clustering=clustering, read_rows=reader)
-        sel = representative_queries_streamed(
-            reader, rows.size, fit_sample=args.fit_sample, n_components=args.components,
-            random_state=args.seed, assign=assign, **params)
+        with fit_progress(args, f"queries: fit PCA + {sel_method(params)} on at most "
+                                f"{min(args.fit_sample, rows.size)} spectra, assign "
+                                f"{rows.size}"):
+            sel = representative_queries_streamed(
+                reader, rows.size, fit_sample=args.fit_sample, n_components=args.components,
+                random_state=args.seed, assign=assign, **params)
     table = store_meta_rows(store, rows[sel.rows])
     for name, col in sel.to_table().columns.items():
         table[name] = col
@@ -96,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from pyspec.catalogue import provenance
 
     table.meta.update(provenance(command="pyspec queries", inputs=[args.store],
+                                 recipe=getattr(store, "preprocessing", None),
                                  selection={"class": args.classes, "subclass": args.subclasses,
                                             "n_selected_from": int(rows.size)}))
     table.meta["store"] = str(Path(args.store).resolve())

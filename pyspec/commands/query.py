@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from pyspec.commands import add_num_threads
+from pyspec.commands import add_format, add_num_threads, add_out, add_overwrite, add_quiet
 from pyspec.commands._workflow import (
-    add_format,
-    add_quiet,
+    check_new_file,
+    check_out,
     existing_path,
     open_engine,
     say,
@@ -28,9 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "engine's re-rank space (build --rerank-space: principal "
                              "components by default, or the stored spectra) orders them "
                              "(default max(10 k, 100); 0 = codes only)")
-    parser.add_argument("--out", "-o", default=None,
-                        help="write the neighbour table (e.g. table.ecsv, .fits, .vot, .csv)")
+    add_out(parser, "write the neighbour table (e.g. table.ecsv, .fits, .vot, .csv)",
+            metavar="TABLE")
     add_format(parser)
+    add_overwrite(parser, "table or plot")
     parser.add_argument("--plot", default=None, metavar="PNG",
                         help="draw the query (red) and its neighbours (first query only)")
     add_num_threads(parser)
@@ -44,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--rerank must be >= 0, got {args.rerank}")
     for path in args.spectrum:
         existing_path(path, "spectrum file")
+    check_out(args)
+    check_new_file(args.plot, "--plot", args.overwrite)
     engine = open_engine(args.engine)
     if len(args.spectrum) == 1:
         table = engine.query(args.spectrum[0], k=args.k, rerank=args.rerank,
@@ -55,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         for name, reason in table.meta["rejects"]:
             say(args, f"skipped {name}: {reason}")
         query_flux = None
-    table.meta["inputs"] = [str(p) for p in args.spectrum]
+    table.meta.update(command="pyspec query", inputs=[str(p) for p in args.spectrum],
+                      recipe=engine.info.get("preprocessing"))
     if not args.quiet:
         cols = [c for c in (("query_id",) if len(args.spectrum) > 1 else ()) + _SHOW
                 if c in table.colnames]

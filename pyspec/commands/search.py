@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pyspec.commands import add_num_threads
+if TYPE_CHECKING:
+    from astropy.table import Table
+
+    from pyspec.distributed.store import ShardedStore
+    from pyspec.engine import Engine
+    from pyspec.store import SpectrumStore
+
+from pyspec.commands import add_format, add_num_threads, add_out, add_overwrite, add_quiet
 from pyspec.commands._workflow import (
-    add_format,
-    add_quiet,
+    check_out,
     open_engine,
     open_store,
     say,
@@ -19,6 +25,7 @@ from pyspec.commands._workflow import (
     show_progress,
     write_table,
 )
+from pyspec.distributed.tasks import add_cluster_arguments
 
 HELP = "catalogue search: run many queries and merge the hits into a candidate catalogue"
 
@@ -45,21 +52,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with a store as --queries: use only this class (repeatable)")
     parser.add_argument("--subclass", dest="subclasses", action="append", metavar="GLOB",
                         help="with a store as --queries: use only matching subclasses")
-    parser.add_argument("--out", "-o", default="candidates.ecsv",
-                        help="catalogue to write (default candidates.ecsv)")
+    add_out(parser, "catalogue to write (default candidates.ecsv)", default="candidates.ecsv",
+            metavar="TABLE")
     add_format(parser)
+    add_overwrite(parser, "catalogue")
     parser.add_argument("--chunk-size", type=int, default=None,
                         help="queries (or targets) per chunk (default: automatic)")
     parser.add_argument("--measure", action="store_true",
                         help="add line/index measurements to each candidate (pyspec.measure)")
     add_num_threads(parser)
     add_quiet(parser)
-    from pyspec.distributed.tasks import add_cluster_arguments
-
     add_cluster_arguments(parser)
 
 
-def _open_store(path: str) -> Any:
+def _open_store(path: str) -> SpectrumStore | ShardedStore:
     from pyspec.distributed.store import is_sharded_store, open_any_store
 
     return open_any_store(path) if is_sharded_store(path) else open_store(path)
@@ -72,8 +78,9 @@ def _store_rows(store: Any, rows: np.ndarray) -> np.ndarray:
     return flux
 
 
-def load_queries(engine: Any, sources: list[str], classes: Any = None,
-                 subclasses: Any = None) -> tuple[np.ndarray, np.ndarray, Any, list[str]]:
+def load_queries(engine: Engine, sources: list[str], classes: list[str] | None = None,
+                 subclasses: list[str] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, Table, list[str]]:
     """Prepared query flux, query labels, query metadata and the inputs used.
 
     A single table (suffix .ecsv/.fits/.vot/.csv) written by `pyspec queries`
@@ -120,43 +127,28 @@ def load_queries(engine: Any, sources: list[str], classes: Any = None,
     return flux, np.asarray(meta["id"]), meta, files
 
 
-def _labels(meta: Any, rows: np.ndarray) -> np.ndarray:
+def _labels(meta: Table, rows: np.ndarray) -> np.ndarray:
     if "id" in meta.colnames:
         return np.asarray(meta["id"]).astype(str)
     return rows.astype(str)
 
 
-def _add_measurements() -> Any:
-    """The line-measurement step (pyspec.measure or pyspec.commands.measure), if installed."""
-    import importlib
-
-    for module in ("pyspec.measure", "pyspec.commands.measure"):
-        try:
-            fn = getattr(importlib.import_module(module), "add_measurements", None)
-        except ModuleNotFoundError as exc:
-            if exc.name not in ("pyspec.measure", "pyspec.commands.measure"):
-                raise
-            continue
-        if fn is not None:
-            return fn
-    raise ValueError("--measure needs pyspec's line-measurement module, which this "
-                     "installation does not have")
-
-
-def _measure(table: Any, store: Any, rows: np.ndarray, **kwargs: Any) -> Any:
+def _measure(table: Table, store: Any, rows: np.ndarray, **kwargs: Any) -> Table:
     """Measure the (prepared, stored) spectra of ``rows`` and append the columns."""
-    add = _add_measurements()
+    from pyspec.measure import add_measurements
+
     rows = np.asarray(rows, np.int64)
     flux = _store_rows(store, rows)
     ivar = np.empty_like(flux)
     order = np.argsort(rows, kind="stable")
     ivar[order] = store.ivar[rows[order]]
-    return add(table, (np.asarray(store.grid.wavelength), flux, ivar), **kwargs)
+    return add_measurements(table, (np.asarray(store.grid.wavelength), flux, ivar), **kwargs)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.chunk_size is not None and args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")
+    check_out(args)
     from pyspec.distributed.tasks import cluster_client, uses_cluster
 
     engine = open_engine(args.engine)
@@ -169,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         return _run(args, engine)
 
 
-def _run(args: argparse.Namespace, engine: Any) -> int:
+def _run(args: argparse.Namespace, engine: Engine) -> int:
     from pyspec.catalogue import provenance
     from pyspec.workflows import catalogue_search, match_templates
 
@@ -182,7 +174,8 @@ def _run(args: argparse.Namespace, engine: Any) -> int:
         table = match_templates(engine, store.flux, store.meta, chunk_size=args.chunk_size or 4096,
                                 num_threads=args.num_threads, progress=show_progress(args))
         table.meta.update(provenance(command="pyspec search --targets", engine=engine_info,
-                                     inputs=[args.targets]))
+                                     inputs=[args.targets],
+                                     recipe=engine.info.get("preprocessing")))
         if args.measure:
             table = _measure(table, store, np.arange(len(store)),
                              template_z=np.asarray(table["template_z"], np.float64))
@@ -198,7 +191,8 @@ def _run(args: argparse.Namespace, engine: Any) -> int:
                              radius=args.radius, chunk_size=args.chunk_size,
                              num_threads=args.num_threads, progress=show_progress(args),
                              query_meta=qmeta)
-    table.meta.update(provenance(command="pyspec search", engine=engine_info, inputs=inputs))
+    table.meta.update(provenance(command="pyspec search", engine=engine_info, inputs=inputs,
+                                 recipe=engine.info.get("preprocessing")))
     if args.measure:
         table = _measure(table, engine.store, table["row"])
     out = write_table(table, args.out, args.format)

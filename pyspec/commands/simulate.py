@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
-from pyspec.commands import add_num_threads
+from pyspec.commands import add_num_threads, add_overwrite, add_quiet, add_seed
 
 HELP = "simulate realistic labelled spectra from real templates (store or FITS files)"
 
@@ -44,9 +45,9 @@ def _weights(text: str) -> dict:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, required=True, metavar="N", help="number of spectra")
     dest = parser.add_mutually_exclusive_group(required=True)
-    dest.add_argument("--out", metavar="STORE", help="write a spectrum store directory")
+    dest.add_argument("-o", "--out", metavar="STORE", help="write a spectrum store directory")
     dest.add_argument("--fits", metavar="DIR", help="write LAMOST FITS files into DIR instead")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_seed(parser)
     parser.add_argument("--grid", default=None, metavar="PRESET",
                         help="wavelength grid preset (default: 'lamost' for a store, LAMOST's "
                              "native 3909-pixel log-linear grid for FITS)")
@@ -75,18 +76,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layouts", default="C,D",
                         help="LAMOST FITS layouts to cycle through (C, D; default C,D)")
     parser.add_argument("--gzip", action="store_true", help="write .fits.gz")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(parser)
+    add_overwrite(parser, "store of --out")
     add_num_threads(parser)
 
 
+def check_store_target(path: Path, overwrite: bool) -> None:
+    """--out must be new, or (with --overwrite) a spectrum store that may be replaced."""
+    if not path.exists():
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"--out: directory {path.parent} does not exist")
+        return
+    if not overwrite:
+        raise FileExistsError(f"--out {path} exists; pass --overwrite to replace it")
+    if not (path / "manifest.json").exists():
+        raise FileExistsError(f"--out {path} exists and is not a spectrum store; "
+                              "--overwrite replaces only a store")
+
+
 def run(args: argparse.Namespace) -> int:
+    import shutil
     import time
 
     from pyspec.simulate import load_library, write_fits, write_store
 
     if args.n < 0:
         raise ValueError(f"--n must be >= 0, got {args.n}")
+    if args.out:
+        check_store_target(Path(args.out), args.overwrite)
     templates = load_library(args.templates, min_snr=args.min_template_snr)
+    if args.classes:
+        known = sorted(set(templates.classes))
+        unknown = sorted(set(args.classes) - set(known))
+        if unknown:
+            raise ValueError(f"--classes: unknown class {', '.join(unknown)}; the template "
+                             f"library has {', '.join(known)}")
     common = dict(seed=args.seed, templates=templates, snr=args.snr,
                   class_weights=args.classes, p_be=args.p_be,
                   p_galaxy_lines=args.p_galaxy_lines, line_amplitude=tuple(args.line_amplitude),
@@ -98,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
         if args.preprocessing not in PREPROCESSING_PRESETS:
             raise ValueError(f"--preprocessing must be one of {sorted(PREPROCESSING_PRESETS)}, "
                              f"got {args.preprocessing!r}")
+        if args.overwrite and Path(args.out).exists():
+            shutil.rmtree(args.out)
         write_store(args.out, args.n, grid=args.grid or "lamost", chunk_size=args.chunk_size,
                     preprocessing=args.preprocessing, **common)
         where = args.out

@@ -6,8 +6,8 @@ import argparse
 
 import numpy as np
 
-from pyspec.commands import add_num_threads
-from pyspec.commands._workflow import add_quiet, open_store, say
+from pyspec.commands import add_format, add_num_threads, add_out, add_overwrite, add_quiet
+from pyspec.commands._workflow import check_out, fit_progress, open_store, say, write_table
 
 HELP = "spread known labels over a store's kNN graph and write a candidate catalogue"
 
@@ -16,8 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", required=True, help="spectrum store directory")
     parser.add_argument("--labels", required=True, metavar="LABELS.csv",
                         help="labels table: an id (or file) column and a label column")
-    parser.add_argument("-o", "--out", required=True, metavar="CANDIDATES.ecsv",
-                        help="candidate catalogue to write (.ecsv, .fits, .csv, ...)")
+    add_out(parser, "candidate catalogue to write (.ecsv, .fits, .vot, .csv)", required=True,
+            metavar="TABLE")
+    add_format(parser)
+    add_overwrite(parser, "catalogue")
     parser.add_argument("--model", choices=("spreading", "propagation"), default="spreading",
                         help="label spreading (Zhou et al. 2004, default) or propagation "
                              "(Zhu & Ghahramani 2002)")
@@ -48,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from pyspec.catalogue import provenance, write_catalogue
+    from pyspec.catalogue import provenance
     from pyspec.labels import labels_for_rows, read_labels
     from pyspec.semi_supervised import (
         GraphConvergenceWarning,
@@ -59,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise ValueError(f"-k must be >= 1, got {args.k}")
+    check_out(args)
     if not 0.0 <= args.threshold <= 1.0:
         raise ValueError(f"--threshold must be in [0, 1], got {args.threshold}")
     if args.model == "spreading" and not 0.0 < args.alpha < 1.0:
@@ -83,18 +86,20 @@ def run(args: argparse.Namespace) -> int:
         else LabelPropagation(k, solver=args.solver, **kw)
     from pyspec.knn_graph import knn_graph
 
-    graph = knn_graph(store, k=k, method=args.graph, n_components=args.components,
-                      num_threads=args.num_threads)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", GraphConvergenceWarning)
-        model.fit(graph, np.where(labelled, y, "-1"))
+    with fit_progress(args, f"spread: {k}-NN graph of {len(store)} spectra, {args.model}"):
+        graph = knn_graph(store, k=k, method=args.graph, n_components=args.components,
+                          num_threads=args.num_threads)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", GraphConvergenceWarning)
+            model.fit(graph, np.where(labelled, y, "-1"))
     for w in caught:
         say(args, f"warning: {w.message}")
     table = candidate_table(model, meta["id"], target=target, threshold=args.threshold,
                             meta=meta, only_candidates=not args.all)
     table.meta.update(provenance(command="pyspec spread", inputs=[str(args.store),
-                                                                  str(args.labels)]))
-    path = write_catalogue(table, args.out)
+                                                                  str(args.labels)],
+                                 recipe=store.preprocessing))
+    path = write_table(table, args.out, args.format)
     say(args, f"{args.model}: {len(store)} spectra, {int(labelled.sum())} labelled "
               f"({', '.join(f'{c} {n}' for c, n in zip(classes, counts, strict=True))}), "
               f"{model.graph_.nnz // 2} edges, {model.n_iter_} iterations")

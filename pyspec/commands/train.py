@@ -14,23 +14,32 @@ from pathlib import Path
 
 import numpy as np
 
-from pyspec.commands import add_num_threads
+from pyspec.commands import (
+    add_hidden,
+    add_n_bits,
+    add_num_threads,
+    add_out,
+    add_overwrite,
+    add_quiet,
+    add_seed,
+)
+from pyspec.commands._workflow import check_new_file, fit_progress
 
 HELP = "fit a binary hasher (pil, lsh, itq) on spectra and save it"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="flux array (.npy) or SpectrumStore directory")
-    parser.add_argument("--out", required=True, help="model file to write")
+    add_out(parser, "model file to write", required=True, metavar="MODEL")
     parser.add_argument("--model", choices=["pil", "lsh", "itq"], default="pil")
-    parser.add_argument("--bits", type=int, default=256, help="code length (32, 64, 128, 256)")
-    parser.add_argument("--hidden", default=None,
-                        help="PIL hidden widths before the code layer, e.g. 1024,512")
+    add_n_bits(parser, help="code length: 32, 64, 128 or 256 (default 256)")
+    add_hidden(parser)
     parser.add_argument("--encoder", choices=["beta", "random"], default=None)
     parser.add_argument("--init", choices=["orthogonal", "pinv"], default=None)
     parser.add_argument("--ridge", type=float, default=None)
-    parser.add_argument("--random-state", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true")
+    add_seed(parser)
+    add_overwrite(parser, "model file")
+    add_quiet(parser)
     add_num_threads(parser)
 
 
@@ -51,21 +60,20 @@ def run(args: argparse.Namespace) -> int:
     from pyspec.evaluate import make_hasher
 
     params: dict[str, object] = {}
+    check_new_file(args.out, "--out", args.overwrite)
     if args.model == "pil":
         if args.hidden:
-            try:
-                params["hidden"] = tuple(int(h) for h in args.hidden.split(","))
-            except ValueError:
-                raise ValueError(f"--hidden: expected integers like 1024,512, got {args.hidden!r}") from None
+            params["hidden"] = args.hidden
         for key in ("encoder", "init", "ridge"):
             if getattr(args, key) is not None:
                 params[key] = getattr(args, key)
     elif args.hidden or args.encoder or args.init or args.ridge is not None:
         raise ValueError("--hidden/--encoder/--init/--ridge apply to --model pil only")
     X = open_input(args.input)
-    model = make_hasher(args.model, args.bits, args.random_state, **params)
+    model = make_hasher(args.model, args.n_bits, args.seed, **params)
     t0 = time.perf_counter()
-    model.fit(X, num_threads=args.num_threads)
+    with fit_progress(args, f"fit {type(model).__name__}"):
+        model.fit(X, num_threads=args.num_threads)
     elapsed = time.perf_counter() - t0
     model.save(args.out)
     if not args.quiet:

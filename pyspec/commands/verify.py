@@ -8,8 +8,8 @@ from typing import Any
 
 HELP = "check store/engine directories or index/model files against their checksums"
 
-# container kind tag -> (what it is, module, class) for single files
-_FILE_KINDS = {
+#: container kind tag -> (what it is, module, class) for single files
+FILE_KINDS = {
     b"HX": ("Hamming index", "pyspec.index.hamming", "HammingIndex"),
     b"QX": ("PQ index", "pyspec.index.pq", "PQIndex"),
     b"GX": ("graph index", "pyspec.index.graph", "GraphIndex"),
@@ -25,10 +25,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="store or engine directory, or an index/model file")
 
 
-def verify_path(path: Path) -> str:
-    """Check one artefact completely; return a one-line summary or raise."""
+def file_kind(path: Path) -> tuple[str, type]:
+    """What a pyspec index/model file holds (from its header) and the class that loads it."""
     import importlib
 
+    from pyspec.errors import IndexFormatError
+
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    kind = FILE_KINDS.get(head[6:8]) if head[:6] == b"PYSPEC" else None
+    if kind is None:
+        raise IndexFormatError(f"{path}: not a pyspec index or model file")
+    what, module, cls = kind
+    return what, getattr(importlib.import_module(module), cls)
+
+
+def verify_path(path: Path) -> str:
+    """Check one artefact completely; return a one-line summary or raise."""
     from pyspec.errors import IndexFormatError
 
     if path.is_dir():
@@ -46,13 +59,8 @@ def verify_path(path: Path) -> str:
         raise IndexFormatError(f"{path}: neither a spectrum store nor an engine directory")
     if not path.exists():
         raise FileNotFoundError(f"no such file or directory: {path}")
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    kind = _FILE_KINDS.get(head[6:8]) if head[:6] == b"PYSPEC" else None
-    if kind is None:
-        raise IndexFormatError(f"{path}: not a pyspec index or model file")
-    what, module, cls = kind
-    obj: Any = getattr(importlib.import_module(module), cls).load(path)  # checks every CRC
+    what, cls = file_kind(path)
+    obj: Any = cls.load(path)  # checks every CRC
     return f"{what}, {len(obj) if hasattr(obj, '__len__') else 'fitted'} entries" \
         if what.endswith("index") else what
 

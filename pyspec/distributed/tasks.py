@@ -15,7 +15,7 @@ def connect(client: Any = None) -> Any:
     ------
     ImportError
         An address was given but ``distributed`` is not installed
-        (``pip install "pyspec[dask]"``).
+        (``pip install "pyspec-search[dask]"``).
     """
     if client is None:
         return None
@@ -24,7 +24,7 @@ def connect(client: Any = None) -> Any:
             from distributed import Client
         except ModuleNotFoundError:
             raise ImportError("a Dask scheduler needs the 'dask' extra: "
-                              'pip install "pyspec[dask]"') from None
+                              'pip install "pyspec-search[dask]"') from None
         return Client(client)
     if not hasattr(client, "submit") or not hasattr(client, "gather"):
         raise TypeError(f"client must be a distributed.Client, a scheduler address or None, "
@@ -60,7 +60,7 @@ def run_per_shard(client: Any, fn: Callable[..., Any], shard_args: Sequence[tupl
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     """``--scheduler ADDRESS`` / ``--dask`` / ``--dask-workers N`` on a subcommand."""
-    group = parser.add_argument_group("scale-out (needs pip install 'pyspec[dask]')")
+    group = parser.add_argument_group("scale-out (needs pip install 'pyspec-search[dask]')")
     where = group.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", default=None,
                        help="run the shards on this Dask scheduler (e.g. tcp://head:8786); "
@@ -88,7 +88,7 @@ def cluster_client(args: argparse.Namespace) -> Iterator[Any]:
         from distributed import Client, LocalCluster
     except ModuleNotFoundError:
         raise ImportError("--scheduler and --dask need the 'dask' extra: "
-                          'pip install "pyspec[dask]"') from None
+                          'pip install "pyspec-search[dask]"') from None
     if getattr(args, "scheduler", None):
         with Client(args.scheduler) as client:
             yield client

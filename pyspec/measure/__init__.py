@@ -17,7 +17,7 @@ a reason in the ``*_reason`` columns; nothing raises for one bad spectrum.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from pyspec.measure.lines._columns import LINE_COLUMN_INFO, rows_table
 from pyspec.measure.lines._input import as_prepared
 from pyspec.measure.lines.auto import combine
 from pyspec.measure.lines.broad import broad_line_fwhm
+
+if TYPE_CHECKING:
+    from astropy.table import Table
 
 __all__ = ["measure", "add_measurements", "COLUMN_INFO"]
 
@@ -191,7 +194,7 @@ def measure(spectra: Any, *, lines: bool = True, indices: bool = True, z: Any = 
     return t
 
 
-def add_measurements(table: Any, spectra: Any, **kwargs: Any):  # -> astropy Table
+def add_measurements(table: Table, spectra: Any, **kwargs: Any) -> Table:
     """Append measurement columns to a candidate table (rows aligned with ``spectra``).
 
     Parameters
