@@ -211,7 +211,7 @@ def _store_rows(store: Any, kwargs: dict, chunk: int, bar: Any, from_files: bool
 def _pipeline_rows(args: argparse.Namespace, kwargs: dict):
     from astropy.table import Table
 
-    from pyspec.lines.pipeline import emission_line_pipeline
+    from pyspec.measure.lines.pipeline import emission_line_pipeline
 
     missing = [p for p in args.runs if not p.exists()]
     if missing:
