@@ -171,17 +171,18 @@ void pq_accumulate(const float* X, std::int64_t n, std::int64_t D, const std::in
                    std::int64_t* counts, int num_threads);
 
 // ADC scan variant used at the AVX2/AVX-512 levels: 1 = gather kernels,
-// 0 = the interleaved scalar scan, -1 = decide by timing both once (default).
-// All variants return bit-identical results; this only trades speed.
+// 0 = the interleaved scalar scan, -1 = the static rule (interleaved unless
+// PYSPEC_PQ_SCAN=gather; see pq_dispatch.cpp for why). All variants return
+// bit-identical results; this only trades speed.
 void pq_set_scan_variant(int variant);
-// The variant in use (deciding now if still undecided); 0 at scalar level.
+// The variant in use; 0 at scalar level.
 int pq_scan_variant();
 
 // Queries per vertical ADC group (one zmm of float32 sums per database row).
 constexpr std::int64_t kVLanes = 16;
 
-// ---- ISA variants (internal). Each level provides the same three
-// primitives; pq.cpp holds the scalar ones and the dispatch. They use no
+// ---- ISA variants (internal). Each level provides the same kernel
+// table; pq_dispatch.cpp holds the scalar ones and the dispatch. They use no
 // standard-library templates, so no inline function compiled with ISA flags
 // can be picked by the linker for portable code.
 namespace detail {

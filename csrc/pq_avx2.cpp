@@ -1,5 +1,5 @@
 // AVX2 + FMA PQ kernels. Compiled with -mavx2 -mfma and reached only through
-// the dispatcher in pq.cpp. Same fma order per output element as the scalar
+// the dispatcher in pq_dispatch.cpp. Same fma order per output element as the scalar
 // code (pq.hpp), hence bit-identical results. No standard-library templates.
 #include <immintrin.h>
 

@@ -1,5 +1,5 @@
 // AVX-512 PQ kernels. Compiled with AVX-512 F/BW/VL/DQ flags and reached only
-// through the dispatcher in pq.cpp. Each output element is built with the
+// through the dispatcher in pq_dispatch.cpp. Each output element is built with the
 // same fma sequence as the scalar code (see pq.hpp), so results are
 // bit-identical. No standard-library templates are used here (see pq.hpp).
 #include <immintrin.h>
