@@ -57,6 +57,21 @@ struct PQCodebook {
   bool has_bound_copy() const { return cq && bmean && bscale && berr && rows; }
 };
 
+// The layout above from the plain codebook `rows` (float32 (K, D), row
+// layout; bounds as above, Kp = K rounded up to kCentroidBlock): ct (Kp * D)
+// and cnorm (M * Kp, ||c||^2 summed in float64, then rounded to float).
+void pq_build_layout(const float* rows, std::int64_t K, std::int64_t D, const std::int64_t* bounds,
+                     std::int64_t M, std::int64_t Kp, float* ct, float* cnorm);
+// The 8-bit bound copy (PQCodebook::cq, bmean, bscale, berr; "Bound tables"
+// below) of the same codebook: bmean = midpoint of each pixel's centroid
+// range, bscale[m] the smallest power of two >= max |c - bmean| / 127 over
+// segment m, cq = round-half-even((c - bmean) / bscale) in the blocked
+// layout, berr = ||(c - bmean) / bscale - cq|| rounded up to float (padding
+// 0). Returns false when a scale falls outside [2^-40, 2^40] (no copy).
+bool pq_build_bound_copy(const float* rows, std::int64_t K, std::int64_t D,
+                         const std::int64_t* bounds, std::int64_t M, std::int64_t Kp,
+                         std::int8_t* cq, float* bmean, float* bscale, float* berr);
+
 // Nearest centroid of every segment of every row of X. Each codebook block
 // (L x 128 bytes) stays in L1 while a block of rows passes.
 // X: float32 (n, D) C-contiguous. codes: uint8 or uint16 (n, M) output (the

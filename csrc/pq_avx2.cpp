@@ -29,9 +29,8 @@ struct Isa {
     _mm256_store_ps(tmp, v);
     for (int l = 0; l < n; ++l) p[l] = tmp[l];
   }
-  static F load_i8(const std::int8_t* p) {
-    return _mm256_cvtepi32_ps(
-        _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  static __m128i load_bytes(const std::int8_t* p) {  // 8 bytes
+    return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
   }
   static void keep_less(F v, I jv, F& bv, I& bj) {
     const F lt = _mm256_cmp_ps(v, bv, _CMP_LT_OQ);

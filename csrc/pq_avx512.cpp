@@ -29,9 +29,8 @@ struct Isa {
   static void store_first(float* p, F v, int n) {
     _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), v);
   }
-  static F load_i8(const std::int8_t* p) {
-    return _mm512_cvtepi32_ps(
-        _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  static __m128i load_bytes(const std::int8_t* p) {  // 16 bytes
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   }
   static void keep_less(F v, I jv, F& bv, I& bj) {
     const __mmask16 lt = _mm512_cmp_ps_mask(v, bv, _CMP_LT_OQ);

@@ -13,7 +13,7 @@
 //   F, I                  float and int32 vectors of W lanes
 //   zero, load, store, set1, add, sub, mul, max, sqrt, fmadd, fmsub
 //   store_first(p, v, n)  store lanes [0, n), n < W
-//   load_i8(p)            W int8 values widened to float (exact)
+//   load_i8(p)            W int8 values widened to float (exact; from load_bytes)
 //   iota_times(s)         int lanes l * s;  set1_i, add_i, and_i, srli(v, bits), load_i
 //   keep_less(v, jv, bv, bj)  per lane: if v < bv then (bv, bj) = (v, jv)
 //   argmin(bv, bj, j)     smallest lane value; j = smallest index holding it
@@ -296,6 +296,9 @@ detail::PQKernels make_pq_kernels() {
   static I set1_i(int x) { return P##_set1_epi32(x); }                                 \
   static I add_i(I a, I b) { return P##_add_epi32(a, b); }                             \
   static I srli(I a, int bits) { return P##_srli_epi32(a, bits); }                     \
+  static F load_i8(const std::int8_t* p) { /* exact: int8 -> int32 -> float */         \
+    return P##_cvtepi32_ps(P##_cvtepi8_epi32(load_bytes(p)));                          \
+  }                                                                                    \
   static I iota_times(int s) {                                                         \
     alignas(64) std::int32_t v[W];                                                     \
     for (int l = 0; l < W; ++l) v[l] = l * s;                                          \

@@ -118,8 +118,8 @@ def sym_eig_jacobi(
 
 
 # ---- product quantisation (csrc/bind_pq.cpp; wrappers: pyspec.models.pq, pyspec.index.pq) ----
-# Codebook layout arguments (ct, cnorm, bounds, n_centroids) are built by
-# ProductQuantizer._set_codebook; see csrc/pq.hpp.
+# Codebook layout arguments (ct, cnorm, bounds, n_centroids): ct and cnorm
+# come from pq_layout (ProductQuantizer._set_codebook); see csrc/pq.hpp.
 
 
 _F32 = npt.NDArray[np.float32]
@@ -141,6 +141,8 @@ _Codes = npt.NDArray[np.uint8] | npt.NDArray[np.uint16]
 # (cq int8 (Kp*D,), bmean (D,), bscale (M,), berr (M*Kp,), rows (K, D)): models.pq.int8_bound_copy
 _BoundCopy = tuple[npt.NDArray[np.int8], _F32, _F32, _F32, _F32]
 
+def pq_layout(codebook: _F32, bounds: _I64) -> tuple[_F32, _F32]: ...
+def pq_bound_copy(codebook: _F32, bounds: _I64) -> _BoundCopy | None: ...
 def pq_bound_tables(queries: _F32, ct: _F32, cnorm: _F32, bounds: _I64, n_centroids: int,
                     bound_copy: _BoundCopy, num_threads: int = 0) -> tuple[_F32, _F32]: ...
 def pq_bound_copy_pays(padded_centroids: int, n_features: int) -> bool: ...
