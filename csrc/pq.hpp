@@ -28,6 +28,14 @@
 // serially. Results never depend on the thread count: each output element is
 // computed by one thread in a fixed order, and top-k merges use the total
 // order (distance, id).
+//
+// Files: pq_layout.cpp (the layouts below, from the plain codebook),
+// pq_train.cpp (k-means++ seeding, centroid sums), pq_tables.cpp (encode,
+// ADC and bound tables), pq_scan.cpp + pq_adc.hpp (ADC k-NN scans),
+// pq_dispatch.cpp (scalar kernels, SIMD level and scan-variant dispatch),
+// pq_kernels_impl.hpp (the SIMD kernels, written once and compiled per ISA
+// by pq_avx2.cpp and pq_avx512.cpp), pq_kernel_common.hpp (pieces shared by
+// the scalar and SIMD kernels).
 #pragma once
 
 #include <cstddef>
