@@ -207,7 +207,7 @@ int scan_variant_in_use() {
   return v >= 0 ? v : env_scan_variant();
 }
 
-detail::PQKernels with_scan_variant(detail::PQKernels simd) {
+[[maybe_unused]] detail::PQKernels with_scan_variant(detail::PQKernels simd) {
   if (scan_variant_in_use() == 0) {
     simd.adc_u8 = adc_scalar<std::uint8_t>;
     simd.adc_u16 = adc_scalar<std::uint16_t>;
