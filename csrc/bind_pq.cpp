@@ -210,9 +210,54 @@ void check_bounds(const Arr<std::int64_t>& bounds, std::int64_t D) {
   for (std::int64_t m = 0; m < M; ++m) need(b[m + 1] > b[m], "bounds must increase");
 }
 
+// Checks a plain codebook (float32 (K, D)) against its bounds; returns Kp.
+std::int64_t check_plain_codebook(const Arr<float>& codebook, const Arr<std::int64_t>& bounds) {
+  need(codebook.ndim() == 2 && codebook.shape(0) >= 1 && codebook.shape(0) <= 65536,
+       "codebook: expected float32 (K, D) with 1 <= K <= 65536");
+  check_bounds(bounds, codebook.shape(1));
+  const std::int64_t K = codebook.shape(0);
+  return (K + kCentroidBlock - 1) / kCentroidBlock * kCentroidBlock;
+}
+
+py::tuple layout(const Arr<float>& codebook, const Arr<std::int64_t>& bounds) {
+  const std::int64_t Kp = check_plain_codebook(codebook, bounds);
+  const std::int64_t K = codebook.shape(0), D = codebook.shape(1), M = bounds.shape(0) - 1;
+  Arr<float> ct({Kp * D}), cnorm({M * Kp});
+  {
+    py::gil_scoped_release release;
+    pq_build_layout(codebook.data(), K, D, bounds.data(), M, Kp, ct.mutable_data(),
+                    cnorm.mutable_data());
+  }
+  return py::make_tuple(ct, cnorm);
+}
+
+// The bound-copy tuple attach_bound_copy() reads, with the codebook itself
+// as `rows` (no copy), or None when the codebook's values cannot be scaled.
+py::object bound_copy(const Arr<float>& codebook, const Arr<std::int64_t>& bounds) {
+  const std::int64_t Kp = check_plain_codebook(codebook, bounds);
+  const std::int64_t K = codebook.shape(0), D = codebook.shape(1), M = bounds.shape(0) - 1;
+  Arr<std::int8_t> cq({Kp * D});
+  Arr<float> bmean({D}), bscale({M}), berr({M * Kp});
+  bool ok;
+  {
+    py::gil_scoped_release release;
+    ok = pq_build_bound_copy(codebook.data(), K, D, bounds.data(), M, Kp, cq.mutable_data(),
+                             bmean.mutable_data(), bscale.mutable_data(), berr.mutable_data());
+  }
+  if (!ok) return py::none();
+  return py::make_tuple(cq, bmean, bscale, berr, codebook);
+}
+
 }  // namespace
 
 void bind_pq(py::module_& m) {
+  m.def("pq_layout", &layout, py::arg("codebook").noconvert(), py::arg("bounds").noconvert(),
+        "The kernels' blocked, padded centroids and squared norms (ct, cnorm) of a float32 "
+        "(K, D) codebook; see csrc/pq.hpp.");
+  m.def("pq_bound_copy", &bound_copy, py::arg("codebook").noconvert(),
+        py::arg("bounds").noconvert(),
+        "The 8-bit bound copy (cq, bmean, bscale, berr, codebook) of a float32 (K, D) "
+        "codebook, or None when its values cannot be scaled; see csrc/pq.hpp.");
   m.def("pq_encode", &encode<std::uint8_t>, py::arg("X").noconvert(), py::arg("ct").noconvert(),
         py::arg("cnorm").noconvert(), py::arg("bounds").noconvert(), py::arg("n_centroids"),
         py::arg("with_best") = false, py::arg("num_threads") = 0,

@@ -20,17 +20,23 @@ unsigned long long read_xcr0() {
   return (static_cast<unsigned long long>(edx) << 32) | eax;
 }
 
-SimdLevel detect() {
+struct Detected {
+  SimdLevel level;
+  bool vpopcntdq;
+};
+
+Detected detect() {
   unsigned int a, b, c, d;
-  if (!__get_cpuid(1, &a, &b, &c, &d)) return SimdLevel::Scalar;
+  constexpr Detected kScalar{SimdLevel::Scalar, false};
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return kScalar;
   const bool osxsave = c & (1u << 27);
   const bool popcnt = c & (1u << 23);
   const bool fma = c & (1u << 12);
-  if (!osxsave || !popcnt) return SimdLevel::Scalar;
+  if (!osxsave || !popcnt) return kScalar;
   const unsigned long long xcr0 = read_xcr0();
   const bool ymm_os = (xcr0 & 0x6) == 0x6;      // SSE + AVX state
   const bool zmm_os = (xcr0 & 0xE6) == 0xE6;    // + opmask, ZMM_Hi256, Hi16_ZMM
-  if (__get_cpuid_max(0, nullptr) < 7) return SimdLevel::Scalar;
+  if (__get_cpuid_max(0, nullptr) < 7) return kScalar;
   __cpuid_count(7, 0, a, b, c, d);
   const bool avx2 = b & (1u << 5);
   const bool bmi2 = b & (1u << 8);
@@ -39,14 +45,19 @@ SimdLevel detect() {
   const bool avx512bw = b & (1u << 30);
   const bool avx512vl = b & (1u << 31);
   const bool vpopcntdq = c & (1u << 14);
-  if (zmm_os && avx512f && avx512bw && avx512vl && avx512dq && vpopcntdq && avx2 && fma && bmi2)
-    return SimdLevel::AVX512;
-  if (ymm_os && avx2 && fma && bmi2) return SimdLevel::AVX2;
-  return SimdLevel::Scalar;
+  if (zmm_os && avx512f && avx512bw && avx512vl && avx512dq && avx2 && fma && bmi2)
+    return {SimdLevel::AVX512, vpopcntdq};
+  if (ymm_os && avx2 && fma && bmi2) return {SimdLevel::AVX2, false};
+  return kScalar;
 }
 #else
-SimdLevel detect() { return SimdLevel::Scalar; }
+Detected detect() { return {SimdLevel::Scalar, false}; }
 #endif
+
+const Detected& detected() {
+  static const Detected d = detect();
+  return d;
+}
 
 SimdLevel min_level(SimdLevel x, SimdLevel y) {
   return static_cast<int>(x) < static_cast<int>(y) ? x : y;
@@ -54,16 +65,22 @@ SimdLevel min_level(SimdLevel x, SimdLevel y) {
 
 SimdLevel initial_level() {
   SimdLevel level = min_level(compiled_simd_level(), detected_simd_level());
-  if (const char* cap = std::getenv("PYSPEC_SIMD")) {
-    // An unknown cap is ignored here; the Python layer validates and warns.
+  const char* cap = std::getenv("PYSPEC_SIMD");
+  if (cap && *cap) {
+    SimdLevel capped;
     try {
-      level = min_level(level, parse_simd_level(cap));
+      capped = parse_simd_level(cap);
     } catch (const std::invalid_argument&) {
+      throw ConfigError(std::string("PYSPEC_SIMD='") + cap +
+                        "' is not a SIMD level; expected scalar, avx2 or avx512 (or unset)");
     }
+    level = min_level(level, capped);
   }
   return level;
 }
 
+// A throwing initial_level() leaves the slot uninitialised, so every call
+// reports a bad PYSPEC_SIMD again.
 std::atomic<int>& level_slot() {
   static std::atomic<int> slot{static_cast<int>(initial_level())};
   return slot;
@@ -97,8 +114,15 @@ SimdLevel compiled_simd_level() {
 #endif
 }
 
-SimdLevel detected_simd_level() {
-  static const SimdLevel level = detect();
+SimdLevel detected_simd_level() { return detected().level; }
+
+bool detected_avx512_popcount() {
+  return detected().level == SimdLevel::AVX512 && detected().vpopcntdq;
+}
+
+SimdLevel hamming_simd_level() {
+  const SimdLevel level = selected_simd_level();
+  if (level == SimdLevel::AVX512 && !detected_avx512_popcount()) return SimdLevel::AVX2;
   return level;
 }
 

@@ -69,7 +69,7 @@ constexpr index_t kGroupsPerThread = 4;
 constexpr index_t kMinSharedGroup = 64;
 
 const HammingKernels& selected_kernels() {
-  switch (selected_simd_level()) {
+  switch (hamming_simd_level()) {  // AVX-512 only with VPOPCNTDQ
 #ifdef PYSPEC_HAVE_AVX512
     case SimdLevel::AVX512: return avx512::hamming_kernels();
 #endif

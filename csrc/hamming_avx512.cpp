@@ -233,42 +233,14 @@ void scan_transposed_q(const word_t* block, std::size_t n, const word_t* queries
   }
 }
 
+// Queries per pass: Q * W query registers, Q = 4 for W <= 4 (16 of the
+// 32 zmm registers), Q = 2 above.
 template <int W>
-void scan_transposed_multi_w(const word_t* block, std::size_t n, const word_t* queries,
-                             std::size_t n_queries, const std::int32_t* thresholds,
-                             std::uint32_t* const* pos, std::int32_t* const* dist,
-                             std::size_t* counts) {
-  constexpr int Q = W <= 4 ? 4 : 2;
-  std::size_t j = 0;
-  for (; j + Q <= n_queries; j += Q)
-    scan_transposed_q<W, Q>(block, n, queries + j * W, thresholds + j, pos + j, dist + j,
-                            counts + j);
-  for (; j < n_queries; ++j)
-    scan_transposed_q<W, 1>(block, n, queries + j * W, thresholds + j, pos + j, dist + j,
-                            counts + j);
+constexpr int queries_per_pass() {
+  return W <= 4 ? 4 : 2;
 }
 
-void scan_transposed_multi(const word_t* block, std::size_t n, int n_words,
-                           const word_t* queries, std::size_t n_queries,
-                           const std::int32_t* thresholds, std::uint32_t* const* pos,
-                           std::int32_t* const* dist, std::size_t* counts) {
-  for (std::size_t j = 0; j < n_queries; ++j) counts[j] = 0;
-  switch (n_words) {
-#define PYSPEC_CASE(W)                                                                   \
-  case W:                                                                                \
-    return scan_transposed_multi_w<W>(block, n, queries, n_queries, thresholds, pos, dist, \
-                                      counts);
-    PYSPEC_CASE(1)
-    PYSPEC_CASE(2)
-    PYSPEC_CASE(3)
-    PYSPEC_CASE(4)
-    PYSPEC_CASE(5)
-    PYSPEC_CASE(6)
-    PYSPEC_CASE(7)
-    default: PYSPEC_CASE(8)
-#undef PYSPEC_CASE
-  }
-}
+#include "hamming_batch_impl.inc"
 
 }  // namespace
 

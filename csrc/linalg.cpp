@@ -136,7 +136,7 @@ void gram_accumulate(const float* H, index_t n, index_t L, const float* X, index
     // G: only the tiles on and below the diagonal (columns 0 .. row end).
     const index_t n_tiles = (L + kTileRows - 1) / kTileRows;
     [[maybe_unused]] const double work = double(nb) * L * (L + D);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (work > kParallelMinWork)
+PYSPEC_OMP(omp parallel for schedule(dynamic, 1) num_threads(nt) if (work > kParallelMinWork))
     for (index_t t = 0; t < 2 * n_tiles; ++t) {
       const bool is_c = t >= n_tiles;
       if (is_c && !with_c) continue;
@@ -148,7 +148,7 @@ void gram_accumulate(const float* H, index_t n, index_t L, const float* X, index
         gemm_tn(Hb + i0, L, rows, X + r0 * D, D, D, nb, tc.data() + i0 * D, D);
     }
     // Add the float32 block products into the float64 sums; mirror G.
-#pragma omp parallel for schedule(static) num_threads(nt) if (double(L) * (L + D) > kParallelMinWork)
+PYSPEC_OMP(omp parallel for schedule(static) num_threads(nt) if (double(L) * (L + D) > kParallelMinWork))
     for (index_t i = 0; i < L; ++i) {
       const float* t = tg.data() + i * L;
       double* g = G + i * L;
@@ -161,7 +161,7 @@ void gram_accumulate(const float* H, index_t n, index_t L, const float* X, index
     }
   }
   // Upper triangle from the lower one (each block added only below).
-#pragma omp parallel for schedule(static) num_threads(nt) if (double(L) * L > kParallelMinWork)
+PYSPEC_OMP(omp parallel for schedule(static) num_threads(nt) if (double(L) * L > kParallelMinWork))
   for (index_t i = 0; i < L; ++i)
     for (index_t j = i + 1; j < L; ++j) G[i * L + j] = G[j * L + i];
 }
@@ -209,7 +209,7 @@ void dense_forward(const float* X, index_t n, index_t d, const float* W, index_t
     // W, which is what bounds a one-row product. Each column slice is a
     // single-threaded product of its own.
     const index_t n_blocks = std::min<index_t>(nt, p / kForwardMinCols);
-#pragma omp parallel for schedule(static) num_threads(nt) if (double(n) * d * p > kParallelMinWork)
+PYSPEC_OMP(omp parallel for schedule(static) num_threads(nt) if (double(n) * d * p > kParallelMinWork))
     for (index_t blk = 0; blk < n_blocks; ++blk) {
       const index_t j0 = blk * p / n_blocks, j1 = (blk + 1) * p / n_blocks;
       gemm_nn(X, d, n, W + j0, p, j1 - j0, d, out + j0, p);
@@ -220,7 +220,7 @@ void dense_forward(const float* X, index_t n, index_t d, const float* W, index_t
   // Fixed tiles of kForwardRows spectra, each a single-threaded product
   // followed by bias and activation while the tile is in cache.
   const index_t n_tiles = n_tiles_for(n);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (double(n) * d * p > kParallelMinWork)
+PYSPEC_OMP(omp parallel for schedule(dynamic, 1) num_threads(nt) if (double(n) * d * p > kParallelMinWork))
   for (index_t t = 0; t < n_tiles; ++t) {
     const index_t i0 = t * kForwardRows;
     const index_t rows = std::min(kForwardRows, n - i0);
@@ -252,7 +252,7 @@ bool cholesky_lower(double* A, index_t L, [[maybe_unused]] int nt) {
     const double djj = std::sqrt(s);
     aj[j] = djj;
     [[maybe_unused]] const double work = double(L - j) * j;
-#pragma omp parallel for schedule(static) num_threads(nt) if (work > kParallelMinWork)
+PYSPEC_OMP(omp parallel for schedule(static) num_threads(nt) if (work > kParallelMinWork))
     for (index_t i = j + 1; i < L; ++i) {
       double* ai = A + i * L;
       double t = ai[j];
@@ -270,7 +270,7 @@ void cholesky_solve(const double* F, index_t L, const double* C, index_t D, doub
                     [[maybe_unused]] int nt) {
   const index_t n_blocks = (D + kSolveColBlock - 1) / kSolveColBlock;
   [[maybe_unused]] const double work = double(L) * L * D;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (work > kParallelMinWork)
+PYSPEC_OMP(omp parallel for schedule(dynamic, 1) num_threads(nt) if (work > kParallelMinWork))
   for (index_t blk = 0; blk < n_blocks; ++blk) {
     const index_t c0 = blk * kSolveColBlock;
     const index_t w = std::min(kSolveColBlock, D - c0);
@@ -367,7 +367,7 @@ void sym_eig_jacobi(const double* Ain, index_t L, double* w, double* V, int num_
       if (!any) continue;
       rotated = true;
       // Rows p, q of A and of Vt: J^T A.
-#pragma omp parallel for schedule(static) num_threads(nt) if (par)
+PYSPEC_OMP(omp parallel for schedule(static) num_threads(nt) if (par))
       for (index_t i = 0; i < half; ++i) {
         if (!active[i]) continue;
         const double c = cs[i], s = sn[i];
@@ -382,7 +382,7 @@ void sym_eig_jacobi(const double* Ain, index_t L, double* w, double* V, int num_
         }
       }
       // Columns p, q of A: (J^T A) J, row by row (contiguous rows).
-#pragma omp parallel for schedule(static) num_threads(nt) if (par)
+PYSPEC_OMP(omp parallel for schedule(static) num_threads(nt) if (par))
       for (index_t k = 0; k < L; ++k) {
         double* row = A.data() + k * L;
         for (index_t i = 0; i < half; ++i) {
@@ -449,10 +449,10 @@ void solve_one(RidgeSystem& s, double cond_limit, double rcond, int nt) {
     }
   // T = diag(inv) V^T C, then beta = V T; parallel over column blocks.
   const index_t n_blocks = (D + kSolveColBlock - 1) / kSolveColBlock;
-#pragma omp parallel num_threads(nt) if (double(L) * L * D > kParallelMinWork)
+PYSPEC_OMP(omp parallel num_threads(nt) if (double(L) * L * D > kParallelMinWork))
   {
     std::vector<double> T(size_t(L) * kSolveColBlock);
-#pragma omp for schedule(dynamic, 1)
+PYSPEC_OMP(omp for schedule(dynamic, 1))
     for (index_t blk = 0; blk < n_blocks; ++blk) {
       const index_t c0 = blk * kSolveColBlock;
       const index_t wd = std::min(kSolveColBlock, D - c0);
@@ -500,7 +500,7 @@ void ridge_solve_batched(std::vector<RidgeSystem>& systems, double cond_limit, d
   const index_t B = index_t(systems.size());
   if (B >= nt && nt > 1) {
     ErrorCapture errors;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+PYSPEC_OMP(omp parallel for schedule(dynamic, 1) num_threads(nt))
     for (index_t i = 0; i < B; ++i) errors.run([&] { solve_one(systems[i], cond_limit, rcond, 1); });
     errors.rethrow();
   } else {

@@ -28,6 +28,14 @@
 // serially. Results never depend on the thread count: each output element is
 // computed by one thread in a fixed order, and top-k merges use the total
 // order (distance, id).
+//
+// Files: pq_layout.cpp (the layouts below, from the plain codebook),
+// pq_train.cpp (k-means++ seeding, centroid sums), pq_tables.cpp (encode,
+// ADC and bound tables), pq_scan.cpp + pq_adc.hpp (ADC k-NN scans),
+// pq_dispatch.cpp (scalar kernels, SIMD level and scan-variant dispatch),
+// pq_kernels_impl.hpp (the SIMD kernels, written once and compiled per ISA
+// by pq_avx2.cpp and pq_avx512.cpp), pq_kernel_common.hpp (pieces shared by
+// the scalar and SIMD kernels).
 #pragma once
 
 #include <cstddef>
@@ -56,6 +64,21 @@ struct PQCodebook {
   const float* rows = nullptr;      // K * D centroids, row layout (pq_kmeanspp), for exact entries
   bool has_bound_copy() const { return cq && bmean && bscale && berr && rows; }
 };
+
+// The layout above from the plain codebook `rows` (float32 (K, D), row
+// layout; bounds as above, Kp = K rounded up to kCentroidBlock): ct (Kp * D)
+// and cnorm (M * Kp, ||c||^2 summed in float64, then rounded to float).
+void pq_build_layout(const float* rows, std::int64_t K, std::int64_t D, const std::int64_t* bounds,
+                     std::int64_t M, std::int64_t Kp, float* ct, float* cnorm);
+// The 8-bit bound copy (PQCodebook::cq, bmean, bscale, berr; "Bound tables"
+// below) of the same codebook: bmean = midpoint of each pixel's centroid
+// range, bscale[m] the smallest power of two >= max |c - bmean| / 127 over
+// segment m, cq = round-half-even((c - bmean) / bscale) in the blocked
+// layout, berr = ||(c - bmean) / bscale - cq|| rounded up to float (padding
+// 0). Returns false when a scale falls outside [2^-40, 2^40] (no copy).
+bool pq_build_bound_copy(const float* rows, std::int64_t K, std::int64_t D,
+                         const std::int64_t* bounds, std::int64_t M, std::int64_t Kp,
+                         std::int8_t* cq, float* bmean, float* bscale, float* berr);
 
 // Nearest centroid of every segment of every row of X. Each codebook block
 // (L x 128 bytes) stays in L1 while a block of rows passes.
@@ -171,17 +194,18 @@ void pq_accumulate(const float* X, std::int64_t n, std::int64_t D, const std::in
                    std::int64_t* counts, int num_threads);
 
 // ADC scan variant used at the AVX2/AVX-512 levels: 1 = gather kernels,
-// 0 = the interleaved scalar scan, -1 = decide by timing both once (default).
-// All variants return bit-identical results; this only trades speed.
+// 0 = the interleaved scalar scan, -1 = the static rule (interleaved unless
+// PYSPEC_PQ_SCAN=gather; see pq_dispatch.cpp for why). All variants return
+// bit-identical results; this only trades speed.
 void pq_set_scan_variant(int variant);
-// The variant in use (deciding now if still undecided); 0 at scalar level.
+// The variant in use; 0 at scalar level.
 int pq_scan_variant();
 
 // Queries per vertical ADC group (one zmm of float32 sums per database row).
 constexpr std::int64_t kVLanes = 16;
 
-// ---- ISA variants (internal). Each level provides the same three
-// primitives; pq.cpp holds the scalar ones and the dispatch. They use no
+// ---- ISA variants (internal). Each level provides the same kernel
+// table; pq_dispatch.cpp holds the scalar ones and the dispatch. They use no
 // standard-library templates, so no inline function compiled with ISA flags
 // can be picked by the linker for portable code.
 namespace detail {

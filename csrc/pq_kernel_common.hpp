@@ -1,4 +1,4 @@
-// PQ kernel pieces shared by pq.cpp and the ISA files (internal): the ADC
+// PQ kernel pieces shared by pq_dispatch.cpp and the ISA files (internal): the ADC
 // table driver, the plain per-row ADC sum, the bound-table constants and
 // driver, and the exact-entry kernel (pq.hpp, "Bound tables"). The table
 // driver cuts one call into register tiles of the including file's

@@ -30,6 +30,8 @@ def config() -> dict[str, object]:
         "simd_compiled": _core.compiled_simd_level(),
         "simd_detected": _core.detected_simd_level(),
         "simd_selected": _core.selected_simd_level(),
+        "simd_hamming": _core.hamming_simd_level(),
+        "pq_scan": "gather" if _core.pq_scan_variant() == 1 else "interleaved",
         "simd_env_cap": os.environ.get("PYSPEC_SIMD", ""),
         "openmp": bool(_core.openmp),
         "threads": _core.max_threads(),
@@ -47,6 +49,8 @@ def show_config() -> str:
         f"  SIMD detected:  {cfg['simd_detected']}",
         f"  SIMD selected:  {cfg['simd_selected']}"
         + (f" (capped by PYSPEC_SIMD={cfg['simd_env_cap']})" if cfg["simd_env_cap"] else ""),
+        f"  SIMD Hamming:   {cfg['simd_hamming']}",
+        f"  PQ scan:        {cfg['pq_scan']}",
         f"  OpenMP:         {'on' if cfg['openmp'] else 'off (serial build)'}",
         f"  threads:        {cfg['threads']}",
         f"  linalg backend: {cfg['linalg_backend']}",

@@ -34,3 +34,8 @@ class PreprocessingError(PyspecError, ValueError):
 
 class StoreChangedError(PyspecError, ValueError):
     """An engine's spectrum store changed after the engine was built (rebuild it)."""
+
+
+class ConfigurationError(PyspecError, ValueError):
+    """A run-time setting is invalid: ``PYSPEC_SIMD`` (scalar, avx2 or avx512) or
+    ``PYSPEC_PQ_SCAN`` (interleaved or gather)."""

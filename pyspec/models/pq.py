@@ -30,7 +30,6 @@ from pyspec.errors import IndexFormatError, NotFittedError
 __all__ = ["ProductQuantizer", "segment_bounds"]
 
 _KIND = b"QM"
-_BLOCK = 32  # centroid padding of the kernels' layout (kCentroidBlock in pq.hpp)
 _CHUNK = 16384  # rows per encode call: bounds temporaries for huge memmaps
 _MAX_CENTROIDS = 65536
 
@@ -55,52 +54,25 @@ def segment_bounds(n_features: int, n_segments: int) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
 
 
-def _blocked(block: np.ndarray, kp: int) -> np.ndarray:
-    """One segment's centroids (K, L) in the kernels' blocked layout, flat.
-
-    Padded to ``kp`` centroids with zeros and cut into kp / 32 blocks of
-    (L, 32): each block is one sequential read for the C++ kernels
-    (csrc/pq.hpp).
-    """
-    K, L = block.shape
-    padded = np.zeros((kp, L), dtype=block.dtype)
-    padded[:K] = block
-    return padded.reshape(kp // _BLOCK, _BLOCK, L).transpose(0, 2, 1).ravel()
-
-
-def int8_bound_copy(codebook: np.ndarray, bounds: np.ndarray, kp: int) -> tuple | None:
+def int8_bound_copy(codebook: np.ndarray, bounds: np.ndarray, kp: int | None = None,
+                    ) -> tuple | None:
     """The kernels' 8-bit bound copy (cq, bmean, bscale, berr, rows) of a codebook.
 
-    Each pixel is centred on the midpoint of its centroids' range (``bmean``)
-    and each segment divided by a power of two ``bscale >= max |c - bmean| /
-    127``, then rounded to int8 in the kernels' blocked layout; ``berr``
-    bounds each centroid's rounding error (the norm of the difference, in
-    scaled units, rounded up). See :meth:`ProductQuantizer._bound_copy` and
+    Built in C++ (``_core.pq_bound_copy``): each pixel is centred on the
+    midpoint of its centroids' range (``bmean``) and each segment divided by a
+    power of two ``bscale >= max |c - bmean| / 127``, then rounded to int8 in
+    the kernels' blocked layout; ``berr`` bounds each centroid's rounding
+    error (the norm of the difference, in scaled units, rounded up); ``rows``
+    is the codebook itself. See :meth:`ProductQuantizer._bound_copy` and
     csrc/pq.hpp, "Bound tables". None when a segment's scale falls outside
-    [2^-40, 2^40].
+    [2^-40, 2^40]. ``kp`` (the padded centroid count) is implied by the
+    codebook and accepted for compatibility.
     """
-    K, D = codebook.shape
-    M = len(bounds) - 1
-    c = codebook.astype(np.float64)
-    bmean = ((c.max(axis=0) + c.min(axis=0)) / 2).astype(np.float32)
-    resid = c - bmean  # exact in float64
-    cq = np.zeros(kp * D, dtype=np.int8)
-    bscale = np.empty(M, dtype=np.float32)
-    berr = np.zeros((M, kp), dtype=np.float32)
-    for m in range(M):
-        s, e = int(bounds[m]), int(bounds[m + 1])
-        seg = resid[:, s:e]
-        exponent = int(np.frexp(np.abs(seg).max() / 127)[1])  # max |seg| / 127 < 2**exponent
-        if not -40 <= exponent <= 40:
-            return None
-        scaled = seg / 2.0 ** exponent  # exact: a power of two; |scaled| < 127
-        rounded = np.rint(scaled)
-        err = np.sqrt(np.sum((scaled - rounded) ** 2, axis=1))
-        err32 = err.astype(np.float32)  # rounded up below: berr must not undershoot
-        berr[m, :K] = np.where(err32 < err, np.nextafter(err32, np.float32(np.inf)), err32)
-        bscale[m] = 2.0 ** exponent
-        cq[kp * s: kp * e] = _blocked(rounded.astype(np.int8), kp)
-    return cq, bmean, bscale, berr.ravel(), np.ascontiguousarray(codebook, np.float32)
+    codebook = np.ascontiguousarray(codebook, dtype=np.float32)
+    copy = _core.pq_bound_copy(codebook, np.ascontiguousarray(bounds, dtype=np.int64))
+    if copy is not None and kp is not None and len(copy[3]) != kp * (len(bounds) - 1):
+        raise ValueError(f"kp={kp} does not match the codebook's {codebook.shape[0]} centroids")
+    return copy
 
 
 def _check_int(value: object, name: str, lo: int, hi: int) -> int:
@@ -189,22 +161,11 @@ class ProductQuantizer(BaseEstimator):
                 "or ProductQuantizer.load(path) first")
 
     def _set_codebook(self, codebook: np.ndarray, bounds: np.ndarray) -> None:
-        """Store centroids and build the kernels' blocked, padded layout."""
-        K, D = codebook.shape
-        M = len(bounds) - 1
-        kp = -(-K // _BLOCK) * _BLOCK
-        ctb = np.zeros(kp * D, dtype=np.float32)
-        cnorm = np.full((M, kp), np.inf, dtype=np.float32)
-        for m in range(M):
-            s, e = int(bounds[m]), int(bounds[m + 1])
-            block = codebook[:, s:e]
-            ctb[kp * s: kp * e] = _blocked(block, kp)
-            cnorm[m, :K] = np.einsum("ij,ij->i", block, block, dtype=np.float64)
+        """Store centroids; the kernels' blocked, padded layout is built in C++."""
         self.codebook_ = np.ascontiguousarray(codebook, dtype=np.float32)
         self.segment_bounds_ = np.ascontiguousarray(bounds, dtype=np.int64)
-        self.n_features_in_ = D
-        self._ctb = ctb
-        self._cnorm = cnorm.ravel()
+        self.n_features_in_ = self.codebook_.shape[1]
+        self._ctb, self._cnorm = _core.pq_layout(self.codebook_, self.segment_bounds_)
         self._bounds_copy: tuple | None | bool = False  # False: not built yet
 
     def _bound_copy(self) -> tuple | None:
@@ -224,7 +185,7 @@ class ProductQuantizer(BaseEstimator):
             M = len(self.segment_bounds_) - 1
             kp = len(self._cnorm) // M
             pays = _core.pq_bound_copy_pays(kp, self.n_features_in_)
-            self._bounds_copy = (int8_bound_copy(self.codebook_, self.segment_bounds_, kp)
+            self._bounds_copy = (_core.pq_bound_copy(self.codebook_, self.segment_bounds_)
                                  if pays else None)
         return self._bounds_copy
 
