@@ -67,3 +67,23 @@ def shared_data() -> Path:
     if not HAVE_SHARED:
         pytest.skip(f"../shared/data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def saved_figures(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Every matplotlib Figure saved during the test, in order (files are still written).
+
+    Lets a test check what a plotting function drew (lines, their data,
+    labels) rather than only that an image file appeared.
+    """
+    from matplotlib.figure import Figure
+
+    saved: list = []
+    savefig = Figure.savefig
+
+    def record(self: Figure, *args, **kwargs):
+        saved.append(self)
+        return savefig(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    return saved
