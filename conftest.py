@@ -10,10 +10,11 @@ not imported a second time as doctest modules (the fuzz target under
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
-from _pytest.doctest import DoctestModule
+from _pytest.doctest import DoctestItem, DoctestModule
 
 ROOT = Path(__file__).resolve().parent
 # Third-party packages pyspec imports only for optional features or tests.
@@ -55,6 +56,14 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
             c = OptionalDepsDoctestModule.from_parent(parent, path=file_path)
         collectors.append(c)
     outcome.force_result(collectors)
+
+
+@pytest.fixture(autouse=True)
+def _doctest_temp_files_in_tmp_path(request: pytest.FixtureRequest,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """An example's ``tempfile.mkdtemp()`` lands in its tmp_path, which pytest cleans up."""
+    if isinstance(request.node, DoctestItem):
+        monkeypatch.setattr(tempfile, "tempdir", str(request.getfixturevalue("tmp_path")))
 
 
 # tests/test_doctest_collection.py runs pytest on small trees with this file.
