@@ -149,7 +149,8 @@ def test_published_centroid_counts(K: int) -> None:
     codes = pq.encode(X)
     assert codes.dtype == (np.uint8 if K <= 256 else np.uint16)
     assert codes.max() < K
-    assert nearest_centroid_excess(pq, X, codes) <= 1e-6
+    # 200 rows: the float64 reference holds n * M * K distances
+    assert nearest_centroid_excess(pq, X[:200], codes[:200]) <= 1e-6
 
 
 @pytest.mark.slow
