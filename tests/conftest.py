@@ -15,6 +15,17 @@ SHARED_DATA = Path(os.environ.get("PYSPEC_SHARED_DATA", REPO_ROOT.parent / "shar
 HAVE_SHARED = (SHARED_DATA / "spectra_index.csv").is_file()
 
 
+pytest_plugins = ["pytester"]  # tests/test_doctest_collection.py
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered as a plugin, not a conftest, so its collection hooks also see pyspec/.
+    import doctest_collection
+
+    if not config.pluginmanager.is_registered(doctest_collection):
+        config.pluginmanager.register(doctest_collection, "pyspec-doctest-collection")
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [_config_line()]
     if HAVE_SHARED:
@@ -67,3 +78,23 @@ def shared_data() -> Path:
     if not HAVE_SHARED:
         pytest.skip(f"../shared/data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def saved_figures(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Every matplotlib Figure saved during the test, in order (files are still written).
+
+    Lets a test check what a plotting function drew (lines, their data,
+    labels) rather than only that an image file appeared.
+    """
+    from matplotlib.figure import Figure
+
+    saved: list = []
+    savefig = Figure.savefig
+
+    def record(self: Figure, *args, **kwargs):
+        saved.append(self)
+        return savefig(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    return saved

@@ -10,12 +10,21 @@ import astropy.units as u
 import numpy as np
 import pytest
 from astropy.table import Table
+from matplotlib.image import imread
 
 from pyspec.catalogue import read_catalogue
 from pyspec.cli import main
 from pyspec.data import sample_files
 
 QUERY = "spec-57278-EG224429N215706B01_sp01-001.fits.gz"
+
+
+def neighbour_plot_rows(png: Path) -> tuple[int, int]:
+    """(pixel rows, pixels of the red query curve) of a query plot."""
+    img = imread(png)
+    assert img.shape[1] == 1100  # 10 inches at 110 dpi
+    red = (img[..., 0] > 0.7) & (img[..., 1] < 0.3) & (img[..., 2] < 0.3)
+    return img.shape[0], int(red.sum())
 
 
 def run_cli(capsys, *argv):
@@ -53,7 +62,10 @@ def test_demo_outputs(demo_dir) -> None:
     queries = read_catalogue(demo_dir / "queries.ecsv")
     assert set(queries["id"]) <= set(cands["id"])  # each query retrieves itself
     assert cands["n_queries"].min() >= 1 and cands["n_queries"].max() <= len(queries)
-    assert (demo_dir / "query.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    height, red = neighbour_plot_rows(demo_dir / "query.png")
+    assert red > 500  # the query, in red
+    # one band per neighbour: 10 neighbours below the query (pyspec.plotting's layout)
+    assert abs(height - (1.2 + 0.75 * (len(table) + 1)) * 110) < 1
 
 
 def test_demo_prints_where_outputs_are(demo_run) -> None:
@@ -81,7 +93,9 @@ def test_build_query_queries_search(demo_dir, tmp_path, capsys) -> None:
     t = read_catalogue(tmp_path / "t.fits")
     assert len(t) == 5 and Path(t["file"][0]).name == QUERY and t["distance"][0] == 0
     assert t["ra"].unit == u.deg
-    assert (tmp_path / "p.png").stat().st_size > 1000
+    height, red = neighbour_plot_rows(tmp_path / "p.png")
+    assert red > 500
+    assert abs(height - (1.2 + 0.75 * 6) * 110) < 1  # -k 5
 
     code, out, err = run_cli(capsys, "queries", store, "--class", "STAR", "--groups", "3",
                              "--subclusters", "2", "--components", "5", "--num-threads", "1",

@@ -59,7 +59,7 @@ def test_spread_errors(pool, capsys):
     assert "--alpha" in capsys.readouterr().err
 
 
-def test_active_human_and_file_oracle(pool, capsys):
+def test_active_human_and_file_oracle(pool, capsys, saved_figures):
     tmp, lab, ids, seed, truth = pool
     state = str(tmp / "state")
     assert main(["active", "init", "--store", str(tmp / "store"), "--labels", str(seed),
@@ -71,6 +71,12 @@ def test_active_human_and_file_oracle(pool, capsys):
     assert main(["active", "next", "--state", state]) == 1  # the batch waits for labels
     t = Table.read(batch, format="ascii.csv")
     assert set(t["purpose"]) <= {"precision", "query"}
+    # the PNG sheet shows the batch: one spectrum per row of the CSV, titled by its id
+    (sheet,) = saved_figures
+    lines = [line for ax in sheet.axes for line in ax.get_lines()]
+    titles = [text.get_text() for ax in sheet.axes for text in ax.texts]
+    assert len(lines) == len(t)  # the batch of 8 and the 5 precision checks
+    assert [title.split(" ")[0] for title in titles] == [str(i) for i in t["id"]]
     assert main(["active", "teach", "--state", state]) == 1  # labels not filled in yet
     assert "label" in capsys.readouterr().err
     truth_map = dict(zip(ids, lab, strict=True))

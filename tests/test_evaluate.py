@@ -77,7 +77,7 @@ def test_euclidean_recall_perfect_for_exact_codes(rng):
     assert euclidean_recall(pack_bits(levels), X, k=3, n_candidates=6, n_queries=None) > 0.95
 
 
-def test_evaluate_hashers_table_and_plot(tmp_path):
+def test_evaluate_hashers_table_and_plot(tmp_path, saved_figures):
     X, y = synthetic_labelled_spectra(400, 150, n_classes=4, noise=0.1, random_state=0)
     table = evaluate_hashers(X, y, ["pil", "lsh"], [32, 64], n_queries=100,
                              hasher_params={"pil": {"hidden": (128, 96)}})
@@ -90,10 +90,19 @@ def test_evaluate_hashers_table_and_plot(tmp_path):
     assert table.meta["n_queries"] == 80 and table.meta["n_database"] == 320  # holdout 0.2
     png = tmp_path / "pr.png"
     plot_precision_recall(table, str(png))
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 0
+    (ax,) = saved_figures[0].axes
+    curves = {line.get_label(): line for line in ax.get_lines()}
+    assert set(curves) == {"EXACT-L2 0 bits", "PIL 32 bits", "PIL 64 bits", "LSH 32 bits",
+                           "LSH 64 bits"}
+    for name, n_bits in [("exact-l2", 0), ("pil", 32), ("pil", 64), ("lsh", 32), ("lsh", 64)]:
+        sel = (table["hasher"] == name) & (table["n_bits"] == n_bits)
+        line = curves[f"{name.upper()} {n_bits} bits"]
+        np.testing.assert_array_equal(line.get_xdata(), table["recall"][sel])
+        np.testing.assert_array_equal(line.get_ydata(), table["precision"][sel])
 
 
-def test_evaluate_command_npy(tmp_path, capsys):
+def test_evaluate_command_npy(tmp_path, capsys, saved_figures):
     X, y = synthetic_labelled_spectra(300, 120, n_classes=3, random_state=1)
     np.save(tmp_path / "flux.npy", X)
     (tmp_path / "labels.txt").write_text("\n".join(str(v) for v in y) + "\n")
@@ -106,6 +115,9 @@ def test_evaluate_command_npy(tmp_path, capsys):
     table = Table.read(out, format="ascii.ecsv")
     assert set(table["hasher"]) == {"exact-l2", "lsh", "pil"}
     assert png.exists()
+    (ax,) = saved_figures[0].axes  # --plot draws the written table's curves
+    assert sorted(line.get_label() for line in ax.get_lines()) == [
+        "EXACT-L2 0 bits", "LSH 32 bits", "PIL 32 bits"]
     assert main(["evaluate", "--flux", str(tmp_path / "flux.npy"), "--labels",
                  str(tmp_path / "labels.txt"), "--hashers", "pca", "--out", str(out)]) == 1
     assert "unknown" in capsys.readouterr().err
@@ -133,8 +145,6 @@ def test_train_command(tmp_path, capsys):
 
 @pytest.mark.shared_data
 def test_evaluate_real_spectra(shared_data, tmp_path):
-    pytest.importorskip("pyspec.io")
-    pytest.importorskip("pyspec.preprocess")
     import csv
 
     with open(shared_data / "spectra_index.csv", newline="") as f:
@@ -159,7 +169,7 @@ def test_evaluate_real_spectra(shared_data, tmp_path):
 
 
 def test_evaluate_command_store(tmp_path):
-    store_mod = pytest.importorskip("pyspec.store")
+    from pyspec import store as store_mod
     from pyspec.preprocess import WavelengthGrid
 
     X, y = synthetic_labelled_spectra(200, 140, n_classes=3, random_state=4)

@@ -185,7 +185,7 @@ def test_bad_input(spectra):
 
 
 def test_fit_from_spectrum_store(tmp_path):
-    store_mod = pytest.importorskip("pyspec.store")
+    from pyspec import store as store_mod
     from pyspec.cli import main
     from pyspec.preprocess import WavelengthGrid
 

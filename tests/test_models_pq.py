@@ -19,6 +19,13 @@ def spectra() -> np.ndarray:
     return structured_spectra(600, 200, seed=3)
 
 
+def nearest_centroid_excess(pq: ProductQuantizer, X: np.ndarray, codes: np.ndarray) -> float:
+    """Largest (distance to the chosen centroid - distance to the nearest), float64."""
+    _, dist = pq_encode_ref(X, pq.codebook_, pq.segment_bounds_)
+    chosen = np.take_along_axis(dist, codes.astype(np.int64)[:, :, None], axis=2)[:, :, 0]
+    return float((chosen - dist.min(axis=2)).max())
+
+
 def test_fit_returns_self_and_learned_state(spectra: np.ndarray) -> None:
     pq = ProductQuantizer(n_segments=8, n_centroids=32, random_state=0)
     assert pq.fit(spectra) is pq
@@ -30,10 +37,13 @@ def test_fit_returns_self_and_learned_state(spectra: np.ndarray) -> None:
 
 def test_code_dtype_follows_n_centroids(spectra: np.ndarray) -> None:
     small = ProductQuantizer(4, 256, random_state=0, n_iter=2).fit(spectra)
-    assert small.encode(spectra[:3]).dtype == np.uint8
+    codes = small.encode(spectra[:3])
+    assert codes.dtype == np.uint8
+    assert nearest_centroid_excess(small, spectra[:3], codes) <= 1e-6  # rows have unit norm
     large = ProductQuantizer(4, 300, random_state=0, n_iter=2).fit(spectra)
     codes = large.encode(spectra)
     assert codes.dtype == np.uint16 and codes.max() >= 256
+    assert nearest_centroid_excess(large, spectra, codes) <= 1e-6
 
 
 def test_uneven_split_rule(spectra: np.ndarray) -> None:
@@ -139,13 +149,18 @@ def test_published_centroid_counts(K: int) -> None:
     codes = pq.encode(X)
     assert codes.dtype == (np.uint8 if K <= 256 else np.uint16)
     assert codes.max() < K
+    # 200 rows: the float64 reference holds n * M * K distances
+    assert nearest_centroid_excess(pq, X[:200], codes[:200]) <= 1e-6
 
 
 @pytest.mark.slow
 def test_study_scale_3200_centroids() -> None:
     X = structured_spectra(3300, 2500, seed=1)
     pq = ProductQuantizer(1250, 3200, random_state=0, n_iter=1).fit(X)
-    assert pq.encode(X[:10]).dtype == np.uint16
+    codes = pq.encode(X[:2])
+    assert codes.dtype == np.uint16
+    assert codes.shape == (2, 1250)
+    assert nearest_centroid_excess(pq, X[:2], codes) <= 1e-6
 
 
 def test_save_load_round_trip(tmp_path, spectra: np.ndarray) -> None:

@@ -197,13 +197,17 @@ def test_principal_rerank_survives_save_and_open(built, tmp_path) -> None:
         Engine.open(copy).query(q[0], k=3)
 
 
-def test_plot_query_uses_the_tables_own_query(built, tmp_path) -> None:
+def test_plot_query_uses_the_tables_own_query(built, tmp_path, saved_figures) -> None:
     store, engine = built
     first = engine.query(np.asarray(store.flux[3]), k=4)
     engine.query(np.asarray(store.flux[9]), k=4)  # a later query must not leak into the plot
     np.testing.assert_array_equal(engine._query_flux_of(first),
                                   engine.prepare(np.asarray(store.flux[3]))[0][0])
     assert engine.plot_query(first, tmp_path / "q.png").exists()
+    (ax,) = saved_figures[0].axes
+    assert len(ax.get_lines()) == 1 + len(first) == 5  # the query, then 4 neighbours
+    labels = [text.get_text() for text in ax.texts[1:]]
+    assert [lab.split()[1] for lab in labels] == [str(i) for i in first["id"]]
     batch = engine.query_batch(np.asarray(store.flux[[1, 2]]), k=3)
     with pytest.raises(ValueError, match="neighbours of 2 queries"):
         engine.plot_query(batch, tmp_path / "b.png")

@@ -1,20 +1,30 @@
 """Hamming kernels (pyspec._core) against the NumPy reference, exactly.
 
-Every case runs at each SIMD level this machine offers and at 1, 2 and 4
-threads; integer results must be identical everywhere. The data has many
-exact ties (few distinct codes, ids in random order) so tie-breaking by id is
-exercised, and the databases are large enough to span several scan blocks and
-to pass the kernels' serial-work threshold (2**18 word comparisons), so the
-threaded paths (over queries, and over database slices for few queries) run.
+Cases are pairwise (tests/pairwise.py) over SIMD level, code width, query
+count and thread count (1-4, 3 for uneven splits): every level meets every
+width, every width every thread count, and so on; integer results must be
+identical everywhere. The one path that needs four values together (the
+transposed batch scan: a SIMD level, >= 3 words, >= 32 queries per group, so
+1 or 2 threads for 70 queries) is added for every such level and width. The
+data has many exact ties (few distinct codes, ids in random order) so
+tie-breaking by id is exercised, and the databases are large enough to span
+several scan blocks and to pass the kernels' serial-work threshold (2**18 word
+comparisons), so the threaded paths (over queries, and over database slices
+for few queries) run.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from pairwise import pairwise_parametrize
 from reference import hamming_distances_ref, hamming_knn_ref, hamming_range_ref
 
+import pyspec
 from pyspec import _core
+
+LEVELS = pyspec.available_simd_levels()
+THREADS = [1, 2, 3, 4]
 
 # Widths: 32 (one zero-padded word), 64, 128, 192 (3 words, generic path),
 # 256, 320 (5 words, generic path), 512.
@@ -23,6 +33,13 @@ N_BITS = [32, 64, 128, 192, 256, 320, 512]
 # 70 (query groups of >= 32 at 1 and 2 threads take the transposed AVX-512
 # path for >= 3 words, with a remainder after groups of 4 or 2 queries).
 N_QUERIES = [1, 3, 70]
+# The transposed batch scan (csrc/hamming.cpp kTransposeMinWords/Queries):
+# every SIMD level with a transposed kernel, every width of >= 3 words, 70
+# queries in one group of 64 (1 thread) or two of 35 (2 threads).
+TRANSPOSED = [(level, n_bits, 70, threads) for level in LEVELS if level != "scalar"
+              for n_bits, threads in zip((192, 256, 320, 512), (1, 2, 1, 2), strict=True)]
+SCAN_CASES = pairwise_parametrize(extra=TRANSPOSED, level=LEVELS, n_bits=N_BITS,
+                                  n_queries=N_QUERIES, num_threads=THREADS)
 
 _CACHE: dict[tuple[int, int], dict] = {}
 
@@ -65,34 +82,35 @@ def make_case(n_bits: int, n_queries: int) -> dict:
     return case
 
 
-@pytest.mark.parametrize("n_queries", N_QUERIES)
-@pytest.mark.parametrize("n_bits", N_BITS)
-def test_knn_equals_reference(simd_level, num_threads, n_bits, n_queries):
+@SCAN_CASES
+def test_knn_equals_reference(level, n_bits, n_queries, num_threads):
     case = make_case(n_bits, n_queries)
     for k, (ref_ids, ref_d) in case["knn"].items():
-        ids, d = _core.hamming_knn(case["queries"], case["codes"], case["ids"], k, n_bits + 1,
-                                   num_threads)
+        with pyspec.simd_level(level):
+            ids, d = _core.hamming_knn(case["queries"], case["codes"], case["ids"], k,
+                                       n_bits + 1, num_threads)
         assert ids.dtype == np.int64 and d.dtype == np.int32
         np.testing.assert_array_equal(d, ref_d, err_msg=f"k={k}")
         np.testing.assert_array_equal(ids, ref_ids, err_msg=f"k={k}")
 
 
-@pytest.mark.parametrize("n_queries", N_QUERIES)
-@pytest.mark.parametrize("n_bits", N_BITS)
-def test_range_equals_reference(simd_level, num_threads, n_bits, n_queries):
+@SCAN_CASES
+def test_range_equals_reference(level, n_bits, n_queries, num_threads):
     case = make_case(n_bits, n_queries)
     for radius, (ref_off, ref_ids, ref_d) in case["range"].items():
-        off, ids, d = _core.hamming_range(case["queries"], case["codes"], case["ids"], radius,
-                                          num_threads)
+        with pyspec.simd_level(level):
+            off, ids, d = _core.hamming_range(case["queries"], case["codes"], case["ids"],
+                                              radius, num_threads)
         np.testing.assert_array_equal(off, ref_off, err_msg=f"radius={radius}")
         np.testing.assert_array_equal(d, ref_d, err_msg=f"radius={radius}")
         np.testing.assert_array_equal(ids, ref_ids, err_msg=f"radius={radius}")
 
 
-@pytest.mark.parametrize("n_bits", [64, 256, 320])
-def test_distance_matrix_equals_reference(simd_level, num_threads, n_bits):
+@pairwise_parametrize(level=LEVELS, n_bits=[64, 256, 320], num_threads=THREADS)
+def test_distance_matrix_equals_reference(level, n_bits, num_threads):
     case = make_case(n_bits, 70)
-    got = _core.hamming_distances(case["queries"], case["codes"], num_threads)
+    with pyspec.simd_level(level):
+        got = _core.hamming_distances(case["queries"], case["codes"], num_threads)
     np.testing.assert_array_equal(got, case["dist"])
 
 
@@ -121,6 +139,23 @@ def test_k_zero_and_empty_database(simd_level, rng):
     assert hit_ids.size == 0 and hit_d.size == 0
     got_ids, got_d = _core.hamming_knn(np.empty((0, 4), np.uint64), codes, ids, 4, 257, 2)
     assert got_ids.shape == (0, 4)
+
+
+@pairwise_parametrize(level=LEVELS, num_threads=[1, 3])
+def test_single_code_database(level, num_threads, rng):
+    codes = rng.integers(0, 2**64, size=(1, 4), dtype=np.uint64)
+    ids = np.array([42], dtype=np.int64)
+    queries = np.concatenate([codes, rng.integers(0, 2**64, size=(4, 4), dtype=np.uint64)])
+    with pyspec.simd_level(level):
+        got_ids, got_d = _core.hamming_knn(queries, codes, ids, 3, 257, num_threads)
+        got_range = _core.hamming_range(queries, codes, ids, 128, num_threads)
+    ref_ids, ref_d = hamming_knn_ref(queries, codes, ids, 3, 257)
+    np.testing.assert_array_equal(got_ids, ref_ids)
+    np.testing.assert_array_equal(got_d, ref_d)
+    assert got_d[0, 0] == 0
+    assert (got_ids[:, 1:] == -1).all()
+    for got, ref in zip(got_range, hamming_range_ref(queries, codes, ids, 128), strict=True):
+        np.testing.assert_array_equal(got, ref)
 
 
 def test_wrong_dtype_or_layout_straight_to_core_is_type_error(rng):

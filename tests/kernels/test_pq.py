@@ -1,6 +1,16 @@
 """PQ kernels (pyspec._core.pq_*) against the NumPy references, at every SIMD
 level and thread count.
 
+The ADC scans are tested pairwise (tests/pairwise.py) over the scan body,
+the shape, the query count and the thread count (1-4; 3 splits unevenly). The
+scan body is the product of SIMD level and scan variant, one factor, because
+each pair is its own kernel: every body meets every shape (code dtype, table
+size). Table building keeps the full product of level, shape and query count:
+each ISA's table template tiles queries by 8 and centroids by its lane width,
+so all three decide the code that runs. Bit-identical results over the full
+product of level, variant and thread count are checked by
+test_identical_across_levels_and_threads.
+
 Tolerances: table entries are float32 fma sums of squared differences over at
 most a few hundred pixels, compared with a float64 reference at rtol 1e-5
 (largest relative error seen 2e-7). ADC scan distances are compared exactly
@@ -10,23 +20,33 @@ promise bit for bit.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 import numpy as np
 import pytest
+from pairwise import pairwise_parametrize, product
 from reference import knn_ref, pq_adc_ref, pq_encode_ref, pq_segment_bounds_ref, pq_tables_ref
 
 import pyspec
 from pyspec import _core
 from pyspec.models.pq import ProductQuantizer, segment_bounds
 
+LEVELS = pyspec.available_simd_levels()
+THREADS = [1, 2, 3, 4]
+# Both ADC scan variants of the SIMD levels (identical results by design).
+VARIANTS = {"interleaved": 0, "gather": 1}
 
-@pytest.fixture(params=[0, 1], ids=["interleaved", "gather"])
-def scan_variant(request: pytest.FixtureRequest):
-    """Both ADC scan variants of the SIMD levels (identical results by design)."""
-    _core.pq_set_scan_variant(request.param)
-    yield request.param
-    _core.pq_set_scan_variant(-1)
+
+@contextlib.contextmanager
+def scan_body(level: str, variant: str):
+    """Run the block with the scan kernels of ``level`` and ``variant``."""
+    _core.pq_set_scan_variant(VARIANTS[variant])
+    try:
+        with pyspec.simd_level(level):
+            yield
+    finally:
+        _core.pq_set_scan_variant(-1)
 
 
 def make_pq(rng: np.random.Generator, n_features: int, n_segments: int, n_centroids: int,
@@ -78,17 +98,20 @@ def test_encode_matches_argmin(simd_level: str, rng: np.random.Generator, D: int
 
 # nq 3: per-query scans; 5 and 37: vertical groups (partial, several uneven).
 # M 400 with K 100: a 160 kB table, scanned segment group by segment group.
-@pytest.mark.parametrize("nq", [3, 5, 37])
-@pytest.mark.parametrize(("M", "K"), [(m, k) for m in (1, 3, 4, 25) for k in (256, 100, 3200)]
-                         + [(400, 100)])
-def test_adc_scan_matches_reference(simd_level: str, scan_variant: int, num_threads: int,
-                                    rng: np.random.Generator, K: int, M: int, nq: int) -> None:
-    n, k = 1037, 10  # n not a multiple of 16 or 8: exercises the row tails
+# (M, K) is one factor: K decides the code dtype, M * K the table blocking.
+@pairwise_parametrize(body=product(LEVELS, VARIANTS),
+                      shape=[(m, k) for m in (1, 3, 4, 25) for k in (256, 100, 3200)]
+                      + [(400, 100)],
+                      nq=[3, 5, 37], num_threads=THREADS)
+def test_adc_scan_matches_reference(rng: np.random.Generator, body: tuple[str, str],
+                                    shape: tuple[int, int], nq: int, num_threads: int) -> None:
+    (M, K), n, k = shape, 1037, 10  # n not a multiple of 16 or 8: exercises the row tails
     dtype = np.uint8 if K <= 256 else np.uint16
     tables = rng.random((nq, M, K), dtype=np.float32)
     codes = rng.integers(0, K, size=(n, M)).astype(dtype)
     ids = rng.permutation(n).astype(np.int64) + 100
-    got_ids, got_d = _core.pq_search_tables(tables, codes, ids, k, num_threads=num_threads)
+    with scan_body(*body):
+        got_ids, got_d = _core.pq_search_tables(tables, codes, ids, k, num_threads=num_threads)
     ref_ids, ref_d = knn_ref(pq_adc_ref(tables, codes), ids, k)
     np.testing.assert_array_equal(got_d, ref_d)
     np.testing.assert_array_equal(got_ids, ref_ids)
@@ -137,12 +160,13 @@ def test_scan_layout_matches_reference(rng: np.random.Generator, dtype: type, n:
 # not a whole 8-byte code word; "skewed" puts nearly all of the distance in
 # the first segments, so most rows leave the top-k early and the survivor
 # lists (early exit) are taken.
-@pytest.mark.parametrize("tables_kind", ["uniform", "skewed", "negative"])
-@pytest.mark.parametrize("nq", [1, 3])
-@pytest.mark.parametrize(("M", "K"), [(1, 3200), (3, 256), (25, 100), (25, 3200), (50, 256)])
-def test_adc_scan_layout_matches_reference(num_threads: int, rng: np.random.Generator, K: int,
-                                           M: int, nq: int, tables_kind: str) -> None:
-    n, k = 5003, 10
+@pairwise_parametrize(shape=[(1, 3200), (3, 256), (25, 100), (25, 3200), (50, 256)],
+                      tables_kind=["uniform", "skewed", "negative"], nq=[1, 3],
+                      num_threads=THREADS, level=LEVELS)
+def test_adc_scan_layout_matches_reference(rng: np.random.Generator, shape: tuple[int, int],
+                                           tables_kind: str, nq: int, num_threads: int,
+                                           level: str) -> None:
+    (M, K), n, k = shape, 5003, 10
     dtype = np.uint8 if K <= 256 else np.uint16
     tables = rng.random((nq, M, K), dtype=np.float32)
     if tables_kind == "skewed":
@@ -152,8 +176,9 @@ def test_adc_scan_layout_matches_reference(num_threads: int, rng: np.random.Gene
     codes = rng.integers(0, K, size=(n, M)).astype(dtype)
     ids = rng.permutation(n).astype(np.int64) + 7
     scan = _core.pq_scan_layout(codes)
-    got_ids, got_d = _core.pq_search_tables(tables, codes, ids, k, num_threads=num_threads,
-                                            scan_codes=scan)
+    with pyspec.simd_level(level):
+        got_ids, got_d = _core.pq_search_tables(tables, codes, ids, k, num_threads=num_threads,
+                                                scan_codes=scan)
     ref_ids, ref_d = knn_ref(pq_adc_ref(tables, codes), ids, k)
     np.testing.assert_array_equal(got_d, ref_d)
     np.testing.assert_array_equal(got_ids, ref_ids)
@@ -261,6 +286,13 @@ def test_edge_cases(simd_level: str, rng: np.random.Generator) -> None:
     assert (i == -1).all() and np.isinf(d).all()
     i, d = _core.pq_search(Q[:1], *args, codes, ids, 1)  # single query
     assert i.shape == (1, 1)
+    np.testing.assert_array_equal(i, knn_ref(pq_adc_ref(_core.pq_tables(Q[:1], *args), codes),
+                                             ids, 1)[0])
+    # a one-row database, an odd thread count: the row, then padding
+    i, d = _core.pq_search(Q, *args, codes[:1], ids[:1], 3, num_threads=3)
+    ref_i, ref_d = knn_ref(pq_adc_ref(_core.pq_tables(Q, *args), codes[:1]), ids[:1], 3)
+    np.testing.assert_array_equal(i, ref_i)
+    np.testing.assert_array_equal(d, ref_d)
 
 
 def test_wrong_dtype_straight_to_core_is_type_error(rng: np.random.Generator) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pairwise import pairwise_parametrize
 from reference import knn_ref, pq_adc_ref
 
 import pyspec
@@ -86,17 +87,18 @@ def test_bound_tables_identical_across_levels_and_threads(rng: np.random.Generat
 
 
 # Single queries and small batches (the per-query scan paths), exact ties
-# (duplicated rows), a partial last block, k above n, both code types.
-@pytest.mark.parametrize(("D", "M", "K", "n", "k"), [
+# (duplicated rows), a partial last block, k above n, both code types; pairwise
+# over case, query count, SIMD level and thread count (3: an uneven split).
+@pairwise_parametrize(case=[
     (103, 7, 300, 20_011, 10),
     (200, 25, 64, 5_000, 1),
     (60, 6, 1000, 9_000, 25),
     (50, 5, 40, 30, 50),        # k > n: padded with (-1, inf)
-])
-@pytest.mark.parametrize("nq", [1, 3])
-def test_search_with_bounds_equals_exact_search(simd_level: str, num_threads: int,
-                                                rng: np.random.Generator, D: int, M: int,
-                                                K: int, n: int, k: int, nq: int) -> None:
+], nq=[1, 3], level=pyspec.available_simd_levels(), num_threads=[1, 2, 3, 4])
+def test_search_with_bounds_equals_exact_search(rng: np.random.Generator,
+                                                case: tuple[int, ...], nq: int, level: str,
+                                                num_threads: int) -> None:
+    D, M, K, n, k = case
     pq = make_pq(spectra_like(rng, K, D), M)
     X = spectra_like(rng, n, D)
     codes = pq.encode(X)
@@ -106,8 +108,9 @@ def test_search_with_bounds_equals_exact_search(simd_level: str, num_threads: in
     scan = _core.pq_scan_layout(codes)
     Q = spectra_like(rng, nq, D)
     args = pq._kernel_args()
-    got = _core.pq_search(Q, *args, codes, ids, k, num_threads=num_threads, scan_codes=scan,
-                          bound_copy=bound_copy(pq))
+    with pyspec.simd_level(level):
+        got = _core.pq_search(Q, *args, codes, ids, k, num_threads=num_threads,
+                              scan_codes=scan, bound_copy=bound_copy(pq))
     ref = knn_ref(pq_adc_ref(pq.distance_tables(Q), codes), ids, k)
     np.testing.assert_array_equal(got[1].view(np.int32), ref[1].view(np.int32))
     np.testing.assert_array_equal(got[0], ref[0])
