@@ -43,10 +43,13 @@ def one_run(x, truth, ids, strategy, seed, args):
     oracle = LabelsFileOracle(dict(zip(ids, truth, strict=True)))
     # "entropy" = the default (density-weighted, diverse), "entropy-kmeans" =
     # diverse without density, "entropy-plain" = the top of the ranking
-    name, _, variant = strategy.partition("-")
-    diversity = {"": "density-kmeans", "kmeans": "kmeans", "plain": "none"}[variant]
+    name, diversity = strategy, "density-kmeans"
+    for suffix, value in (("-kmeans", "kmeans"), ("-plain", "none")):
+        if strategy.endswith(suffix):
+            name, diversity = strategy[:-len(suffix)], value
     al = ActiveLearner(strategy=name, batch_size=args.batch, target="emission",
-                       diversity=diversity, random_state=seed).fit(x, {ids[i]: truth[i] for i in start}, ids=ids)
+                       diversity=diversity, random_state=seed).fit(
+        x, {ids[i]: truth[i] for i in start}, ids=ids)
     true_prec = []
     for _ in range(args.iterations):
         cand = al._rows(al.candidates())
@@ -96,7 +99,7 @@ def main() -> int:
     for s in runs:
         m, sd = summary[s]["true"], summary[s]["true_std"]
         print(f"| {s}, true precision | " + " | ".join(f"{a:.3f} +- {b:.3f}"
-                                                     for a, b in zip(m, sd)) + " |")
+                                                     for a, b in zip(m, sd, strict=True)) + " |")
     r = np.array([x["true"] for x in runs["random"]]) if "random" in runs else None
     for s in (s for s in runs if s != "random" and r is not None):
         e = np.array([x["true"] for x in runs[s]])
@@ -108,7 +111,7 @@ def main() -> int:
 
         fig = _figure(7, 4)
         ax = fig.add_subplot(1, 1, 1)
-        for s, colour in zip(runs, ("C0", "C3", "C2", "C1")):
+        for s, colour in zip(runs, ("C0", "C3", "C2", "C1")[:len(runs)], strict=True):
             for r_ in runs[s]:
                 ax.plot(r_["estimated"], color=colour, lw=0.5, alpha=0.4, ls=":")
             m, sd = np.array(summary[s]["true"]), np.array(summary[s]["true_std"])

@@ -59,7 +59,8 @@ def test_diverse_batch_spreads_over_the_uncertain(rng):
     q, top = al._rows(al.query()), plain._rows(plain.query())
     free = np.flatnonzero(~al.labelled)
     ent = _entropies(al.proba_)
-    assert len(set(q.tolist())) == 20 and not al.labelled[q].any()
+    assert len(set(q.tolist())) == 20
+    assert not al.labelled[q].any()
     assert ent[q].min() >= np.sort(ent[free])[-200] - 1e-12
 
     def spread(rows):
@@ -82,7 +83,8 @@ def test_density_weighted_batch(rng):
     free = np.flatnonzero(~al.labelled)
     e = _entropies(al.proba_)
     w = (e - e[free].min() + 1e-6) * al.density_
-    assert len(set(q.tolist())) == 20 and not al.labelled[q].any()
+    assert len(set(q.tolist())) == 20
+    assert not al.labelled[q].any()
     assert w[q].min() >= np.sort(w[free])[-200] - 1e-9
     near = np.array([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [100.0, 100.0, np.inf]])
     np.testing.assert_allclose(_relative_density(near), [1.0, 1.0, 0.1])
@@ -94,7 +96,8 @@ def test_cold_start_batch_covers_the_pool(rng):
     x, lab, ids, y = _pool(rng, 900)
     al = ActiveLearner(batch_size=20, target="emission", random_state=0).fit(x, y, ids=ids)
     q = al._rows(al.query())
-    assert len(set(q.tolist())) == 20 and not al.labelled[q].any()
+    assert len(set(q.tolist())) == 20
+    assert not al.labelled[q].any()
     assert set(lab[q]) == {"emission", "absorption"}
     free = np.flatnonzero(~al.labelled)
     ent = _entropies(al.proba_)

@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="fit-from-spectra graphs to time (comma list of directed, exact, "
                         "pca32, ivf-directed, ivf, ivf-cg: propagation by conjugate "
                         "gradients on the inverted-file graph)")
+    g.add_argument("--semi-ivf-probe", type=int, default=None,
+                   help="n_probe of the inverted-file graphs (default: knn_graph's)")
     g.add_argument("--semi-models", default="spreading,propagation",
                    help="comma list of spreading, propagation")
     g.add_argument("--semi-iterations-only", action="store_true",
@@ -134,8 +136,10 @@ def run(args: argparse.Namespace) -> list[dict]:
 
             def ours_fit(out=out, ours=ours, kw=kw, comps=comps, sym=sym, method=method, cg=cg):
                 # scikit-learn's graph: k - 1 neighbours plus the sample itself, directed
+                probe = {"n_probe": args.semi_ivf_probe} if method == "ivf" else {}
                 g = pyspec.knn_graph(x, k=k if sym else k - 1, method=method,
-                                     n_components=comps, symmetric=sym, include_self=not sym)
+                                     n_components=comps, symmetric=sym, include_self=not sym,
+                                     **probe)
                 graphs[method, comps, sym] = g
                 extra = {"solver": "cg"} if cg else {}
                 out["ours"] = _fit(ours(k, num_threads=args.semi_threads, **kw, **extra), g, y)
