@@ -14,7 +14,7 @@ uses pyspec's own engines:
   in the space of 32 principal components, each cell compared exactly (one
   GEMM per pair of cells) with the ``n_probe`` cells its members lie
   nearest to; ~``n * n_probe * list_size * d`` work, linear in ``n``, with a
-  graph recall of ~0.97 of the exact one (bench/RESULTS.md). The default
+  graph recall of ~0.99 of the exact one (bench/RESULTS.md). The default
   above 20 000 spectra.
 * ``method="hamming"``: a :class:`~pyspec.models.pil.PILHasher` is fitted on
   a sample, every spectrum is hashed to 256 bits, the compiled Hamming scan
@@ -552,7 +552,7 @@ def knn_graph(source: Any, k: int = 10, method: str = "auto", *, mode: str = "co
         Candidates per spectrum for "hamming"/"pq" before the exact re-rank
         (default ``4k + 8``).
     n_probe, list_size : int, optional
-        For "ivf": cells compared with each cell (default 8) and the
+        For "ivf": cells compared with each cell (default 12) and the
         spectra per cell (default 1024); more probes, higher recall.
     n_train : int
         Spectra sampled to fit the hashing / quantisation / k-means model.
