@@ -9,9 +9,13 @@ else "absorption". The oracle is the simulation's labels file.
 For each seed both learners start from the same 50 random labels; each
 iteration checks 30 random candidates (estimated precision), queries a batch
 of 100 (entropy vs random) and is taught both. Also reported: the true
-precision of the whole candidate list (known here, not in a survey).
+precision of the whole candidate list (known here, not in a survey), as
+mean and standard deviation over the seeds per iteration. Strategies:
+"entropy" (the default: entropy weighted by relative density, made diverse
+by k-means), "entropy-kmeans" (diverse, no density), "entropy-plain" (the
+top of the entropy ranking), "random".
 
-    python bench/active_sim.py --n 20000 --seeds 3 --iterations 12
+    python bench/active_sim.py --n 20000 --seeds 5 --iterations 12
 """
 
 from __future__ import annotations
@@ -37,8 +41,15 @@ def one_run(x, truth, ids, strategy, seed, args):
     rng = np.random.default_rng(seed)
     start = rng.choice(len(ids), args.initial, replace=False)
     oracle = LabelsFileOracle(dict(zip(ids, truth, strict=True)))
-    al = ActiveLearner(strategy=strategy, batch_size=args.batch, target="emission",
-                       random_state=seed).fit(x, {ids[i]: truth[i] for i in start}, ids=ids)
+    # "entropy" = the default (density-weighted, diverse), "entropy-kmeans" =
+    # diverse without density, "entropy-plain" = the top of the ranking
+    name, diversity = strategy, "density-kmeans"
+    for suffix, value in (("-kmeans", "kmeans"), ("-plain", "none")):
+        if strategy.endswith(suffix):
+            name, diversity = strategy[:-len(suffix)], value
+    al = ActiveLearner(strategy=name, batch_size=args.batch, target="emission",
+                       diversity=diversity, random_state=seed).fit(
+        x, {ids[i]: truth[i] for i in start}, ids=ids)
     true_prec = []
     for _ in range(args.iterations):
         cand = al._rows(al.candidates())
@@ -61,12 +72,14 @@ def main() -> int:
     p.add_argument("--initial", type=int, default=50)
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--stop", action="store_true", help="stop at the rule (default: run on)")
+    p.add_argument("--strategies", nargs="+", default=["entropy", "random"],
+                   help="learners compared (entropy, entropy-plain, margin, random, ...)")
     p.add_argument("--plot", default=str(FIGURE))
     args = p.parse_args()
     x, truth = prepared_stars(args.n, seed=3, line_amplitude=(1.0, 3.0))
     ids = [f"sim{i}" for i in range(args.n)]
     print(f"pool {args.n}: {int(np.sum(truth == 'emission'))} emission")
-    runs = {"entropy": [], "random": []}
+    runs = {s: [] for s in args.strategies}
     for seed in range(args.seeds):
         for strategy in runs:
             t0 = time.perf_counter()
@@ -79,20 +92,31 @@ def main() -> int:
     for s, rs in runs.items():
         summary[s] = {k: np.nanmean([r[k] for r in rs], axis=0).round(3).tolist()
                       for k in ("estimated", "true")}
+        summary[s]["true_std"] = np.nanstd([r["true"] for r in rs], axis=0).round(3).tolist()
+        summary[s]["stopped_at"] = [r["stopped_at"] for r in rs]
     print(json.dumps(summary))
-    e, r = (np.array([x["true"] for x in runs[s]]) for s in ("entropy", "random"))
-    print("true precision, entropy > random at every iteration (mean over seeds):",
-          bool(np.all(np.nanmean(e, 0)[1:] > np.nanmean(r, 0)[1:])),
-          "; in every seed:", bool(np.all(e[:, 1:] > r[:, 1:])))
+    print("| iteration | " + " | ".join(str(i) for i in range(args.iterations)) + " |")
+    for s in runs:
+        m, sd = summary[s]["true"], summary[s]["true_std"]
+        print(f"| {s}, true precision | " + " | ".join(f"{a:.3f} +- {b:.3f}"
+                                                     for a, b in zip(m, sd, strict=True)) + " |")
+    r = np.array([x["true"] for x in runs["random"]]) if "random" in runs else None
+    for s in (s for s in runs if s != "random" and r is not None):
+        e = np.array([x["true"] for x in runs[s]])
+        print(f"true precision, {s} > random at every iteration (mean over seeds):",
+              bool(np.all(np.nanmean(e, 0)[1:] > np.nanmean(r, 0)[1:])),
+              "; seed by seed:", int(np.sum(e[:, 1:] > r[:, 1:])), "of", e[:, 1:].size)
     if args.plot:
         from pyspec.plotting import _figure
 
         fig = _figure(7, 4)
         ax = fig.add_subplot(1, 1, 1)
-        for s, colour in (("entropy", "C0"), ("random", "C3")):
+        for s, colour in zip(runs, ("C0", "C3", "C2", "C1")[:len(runs)], strict=True):
             for r_ in runs[s]:
                 ax.plot(r_["estimated"], color=colour, lw=0.5, alpha=0.4, ls=":")
-            ax.plot(summary[s]["true"], color=colour, lw=2, label=f"{s}: true precision")
+            m, sd = np.array(summary[s]["true"]), np.array(summary[s]["true_std"])
+            ax.plot(m, color=colour, lw=2, label=f"{s}: true precision (mean, +-1 sd)")
+            ax.fill_between(np.arange(m.size), m - sd, m + sd, color=colour, alpha=0.15)
             ax.plot(summary[s]["estimated"], color=colour, lw=1, ls="--",
                     label=f"{s}: estimated from 30 (mean)")
         ax.axhline(0.8, color="k", lw=0.5)

@@ -19,7 +19,7 @@ The iteration, the stopping rule (sum of absolute changes below ``tol``,
 checked after every step) and the final row normalisation are those of
 scikit-learn's ``sklearn.semi_supervised`` models, so on the same graph both
 give the same transduction. The differences are speed and scale: the graph
-comes from :func:`pyspec.knn_graph` (Hamming candidates for millions of
+comes from :func:`pyspec.knn_graph` (an inverted file above 20k
 spectra), and one step is a single fused pass over the CSR rows (sparse
 product, normalisation, clamping and change) compiled by numba and run on
 ``num_threads`` threads instead of several whole-array NumPy passes.

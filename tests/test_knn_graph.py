@@ -81,6 +81,47 @@ def test_candidate_methods_recall(rng, method):
     assert not np.any(ids == np.arange(800)[:, None])
 
 
+def _recall(ids: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(b)) / ref.shape[1]
+                          for a, b in zip(ids, ref, strict=True)]))
+
+
+def test_inverted_file_probing_every_cell_is_exact(rng):
+    # with every cell probed the inverted file compares all pairs (each pair
+    # of cells once, folded both ways): the exact neighbours
+    x, _ = _blobs(rng, 700, 16)
+    ids, dist = knn_neighbours(x, 5, "ivf", list_size=40, n_probe=10_000, n_train=700)
+    ref = _brute(x, 5)
+    assert np.mean(ids == ref) > 0.999
+    np.testing.assert_allclose(dist, ((x[:, None, :] - x[ids]) ** 2).sum(-1),
+                               rtol=1e-3, atol=1e-3)
+    assert not np.any(ids == np.arange(700)[:, None])
+
+
+def test_inverted_file_recall_and_work(rng, monkeypatch):
+    import importlib
+
+    from pyspec import knn_ivf
+
+    kg = importlib.import_module("pyspec.knn_graph")  # the attribute is the function
+
+    x, _ = _blobs(rng, 3000, 16)
+    ref = _brute(x, 6)
+    few = knn_neighbours(x, 6, "ivf", list_size=100, n_probe=2, n_train=3000)[0]
+    more = knn_neighbours(x, 6, "ivf", list_size=100, n_probe=8, n_train=3000)[0]
+    assert 0.5 < _recall(few, ref) < _recall(more, ref)
+    assert _recall(more, ref) > 0.9  # isotropic blobs: the hardest case for cells
+    assert not np.any(more == np.arange(3000)[:, None])
+    # the sorted copy in a temporary memmap gives the same table
+    monkeypatch.setattr(knn_ivf, "_MEMMAP_BYTES", 1000)
+    again = knn_neighbours(x, 6, "ivf", list_size=100, n_probe=8, n_train=3000)[0]
+    np.testing.assert_array_equal(again, more)
+    # "auto" takes the inverted file above the exact scan's size limit
+    monkeypatch.setattr(kg, "_AUTO_EXACT_MAX", 1000)
+    g = knn_graph(x, k=6, n_train=3000)
+    assert (g != knn_graph(x, k=6, method="ivf", n_train=3000)).nnz == 0
+
+
 def test_memmapped_table_equals_in_memory(rng, tmp_path):
     x, _ = _blobs(rng, 150)
     a = knn_neighbours(x, 4, "exact")
@@ -115,6 +156,7 @@ def test_neighbour_table_with_missing_entries():
 @pytest.mark.parametrize(("kwargs", "err"), [
     ({"k": 0}, ValueError), ({"k": 5}, ValueError), ({"k": 2.5}, ValueError),
     ({"method": "annoy"}, ValueError), ({"mode": "rbf"}, ValueError),
+    ({"method": "ivf", "n_probe": 0}, ValueError), ({"method": "ivf", "list_size": 0}, ValueError),
 ])
 def test_bad_arguments(kwargs, err):
     x = np.zeros((5, 3), np.float32)

@@ -12,7 +12,18 @@ a classifier. Each iteration
 3. queries a batch of ``batch_size`` (100) unlabelled spectra by
    uncertainty sampling (``strategy="entropy"``: highest entropy of the
    predicted class distribution; ``"margin"``, ``"least-confident"``, or
-   ``"random"`` for the non-active baseline);
+   ``"random"`` for the non-active baseline), made representative and
+   diverse by default (``diversity="density-kmeans"``): uncertainty is
+   weighted by the spectrum's relative density in the pool (median over
+   the pool of the mean distance to the k nearest neighbours, divided by
+   its own: "information density", Settles & Craven 2008), so that noisy
+   outliers, ambiguous but unlike anything else, do not fill the batch;
+   the ``10 * batch_size`` best are cut into ``batch_size`` clusters by
+   k-means weighted by that score and the spectrum nearest each centre is
+   asked (Zhdanov 2019, "Diverse mini-batch active learning",
+   arXiv:1901.05954), so the batch does not teach one thing a hundred
+   times; while fewer spectra are labelled than one batch (cold start),
+   the batch is the density-weighted k-means representatives of the pool;
 4. is taught the oracle's labels for the batch and the precision sample.
 
 It stops once the estimated precision exceeds ``precision_goal`` (0.8) in
@@ -51,6 +62,11 @@ __all__ = ["ActiveLearner", "LabelsFileOracle", "STRATEGIES", "read_labels"]
 
 STRATEGIES = ("entropy", "margin", "least-confident", "random")
 BALANCES = ("smote", "none")
+DIVERSITIES = ("density-kmeans", "kmeans", "none")
+# uncertain spectra per batch slot that the diverse selection clusters
+_DIVERSITY_PREFILTER = 10
+# pool spectra sampled per batch slot for a cold-start batch
+_COLD_SAMPLE = 50
 _STATE_VERSION = 1
 _UNLABELLED = ""
 
@@ -91,6 +107,12 @@ class ActiveLearner:
         None: :class:`pyspec.LabelSpreading` over the pool's kNN graph.
     strategy : "entropy", "margin", "least-confident" or "random"
     batch_size : int, default 100
+    diversity : "density-kmeans", "kmeans" or "none"
+        "kmeans": the batch is the spectra nearest the centres of
+        ``batch_size`` uncertainty-weighted k-means clusters of the
+        ``10 * batch_size`` most uncertain ones; "density-kmeans" (default):
+        the same with uncertainty times relative density; "none": the top
+        of the uncertainty ranking. Ignored for ``strategy="random"``.
     balance : "smote" or "none"
     target : label, optional
         Class whose candidate precision is estimated (e.g. "emission");
@@ -107,9 +129,11 @@ class ActiveLearner:
     def __init__(self, estimator: Any = None, strategy: str = "entropy", batch_size: int = 100,
                  balance: str = "smote", *, target: Any = None, precision_sample: int = 30,
                  precision_goal: float = 0.8, patience: int = 3, n_neighbors: int = 7,
-                 random_state: int | None = None) -> None:
+                 diversity: str = "density-kmeans", random_state: int | None = None) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        if diversity not in DIVERSITIES:
+            raise ValueError(f"diversity must be one of {DIVERSITIES}, got {diversity!r}")
         if balance not in BALANCES:
             raise ValueError(f"balance must be one of {BALANCES}, got {balance!r}")
         for name, v in (("batch_size", batch_size), ("precision_sample", precision_sample),
@@ -127,6 +151,7 @@ class ActiveLearner:
         self.precision_goal = float(precision_goal)
         self.patience = int(patience)
         self.n_neighbors = int(n_neighbors)
+        self.diversity = diversity
         self.random_state = random_state
         self._rng = np.random.default_rng(random_state)
         self.history_: list[dict[str, Any]] = []
@@ -174,11 +199,13 @@ class ActiveLearner:
             for i, v in enumerate(y):
                 if v is not None and str(v) not in ("-1", ""):
                     self.labels_[i] = str(v)
+        from pyspec.knn_graph import knn_neighbours, neighbours_to_graph
+
+        nb, sqdist = knn_neighbours(self.X_, self.n_neighbors)
+        self.density_ = _relative_density(sqdist)
         self.graph_ = None
         if self.estimator is None or _is_graph_model(self.estimator):
-            from pyspec.knn_graph import knn_graph
-
-            self.graph_ = knn_graph(self.X_, k=self.n_neighbors)
+            self.graph_ = neighbours_to_graph(nb, sqdist)
         self._refit()
         return self
 
@@ -265,19 +292,62 @@ class ActiveLearner:
         n = min(n, free.size)
         if self.strategy == "random":
             pick = self._rng.choice(free, size=n, replace=False)
+        elif self.diversity != "none" and self.labelled.sum() < n < free.size:
+            # cold start: with fewer labels than one batch the model's uncertainty
+            # says little; ask representatives of the pool (density-weighted
+            # k-means over a sample of it) instead. (Asking the most uncertain
+            # member of each cluster instead was tried and did worse.)
+            sample = self._rng.choice(free, size=min(free.size, _COLD_SAMPLE * n),
+                                      replace=False)
+            w = self.density_[sample] if self.diversity == "density-kmeans" \
+                else np.ones(sample.size)
+            pick = sample[self._diverse(sample, w, n)]
         else:
-            p = self.proba_[free]
-            if self.strategy == "entropy":
-                score = _entropy(p)
-            elif self.strategy == "margin":
-                top = np.sort(p, axis=1)
-                score = -(top[:, -1] - (top[:, -2] if p.shape[1] > 1 else 0.0))
-            else:
-                score = -p.max(axis=1)
+            score = self._uncertainty(self.proba_[free])
+            if self.diversity == "density-kmeans":
+                score = (score - score.min() + 1e-6) * self.density_[free]
             # ties (e.g. equal entropy) broken at random, not by pool order
             order = np.lexsort((self._rng.random(free.size), -score))
-            pick = free[order[:n]]
+            if self.diversity != "none" and free.size > n > 1:
+                top = order[:_DIVERSITY_PREFILTER * n]
+                pick = free[top[self._diverse(free[top], score[top], n)]]
+            else:
+                pick = free[order[:n]]
         return self.ids_[pick]
+
+    def _uncertainty(self, p: np.ndarray) -> np.ndarray:
+        """The strategy's uncertainty of class distributions ``p`` (higher = less sure)."""
+        if self.strategy == "entropy":
+            return _entropy(p)
+        if self.strategy == "margin":
+            top = np.sort(p, axis=1)
+            return -(top[:, -1] - (top[:, -2] if p.shape[1] > 1 else 0.0))
+        return -p.max(axis=1)
+
+    def _diverse(self, rows: np.ndarray, score: np.ndarray, n: int) -> np.ndarray:
+        """Positions in ``rows`` of ``n`` spread-out uncertain spectra (one per k-means cluster).
+
+        The clusters are weighted by uncertainty, so they settle where the
+        uncertain spectra are densest; the representative of each is the
+        member nearest its centre (a typical spectrum of that kind, not an
+        outlier). A cluster left empty gives its slot to the first of
+        ``rows`` (the most uncertain, when they are ranked) not yet picked.
+        """
+        from sklearn.cluster import KMeans
+
+        x = np.asarray(self.X_[np.sort(rows)], dtype=np.float32)[np.argsort(np.argsort(rows))]
+        w = score - score.min() + 1e-6  # margin / confidence scores are negative
+        seed = int(self._rng.integers(2**31))
+        km = KMeans(n_clusters=n, n_init=1, max_iter=50, random_state=seed)
+        labels = km.fit_predict(x, sample_weight=w)
+        d = np.einsum("ij,ij->i", x - km.cluster_centers_[labels],
+                      x - km.cluster_centers_[labels])
+        by_cluster = np.lexsort((d, labels))  # nearest first within each cluster
+        first = by_cluster[np.r_[True, labels[by_cluster][1:] != labels[by_cluster][:-1]]]
+        if first.size < n:
+            rest = np.setdiff1d(np.arange(rows.size), first)[:n - first.size]  # in rank order
+            first = np.concatenate([first, rest])
+        return first
 
     def candidates(self) -> np.ndarray:
         """Ids of unlabelled spectra predicted as ``target``, most probable first."""
@@ -359,10 +429,12 @@ class ActiveLearner:
         state = {"format": "pyspec-active", "version": _STATE_VERSION,
                  "params": {k: getattr(self, k) for k in (
                      "strategy", "batch_size", "balance", "target", "precision_sample",
-                     "precision_goal", "patience", "n_neighbors", "random_state")},
+                     "precision_goal", "patience", "n_neighbors", "diversity",
+                     "random_state")},
                  "history": self.history_, "pending": self.pending_,
                  "rng": self._rng.bit_generator.state, "pool_path": self._pool_path}
-        arrays = {"ids": self.ids_.astype(str), "labels": self.labels_.astype(str)}
+        arrays = {"ids": self.ids_.astype(str), "labels": self.labels_.astype(str),
+                  "density": self.density_}
         if self._pool_path is None:
             arrays["X"] = np.asarray(self.X_)
         np.savez(path / "arrays.npz", **arrays)
@@ -397,6 +469,7 @@ class ActiveLearner:
         self._pool_path = state["pool_path"]
         with np.load(path / "arrays.npz", allow_pickle=False) as z:
             ids, labels = z["ids"].astype(object), z["labels"].astype(object)
+            density = z["density"] if "density" in z.files else None
             if self._pool_path is None:
                 x = z["X"]
             else:
@@ -409,10 +482,27 @@ class ActiveLearner:
         self.ids_ = ids
         self._row = {v: i for i, v in enumerate(ids.tolist())}
         self.labels_ = labels
+        if density is None:  # a state saved before densities were kept
+            from pyspec.knn_graph import knn_neighbours
+
+            density = _relative_density(knn_neighbours(self.X_, self.n_neighbors)[1])
+        self.density_ = density
         self.graph_ = sp.load_npz(path / "graph.npz").tocsr() \
             if (path / "graph.npz").exists() else None
         self._refit()
         return self
+
+
+def _relative_density(sqdist: np.ndarray) -> np.ndarray:
+    """Per spectrum: the pool's median mean-distance to the k nearest, over its own.
+
+    Above 1 in crowded parts of the pool, below 1 for outliers (e.g. the
+    noisiest spectra); rows without neighbours get the median's 1.
+    """
+    d = np.sqrt(np.where(np.isfinite(sqdist), sqdist, np.nan))
+    mean = np.nanmean(np.where(np.isnan(d).all(axis=1, keepdims=True), 1.0, d), axis=1)
+    ref = np.median(mean)
+    return np.where(mean > 0, ref / np.where(mean > 0, mean, 1.0), 1.0).astype(np.float64)
 
 
 def _json_default(v: Any) -> Any:

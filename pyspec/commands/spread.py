@@ -24,8 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="label spreading (Zhou et al. 2004, default) or propagation "
                              "(Zhu & Ghahramani 2002)")
     parser.add_argument("-k", type=int, default=7, help="neighbours per spectrum (default 7)")
-    parser.add_argument("--graph", choices=("auto", "exact", "hamming", "pq"), default="auto",
-                        help="how neighbours are found (default: exact up to 20k spectra)")
+    parser.add_argument("--graph", choices=("auto", "exact", "ivf", "hamming", "pq"),
+                        default="auto", help="how neighbours are found (default: exact up to "
+                                             "20k spectra, the inverted file 'ivf' above)")
     parser.add_argument("--alpha", type=float, default=0.2,
                         help="spreading weight of the neighbours, in (0, 1) (default 0.2)")
     parser.add_argument("--solver", choices=("iterate", "cg"), default="iterate",
