@@ -1,0 +1,336 @@
+"""One registry of search backends: what a model kind needs to become a searchable engine.
+
+A backend binds a model class to its index class and says everything the
+engine, the evaluation tools and the CLI used to decide by comparing strings:
+
+- how to make, fit (streamed from a store when the model can) and load a model;
+- what the index stores (:meth:`Backend.index_input`: binary codes for the
+  hashers, the spectra themselves for a product quantiser, which encodes
+  inside its index) and how to create, fill, search and load that index;
+- the metric, the distance unit and whether distances are integers;
+- which searches exist (range search by radius, search plans).
+
+The index classes keep their own APIs: ``HammingIndex`` takes codes while
+``PQIndex`` owns its quantiser and takes spectra; the adapters here absorb
+that difference, so :class:`pyspec.Engine` never asks which kind it holds.
+A new backend plugs in with :func:`register_backend` (see
+``tests/test_backends.py``, which adds an exact-L2 backend).
+
+Engine descriptions record ``kind`` (the index family: "hamming", "pq", ...)
+and ``model_class``; :func:`backend_for_class` finds the backend back.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pyspec.errors import IndexFormatError, NotFittedError
+
+__all__ = ["Backend", "HammingBackend", "PQBackend", "backend_for_class", "backend_of",
+           "get_backend", "backend_names", "engine_kinds", "load_model", "make_model",
+           "register_backend", "ids_distances"]
+
+
+def ids_distances(result: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, distances) of an index search result, read by name (never by position).
+
+    Every result read in the engine goes through here, so a change of the
+    result type (named fields only, faiss's (D, I) order) touches one place.
+    """
+    return result.ids, result.distances
+
+
+class Backend:
+    """A model kind and the index that searches its output (subclass per index family).
+
+    Attributes
+    ----------
+    name : str
+        Short name ("pil", "lsh", "itq", "pq"), as ``pyspec build --model``.
+    model_class, model_module : str
+        The model's class name (recorded in engine.json) and its module.
+    kind : str
+        Index family, recorded as the engine's ``kind``.
+    metric : str
+        "hamming" or "l2" (what the index distances are).
+    distance_unit : str or None
+        Unit of the index distances ("bit"), None for squared L2.
+    integer_distances : bool
+        Distances are exact integers (dense candidate merges, integer labels).
+    has_codes : bool
+        :meth:`codes` gives binary codes (the engine's ``encode_prepared``).
+    supports_range : bool
+        :meth:`range_search` by a radius exists.
+    streams_store : bool
+        ``model.fit(store)`` reads a store chunk by chunk (bounded memory).
+    """
+
+    name = ""
+    model_class = ""
+    model_module = ""
+    kind = ""
+    metric = "l2"
+    distance_unit: str | None = None
+    integer_distances = False
+    has_codes = False
+    supports_range = False
+    streams_store = False
+
+    # -- models ---------------------------------------------------------------------------------
+    def model_type(self) -> type:
+        return getattr(importlib.import_module(self.model_module), self.model_class)
+
+    def make_model(self, **params: Any) -> Any:
+        return self.model_type()(**params)
+
+    def load_model(self, path: str | os.PathLike) -> Any:
+        return self.model_type().load(path)
+
+    def is_fitted(self, model: Any) -> bool:
+        """True when the model has learned state (a one-row probe through :meth:`probe`)."""
+        n_in = getattr(model, "n_features_in_", None)
+        if n_in is None:
+            return False
+        try:
+            self.probe(model, np.zeros((1, int(n_in)), np.float32))
+        except NotFittedError:
+            return False
+        return True
+
+    def probe(self, model: Any, x: np.ndarray) -> Any:
+        """The model's cheapest call that needs a fitted model (raises NotFittedError)."""
+        return model.transform(x)
+
+    def fit(self, model: Any, train: Any) -> None:
+        """Fit on an array, or on a store when :attr:`streams_store` (chunk by chunk)."""
+        model.fit(train)
+
+    def describe(self, model: Any) -> dict[str, Any]:
+        """Facts about a model recorded in engine.json beside its parameters."""
+        return {"n_bits": None}
+
+    # -- index ----------------------------------------------------------------------------------
+    def new_index(self, model: Any) -> Any:
+        raise NotImplementedError
+
+    def load_index(self, path: Path, model: Any, mmap: bool) -> Any:
+        raise NotImplementedError
+
+    def index_input(self, model: Any, x: np.ndarray, num_threads: int | None = None) -> Any:
+        """What the index stores and searches for prepared rows ``x`` (default: ``x`` itself)."""
+        return x
+
+    def add(self, index: Any, payload: Any, ids: np.ndarray,
+            num_threads: int | None = None) -> None:
+        index.add(payload, ids=ids)
+
+    def search(self, index: Any, payload: Any, k: int, num_threads: int | None = None) -> Any:
+        return index.search(payload, k, num_threads=num_threads)
+
+    def range_search(self, index: Any, payload: Any, radius: int,
+                     num_threads: int | None = None) -> Any:
+        raise ValueError("range search by radius needs a binary (Hamming) engine")
+
+    def codes(self, model: Any, x: np.ndarray, num_threads: int | None = None) -> np.ndarray:
+        raise ValueError(f"a {self.model_class} engine has no binary codes")
+
+    def distinct_keys(self, payload: Any) -> np.ndarray | None:
+        """One key per row of ``payload`` for the collapsed-codes warning (None: not checked)."""
+        return None
+
+    def plan(self, index: Any, k: int, n: int) -> Any:
+        from pyspec.index._mih import SearchPlan
+
+        return SearchPlan("scan", n, None, f"{self.kind} engine: full scan")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}: {self.model_class} -> {self.kind}>"
+
+
+class HammingBackend(Backend):
+    """Binary hashers (PIL, LSH, ITQ): 256-bit-max codes in a :class:`~pyspec.HammingIndex`."""
+
+    kind = "hamming"
+    metric = "hamming"
+    distance_unit = "bit"
+    integer_distances = True
+    has_codes = True
+    supports_range = True
+    streams_store = True
+
+    def __init__(self, name: str, model_class: str, model_module: str) -> None:
+        self.name, self.model_class, self.model_module = name, model_class, model_module
+
+    def describe(self, model: Any) -> dict[str, Any]:
+        return {"n_bits": int(model.n_bits)}
+
+    def new_index(self, model: Any) -> Any:
+        from pyspec.index.hamming import HammingIndex
+
+        return HammingIndex(n_bits=int(model.n_bits))
+
+    def load_index(self, path: Path, model: Any, mmap: bool) -> Any:
+        from pyspec.index.hamming import HammingIndex
+
+        return HammingIndex.load(path, mmap=mmap)
+
+    def index_input(self, model: Any, x: np.ndarray, num_threads: int | None = None) -> Any:
+        return model.transform(x, num_threads=num_threads)
+
+    def range_search(self, index: Any, payload: Any, radius: int,
+                     num_threads: int | None = None) -> Any:
+        return index.range_search(payload, int(radius), num_threads=num_threads)
+
+    def codes(self, model: Any, x: np.ndarray, num_threads: int | None = None) -> np.ndarray:
+        return model.transform(x, num_threads=num_threads)
+
+    def distinct_keys(self, payload: Any) -> np.ndarray | None:
+        from pyspec.search_checks import code_keys
+
+        return code_keys(payload)
+
+    def plan(self, index: Any, k: int, n: int) -> Any:
+        return index.plan(k=k)
+
+
+class PQBackend(Backend):
+    """Product quantisation: the :class:`~pyspec.PQIndex` owns the quantiser and takes spectra."""
+
+    name = "pq"
+    model_class = "ProductQuantizer"
+    model_module = "pyspec.models.pq"
+    kind = "pq"
+
+    def probe(self, model: Any, x: np.ndarray) -> Any:
+        return model.encode(x)
+
+    def fit(self, model: Any, train: Any) -> None:
+        model.fit(train if isinstance(train, np.ndarray) else np.asarray(train.flux, np.float32))
+
+    def new_index(self, model: Any) -> Any:
+        from pyspec.index.pq import PQIndex
+
+        return PQIndex(model)
+
+    def load_index(self, path: Path, model: Any, mmap: bool) -> Any:
+        from pyspec.index.pq import PQIndex
+
+        try:
+            return PQIndex.load(path, mmap=mmap)
+        except TypeError:  # a PQIndex.load without mmap=
+            return PQIndex.load(path)
+
+    def add(self, index: Any, payload: Any, ids: np.ndarray,
+            num_threads: int | None = None) -> None:
+        index.add(payload, ids=ids, num_threads=num_threads)
+
+    def plan(self, index: Any, k: int, n: int) -> Any:
+        from pyspec.index._mih import SearchPlan
+
+        return SearchPlan("scan", n, None, "product-quantisation engine: ADC scan")
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register_backend(backend: Backend, *, replace: bool = False) -> Backend:
+    """Add a backend to the registry (by its short name; its model class must be new too)."""
+    if not backend.name or not backend.model_class or not backend.kind:
+        raise ValueError(f"{backend!r}: a backend needs a name, a model_class and a kind")
+    if not replace:
+        if backend.name in _BACKENDS:
+            raise ValueError(f"a backend named {backend.name!r} is already registered")
+        if any(b.model_class == backend.model_class for b in _BACKENDS.values()):
+            raise ValueError(f"model class {backend.model_class!r} already has a backend")
+    _BACKENDS[backend.name] = backend
+    return backend
+
+
+def unregister_backend(name: str) -> None:
+    """Remove a backend added by :func:`register_backend` (the built-in ones stay)."""
+    if name in _BUILTIN:
+        raise ValueError(f"{name!r} is a built-in backend")
+    _BACKENDS.pop(name, None)
+
+
+for _b in (HammingBackend("pil", "PILHasher", "pyspec.models.pil"),
+           HammingBackend("lsh", "LSHHasher", "pyspec.models.lsh"),
+           HammingBackend("itq", "ITQHasher", "pyspec.models.itq"),
+           PQBackend()):
+    register_backend(_b)
+_BUILTIN = frozenset(_BACKENDS)
+del _b
+
+
+def backend_names() -> list[str]:
+    """Short names of the registered backends ("pil", "lsh", "itq", "pq", ...)."""
+    return list(_BACKENDS)
+
+
+def engine_kinds() -> set[str]:
+    """Index families an engine description may name."""
+    return {b.kind for b in _BACKENDS.values()}
+
+
+def get_backend(name: str) -> Backend:
+    """The backend of a short name ("pil") or model class name ("PILHasher"); ValueError else."""
+    backend = _BACKENDS.get(name.lower()) or next(
+        (b for b in _BACKENDS.values() if b.model_class == name), None)
+    if backend is None:
+        raise ValueError(f"unknown model {name!r}; choose {', '.join(backend_names())}")
+    return backend
+
+
+def backend_for_class(model_class: str) -> Backend:
+    """The backend of a model class name recorded in an engine (IndexFormatError if unknown)."""
+    backend = next((b for b in _BACKENDS.values() if b.model_class == model_class), None)
+    if backend is None:
+        raise IndexFormatError(f"unknown model class {model_class!r}; expected one of "
+                               f"{sorted(b.model_class for b in _BACKENDS.values())}")
+    return backend
+
+
+def backend_of(model: Any) -> Backend:
+    """The backend of a model instance (by its class name); TypeError for other objects."""
+    name = type(model).__name__
+    backend = next((b for b in _BACKENDS.values() if b.model_class == name), None)
+    if backend is None:
+        raise TypeError(f"model must be one of "
+                        f"{', '.join(b.model_class for b in _BACKENDS.values())}, got {name}")
+    return backend
+
+
+def make_model(name: str, **params: Any) -> Any:
+    """A fresh model from a short name ("pil", "lsh", "itq", "pq") or class name."""
+    return get_backend(name).make_model(**params)
+
+
+def load_model(path: str | os.PathLike) -> Any:
+    """Load a saved model of any registered kind (each model file names its class).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    IndexFormatError
+        Not a model file of any registered backend, or a damaged one.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"model file not found: {p}")
+    for backend in _BACKENDS.values():
+        try:
+            return backend.load_model(p)
+        except IndexFormatError as exc:
+            if "expected" in str(exc) and "holds a" in str(exc):
+                continue  # another model kind's file
+            raise
+        except ModuleNotFoundError:
+            continue
+    raise IndexFormatError(f"{p}: not a pyspec model file "
+                           f"({', '.join(b.model_class for b in _BACKENDS.values())})")
