@@ -68,6 +68,10 @@ class Backend:
         :meth:`range_search` by a radius exists.
     streams_store : bool
         ``model.fit(store)`` reads a store chunk by chunk (bounded memory).
+    file_kind : bytes or None
+        The two-byte kind in the header of the model's saved container
+        (:mod:`pyspec._fileformat`), which tells :func:`load_model` the class
+        of a file; None for models saved another way.
     """
 
     name = ""
@@ -80,6 +84,7 @@ class Backend:
     has_codes = False
     supports_range = False
     streams_store = False
+    file_kind: bytes | None = None
 
     # -- models ---------------------------------------------------------------------------------
     def model_type(self) -> type:
@@ -163,8 +168,9 @@ class HammingBackend(Backend):
     supports_range = True
     streams_store = True
 
-    def __init__(self, name: str, model_class: str, model_module: str) -> None:
+    def __init__(self, name: str, model_class: str, model_module: str, file_kind: bytes) -> None:
         self.name, self.model_class, self.model_module = name, model_class, model_module
+        self.file_kind = file_kind
 
     def describe(self, model: Any) -> dict[str, Any]:
         return {"n_bits": int(model.n_bits)}
@@ -205,6 +211,7 @@ class PQBackend(Backend):
     model_class = "ProductQuantizer"
     model_module = "pyspec.models.pq"
     kind = "pq"
+    file_kind = b"QM"
 
     def probe(self, model: Any, x: np.ndarray) -> Any:
         return model.encode(x)
@@ -258,9 +265,9 @@ def unregister_backend(name: str) -> None:
     _BACKENDS.pop(name, None)
 
 
-for _b in (HammingBackend("pil", "PILHasher", "pyspec.models.pil"),
-           HammingBackend("lsh", "LSHHasher", "pyspec.models.lsh"),
-           HammingBackend("itq", "ITQHasher", "pyspec.models.itq"),
+for _b in (HammingBackend("pil", "PILHasher", "pyspec.models.pil", b"PL"),
+           HammingBackend("lsh", "LSHHasher", "pyspec.models.lsh", b"LS"),
+           HammingBackend("itq", "ITQHasher", "pyspec.models.itq", b"IT"),
            PQBackend()):
     register_backend(_b)
 _BUILTIN = frozenset(_BACKENDS)
@@ -310,8 +317,17 @@ def make_model(name: str, **params: Any) -> Any:
     return get_backend(name).make_model(**params)
 
 
+def _container_kind(path: Path) -> bytes | None:
+    """The two-byte object kind of a pyspec container file, or None for other files."""
+    from pyspec._fileformat import _MAGIC_PREFIX
+
+    with open(path, "rb") as fh:
+        magic = fh.read(len(_MAGIC_PREFIX) + 2)
+    return magic[len(_MAGIC_PREFIX):] if magic.startswith(_MAGIC_PREFIX) else None
+
+
 def load_model(path: str | os.PathLike) -> Any:
-    """Load a saved model of any registered kind (each model file names its class).
+    """Load a saved model of any registered kind (the file's header names its kind).
 
     Raises
     ------
@@ -323,14 +339,15 @@ def load_model(path: str | os.PathLike) -> Any:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"model file not found: {p}")
+    kind = _container_kind(p)
     for backend in _BACKENDS.values():
-        try:
+        if kind is not None and backend.file_kind == kind:
             return backend.load_model(p)
-        except IndexFormatError as exc:
-            if "expected" in str(exc) and "holds a" in str(exc):
-                continue  # another model kind's file
-            raise
-        except ModuleNotFoundError:
-            continue
+    for backend in _BACKENDS.values():  # models saved in a format of their own
+        if backend.file_kind is None:
+            try:
+                return backend.load_model(p)
+            except (IndexFormatError, ValueError, OSError, EOFError):
+                continue
     raise IndexFormatError(f"{p}: not a pyspec model file "
                            f"({', '.join(b.model_class for b in _BACKENDS.values())})")

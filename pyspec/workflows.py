@@ -191,7 +191,6 @@ def catalogue_search(engine: Any, query_flux: np.ndarray, query_ids: Any = None,
         One row per candidate, sorted by (best_distance, row): the archive
         metadata, then ``row``, ``n_queries``, ``best_distance``, ``best_query``.
     """
-    from astropy.table import Table
 
     given = [x is not None for x in (fraction, k, radius)]
     if sum(given) != 1:

@@ -137,10 +137,13 @@ def test_registry_names_every_builtin_kind() -> None:
     for name, cls, kind in (("pil", "PILHasher", "hamming"), ("lsh", "LSHHasher", "hamming"),
                             ("itq", "ITQHasher", "hamming"), ("pq", "ProductQuantizer", "pq")):
         backend = get_backend(name)
-        assert get_backend(cls) is backend and backend_for_class(cls) is backend
+        assert get_backend(cls) is backend
+        assert backend_for_class(cls) is backend
         model = make_model(name)
-        assert type(model).__name__ == cls and backend_of(model) is backend
-        assert backend.kind == kind and backend.has_codes == (kind == "hamming")
+        assert type(model).__name__ == cls
+        assert backend_of(model) is backend
+        assert backend.kind == kind
+        assert backend.has_codes == (kind == "hamming")
     assert type(make_hasher("itq", 64)).__name__ == "ITQHasher"
     with pytest.raises(ValueError, match="unknown hasher"):
         make_hasher("pq", 64)  # no binary codes
@@ -151,7 +154,7 @@ def test_registry_names_every_builtin_kind() -> None:
     with pytest.raises(TypeError, match="model must be one of"):
         backend_of(object())
     with pytest.raises(ValueError, match="already registered"):
-        register_backend(get_backend("pil").__class__("pil", "X", "pyspec.models.pil"))
+        register_backend(get_backend("pil").__class__("pil", "X", "pyspec.models.pil", b"XX"))
     with pytest.raises(ValueError, match="built-in"):
         unregister_backend("pq")
 
@@ -167,8 +170,17 @@ def test_load_model_finds_each_kind(tmp_path, rng) -> None:
         probe = get_backend(name).probe
         np.testing.assert_array_equal(probe(loaded, x[:5]), probe(model, x[:5]))
     (tmp_path / "junk").write_bytes(b"not a model at all, just bytes" * 4)
-    with pytest.raises(IndexFormatError):
+    with pytest.raises(IndexFormatError, match="not a pyspec model file"):
         load_model(tmp_path / "junk")
+    from pyspec.index.hamming import HammingIndex
+    from pyspec.models import pq as pq_module
+
+    HammingIndex(n_bits=64).save(tmp_path / "index.bin")
+    with pytest.raises(IndexFormatError, match="not a pyspec model file"):
+        load_model(tmp_path / "index.bin")
+    for name in ("pil", "lsh", "itq"):  # the header kind each model class writes
+        assert get_backend(name).file_kind == get_backend(name).model_type()._KIND
+    assert get_backend("pq").file_kind == pq_module._KIND
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "missing")
 
@@ -176,8 +188,10 @@ def test_load_model_finds_each_kind(tmp_path, rng) -> None:
 def test_a_new_backend_plugs_into_engine(exact_backend, store, tmp_path) -> None:
     engine = Engine.build(store, Centred(), out=tmp_path / "e", rerank_space="flux",
                           allow_unknown_preprocessing=True)
-    assert engine.backend is exact_backend and engine.kind == "exact-l2"
-    assert engine.metric == "l2" and engine.distance_unit is None
+    assert engine.backend is exact_backend
+    assert engine.kind == "exact-l2"
+    assert engine.metric == "l2"
+    assert engine.distance_unit is None
     flux = np.asarray(store.flux, np.float32)
     q = flux[:9] + 0.01
     d = ((q[:, None] - flux[None]) ** 2).sum(-1)

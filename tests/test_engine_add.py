@@ -66,7 +66,9 @@ def test_add_store_rows_equals_fresh_build(stores, tmp_path, kind) -> None:
     engine = Engine.build(store, model, out=tmp_path / "engine", rerank_space="flux")
     out = engine.add(b, chunk_size=32)
     np.testing.assert_array_equal(out["rows"], np.arange(150, 220))
-    assert len(engine) == 220 and len(engine.index) == 220 and out["rejects"] == []
+    assert len(engine) == 220
+    assert len(engine.index) == 220
+    assert out["rejects"] == []
     grown = SpectrumStore.open(store.path)
     assert len(grown) == 220
     np.testing.assert_array_equal(grown.flux[150:], b.flux)  # the store kept in step
@@ -115,7 +117,8 @@ def test_add_records_rejects_and_keeps_the_store_check(stores, tmp_path) -> None
     raw = np.asarray(b.flux[:3], np.float64) * 100.0
     raw[1] = np.nan  # no good pixels: rejected, recorded, the others are added
     out = engine.add(raw)
-    assert out["rows"].tolist() == [150, 151] and len(out["rejects"]) == 1
+    assert out["rows"].tolist() == [150, 151]
+    assert len(out["rejects"]) == 1
     assert out["rejects"][0][0] == "array[1]"
     assert SpectrumStore.open(store.path).rejects["file"].tolist() == ["array[1]"]
     engine.verify()
