@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from pyspec import _integrity
-from pyspec.backends import backend_of, engine_kinds, get_backend
+from pyspec.backends import Backend, backend_for_class, backend_of, engine_kinds
 from pyspec.errors import IndexFormatError
 from pyspec.meta_columns import column_crc, column_records, write_column_folder
 
@@ -96,11 +96,13 @@ def check_info(info_path: Path, info: dict[str, Any]) -> None:
     if info["kind"] not in engine_kinds():
         raise bad(f"unknown kind {info['kind']!r}")
     try:
-        backend = get_backend(info["model_class"])
-    except ValueError:
+        backend_for_class(info["model_class"])
+    except IndexFormatError:
         raise bad(f"unknown model class {info['model_class']!r}") from None
-    if backend.kind != info["kind"] or backend.model_class != info["model_class"]:
-        raise bad(f"a {info['model_class']} model cannot make a {info['kind']!r} engine")
+    try:
+        backend_for_class(info["model_class"], info["kind"])
+    except IndexFormatError:
+        raise bad(f"a {info['model_class']} model cannot make a {info['kind']!r} engine") from None
     if info["n_spectra"] < 0:
         raise bad("negative n_spectra")
     for key in ("model_params",):
@@ -226,14 +228,14 @@ def dir_identity(path: Path) -> tuple[int, int] | None:
 def write_engine_dir(out: Path, model: Any, index: Any, meta: Any, grid: Any, *,
                      preprocessing: dict[str, Any] | None, store_path: str | os.PathLike | None,
                      timings: dict[str, float] | None, store_fingerprint: dict[str, Any] | None,
-                     rerank: tuple[Any, np.ndarray] | None, command: str = "Engine.build"
-                     ) -> None:
+                     rerank: tuple[Any, np.ndarray] | None, command: str = "Engine.build",
+                     backend: Backend | None = None) -> None:
     """Write a complete engine directory at ``out`` (see :meth:`pyspec.Engine.write`).
 
     Everything goes into a temporary directory beside ``out`` that replaces
     ``out`` only once complete, so a reader never sees half an engine.
     """
-    backend = backend_of(model)
+    backend = backend or backend_of(model)
     if len(meta) != len(index):
         raise ValueError(f"metadata has {len(meta)} rows but the index holds {len(index)}")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -304,6 +306,6 @@ def read_engine_dir(path: Path, mmap: bool) -> tuple[dict[str, Any], Any, Any]:
     for name in ("model.bin", "index.bin"):
         if name in sums:
             check_size(path / name, sums[name])
-    backend = get_backend(info["model_class"])
+    backend = backend_for_class(info["model_class"], info["kind"])
     model = backend.load_model(path / "model.bin")
     return info, model, backend.load_index(path / "index.bin", model, mmap)

@@ -31,7 +31,8 @@ import numpy as np
 
 from pyspec.errors import IndexFormatError, NotFittedError
 
-__all__ = ["Backend", "HammingBackend", "PQBackend", "backend_for_class", "backend_of",
+__all__ = ["Backend", "GraphBackend", "HammingBackend", "PQBackend",
+           "backend_for_class", "backend_of",
            "get_backend", "backend_names", "engine_kinds", "load_model", "make_model",
            "register_backend", "ids_distances"]
 
@@ -242,6 +243,46 @@ class PQBackend(Backend):
         return SearchPlan("scan", n, None, "product-quantisation engine: ADC scan")
 
 
+class GraphBackend(Backend):
+    """A hasher's real-valued embedding (``embed``, before the threshold) in an HNSW graph.
+
+    :class:`~pyspec.GraphIndex` stores float vectors and answers approximate
+    k-NN by squared L2; the adapter feeds it the model's embeddings, so the
+    same fitted hasher can back a graph engine (``Engine.build(...,
+    backend="pil-graph")``) beside its Hamming one.
+    """
+
+    kind = "graph"
+    streams_store = True  # the hasher fits from a store chunk by chunk
+
+    def __init__(self, name: str, hashing: HammingBackend) -> None:
+        self.name, self.model_class, self.model_module = (name, hashing.model_class,
+                                                          hashing.model_module)
+        self.file_kind = None  # a model file loads through its hashing backend
+
+    def new_index(self, model: Any) -> Any:
+        from pyspec.index.graph import GraphIndex
+
+        return GraphIndex(dim=int(model.n_bits), space="l2")
+
+    def load_index(self, path: Path, model: Any, mmap: bool) -> Any:
+        from pyspec.index.graph import GraphIndex
+
+        return GraphIndex.load(path)
+
+    def index_input(self, model: Any, x: np.ndarray, num_threads: int | None = None) -> Any:
+        return model.embed(x, num_threads=num_threads)
+
+    def add(self, index: Any, payload: Any, ids: np.ndarray,
+            num_threads: int | None = None) -> None:
+        index.add(payload, ids=ids, num_threads=num_threads)
+
+    def plan(self, index: Any, k: int, n: int) -> Any:
+        from pyspec.index._mih import SearchPlan
+
+        return SearchPlan("graph", n, None, "HNSW graph over the model's embeddings")
+
+
 _BACKENDS: dict[str, Backend] = {}
 
 
@@ -252,8 +293,10 @@ def register_backend(backend: Backend, *, replace: bool = False) -> Backend:
     if not replace:
         if backend.name in _BACKENDS:
             raise ValueError(f"a backend named {backend.name!r} is already registered")
-        if any(b.model_class == backend.model_class for b in _BACKENDS.values()):
-            raise ValueError(f"model class {backend.model_class!r} already has a backend")
+        if any((b.model_class, b.kind) == (backend.model_class, backend.kind)
+               for b in _BACKENDS.values()):
+            raise ValueError(f"model class {backend.model_class!r} already has a "
+                             f"{backend.kind!r} backend")
     _BACKENDS[backend.name] = backend
     return backend
 
@@ -265,10 +308,10 @@ def unregister_backend(name: str) -> None:
     _BACKENDS.pop(name, None)
 
 
-for _b in (HammingBackend("pil", "PILHasher", "pyspec.models.pil", b"PL"),
-           HammingBackend("lsh", "LSHHasher", "pyspec.models.lsh", b"LS"),
+_PIL = HammingBackend("pil", "PILHasher", "pyspec.models.pil", b"PL")
+for _b in (_PIL, HammingBackend("lsh", "LSHHasher", "pyspec.models.lsh", b"LS"),
            HammingBackend("itq", "ITQHasher", "pyspec.models.itq", b"IT"),
-           PQBackend()):
+           PQBackend(), GraphBackend("pil-graph", _PIL)):
     register_backend(_b)
 _BUILTIN = frozenset(_BACKENDS)
 del _b
@@ -285,7 +328,8 @@ def engine_kinds() -> set[str]:
 
 
 def get_backend(name: str) -> Backend:
-    """The backend of a short name ("pil") or model class name ("PILHasher"); ValueError else."""
+    """The backend of a short name ("pil") or model class name ("PILHasher": the first one
+    registered for it, its default); ValueError else."""
     backend = _BACKENDS.get(name.lower()) or next(
         (b for b in _BACKENDS.values() if b.model_class == name), None)
     if backend is None:
@@ -293,12 +337,17 @@ def get_backend(name: str) -> Backend:
     return backend
 
 
-def backend_for_class(model_class: str) -> Backend:
-    """The backend of a model class name recorded in an engine (IndexFormatError if unknown)."""
-    backend = next((b for b in _BACKENDS.values() if b.model_class == model_class), None)
+def backend_for_class(model_class: str, kind: str | None = None) -> Backend:
+    """The backend an engine description names by model class and kind (IndexFormatError if none).
+
+    ``kind`` None: the class's default backend.
+    """
+    backend = next((b for b in _BACKENDS.values() if b.model_class == model_class
+                    and kind in (None, b.kind)), None)
     if backend is None:
-        raise IndexFormatError(f"unknown model class {model_class!r}; expected one of "
-                               f"{sorted(b.model_class for b in _BACKENDS.values())}")
+        raise IndexFormatError(f"no backend for model class {model_class!r}"
+                               + ("" if kind is None else f" and kind {kind!r}") + "; known: "
+                               + ", ".join(f"{b.model_class}/{b.kind}" for b in _BACKENDS.values()))
     return backend
 
 

@@ -61,7 +61,7 @@ from pyspec._engine_files import (
 )
 from pyspec._engine_query import RESULT_COLUMNS, QueryMixin
 from pyspec._validation import as_float_matrix
-from pyspec.backends import Backend, backend_of, get_backend, make_model
+from pyspec.backends import Backend, backend_for_class, backend_of, get_backend, make_model
 from pyspec.errors import IndexFormatError
 from pyspec.meta_columns import ColumnFolder
 
@@ -129,7 +129,7 @@ class Engine(QueryMixin):
 
         self.path = Path(path)
         self.info = info
-        self.backend = get_backend(info["model_class"])
+        self.backend = backend_for_class(info["model_class"], info["kind"])
         self.kind = info["kind"]
         self.metric = self.backend.metric
         self.distance_unit = self.backend.distance_unit
@@ -153,7 +153,7 @@ class Engine(QueryMixin):
               num_threads: int | None = None, progress: bool = False,
               overwrite: bool = False, random_state: int | None = 0,
               allow_unknown_preprocessing: bool = False, rerank_space: str = "pca",
-              n_components: int | None = None) -> Engine:
+              n_components: int | None = None, backend: str | Backend | None = None) -> Engine:
         """Fit (if needed) ``model``, encode ``store`` in chunks and write the engine to ``out``.
 
         Parameters
@@ -191,6 +191,10 @@ class Engine(QueryMixin):
         n_components : int, optional
             Principal components for ``rerank_space="pca"`` (default:
             :func:`pyspec.rerank_space.n_pca_components`: 32, at most n / 4).
+        backend : str or Backend, optional
+            A backend of :mod:`pyspec.backends` other than the model class's
+            default, e.g. "pil-graph" (a PILHasher's embeddings in an HNSW
+            graph).
 
         Returns
         -------
@@ -217,7 +221,13 @@ class Engine(QueryMixin):
             raise ValueError(f"n_components must be an int >= 1, got {n_components!r}")
         if isinstance(model, str):
             model = make_model(model)
-        backend = backend_of(model)
+        if isinstance(backend, str):
+            backend = get_backend(backend)
+        if backend is None:
+            backend = backend_of(model)
+        elif type(model).__name__ != backend.model_class:
+            raise TypeError(f"the {backend.name!r} backend takes a {backend.model_class}, got "
+                            f"{type(model).__name__}")
         n = len(store)
         if n == 0:
             raise ValueError(f"store {getattr(store, 'path', '')} holds no spectra")
@@ -275,7 +285,7 @@ class Engine(QueryMixin):
                          preprocessing=preprocessing,
                          store_path=getattr(store, "path", None), timings=timings,
                          overwrite=overwrite, store_fingerprint=store_fingerprint(store),
-                         rerank=rerank)
+                         rerank=rerank, backend=backend)
 
     @classmethod
     def write(cls, out: str | os.PathLike, model: Any, index: Any, meta: Any, grid: Any, *,
@@ -283,7 +293,8 @@ class Engine(QueryMixin):
               store_path: str | os.PathLike | None = None,
               timings: dict[str, float] | None = None, overwrite: bool = False,
               store_fingerprint: dict[str, Any] | None = None,
-              rerank: tuple[Any, np.ndarray] | None = None) -> Engine:
+              rerank: tuple[Any, np.ndarray] | None = None,
+              backend: Backend | None = None) -> Engine:
         """Write an engine directory from a fitted model, a filled index and metadata.
 
         :meth:`build` ends here; call it directly to assemble an engine from
@@ -291,13 +302,14 @@ class Engine(QueryMixin):
         must be rows of ``meta`` (and of the store at ``store_path``).
         ``rerank``: (PrincipalBasis, projections of every row) for the "pca"
         re-rank space; None re-ranks by L2 between the stored spectra.
+        ``backend``: the index's backend when not the model class's default.
         """
         out = Path(out)
         if out.exists() and not overwrite:
             raise FileExistsError(f"{out} exists; choose another --out or pass overwrite")
         write_engine_dir(out, model, index, meta, grid, preprocessing=preprocessing,
                          store_path=store_path, timings=timings,
-                         store_fingerprint=store_fingerprint, rerank=rerank)
+                         store_fingerprint=store_fingerprint, rerank=rerank, backend=backend)
         return cls.open(out)
 
     @classmethod
@@ -452,7 +464,7 @@ class Engine(QueryMixin):
         write_engine_dir(self.path, self.model, index, store.meta, store.grid,
                          preprocessing=self.info.get("preprocessing"), store_path=store.path,
                          timings=timings, store_fingerprint=store_fingerprint(store),
-                         rerank=rerank, command="Engine.add")
+                         rerank=rerank, command="Engine.add", backend=self.backend)
         self.__dict__.update(type(self)._open_once(self.path, mmap=True).__dict__)
         return {"rows": np.arange(n0, n1, dtype=np.int64), "rejects": list(rejects)}
 

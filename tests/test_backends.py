@@ -133,7 +133,7 @@ def store(tmp_path_factory):
 
 
 def test_registry_names_every_builtin_kind() -> None:
-    assert backends.backend_names()[:4] == ["pil", "lsh", "itq", "pq"]
+    assert backends.backend_names()[:5] == ["pil", "lsh", "itq", "pq", "pil-graph"]
     for name, cls, kind in (("pil", "PILHasher", "hamming"), ("lsh", "LSHHasher", "hamming"),
                             ("itq", "ITQHasher", "hamming"), ("pq", "ProductQuantizer", "pq")):
         backend = get_backend(name)
@@ -149,8 +149,12 @@ def test_registry_names_every_builtin_kind() -> None:
         make_hasher("pq", 64)  # no binary codes
     with pytest.raises(ValueError, match="unknown model"):
         get_backend("hnsw")
-    with pytest.raises(IndexFormatError, match="unknown model class"):
+    with pytest.raises(IndexFormatError, match="no backend for model class 'Nope'"):
         backend_for_class("Nope")
+    with pytest.raises(IndexFormatError, match="and kind 'pq'"):
+        backend_for_class("PILHasher", "pq")
+    assert backend_for_class("PILHasher", "graph") is get_backend("pil-graph")
+    assert backend_for_class("PILHasher") is get_backend("pil")  # the class's default
     with pytest.raises(TypeError, match="model must be one of"):
         backend_of(object())
     with pytest.raises(ValueError, match="already registered"):
@@ -185,7 +189,16 @@ def test_load_model_finds_each_kind(tmp_path, rng) -> None:
         load_model(tmp_path / "missing")
 
 
+def _own_copy(store, tmp_path):
+    """A private copy of the module's store (tests that add spectra grow it)."""
+    import shutil
+
+    shutil.copytree(store.path, tmp_path / "store")
+    return SpectrumStore.open(tmp_path / "store")
+
+
 def test_a_new_backend_plugs_into_engine(exact_backend, store, tmp_path) -> None:
+    store = _own_copy(store, tmp_path)
     engine = Engine.build(store, Centred(), out=tmp_path / "e", rerank_space="flux",
                           allow_unknown_preprocessing=True)
     assert engine.backend is exact_backend
@@ -231,3 +244,32 @@ def test_engine_description_must_pair_kind_and_model_class(store, tmp_path) -> N
     _integrity.atomic_write(path, _integrity.dumps_checked(info))
     with pytest.raises(IndexFormatError, match="cannot make a 'pq' engine"):
         Engine.open(engine.path)
+
+
+def test_graph_backend_serves_a_hashers_embeddings(store, tmp_path) -> None:
+    from pyspec.models.pil import PILHasher
+
+    store = _own_copy(store, tmp_path)
+    hasher = PILHasher(n_bits=32, hidden=(48,), random_state=0)
+    engine = Engine.build(store, hasher, out=tmp_path / "g", backend="pil-graph",
+                          rerank_space="flux", allow_unknown_preprocessing=True)
+    assert engine.kind == "graph"
+    assert type(engine.index).__name__ == "GraphIndex"
+    reopened = Engine.open(engine.path)
+    assert reopened.backend is get_backend("pil-graph")
+    reopened.verify()
+    flux = np.asarray(store.flux, np.float32)
+    emb = hasher.embed(flux[:30])
+    all_emb = hasher.embed(flux)
+    d = ((emb[:, None] - all_emb[None]) ** 2).sum(-1)
+    want = np.argsort(d, axis=1, kind="stable")[:, :5]
+    got = reopened.search_prepared(flux[:30], 5).ids
+    recall = np.mean([np.intersect1d(g, w).size / 5 for g, w in zip(got, want, strict=True)])
+    assert recall >= 0.95  # HNSW is approximate; 120 points and ef=64 find nearly all
+    np.testing.assert_array_equal(got[:, 0], np.arange(30))  # each row finds itself
+    assert reopened.search_plan(5).method == "graph"
+    reopened.add(flux[:2] + 1.0, prepared=True)
+    assert len(Engine.open(engine.path)) == 122
+    with pytest.raises(TypeError, match="takes a PILHasher"):
+        Engine.build(store, make_model("lsh", n_bits=32), out=tmp_path / "x",
+                     backend="pil-graph", allow_unknown_preprocessing=True)
