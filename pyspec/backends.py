@@ -10,14 +10,19 @@ engine, the evaluation tools and the CLI used to decide by comparing strings:
 - the metric, the distance unit and whether distances are integers;
 - which searches exist (range search by radius, search plans).
 
-The index classes keep their own APIs: ``HammingIndex`` takes codes while
-``PQIndex`` owns its quantiser and takes spectra; the adapters here absorb
-that difference, so :class:`pyspec.Engine` never asks which kind it holds.
+The index classes keep their own APIs: ``HammingIndex`` takes codes,
+``PQIndex`` owns its quantiser and takes spectra, ``GraphIndex`` takes float
+embeddings; the adapters here absorb those differences, so
+:class:`pyspec.Engine` never asks which kind it holds. The built-in
+backends: "pil", "lsh", "itq" (Hamming), "pq" and "pil-graph" (a PIL
+hasher's embeddings in an HNSW graph, chosen with ``Engine.build(...,
+backend="pil-graph")``).
 A new backend plugs in with :func:`register_backend` (see
 ``tests/test_backends.py``, which adds an exact-L2 backend).
 
-Engine descriptions record ``kind`` (the index family: "hamming", "pq", ...)
-and ``model_class``; :func:`backend_for_class` finds the backend back.
+Engine descriptions record ``kind`` (the index family: "hamming", "pq",
+"graph", ...) and ``model_class``; :func:`backend_for_class` finds the
+backend back from the pair.
 """
 
 from __future__ import annotations
@@ -287,7 +292,7 @@ _BACKENDS: dict[str, Backend] = {}
 
 
 def register_backend(backend: Backend, *, replace: bool = False) -> Backend:
-    """Add a backend to the registry (by its short name; its model class must be new too)."""
+    """Add a backend to the registry (by its short name; one per model class and kind)."""
     if not backend.name or not backend.model_class or not backend.kind:
         raise ValueError(f"{backend!r}: a backend needs a name, a model_class and a kind")
     if not replace:

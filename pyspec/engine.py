@@ -76,11 +76,6 @@ def _is_fitted(model: Any) -> bool:
     return backend_of(model).is_fitted(model)
 
 
-def _kind_of(model: Any) -> str:
-    """The index family ("hamming", "pq", ...) of a model instance."""
-    return backend_of(model).kind
-
-
 def _encode_rows(backend: Backend, model: Any, index: Any, flux: Any, start: int, stop: int, *,
                  chunk_size: int, space: str | None, rerank: tuple[Any, np.ndarray] | None,
                  num_threads: int | None, bar: Any) -> list[np.ndarray]:
