@@ -10,10 +10,14 @@ and writes::
     DIR/meta/           the store's metadata, one .npy file per column (memory-mapped)
     DIR/rerank/         re-rank space "pca": the principal basis and every row's projection
 
-``Engine.open(DIR)`` maps the index and the metadata columns without reading
-them, so opening an engine over millions of spectra takes milliseconds; only
-the rows a query returns are ever decoded. Index ids are store rows, so a
-neighbour's metadata and spectrum are one lookup away.
+What a model kind needs (its index class, what the index takes, the metric,
+how to fit and load it) comes from its backend (:mod:`pyspec.backends`); the
+engine never asks which kind it holds. ``Engine.open(DIR)`` maps the index
+and the metadata columns without reading them, so opening an engine over
+millions of spectra takes milliseconds; only the rows a query returns are
+ever decoded. Index ids are store rows, so a neighbour's metadata and
+spectrum are one lookup away. :meth:`Engine.add` appends spectra to the
+store and the index together.
 
 ``engine.query(x, k=10)`` accepts a FITS path, a :class:`~pyspec.Spectrum`
 or a flux array on the engine's grid, prepares it with the store's own
@@ -22,7 +26,7 @@ normalisation the archive went through), encodes it, searches, optionally
 re-ranks the best candidates by exact squared L2 (by default between their
 projections on the store's principal components, see
 :mod:`pyspec.rerank_space`), and returns an astropy Table of neighbours with
-their metadata.
+their metadata (:mod:`pyspec._engine_query`).
 
 Integrity and atomicity (version 2 engines): ``engine.json`` carries a
 checksum of its own content and a size/CRC32 record of every other file
@@ -34,423 +38,86 @@ into a temporary directory beside ``out`` and swaps it in only when complete
 (atomically on Linux), so readers and a killed build always leave a complete
 engine at ``out``; an engine object that is already open keeps reading the
 files it mapped. Queries on one Engine object may run from many threads.
+The directory format lives in :mod:`pyspec._engine_files`.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib
 import os
-import re
-import shutil
 import time
-import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pyspec import _integrity
-from pyspec._validation import as_float_matrix, check_k
-from pyspec.errors import IndexFormatError, NotFittedError
+from pyspec._engine_files import (
+    dir_identity,
+    preprocessor_from,
+    read_engine_dir,
+    safe_params,
+    write_engine_dir,
+)
+from pyspec._engine_query import RESULT_COLUMNS, QueryMixin
+from pyspec._validation import as_float_matrix
+from pyspec.backends import Backend, backend_for_class, backend_of, get_backend, make_model
+from pyspec.errors import IndexFormatError
+from pyspec.meta_columns import ColumnFolder
 
-__all__ = ["Engine", "make_model"]
+__all__ = ["Engine", "make_model", "RESULT_COLUMNS"]
 
-ENGINE_FORMAT = "pyspec-engine"
-ENGINE_VERSION = 2
-_LEGACY_VERSIONS = (1,)  # engines written before checksums
-_MODEL_CLASSES = {
-    "PILHasher": "pyspec.models.pil",
-    "LSHHasher": "pyspec.models.lsh",
-    "ITQHasher": "pyspec.models.itq",
-    "ProductQuantizer": "pyspec.models.pq",
-}
-_MODEL_ALIASES = {"pil": "PILHasher", "lsh": "LSHHasher", "itq": "ITQHasher",
-                  "pq": "ProductQuantizer"}
-# Output columns of a query, in this order, when the store has them.
-RESULT_COLUMNS = ("id", "file", "ra", "dec", "class", "subclass", "z", "snr_r")
 _DEFAULT_CHUNK = 8192
-
-
-def _model_class(name: str) -> type:
-    import importlib
-
-    if name not in _MODEL_CLASSES:
-        raise IndexFormatError(f"unknown model class {name!r}; "
-                               f"expected one of {sorted(_MODEL_CLASSES)}")
-    return getattr(importlib.import_module(_MODEL_CLASSES[name]), name)
-
-
-def make_model(name: str, **params: Any) -> Any:
-    """A fresh model from a short name ("pil", "lsh", "itq", "pq") or class name."""
-    cls_name = _MODEL_ALIASES.get(name.lower(), name)
-    if cls_name not in _MODEL_CLASSES:
-        raise ValueError(f"unknown model {name!r}; choose pil, lsh, itq or pq")
-    return _model_class(cls_name)(**params)
+_safe_params = safe_params  # the names pyspec.distributed imports
 
 
 def _is_fitted(model: Any) -> bool:
-    """True when the model has learned state (probes with a one-row transform/encode)."""
-    n_in = getattr(model, "n_features_in_", None)
-    if n_in is None:
-        return False
-    probe = np.zeros((1, int(n_in)), np.float32)
-    try:
-        (model.encode if type(model).__name__ == "ProductQuantizer" else model.transform)(probe)
-    except NotFittedError:
-        return False
-    return True
+    """True when the model has learned state (see :meth:`Backend.is_fitted`)."""
+    return backend_of(model).is_fitted(model)
 
 
-def _kind_of(model: Any) -> str:
-    name = type(model).__name__
-    if name == "ProductQuantizer":
-        return "pq"
-    if name in ("PILHasher", "LSHHasher", "ITQHasher") or hasattr(model, "n_bits"):
-        return "hamming"
-    raise TypeError(f"model must be a PILHasher, LSHHasher, ITQHasher or ProductQuantizer, "
-                    f"got {name}")
+def _encode_rows(backend: Backend, model: Any, index: Any, flux: Any, start: int, stop: int, *,
+                 chunk_size: int, space: str | None, rerank: tuple[Any, np.ndarray] | None,
+                 num_threads: int | None, bar: Any) -> list[np.ndarray]:
+    """Encode store rows ``start:stop`` into ``index`` (ids = rows), chunk by chunk.
 
-
-def _safe_params(model: Any) -> dict[str, Any]:
-    from pyspec.catalogue import _jsonable
-
-    try:
-        return _jsonable(model.get_params(deep=False))
-    except AttributeError:
-        return {}
-
-
-def _load_index(kind: str, path: Path, model: Any, mmap: bool) -> Any:
-    if kind == "hamming":
-        from pyspec.index.hamming import HammingIndex
-
-        return HammingIndex.load(path, mmap=mmap)
-    from pyspec.index.pq import PQIndex
-
-    try:
-        return PQIndex.load(path, mmap=mmap)
-    except TypeError:  # a PQIndex.load without mmap=
-        return PQIndex.load(path)
-
-
-# ----------------------------------------------------------------------------- arrays on disk
-
-def _save_array(path: Path, arr: np.ndarray) -> None:
-    """Write one engine array (.npy, no pickles): every array of an engine goes through here."""
-    np.save(path, np.ascontiguousarray(arr), allow_pickle=False)
-
-
-def _load_array(path: Path, shape: tuple[int, ...], mmap: bool = True) -> np.ndarray:
-    """Read an array written by :func:`_save_array`; IndexFormatError unless it has ``shape``."""
-    try:
-        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise IndexFormatError(f"{path}: unreadable engine array ({exc})") from None
-    if arr.shape != shape:
-        raise IndexFormatError(f"{path}: shape {arr.shape}, expected {shape}")
-    return arr
-
-
-# ----------------------------------------------------------------------------- metadata columns
-
-def _write_meta_columns(meta: Any, folder: Path) -> list[dict[str, Any]]:
-    """Write each column of ``meta`` as a .npy file; return the column schema."""
-    folder.mkdir()
-    schema = []
-    for i, name in enumerate(meta.colnames):
-        col = meta[name]
-        values = col.filled() if hasattr(col, "filled") and getattr(col, "mask", None) is not None \
-            else col
-        arr = np.asarray(values)
-        entry: dict[str, Any] = {"name": name, "file": f"col{i:03d}.npy",
-                                 "unit": None if col.unit is None else str(col.unit),
-                                 "description": col.info.description or None}
-        if arr.dtype.kind in "OUS":
-            if arr.dtype.kind == "O":
-                arr = np.array(["" if v is None else str(v) for v in arr])
-            if arr.dtype.kind == "U":
-                arr = np.char.encode(arr, "utf-8")
-            entry["kind"] = "str"
-        elif arr.dtype.kind in "biuf":
-            entry["kind"] = "num"
-        else:
-            continue  # e.g. a mixin column: not carried into the engine
-        if arr.ndim != 1:
-            continue
-        if arr.dtype.kind == "S" and arr.dtype.itemsize == 0:
-            arr = arr.astype("S1")
-        _save_array(folder / entry["file"], arr)
-        schema.append(entry)
-    return schema
-
-
-class _MetaColumns:
-    """Memory-mapped metadata columns; decodes only the rows asked for.
-
-    Every column is mapped when the engine opens (headers checked: dtype,
-    shape), so a directory swapped by a later build does not mix into an open
-    engine; a column's data CRC is checked the first time it is used.
+    ``rerank``: (PrincipalBasis, projection array indexed by row) to fill,
+    or None. Returns the per-chunk distinct-code keys (for the collapse check).
     """
+    from pyspec.search_checks import to_search_space
 
-    def __init__(self, folder: Path, schema: list[dict[str, Any]], n: int,
-                 checksums: dict[str, Any] | None = None) -> None:
-        self._folder = folder
-        self._schema = schema
-        self._mapped: dict[str, np.ndarray] = {}
-        self._arrays: dict[str, np.ndarray] = {}  # mapped and checked
-        self.colnames = [c["name"] for c in schema]
-        self._n = n
-        self._records = {c["name"]: (checksums or {}).get(f"meta/{c['file']}") for c in schema}
-        for entry in schema:
-            self._mapped[entry["name"]] = self._map(entry)
-
-    def _map(self, entry: dict[str, Any]) -> np.ndarray:
-        path = self._folder / entry["file"]
-        try:
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except FileNotFoundError:
-            raise IndexFormatError(f"{path}: metadata column file is missing") from None
-        except Exception as exc:  # noqa: BLE001  numpy's header parser fails in many ways
-            raise IndexFormatError(f"{path}: unreadable metadata column ({type(exc).__name__}: "
-                                   f"{exc})") from None
-        if not isinstance(arr, np.ndarray) or arr.shape != (self._n,):
-            raise IndexFormatError(f"{path}: shape {getattr(arr, 'shape', None)}, expected "
-                                   f"({self._n},)")
-        kinds = "S" if entry["kind"] == "str" else "biuf"
-        record = self._records[entry["name"]]
-        expected = record.get("dtype") if isinstance(record, dict) else None
-        if arr.dtype.kind not in kinds or (expected is not None and arr.dtype.str != expected):
-            raise IndexFormatError(f"{path}: dtype {arr.dtype.str} does not match the "
-                                   f"{entry['kind']} column it should hold")
-        return arr
-
-    def __len__(self) -> int:
-        return self._n
-
-    def array(self, name: str) -> np.ndarray:
-        if name not in self._arrays:
-            arr = self._mapped[name]
-            record = self._records[name]
-            if record is not None and _array_crc(arr) != record.get("data_crc32"):
-                entry = next(c for c in self._schema if c["name"] == name)
-                raise IndexFormatError(f"{self._folder / entry['file']}: metadata column "
-                                       "checksum mismatch (file corrupted)")
-            self._arrays[name] = arr
-        return self._arrays[name]
-
-    def columns(self, rows: np.ndarray, columns: Sequence[str] | None = None
-                ) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, Any]]:
-        """(values, units, descriptions) of the given rows, one entry per column."""
-        values: dict[str, np.ndarray] = {}
-        units: dict[str, Any] = {}
-        descriptions: dict[str, Any] = {}
-        for entry in self._schema:
-            name = entry["name"]
-            if columns is not None and name not in columns:
-                continue
-            arr = self.array(name)
-            v = arr[rows]
-            if entry["kind"] == "str":
-                # decoded at the stored width, so a column's dtype does not depend on
-                # which rows were asked for (result tables reuse templates by dtype)
-                values[name] = np.char.decode(v, "utf-8").astype(f"U{arr.dtype.itemsize}")
-            else:
-                values[name] = np.array(v)
-            if entry["unit"] is not None:
-                units[name] = entry["unit"]
-            if entry["description"]:
-                descriptions[name] = entry["description"]
-        return values, units, descriptions
-
-    def rows(self, rows: np.ndarray, columns: Sequence[str] | None = None) -> Any:
-        from astropy.table import Table
-
-        values, units, descriptions = self.columns(rows, columns)
-        return Table(values, units=units, descriptions=descriptions, copy=False)
+    keys = []
+    for a in range(start, stop, chunk_size):
+        b = min(a + chunk_size, stop)
+        chunk = to_search_space(as_float_matrix(flux[a:b], "store flux"), space)
+        if rerank is not None:
+            rerank[1][a:b] = rerank[0].project(chunk)
+        payload = backend.index_input(model, chunk, num_threads=num_threads)
+        chunk_keys = backend.distinct_keys(payload)
+        if chunk_keys is not None:
+            keys.append(chunk_keys)
+        backend.add(index, payload, np.arange(a, b, dtype=np.int64), num_threads=num_threads)
+        bar.update(b - a)
+    return keys
 
 
-# ----------------------------------------------------------------------------- integrity
+def _progress(total: int, desc: str, progress: bool) -> Any:
+    from tqdm.auto import tqdm
 
-_COLUMN_FILE = re.compile(r"col\d{3,6}\.npy")
-_INFO_TYPES = {"kind": str, "model_class": str, "n_spectra": int, "n_pixels": int,
-               "grid": dict, "meta_columns": list}
-
-
-def _array_crc(arr: np.ndarray) -> str:
-    data = np.ascontiguousarray(arr).reshape(-1).view(np.uint8) if arr.size else b""
-    return _integrity.crc_text(zlib.crc32(data))
-
-
-#: The arrays of a "pca" re-rank space (see :mod:`pyspec.rerank_space`), under ``rerank/``.
-RERANK_FILES = ("pca_mean.npy", "pca_axes.npy", "pca_projection.npy")
-
-
-def _file_checksums(folder: Path, schema: list[dict[str, Any]]) -> dict[str, Any]:
-    """Records of every file of a freshly written engine directory."""
-    sums = {name: _integrity.file_record(folder / name) for name in ("model.bin", "index.bin")}
-    for entry in schema:
-        rel = f"meta/{entry['file']}"
-        arr = np.load(folder / rel, mmap_mode="r", allow_pickle=False)
-        sums[rel] = {**_integrity.file_record(folder / rel), "dtype": arr.dtype.str,
-                     "data_crc32": _array_crc(arr)}
-        del arr
-    for name in RERANK_FILES:
-        rel = f"rerank/{name}"
-        if (folder / rel).is_file():
-            arr = np.load(folder / rel, mmap_mode="r", allow_pickle=False)
-            sums[rel] = {**_integrity.file_record(folder / rel), "data_crc32": _array_crc(arr)}
-            del arr
-    return sums
-
-
-def _check_info(info_path: Path, info: dict[str, Any]) -> None:
-    """Types, ranges and file names of an engine description, before any is used.
-
-    Column file names must be plain ``colNNN.npy`` names: a description can
-    never make the engine read a file outside its ``meta/`` folder.
-    """
-    def bad(msg: str) -> IndexFormatError:
-        return IndexFormatError(f"{info_path}: invalid engine description ({msg})")
-
-    for key, typ in _INFO_TYPES.items():
-        v = info.get(key)
-        if not isinstance(v, typ) or isinstance(v, bool):
-            raise bad(f"{key!r} must be a {typ.__name__}, got {type(v).__name__}")
-    if info["kind"] not in ("hamming", "pq"):
-        raise bad(f"unknown kind {info['kind']!r}")
-    if info["model_class"] not in _MODEL_CLASSES:
-        raise bad(f"unknown model class {info['model_class']!r}")
-    if info["n_spectra"] < 0:
-        raise bad("negative n_spectra")
-    for key in ("model_params",):
-        if not isinstance(info.get(key, {}), dict):
-            raise bad(f"{key!r} must be an object")
-    for key in ("preprocessing",):
-        if info.get(key) is not None and not isinstance(info[key], dict):
-            raise bad(f"{key!r} must be an object or null")
-    for key in ("store", "store_relative"):
-        if info.get(key) is not None and not isinstance(info[key], str):
-            raise bad(f"{key!r} must be a string or null")
-    names, files = set(), set()
-    for entry in info["meta_columns"]:
-        if not isinstance(entry, dict):
-            raise bad("meta_columns entries must be objects")
-        name, file = entry.get("name"), entry.get("file")
-        if not isinstance(name, str) or name in names:
-            raise bad(f"column name {name!r} is missing or repeated")
-        if not isinstance(file, str) or not _COLUMN_FILE.fullmatch(file) or file in files:
-            raise bad(f"column file {file!r} is not a plain colNNN.npy name")
-        if entry.get("kind") not in ("str", "num"):
-            raise bad(f"column {name!r} has unknown kind {entry.get('kind')!r}")
-        for key in ("unit", "description"):
-            if entry.get(key) is not None and not isinstance(entry[key], str):
-                raise bad(f"column {name!r}: {key} must be a string or null")
-        if entry.get("unit") is not None and not _is_unit(entry["unit"]):
-            raise bad(f"column {name!r}: {entry['unit']!r} is not a unit")
-        names.add(name)
-        files.add(file)
-    _integrity.grid_from_dict(info["grid"], str(info_path))
-    rerank = info.get("rerank") or {"space": "flux"}
-    if not isinstance(rerank, dict) or rerank.get("space") not in ("flux", "pca"):
-        raise bad(f"unknown re-rank description {rerank!r}")
-    stamp = info.get("store_fingerprint")
-    if stamp is not None and not (
-            isinstance(stamp, dict) and isinstance(stamp.get("n_spectra"), int)
-            and not isinstance(stamp.get("n_spectra"), bool)
-            and (stamp.get("manifest_sha256") is None
-                 or re.fullmatch(r"[0-9a-f]{64}", str(stamp["manifest_sha256"]))
-                 and isinstance(stamp["manifest_sha256"], str))):
-        raise bad("invalid store fingerprint")
-    if info.get("version") == ENGINE_VERSION:
-        sums = info.get("checksums")
-        wanted = {"model.bin", "index.bin", *(f"meta/{f}" for f in files)}
-        if rerank["space"] == "pca":
-            wanted |= {f"rerank/{name}" for name in RERANK_FILES}
-        if not isinstance(sums, dict) or set(sums) != wanted:
-            raise bad("checksums do not list the engine's files")
-        for name in wanted:
-            _integrity.check_record(sums[name], f"{info_path.parent / name}")
-        for f in files:
-            rec = sums[f"meta/{f}"]
-            if not isinstance(rec.get("dtype"), str) or not isinstance(rec.get("data_crc32"), str):
-                raise bad(f"checksum record of meta/{f} lacks dtype or data_crc32")
-
-
-def _preprocessor_from(settings: dict[str, Any], where: Path) -> Any:
-    """The stored preprocessing settings as a Preprocessor, or IndexFormatError.
-
-    Each setting must have the JSON type of its default (a flag stays a
-    bool, a fraction a number): the constructor would coerce a damaged
-    ``"rest_frame": 2**63`` or ``"to_vacuum": null`` into a valid-looking value.
-    """
-    from pyspec.preprocess import Preprocessor, WavelengthGrid
-
-    try:
-        grid = settings["grid"]
-        grid = (WavelengthGrid.preset(grid) if isinstance(grid, str)  # a preset's name
-                else _integrity.grid_from_dict(grid, str(where)))
-        defaults = Preprocessor(grid).to_dict()
-        for key, default in defaults.items():
-            value = settings.get(key, default)
-            if default is None or key == "grid":
-                continue
-            if isinstance(default, bool) or isinstance(value, bool):
-                ok = isinstance(value, bool) and isinstance(default, bool)
-            elif isinstance(default, int | float):
-                ok = isinstance(value, int | float) and np.isfinite(value)
-            else:
-                ok = isinstance(value, type(default))
-            if not ok:
-                raise ValueError(f"setting {key!r} = {value!r} should be like {default!r}")
-        return Preprocessor.from_dict(settings)
-    except IndexFormatError:
-        raise
-    except (ValueError, TypeError, KeyError) as exc:
-        raise IndexFormatError(f"{where}: invalid preprocessing settings ({exc})") from None
-
-
-@functools.lru_cache(maxsize=256)
-def _is_unit(text: str) -> bool:
-    from astropy import units
-
-    try:
-        units.Unit(text, parse_strict="raise")
-    except (ValueError, TypeError):
-        return False
-    return True
-
-
-def _check_size(path: Path, record: dict[str, Any]) -> None:
-    """Cheap open-time check of a self-checking container: size as recorded."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise IndexFormatError(f"{path}: missing") from None
-    if size != record["size"]:
-        raise IndexFormatError(f"{path}: {size} bytes, {record['size']} recorded (truncated, "
-                               "corrupted or from another build)")
-
-
-def _dir_identity(path: Path) -> tuple[int, int] | None:
-    """(inode, ctime) of a directory: changes when a build swaps a new one in."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_ino, st.st_ctime_ns
+    return tqdm(total=total, desc=desc, unit="spec", disable=not progress, leave=False)
 
 
 # ----------------------------------------------------------------------------- the engine
 
-class Engine:
+class Engine(QueryMixin):
     """A searchable engine directory (see the module docstring).
 
-    Create with :meth:`build`, load with :meth:`open`. Attributes: ``path``,
-    ``kind`` ("hamming" or "pq"), ``metric`` ("hamming" or "l2"), ``model``,
-    ``index``, ``grid`` (WavelengthGrid), ``n_pixels``, ``info`` (the parsed
-    ``engine.json``) and ``distance_unit``.
+    Create with :meth:`build`, load with :meth:`open`, grow with :meth:`add`.
+    Attributes: ``path``, ``kind`` ("hamming" or "pq"), ``metric``
+    ("hamming" or "l2"), ``backend`` (:class:`pyspec.backends.Backend`),
+    ``model``, ``index``, ``grid`` (WavelengthGrid), ``n_pixels``, ``info``
+    (the parsed ``engine.json``) and ``distance_unit``.
     """
 
     def __init__(self, path: Path, info: dict[str, Any], model: Any, index: Any) -> None:
@@ -458,15 +125,16 @@ class Engine:
 
         self.path = Path(path)
         self.info = info
+        self.backend = backend_for_class(info["model_class"], info["kind"])
         self.kind = info["kind"]
-        self.metric = "hamming" if self.kind == "hamming" else "l2"
-        self.distance_unit = "bit" if self.kind == "hamming" else None
+        self.metric = self.backend.metric
+        self.distance_unit = self.backend.distance_unit
         self.model = model
         self.index = index
         self.grid = WavelengthGrid.from_dict(info["grid"])
         self.n_pixels = len(self.grid)
-        self._meta_cols = _MetaColumns(self.path / "meta", info["meta_columns"], info["n_spectra"],
-                                       info.get("checksums"))
+        self._meta_cols = ColumnFolder(self.path / "meta", info["meta_columns"],
+                                       info["n_spectra"], info.get("checksums"))
         self._meta_table: Any = None
         self._table_templates: dict[tuple, Any] = {}
         self._provenance_parts: dict[str, Any] | None = None
@@ -481,7 +149,7 @@ class Engine:
               num_threads: int | None = None, progress: bool = False,
               overwrite: bool = False, random_state: int | None = 0,
               allow_unknown_preprocessing: bool = False, rerank_space: str = "pca",
-              n_components: int | None = None) -> Engine:
+              n_components: int | None = None, backend: str | Backend | None = None) -> Engine:
         """Fit (if needed) ``model``, encode ``store`` in chunks and write the engine to ``out``.
 
         Parameters
@@ -489,7 +157,8 @@ class Engine:
         store : SpectrumStore or path-like
             The prepared spectra to index (rows become index ids).
         model : model instance or str
-            A PILHasher/LSHHasher/ITQHasher (-> HammingIndex) or
+            A model of a registered backend (:mod:`pyspec.backends`):
+            PILHasher/LSHHasher/ITQHasher (-> HammingIndex) or
             ProductQuantizer (-> PQIndex), fitted or not; or "pil", "lsh",
             "itq", "pq" for one with default parameters.
         out : path-like
@@ -518,6 +187,10 @@ class Engine:
         n_components : int, optional
             Principal components for ``rerank_space="pca"`` (default:
             :func:`pyspec.rerank_space.n_pca_components`: 32, at most n / 4).
+        backend : str or Backend, optional
+            A backend of :mod:`pyspec.backends` other than the model class's
+            default, e.g. "pil-graph" (a PILHasher's embeddings in an HNSW
+            graph).
 
         Returns
         -------
@@ -544,7 +217,13 @@ class Engine:
             raise ValueError(f"n_components must be an int >= 1, got {n_components!r}")
         if isinstance(model, str):
             model = make_model(model)
-        kind = _kind_of(model)
+        if isinstance(backend, str):
+            backend = get_backend(backend)
+        if backend is None:
+            backend = backend_of(model)
+        elif type(model).__name__ != backend.model_class:
+            raise TypeError(f"the {backend.name!r} backend takes a {backend.model_class}, got "
+                            f"{type(model).__name__}")
         n = len(store)
         if n == 0:
             raise ValueError(f"store {getattr(store, 'path', '')} holds no spectra")
@@ -557,20 +236,20 @@ class Engine:
 
         space = search_space(preprocessing)
         t0 = time.perf_counter()
-        if not _is_fitted(model):
+        if not backend.is_fitted(model):
             if fit_sample is not None and fit_sample < n:
                 rng = np.random.default_rng(random_state)
                 rows = np.sort(rng.choice(n, size=int(fit_sample), replace=False))
                 train = np.asarray(store.flux[rows], np.float32)
-            elif kind == "hamming" and hasattr(store, "iter_chunks") and space is None:
-                train = store  # the hashers stream a store chunk by chunk
+            elif backend.streams_store and hasattr(store, "iter_chunks") and space is None:
+                train = store  # the model streams a store chunk by chunk
             else:
                 train = np.asarray(store.flux, np.float32)
-            model.fit(train if space is None else to_search_space(train, space))
+            backend.fit(model, train if space is None else to_search_space(train, space))
             del train
         fit_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        basis = None
+        rerank = None
         if rerank_space == "pca":
             from pyspec.rerank_space import PCA_COMPONENTS, fit_principal_basis, n_pca_components
 
@@ -578,42 +257,20 @@ class Engine:
             basis = fit_principal_basis(store.flux, c, chunk_size=chunk_size,
                                         random_state=random_state,
                                         transform=lambda x: to_search_space(x, space))
-            projection = np.empty((n, basis.n_components), np.float32)
+            rerank = basis, np.empty((n, basis.n_components), np.float32)
         pca_s = time.perf_counter() - t0
         n_in = getattr(model, "n_features_in_", None)
         if n_in is not None and n_in != n_pix:
             raise ValueError(f"the model was fitted on {n_in} pixels but the store's grid has "
                              f"{n_pix}; fit it on this store's spectra (or use the same grid)")
 
-        if kind == "hamming":
-            from pyspec.index.hamming import HammingIndex
+        from pyspec.search_checks import store_fingerprint, warn_if_collapsed
 
-            index = HammingIndex(n_bits=int(model.n_bits))
-        else:
-            from pyspec.index.pq import PQIndex
-
-            index = PQIndex(model)
-
-        from tqdm.auto import tqdm
-
-        from pyspec.search_checks import code_keys, store_fingerprint, warn_if_collapsed
-
+        index = backend.new_index(model)
         t0 = time.perf_counter()
-        keys = []
-        with tqdm(total=n, desc="encoding", unit="spec", disable=not progress, leave=False) as bar:
-            for start in range(0, n, chunk_size):
-                chunk = to_search_space(as_float_matrix(store.flux[start:start + chunk_size],
-                                                        "store flux"), space)
-                ids = np.arange(start, start + chunk.shape[0], dtype=np.int64)
-                if basis is not None:
-                    projection[start:start + chunk.shape[0]] = basis.project(chunk)
-                if kind == "hamming":
-                    codes = model.transform(chunk, num_threads=num_threads)
-                    keys.append(code_keys(codes))
-                    index.add(codes, ids=ids)
-                else:
-                    index.add(chunk, ids=ids, num_threads=num_threads)
-                bar.update(chunk.shape[0])
+        with _progress(n, "encoding", progress) as bar:
+            keys = _encode_rows(backend, model, index, store.flux, 0, n, chunk_size=chunk_size,
+                                space=space, rerank=rerank, num_threads=num_threads, bar=bar)
         encode_s = time.perf_counter() - t0
         if keys:
             warn_if_collapsed(int(np.unique(np.concatenate(keys)).size), n,
@@ -624,7 +281,7 @@ class Engine:
                          preprocessing=preprocessing,
                          store_path=getattr(store, "path", None), timings=timings,
                          overwrite=overwrite, store_fingerprint=store_fingerprint(store),
-                         rerank=None if basis is None else (basis, projection))
+                         rerank=rerank, backend=backend)
 
     @classmethod
     def write(cls, out: str | os.PathLike, model: Any, index: Any, meta: Any, grid: Any, *,
@@ -632,7 +289,8 @@ class Engine:
               store_path: str | os.PathLike | None = None,
               timings: dict[str, float] | None = None, overwrite: bool = False,
               store_fingerprint: dict[str, Any] | None = None,
-              rerank: tuple[Any, np.ndarray] | None = None) -> Engine:
+              rerank: tuple[Any, np.ndarray] | None = None,
+              backend: Backend | None = None) -> Engine:
         """Write an engine directory from a fitted model, a filled index and metadata.
 
         :meth:`build` ends here; call it directly to assemble an engine from
@@ -640,62 +298,14 @@ class Engine:
         must be rows of ``meta`` (and of the store at ``store_path``).
         ``rerank``: (PrincipalBasis, projections of every row) for the "pca"
         re-rank space; None re-ranks by L2 between the stored spectra.
+        ``backend``: the index's backend when not the model class's default.
         """
         out = Path(out)
         if out.exists() and not overwrite:
             raise FileExistsError(f"{out} exists; choose another --out or pass overwrite")
-        kind = _kind_of(model)
-        if len(meta) != len(index):
-            raise ValueError(f"metadata has {len(meta)} rows but the index holds {len(index)}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        _integrity.clean_stale_temp_dirs(out.parent, out.name)  # left by killed builds
-        tmp = _integrity.make_temp_dir(out.parent, out.name)
-        try:
-            model.save(tmp / "model.bin")
-            index.save(tmp / "index.bin")
-            schema = _write_meta_columns(meta, tmp / "meta")
-            rerank_info: dict[str, Any] = {"space": "flux"}
-            if rerank is not None:
-                basis, projection = rerank
-                if projection.shape != (len(index), basis.n_components):
-                    raise ValueError(f"projections of shape {projection.shape}, expected "
-                                     f"({len(index)}, {basis.n_components})")
-                (tmp / "rerank").mkdir()
-                for name, arr in (("pca_mean", basis.mean), ("pca_axes", basis.axes),
-                                  ("pca_projection", projection)):
-                    _save_array(tmp / "rerank" / f"{name}.npy", arr)
-                rerank_info = {"space": "pca", "n_components": basis.n_components,
-                               "explained_variance_ratio":
-                                   round(basis.explained_variance_ratio, 6)}
-            from pyspec.catalogue import provenance
-
-            store_path = Path(store_path).resolve() if store_path else None
-            info = {
-                "format": ENGINE_FORMAT,
-                "version": ENGINE_VERSION,
-                "kind": kind,
-                "model_class": type(model).__name__,
-                "model_params": _safe_params(model),
-                "n_bits": int(model.n_bits) if kind == "hamming" else None,
-                "n_spectra": int(len(index)),
-                "n_pixels": int(len(grid)),
-                "grid": grid.to_dict(),
-                "preprocessing": preprocessing,
-                "store": None if store_path is None else str(store_path),
-                "store_relative": None if store_path is None else
-                os.path.relpath(store_path, out.resolve().parent / out.name),
-                "meta_columns": schema,
-                "store_fingerprint": store_fingerprint,
-                "rerank": rerank_info,
-                "timings_s": dict(timings or {}),
-                "provenance": provenance(command="Engine.build"),
-            }
-            info["checksums"] = _file_checksums(tmp, schema)
-            _integrity.atomic_write(tmp / "engine.json", _integrity.dumps_checked(info))
-            _integrity.replace_dir(tmp, out)  # the old engine stays until this point
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        write_engine_dir(out, model, index, meta, grid, preprocessing=preprocessing,
+                         store_path=store_path, timings=timings,
+                         store_fingerprint=store_fingerprint, rerank=rerank, backend=backend)
         return cls.open(out)
 
     @classmethod
@@ -717,15 +327,15 @@ class Engine:
             sharded = importlib.import_module("pyspec.distributed.engine").ShardedEngine
             return sharded.open(path, mmap=mmap)
         for attempt in range(3):
-            before = _dir_identity(path)
+            before = dir_identity(path)
             try:
                 engine = cls._open_once(path, mmap)
             except (IndexFormatError, FileNotFoundError):
                 # a build swapped the directory while we read it: read the new one
-                if attempt == 2 or _dir_identity(path) == before:
+                if attempt == 2 or dir_identity(path) == before:
                     raise
                 continue
-            if _dir_identity(path) == before or attempt == 2:
+            if dir_identity(path) == before or attempt == 2:
                 return engine
         raise IndexFormatError(f"{path}: replaced while being opened, three times in a row")
 
@@ -756,26 +366,107 @@ class Engine:
             self._principal()
         return {"files": len(sums) + 1, "columns": len(self._meta_cols.colnames)}
 
+    def add(self, spectra: Any, *, prepared: bool = False, chunk_size: int = _DEFAULT_CHUNK,
+            num_threads: int | None = None, progress: bool = False) -> dict[str, Any]:
+        """Append spectra to the engine's store and index, encoded with the fitted model.
+
+        The new spectra become rows ``len(engine), len(engine) + 1, ...`` of
+        the store (appended through its crash-safe writer) and ids of the
+        index; their metadata and, for a "pca" re-rank space, their
+        projections on the engine's principal basis (which is kept, not
+        refitted) are added too. The engine then answers exactly as an
+        engine built over the grown store with the same fitted model (and,
+        for "pca", the same basis), and :meth:`verify` passes. The directory
+        is rewritten and swapped in as by :meth:`build`; this object reads
+        the new one. Other Engine objects open on the same directory still
+        read the old files, and their store check then fails
+        (StoreChangedError): reopen them.
+
+        Parameters
+        ----------
+        spectra : SpectrumStore, path, Spectrum, ndarray or a sequence of paths / Spectrum
+            A store's rows (same grid and preprocessing as the engine's;
+            flux, ivar and metadata copied as they are), or inputs prepared
+            with the engine's recipe as in :meth:`prepare`.
+        prepared : bool
+            ``spectra`` is an array of rows already prepared by the store's
+            recipe (stored with ivar 1).
+        chunk_size : int
+            Rows appended and encoded per chunk.
+        num_threads : int, optional
+            Threads for encoding.
+        progress : bool
+            tqdm progress bar while encoding.
+
+        Returns
+        -------
+        dict
+            ``rows``: int64 store rows of the added spectra; ``rejects``: list of
+            (name, reason) for inputs that could not be prepared (also recorded
+            in the store's rejects).
+
+        Raises
+        ------
+        StoreChangedError
+            The store changed since the engine was built (the engine is stale).
+        FileNotFoundError
+            The engine's store is gone.
+        ValueError, PreprocessingError
+            A source store with another grid or preprocessing.
+        """
+        from pyspec.meta_columns import rows_from_columns
+        from pyspec.search_checks import search_space, store_fingerprint
+        from pyspec.store import SpectrumStore
+
+        if self.index is None:
+            raise NotImplementedError("add spectra to a sharded engine shard by shard")
+        if isinstance(chunk_size, bool) or int(chunk_size) < 1:
+            raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+        store = self.store  # StoreChangedError when someone else changed it
+        if hasattr(spectra, "flux") and hasattr(spectra, "meta"):  # rows of another store
+            self.check_store(spectra, f"store {getattr(spectra, 'path', '')}")
+            flux, ivar, rejects = spectra.flux, spectra.ivar, []
+            metas: Any = spectra.meta
+        else:
+            flux, ivar, metas, rejects = self._prepare_rows(spectra, prepared)
+        m, n0 = int(flux.shape[0]), len(self)
+        if m == 0 and not rejects:
+            return {"rows": np.zeros(0, np.int64), "rejects": []}
+        t0 = time.perf_counter()
+        with SpectrumStore.create(store.path, store.grid, store.preprocessing,
+                                  append=True) as writer:
+            for a in range(0, m, chunk_size):
+                b = min(a + chunk_size, m)
+                block = metas[a:b]
+                writer.append(flux[a:b], np.ones((b - a, flux.shape[1]), np.float32)
+                              if ivar is None else ivar[a:b],
+                              rows_from_columns(block) if hasattr(block, "colnames") else block)
+            for name, reason in rejects:
+                writer.reject(name, reason)
+        store = SpectrumStore.open(store.path)
+        n1 = len(store)
+        index = self.backend.load_index(self.path / "index.bin", self.model, mmap=False)
+        rerank = None
+        if self.rerank_space == "pca":
+            basis, projection = self._principal()
+            rerank = basis, np.empty((n1, basis.n_components), np.float32)
+            rerank[1][:n0] = projection
+        with _progress(n1 - n0, "encoding", progress) as bar:
+            _encode_rows(self.backend, self.model, index, store.flux, n0, n1,
+                         chunk_size=int(chunk_size),
+                         space=search_space(self.info.get("preprocessing")), rerank=rerank,
+                         num_threads=num_threads, bar=bar)
+        timings = {**self.info.get("timings_s", {}), "add": round(time.perf_counter() - t0, 3)}
+        write_engine_dir(self.path, self.model, index, store.meta, store.grid,
+                         preprocessing=self.info.get("preprocessing"), store_path=store.path,
+                         timings=timings, store_fingerprint=store_fingerprint(store),
+                         rerank=rerank, command="Engine.add", backend=self.backend)
+        self.__dict__.update(type(self)._open_once(self.path, mmap=True).__dict__)
+        return {"rows": np.arange(n0, n1, dtype=np.int64), "rejects": list(rejects)}
+
     @classmethod
     def _open_once(cls, path: Path, mmap: bool) -> Engine:
-        info_path = path / "engine.json"
-        if not info_path.is_file():
-            raise IndexFormatError(f"{path} is not a pyspec engine directory (no engine.json); "
-                                   "create one with `pyspec build`")
-        info = _integrity.loads_checked(info_path, legacy_versions=_LEGACY_VERSIONS,
-                                        what="engine description")
-        if info.get("format") != ENGINE_FORMAT:
-            raise IndexFormatError(f"{info_path}: not a pyspec engine description")
-        if info.get("version") not in (ENGINE_VERSION, *_LEGACY_VERSIONS):
-            raise IndexFormatError(f"{info_path}: engine format version {info.get('version')} "
-                                   f"is not supported (this pyspec reads {ENGINE_VERSION})")
-        _check_info(info_path, info)
-        sums = info.get("checksums", {})
-        for name in ("model.bin", "index.bin"):
-            if name in sums:
-                _check_size(path / name, sums[name])
-        model = _model_class(info["model_class"]).load(path / "model.bin")
-        index = _load_index(info["kind"], path / "index.bin", model, mmap)
+        info, model, index = read_engine_dir(path, mmap)
         engine = cls(path, info, model, index)
         if len(index) != info["n_spectra"]:
             raise IndexFormatError(f"{path}: index holds {len(index)} spectra, engine.json says "
@@ -815,7 +506,7 @@ class Engine:
             if settings and "grid" not in settings:
                 settings = {**settings, "grid": self.info["grid"]}
             if settings:  # damaged settings are a format error before a recipe question
-                _preprocessor_from(settings, self.path / "engine.json")
+                preprocessor_from(settings, self.path / "engine.json")
             self._preprocessor = recipe_of(settings, f"engine {self.path}")
         return self._preprocessor
 
@@ -895,14 +586,21 @@ class Engine:
         metas : list of n_ok dicts (the spectra's metadata)
         rejects : list of (name, reason) for inputs that could not be used
         """
+        flux, _, metas, rejects = self._prepare_rows(items, prepared)
+        return flux, metas, rejects
+
+    def _prepare_rows(self, items: Any, prepared: bool
+                      ) -> tuple[np.ndarray, Any, list[dict[str, Any]], list[tuple[str, str]]]:
+        """(flux, ivar, metas, rejects) of :meth:`prepare` (ivar None for prepared arrays)."""
         if prepared:
             flux = as_float_matrix(np.atleast_2d(np.asarray(items)), "prepared flux",
                                    n_features=self.n_pixels)
-            return np.ascontiguousarray(flux), [{"id": f"array[{i}]"}
-                                                for i in range(flux.shape[0])], []
+            return (np.ascontiguousarray(flux), None,
+                    [{"id": f"array[{i}]"} for i in range(flux.shape[0])], [])
         spectra, names, rejects = self._as_spectra(items)
         if not spectra:
-            return np.empty((0, self.n_pixels), np.float32), [], rejects
+            empty = np.empty((0, self.n_pixels), np.float32)
+            return empty, empty, [], rejects
         batch = self.preprocessor.apply(spectra)
         ok = np.asarray(batch.ok, bool)
         metas = []
@@ -912,7 +610,7 @@ class Engine:
             else:
                 rejects.append((names[i], str(batch.reasons[i])))
         flux = np.ascontiguousarray(np.asarray(batch.flux, np.float32)[ok])
-        return flux, metas, rejects
+        return flux, np.ascontiguousarray(np.asarray(batch.ivar, np.float32)[ok]), metas, rejects
 
     def _as_spectra(self, items: Any) -> tuple[list[Any], list[str], list[tuple[str, str]]]:
         import pyspec.io
@@ -922,20 +620,19 @@ class Engine:
         return got.spectra, got.names, got.rejects
 
     def encode_prepared(self, flux: np.ndarray, num_threads: int | None = None) -> np.ndarray:
-        """Binary codes (uint64, (n, n_words)) of prepared spectra (Hamming engines)."""
-        if self.kind != "hamming":
-            raise ValueError("a product-quantisation engine searches float spectra; "
-                             "it has no binary codes")
+        """Binary codes (uint64, (n, n_words)) of prepared spectra (engines with binary codes)."""
         x = as_float_matrix(flux, "flux", n_features=self.n_pixels)
-        return self.model.transform(x, num_threads=num_threads)
+        return self.backend.codes(self.model, x, num_threads=num_threads)
+
+    def _index_input(self, flux: np.ndarray, num_threads: int | None) -> Any:
+        """What the index searches for prepared rows: the backend's encoding of them."""
+        x = self._in_search_space(as_float_matrix(flux, "flux", n_features=self.n_pixels))
+        return self.backend.index_input(self.model, x, num_threads=num_threads)
 
     def search_prepared(self, flux: np.ndarray, k: int, num_threads: int | None = None) -> Any:
         """k-NN of prepared spectra: SearchResult(ids = store rows, distances)."""
-        x = self._in_search_space(as_float_matrix(flux, "flux", n_features=self.n_pixels))
-        if self.kind == "hamming":
-            codes = self.model.transform(x, num_threads=num_threads)
-            return self.index.search(codes, k, num_threads=num_threads)
-        return self.index.search(x, k, num_threads=num_threads)
+        return self.backend.search(self.index, self._index_input(flux, num_threads), k,
+                                   num_threads=num_threads)
 
     def _in_search_space(self, x: np.ndarray) -> np.ndarray:
         """Rows as the model and index see them (unit norm for the f / sum f^2 recipe)."""
@@ -946,338 +643,12 @@ class Engine:
     def range_search_prepared(self, flux: np.ndarray, radius: int,
                               num_threads: int | None = None) -> Any:
         """Every indexed spectrum within Hamming ``radius`` (RangeResult)."""
-        if self.kind != "hamming":
+        if not self.backend.supports_range:
             raise ValueError("range search by radius needs a binary (Hamming) engine")
-        codes = self.encode_prepared(flux, num_threads=num_threads)
-        return self.index.range_search(codes, int(radius), num_threads=num_threads)
+        return self.backend.range_search(self.index, self._index_input(flux, num_threads),
+                                         int(radius), num_threads=num_threads)
 
     def search_plan(self, k: int = 10) -> Any:
         """How a k-NN search runs: ``index.plan(k)`` for Hamming engines (MIH or scan, and
         why, see :meth:`pyspec.HammingIndex.plan`); PQ engines always scan."""
-        if self.kind == "hamming":
-            return self.index.plan(k=k)
-        from pyspec.index._mih import SearchPlan
-
-        return SearchPlan("scan", len(self), None, "product-quantisation engine: ADC scan")
-
-    @property
-    def rerank_space(self) -> str:
-        """Where candidates are re-ranked: "pca" or "flux" (engines before issue 14: "flux")."""
-        return str((self.info.get("rerank") or {}).get("space", "flux"))
-
-    def _rerank_array(self, name: str, shape: tuple[int, ...], mmap: bool = True) -> np.ndarray:
-        """One array of the re-rank space, its data CRC checked (version-2 engines)."""
-        path = self.path / "rerank" / name
-        arr = _load_array(path, shape, mmap)
-        record = (self.info.get("checksums") or {}).get(f"rerank/{name}")
-        if self.info.get("checksums") is not None and (
-                record is None or _array_crc(arr) != record.get("data_crc32")):
-            raise IndexFormatError(f"{path}: re-rank array checksum mismatch or missing record "
-                                   "(file corrupted)")
-        return arr
-
-    def _principal(self) -> tuple[Any, np.ndarray]:
-        """(PrincipalBasis, memory-mapped projections of every row) of a "pca" engine."""
-        if self._pca is None:
-            from pyspec.rerank_space import PrincipalBasis
-
-            try:
-                c = int(self.info["rerank"]["n_components"])
-            except (TypeError, ValueError, KeyError):
-                raise IndexFormatError(f"{self.path / 'engine.json'}: invalid re-rank "
-                                       "description") from None
-            basis = PrincipalBasis(self._rerank_array("pca_mean.npy", (self.n_pixels,), False),
-                                   self._rerank_array("pca_axes.npy", (c, self.n_pixels), False),
-                                   self.info["rerank"].get("explained_variance_ratio", 0.0))
-            self._pca = basis, self._rerank_array("pca_projection.npy", (len(self), c))
-        return self._pca
-
-    def rerank(self, flux: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Re-order candidate rows by exact squared L2 in the engine's re-rank space.
-
-        flux : (n, n_pixels) float32 prepared queries; ids : (n, m) int64
-        candidate rows (-1 = none). Returns (ids, distances float32) of
-        shape (n, k), ordered by (distance, row). The space is
-        :attr:`rerank_space`: the projections on the store's principal
-        components ("pca") or the stored spectra ("flux").
-        """
-        flux = self._in_search_space(np.asarray(flux, np.float32))
-        store = self.store  # checked even when unused: a changed store means a stale engine
-        if self.rerank_space == "pca":
-            basis, rows_of = self._principal()
-            flux = basis.project(flux)
-        else:
-            rows_of = store.flux
-        n = flux.shape[0]
-        out_ids = np.full((n, k), -1, np.int64)
-        out_d = np.full((n, k), np.inf, np.float32)
-        for i in range(n):
-            cand = ids[i][ids[i] >= 0]
-            if cand.size == 0:
-                continue
-            order_rows = np.sort(cand)  # sorted reads from the memmap
-            cand_x = np.asarray(rows_of[order_rows], np.float32)
-            if self.rerank_space != "pca":
-                cand_x = self._in_search_space(cand_x)
-            diff = cand_x - flux[i]
-            d = np.einsum("ij,ij->i", diff, diff)
-            o = np.lexsort((order_rows, d))[:k]
-            out_ids[i, :o.size] = order_rows[o]
-            out_d[i, :o.size] = d[o]
-        return out_ids, out_d
-
-    # -- queries --------------------------------------------------------------------------------
-    def query(self, spectrum: Any, k: int = 10, rerank: int | None = None,
-              num_threads: int | None = None, columns: str | Sequence[str] = "main",
-              prepared: bool = False) -> Any:
-        """Query-by-example for one spectrum.
-
-        Parameters
-        ----------
-        spectrum : path, Spectrum or ndarray of shape (n_pixels,)
-            FITS file (read with :func:`pyspec.read_spectrum`), a spectrum, or
-            flux on the engine's grid.
-        k : int
-            Neighbours to return.
-        rerank : int, optional
-            Two-stage search: the codes select the best ``rerank`` (>= k)
-            candidates and exact squared L2 in :attr:`rerank_space`
-            (principal components by default, or the stored spectra)
-            orders them; distances are then float squared L2. Default (None):
-            ``max(10 k, 100)`` candidates when the store is reachable (a
-            warning and code distances otherwise); 0: codes only.
-        num_threads : int, optional
-            Threads for encoding and search. Default: all cores (or
-            ``OMP_NUM_THREADS``): a one-spectrum forward pass splits W's
-            columns and the scan splits the codes across threads. On a
-            machine whose cores are busy with other work, ``num_threads=1``
-            avoids waiting for the scheduler (measured 8-24 ms instead of
-            ~1 ms for 1M codes on a loaded 2-core machine).
-        columns : "main", "all" or list of str
-            Store metadata columns to include: "main" (default) is id, file,
-            ra, dec, class, subclass, z and snr_r; "all" every stored column
-            (each column adds ~50 us of astropy Table construction).
-        prepared : bool
-            ``spectrum`` is an array already prepared like the store's rows
-            (see :meth:`prepare`).
-
-        Returns
-        -------
-        astropy.table.Table
-            ``k`` rows (fewer if the engine is smaller), ordered by distance:
-            rank, row, the store metadata (id, file, ra, dec, class, subclass,
-            z, snr_r, ...) and distance.
-
-        Raises
-        ------
-        FileNotFoundError, FitsFormatError
-            If the file is missing or not a spectrum.
-        SpectrumCoverageError or ValueError
-            If the spectrum cannot be prepared on the engine's grid.
-        """
-        if isinstance(spectrum, np.ndarray) and spectrum.ndim != 1:
-            raise ValueError(f"query() takes one spectrum; got an array of shape {spectrum.shape}, "
-                             "use query_batch()")
-        flux, metas, rejects = self.prepare(spectrum, prepared)
-        if rejects:
-            from pyspec.errors import SpectrumCoverageError
-
-            name, reason = rejects[0]
-            raise SpectrumCoverageError(f"{name}: cannot be prepared on the engine's grid: "
-                                        f"{reason}")
-        table = self._neighbour_table(flux, k, rerank, num_threads, columns)
-        table.meta["query"] = {k2: _plain(v) for k2, v in metas[0].items()
-                               if k2 in ("id", "file", "ra", "dec", "class", "subclass", "z")}
-        table.meta["query_flux_available"] = True
-        self._last_query_flux = flux[0]
-        self._remember_queries(table, flux)
-        return table
-
-    def query_batch(self, spectra: Any, k: int = 10, rerank: int | None = None,
-                    num_threads: int | None = None,
-                    columns: str | Sequence[str] = "main", prepared: bool = False) -> Any:
-        """Query-by-example for many spectra at once (one table, ``query_index`` column).
-
-        Inputs that cannot be read or prepared are skipped and listed in
-        ``table.meta["rejects"]`` as [name, reason] pairs.
-        """
-        flux, metas, rejects = self.prepare(spectra, prepared)
-        table = self._neighbour_table(flux, k, rerank, num_threads, columns)
-        qid = np.array([str(m.get("id", i)) if m.get("id") is not None else str(i)
-                        for i, m in enumerate(metas)] or [""])
-        if len(table):
-            table["query_id"] = qid[table["query_index"]]
-        else:
-            table["query_id"] = np.array([], dtype=str)
-        table.meta["rejects"] = [[str(n), str(r)] for n, r in rejects]
-        table.meta["n_queries"] = int(flux.shape[0])
-        self._remember_queries(table, flux)
-        return table
-
-    def _neighbour_table(self, flux: np.ndarray, k: int, rerank: int | None,
-                         num_threads: int | None, columns: str | Sequence[str] = "main") -> Any:
-        k = check_k(k)
-        unit = self.distance_unit
-        explicit = rerank is not None
-        rerank = self._candidates(k, rerank)
-        if rerank:
-            if explicit and rerank < k:
-                raise ValueError(f"rerank ({rerank}) must be >= k ({k}): it is the number of "
-                                 "candidates re-ranked to choose the best k (0 = codes only)")
-            m = max(int(rerank), k)
-            res = self.search_prepared(flux, m, num_threads=num_threads)
-            ids, dist = self.rerank(flux, res.ids, k)
-            unit = None
-        else:
-            res = self.search_prepared(flux, k, num_threads=num_threads)
-            ids, dist = res.ids, res.distances
-        valid = ids >= 0
-        qidx = np.nonzero(valid)[0]
-        rank = (np.cumsum(valid, axis=1) - 1)[valid] + 1
-        rows = ids[valid]
-        if columns == "main":
-            wanted: Sequence[str] | None = RESULT_COLUMNS
-        elif columns == "all":
-            wanted = None
-        elif isinstance(columns, str):
-            raise ValueError(f"columns must be 'main', 'all' or a list of names, got {columns!r}")
-        else:
-            unknown = set(columns) - set(self._meta_cols.colnames)
-            if unknown:
-                raise ValueError(f"unknown metadata column(s) {sorted(unknown)}; "
-                                 f"the engine has {self._meta_cols.colnames}")
-            wanted = list(columns)
-        values, units, descriptions = self._meta_cols.columns(rows, wanted)
-        # one Table construction, main columns first (astropy column edits are slow and a
-        # single query's latency budget is a few milliseconds)
-        cols = {"query_index": qidx.astype(np.int64), "rank": rank.astype(np.int32)}
-        cols.update((c, values[c]) for c in RESULT_COLUMNS if c in values)
-        cols["distance"] = dist[valid]
-        cols["row"] = rows
-        cols.update((c, v) for c, v in values.items() if c not in cols)
-        if unit is not None:
-            units = {**units, "distance": unit}
-        from pyspec.catalogue import provenance
-
-        if self._provenance_parts is None:  # fixed for the engine's lifetime
-            self._provenance_parts = {
-                "engine": {"path": str(self.path.resolve()), "kind": self.kind,
-                           "n_spectra": len(self),
-                           "grid": self.grid.name if hasattr(self.grid, "name") else None},
-                "model": {"class": self.info["model_class"],
-                          **self.info.get("model_params", {})}}
-        meta = provenance(command="query", **self._provenance_parts, k=k, rerank=rerank)
-        return self._result_table(cols, units, descriptions, meta)
-
-    def _candidates(self, k: int, rerank: int | None) -> int:
-        """Candidates to re-rank exactly (0 = codes only); see :meth:`query`."""
-        from pyspec.search_checks import default_candidates
-
-        if rerank is not None:
-            if isinstance(rerank, bool) or int(rerank) < 0:
-                raise ValueError(f"rerank must be an int >= 0, got {rerank!r}")
-            return int(rerank)
-        try:
-            self.store  # noqa: B018  (opens and checks the store once)
-        except FileNotFoundError as exc:
-            import warnings
-
-            warnings.warn(f"{exc}; answering from the codes alone", UserWarning, stacklevel=4)
-            return 0
-        return default_candidates(k, len(self))
-
-    def _remember_queries(self, table: Any, flux: np.ndarray) -> None:
-        """Keep the prepared query flux so :meth:`plot_query` draws the table's own query."""
-        import uuid
-
-        store = self.__dict__.setdefault("_query_flux", {})
-        if len(store) >= 64:  # bounded: the oldest results lose their flux
-            store.pop(next(iter(store)))
-        key = uuid.uuid4().hex
-        store[key] = flux
-        table.meta["query_key"] = key
-
-    def _query_flux_of(self, table: Any) -> np.ndarray:
-        """The prepared flux of the query whose neighbours ``table`` lists."""
-        flux = self.__dict__.get("_query_flux", {}).get(table.meta.get("query_key"))
-        if flux is None:
-            raise ValueError("this table's query spectrum is not known to the engine (a table "
-                             "read from disk, or an old result): pass query_flux= (the prepared "
-                             "query spectrum, e.g. engine.prepare(path)[0][0])")
-        qi = np.unique(np.asarray(table["query_index"])) if "query_index" in table.colnames \
-            else np.array([0])
-        if qi.size != 1:
-            raise ValueError(f"the table holds the neighbours of {qi.size} queries; plot one: "
-                             "table[table['query_index'] == i]")
-        return flux[int(qi[0])]
-
-    def _result_table(self, cols: dict[str, np.ndarray], units: dict[str, Any],
-                      descriptions: dict[str, Any], meta: dict[str, Any]) -> Any:
-        """astropy Table of ``cols`` (equal-length 1-D arrays).
-
-        astropy builds a Table at ~25 us per column, a tenth of a single
-        query's latency. Each result layout (names, dtypes, units) is therefore
-        built once as a one-row template; a result is the template's row
-        repeated by fancy indexing (new columns at ~10 us each, units and
-        descriptions carried over) with the values written into them.
-        """
-        from astropy.table import Table
-
-        key = (tuple((name, v.dtype.str, v.shape[1:]) for name, v in cols.items()),
-               tuple(sorted(units.items())), tuple(sorted(descriptions.items())))
-        template = self._table_templates.get(key)
-        if template is None:
-            if len(self._table_templates) >= 32:  # many column selections: start over
-                self._table_templates.clear()
-            template = Table({name: np.zeros((1,) + v.shape[1:], v.dtype)
-                              for name, v in cols.items()},
-                             units=units, descriptions=descriptions, copy=False)
-            self._table_templates[key] = template
-        n = len(next(iter(cols.values()))) if cols else 0
-        table = template[np.zeros(n, dtype=np.intp)]
-        for name, v in cols.items():
-            table[name].data[...] = v
-        table.meta.update(meta)
-        return table
-
-    def spectra(self, rows: Iterable[int]) -> np.ndarray:
-        """Prepared flux of the given store rows, float32 (n, n_pixels)."""
-        rows = np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows, np.int64)
-        return np.asarray(self.store.flux[rows], np.float32)
-
-    def plot_query(self, table: Any, path: str | os.PathLike, query_flux: np.ndarray | None = None,
-                   query_label: str | None = None) -> Path:
-        """PNG of a :meth:`query` result: the query in red over its neighbours."""
-        from pyspec.plotting import plot_neighbours
-
-        if query_flux is None:
-            query_flux = self._query_flux_of(table)
-        rows = np.asarray(table["row"], np.int64)
-        labels = []
-        for r in table:
-            d = r["distance"]
-            dtxt = f"{int(d)}" if self.metric == "hamming" and table["distance"].unit is not None \
-                else f"{float(d):.3g}"
-            cls = r["class"] if "class" in table.colnames else ""
-            sub = r["subclass"] if "subclass" in table.colnames else ""
-            labels.append(f"{r['rank']}. {r['id'] if 'id' in table.colnames else r['row']}  "
-                          f"{cls} {sub}  d={dtxt}")
-        if query_label is None:
-            q = table.meta.get("query", {})
-            query_label = f"query {q.get('id', '')}  {q.get('class', '') or ''} " \
-                          f"{q.get('subclass', '') or ''}"
-        return plot_neighbours(path, self.grid.wavelength, query_flux, self.spectra(rows),
-                               labels, query_label=query_label,
-                               title=f"{len(rows)} nearest neighbours ({self.info['model_class']}, "
-                                     f"{len(self):,d} spectra)")
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, float) and not np.isfinite(v):
-        return None
-    if v is None or isinstance(v, (str, int, float, bool)):
-        return v
-    return str(v)
-
+        return self.backend.plan(self.index, k, len(self))

@@ -166,15 +166,13 @@ def euclidean_recall(codes: np.ndarray, X: np.ndarray, k: int = 10, n_candidates
 
 
 def make_hasher(name: str, n_bits: int, random_state: int | None = 0, **params: object):
-    """A fresh hasher by short name ("pil", "lsh", "itq")."""
-    from pyspec.models.itq import ITQHasher
-    from pyspec.models.lsh import LSHHasher
-    from pyspec.models.pil import PILHasher
+    """A fresh hasher by short name ("pil", "lsh", "itq"): a backend with binary codes."""
+    from pyspec.backends import backend_names, get_backend
 
-    classes = {"pil": PILHasher, "lsh": LSHHasher, "itq": ITQHasher}
-    if name not in classes:
-        raise ValueError(f"unknown hasher {name!r}; choose from {sorted(classes)}")
-    return classes[name](n_bits=n_bits, random_state=random_state, **params)
+    hashers = [b for b in backend_names() if get_backend(b).has_codes]
+    if name not in hashers:
+        raise ValueError(f"unknown hasher {name!r}; choose from {sorted(hashers)}")
+    return get_backend(name).make_model(n_bits=n_bits, random_state=random_state, **params)
 
 
 def holdout_split(n: int, n_queries: int | None, holdout: float,

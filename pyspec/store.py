@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
-import numbers
 import os
 import re
 import zlib
@@ -52,7 +50,7 @@ import numpy as np
 
 from pyspec import _integrity
 from pyspec.errors import IndexFormatError
-from pyspec.io._base import META_FLOAT_KEYS, META_KEYS
+from pyspec.meta_columns import columns_from_rows, concat_columns, part_columns, part_keys
 from pyspec.preprocess import WavelengthGrid, as_grid
 
 FORMAT = "pyspec-spectrum-store"
@@ -61,9 +59,6 @@ _LEGACY_VERSIONS = (1,)  # stores written before checksums
 _PART_RE = re.compile(r"part-(\d{6})\.npz$")
 #: pending rejects are flushed into a part once this many accumulate
 _REJECT_FLUSH = 4096
-_STR_KEYS = ("id", "file", "class", "subclass", "data_release", "layout")
-_INT_TYPES = (int, np.integer)
-_REAL_TYPES = (numbers.Real, np.floating, np.integer)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -108,94 +103,6 @@ def _json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
 
 
-def _to_str(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float) and math.isnan(v):
-        return ""
-    return str(v)
-
-
-def _to_float(v: Any) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _vacuum_code(v: Any) -> int:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return -1
-    return 1 if bool(v) else 0
-
-
-def _meta_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
-    """Column arrays (str 'U', float64, int) from per-spectrum dicts."""
-    cols: dict[str, np.ndarray] = {}
-    for key in _STR_KEYS:
-        cols[key] = np.array([_to_str(r.get(key)) for r in rows], dtype=str)
-    for key in META_FLOAT_KEYS:
-        cols[key] = np.array([_to_float(r.get(key)) for r in rows], dtype=np.float64)
-    cols["vacuum"] = np.array([_vacuum_code(r.get("vacuum")) for r in rows], dtype=np.int8)
-    extra: list[str] = []
-    for r in rows:
-        for k in r:
-            if k not in META_KEYS and k not in extra and k != "warnings":
-                extra.append(k)
-    for key in extra:
-        values = [r.get(key) for r in rows]
-        present = [v for v in values if v is not None]
-        if not present:
-            continue  # filled with the column's missing value when parts are joined
-        if all(isinstance(v, bool | np.bool_) for v in present):
-            # -1 = missing, like "vacuum"
-            cols[key] = np.array([-1 if v is None else int(bool(v)) for v in values],
-                                 dtype=np.int8)
-        elif all(isinstance(v, _INT_TYPES) and not isinstance(v, bool | np.bool_)
-                 for v in present) and len(present) == len(values):
-            cols[key] = np.array(values, dtype=np.int64)
-        elif all(isinstance(v, _REAL_TYPES) and not isinstance(v, bool | np.bool_)
-                 for v in present):
-            cols[key] = np.array([_to_float(v) for v in values], dtype=np.float64)
-        else:
-            cols[key] = np.array([_to_str(v) for v in values], dtype=str)
-    return cols
-
-
-def _concat_columns(pieces: Sequence[tuple[Mapping[str, np.ndarray], int]]
-                    ) -> dict[str, np.ndarray]:
-    """Join per-chunk column dicts (each with its row count) into one dict of columns.
-
-    A column missing from a chunk is filled with its missing value ("" for
-    text, NaN for floats, -1 for the int8 flag columns, 0 for other ints,
-    False for bools); a column that is text in one chunk and numeric in
-    another becomes text.
-    """
-    names: list[str] = []
-    for cols, _ in pieces:
-        for k in cols:
-            if k not in names:
-                names.append(k)
-    out: dict[str, np.ndarray] = {}
-    for k in names:
-        like = next(cols[k] for cols, _ in pieces if k in cols)
-        chunks = []
-        for cols, n in pieces:
-            if n == 0:
-                continue
-            if k in cols:
-                chunks.append(cols[k])
-            else:
-                fill = {"U": "", "f": np.nan, "i": -1 if like.dtype == np.int8 else 0,
-                        "b": False}.get(like.dtype.kind, 0)
-                chunks.append(np.full(n, fill, dtype=like.dtype))
-        kinds = {c.dtype.kind for c in chunks}
-        if len(kinds) > 1 and "U" in kinds:
-            chunks = [c.astype(str) for c in chunks]
-        out[k] = np.concatenate(chunks) if chunks else like[:0]
-    return out
-
-
 def _scan_parts(path: Path) -> list[Path]:
     """Contiguous committed parts part-000000 ... in order."""
     parts_dir = path / "parts"
@@ -225,14 +132,12 @@ def _load_part(p: Path) -> dict[str, np.ndarray]:
         v = part.get(key)
         if v is None or v.shape != () or v.dtype.kind not in "iu" or int(v) < 0:
             raise bad(f"missing or invalid {key!r}")
-    n = int(part["n_rows"])
     rf, rr = part.get("reject_file"), part.get("reject_reason")
     if (rf is None or rr is None or rf.ndim != 1 or rf.shape != rr.shape
             or rf.dtype.kind != "U" or rr.dtype.kind != "U"):
         raise bad("missing or inconsistent reject columns")
+    part_columns(part, f"store part {p}")  # every column: 1-D, n rows, numbers or text
     for key, v in part.items():
-        if key.startswith("m_") and (v.ndim != 1 or v.shape[0] != n):
-            raise bad(f"column {key[2:]!r} has shape {v.shape}, expected ({n},)")
         if key.endswith("_crc32") and (v.shape != () or v.dtype.kind not in "iu"):
             raise bad(f"invalid {key!r}")
     if "m_file" not in part or part["m_file"].dtype.kind != "U":
@@ -348,12 +253,12 @@ class StoreWriter:
     def content_hashes(self) -> dict[str, str]:
         """content_hash -> first stored file with that content (for deduplicating inputs)."""
         out: dict[str, str] = {}
-        pieces = [(_load_part(p), "m_") for p in self._parts]
-        pieces += [(cols, "") for cols, _ in self._pending_meta]
-        for cols, prefix in pieces:
-            hashes = cols.get(f"{prefix}content_hash")
+        pieces = [part_columns(_load_part(p), f"store part {p}") for p in self._parts]
+        pieces += [cols for cols, _ in self._pending_meta]
+        for cols in pieces:
+            hashes = cols.get("content_hash")
             if hashes is not None:
-                for digest, file in zip(hashes.tolist(), cols[f"{prefix}file"].tolist(),
+                for digest, file in zip(hashes.tolist(), cols["file"].tolist(),
                                         strict=True):
                     if digest:
                         out.setdefault(digest, file)
@@ -391,7 +296,7 @@ class StoreWriter:
                 fh.write(arr.tobytes())
             key = name[:4]
             self._pending_crc[key] = _block_crc(arr, self._pending_crc[key])
-        self._pending_meta.append((_meta_columns(meta_rows), flux.shape[0]))
+        self._pending_meta.append((columns_from_rows(meta_rows), flux.shape[0]))
         self._pending_rows += flux.shape[0]
         if self._pending_rows >= self.rows_per_part:
             self.flush()
@@ -409,7 +314,7 @@ class StoreWriter:
         for name in ("flux.f32", "ivar.f32"):
             with open(self.path / name, "ab") as fh:
                 os.fsync(fh.fileno())
-        cols = _concat_columns(self._pending_meta) if self._pending_meta else {}
+        cols = concat_columns(self._pending_meta) if self._pending_meta else {}
         self._write_part(cols, self._pending_rows)
         self._pending_meta = []
         self._pending_rows = 0
@@ -424,9 +329,9 @@ class StoreWriter:
 
     def _write_part(self, cols: dict[str, np.ndarray], n_rows: int) -> None:
         rej = self._pending_rejects
-        cols = {f"m_{k}": v for k, v in cols.items()}
+        cols = part_keys(cols)
         if n_rows == 0:
-            cols.update({f"m_{k}": v for k, v in _meta_columns([]).items()})
+            cols.update(part_keys(columns_from_rows([])))
         cols["n_rows"] = np.array(n_rows, dtype=np.int64)
         cols["row_start"] = np.array(self._n_rows, dtype=np.int64)
         cols["reject_file"] = np.array([f for f, _ in rej], dtype=str)
@@ -676,10 +581,10 @@ class SpectrumStore:
         from astropy.table import Table
 
         parts = self._parts()
-        pieces = [({k[2:]: v for k, v in part.items() if k.startswith("m_")},
-                   int(part["n_rows"])) for part in parts]
+        pieces = [(part_columns(part, f"store part of {self.path}"), int(part["n_rows"]))
+                  for part in parts]
         # the schema columns exist even in a store without rows
-        cols = _concat_columns([(_meta_columns([]), 0), *pieces])
+        cols = concat_columns([(columns_from_rows([]), 0), *pieces])
         meta = Table(cols) if cols else Table()
         if len(meta) != len(self):
             raise IndexFormatError(f"{self.path}: metadata has {len(meta)} rows, matrix "

@@ -19,8 +19,10 @@ subclass and redshift, with the template id and distance.
 The engine argument is anything with the small protocol that
 :class:`pyspec.Engine` implements: ``search_prepared(flux, k, num_threads)``,
 ``range_search_prepared(flux, radius, num_threads)``, ``meta_rows(rows,
-columns=None)`` (astropy Table of the metadata of those rows), ``metric`` ("hamming" or "l2"),
-``__len__`` and ``distance_unit``.
+columns=None)`` (astropy Table of the metadata of those rows), ``backend`` (a
+:class:`pyspec.backends.Backend`: whether distances are integers and range
+search exists), ``metric`` (recorded in the output), ``__len__`` and
+``distance_unit``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from pyspec._validation import as_float_matrix
+from pyspec.backends import ids_distances
 
 __all__ = ["CandidateMerger", "catalogue_search", "match_templates", "iter_prepared"]
 
@@ -188,7 +191,6 @@ def catalogue_search(engine: Any, query_flux: np.ndarray, query_ids: Any = None,
         One row per candidate, sorted by (best_distance, row): the archive
         metadata, then ``row``, ``n_queries``, ``best_distance``, ``best_query``.
     """
-    from astropy.table import Table
 
     given = [x is not None for x in (fraction, k, radius)]
     if sum(given) != 1:
@@ -201,7 +203,7 @@ def catalogue_search(engine: Any, query_flux: np.ndarray, query_ids: Any = None,
     if k is not None and (isinstance(k, bool) or int(k) < 1):
         raise ValueError(f"k must be >= 1, got {k}")
     if radius is not None:
-        if engine.metric != "hamming":
+        if not engine.backend.supports_range:
             raise ValueError("radius= needs a binary (Hamming) engine; use fraction= or k=")
         if int(radius) < 0:
             raise ValueError(f"radius must be >= 0, got {radius}")
@@ -216,7 +218,7 @@ def catalogue_search(engine: Any, query_flux: np.ndarray, query_ids: Any = None,
         chunk_size = max(1, min(1024, _MAX_HITS_PER_CHUNK // max(per_query, 1)))
 
     # integer (Hamming) distances: dense per-row arrays; float distances: sort-based union
-    dense = engine.metric == "hamming"
+    dense = engine.backend.integer_distances
     merger: Any = DenseCandidateMerger(n_db, n_q) if dense else CandidateMerger()
     with _progress(n_q, "catalogue search", progress) as bar:
         for start, chunk in iter_prepared(query_flux, chunk_size):
@@ -224,11 +226,11 @@ def catalogue_search(engine: Any, query_flux: np.ndarray, query_ids: Any = None,
             qidx = np.arange(start, start + chunk.shape[0])
             if radius is not None:
                 res = engine.range_search_prepared(chunk, int(radius), num_threads=num_threads)
-                counts = np.diff(res.offsets)
-                merger.add(np.repeat(qidx, counts), res.ids, res.distances)
+                merger.add(np.repeat(qidx, np.diff(res.offsets)), *ids_distances(res))
             else:
-                res = engine.search_prepared(chunk, int(k), num_threads=num_threads)
-                merger.add(np.repeat(qidx, res.ids.shape[1]), res.ids, res.distances)
+                ids, dist = ids_distances(engine.search_prepared(chunk, int(k),
+                                                                 num_threads=num_threads))
+                merger.add(np.repeat(qidx, ids.shape[1]), ids, dist)
             bar.update(chunk.shape[0])
 
     rows, count, best, qbest = merger.result()
@@ -237,7 +239,7 @@ def catalogue_search(engine: Any, query_flux: np.ndarray, query_ids: Any = None,
     table = engine.meta_rows(rows)
     table["row"] = rows
     table["n_queries"] = count
-    dist = best.astype(np.int32) if engine.metric == "hamming" else best.astype(np.float32)
+    dist = best.astype(np.int32 if engine.backend.integer_distances else np.float32)
     table["best_distance"] = dist
     table["best_distance"].unit = engine.distance_unit
     table["best_query"] = query_ids[qbest] if rows.size else query_ids[:0]
@@ -287,7 +289,7 @@ def match_templates(engine: Any, target_flux: np.ndarray, target_meta: Any = Non
     if target_meta is not None and len(target_meta) != n_t:
         raise ValueError(f"target_meta has {len(target_meta)} rows for {n_t} targets")
     candidates = engine._candidates(1, rerank) if hasattr(engine, "_candidates") else 0
-    exact = candidates > 0 or engine.metric != "hamming"
+    exact = candidates > 0 or not engine.backend.integer_distances
     rows = np.full(n_t, -1, np.int64)
     dist = np.full(n_t, np.inf if exact else -1, np.float64)
     with _progress(n_t, "template matching", progress) as bar:
@@ -295,13 +297,12 @@ def match_templates(engine: Any, target_flux: np.ndarray, target_meta: Any = Non
             _check_engine_pixels(engine, chunk, "targets")
             stop = start + chunk.shape[0]
             if candidates:
-                res = engine.search_prepared(chunk, candidates, num_threads=num_threads)
-                ids, d = engine.rerank(np.asarray(chunk, np.float32), res.ids, 1)
-                rows[start:stop], dist[start:stop] = ids[:, 0], d[:, 0]
+                cand, _ = ids_distances(engine.search_prepared(chunk, candidates,
+                                                                num_threads=num_threads))
+                ids, d = engine.rerank(np.asarray(chunk, np.float32), cand, 1)
             else:
-                res = engine.search_prepared(chunk, 1, num_threads=num_threads)
-                rows[start:stop] = res.ids[:, 0]
-                dist[start:stop] = res.distances[:, 0]
+                ids, d = ids_distances(engine.search_prepared(chunk, 1, num_threads=num_threads))
+            rows[start:stop], dist[start:stop] = ids[:, 0], d[:, 0]
             bar.update(chunk.shape[0])
 
     table = Table(target_meta, copy=True) if target_meta is not None else Table()

@@ -160,13 +160,15 @@ def test_method_is_validated_and_pickled(clustered):
 
 
 def test_engine_reports_the_plan_of_its_index(clustered):
+    from pyspec.backends import get_backend
     from pyspec.engine import Engine
 
-    engine = object.__new__(Engine)  # the hook reads only kind and index
-    engine.kind, engine.index = "hamming", _filled(clustered[0], "auto")
+    engine = object.__new__(Engine)  # the hook reads only the backend, the index and the size
+    engine.backend, engine.index = get_backend("pil"), _filled(clustered[0], "auto")
+    engine.info = {"n_spectra": len(engine.index)}
     assert engine.search_plan(10) == engine.index.plan(k=10)
     assert engine.search_plan(10).method == "mih"
-    engine.kind, engine.info = "pq", {"n_spectra": 7}
+    engine.backend, engine.info = get_backend("pq"), {"n_spectra": 7}
     assert engine.search_plan(10).method == "scan"
 
 

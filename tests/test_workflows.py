@@ -16,6 +16,7 @@ import pytest
 from astropy.table import Table
 
 from pyspec._bits import pack_bits
+from pyspec.backends import get_backend
 from pyspec.index._result import RangeResult, SearchResult
 from pyspec.workflows import (
     CandidateMerger,
@@ -33,6 +34,7 @@ class BruteEngine:
         self.flux = flux.astype(np.float32)
         self._meta = meta
         self.metric = metric
+        self.backend = get_backend("pil" if metric == "hamming" else "pq")
         self.distance_unit = "bit" if metric == "hamming" else None
         self.n_pixels = flux.shape[1]
         self.n_bits = n_bits

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from pyspec.commands import (
     add_hidden,
@@ -62,23 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_model_file(path: str) -> object:
-    """Load a saved model of any pyspec model class (by trying each file kind)."""
-    from pyspec.engine import _MODEL_CLASSES, _model_class
-    from pyspec.errors import IndexFormatError
+    """Load a saved model of any pyspec model class (see :func:`pyspec.backends.load_model`)."""
+    from pyspec.backends import load_model
 
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"model file not found: {p}")
-    for name in _MODEL_CLASSES:
-        try:
-            return _model_class(name).load(p)
-        except IndexFormatError as exc:
-            if "expected" in str(exc) and "holds a" in str(exc):
-                continue  # another model kind
-            raise
-        except ModuleNotFoundError:
-            continue
-    raise IndexFormatError(f"{p}: not a pyspec model file (PIL, LSH, ITQ or PQ)")
+    return load_model(path)
 
 
 #: Model keyword arguments and the `pyspec build` flags that set them.
@@ -99,7 +85,8 @@ def cli_message(message: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pyspec.engine import Engine, make_model
+    from pyspec.backends import make_model
+    from pyspec.engine import Engine
 
     if args.chunk_size < 1:
         raise ValueError(f"--chunk-size must be >= 1, got {args.chunk_size}")

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from pyspec.backends import backend_of
 from pyspec.distributed.engine import SHARDED_ENGINE_FILE, SHARDED_ENGINE_FORMAT, ShardedEngine
 from pyspec.distributed.store import (
     VERSION,
@@ -26,7 +27,7 @@ from pyspec.distributed.store import (
     write_json_atomic,
 )
 from pyspec.distributed.tasks import connect, n_workers, run_per_shard
-from pyspec.engine import Engine, _is_fitted, _kind_of, _safe_params, make_model
+from pyspec.engine import Engine, _is_fitted, _safe_params, make_model
 
 
 class _RowRange:
@@ -90,10 +91,8 @@ def fit_model(model: Any, store: Any, fit_sample: int | None = None,
         rng = np.random.default_rng(random_state)
         rows = np.sort(rng.choice(n, size=int(fit_sample), replace=False))
         model.fit(np.asarray(store.flux[rows], np.float32))
-    elif _kind_of(model) == "hamming":
-        model.fit(store)
-    else:
-        model.fit(np.asarray(store.flux, np.float32))
+    else:  # a hasher streams the store chunk by chunk, a quantiser reads all rows
+        backend_of(model).fit(model, store)
     return model
 
 

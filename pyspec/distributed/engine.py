@@ -185,7 +185,7 @@ class ShardedEngine(Engine):
     def _payload(self, flux: np.ndarray, num_threads: int | None) -> np.ndarray:
         # every shard holds the same model: encode the queries once, not once per shard
         x = as_float_matrix(flux, "flux", n_features=self.n_pixels)
-        return self.model.transform(x, num_threads=num_threads) if self.kind == "hamming" else x
+        return self.backend.index_input(self.model, x, num_threads=num_threads)
 
     def _shard_args(self) -> list[tuple[str, int]]:
         return [(p, int(o)) for p, o in zip(self.shard_paths, self.offsets[:-1], strict=True)]
@@ -204,7 +204,7 @@ class ShardedEngine(Engine):
     def range_search_prepared(self, flux: np.ndarray, radius: int,
                               num_threads: int | None = None) -> Any:
         """Every spectrum within Hamming ``radius``, over all shards (RangeResult, global rows)."""
-        if self.kind != "hamming":
+        if not self.backend.supports_range:
             raise ValueError("range search by radius needs a binary (Hamming) engine")
         payload = self._payload(flux, num_threads)
         if self.client is None:

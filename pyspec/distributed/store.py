@@ -184,7 +184,7 @@ def store_meta_rows(store: Any, rows: np.ndarray) -> Any:
     """Metadata Table of the given store rows (in that order), reading the parts one by one."""
     from astropy.table import Table
 
-    from pyspec.store import _concat_columns, _meta_columns
+    from pyspec.meta_columns import PART_PREFIX, columns_from_rows, concat_columns
 
     rows = np.asarray(rows, np.int64)
     order = np.argsort(rows, kind="stable")
@@ -195,10 +195,10 @@ def store_meta_rows(store: Any, rows: np.ndarray) -> Any:
             lo, hi = np.searchsorted(rows[order], [start, start + n])
             if hi > lo:
                 local = rows[order[lo:hi]] - start
-                pieces.append(({k[2:]: z[k][local] for k in z.files if k.startswith("m_")},
-                               int(hi - lo)))
+                pieces.append(({k[len(PART_PREFIX):]: z[k][local] for k in z.files
+                                if k.startswith(PART_PREFIX)}, int(hi - lo)))
         start += n
-    cols = _concat_columns([(_meta_columns([]), 0), *pieces])
+    cols = concat_columns([(columns_from_rows([]), 0), *pieces])
     table = Table(cols)
     inverse = np.empty_like(order)
     inverse[order] = np.arange(order.size)
