@@ -43,6 +43,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from pyspec._numba_cache import CACHE
+from pyspec._topk import _insert_sorted, _reset_topk, _row_norms
 from pyspec._validation import check_num_threads
 
 __all__ = ["knn_graph", "knn_neighbours", "METHODS"]
@@ -86,37 +87,6 @@ def _check_k(k: Any, n: int) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) < n:
         raise ValueError(f"k must be an integer in [1, n_spectra - 1] = [1, {n - 1}], got {k!r}")
     return int(k)
-
-
-def _row_norms(x: np.ndarray) -> np.ndarray:
-    out = np.empty(x.shape[0], dtype=np.float32)
-    for s in range(0, x.shape[0], 65536):
-        b = np.asarray(x[s:s + 65536], dtype=np.float32)
-        out[s:s + b.shape[0]] = np.einsum("ij,ij->i", b, b)
-    return out
-
-
-def _insert_sorted(bd, bi, v, ident):  # pragma: no cover - compiled
-    """Insert ``(v, ident)`` into the ascending top-k ``bd``/``bi``, dropping the last.
-
-    The caller has checked ``v < bd[-1]``; an equal value already present
-    stays ahead, so ties keep the id that arrived first (the lower one).
-    """
-    p = bd.shape[0] - 1
-    while p > 0 and bd[p - 1] > v:
-        bd[p] = bd[p - 1]
-        bi[p] = bi[p - 1]
-        p -= 1
-    bd[p] = v
-    bi[p] = ident
-
-
-def _reset_topk(bd, bi):  # pragma: no cover - compiled
-    """Empty a top-k buffer (inf, -1); returns its worst value (inf)."""
-    for j in range(bd.shape[0]):
-        bd[j] = np.inf
-        bi[j] = -1
-    return np.inf
 
 
 def _topk_rows(d, k, out_i, out_d):  # pragma: no cover - compiled
@@ -218,9 +188,6 @@ try:  # numba is a declared dependency
     import numba
 
     _prange = numba.prange
-    # first: the kernels below compile calls to it
-    _insert_sorted = numba.njit(cache=CACHE, nogil=True)(_insert_sorted)
-    _reset_topk = numba.njit(cache=CACHE, nogil=True)(_reset_topk)
     _topk_rows = numba.njit(cache=CACHE, nogil=True, parallel=True)(_topk_rows)
     _topk_gemm = numba.njit(cache=CACHE, nogil=True, parallel=True)(_topk_gemm)
     _strip_rows = numba.njit(cache=CACHE, nogil=True, parallel=True)(_strip_rows)

@@ -34,7 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from pyspec._numba_cache import CACHE
-from pyspec.knn_graph import _insert_sorted, _row_norms
+from pyspec._topk import _insert_sorted, _row_norms
 
 __all__ = ["ivf_neighbours", "LIST_SIZE", "N_PROBE"]
 
