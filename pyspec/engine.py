@@ -607,7 +607,7 @@ class Engine:
                 if basis is not None:
                     projection[start:start + chunk.shape[0]] = basis.project(chunk)
                 if kind == "hamming":
-                    codes = model.transform(chunk, num_threads=num_threads)
+                    codes = model.encode(chunk, num_threads=num_threads)
                     keys.append(code_keys(codes))
                     index.add(codes, ids=ids)
                 else:
@@ -956,13 +956,13 @@ class Engine:
             raise ValueError("a product-quantisation engine searches float spectra; "
                              "it has no binary codes")
         x = as_float_matrix(flux, "flux", n_features=self.n_pixels)
-        return self.model.transform(x, num_threads=num_threads)
+        return self.model.encode(x, num_threads=num_threads)
 
     def search_prepared(self, flux: np.ndarray, k: int, num_threads: int | None = None) -> Any:
         """k-NN of prepared spectra: SearchResult(ids = store rows, distances)."""
         x = self._in_search_space(as_float_matrix(flux, "flux", n_features=self.n_pixels))
         if self.kind == "hamming":
-            codes = self.model.transform(x, num_threads=num_threads)
+            codes = self.model.encode(x, num_threads=num_threads)
             return self.index.search(codes, k, num_threads=num_threads)
         return self.index.search(x, k, num_threads=num_threads)
 

@@ -185,7 +185,7 @@ class ShardedEngine(Engine):
     def _payload(self, flux: np.ndarray, num_threads: int | None) -> np.ndarray:
         # every shard holds the same model: encode the queries once, not once per shard
         x = as_float_matrix(flux, "flux", n_features=self.n_pixels)
-        return self.model.transform(x, num_threads=num_threads) if self.kind == "hamming" else x
+        return self.model.encode(x, num_threads=num_threads) if self.kind == "hamming" else x
 
     def _shard_args(self) -> list[tuple[str, int]]:
         return [(p, int(o)) for p, o in zip(self.shard_paths, self.offsets[:-1], strict=True)]
