@@ -958,13 +958,28 @@ class Engine:
         x = as_float_matrix(flux, "flux", n_features=self.n_pixels)
         return self.model.encode(x, num_threads=num_threads)
 
-    def search_prepared(self, flux: np.ndarray, k: int, num_threads: int | None = None) -> Any:
-        """k-NN of prepared spectra: SearchResult(ids = store rows, distances)."""
+    def search_prepared(self, flux: np.ndarray, k: int, num_threads: int | None = None,
+                        where: Any = None) -> Any:
+        """k-NN of prepared spectra: SearchResult(ids = store rows, distances); with
+        ``where``, exactly the k nearest among the rows it allows (:meth:`allowed_rows`)."""
         x = self._in_search_space(as_float_matrix(flux, "flux", n_features=self.n_pixels))
+        allowed = None if where is None else self.allowed_rows(where)
         if self.kind == "hamming":
             codes = self.model.encode(x, num_threads=num_threads)
-            return self.index.search(codes, k, num_threads=num_threads)
-        return self.index.search(x, k, num_threads=num_threads)
+            return self.index.search(codes, k, num_threads=num_threads, filter=allowed)
+        return self.index.search(x, k, num_threads=num_threads, filter=allowed)
+
+    def allowed_rows(self, where: Any) -> np.ndarray:
+        """Rows a ``where=`` search may return: ``where`` is a predicate on the metadata
+        table (e.g. ``lambda m: (m["class"] == "STAR") & (m["snr_r"] > 20)``), a boolean
+        mask over the rows, or row numbers."""
+        if not callable(where):
+            return np.asarray(where)
+        mask = np.asarray(where(self.meta), dtype=bool)
+        if mask.shape != (len(self),):
+            raise ValueError(f"where: the predicate must give one bool per spectrum "
+                             f"({len(self)},), got shape {mask.shape}")
+        return mask
 
     def _in_search_space(self, x: np.ndarray) -> np.ndarray:
         """Rows as the model and index see them (unit norm for the f / sum f^2 recipe)."""
@@ -1058,7 +1073,7 @@ class Engine:
     # -- queries --------------------------------------------------------------------------------
     def query(self, spectrum: Any, k: int = 10, rerank: int | None = None,
               num_threads: int | None = None, columns: str | Sequence[str] = "main",
-              prepared: bool = False) -> Any:
+              prepared: bool = False, where: Any = None) -> Any:
         """Query-by-example for one spectrum.
 
         Parameters
@@ -1089,6 +1104,9 @@ class Engine:
         prepared : bool
             ``spectrum`` is an array already prepared like the store's rows
             (see :meth:`prepare`).
+        where : callable, bool mask or row numbers, optional
+            Only rows it allows are returned (:meth:`allowed_rows`), e.g.
+            ``where=lambda m: m["snr_r"] > 20``: the k nearest among them.
 
         Returns
         -------
@@ -1114,7 +1132,7 @@ class Engine:
             name, reason = rejects[0]
             raise SpectrumCoverageError(f"{name}: cannot be prepared on the engine's grid: "
                                         f"{reason}")
-        table = self._neighbour_table(flux, k, rerank, num_threads, columns)
+        table = self._neighbour_table(flux, k, rerank, num_threads, columns, where)
         table.meta["query"] = {k2: _plain(v) for k2, v in metas[0].items()
                                if k2 in ("id", "file", "ra", "dec", "class", "subclass", "z")}
         table.meta["query_flux_available"] = True
@@ -1124,14 +1142,15 @@ class Engine:
 
     def query_batch(self, spectra: Any, k: int = 10, rerank: int | None = None,
                     num_threads: int | None = None,
-                    columns: str | Sequence[str] = "main", prepared: bool = False) -> Any:
+                    columns: str | Sequence[str] = "main", prepared: bool = False,
+                    where: Any = None) -> Any:
         """Query-by-example for many spectra at once (one table, ``query_index`` column).
 
         Inputs that cannot be read or prepared are skipped and listed in
         ``table.meta["rejects"]`` as [name, reason] pairs.
         """
         flux, metas, rejects = self.prepare(spectra, prepared)
-        table = self._neighbour_table(flux, k, rerank, num_threads, columns)
+        table = self._neighbour_table(flux, k, rerank, num_threads, columns, where)
         qid = np.array([str(m.get("id", i)) if m.get("id") is not None else str(i)
                         for i, m in enumerate(metas)] or [""])
         if len(table):
@@ -1144,7 +1163,8 @@ class Engine:
         return table
 
     def _neighbour_table(self, flux: np.ndarray, k: int, rerank: int | None,
-                         num_threads: int | None, columns: str | Sequence[str] = "main") -> Any:
+                         num_threads: int | None, columns: str | Sequence[str] = "main",
+                         where: Any = None) -> Any:
         k = check_k(k)
         unit = self.distance_unit
         explicit = rerank is not None
@@ -1154,11 +1174,11 @@ class Engine:
                 raise ValueError(f"rerank ({rerank}) must be >= k ({k}): it is the number of "
                                  "candidates re-ranked to choose the best k (0 = codes only)")
             m = max(int(rerank), k)
-            res = self.search_prepared(flux, m, num_threads=num_threads)
+            res = self.search_prepared(flux, m, num_threads=num_threads, where=where)
             ids, dist = self.rerank(flux, res.ids, k)
             unit = None
         else:
-            res = self.search_prepared(flux, k, num_threads=num_threads)
+            res = self.search_prepared(flux, k, num_threads=num_threads, where=where)
             ids, dist = res.ids, res.distances
         valid = ids >= 0
         qidx = np.nonzero(valid)[0]

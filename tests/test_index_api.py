@@ -277,3 +277,32 @@ def test_pq_memory_usage_matches_estimate_and_arrays(pq_data):
     assert index.memory_usage() == PQIndex.estimate_memory(len(X), 6, 32, X.shape[1],
                                                            vectors=True, ivar=True)
     assert index.memory_usage() == est + X.nbytes + ivar.nbytes + 8 * len(X)
+
+
+def test_engine_where_returns_the_nearest_allowed_rows(tmp_path):
+    """A metadata predicate at the Engine level is the index's id filter on store rows."""
+    from pyspec import Engine, LSHHasher, SpectrumStore
+    from pyspec.preprocess import WavelengthGrid
+
+    rng = np.random.default_rng(4)
+    flux = rng.random((300, 140)).astype(np.float32)
+    meta = [{"id": f"s{i}", "class": "STAR" if i % 3 else "GALAXY", "snr_r": float(i % 50)}
+            for i in range(300)]
+    with SpectrumStore.create(tmp_path / "store", WavelengthGrid.preset("halpha-140")) as w:
+        w.append(flux, np.ones_like(flux), meta)
+    store = SpectrumStore.open(tmp_path / "store")
+    engine = Engine.build(store, LSHHasher(n_bits=64, random_state=0), out=tmp_path / "engine",
+                          allow_unknown_preprocessing=True)  # queries are stored rows
+    x = np.asarray(store.flux[:5])
+    codes = engine.encode_prepared(x)
+    allowed = np.array([(m["class"] == "GALAXY") and m["snr_r"] > 10 for m in meta])
+    got = engine.search_prepared(x, 7, where=lambda m: (m["class"] == "GALAXY")
+                                 & (m["snr_r"] > 10))
+    exp_ids, exp_d = _top_k(hamming_distances(codes, np.asarray(engine.index.codes)[allowed],
+                                              64), np.flatnonzero(allowed), 7)
+    np.testing.assert_array_equal(got.ids, exp_ids)
+    np.testing.assert_array_equal(got.distances, exp_d)
+    table = engine.query_batch(x, k=3, rerank=0, prepared=True, where=allowed)
+    assert set(table["class"]) == {"GALAXY"}
+    with pytest.raises(ValueError, match="one bool per spectrum"):
+        engine.search_prepared(x, 3, where=lambda m: np.ones(2, bool))
