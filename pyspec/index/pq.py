@@ -286,25 +286,27 @@ class PQIndex:
             qivar = as_float_matrix(query_ivar, "query_ivar", n_features=self.pq.n_features_in_)
             if qivar.shape != Q.shape:
                 raise ValueError(f"query_ivar: expected shape {Q.shape}, got {qivar.shape}")
-        positions = np.arange(len(stored_ids), dtype=np.int64)
+        positions = None  # rows scanned, when not all of them
         if filter is not None:  # scan a gathered copy of the allowed codes
             positions = _filter.allowed_positions(stored_ids, filter)
             codes, scan = np.ascontiguousarray(codes[positions]), None
         nq = Q.shape[0]
         out_ids = np.full((nq, k), -1, dtype=np.int64)
         out_dist = np.full((nq, k), np.inf, dtype=np.float32)
-        if nq == 0 or k == 0 or len(positions) == 0:
+        if nq == 0 or k == 0 or len(codes) == 0:
             return SearchResult(ids=out_ids, distances=out_dist)
         args = self.pq._kernel_args()
         # single-query scans over the scan layout may prune with bound tables
         extra = {} if scan is None else {"scan_codes": scan, "bound_copy": self.pq._bound_copy()}
         if rerank is None:
-            row_ids = stored_ids if filter is None else stored_ids[positions]
+            row_ids = stored_ids if positions is None else stored_ids[positions]
             for q0 in range(0, nq, _QUERY_BATCH):
                 i, d = _core.pq_search(Q[q0:q0 + _QUERY_BATCH], *args, codes, row_ids,
                                        k, num_threads=nt, **extra)
                 out_ids[q0:q0 + len(i)], out_dist[q0:q0 + len(i)] = i, d
             return SearchResult(ids=out_ids, distances=out_dist)
+        if positions is None:
+            positions = np.arange(len(stored_ids), dtype=np.int64)
         for q0 in range(0, nq, _QUERY_BATCH):
             qb = Q[q0:q0 + _QUERY_BATCH]
             pos, _ = _core.pq_search(qb, *args, codes, positions, rerank, num_threads=nt,
