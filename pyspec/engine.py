@@ -1169,16 +1169,17 @@ class Engine:
         unit = self.distance_unit
         explicit = rerank is not None
         rerank = self._candidates(k, rerank)
+        where_kw = {} if where is None else {"where": where}  # sharded engines take no where
         if rerank:
             if explicit and rerank < k:
                 raise ValueError(f"rerank ({rerank}) must be >= k ({k}): it is the number of "
                                  "candidates re-ranked to choose the best k (0 = codes only)")
             m = max(int(rerank), k)
-            res = self.search_prepared(flux, m, num_threads=num_threads, where=where)
+            res = self.search_prepared(flux, m, num_threads=num_threads, **where_kw)
             ids, dist = self.rerank(flux, res.ids, k)
             unit = None
         else:
-            res = self.search_prepared(flux, k, num_threads=num_threads, where=where)
+            res = self.search_prepared(flux, k, num_threads=num_threads, **where_kw)
             ids, dist = res.ids, res.distances
         valid = ids >= 0
         qidx = np.nonzero(valid)[0]
