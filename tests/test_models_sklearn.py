@@ -44,6 +44,10 @@ def labelled():
     return X.astype(np.float32), y
 
 
+# fast settings for the other tests (explicit small layers, few ITQ iterations)
+_FAST = {PILHasher: {"hidden": (64,)}, ITQHasher: {"n_iter": 10}, LSHHasher: {}}
+
+
 def _models(n_bits: int = 32):
     return [PILHasher(n_bits=n_bits, hidden=(64,)), LSHHasher(n_bits=n_bits),
             ITQHasher(n_bits=n_bits, n_iter=10),
@@ -55,7 +59,7 @@ def test_random_state_policy(model, labelled):
     X, _ = labelled
 
     def fitted(rs):
-        m = clone(model).set_params(random_state=rs).fit(X[:300])
+        m = clone(model).set_params(random_state=rs).fit(X[:200])
         return m.encode(X[:50])
 
     same_int = fitted(3)
@@ -77,7 +81,7 @@ def test_random_state_policy(model, labelled):
 @pytest.mark.parametrize("cls", [PILHasher, LSHHasher, ITQHasher])
 def test_chunk_rows_is_a_parameter_kept_by_clone_and_save(cls, labelled, tmp_path):
     X, _ = labelled
-    model = cls(n_bits=32, chunk_rows=100, random_state=0)
+    model = cls(n_bits=32, chunk_rows=100, random_state=0, **_FAST[cls])
     assert model.get_params()["chunk_rows"] == 100
     assert clone(model).chunk_rows == 100
     model.fit(X)
@@ -93,7 +97,7 @@ def test_chunk_rows_is_a_parameter_kept_by_clone_and_save(cls, labelled, tmp_pat
 @pytest.mark.parametrize("cls", [PILHasher, LSHHasher, ITQHasher])
 def test_transform_outputs(cls, labelled):
     X, _ = labelled
-    base = cls(n_bits=96, random_state=0).fit(X)
+    base = cls(n_bits=96, random_state=0, **_FAST[cls]).fit(X)
     codes = base.encode(X)
     assert codes.dtype == np.uint64
     assert codes.shape == (len(X), 2)
@@ -157,7 +161,7 @@ def test_not_fitted_error_is_scikit_learns():
 @pytest.mark.parametrize("cls", [ITQHasher, PILHasher, LSHHasher])
 def test_store_and_array_fits_give_identical_codes(cls, n_spectra, labelled):
     X = labelled[0][:n_spectra]  # 300 pixels: fewer spectra than pixels, then more
-    kw = {"n_bits": 64, "chunk_rows": 64, "random_state": 7}
+    kw = {"n_bits": 64, "chunk_rows": 64, "random_state": 7, **_FAST[cls]}
     from_array = cls(**kw).fit(X)
     from_store = cls(**kw).fit(ChunkSource(X))
     np.testing.assert_array_equal(from_store.encode(X), from_array.encode(X))
