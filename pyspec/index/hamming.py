@@ -183,6 +183,13 @@ class HammingIndex:
     codes : ndarray of shape (n, n_words), uint64 (read-only view)
     ids : ndarray of shape (n,), int64 (read-only view)
 
+    Notes
+    -----
+    Searches return a :class:`~pyspec.SearchResult` (range searches a
+    ``RangeResult``) read by name: faiss's ``D, I = index.search(q, k)`` is
+    ``r = index.search(q, k); r.distances, r.ids`` here, and unpacking a
+    result raises ``TypeError`` rather than swapping the two.
+
     Examples
     --------
     >>> import numpy as np, pyspec

@@ -68,6 +68,9 @@ class PQIndex:
 
     Notes
     -----
+    Results are read by name (:class:`~pyspec.SearchResult`): faiss's
+    ``D, I = index.search(q, k)`` is ``r.distances, r.ids`` here.
+
     When a query's distance table is larger than the L1 cache (more than
     8,192 segment x centroid entries, e.g. 25 x 3200), the first search builds
     a second, segment-major copy of the codes that makes single-query scans
