@@ -198,7 +198,7 @@ def st_encode(ctx, n, t):
     if h is None:
         raise SkipStage("needs pil_fit")
     out = {}
-    secs = best_time(lambda: out.setdefault("c", h.transform(x, **_kw_threads(h.transform, t))), repeat=1)
+    secs = best_time(lambda: out.setdefault("c", h.encode(x, **_kw_threads(h.encode, t))), repeat=1)
     ctx.codes = out["c"]
     if hasattr(h, "embed"):
         ctx.embed = h.embed(x[: ctx.args.max_graph_n])

@@ -56,7 +56,7 @@ def _encode(hasher, n: int, seed: int, n_pixels: int, out: np.ndarray, log: bool
     t0 = time.perf_counter()
     for s in range(0, n, CHUNK):
         batch = sim.generate(s, min(n, s + CHUNK))
-        out[s:s + len(batch.flux)] = hasher.transform(_prepared(batch))
+        out[s:s + len(batch.flux)] = hasher.encode(_prepared(batch))
         if log and (s // CHUNK) % 20 == 0:
             done = s + len(batch.flux)
             print(f"  {done}/{n} spectra encoded, {done / (time.perf_counter() - t0):.0f}/s",

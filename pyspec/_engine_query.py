@@ -100,7 +100,7 @@ class QueryMixin:
     # -- queries --------------------------------------------------------------------------------
     def query(self, spectrum: Any, k: int = 10, rerank: int | None = None,
               num_threads: int | None = None, columns: str | Sequence[str] = "main",
-              prepared: bool = False) -> Any:
+              prepared: bool = False, where: Any = None) -> Any:
         """Query-by-example for one spectrum.
 
         Parameters
@@ -131,6 +131,9 @@ class QueryMixin:
         prepared : bool
             ``spectrum`` is an array already prepared like the store's rows
             (see :meth:`prepare`).
+        where : callable, bool mask or row numbers, optional
+            Only rows it allows are returned (:meth:`allowed_rows`), e.g.
+            ``where=lambda m: m["snr_r"] > 20``: the k nearest among them.
 
         Returns
         -------
@@ -156,7 +159,7 @@ class QueryMixin:
             name, reason = rejects[0]
             raise SpectrumCoverageError(f"{name}: cannot be prepared on the engine's grid: "
                                         f"{reason}")
-        table = self._neighbour_table(flux, k, rerank, num_threads, columns)
+        table = self._neighbour_table(flux, k, rerank, num_threads, columns, where)
         table.meta["query"] = {k2: _plain(v) for k2, v in metas[0].items()
                                if k2 in ("id", "file", "ra", "dec", "class", "subclass", "z")}
         table.meta["query_flux_available"] = True
@@ -166,14 +169,15 @@ class QueryMixin:
 
     def query_batch(self, spectra: Any, k: int = 10, rerank: int | None = None,
                     num_threads: int | None = None,
-                    columns: str | Sequence[str] = "main", prepared: bool = False) -> Any:
+                    columns: str | Sequence[str] = "main", prepared: bool = False,
+                    where: Any = None) -> Any:
         """Query-by-example for many spectra at once (one table, ``query_index`` column).
 
         Inputs that cannot be read or prepared are skipped and listed in
         ``table.meta["rejects"]`` as [name, reason] pairs.
         """
         flux, metas, rejects = self.prepare(spectra, prepared)
-        table = self._neighbour_table(flux, k, rerank, num_threads, columns)
+        table = self._neighbour_table(flux, k, rerank, num_threads, columns, where)
         qid = np.array([str(m.get("id", i)) if m.get("id") is not None else str(i)
                         for i, m in enumerate(metas)] or [""])
         if len(table):
@@ -186,21 +190,25 @@ class QueryMixin:
         return table
 
     def _neighbour_table(self, flux: np.ndarray, k: int, rerank: int | None,
-                         num_threads: int | None, columns: str | Sequence[str] = "main") -> Any:
+                         num_threads: int | None, columns: str | Sequence[str] = "main",
+                         where: Any = None) -> Any:
         k = check_k(k)
         unit = self.distance_unit
         explicit = rerank is not None
         rerank = self._candidates(k, rerank)
+        where_kw = {} if where is None else {"where": where}  # sharded engines take no where
         if rerank:
             if explicit and rerank < k:
                 raise ValueError(f"rerank ({rerank}) must be >= k ({k}): it is the number of "
                                  "candidates re-ranked to choose the best k (0 = codes only)")
             m = max(int(rerank), k)
-            candidates, _ = ids_distances(self.search_prepared(flux, m, num_threads=num_threads))
+            candidates, _ = ids_distances(self.search_prepared(flux, m, num_threads=num_threads,
+                                                                  **where_kw))
             ids, dist = self.rerank(flux, candidates, k)
             unit = None
         else:
-            ids, dist = ids_distances(self.search_prepared(flux, k, num_threads=num_threads))
+            ids, dist = ids_distances(self.search_prepared(flux, k, num_threads=num_threads,
+                                                            **where_kw))
         valid = ids >= 0
         qidx = np.nonzero(valid)[0]
         rank = (np.cumsum(valid, axis=1) - 1)[valid] + 1

@@ -72,6 +72,9 @@ class Backend:
         :meth:`codes` gives binary codes (the engine's ``encode_prepared``).
     supports_range : bool
         :meth:`range_search` by a radius exists.
+    supports_filter : bool
+        The index restricts a k-NN search to allowed ids (``filter=``, the
+        engine's ``where=``).
     streams_store : bool
         ``model.fit(store)`` reads a store chunk by chunk (bounded memory).
     file_kind : bytes or None
@@ -89,6 +92,7 @@ class Backend:
     integer_distances = False
     has_codes = False
     supports_range = False
+    supports_filter = False
     streams_store = False
     file_kind: bytes | None = None
 
@@ -140,8 +144,15 @@ class Backend:
             num_threads: int | None = None) -> None:
         index.add(payload, ids=ids)
 
-    def search(self, index: Any, payload: Any, k: int, num_threads: int | None = None) -> Any:
-        return index.search(payload, k, num_threads=num_threads)
+    def search(self, index: Any, payload: Any, k: int, num_threads: int | None = None,
+               filter: Any = None) -> Any:  # noqa: A002 - the index API's keyword
+        """k-NN; ``filter`` (allowed ids or a mask by id) restricts the answer exactly."""
+        if filter is None:
+            return index.search(payload, k, num_threads=num_threads)
+        if not self.supports_filter:
+            raise ValueError(f"a {self.model_class} engine cannot restrict a search to some "
+                             "rows (where=)")
+        return index.search(payload, k, num_threads=num_threads, filter=filter)
 
     def range_search(self, index: Any, payload: Any, radius: int,
                      num_threads: int | None = None) -> Any:
@@ -172,6 +183,7 @@ class HammingBackend(Backend):
     integer_distances = True
     has_codes = True
     supports_range = True
+    supports_filter = True
     streams_store = True
 
     def __init__(self, name: str, model_class: str, model_module: str, file_kind: bytes) -> None:
@@ -192,14 +204,14 @@ class HammingBackend(Backend):
         return HammingIndex.load(path, mmap=mmap)
 
     def index_input(self, model: Any, x: np.ndarray, num_threads: int | None = None) -> Any:
-        return model.transform(x, num_threads=num_threads)
+        return model.encode(x, num_threads=num_threads)
 
     def range_search(self, index: Any, payload: Any, radius: int,
                      num_threads: int | None = None) -> Any:
         return index.range_search(payload, int(radius), num_threads=num_threads)
 
     def codes(self, model: Any, x: np.ndarray, num_threads: int | None = None) -> np.ndarray:
-        return model.transform(x, num_threads=num_threads)
+        return model.encode(x, num_threads=num_threads)
 
     def distinct_keys(self, payload: Any) -> np.ndarray | None:
         from pyspec.search_checks import code_keys
@@ -217,6 +229,7 @@ class PQBackend(Backend):
     model_class = "ProductQuantizer"
     model_module = "pyspec.models.pq"
     kind = "pq"
+    supports_filter = True
     file_kind = b"QM"
 
     def probe(self, model: Any, x: np.ndarray) -> Any:

@@ -629,10 +629,25 @@ class Engine(QueryMixin):
         x = self._in_search_space(as_float_matrix(flux, "flux", n_features=self.n_pixels))
         return self.backend.index_input(self.model, x, num_threads=num_threads)
 
-    def search_prepared(self, flux: np.ndarray, k: int, num_threads: int | None = None) -> Any:
-        """k-NN of prepared spectra: SearchResult(ids = store rows, distances)."""
+    def search_prepared(self, flux: np.ndarray, k: int, num_threads: int | None = None,
+                        where: Any = None) -> Any:
+        """k-NN of prepared spectra: SearchResult(ids = store rows, distances); with
+        ``where``, exactly the k nearest among the rows it allows (:meth:`allowed_rows`)."""
+        allowed = None if where is None else self.allowed_rows(where)
         return self.backend.search(self.index, self._index_input(flux, num_threads), k,
-                                   num_threads=num_threads)
+                                   num_threads=num_threads, filter=allowed)
+
+    def allowed_rows(self, where: Any) -> np.ndarray:
+        """Rows a ``where=`` search may return: ``where`` is a predicate on the metadata
+        table (e.g. ``lambda m: (m["class"] == "STAR") & (m["snr_r"] > 20)``), a boolean
+        mask over the rows, or row numbers."""
+        if not callable(where):
+            return np.asarray(where)
+        mask = np.asarray(where(self.meta), dtype=bool)
+        if mask.shape != (len(self),):
+            raise ValueError(f"where: the predicate must give one bool per spectrum "
+                             f"({len(self)},), got shape {mask.shape}")
+        return mask
 
     def _in_search_space(self, x: np.ndarray) -> np.ndarray:
         """Rows as the model and index see them (unit norm for the f / sum f^2 recipe)."""

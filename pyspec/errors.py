@@ -7,6 +7,8 @@ the built-in class a caller would naturally catch (``ValueError``,
 
 from __future__ import annotations
 
+import functools
+
 
 class PyspecError(Exception):
     """Base class of all pyspec-specific errors."""
@@ -18,10 +20,6 @@ class FitsFormatError(PyspecError, ValueError):
 
 class IndexFormatError(PyspecError, ValueError):
     """A saved index, model or store file is truncated, corrupted or not ours."""
-
-
-class NotFittedError(PyspecError, AttributeError):
-    """A model was used before ``fit``."""
 
 
 class SpectrumCoverageError(PyspecError, ValueError):
@@ -39,3 +37,29 @@ class StoreChangedError(PyspecError, ValueError):
 class ConfigurationError(PyspecError, ValueError):
     """A run-time setting is invalid: ``PYSPEC_SIMD`` (scalar, avx2 or avx512) or
     ``PYSPEC_PQ_SCAN`` (interleaved or gather)."""
+
+
+@functools.cache
+def _not_fitted_error() -> type:
+    """Build :class:`NotFittedError` on first use: it derives from scikit-learn's
+    ``NotFittedError`` (itself a ``ValueError`` and ``AttributeError``), and
+    importing scikit-learn costs about a second that commands which never
+    touch a model (``pyspec info``) should not pay."""
+    from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+    class NotFittedError(PyspecError, SklearnNotFittedError):
+        """A model was used before ``fit`` (scikit-learn's ``NotFittedError`` too)."""
+
+    NotFittedError.__module__ = __name__
+    NotFittedError.__qualname__ = "NotFittedError"  # pickles as pyspec.errors.NotFittedError
+    return NotFittedError
+
+
+def __getattr__(name: str) -> type:
+    if name == "NotFittedError":
+        return _not_fitted_error()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), "NotFittedError"])

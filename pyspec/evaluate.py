@@ -287,9 +287,9 @@ def evaluate_hashers(X: np.ndarray, labels: Sequence, hashers: Sequence[str] = H
                 params["hidden"] = default_pil_hidden(n_db, nb)
             model = make_hasher(name, int(nb), random_state, **params)
             t0 = time.perf_counter()
-            db_codes = model.fit_transform(Xdb, num_threads=num_threads)
+            db_codes = model.fit(Xdb, num_threads=num_threads).encode(Xdb, num_threads=num_threads)
             fit_time = time.perf_counter() - t0
-            q_codes = model.transform(Xq, num_threads=num_threads)
+            q_codes = model.encode(Xq, num_threads=num_threads)
             add(name, int(nb), _hamming_ranker(_index(db_codes), q_codes, n_db, num_threads),
                 fit_time)
     table = Table(rows)

@@ -329,7 +329,7 @@ def _candidates_model(x: np.ndarray, method: str, n_train: int, seed: int,
         # 8192 rows at a time: the hidden layers of a block (8192 x 1024 float32,
         # 32 MiB) are the largest temporary, whatever n
         for s in range(0, n, 8192):
-            index.add(model.transform(np.asarray(x[s:s + 8192], dtype=np.float32)))
+            index.add(model.encode(np.asarray(x[s:s + 8192], dtype=np.float32)))
         return model, index
     from pyspec.index.pq import PQIndex
     from pyspec.models.pq import ProductQuantizer

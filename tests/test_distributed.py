@@ -84,8 +84,10 @@ def test_merge_topk_is_the_global_order(rng) -> None:
 
 
 def test_merge_ranges_orders_by_distance_then_id() -> None:
-    a = RangeResult(np.array([0, 2, 2]), np.array([1, 0]), np.array([3, 5], np.int32))
-    b = RangeResult(np.array([0, 1, 2]), np.array([0, 4]), np.array([3, 1], np.int32))
+    a = RangeResult(lims=np.array([0, 2, 2]), ids=np.array([1, 0]),
+                    distances=np.array([3, 5], np.int32))
+    b = RangeResult(lims=np.array([0, 1, 2]), ids=np.array([0, 4]),
+                    distances=np.array([3, 1], np.int32))
     res = merge_ranges([(a, 0), (b, 10)])
     np.testing.assert_array_equal(res.offsets, [0, 3, 4])
     np.testing.assert_array_equal(res.ids, [1, 10, 0, 14])
@@ -124,8 +126,8 @@ def test_sharded_range_search_equals_single_engine(sharded, single, data) -> Non
     _, queries = data
     a = sharded.range_search_prepared(queries, 20)
     b = single.range_search_prepared(queries, 20)
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_array_equal(x, y)
+    for field in ("lims", "ids", "distances"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
 
 
 def test_query_tables_and_catalogue_search_match(sharded, single, data) -> None:
@@ -188,8 +190,8 @@ def test_dask_build_and_search_equal_single_engine(client, data, hasher, single,
     _same_search(eng.search_prepared(queries, 17), single.search_prepared(queries, 17))
     a = eng.range_search_prepared(queries, 18)
     b = single.range_search_prepared(queries, 18)
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_array_equal(x, y)
+    for field in ("lims", "ids", "distances"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
     a = catalogue_search(eng, queries, k=40)
     b = catalogue_search(single, queries, k=40)
     for c in b.colnames:

@@ -50,7 +50,7 @@ def test_build_writes_directory_and_opens(engine, store) -> None:
     assert info["preprocessing"] == store.preprocessing
     assert info["model_class"] == "PILHasher" and info["model_params"]["n_bits"] == 64
     # the index holds exactly the model's codes of the store rows, ids = rows
-    np.testing.assert_array_equal(np.asarray(again.index.codes), again.model.transform(store.flux))
+    np.testing.assert_array_equal(np.asarray(again.index.codes), again.model.encode(store.flux))
     np.testing.assert_array_equal(np.asarray(again.index.ids), np.arange(len(store)))
     rows = np.array([5, 0, 17])
     t = again.meta_rows(rows)

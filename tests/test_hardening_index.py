@@ -160,6 +160,10 @@ def _run_threads(writer, readers):
         raise errors[0]
 
 
+def _fields(result):
+    return result.ids, result.distances
+
+
 def _check_concurrent(make, add, search, batches, queries):
     """1 writer adds ``batches`` while 7 readers search; every result must equal a serial
     search of some prefix of the batches (a consistent snapshot), and no row may be lost."""
@@ -206,7 +210,7 @@ def test_hamming_one_writer_seven_readers(rng):
     queries = _codes(rng, 5)
     shared, serial = _check_concurrent(
         lambda: HammingIndex(256), lambda ix, c, i: ix.add(c, ids=i),
-        lambda ix, q: tuple(ix.search(q, 10, num_threads=1)), batches, queries)
+        lambda ix, q: _fields(ix.search(q, 10, num_threads=1)), batches, queries)
     np.testing.assert_array_equal(shared.ids, serial.ids)
     np.testing.assert_array_equal(shared.codes, serial.codes)
 
@@ -218,7 +222,7 @@ def test_pq_one_writer_seven_readers(pq_index):
     batches = [(data[b * 8:(b + 1) * 8], np.arange(b * 8, (b + 1) * 8)) for b in range(500)]
     shared, serial = _check_concurrent(
         lambda: PQIndex(pq), lambda ix, c, i: ix.add(c, ids=i),
-        lambda ix, q: tuple(ix.search(q, 5, num_threads=1)), batches, x[:4])
+        lambda ix, q: _fields(ix.search(q, 5, num_threads=1)), batches, x[:4])
     np.testing.assert_array_equal(shared.ids, serial.ids)
     np.testing.assert_array_equal(shared.codes, serial.codes)
 

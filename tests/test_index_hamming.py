@@ -58,7 +58,7 @@ def test_range_search_matches_reference(index, codes):
     queries = codes[:9].copy()
     got = index.range_search(queries, radius=120)
     ref = hamming_range_ref(queries, codes, np.arange(300), 120)
-    for a, b in zip(got, ref, strict=True):
+    for a, b in zip((got.lims, got.ids, got.distances), ref, strict=True):
         np.testing.assert_array_equal(a, b)
     assert len(got) == 9
     ids, dist = got.hits(0)

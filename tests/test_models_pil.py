@@ -29,7 +29,7 @@ def test_fit_returns_self_and_codes_layout(spectra):
     X, _ = spectra
     model = PILHasher(n_bits=64, hidden=HIDDEN, random_state=0)
     assert model.fit(X) is model
-    codes = model.transform(X)
+    codes = model.encode(X)
     assert codes.dtype == np.uint64 and codes.shape == (len(X), 1)
     emb = model.embed(X)
     assert emb.dtype == np.float32 and emb.shape == (len(X), 64)
@@ -42,7 +42,7 @@ def test_fit_returns_self_and_codes_layout(spectra):
 @pytest.mark.parametrize("n_bits", [32, 128, 256])
 def test_code_lengths(spectra, n_bits):
     X, _ = spectra
-    codes = PILHasher(n_bits=n_bits, hidden=(n_bits,), random_state=0).fit_transform(X[:400])
+    codes = PILHasher(n_bits=n_bits, hidden=(n_bits,), random_state=0).fit(X[:400]).encode(X[:400])
     assert codes.shape == (400, (n_bits + 63) // 64)
     bits = unpack_bits(codes, ((n_bits + 63) // 64) * 64)
     assert not bits[:, n_bits:].any()  # 32-bit codes: upper half of the word is zero
@@ -54,7 +54,7 @@ def test_every_bit_balanced(spectra, init, encoder):
     X, _ = spectra
     train, test = X[:700], X[700:]
     model = PILHasher(n_bits=64, hidden=HIDDEN, init=init, encoder=encoder, random_state=1)
-    frac = unpack_bits(model.fit_transform(train), 64).mean(axis=0)
+    frac = unpack_bits(model.fit(train).encode(train), 64).mean(axis=0)
     # Exact medians: half the training spectra, up to float32 ties at the
     # median (measured: at most one spectrum off, with pinv + beta).
     assert np.all(np.abs(frac - 0.5) <= 2 / len(train))
@@ -62,16 +62,16 @@ def test_every_bit_balanced(spectra, init, encoder):
     # 4.5 sigma of a binomial with n=200 is 0.16 (p ~ 1e-5 per bit, so no
     # false alarm over 4 x 64 bits); measured worst bit 0.09 (orthogonal) and
     # 0.145 (pinv + random: whitened features fit the calibration sample).
-    frac_test = unpack_bits(model.transform(test), 64).mean(axis=0)
+    frac_test = unpack_bits(model.encode(test), 64).mean(axis=0)
     assert np.all(np.abs(frac_test - 0.5) < 4.5 * np.sqrt(0.25 / len(test)))
 
 
 def test_same_seed_same_codes_any_thread_count(spectra, fitted, num_threads):
     X, _ = spectra
     model = PILHasher(n_bits=64, hidden=HIDDEN, random_state=7).fit(X, num_threads=num_threads)
-    np.testing.assert_array_equal(model.transform(X, num_threads=num_threads), fitted.transform(X))
+    np.testing.assert_array_equal(model.encode(X, num_threads=num_threads), fitted.encode(X))
     other = PILHasher(n_bits=64, hidden=HIDDEN, random_state=8).fit(X)
-    assert not np.array_equal(other.transform(X), fitted.transform(X))
+    assert not np.array_equal(other.encode(X), fitted.encode(X))
 
 
 def test_reconstruction_beats_random_output_weights(spectra, fitted):
@@ -91,8 +91,8 @@ def test_reconstruction_beats_random_output_weights(spectra, fitted):
 
 def test_hamming_neighbours_beat_lsh(spectra):
     X, _ = spectra
-    pil = PILHasher(n_bits=64, hidden=HIDDEN, random_state=0).fit_transform(X)
-    lsh = LSHHasher(n_bits=64, random_state=0).fit_transform(X)
+    pil = PILHasher(n_bits=64, hidden=HIDDEN, random_state=0).fit(X).encode(X)
+    lsh = LSHHasher(n_bits=64, random_state=0).fit(X).encode(X)
     r_pil = euclidean_recall(pil, X, k=10, n_candidates=50, n_queries=200)
     r_lsh = euclidean_recall(lsh, X, k=10, n_candidates=50, n_queries=200)
     # Measured 0.92 (PIL) vs 0.79 (LSH) at 64 bits on these spectra.
@@ -106,7 +106,7 @@ def test_save_load_round_trip(tmp_path, spectra, fitted):
     fitted.save(path)
     loaded = PILHasher.load(path)
     assert loaded.get_params() == fitted.get_params()
-    np.testing.assert_array_equal(loaded.transform(X), fitted.transform(X))
+    np.testing.assert_array_equal(loaded.encode(X), fitted.encode(X))
     np.testing.assert_array_equal(loaded.thresholds_, fitted.thresholds_)
     assert loaded.solve_info_ == fitted.solve_info_
     with pytest.raises(IndexFormatError, match="expected 'LS'"):
@@ -129,7 +129,7 @@ def test_refit_equals_fresh_fit(spectra):
     other = X[::-1][:700] * 2.0
     model = PILHasher(n_bits=32, hidden=HIDDEN, random_state=4).fit(other).fit(X)
     fresh = PILHasher(n_bits=32, hidden=HIDDEN, random_state=4).fit(X)
-    np.testing.assert_array_equal(model.transform(X), fresh.transform(X))
+    np.testing.assert_array_equal(model.encode(X), fresh.encode(X))
 
 
 @pytest.mark.parametrize("encoder", ["beta", "random"])
@@ -143,12 +143,12 @@ def test_streaming_fit_matches_in_memory(spectra, encoder):
     # Same calibration rows, Gram sums equal up to float32 block rounding and
     # thresholds from the two-level histogram: almost every bit agrees
     # (measured 99.95 %), and every bit is still balanced to +-1 spectrum.
-    a = unpack_bits(mem.transform(X), 64)
-    b = unpack_bits(stream.transform(X), 64)
+    a = unpack_bits(mem.encode(X), 64)
+    b = unpack_bits(stream.encode(X), 64)
     assert (a == b).mean() > 0.99
     assert np.all(np.abs(b.sum(axis=0) - len(X) / 2) <= 1)
-    codes = stream.fit_transform(ChunkSource(X))
-    np.testing.assert_array_equal(codes, stream.transform(X))
+    codes = stream.fit(ChunkSource(X)).encode(ChunkSource(X))
+    np.testing.assert_array_equal(codes, stream.encode(X))
 
 
 def test_bad_input(spectra):
@@ -164,16 +164,16 @@ def test_bad_input(spectra):
         PILHasher(n_bits=32, hidden=(512,)).fit(X[:100])
     model = PILHasher(n_bits=32, hidden=(64,), random_state=0)
     with pytest.raises(NotFittedError, match="fit"):
-        model.transform(X)
+        model.encode(X)
     with pytest.raises(NotFittedError):
         model.save("never-written.pyspec")
     model.fit(X)
     with pytest.raises(ValueError, match="expected 200 pixels"):
-        model.transform(X[:, :150])
+        model.encode(X[:, :150])
     with pytest.raises(ValueError, match="NaN"):
-        model.transform(bad)
-    with pytest.raises(ValueError, match="multiple of 32"):
-        PILHasher(n_bits=48).fit(X)
+        model.encode(bad)
+    with pytest.raises(ValueError, match="between 1 and 512"):
+        PILHasher(n_bits=600).fit(X)
     with pytest.raises(ValueError, match="init"):
         PILHasher(n_bits=32, hidden=(64,), init="xavier").fit(X)
     with pytest.raises(ValueError, match="encoder"):
@@ -197,12 +197,12 @@ def test_fit_from_spectrum_store(tmp_path):
     store = store_mod.SpectrumStore.open(path)
     model = PILHasher(n_bits=32, hidden=(96, 64), random_state=0)
     model.chunk_rows = 128
-    codes = model.fit_transform(store)
+    codes = model.fit(store).encode(store)
     ref = PILHasher(n_bits=32, hidden=(96, 64), random_state=0).fit(X)
     # Same calibration rows (read through the store's memmap), Gram sums that
     # differ only by float32 block rounding, histogram medians: measured
     # > 99.9 % of bits equal.
-    assert (unpack_bits(codes, 32) == unpack_bits(ref.transform(X), 32)).mean() > 0.99
+    assert (unpack_bits(codes, 32) == unpack_bits(ref.encode(X), 32)).mean() > 0.99
     out = tmp_path / "m.pyspec"
     assert main(["train", str(path), "--out", str(out), "--bits", "32", "--hidden", "96,64",
                  "--quiet"]) == 0
@@ -218,7 +218,7 @@ def test_memory_mapped_input_streams(tmp_path, spectra, monkeypatch):
     # Memory maps (and arrays above the in-memory limit) go through the
     # chunked path: histogram medians, balanced to +-1 spectrum.
     model = PILHasher(n_bits=32, hidden=(64,), random_state=0)
-    codes = model.fit_transform(mm)
+    codes = model.fit(mm).encode(mm)
     assert np.all(np.abs(unpack_bits(codes, 32).sum(axis=0) - len(X) / 2) <= 1)
     monkeypatch.setattr(base, "_IN_MEMORY_LIMIT", 1000)
     big = PILHasher(n_bits=32, hidden=(64,), random_state=0).fit(np.array(X))
@@ -239,6 +239,6 @@ def test_each_spectrum_codes_the_same_alone_as_in_a_batch(spectra, source):
     hasher = PILHasher(n_bits=64, hidden=HIDDEN, random_state=7).fit(data)
     emb = hasher.embed(X)
     assert np.abs(emb - hasher.thresholds_).min() > 0
-    batch = hasher.transform(X)
+    batch = hasher.encode(X)
     for i in range(0, 301, 10):
-        np.testing.assert_array_equal(hasher.transform(X[i:i + 1])[0], batch[i])
+        np.testing.assert_array_equal(hasher.encode(X[i:i + 1])[0], batch[i])

@@ -62,7 +62,8 @@ class BruteEngine:
             o = np.lexsort((np.arange(n), d[i]))[:k]
             ids[i, :o.size] = o
             dist[i, :o.size] = d[i, o]
-        return SearchResult(ids, dist.astype(np.int32 if self.metric == "hamming" else np.float32))
+        return SearchResult(ids=ids, distances=dist.astype(np.int32 if self.metric == "hamming"
+                                                            else np.float32))
 
     def range_search_prepared(self, x, radius, num_threads=None):
         d = self.distances(x)
@@ -73,8 +74,9 @@ class BruteEngine:
             ids.append(hit[o])
             dist.append(d[i, hit[o]])
             offsets.append(offsets[-1] + hit.size)
-        return RangeResult(np.array(offsets, np.int64), np.concatenate(ids).astype(np.int64),
-                           np.concatenate(dist).astype(np.int32))
+        return RangeResult(lims=np.array(offsets, np.int64),
+                           ids=np.concatenate(ids).astype(np.int64),
+                           distances=np.concatenate(dist).astype(np.int32))
 
     def meta_rows(self, rows, columns=None):
         t = self._meta[np.asarray(rows, np.int64)]

@@ -38,7 +38,7 @@ class PILTransform:
 
     def time_transform(self, cache, num_threads):
         model, X = cache
-        model.transform(X, num_threads=num_threads)
+        model.encode(X, num_threads=num_threads)
 
 
 class HashQuality:
@@ -57,7 +57,7 @@ class HashQuality:
     def _codes(self, n_bits, hasher):
         model = (PILHasher(n_bits=n_bits, hidden=(512, 384), random_state=0) if hasher == "pil"
                  else LSHHasher(n_bits=n_bits, random_state=0))
-        return model.fit_transform(self.X)
+        return model.fit(self.X).encode(self.X)
 
     def track_precision_at_10(self, n_bits, hasher):
         """Fraction of the 10 Hamming-nearest spectra with the query's class."""

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     truth = _exact_l2(db, q, k)
 
     hasher = PILHasher(n_bits=256, hidden=(512, 384), random_state=0).fit(db)
-    codes_db, codes_q = hasher.transform(db), hasher.transform(q)
+    codes_db, codes_q = hasher.encode(db), hasher.encode(q)
     emb_db, emb_q = hasher.embed(db), hasher.embed(q)
     rows: list[dict] = []
 

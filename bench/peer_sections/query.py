@@ -68,7 +68,7 @@ def make_engine(workdir: Path, n_codes: int, n_simulated: int, seed: int = 0):
     store, _, _, _ = build_sample_store(workdir / "store", n_simulated, seed)
     hasher = PILHasher(n_bits=256, hidden=(512, 384), random_state=seed).fit(
         np.asarray(store.flux))
-    real = hasher.transform(np.asarray(store.flux))
+    real = hasher.encode(np.asarray(store.flux))
     n_codes = max(n_codes, real.shape[0])
     rng = np.random.default_rng(seed)
     codes = np.empty((n_codes, 4), np.uint64)

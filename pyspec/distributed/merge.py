@@ -39,7 +39,7 @@ def merge_topk(parts: Sequence[tuple[np.ndarray, np.ndarray, int]], k: int) -> S
     order = np.lexsort((key_ids, dist), axis=1)[:, :k]
     rows = np.arange(n_q)[:, None]
     out_ids, out_d = ids[rows, order], dist[rows, order]
-    return SearchResult(np.ascontiguousarray(out_ids), np.ascontiguousarray(out_d))
+    return SearchResult(ids=np.ascontiguousarray(out_ids), distances=np.ascontiguousarray(out_d))
 
 
 def merge_ranges(parts: Sequence[tuple[RangeResult, int]]) -> RangeResult:
@@ -57,4 +57,4 @@ def merge_ranges(parts: Sequence[tuple[RangeResult, int]]) -> RangeResult:
     order = np.lexsort((ids, d, q))
     offsets = np.zeros(n_q + 1, np.int64)
     np.cumsum(np.bincount(q, minlength=n_q), out=offsets[1:])
-    return RangeResult(offsets, ids[order], d[order])
+    return RangeResult(lims=offsets, ids=ids[order], distances=d[order])

@@ -185,7 +185,7 @@ class GraphIndex:
         dist = np.full((q.shape[0], k), np.inf, dtype=np.float32)
         k_eff = min(k, len(self))
         if k_eff == 0 or q.shape[0] == 0:
-            return SearchResult(ids, dist)
+            return SearchResult(ids=ids, distances=dist)
         ef = self.ef if ef is None else _check_param("ef", ef)
         self._graph.set_ef(max(ef, k_eff))
         labels, d = self._graph.knn_query(q, k=k_eff, num_threads=threads)
@@ -193,7 +193,7 @@ class GraphIndex:
         order = np.lexsort((found, d), axis=1)  # by distance, then id
         ids[:, :k_eff] = np.take_along_axis(found, order, axis=1)
         dist[:, :k_eff] = np.take_along_axis(d, order, axis=1)
-        return SearchResult(ids, dist)
+        return SearchResult(ids=ids, distances=dist)
 
     def _params(self) -> dict[str, object]:
         return {"dim": self.dim, "space": self.space, "M": self.M,

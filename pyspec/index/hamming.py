@@ -29,7 +29,7 @@ from pyspec._bits import pack_bits
 from pyspec._fileformat import read_container, write_container
 from pyspec._validation import as_ids, check_k, check_num_threads, check_result_size, describe
 from pyspec.errors import IndexFormatError
-from pyspec.index import _mih
+from pyspec.index import _filter, _mih
 from pyspec.index._result import RangeResult, SearchResult
 
 __all__ = ["HammingIndex", "as_codes", "hamming_distances"]
@@ -183,6 +183,13 @@ class HammingIndex:
     codes : ndarray of shape (n, n_words), uint64 (read-only view)
     ids : ndarray of shape (n,), int64 (read-only view)
 
+    Notes
+    -----
+    Searches return a :class:`~pyspec.SearchResult` (range searches a
+    ``RangeResult``) read by name: faiss's ``D, I = index.search(q, k)`` is
+    ``r = index.search(q, k); r.distances, r.ids`` here, and unpacking a
+    result raises ``TypeError`` rather than swapping the two.
+
     Examples
     --------
     >>> import numpy as np, pyspec
@@ -301,7 +308,8 @@ class HammingIndex:
         self._publish()  # only now can searches see the new rows
 
     # -- search ------------------------------------------------------------
-    def search(self, queries: np.ndarray, k: int, num_threads: int | None = None) -> SearchResult:
+    def search(self, queries: np.ndarray, k: int, num_threads: int | None = None,
+               filter: object = None) -> SearchResult:  # noqa: A002 (faiss's word)
         """The ``k`` nearest codes of each query.
 
         Parameters
@@ -312,16 +320,23 @@ class HammingIndex:
             index are padded with id -1 and distance ``n_bits + 1``.
         num_threads : int or None
             Threads (None = OpenMP default, honours ``OMP_NUM_THREADS``).
+        filter : array-like of int ids, or 1-D bool mask indexed by id, optional
+            Only these ids may be returned. The result is exactly the top
+            ``k`` among the allowed codes (few allowed: only they are
+            scanned; few excluded: an enlarged search is post-filtered).
 
         Returns
         -------
         SearchResult
             ``ids`` int64 (n_queries, k), ``distances`` int32 (n_queries, k),
-            each row ordered by (distance, id).
+            each row ordered by (distance, id). Read them by name: faiss's
+            ``D, I = index.search(q, k)`` is ``r.distances, r.ids`` here.
         """
         q = _check_codes(queries, self.n_bits, "queries", allow_1d=True)
         k = check_k(k)
         threads = check_num_threads(num_threads)
+        if filter is not None:
+            return self._filtered_search(q, k, threads, filter)
         n_rows = len(self)
         check_result_size(q.shape[0], k, n_rows)
         k_run = min(k, n_rows)
@@ -332,10 +347,24 @@ class HammingIndex:
             full_ids[:, :k_run] = ids
             full_dist[:, :k_run] = dist
             ids, dist = full_ids, full_dist
-        return SearchResult(ids, dist)
+        return SearchResult(ids=ids, distances=dist)
 
-    def range_search(self, queries: np.ndarray, radius: int,
-                     num_threads: int | None = None) -> RangeResult:
+    def _filtered_search(self, q: np.ndarray, k: int, threads: int,
+                         filter: object) -> SearchResult:  # noqa: A002
+        codes, ids = self._snapshot()
+        pos = _filter.allowed_positions(ids, filter)
+        check_result_size(q.shape[0], k, pos.size)
+        if _filter.use_post_filter(k, len(ids), pos.size):
+            wide = self.search(q, min(k + len(ids) - pos.size, len(ids)), threads or None)
+            out_ids, dist = _filter.post_filter(wide.ids, wide.distances, ids[pos], k, -1,
+                                                self.pad_distance)
+            return SearchResult(ids=out_ids, distances=dist)
+        sub = HammingIndex(self.n_bits)  # the allowed rows alone, scanned
+        sub.add(np.ascontiguousarray(codes[pos]), ids[pos])
+        return sub.search(q, k, threads or None)
+
+    def range_search(self, queries: np.ndarray, radius: int, num_threads: int | None = None,
+                     filter: object = None) -> RangeResult:  # noqa: A002 (faiss's word)
         """All codes within Hamming distance ``radius`` (inclusive) of each query.
 
         Parameters
@@ -345,18 +374,76 @@ class HammingIndex:
             Largest distance kept, in bits.
         num_threads : int or None
             Threads (None = OpenMP default).
+        filter : array-like of int ids, or 1-D bool mask indexed by id, optional
+            Only hits with these ids are kept (see :meth:`search`).
 
         Returns
         -------
         RangeResult
-            CSR form: ``offsets`` int64 (n_queries + 1,), ``ids`` int64 and
+            CSR form: ``lims`` int64 (n_queries + 1,), ``ids`` int64 and
             ``distances`` int32; hits of query i ordered by (distance, id).
         """
         q = _check_codes(queries, self.n_bits, "queries", allow_1d=True)
         radius = _check_radius(radius)
         threads = check_num_threads(num_threads)
+        if filter is not None:
+            allowed = self._snapshot()[1]
+            allowed = allowed[_filter.allowed_positions(allowed, filter)]
         offsets, ids, dist = self._range(q, radius, threads)
-        return RangeResult(offsets, ids, dist)
+        if filter is not None:
+            offsets, ids, dist = _filter.filter_ranges(offsets, ids, dist, allowed)
+        return RangeResult(lims=offsets, ids=ids, distances=dist)
+
+    # -- removal and memory ------------------------------------------------
+    def remove_ids(self, ids: object) -> int:
+        """Remove every stored code whose id is in ``ids``; return how many were removed.
+
+        The other codes keep their ids (searches report the same ids as
+        before). Searches running meanwhile finish on the rows they started
+        with. MIH tables, if any, are rebuilt.
+        """
+        drop = np.asarray(ids)
+        if drop.ndim > 1 or (drop.size and drop.dtype.kind not in "iu"):
+            raise TypeError(f"ids: expected a 1-D array of integer ids, got {describe(drop)}")
+        with self._write_lock:
+            keep = ~np.isin(self._ids[: self._n], drop.astype(np.int64).ravel())
+            removed = int(self._n - keep.sum())
+            if removed:
+                self._codes = np.ascontiguousarray(self._codes[: self._n][keep])
+                self._ids = np.ascontiguousarray(self._ids[: self._n][keep])
+                self._n = self._codes.shape[0]
+                self._mih_tables = None
+                self._mih_after_add()  # rebuilds the tables when the method wants them
+                self._publish()
+        return removed
+
+    def memory_usage(self) -> int:
+        """Bytes of the arrays the index holds: codes and ids (with the spare
+        capacity kept for cheap adds, or a memory map's size) and MIH tables."""
+        codes, ids, tables = self._codes, self._ids, self._mih_tables
+        extra = 0 if tables is None else sum(a.nbytes for a in tables.arrays().values())
+        return int(codes.nbytes + ids.nbytes + extra)
+
+    @staticmethod
+    def estimate_memory(n: int, n_bits: int = 256, method: str = "scan") -> int:
+        """Bytes :meth:`memory_usage` reports for ``n`` codes added in one call.
+
+        ``n * (8 * ceil(n_bits / 64) + 8)`` (codes and int64 ids; at least
+        1024 rows are allocated), plus the MIH tables for ``method="mih"``
+        (and ``"auto"`` from 65,536 codes): ``4 * (m * n + sum(2**w + 1)) +
+        4 * m`` for ``m`` substrings of ``w`` bits.
+        """
+        n_bits = _check_n_bits(n_bits)
+        method = _mih.check_method(method)
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+            raise ValueError(f"n must be an int >= 0, got {n!r}")
+        rows = max(int(n), 1024)
+        total = rows * (8 * _n_words(n_bits) + 8)
+        if n and (method == "mih" or (method == "auto" and n >= _mih.MIH_MIN_CODES)):
+            widths = _mih.choose_widths(n_bits, int(n))
+            total += 4 * (widths.size * int(n) + int((2 ** widths.astype(np.int64) + 1).sum()))
+            total += widths.nbytes
+        return int(total)
 
     # -- method choice and multi-index hashing -----------------------------
     def plan(self, k: int | None = None, radius: int | None = None,

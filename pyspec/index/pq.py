@@ -33,7 +33,8 @@ from pyspec._validation import (
     describe,
 )
 from pyspec.errors import IndexFormatError, NotFittedError
-from pyspec.index._result import SearchResult
+from pyspec.index import _filter
+from pyspec.index._result import RangeResult, SearchResult
 from pyspec.models.pq import ProductQuantizer
 
 __all__ = ["PQIndex"]
@@ -41,6 +42,20 @@ __all__ = ["PQIndex"]
 _KIND = b"QX"
 _QUERY_BATCH = 1024  # queries per kernel call: bounds table memory, keeps Ctrl-C responsive
 _METRICS = ("l2", "chi2")
+
+
+def adc_distances(table: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """ADC distances of one query to every code row, float32 (n,).
+
+    table : (n_segments, n_centroids) float32, one query's distance table.
+    codes : (n, n_segments) integer codes. Summed segment after segment in
+    float32, the order of the compiled scan (csrc/pq.cpp), so the values are
+    those :meth:`PQIndex.search` reports.
+    """
+    out = np.zeros(codes.shape[0], dtype=np.float32)
+    for m in range(codes.shape[1]):
+        out += table[m, codes[:, m]]
+    return out
 
 
 class PQIndex:
@@ -53,6 +68,9 @@ class PQIndex:
 
     Notes
     -----
+    Results are read by name (:class:`~pyspec.SearchResult`): faiss's
+    ``D, I = index.search(q, k)`` is ``r.distances, r.ids`` here.
+
     When a query's distance table is larger than the L1 cache (more than
     8,192 segment x centroid entries, e.g. 25 x 3200), the first search builds
     a second, segment-major copy of the codes that makes single-query scans
@@ -89,7 +107,9 @@ class PQIndex:
         self._scan: np.ndarray | None = None  # scan-layout copy of _codes (see _scan_codes)
         self._flux: np.ndarray | None = None
         self._ivar: np.ndarray | None = None
-        self._lock = threading.RLock()  # guards _pending, _codes, _ids, _scan, _flux, _ivar
+        # row of the attached flux/ivar holding each stored row (remove_ids drops entries)
+        self._vec_rows: np.ndarray | None = None
+        self._lock = threading.RLock()  # guards _pending, _codes, _ids, _scan, vectors
 
     # ---- storage -----------------------------------------------------------
 
@@ -130,12 +150,13 @@ class PQIndex:
         self.__dict__.update(state)
         self._lock = threading.RLock()
 
-    def _snapshot(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
-                                 np.ndarray | None, np.ndarray | None]:
-        """(codes, ids, scan layout, flux, ivar) of every row added so far, consistent."""
+    def _snapshot(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, tuple | None]:
+        """(codes, ids, scan layout, vectors) of every row added so far, consistent;
+        vectors is (flux, ivar, vec_rows) or None when none are attached."""
         with self._lock:
             self._consolidate()
-            return self._codes, self._ids, self._scan_codes(), self._flux, self._ivar
+            vectors = None if self._flux is None else (self._flux, self._ivar, self._vec_rows)
+            return self._codes, self._ids, self._scan_codes(), vectors
 
     @property
     def codes(self) -> np.ndarray:
@@ -173,7 +194,8 @@ class PQIndex:
             id_arr = as_ids(ids, codes.shape[0], start=len(self))
             self._pending.append((codes, id_arr))
             if self._flux is not None:
-                self._flux = self._ivar = None  # attached spectra no longer match the rows
+                # attached spectra no longer match the rows
+                self._flux = self._ivar = self._vec_rows = None
 
     def attach_vectors(self, flux: np.ndarray, ivar: np.ndarray | None = None) -> None:
         """Attach the original spectra used by ``search(..., rerank=...)``.
@@ -187,7 +209,9 @@ class PQIndex:
         ivar : ndarray of shape (len(index), n_features), float32, optional
             Inverse variances for ``metric="chi2"``.
 
-        Adding spectra detaches the vectors; they are not saved with the index.
+        Adding spectra detaches the vectors; :meth:`remove_ids` keeps them
+        (the rows of removed spectra are skipped); :meth:`save` writes them
+        with the index unless ``save(path, vectors=False)``.
         """
         shape = (len(self), self.pq.n_features_in_)
         for name, a in (("flux", flux), ("ivar", ivar)):
@@ -203,12 +227,13 @@ class PQIndex:
             if len(self) != shape[0]:
                 raise ValueError("rows were added while attaching vectors; attach again")
             self._flux, self._ivar = flux, ivar
+            self._vec_rows = np.arange(shape[0], dtype=np.int64)
 
     # ---- search ------------------------------------------------------------
 
     def search(self, queries: Any, k: int, num_threads: int | None = None,
                rerank: int | None = None, metric: str = "l2",
-               query_ivar: Any = None) -> SearchResult:
+               query_ivar: Any = None, filter: Any = None) -> SearchResult:  # noqa: A002
         """k nearest stored spectra of each query.
 
         Parameters
@@ -227,29 +252,34 @@ class PQIndex:
             ``query_ivar``, ``w = ivar_x * ivar_q / (ivar_x + ivar_q)``, 0 where
             either is 0). Only used with ``rerank``.
         query_ivar : array-like of shape (n_queries, n_features), optional
+        filter : array-like of int ids, or 1-D bool mask indexed by id, optional
+            Only these ids may be returned: exactly the top k (or the
+            re-ranked top k of the best ``rerank``) among the allowed spectra,
+            whose codes alone are scanned.
 
         Returns
         -------
         SearchResult
             ids int64 (n_queries, k), distances float32 (n_queries, k) ordered
             by (distance, id); missing neighbours are (-1, +inf). Without
-            ``rerank`` distances are ADC squared L2.
+            ``rerank`` distances are ADC squared L2. Read them by name:
+            faiss's ``D, I = index.search(q, k)`` is ``r.distances, r.ids``.
         """
         nt = check_num_threads(num_threads)
         k = check_k(k)
         Q = as_float_matrix(queries, "queries", n_features=self.pq.n_features_in_)
         if metric not in _METRICS:
             raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
-        codes, stored_ids, scan, flux, ivar = self._snapshot()
+        codes, stored_ids, scan, vectors = self._snapshot()
         check_result_size(Q.shape[0], k, len(stored_ids))
         if rerank is not None:
             rerank = check_k(rerank)
             if rerank < k:
                 raise ValueError(f"rerank ({rerank}) must be >= k ({k})")
-            if flux is None:
+            if vectors is None:
                 raise ValueError("rerank needs the original spectra: call "
                                  "index.attach_vectors(flux, ivar) first")
-            if metric == "chi2" and ivar is None:
+            if metric == "chi2" and vectors[1] is None:
                 raise ValueError("metric='chi2' needs inverse variances: "
                                  "call index.attach_vectors(flux, ivar)")
         elif metric != "l2" or query_ivar is not None:
@@ -259,21 +289,27 @@ class PQIndex:
             qivar = as_float_matrix(query_ivar, "query_ivar", n_features=self.pq.n_features_in_)
             if qivar.shape != Q.shape:
                 raise ValueError(f"query_ivar: expected shape {Q.shape}, got {qivar.shape}")
+        positions = None  # rows scanned, when not all of them
+        if filter is not None:  # scan a gathered copy of the allowed codes
+            positions = _filter.allowed_positions(stored_ids, filter)
+            codes, scan = np.ascontiguousarray(codes[positions]), None
         nq = Q.shape[0]
         out_ids = np.full((nq, k), -1, dtype=np.int64)
         out_dist = np.full((nq, k), np.inf, dtype=np.float32)
-        if nq == 0 or k == 0 or len(stored_ids) == 0:
-            return SearchResult(out_ids, out_dist)
+        if nq == 0 or k == 0 or len(codes) == 0:
+            return SearchResult(ids=out_ids, distances=out_dist)
         args = self.pq._kernel_args()
         # single-query scans over the scan layout may prune with bound tables
         extra = {} if scan is None else {"scan_codes": scan, "bound_copy": self.pq._bound_copy()}
         if rerank is None:
+            row_ids = stored_ids if positions is None else stored_ids[positions]
             for q0 in range(0, nq, _QUERY_BATCH):
-                i, d = _core.pq_search(Q[q0:q0 + _QUERY_BATCH], *args, codes, stored_ids,
+                i, d = _core.pq_search(Q[q0:q0 + _QUERY_BATCH], *args, codes, row_ids,
                                        k, num_threads=nt, **extra)
                 out_ids[q0:q0 + len(i)], out_dist[q0:q0 + len(i)] = i, d
-            return SearchResult(out_ids, out_dist)
-        positions = np.arange(len(stored_ids), dtype=np.int64)
+            return SearchResult(ids=out_ids, distances=out_dist)
+        if positions is None:
+            positions = np.arange(len(stored_ids), dtype=np.int64)
         for q0 in range(0, nq, _QUERY_BATCH):
             qb = Q[q0:q0 + _QUERY_BATCH]
             pos, _ = _core.pq_search(qb, *args, codes, positions, rerank, num_threads=nt,
@@ -282,18 +318,65 @@ class PQIndex:
                 qi = q0 + r
                 cand = pos[r][pos[r] >= 0]
                 dist = self._exact(qb[r], cand, metric, None if qivar is None else qivar[qi],
-                                   flux, ivar)
+                                   vectors)
                 cid = stored_ids[cand]
                 order = np.lexsort((cid, dist))[:k]
                 out_ids[qi, :order.size] = cid[order]
                 out_dist[qi, :order.size] = dist[order]
-        return SearchResult(out_ids, out_dist)
+        return SearchResult(ids=out_ids, distances=out_dist)
+
+    def range_search(self, queries: Any, radius: float, num_threads: int | None = None,
+                     filter: Any = None) -> RangeResult:  # noqa: A002
+        """Every stored spectrum within ADC squared L2 distance ``radius`` (inclusive).
+
+        Parameters
+        ----------
+        queries : array-like of shape (n_queries, n_features), float32
+        radius : float >= 0
+            Largest ADC squared L2 distance kept (the distances of
+            :meth:`search` without ``rerank``).
+        num_threads : int or None
+            Threads for the query tables.
+        filter : array-like of int ids, or 1-D bool mask indexed by id, optional
+            Only these ids may be returned.
+
+        Returns
+        -------
+        RangeResult
+            ``lims`` int64 (n_queries + 1,), ``ids`` int64, ``distances``
+            float32; hits of query i ordered by (distance, id). The distances
+            are summed segment by segment in float32, as in :meth:`search`.
+        """
+        nt = check_num_threads(num_threads)
+        if isinstance(radius, bool) or not isinstance(radius, (int, float, np.number)) or \
+                not np.isfinite(radius) or radius < 0:
+            raise ValueError(f"radius must be a finite number >= 0 (squared L2), got {radius!r}")
+        Q = as_float_matrix(queries, "queries", n_features=self.pq.n_features_in_)
+        codes, stored_ids = self._snapshot()[:2]
+        if filter is not None:
+            keep = _filter.allowed_positions(stored_ids, filter)
+            codes, stored_ids = codes[keep], stored_ids[keep]
+        tables = self.pq.distance_tables(Q, num_threads=nt or None)
+        lims = np.zeros(Q.shape[0] + 1, dtype=np.int64)
+        hit_ids, hit_dist = [], []
+        idx = codes.astype(np.intp)
+        for qi in range(Q.shape[0]):
+            d = adc_distances(tables[qi], idx)
+            rows = np.flatnonzero(d <= np.float32(radius))
+            order = np.lexsort((stored_ids[rows], d[rows]))
+            hit_ids.append(stored_ids[rows][order])
+            hit_dist.append(d[rows][order])
+            lims[qi + 1] = lims[qi] + rows.size
+        ids = np.concatenate(hit_ids) if hit_ids else np.empty(0, np.int64)
+        dist = np.concatenate(hit_dist) if hit_dist else np.empty(0, np.float32)
+        return RangeResult(lims=lims, ids=ids.astype(np.int64), distances=dist.astype(np.float32))
 
     def _exact(self, q: np.ndarray, rows: np.ndarray, metric: str,
-               qivar: np.ndarray | None, flux: np.ndarray, ivar: np.ndarray | None
-               ) -> np.ndarray:
+               qivar: np.ndarray | None, vectors: tuple) -> np.ndarray:
         """Exact distances (float32 from float64 sums) of q to stored rows."""
-        srt = np.sort(rows)  # sorted reads are kinder to a memory map
+        flux, ivar, vec_rows = vectors
+        src = vec_rows[rows]
+        srt = np.sort(src)  # sorted reads are kinder to a memory map
         x = np.asarray(flux[srt], dtype=np.float64)
         diff2 = np.square(x - q.astype(np.float64))
         if metric == "l2":
@@ -306,21 +389,94 @@ class PQIndex:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     w = np.where(den > 0, w * qw / np.where(den > 0, den, 1.0), 0.0)
             d = (w * diff2).sum(axis=1)
-        return d.astype(np.float32)[np.searchsorted(srt, rows)]
+        return d.astype(np.float32)[np.searchsorted(srt, src)]
+
+    # ---- removal and memory ----------------------------------------------------
+
+    def remove_ids(self, ids: Any) -> int:
+        """Remove every stored spectrum whose id is in ``ids``; return how many.
+
+        The others keep their ids; attached re-rank vectors stay attached
+        (the removed spectra's rows are skipped, nothing is copied).
+        """
+        drop = np.asarray(ids)
+        if drop.ndim > 1 or (drop.size and drop.dtype.kind not in "iu"):
+            raise TypeError(f"ids: expected a 1-D array of integer ids, got {describe(drop)}")
+        with self._lock:
+            self._consolidate()
+            keep = ~np.isin(self._ids, drop.astype(np.int64).ravel())
+            removed = int(keep.size - keep.sum())
+            if removed:
+                self._codes = np.ascontiguousarray(self._codes[keep])
+                self._ids = np.ascontiguousarray(self._ids[keep])
+                self._scan = None
+                if self._vec_rows is not None:
+                    self._vec_rows = self._vec_rows[keep]
+        return removed
+
+    def memory_usage(self) -> int:
+        """Bytes of the arrays the index holds: codes, ids, the scan-layout
+        copy, the quantiser's kernel tables and 8-bit copy, and in-memory
+        re-rank vectors (a memory map attached with :meth:`attach_vectors`
+        is not counted: its pages belong to the file)."""
+        with self._lock:
+            self._consolidate()
+            arrays = [self._codes, self._ids, self._scan, self._vec_rows, self.pq.codebook_,
+                      self.pq.segment_bounds_, self.pq._ctb, self.pq._cnorm]
+            bound = self.pq._bounds_copy
+            if isinstance(bound, tuple):
+                arrays += [a for a in bound[:4]]  # bound[4] is codebook_ itself
+            for a in (self._flux, self._ivar):
+                if a is not None and not isinstance(a, np.memmap):
+                    arrays.append(a)
+        return int(sum(a.nbytes for a in arrays if a is not None))
+
+    @staticmethod
+    def estimate_memory(n: int, n_segments: int, n_centroids: int, n_features: int,
+                        vectors: bool = False, ivar: bool = False) -> int:
+        """Bytes :meth:`memory_usage` reports for ``n`` spectra (before any search).
+
+        Codes ``n * n_segments`` (1 byte each up to 256 centroids, else 2),
+        int64 ids, the codebook (float32) twice (plain and the kernels'
+        blocked copy, centroids padded to a multiple of 32), the centroid
+        norms and segment bounds; with ``vectors``, float32 re-rank spectra
+        held in memory (and their inverse variances with ``ivar``) and their
+        row map. A first search may add the scan-layout copy of the codes and
+        the 8-bit codebook copy (see the class notes).
+        """
+        for name, v in (("n", n), ("n_segments", n_segments), ("n_centroids", n_centroids),
+                        ("n_features", n_features)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {v!r}")
+        n, M, K, D = int(n), int(n_segments), int(n_centroids), int(n_features)
+        kp = -(-K // 32) * 32
+        total = n * M * (1 if K <= 256 else 2) + 8 * n
+        total += 4 * K * D + 4 * kp * D + 4 * M * kp + 8 * (M + 1)
+        if vectors:
+            total += 4 * n * D * (2 if ivar else 1) + 8 * n
+        return total
 
     # ---- persistence ---------------------------------------------------------
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, vectors: bool = True) -> None:
         """Write codes, ids and the quantiser to ``path`` (container kind b"QX").
 
-        Attached spectra are not saved; attach them again after :meth:`load`.
+        With ``vectors`` (default) the attached re-rank spectra (and inverse
+        variances) are written too, one row per stored spectrum, and
+        :meth:`load` attaches them again; ``vectors=False`` leaves them out
+        (attach them again after loading).
         """
-        codes, ids = self._snapshot()[:2]
+        codes, ids, _, attached = self._snapshot()
         meta = self.pq._meta()
         meta["code_dtype"] = str(codes.dtype)
-        write_container(path, _KIND, {"codes": codes, "ids": ids,
-                                      "codebook": self.pq.codebook_,
-                                      "bounds": self.pq.segment_bounds_}, meta)
+        arrays = {"codes": codes, "ids": ids, "codebook": self.pq.codebook_,
+                  "bounds": self.pq.segment_bounds_}
+        if vectors and attached is not None:
+            flux, ivar, rows = attached
+            arrays["rerank_flux"] = np.asarray(flux[rows], dtype=np.float32)
+            if ivar is not None:
+                arrays["rerank_ivar"] = np.asarray(ivar[rows], dtype=np.float32)
+        write_container(path, _KIND, arrays, meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike, mmap: bool = False) -> PQIndex:
@@ -347,4 +503,15 @@ class PQIndex:
         if ids.size and int(ids.min()) < 0:
             raise IndexFormatError(f"{path}: PQ index has negative ids (corrupted file)")
         index._codes, index._ids = codes, ids
+        flux, ivar = arrays.get("rerank_flux"), arrays.get("rerank_ivar")
+        shape = (codes.shape[0], pq.n_features_in_)
+        for name, a in (("rerank_flux", flux), ("rerank_ivar", ivar)):
+            if a is not None and (a.dtype != np.float32 or a.shape != shape):
+                raise IndexFormatError(f"{path}: PQ index {name} is {describe(a)}, expected "
+                                       f"float32 {shape}")
+        if ivar is not None and flux is None:
+            raise IndexFormatError(f"{path}: PQ index has rerank_ivar without rerank_flux")
+        if flux is not None:
+            index._flux, index._ivar = flux, ivar
+            index._vec_rows = np.arange(shape[0], dtype=np.int64)
         return index

@@ -1,6 +1,8 @@
 """Shared machinery of the binary hashers (PIL, LSH, ITQ).
 
-Validation of spectra, chunked iteration over arrays or a
+The scikit-learn contract (``TransformerMixin``, tags, one ``random_state``
+policy, ``get_feature_names_out``, ``transform`` output choice), validation
+of spectra, chunked iteration over arrays or a
 :class:`~pyspec.store.SpectrumStore` (anything with
 ``iter_chunks(chunk_size)`` yielding ``(start, flux, ivar)``), per-bit
 median thresholds (exact in memory, two-level histogram when streaming),
@@ -15,17 +17,22 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
+import scipy.sparse
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import _check_feature_names_in
 
 from pyspec._bits import pack_bits
 from pyspec._fileformat import read_container, write_container
 from pyspec._validation import as_float_matrix, check_num_threads, describe
 from pyspec.errors import IndexFormatError, NotFittedError
 
-#: Code lengths of the published comparison; other multiples of 32 up to 512
-#: are accepted too.
+#: Code lengths of the published comparison; any length from 1 to 512 bits is
+#: accepted (the Hamming index pads codes to whole 64-bit words).
 CODE_LENGTHS = (32, 64, 128, 256)
 MAX_BITS = 512
+
+#: What ``transform`` returns (the ``output`` parameter of every hasher).
+OUTPUTS = ("bits", "packed", "embedding")
 
 # Bins of each level of the streaming median: two levels of 4096 resolve the
 # threshold to range / 4096**2, below float32 resolution for values in [0, 1].
@@ -36,6 +43,10 @@ _MEDIAN_BINS = 4096
 # like a store, so validation and median thresholds never build an (n, d)
 # temporary: 2**27 float32 values = 512 MiB.
 _IN_MEMORY_LIMIT = 1 << 27
+
+# Training embeddings up to this many values (64 MiB of float32) get exact
+# median thresholds, from an array or a store alike; larger sets stream.
+_EXACT_MEDIAN_LIMIT = 1 << 24
 
 
 class ArraySource:
@@ -53,24 +64,64 @@ class ArraySource:
 
 
 def check_n_bits(n_bits: object) -> int:
-    """Validate a code length: a positive multiple of 32, at most 512."""
+    """Validate a code length: an int from 1 to 512 (usually 32, 64, 128 or 256)."""
     if isinstance(n_bits, bool) or not isinstance(n_bits, numbers.Integral):
         raise TypeError(f"n_bits must be an int (32, 64, 128 or 256), got {type(n_bits).__name__}")
-    if n_bits < 32 or n_bits > MAX_BITS or n_bits % 32:
-        raise ValueError(f"n_bits must be a multiple of 32 between 32 and {MAX_BITS} "
-                         f"(e.g. 32, 64, 128, 256), got {n_bits}")
+    if not 1 <= n_bits <= MAX_BITS:
+        raise ValueError(f"n_bits must be between 1 and {MAX_BITS} (usually 32, 64, 128 or "
+                         f"256), got {n_bits}")
     return int(n_bits)
 
 
 def check_random_state(random_state: object) -> np.random.Generator:
-    """``None``/int/Generator -> a fresh ``numpy.random.Generator``."""
+    """The one ``random_state`` policy of every pyspec model -> a numpy Generator.
+
+    None: fresh entropy; int: ``numpy.random.default_rng(seed)`` (the same
+    draws on every fit); Generator: used as is (its state advances);
+    RandomState (scikit-learn's convention): a Generator seeded from it, so
+    its state advances too and a given RandomState state gives one result.
+    """
     if isinstance(random_state, np.random.Generator):
         return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(0, 2**31 - 1, size=4))
     if random_state is None or (isinstance(random_state, numbers.Integral)
                                 and not isinstance(random_state, bool)):
+        if random_state is not None and random_state < 0:
+            raise ValueError(f"random_state must be >= 0, got {random_state}")
         return np.random.default_rng(random_state)
-    raise TypeError(f"random_state must be None, an int or a numpy Generator, "
-                    f"got {type(random_state).__name__}")
+    raise TypeError(f"random_state must be None, an int, a numpy Generator or a numpy "
+                    f"RandomState, got {type(random_state).__name__}")
+
+
+def check_chunk_rows(chunk_rows: object) -> int:
+    """Validate ``chunk_rows`` (rows per block when iterating over spectra)."""
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, numbers.Integral):
+        raise TypeError(f"chunk_rows must be an int, got {type(chunk_rows).__name__}")
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    return int(chunk_rows)
+
+
+def reject_unsupported(X: object) -> np.ndarray:
+    """``np.asarray(X)``, refusing sparse and complex input with the wording
+    scikit-learn's estimator checks look for."""
+    if scipy.sparse.issparse(X):
+        raise TypeError("X: sparse input is not supported; pass a dense array of spectra "
+                        "(X.toarray())")
+    arr = np.asarray(X)
+    if arr.dtype.kind == "c":
+        raise ValueError("X: Complex data not supported; pass real spectra (float32)")
+    if arr.dtype == object:  # numbers held as Python objects (TypeError for anything else)
+        arr = arr.astype(np.float64)
+    return arr
+
+
+def check_has_pixels(n: int, d: int) -> None:
+    """Refuse spectra without pixels (wording of scikit-learn's check_array)."""
+    if d < 1:
+        raise ValueError(f"X: spectra have no pixels: 0 feature(s) (shape=({n}, {d})) while a "
+                         "minimum of 1 is required.")
 
 
 def is_chunked_source(X: object) -> bool:
@@ -87,7 +138,7 @@ def source_shape(X: object) -> tuple[int, int]:
         for _, chunk, _ in X.iter_chunks(1):
             return len(X), int(np.asarray(chunk).shape[1])
         return 0, 0
-    arr = np.asarray(X)
+    arr = reject_unsupported(X)
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"X: expected a real numeric array or a SpectrumStore, got {describe(arr)}")
     if arr.ndim != 2:
@@ -211,19 +262,23 @@ def streaming_median(embed_chunks: Callable[[], Iterator[np.ndarray]], n_units: 
     return np.where(gap, (below + above) / 2, edge).astype(np.float32)
 
 
-class BaseHasher(BaseEstimator):
-    """Common API of the hashers: transform, fit_transform, embed, save, load.
+class BaseHasher(TransformerMixin, BaseEstimator):
+    """Common API of the hashers: fit, transform, encode, embed, save, load.
 
-    Subclasses implement ``_fit(X, rng, num_threads)`` (learns everything but
-    the thresholds), ``_embed(X, num_threads)`` (float32 (n, n_bits)),
-    ``_state()`` / ``_set_state(arrays, meta)`` and set ``_KIND``.
+    A scikit-learn transformer: ``transform`` returns what ``output`` names
+    ("bits": 0/1 uint8 (n, n_bits), what ``KNeighborsClassifier(metric=
+    "hamming")`` expects; "packed": the Hamming index's uint64 words;
+    "embedding": the float32 values that are thresholded into bits), while
+    :meth:`encode` always gives the packed codes pyspec's indexes take.
+
+    Subclasses implement ``_fit(X, n, d, rng, num_threads)`` (learns
+    everything but the thresholds), ``_embed(X, num_threads)`` (float32 (n,
+    n_bits)), ``_state()`` / ``_set_state(arrays, meta)`` and set ``_KIND``.
     Thresholds ``thresholds_`` float32 (n_bits,) come from
-    :meth:`_fit_thresholds` unless the subclass fixes them (LSH uses 0).
+    :meth:`_fit_thresholds` unless the subclass fixes them (LSH and ITQ use 0).
     """
 
     _KIND = b"??"
-    #: Rows per block when iterating over spectra.
-    chunk_rows = 8192
 
     # ------------------------------------------------------------ checks
     def _check_fitted(self) -> None:
@@ -234,7 +289,26 @@ class BaseHasher(BaseEstimator):
 
     def _check_X(self, X: object) -> np.ndarray:
         self._check_fitted()
-        return as_float_matrix(X, "X", n_features=self.n_features_in_)
+        arr = reject_unsupported(X)
+        if arr.ndim == 2 and arr.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {arr.shape[1]} features, but {type(self).__name__} is "
+                             f"expecting {self.n_features_in_} features as input (expected "
+                             f"{self.n_features_in_} pixels per spectrum, as in fit)")
+        return as_float_matrix(arr, "X", n_features=self.n_features_in_)
+
+    def _check_output(self) -> str:
+        if not isinstance(self.output, str) or self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
+        return self.output
+
+    def __sklearn_tags__(self):  # noqa: ANN204 (sklearn.utils.Tags)
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = True
+        tags.input_tags.allow_nan = False
+        # bits are uint8 and packed codes uint64 whatever the input; embeddings float32
+        tags.transformer_tags.preserves_dtype = (["float32"] if self.output == "embedding"
+                                                 else [])
+        return tags
 
     # ------------------------------------------------------------ public API
     def fit(self, X: object, y: object = None, num_threads: int | None = None) -> BaseHasher:
@@ -244,7 +318,8 @@ class BaseHasher(BaseEstimator):
         ----------
         X : ndarray of shape (n_spectra, n_pixels), float32, or SpectrumStore
             Preprocessed spectra (finite), or any object with
-            ``iter_chunks(chunk_size)`` yielding ``(start, flux, ivar)``.
+            ``iter_chunks(chunk_size)`` yielding ``(start, flux, ivar)``. An
+            array and a store holding the same spectra give identical models.
         y : ignored
         num_threads : int or None
             Threads for compiled kernels (None: OpenMP default).
@@ -254,17 +329,20 @@ class BaseHasher(BaseEstimator):
         self
         """
         check_n_bits(self.n_bits)
+        check_chunk_rows(self.chunk_rows)
+        self._check_output()
         nt = check_num_threads(num_threads) or None
         rng = check_random_state(self.random_state)
+        if not is_chunked_source(X):
+            X = reject_unsupported(X)
         n, d = source_shape(X)
         if isinstance(X, np.memmap) or (isinstance(X, np.ndarray) and X.size > _IN_MEMORY_LIMIT):
-            X = ArraySource(X)  # validated chunk by chunk, medians by histogram
+            X = ArraySource(X)  # validated chunk by chunk
         elif not is_chunked_source(X):
             X = as_float_matrix(X, "X", allow_1d=False)  # finite check with global row numbers
         if n < 2:
-            raise ValueError(f"X: need at least 2 spectra to fit, got {n}")
-        if d < 1:
-            raise ValueError("X: spectra have no pixels")
+            raise ValueError(f"X: need at least 2 spectra to fit, got n_samples = {n}")
+        check_has_pixels(n, d)
         for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
             delattr(self, attr)
         self._fit(X, n, d, rng, nt)
@@ -273,41 +351,89 @@ class BaseHasher(BaseEstimator):
             self.thresholds_ = self._fit_thresholds(X, n, nt)
         return self
 
-    def embed(self, X: np.ndarray, num_threads: int | None = None) -> np.ndarray:
+    def embed(self, X: object, num_threads: int | None = None) -> np.ndarray:
         """Real-valued embedding (the values that are thresholded into bits).
 
         Parameters
         ----------
-        X : ndarray of shape (n_spectra, n_pixels), float32
+        X : ndarray of shape (n_spectra, n_pixels), float32, or SpectrumStore
         num_threads : int or None
 
         Returns
         -------
         ndarray of shape (n_spectra, n_bits), float32
         """
-        X = self._check_X(X)
-        return self._embed(X, check_num_threads(num_threads) or None)
+        return self._map_rows(X, num_threads, lambda x, nt: self._embed(x, nt))
 
-    def transform(self, X: np.ndarray, num_threads: int | None = None) -> np.ndarray:
-        """Binary codes packed for the Hamming engine.
+    def encode(self, X: object, num_threads: int | None = None) -> np.ndarray:
+        """Binary codes packed for the Hamming index (what pyspec's engine stores).
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_spectra, n_pixels), float32, or SpectrumStore
+        num_threads : int or None
 
         Returns
         -------
         ndarray of shape (n_spectra, ceil(n_bits / 64)), uint64
             Bit j in word j // 64 at position j % 64 (:mod:`pyspec._bits`).
         """
-        return pack_bits(self.embed(X, num_threads) > self.thresholds_)
+        return self._map_rows(X, num_threads,
+                              lambda x, nt: pack_bits(self._embed(x, nt) > self.thresholds_))
+
+    def transform(self, X: object, num_threads: int | None = None) -> np.ndarray:
+        """Codes of spectra in the form ``output`` names.
+
+        Returns
+        -------
+        ndarray
+            ``output="bits"`` (default): uint8 0/1 of shape (n_spectra,
+            n_bits), bit j = ``embedding[:, j] > thresholds_[j]``;
+            ``"packed"``: :meth:`encode`'s uint64 words; ``"embedding"``:
+            :meth:`embed`'s float32 values.
+        """
+        self._check_fitted()
+        output = self._check_output()
+        if output == "packed":
+            return self.encode(X, num_threads)
+        if output == "embedding":
+            return self.embed(X, num_threads)
+        return self._map_rows(X, num_threads, lambda x, nt: (
+            self._embed(x, nt) > self.thresholds_).view(np.uint8))
 
     def fit_transform(self, X: object, y: object = None, num_threads: int | None = None
                       ) -> np.ndarray:
-        """``fit(X).transform(X)`` (for a store, codes of every spectrum in order)."""
-        self.fit(X, num_threads=num_threads)
+        """``fit(X).transform(X)`` (for a store, every spectrum in order)."""
+        return self.fit(X, num_threads=num_threads).transform(X, num_threads)
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        """Names of the columns of :meth:`transform`'s output (object array).
+
+        ``<class>_bit<j>`` (bits), ``<class>_word<j>`` (packed) or
+        ``<class>_unit<j>`` (embedding), e.g. ``pilhasher_bit0``.
+        """
+        self._check_fitted()
+        _check_feature_names_in(self, input_features, generate_names=False)
+        output = self._check_output()
+        n_bits = int(self.thresholds_.shape[0])
+        count, word = {"bits": (n_bits, "bit"), "packed": (-(-n_bits // 64), "word"),
+                       "embedding": (n_bits, "unit")}[output]
+        prefix = type(self).__name__.lower()
+        return np.asarray([f"{prefix}_{word}{j}" for j in range(count)], dtype=object)
+
+    def _map_rows(self, X: object, num_threads: int | None,
+                  fn: Callable[[np.ndarray, int | None], np.ndarray]) -> np.ndarray:
+        """``fn`` on validated spectra; stores and large arrays chunk by chunk."""
+        self._check_fitted()
+        nt = check_num_threads(num_threads) or None
         if is_chunked_source(X) or isinstance(X, np.memmap) or (
-                isinstance(X, np.ndarray) and X.size > _IN_MEMORY_LIMIT):
+                isinstance(X, np.ndarray) and X.size > _IN_MEMORY_LIMIT and X.ndim == 2):
             src = X if is_chunked_source(X) else ArraySource(X)
-            return np.concatenate([self.transform(f, num_threads)
-                                   for _, f in iter_source(src, self.chunk_rows)])
-        return self.transform(X, num_threads)
+            parts = [fn(f, nt) for _, f in iter_source(src, self.chunk_rows, self.n_features_in_)]
+            if parts:
+                return np.concatenate(parts)
+            return fn(np.empty((0, self.n_features_in_), np.float32), nt)
+        return fn(self._check_X(X), nt)
 
     # ------------------------------------------------------------ thresholds
     def _embed_source(self, X: object, nt: int | None) -> Iterator[np.ndarray]:
@@ -317,18 +443,24 @@ class BaseHasher(BaseEstimator):
     def _fit_thresholds(self, X: object, n: int, nt: int | None) -> np.ndarray:
         """Median of every embedding unit over the training spectra.
 
-        In memory (array input): the midpoint of the two middle order
+        The embeddings are computed chunk by chunk (``chunk_rows``) whatever
+        the input, so an array and a store give bit-identical values. When
+        they fit in 64 MiB (``n * n_bits`` values up to 2**24, e.g. 65,536
+        spectra at 256 bits): the midpoint of the two middle order
         statistics (the usual median for even n; for odd n the gap above the
         middle value), so no training spectrum sits exactly on a threshold,
         where float rounding differences between a batch and a single-row
         forward pass (BLAS picks kernels by matrix shape) could flip its bit
-        and a spectrum would no longer match itself. Streaming (store
-        input): :func:`streaming_median`, with the first histogram range taken
-        from the first chunk's 0.1 %/99.9 % quantiles widened by half the
-        span (values outside trigger an exact re-pass over the full range).
+        and a spectrum would no longer match itself. Beyond that:
+        :func:`streaming_median` in bounded memory, with the first histogram
+        range taken from the first chunk's 0.1 %/99.9 % quantiles widened by
+        half the span (values outside trigger an exact re-pass over the
+        full range).
         """
         if not is_chunked_source(X):
-            return midpoint_median(self._embed(X, nt))
+            X = ArraySource(X)
+        if n * int(self.n_bits) <= _EXACT_MEDIAN_LIMIT:
+            return midpoint_median(np.concatenate(list(self._embed_source(X, nt))))
         first = next(self._embed_source(X, nt))
         q_lo, q_hi = np.quantile(first, [0.001, 0.999], axis=0)
         span = np.maximum(q_hi - q_lo, 1e-6)
@@ -400,6 +532,6 @@ def _check_loaded(model: BaseHasher) -> None:
         raise ValueError(f"n_features_in {n_in} out of range")
     if model.thresholds_.shape != (n_bits,):
         raise ValueError(f"thresholds of shape {model.thresholds_.shape}, n_bits {n_bits}")
-    codes = model.transform(np.zeros((1, n_in), np.float32), num_threads=1)
+    codes = model.encode(np.zeros((1, n_in), np.float32), num_threads=1)
     if codes.shape != (1, -(-n_bits // 64)):
         raise ValueError(f"codes of shape {codes.shape} for n_bits {n_bits}")

@@ -20,7 +20,15 @@ import scipy.linalg
 from threadpoolctl import threadpool_limits
 
 from pyspec import linalg
-from pyspec.models.base import BaseHasher, is_chunked_source, iter_source
+from pyspec.models.base import BaseHasher, iter_source
+
+
+def _fix_signs(comps: np.ndarray) -> np.ndarray:
+    """Principal directions (columns) with their largest-magnitude entry
+    positive: SVD and eigen-solvers may return either sign."""
+    big = np.argmax(np.abs(comps), axis=0)
+    signs = np.sign(comps[big, np.arange(comps.shape[1])])
+    return comps * np.where(signs == 0, 1.0, signs)
 
 
 class ITQHasher(BaseHasher):
@@ -34,8 +42,13 @@ class ITQHasher(BaseHasher):
         Alternating B / R iterations.
     n_sample : int, default 20000
         Training rows used to learn the rotation.
-    random_state : None, int or numpy Generator
+    random_state : None, int, numpy Generator or RandomState
         Seeds the initial rotation and the sample.
+    output : {"bits", "packed", "embedding"}, default "bits"
+        What :meth:`transform` returns: 0/1 uint8 bits (n, n_bits), the
+        packed uint64 codes of :meth:`encode`, or the float32 embedding.
+    chunk_rows : int, default 8192
+        Rows per block when iterating over a store or a large array.
 
     Attributes
     ----------
@@ -54,30 +67,38 @@ class ITQHasher(BaseHasher):
     >>> from pyspec import ITQHasher
     >>> X = np.random.default_rng(0).random((200, 80), dtype=np.float32)
     >>> ITQHasher(n_bits=32, random_state=0).fit_transform(X).shape
-    (200, 1)
+    (200, 32)
     """
 
     _KIND = b"IT"
 
     def __init__(self, n_bits: int = 256, n_iter: int = 50, n_sample: int = 20000,
-                 random_state: object = None) -> None:
+                 random_state: object = None, output: str = "bits",
+                 chunk_rows: int = 8192) -> None:
         self.n_bits = n_bits
         self.n_iter = n_iter
         self.n_sample = n_sample
         self.random_state = random_state
+        self.output = output
+        self.chunk_rows = chunk_rows
 
     def _fit(self, X: object, n: int, d: int, rng: np.random.Generator, nt: int | None) -> None:
         nb = int(self.n_bits)
         if nb > min(n, d):
-            raise ValueError(f"ITQ needs n_bits <= min(n_spectra, n_pixels) = {min(n, d)}, "
-                             f"got n_bits={nb}; use fewer bits or more spectra")
+            raise ValueError(f"ITQ needs n_bits <= min(n_spectra, n_pixels) = {min(n, d)} "
+                             f"(n_samples = {n}, n_features = {d}), got n_bits={nb}; use "
+                             "fewer bits or more spectra")
         if int(self.n_iter) < 0:
             raise ValueError(f"n_iter must be >= 0, got {self.n_iter}")
         m = min(n, max(int(self.n_sample), nb))
         idx = np.sort(rng.choice(n, size=m, replace=False)) if m < n else np.arange(n)
-        if not is_chunked_source(X) and n <= d:
-            # Few spectra: exact thin SVD of the centred data.
-            A = np.asarray(X, dtype=np.float64)
+        if n <= d:
+            # Few spectra: exact thin SVD of the centred data, gathered the
+            # same way from an array or a store so both give the same model
+            # (the store used to take the covariance route below, whose
+            # eigenvectors differ from the SVD's in sign and rounding).
+            A = np.concatenate([c for _, c in iter_source(X, self.chunk_rows, d)]
+                               ).astype(np.float64)
             mean = A.mean(axis=0)
             _, _, vt = np.linalg.svd(A - mean, full_matrices=False)
             comps = vt[:nb].T
@@ -103,6 +124,7 @@ class ITQHasher(BaseHasher):
             _, vecs = scipy.linalg.eigh(cov, subset_by_index=[d - nb, d - 1])
             comps = vecs[:, ::-1]
             sample = np.concatenate(rows).astype(np.float64)
+        comps = _fix_signs(comps)
         V = (sample - mean) @ comps
         R = np.linalg.qr(rng.standard_normal((nb, nb)))[0]
         # The (n_bits, n_bits) SVDs are too small for BLAS threads; on a busy

@@ -21,9 +21,14 @@ class LSHHasher(BaseHasher):
     Parameters
     ----------
     n_bits : int, default 256
-        Code length (32, 64, 128, 256; any multiple of 32 up to 512).
-    random_state : None, int or numpy Generator
+        Code length (usually 32, 64, 128 or 256; any length from 1 to 512).
+    random_state : None, int, numpy Generator or RandomState
         Seeds the hyperplanes.
+    output : {"bits", "packed", "embedding"}, default "bits"
+        What :meth:`transform` returns: 0/1 uint8 bits (n, n_bits), the
+        packed uint64 codes of :meth:`encode`, or the float32 embedding.
+    chunk_rows : int, default 8192
+        Rows per block when iterating over a store or a large array.
 
     Attributes
     ----------
@@ -39,15 +44,18 @@ class LSHHasher(BaseHasher):
     >>> import numpy as np
     >>> from pyspec import LSHHasher
     >>> X = np.random.default_rng(0).random((100, 50), dtype=np.float32)
-    >>> LSHHasher(n_bits=32, random_state=0).fit_transform(X).shape
+    >>> LSHHasher(n_bits=32, random_state=0).fit(X).encode(X).shape
     (100, 1)
     """
 
     _KIND = b"LS"
 
-    def __init__(self, n_bits: int = 256, random_state: object = None) -> None:
+    def __init__(self, n_bits: int = 256, random_state: object = None, output: str = "bits",
+                 chunk_rows: int = 8192) -> None:
         self.n_bits = n_bits
         self.random_state = random_state
+        self.output = output
+        self.chunk_rows = chunk_rows
 
     def _fit(self, X: object, n: int, d: int, rng: np.random.Generator, nt: int | None) -> None:
         total = np.zeros(d)

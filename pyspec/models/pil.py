@@ -112,7 +112,7 @@ class PILHasher(BaseHasher):
     Parameters
     ----------
     n_bits : int, default 256
-        Code length (32, 64, 128, 256; any multiple of 32 up to 512): width of
+        Code length (usually 32, 64, 128 or 256; 1 to 512): width of
         the last hidden layer.
     hidden : tuple of int or "auto", default "auto"
         Widths of the hidden layers before the code layer. "auto" scales
@@ -137,8 +137,13 @@ class PILHasher(BaseHasher):
     n_calibration : int, default 4096
         Training rows used to standardise pre-activations and for the
         pseudo-inverse initialisation.
-    random_state : None, int or numpy Generator
+    random_state : None, int, numpy Generator or RandomState
         Seeds the weights and the calibration sample.
+    output : {"bits", "packed", "embedding"}, default "bits"
+        What :meth:`transform` returns: 0/1 uint8 bits (n, n_bits), the
+        packed uint64 codes of :meth:`encode`, or the float32 embedding.
+    chunk_rows : int, default 8192
+        Rows per block when iterating over a store or a large array.
 
     Attributes
     ----------
@@ -159,7 +164,11 @@ class PILHasher(BaseHasher):
     >>> import numpy as np
     >>> from pyspec import PILHasher
     >>> X = np.random.default_rng(0).random((600, 100), dtype=np.float32)
-    >>> codes = PILHasher(n_bits=64, hidden=(128, 96), random_state=0).fit_transform(X)
+    >>> hasher = PILHasher(n_bits=64, hidden=(128, 96), random_state=0).fit(X)
+    >>> bits = hasher.transform(X)            # 0/1 bits for scikit-learn pipelines
+    >>> bits.shape, bits.dtype
+    ((600, 64), dtype('uint8'))
+    >>> codes = hasher.encode(X)              # packed words for pyspec.HammingIndex
     >>> codes.shape, codes.dtype
     ((600, 1), dtype('uint64'))
     """
@@ -169,7 +178,8 @@ class PILHasher(BaseHasher):
     def __init__(self, n_bits: int = 256, hidden: tuple[int, ...] | str = "auto",
                  activation: str = "sigmoid", ridge: float = 1e-3, init: str = "orthogonal",
                  encoder: str = "beta", n_calibration: int = 4096,
-                 random_state: object = None) -> None:
+                 random_state: object = None, output: str = "bits",
+                 chunk_rows: int = 8192) -> None:
         self.n_bits = n_bits
         self.hidden = hidden
         self.activation = activation
@@ -178,6 +188,8 @@ class PILHasher(BaseHasher):
         self.encoder = encoder
         self.n_calibration = n_calibration
         self.random_state = random_state
+        self.output = output
+        self.chunk_rows = chunk_rows
 
     # ------------------------------------------------------------ validation
     def _widths(self, n: int | None = None) -> list[int]:

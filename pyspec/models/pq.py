@@ -19,19 +19,21 @@ import os
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
-from sklearn.utils import check_random_state
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import _check_feature_names_in
 
 from pyspec import _core
 from pyspec._fileformat import read_container, write_container
 from pyspec._validation import as_float_matrix, check_num_threads, describe
 from pyspec.errors import IndexFormatError, NotFittedError
+from pyspec.models.base import check_has_pixels, check_random_state, reject_unsupported
 
 __all__ = ["ProductQuantizer", "segment_bounds"]
 
 _KIND = b"QM"
 _CHUNK = 16384  # rows per encode call: bounds temporaries for huge memmaps
 _MAX_CENTROIDS = 65536
+_OUTPUTS = ("codes", "reconstruction")
 
 
 def segment_bounds(n_features: int, n_segments: int) -> np.ndarray:
@@ -83,7 +85,7 @@ def _check_int(value: object, name: str, lo: int, hi: int) -> int:
     return int(value)
 
 
-class ProductQuantizer(BaseEstimator):
+class ProductQuantizer(TransformerMixin, BaseEstimator):
     """Product quantiser over contiguous wavelength segments.
 
     Parameters
@@ -94,9 +96,10 @@ class ProductQuantizer(BaseEstimator):
     n_centroids : int
         Centroids per segment K (1 .. 65536). Codes are uint8 when K <= 256,
         uint16 otherwise.
-    random_state : int, numpy Generator/RandomState or None
-        Seeds the training subsample and the k-means++ seeding. Training is
-        deterministic for a given value, whatever the thread count.
+    random_state : None, int, numpy Generator or RandomState
+        Seeds the training subsample and the k-means++ seeding (the policy
+        of every pyspec model, :func:`pyspec.models.base.check_random_state`).
+        Training is deterministic for a given int, whatever the thread count.
     n_iter : int
         Maximum Lloyd iterations after seeding (faiss uses 25 as well).
     tol : float
@@ -109,6 +112,9 @@ class ProductQuantizer(BaseEstimator):
     max_points_per_centroid : int or None
         Train on at most ``K * max_points_per_centroid`` randomly chosen rows
         (faiss's default is 256); None uses every row.
+    output : {"codes", "reconstruction"}, default "codes"
+        What :meth:`transform` returns: :meth:`encode`'s codes or the
+        :meth:`decode`-d spectra.
 
     Attributes
     ----------
@@ -138,7 +144,8 @@ class ProductQuantizer(BaseEstimator):
 
     def __init__(self, n_segments: int = 25, n_centroids: int = 256, *,
                  random_state: Any = None, n_iter: int = 25, tol: float = 1e-4,
-                 init: str = "k-means++", max_points_per_centroid: int | None = 256) -> None:
+                 init: str = "k-means++", max_points_per_centroid: int | None = 256,
+                 output: str = "codes") -> None:
         self.n_segments = n_segments
         self.n_centroids = n_centroids
         self.random_state = random_state
@@ -146,6 +153,7 @@ class ProductQuantizer(BaseEstimator):
         self.tol = tol
         self.init = init
         self.max_points_per_centroid = max_points_per_centroid
+        self.output = output
 
     # ---- helpers ---------------------------------------------------------
 
@@ -231,8 +239,13 @@ class ProductQuantizer(BaseEstimator):
             Non-numeric X or hyper-parameters of the wrong type.
         """
         nt = check_num_threads(num_threads)
+        self._check_output()
+        X = reject_unsupported(X)
+        if X.ndim != 2:
+            raise ValueError(f"X: expected a 2-D array (n_spectra, n_pixels), got {describe(X)}")
         X = as_float_matrix(X, "X")
         n, D = X.shape
+        check_has_pixels(n, D)
         M = _check_int(self.n_segments, "n_segments", 1, max(D, 1))
         K = _check_int(self.n_centroids, "n_centroids", 1, _MAX_CENTROIDS)
         n_iter = _check_int(self.n_iter, "n_iter", 0, 1 << 30)
@@ -242,24 +255,25 @@ class ProductQuantizer(BaseEstimator):
             raise ValueError(f"init must be 'k-means++' or 'random', got {self.init!r}")
         if n < K:
             raise ValueError(
-                f"n_centroids={K} is more than the {n} training spectra: k-means needs at least "
+                f"n_centroids={K} is more than the {n} training spectra (n_samples = {n}): "
+                "k-means needs at least "
                 f"one spectrum per centroid; train on at least {K} spectra or lower n_centroids")
         bounds = segment_bounds(D, M)
-        rs = check_random_state(self.random_state)
+        rng = check_random_state(self.random_state)
 
         mppc = self.max_points_per_centroid
         if mppc is not None:
             mppc = _check_int(mppc, "max_points_per_centroid", 1, 1 << 40)
             if n > K * mppc:
-                rows = np.sort(rs.choice(n, size=K * mppc, replace=False))
+                rows = np.sort(rng.choice(n, size=K * mppc, replace=False))
                 X = np.ascontiguousarray(X[rows])
                 n = X.shape[0]
 
         if self.init == "k-means++":
-            seeds = rs.randint(0, 2**63 - 1, size=M, dtype=np.int64).astype(np.uint64)
+            seeds = rng.integers(0, 2**63 - 1, size=M, dtype=np.int64).astype(np.uint64)
             centers = _core.pq_kmeanspp(X, bounds, K, seeds, num_threads=nt)
         else:
-            centers = np.ascontiguousarray(X[np.sort(rs.choice(n, size=K, replace=False))])
+            centers = np.ascontiguousarray(X[np.sort(rng.choice(n, size=K, replace=False))])
 
         xnorm = self._segment_sq_norms(X, bounds)
         xnorm_total = float(xnorm.sum())
@@ -301,6 +315,37 @@ class ProductQuantizer(BaseEstimator):
                 new[empty, s:e] = X[order[: empty.size], s:e]
         return new
 
+    def transform(self, X: Any, num_threads: int | None = None) -> np.ndarray:
+        """Codes (``output="codes"``, :meth:`encode`) or reconstructed spectra
+        (``output="reconstruction"``, ``decode(encode(X))``) of spectra X."""
+        self._check_fitted()
+        codes = self.encode(X, num_threads)
+        return codes if self._check_output() == "codes" else self.decode(codes)
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        """``productquantizer_segment<m>`` per code column, or the input's
+        names (``x0``.. when fitted without names) for reconstructions."""
+        self._check_fitted()
+        names = _check_feature_names_in(self, input_features, generate_names=True)
+        if self._check_output() == "reconstruction":
+            return np.asarray(names, dtype=object)
+        return np.asarray([f"productquantizer_segment{m}"
+                           for m in range(len(self.segment_bounds_) - 1)], dtype=object)
+
+    def _check_output(self) -> str:
+        if not isinstance(self.output, str) or self.output not in _OUTPUTS:
+            raise ValueError(f"output must be one of {_OUTPUTS}, got {self.output!r}")
+        return self.output
+
+    def __sklearn_tags__(self):  # noqa: ANN204 (sklearn.utils.Tags)
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = True
+        tags.input_tags.allow_nan = False
+        # codes are uint8/uint16; reconstructions are float32 whatever the input
+        tags.transformer_tags.preserves_dtype = (["float32"] if self.output == "reconstruction"
+                                                 else [])
+        return tags
+
     def encode(self, X: Any, num_threads: int | None = None) -> np.ndarray:
         """Codes of the nearest centroid in every segment.
 
@@ -315,7 +360,11 @@ class ProductQuantizer(BaseEstimator):
         """
         self._check_fitted()
         nt = check_num_threads(num_threads)
-        X = np.asarray(X) if not isinstance(X, np.ndarray) else X
+        X = reject_unsupported(X)
+        if X.ndim == 2 and X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but ProductQuantizer is expecting "
+                             f"{self.n_features_in_} features as input (expected "
+                             f"{self.n_features_in_} pixels per spectrum, as in fit)")
         if X.ndim == 1:
             X = X[np.newaxis, :]
         if X.ndim != 2:

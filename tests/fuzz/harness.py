@@ -94,7 +94,7 @@ def build_artefacts(root: Path) -> dict[str, Path]:
         model.save(root / f"{name}.bin")
         out[name] = root / f"{name}.bin"
     hamming = HammingIndex(64)
-    hamming.add(lsh.transform(flux), ids=np.arange(n) * 7)
+    hamming.add(lsh.encode(flux), ids=np.arange(n) * 7)
     hamming.save(root / "index-hamming.bin")
     pq_index = PQIndex(pq)
     pq_index.add(flux)
@@ -160,7 +160,7 @@ def _load_model(cls_path: str) -> Callable[[Path], str]:
 
         module, name = cls_path.rsplit(".", 1)
         model = getattr(importlib.import_module(module), name).load(path)
-        out = model.encode(_PROBE) if name == "ProductQuantizer" else model.transform(_PROBE)
+        out = model.encode(_PROBE)
         # hyper-parameters that only steered fitting (seed, iterations, ridge) are not part
         # of the fitted state and cannot be checked; what the model computes is compared
         return _digest(out, getattr(model, "n_bits", None), model.n_features_in_)
