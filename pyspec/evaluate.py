@@ -41,7 +41,7 @@ def _check_codes(codes: object, name: str = "codes") -> np.ndarray:
     arr = np.asarray(codes)
     if arr.dtype != np.uint64 or arr.ndim != 2:
         raise TypeError(f"{name}: expected uint64 codes of shape (n, n_words), got "
-                        f"{arr.dtype} {arr.shape}; use a hasher's transform()")
+                        f"{arr.dtype} {arr.shape}; use a hasher's encode()")
     return np.ascontiguousarray(arr)
 
 

@@ -82,7 +82,7 @@ class ExactL2Index:
         dist = np.full((len(queries), k), np.inf, np.float32)
         ids[:, :k_eff] = self.ids[order]
         dist[:, :k_eff] = np.take_along_axis(d, order, 1)
-        return SearchResult(ids, dist)
+        return SearchResult(ids=ids, distances=dist)
 
     def save(self, path) -> None:
         with open(path, "wb") as fh:
