@@ -28,6 +28,7 @@ import numpy as np
 from pyspec._fileformat import read_container, write_container
 from pyspec._validation import as_float_matrix, as_ids, check_k, check_num_threads
 from pyspec.errors import IndexFormatError
+from pyspec.index import _filter
 from pyspec.index._result import SearchResult
 
 _SPACES = ("l2", "ip", "cosine")
@@ -143,6 +144,7 @@ class GraphIndex:
         self.random_state = int(random_state) & 0xFFFFFFFF
         self._graph = self._new_graph(1024)
         self._ids = np.empty(0, dtype=np.int64)
+        self._live = np.empty(0, dtype=bool)  # False: removed (hnswlib marks it deleted)
 
     def _new_graph(self, capacity: int) -> hnswlib.Index:
         graph = hnswlib.Index(space=self.space, dim=self.dim)
@@ -151,18 +153,19 @@ class GraphIndex:
         return graph
 
     def __len__(self) -> int:
-        return int(self._ids.size)
+        return int(self._live.sum())
 
     @property
     def ids(self) -> np.ndarray:
-        return self._ids
+        """Ids of the vectors the index holds (removed ones left out)."""
+        return self._ids[self._live]
 
     def add(self, vectors: np.ndarray, ids: np.ndarray | None = None,
             num_threads: int | None = None) -> None:
         """Add vectors (n, dim) float32 with optional int64 ids (default: continue 0..)."""
         x = as_float_matrix(vectors, "vectors", n_features=self.dim)
-        new_ids = as_ids(ids, x.shape[0], start=len(self))
-        n_old = len(self)
+        new_ids = as_ids(ids, x.shape[0], start=int(self._ids.size))
+        n_old = int(self._ids.size)  # hnswlib labels = positions, removed ones included
         needed = n_old + x.shape[0]
         if needed > self._graph.get_max_elements():
             self._graph.resize_index(max(needed, 2 * self._graph.get_max_elements()))
@@ -171,24 +174,71 @@ class GraphIndex:
         if x.shape[0]:
             self._graph.add_items(x, labels, num_threads=threads)
         self._ids = np.concatenate([self._ids, new_ids])
+        self._live = np.concatenate([self._live, np.ones(new_ids.size, dtype=bool)])
+
+    def remove_ids(self, ids: object) -> int:
+        """Remove the vectors with these ids (hnswlib marks them deleted: searches skip
+        them, the graph keeps routing through them). Returns the number removed."""
+        arr = np.asarray(ids)
+        if arr.ndim != 1 or (arr.dtype.kind not in "iu" and arr.size):
+            raise TypeError("remove_ids: expected a 1-D array of integer ids")
+        pos = np.flatnonzero(np.isin(self._ids, arr.astype(np.int64)) & self._live)
+        for p in pos:
+            self._graph.mark_deleted(int(p))
+        self._live[pos] = False
+        return int(pos.size)
+
+    def memory_usage(self) -> int:
+        """Bytes held: hnswlib's graph (vectors, links, labels, as its saved size
+        measures them) plus pyspec's ids and removal mask."""
+        return int(self._graph.index_file_size() + self._ids.nbytes + self._live.nbytes)
+
+    @staticmethod
+    def estimate_memory(n: int, dim: int, M: int = 16) -> int:
+        """Approximate bytes :meth:`memory_usage` reports for ``n`` vectors of ``dim``
+        floats: per vector the float32 vector, ``2 M`` level-0 links (4 bytes each)
+        with their count, an 8-byte label, pyspec's id and mask, and upper levels
+        (a fraction ``1 / M`` of vectors, ``M`` links each)."""
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+            raise ValueError(f"n must be an int >= 0, got {n!r}")
+        dim, M = _check_param("dim", dim), _check_param("M", M)
+        per = 4 * dim + 4 * (2 * M + 1) + 8 + 8 + 1 + (4 * (M + 1) + 8) / M
+        return int(round(n * per)) + 100
 
     def search(self, queries: np.ndarray, k: int, num_threads: int | None = None,
-               ef: int | None = None) -> SearchResult:
+               ef: int | None = None, filter: object = None) -> SearchResult:  # noqa: A002
         """Approximate k nearest neighbours, rows ordered by (distance, id).
 
         Returns float32 distances (+inf and id -1 pad rows when k > len).
+        ``filter`` (allowed ids, or a boolean mask indexed by id, as for
+        :meth:`pyspec.HammingIndex.search`) restricts the answer to those
+        vectors; like the unfiltered search it is approximate (hnswlib's
+        filtered beam search, run on one thread since it calls back into
+        Python).
         """
         q = as_float_matrix(queries, "queries", n_features=self.dim)
         k = check_k(k)
         threads = check_num_threads(num_threads) or -1
         ids = np.full((q.shape[0], k), -1, dtype=np.int64)
         dist = np.full((q.shape[0], k), np.inf, dtype=np.float32)
-        k_eff = min(k, len(self))
+        allowed = None
+        n_allowed = len(self)
+        if filter is not None:
+            pos = _filter.allowed_positions(self._ids, filter)
+            allowed = np.zeros(self._ids.size, dtype=bool)
+            allowed[pos] = True
+            allowed &= self._live
+            n_allowed = int(allowed.sum())
+        k_eff = min(k, n_allowed)
         if k_eff == 0 or q.shape[0] == 0:
             return SearchResult(ids=ids, distances=dist)
         ef = self.ef if ef is None else _check_param("ef", ef)
         self._graph.set_ef(max(ef, k_eff))
-        labels, d = self._graph.knn_query(q, k=k_eff, num_threads=threads)
+        if allowed is None:
+            labels, d = self._graph.knn_query(q, k=k_eff, num_threads=threads)
+        else:
+            labels, d = self._graph.knn_query(q, k=k_eff, num_threads=1,
+                                              filter=lambda label: bool(allowed[label]))
         found = self._ids[labels.astype(np.int64)]
         order = np.lexsort((found, d), axis=1)  # by distance, then id
         ids[:, :k_eff] = np.take_along_axis(found, order, axis=1)
@@ -204,9 +254,19 @@ class GraphIndex:
         """Write the graph and ids to one checked container file (kind GX)."""
         with tempfile.TemporaryDirectory() as tmp:
             blob_path = Path(tmp) / "graph.bin"
-            self._graph.save_index(str(blob_path))
+            # removals travel in the 'live' mask, not as hnswlib's deleted marks
+            # (the loader's graph check accepts unmarked graphs only)
+            removed = np.flatnonzero(~self._live)
+            for p in removed:
+                self._graph.unmark_deleted(int(p))
+            try:
+                self._graph.save_index(str(blob_path))
+            finally:
+                for p in removed:
+                    self._graph.mark_deleted(int(p))
             blob = np.fromfile(blob_path, dtype=np.uint8)
-        write_container(path, b"GX", {"graph": blob, "ids": self._ids}, self._params())
+        write_container(path, b"GX", {"graph": blob, "ids": self._ids,
+                                      "live": self._live.astype(np.uint8)}, self._params())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> GraphIndex:
@@ -236,6 +296,14 @@ class GraphIndex:
         if graph.get_current_count() != len(ids):
             raise IndexFormatError(f"{path}: graph holds {graph.get_current_count()} vectors "
                                    f"but {len(ids)} ids")
+        live = arrays.get("live")  # absent in files written before remove_ids existed
+        if live is None:
+            live = np.ones(len(ids), dtype=np.uint8)
+        if live.dtype != np.uint8 or live.shape != ids.shape or int(live.max(initial=0)) > 1:
+            raise IndexFormatError(f"{path}: graph index 'live' mask is invalid")
+        for p in np.flatnonzero(live == 0):
+            graph.mark_deleted(int(p))
         index._graph = graph
         index._ids = np.array(ids, dtype=np.int64)
+        index._live = live.astype(bool)
         return index
