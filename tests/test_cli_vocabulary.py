@@ -32,7 +32,7 @@ COMMON = {
     "--overwrite": WRITES_CATALOGUE | {"simulate", "train", "build", "demo"},
     "--quiet": set(COMMANDS) - {"info", "verify", "active"},
     "--num-threads": {"ingest", "simulate", "train", "build", "query", "queries", "search",
-                      "evaluate", "spread", "demo"},
+                      "evaluate", "spread", "demo", "measure"},
     "--seed": {"simulate", "train", "build", "queries", "evaluate", "demo"},
     "--n-bits": {"train", "build", "evaluate", "demo"},
     "--hidden": {"train", "build", "evaluate"},
@@ -260,3 +260,25 @@ def test_phase_progress_and_ingest_total(tmp_path, monkeypatch, capsys) -> None:
     assert "fit PILHasher: 00:01" in err  # the elapsed time of a phase without its own bar
     ingest([str(p) for p in sample_files()[:3]], tmp_path / "st", progress=True)
     assert "3/3" in capsys.readouterr().err  # the ingest bar knows its total
+
+
+def test_num_threads_limits_the_math_of_measure_and_active() -> None:
+    import argparse
+
+    import numba
+    from threadpoolctl import threadpool_info
+
+    from pyspec.cli import build_parser
+    from pyspec.commands._workflow import math_threads
+
+    for argv in (["measure", "x.fits", "-o", "m.ecsv", "--num-threads", "1"],
+                 ["active", "status", "--state", "st", "--num-threads", "1"]):
+        assert build_parser().parse_args(argv).num_threads == 1
+    before = numba.get_num_threads()
+    with math_threads(argparse.Namespace(num_threads=1)):
+        assert numba.get_num_threads() == 1
+        assert all(p["num_threads"] == 1 for p in threadpool_info())
+    assert numba.get_num_threads() == before
+    with pytest.raises(ValueError, match="--num-threads"), \
+            math_threads(argparse.Namespace(num_threads=0)):
+        pass

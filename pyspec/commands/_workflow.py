@@ -53,6 +53,29 @@ def fit_progress(args: argparse.Namespace, desc: str) -> Iterator[None]:
             thread.join()
 
 
+@contextlib.contextmanager
+def math_threads(args: argparse.Namespace) -> Iterator[None]:
+    """``--num-threads`` for commands whose work is NumPy/BLAS and numba math rather
+    than pyspec's own kernels: the BLAS/OpenMP pools (threadpoolctl) and numba's
+    threads are limited to N for the command's duration."""
+    n = getattr(args, "num_threads", None)
+    if n is None:
+        yield
+        return
+    if n < 1:
+        raise ValueError(f"--num-threads must be >= 1, got {n}")
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        numba.set_num_threads(before)
+
+
 def say(args: argparse.Namespace, text: str) -> None:
     if not getattr(args, "quiet", False):
         print(text, flush=True)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pyspec.commands import add_quiet, add_seed, add_verbose
-from pyspec.commands._workflow import fit_progress, open_store, say
+from pyspec.commands import add_num_threads, add_quiet, add_seed, add_verbose
+from pyspec.commands._workflow import fit_progress, math_threads, open_store, say
 
 HELP = "active learning: init a state, write the next batch, teach labels, show status"
 
@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for q in sub.choices.values():
         q.add_argument("--state", required=True, metavar="DIR", help="state directory")
         add_quiet(q)
+        add_num_threads(q, help="threads of the BLAS and numba math (default: all cores)")
         add_verbose(q)  # `pyspec active next -v` as well as `pyspec -v active next`
 
 
@@ -60,6 +61,11 @@ def _status_line(al) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    with math_threads(args):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from pyspec.active import ActiveLearner, LabelsFileOracle
     from pyspec.labels import labels_for_rows, read_labels
 

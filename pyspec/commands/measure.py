@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pyspec.io import Spectrum
 
-from pyspec.commands import add_format, add_out, add_overwrite, add_quiet
-from pyspec.commands._workflow import check_out, show_progress, write_table
+from pyspec.commands import add_format, add_num_threads, add_out, add_overwrite, add_quiet
+from pyspec.commands._workflow import check_out, math_threads, show_progress, write_table
 
 HELP = "measure emission lines, redshifts, BPT classes and cool-star indices"
 
@@ -69,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="spectra read and measured per block (default 256)")
     add_overwrite(parser, "catalogue")
     add_quiet(parser)
+    add_num_threads(parser, help="threads of the BLAS and numba math (default: all cores)")
 
 
 def _read_one(path: str) -> Spectrum:
@@ -223,6 +224,11 @@ def _pipeline_rows(args: argparse.Namespace, kwargs: dict):
 
 
 def run(args: argparse.Namespace) -> int:
+    with math_threads(args):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from pyspec.catalogue import provenance
