@@ -110,6 +110,26 @@ def _progress(total: int, desc: str, progress: bool) -> Any:
 
 # ----------------------------------------------------------------------------- the engine
 
+
+def fit_on_store(backend: Any, model: Any, store: Any, fit_sample: int | None,
+                 random_state: int | None, space: str | None) -> None:
+    """Fit ``model`` as :meth:`Engine.build` does: on ``fit_sample`` random rows of
+    ``store`` (drawn over its global rows), else streamed chunk by chunk when the
+    model can, else on all rows; rows in the engine's search ``space`` (unit norm for
+    the f / sum f^2 recipe). Sharded builds call it too, so both fit the same model."""
+    from pyspec.search_checks import to_search_space
+
+    n = len(store)
+    if fit_sample is not None and fit_sample < n:
+        rng = np.random.default_rng(random_state)
+        rows = np.sort(rng.choice(n, size=int(fit_sample), replace=False))
+        train: Any = np.asarray(store.flux[rows], np.float32)
+    elif backend.streams_store and hasattr(store, "iter_chunks") and space is None:
+        train = store  # the model streams a store chunk by chunk
+    else:
+        train = np.asarray(store.flux, np.float32)
+    backend.fit(model, train if space is None else to_search_space(train, space))
+
 class Engine(QueryMixin):
     """A searchable engine directory (see the module docstring).
 
@@ -237,16 +257,7 @@ class Engine(QueryMixin):
         space = search_space(preprocessing)
         t0 = time.perf_counter()
         if not backend.is_fitted(model):
-            if fit_sample is not None and fit_sample < n:
-                rng = np.random.default_rng(random_state)
-                rows = np.sort(rng.choice(n, size=int(fit_sample), replace=False))
-                train = np.asarray(store.flux[rows], np.float32)
-            elif backend.streams_store and hasattr(store, "iter_chunks") and space is None:
-                train = store  # the model streams a store chunk by chunk
-            else:
-                train = np.asarray(store.flux, np.float32)
-            backend.fit(model, train if space is None else to_search_space(train, space))
-            del train
+            fit_on_store(backend, model, store, fit_sample, random_state, space)
         fit_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         rerank = None
@@ -621,7 +632,7 @@ class Engine(QueryMixin):
 
     def encode_prepared(self, flux: np.ndarray, num_threads: int | None = None) -> np.ndarray:
         """Binary codes (uint64, (n, n_words)) of prepared spectra (engines with binary codes)."""
-        x = as_float_matrix(flux, "flux", n_features=self.n_pixels)
+        x = self._in_search_space(as_float_matrix(flux, "flux", n_features=self.n_pixels))
         return self.backend.codes(self.model, x, num_threads=num_threads)
 
     def _index_input(self, flux: np.ndarray, num_threads: int | None) -> Any:

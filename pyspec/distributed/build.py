@@ -27,7 +27,7 @@ from pyspec.distributed.store import (
     write_json_atomic,
 )
 from pyspec.distributed.tasks import connect, n_workers, run_per_shard
-from pyspec.engine import Engine, _is_fitted, _safe_params, make_model
+from pyspec.engine import Engine, _is_fitted, _safe_params, fit_on_store, make_model
 
 
 class _RowRange:
@@ -60,8 +60,10 @@ def _build_shard(store_path: str, start: int, stop: int, out: str, *, model: Any
         view: Any = store
     else:
         view = _RowRange(store, start, stop)
+    # the sharded engine re-ranks on the stored spectra; a per-shard PCA basis would
+    # never be read
     eng = Engine.build(view, model, out=out, chunk_size=chunk_size, num_threads=num_threads,
-                       overwrite=True)
+                       overwrite=True, rerank_space="flux")
     return {"n_spectra": len(eng), "encode_s": eng.info["timings_s"]["encode"]}
 
 
@@ -86,13 +88,10 @@ def fit_model(model: Any, store: Any, fit_sample: int | None = None,
     """
     if _is_fitted(model):
         return model
-    n = len(store)
-    if fit_sample is not None and fit_sample < n:
-        rng = np.random.default_rng(random_state)
-        rows = np.sort(rng.choice(n, size=int(fit_sample), replace=False))
-        model.fit(np.asarray(store.flux[rows], np.float32))
-    else:  # a hasher streams the store chunk by chunk, a quantiser reads all rows
-        backend_of(model).fit(model, store)
+    from pyspec.search_checks import search_space
+
+    space = search_space(getattr(store, "preprocessing", None))
+    fit_on_store(backend_of(model), model, store, fit_sample, random_state, space)
     return model
 
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from pyspec._validation import as_float_matrix
 from pyspec.distributed.merge import merge_ranges, merge_topk
 from pyspec.distributed.rows import ConcatRows
 from pyspec.distributed.store import read_manifest
@@ -182,17 +181,12 @@ class ShardedEngine(Engine):
                 f"model={self.info['model_class']}, n_spectra={len(self)}, "
                 f"n_shards={len(self.shards)})")
 
-    def _payload(self, flux: np.ndarray, num_threads: int | None) -> np.ndarray:
-        # every shard holds the same model: encode the queries once, not once per shard
-        x = as_float_matrix(flux, "flux", n_features=self.n_pixels)
-        return self.backend.index_input(self.model, x, num_threads=num_threads)
-
     def _shard_args(self) -> list[tuple[str, int]]:
         return [(p, int(o)) for p, o in zip(self.shard_paths, self.offsets[:-1], strict=True)]
 
     def search_prepared(self, flux: np.ndarray, k: int, num_threads: int | None = None) -> Any:
         """k-NN of prepared spectra over all shards: SearchResult(global rows, distances)."""
-        payload = self._payload(flux, num_threads)
+        payload = self._index_input(flux, num_threads)  # encoded once for every shard
         if self.client is None:
             parts = [(*_shard_search_local(s, payload, k, num_threads), int(o))
                      for s, o in zip(self.shards, self.offsets[:-1], strict=True)]
@@ -206,7 +200,7 @@ class ShardedEngine(Engine):
         """Every spectrum within Hamming ``radius``, over all shards (RangeResult, global rows)."""
         if not self.backend.supports_range:
             raise ValueError("range search by radius needs a binary (Hamming) engine")
-        payload = self._payload(flux, num_threads)
+        payload = self._index_input(flux, num_threads)  # encoded once for every shard
         if self.client is None:
             parts = [(s.index.range_search(payload, int(radius), num_threads=num_threads), int(o))
                      for s, o in zip(self.shards, self.offsets[:-1], strict=True)]
