@@ -350,8 +350,9 @@ void bind_pq(py::module_& m) {
   m.def("pq_scan_layout_pays", &pq_scan_layout_pays, py::arg("n_segments"), py::arg("n_centroids"),
         "Whether per-query scans with these tables read the scan layout faster.");
   m.def("pq_set_scan_variant", &pq_set_scan_variant, py::arg("variant"),
-        "ADC scan at AVX2/AVX-512 level: 1 gather, 0 interleaved scalar, -1 auto (time both).");
-  m.def("pq_scan_variant", &pq_scan_variant, "ADC scan variant in use (0 scalar, 1 gather).");
+        "ADC scan at AVX2/AVX-512 level: 0 interleaved, 1 gather, -1 the fixed rule "
+        "(PYSPEC_PQ_SCAN, else interleaved).");
+  m.def("pq_scan_variant", &pq_scan_variant, "ADC scan variant in use (0 interleaved, 1 gather).");
   m.def(
       "pq_kmeanspp",
       [](const Arr<float>& X, const Arr<std::int64_t>& bounds, std::int64_t K,

@@ -24,7 +24,7 @@ import numpy as np
 from pyspec import _integrity
 from pyspec.backends import Backend, backend_for_class, backend_of, engine_kinds
 from pyspec.errors import IndexFormatError
-from pyspec.meta_columns import column_crc, column_records, write_column_folder
+from pyspec.meta_columns import column_crc, column_records, save_array, write_column_folder
 
 ENGINE_FORMAT = "pyspec-engine"
 ENGINE_VERSION = 2
@@ -43,11 +43,6 @@ def safe_params(model: Any) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- arrays on disk
-
-def save_array(path: Path, arr: np.ndarray) -> None:
-    """Write one engine array (.npy, no pickles): every array of an engine goes through here."""
-    np.save(path, np.ascontiguousarray(arr), allow_pickle=False)
-
 
 def load_array(path: Path, shape: tuple[int, ...], mmap: bool = True) -> np.ndarray:
     """Read an array written by :func:`save_array`; IndexFormatError unless it has ``shape``."""

@@ -163,7 +163,6 @@ class QueryMixin:
         table.meta["query"] = {k2: _plain(v) for k2, v in metas[0].items()
                                if k2 in ("id", "file", "ra", "dec", "class", "subclass", "z")}
         table.meta["query_flux_available"] = True
-        self._last_query_flux = flux[0]
         self._remember_queries(table, flux)
         return table
 
@@ -270,7 +269,8 @@ class QueryMixin:
 
         store = self.__dict__.setdefault("_query_flux", {})
         if len(store) >= 64:  # bounded: the oldest results lose their flux
-            store.pop(next(iter(store)))
+            # default None: queries on other threads may evict the same entry at once
+            store.pop(next(iter(store), None), None)
         key = uuid.uuid4().hex
         store[key] = flux
         table.meta["query_key"] = key

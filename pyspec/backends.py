@@ -211,7 +211,7 @@ class HammingBackend(Backend):
         return index.range_search(payload, int(radius), num_threads=num_threads)
 
     def codes(self, model: Any, x: np.ndarray, num_threads: int | None = None) -> np.ndarray:
-        return model.encode(x, num_threads=num_threads)
+        return self.index_input(model, x, num_threads=num_threads)  # the codes are the input
 
     def distinct_keys(self, payload: Any) -> np.ndarray | None:
         from pyspec.search_checks import code_keys

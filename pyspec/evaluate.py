@@ -202,12 +202,19 @@ def ranked_precision_recall(order: np.ndarray, query_labels: np.ndarray,
     return (tp / cut).sum(axis=0), (tp / relevant[use, None]).sum(axis=0), int(use.sum())
 
 
-def _exact_order(Xq: np.ndarray, Xdb: np.ndarray) -> np.ndarray:
-    """Database rows of each query by (squared L2, row)."""
-    q = Xq.astype(np.float64)
+def _exact_ranker(Xq: np.ndarray, Xdb: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Database rows of held-out queries ``qb`` by (squared L2, row); the database is
+    converted to float64 once, not once per query block."""
+    q64 = Xq.astype(np.float64)
     db = Xdb.astype(np.float64)
-    d2 = np.einsum("ij,ij->i", q, q)[:, None] - 2.0 * q @ db.T + np.einsum("ij,ij->i", db, db)
-    return np.argsort(d2, axis=1, kind="stable")
+    sq_db = np.einsum("ij,ij->i", db, db)
+
+    def rank(qb: np.ndarray) -> np.ndarray:
+        q = q64[qb]
+        d2 = np.einsum("ij,ij->i", q, q)[:, None] - 2.0 * q @ db.T + sq_db
+        return np.argsort(d2, axis=1, kind="stable")
+
+    return rank
 
 
 def _hamming_ranker(index, q_codes: np.ndarray, n_db: int,
@@ -279,7 +286,7 @@ def evaluate_hashers(X: np.ndarray, labels: Sequence, hashers: Sequence[str] = H
     n_used = [0]
     Xq, Xdb = X[queries], X[database]
     if exact:
-        add("exact-l2", 0, lambda qb: _exact_order(Xq[qb], Xdb), 0.0)
+        add("exact-l2", 0, _exact_ranker(Xq, Xdb), 0.0)
     for name in hashers:
         for nb in code_lengths:
             params = dict(hasher_params.get(name, {}))
@@ -304,11 +311,6 @@ def evaluate_hashers(X: np.ndarray, labels: Sequence, hashers: Sequence[str] = H
                                              for p, v in d.items()}
                                          for k, d in hasher_params.items()}})
     return table
-
-
-def _at(pr: dict, k: int) -> float:
-    i = np.searchsorted(pr["cutoff"], k)
-    return float(pr["precision"][min(i, pr["cutoff"].size - 1)])
 
 
 def default_pil_hidden(n_spectra: int, n_bits: int) -> tuple[int, int]:

@@ -300,8 +300,9 @@ def _rerank_block(x: np.ndarray, start: int, stop: int, cand: np.ndarray,
     cand = np.where(cand == np.arange(start, stop)[:, None], -1, cand)
     safe = np.where(cand >= 0, cand, 0)
     uniq, inv = np.unique(safe, return_inverse=True)
-    rows = np.asarray(x[uniq], dtype=np.float32)[inv.reshape(safe.shape)]
-    d = np.einsum("mcd,mcd->mc", rows - q[:, None, :], rows - q[:, None, :])
+    diff = np.asarray(x[uniq], dtype=np.float32)[inv.reshape(safe.shape)]
+    diff -= q[:, None, :]  # in place: one (rows, candidates, pixels) array, not three
+    d = np.einsum("mcd,mcd->mc", diff, diff)
     d[cand < 0] = np.inf
     idx, dist = _top_k(d, k)
     return np.take_along_axis(cand, idx, axis=1), dist

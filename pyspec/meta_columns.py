@@ -224,7 +224,8 @@ def part_columns(part: Mapping[str, np.ndarray], where: str) -> dict[str, np.nda
 
 # ----------------------------------------------------------------------------- engine column folder
 
-def _save(path: Path, arr: np.ndarray) -> None:
+def save_array(path: Path, arr: np.ndarray) -> None:
+    """Write one engine array (.npy, no pickles): every array of an engine goes through here."""
     np.save(path, np.ascontiguousarray(arr), allow_pickle=False)
 
 
@@ -246,7 +247,7 @@ def write_column_folder(meta: Any, folder: Path) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"name": name, "file": f"col{i:03d}.npy",
                                  "unit": None if col.unit is None else str(col.unit),
                                  "description": col.info.description or None, "kind": kind}
-        _save(folder / entry["file"], arr)
+        save_array(folder / entry["file"], arr)
         schema.append(entry)
     return schema
 

@@ -141,4 +141,7 @@ def to_search_space(x: np.ndarray, space: str | None) -> np.ndarray:
     if space is None:
         return x
     norm = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))[:, None]
-    return np.ascontiguousarray(x / np.where(norm > 0, norm, 1.0), dtype=np.float32)
+    # divided straight into float32 (no (n, n_pixels) float64 temporary; same values)
+    out = np.empty(x.shape, np.float32)
+    np.divide(x, np.where(norm > 0, norm, 1.0), out=out, casting="same_kind")
+    return out

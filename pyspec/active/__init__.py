@@ -391,11 +391,15 @@ class ActiveLearner:
         self._refit()
         return self
 
-    def step(self, oracle: Callable[[Sequence[str]], Sequence[Any]]) -> dict[str, Any]:
-        """One iteration with an oracle: precision sample, batch, labels, retrain."""
+    def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
+        """Ids to ask next: (the random precision sample, the query batch without them)."""
         check = self.precision_ids() if self.target is not None else np.empty(0, object)
         batch = self.query()
-        batch = batch[~np.isin(batch, check)]
+        return check, batch[~np.isin(batch, check)]
+
+    def step(self, oracle: Callable[[Sequence[str]], Sequence[Any]]) -> dict[str, Any]:
+        """One iteration with an oracle: precision sample, batch, labels, retrain."""
+        check, batch = self.next_batch()
         asked = np.concatenate([check, batch]).tolist()
         answers = list(oracle(asked)) if asked else []
         if len(answers) != len(asked):

@@ -99,9 +99,7 @@ def _run(args: argparse.Namespace) -> int:
         if al.pending_:
             raise ValueError(f"batch {al.pending_['file']} is waiting for labels: run "
                              f"'pyspec active teach --state {state}' first")
-        check = al.precision_ids()
-        batch = al.query()
-        batch = batch[~np.isin(batch, check)]
+        check, batch = al.next_batch()
         ids = np.concatenate([check, batch])
         if ids.size == 0:
             say(args, "the whole pool is labelled")

@@ -51,13 +51,11 @@ def run(args: argparse.Namespace) -> int:
     if len(args.spectrum) == 1:
         table = engine.query(args.spectrum[0], k=args.k, rerank=args.rerank,
                              num_threads=args.num_threads)
-        query_flux = engine._last_query_flux
     else:
         table = engine.query_batch(args.spectrum, k=args.k, rerank=args.rerank,
                                    num_threads=args.num_threads)
         for name, reason in table.meta["rejects"]:
             say(args, f"skipped {name}: {reason}")
-        query_flux = None
     table.meta.update(command="pyspec query", inputs=[str(p) for p in args.spectrum],
                       recipe=engine.info.get("preprocessing"))
     if not args.quiet:
@@ -67,11 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         say(args, f"table: {write_table(table, args.out, args.format)}")
     if args.plot:
-        if query_flux is None:
-            flux, _, _ = engine.prepare(args.spectrum[0])
-            query_flux = flux[0]
-            first = table[table["query_index"] == 0]
-        else:
-            first = table
-        say(args, f"plot: {engine.plot_query(first, args.plot, query_flux=query_flux)}")
+        # the engine keeps each result's prepared query flux (no second read)
+        first = table if len(args.spectrum) == 1 else table[table["query_index"] == 0]
+        say(args, f"plot: {engine.plot_query(first, args.plot)}")
     return 0

@@ -50,11 +50,12 @@ def _check_param(name: str, value: Any) -> int:
     return int(value)
 
 
-def _check_hnsw_blob(blob: np.ndarray, dim: int, M: int, n: int) -> None:
+def _check_hnsw_blob(blob: np.ndarray, dim: int, M: int, n: int) -> np.ndarray:
     """Raise ValueError unless ``blob`` is a well-formed hnswlib graph of ``n`` float vectors.
 
     Checks every size, link count, neighbour id and level that hnswlib's
-    loader and search would otherwise follow without bounds checks.
+    loader and search would otherwise follow without bounds checks. Returns
+    hnswlib's deleted marks (bool, indexed by label).
     """
     raw = blob.tobytes()
     if len(raw) < _HNSW_HEAD.size:
@@ -71,12 +72,14 @@ def _check_hnsw_blob(blob: np.ndarray, dim: int, M: int, n: int) -> None:
     if len(raw) < end0 + 4 * n:
         raise ValueError("graph data is truncated")
     level0 = np.frombuffer(raw, np.uint8, n * per_elem, _HNSW_HEAD.size).reshape(n, per_elem)
-    head0 = level0[:, :4].copy().view("<u4").ravel()  # count (low 16 bits) + flags, must be 0
+    # hnswlib's level-0 header: link count (low 16 bits), deleted mark (byte 2), byte 3 unused
+    head0 = level0[:, :4].copy().view("<u4").ravel()
+    count, mark = head0 & 0xFFFF, head0 >> 16
     links = level0[:, 4:links0].copy().view("<u4")
     labels = level0[:, label_off:label_off + 8].copy().view("<u8").ravel()
-    if (head0 > 2 * M).any():
+    if (count > 2 * M).any() or (mark > 1).any():
         raise ValueError("graph has an invalid level-0 link count or deleted mark")
-    used = np.arange(2 * M) < head0[:, None]
+    used = np.arange(2 * M) < count[:, None]
     if (links[used] >= n).any():
         raise ValueError("graph links point outside the graph")
     if not np.array_equal(np.sort(labels), np.arange(n, dtype=np.uint64)):
@@ -110,6 +113,9 @@ def _check_hnsw_blob(blob: np.ndarray, dim: int, M: int, n: int) -> None:
             if (nbrs >= n).any() or (levels[nbrs.astype(np.int64)] < lvl + 1).any():
                 raise ValueError(f"graph element {i} links to a node absent from level "
                                  f"{lvl + 1}")
+    deleted = np.zeros(n, dtype=bool)
+    deleted[labels.astype(np.int64)] = mark == 1
+    return deleted
 
 
 class GraphIndex:
@@ -254,16 +260,7 @@ class GraphIndex:
         """Write the graph and ids to one checked container file (kind GX)."""
         with tempfile.TemporaryDirectory() as tmp:
             blob_path = Path(tmp) / "graph.bin"
-            # removals travel in the 'live' mask, not as hnswlib's deleted marks
-            # (the loader's graph check accepts unmarked graphs only)
-            removed = np.flatnonzero(~self._live)
-            for p in removed:
-                self._graph.unmark_deleted(int(p))
-            try:
-                self._graph.save_index(str(blob_path))
-            finally:
-                for p in removed:
-                    self._graph.mark_deleted(int(p))
+            self._graph.save_index(str(blob_path))  # keeps the deleted marks of removals
             blob = np.fromfile(blob_path, dtype=np.uint8)
         write_container(path, b"GX", {"graph": blob, "ids": self._ids,
                                       "live": self._live.astype(np.uint8)}, self._params())
@@ -282,7 +279,7 @@ class GraphIndex:
         if ids.size and int(ids.min()) < 0:
             raise IndexFormatError(f"{path}: negative ids (corrupted file)")
         try:
-            _check_hnsw_blob(blob, index.dim, index.M, len(ids))
+            deleted = _check_hnsw_blob(blob, index.dim, index.M, len(ids))
         except ValueError as exc:
             raise IndexFormatError(f"{path}: graph data is invalid ({exc})") from None
         with tempfile.TemporaryDirectory() as tmp:
@@ -296,13 +293,13 @@ class GraphIndex:
         if graph.get_current_count() != len(ids):
             raise IndexFormatError(f"{path}: graph holds {graph.get_current_count()} vectors "
                                    f"but {len(ids)} ids")
-        live = arrays.get("live")  # absent in files written before remove_ids existed
-        if live is None:
+        live = arrays.get("live")
+        if live is None:  # written before remove_ids existed: nothing can be marked deleted
             live = np.ones(len(ids), dtype=np.uint8)
-        if live.dtype != np.uint8 or live.shape != ids.shape or int(live.max(initial=0)) > 1:
-            raise IndexFormatError(f"{path}: graph index 'live' mask is invalid")
-        for p in np.flatnonzero(live == 0):
-            graph.mark_deleted(int(p))
+        if (live.dtype != np.uint8 or live.shape != ids.shape
+                or not np.array_equal(live == 0, deleted)):
+            raise IndexFormatError(f"{path}: graph index 'live' mask does not match the "
+                                   "graph's deleted marks")
         index._graph = graph
         index._ids = np.array(ids, dtype=np.int64)
         index._live = live.astype(bool)

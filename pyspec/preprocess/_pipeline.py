@@ -16,8 +16,8 @@ from pyspec.preprocess._common import (
     NORMALISATIONS,
 )
 from pyspec.preprocess._continuum import (
+    _cached_blocks,
     _clipped_median,
-    _continuum_blocks,
     _divide_clip_mask,
     _fill_masked,
     _good_pixels,
@@ -314,7 +314,10 @@ class Preprocessor:
                                    "of the grid (limit 5%)")
         else:
             f, iv = self._clip_and_mask(f, iv)
-        f, iv, good_norm = normalise(f, self.normalise, iv)
+        if self.normalise == "none" and self.continuum is not None:
+            good_norm = np.ones(f.shape[0], bool)  # the continuum step made new arrays already
+        else:
+            f, iv, good_norm = normalise(f, self.normalise, iv)
         for j in np.flatnonzero(~good_norm & ok):
             ok[j] = False
             reasons[j] = f"cannot normalise ({self.normalise}): constant or zero flux"
@@ -338,8 +341,9 @@ class Preprocessor:
         if self.continuum == "median-clipped":
             # sky lines stay out of the estimate; the trimmed ends stay in, so
             # the continuum near the range limits is not extrapolated
-            if self._blocks is None:  # depends on the grid only
-                self._blocks = _continuum_blocks(g, self.continuum_window)
+            if self._blocks is None:  # depends on the grid only: the process-wide cache,
+                # so the short-lived Preprocessor of each ingest task does not rebuild it
+                self._blocks = _cached_blocks(g.tobytes(), float(self.continuum_window))
             return _clipped_median(f, _good_pixels(f, iv, self._sky), self._blocks, 3, 2.0)
         return continuum_poly(f, g, iv, degree=self.continuum_degree)
 
@@ -370,19 +374,18 @@ class Preprocessor:
                              (~bad).mean(axis=1).astype(np.float32))
 
     def _clip_and_mask(self, f: np.ndarray, iv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Clip values to ``clip`` and flatten masked pixels.
+        """Clip values to ``clip`` and flatten masked pixels (recipes without a continuum;
+        the continuum recipes do this inside :func:`_divide_clip_mask`).
 
-        Masked pixels (outside ``wavelength_range``, sky lines) take the
-        continuum level 1 after a continuum division (the row mean
-        otherwise) and ivar 0, so they add nothing to any distance between
-        spectra prepared alike. Clipping bounds what one cosmic ray or bad
-        sky subtraction can add to a distance.
+        Masked pixels (outside ``wavelength_range``, sky lines) take the row
+        mean and ivar 0, so they add nothing to any distance between spectra
+        prepared alike. Clipping bounds what one cosmic ray or bad sky
+        subtraction can add to a distance.
         """
         if self.clip is not None:
             f = np.clip(f, *self.clip)
         if self._masked.any():
-            fill = 1.0 if self.continuum is not None else \
-                f[:, ~self._masked].mean(axis=1, keepdims=True)
+            fill = f[:, ~self._masked].mean(axis=1, keepdims=True)
             f = np.where(self._masked, fill, f)
             iv = np.where(self._masked, 0.0, iv)
         return f, iv

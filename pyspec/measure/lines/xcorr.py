@@ -50,6 +50,9 @@ C_KMS = 299792.458
 _DLOG = 1e-4
 _LOG0 = 3.0
 _NPIX = 10001
+# the absolute log grid and its sky/telluric pixels, built once (not per spectrum)
+_GRID = _LOG0 + _DLOG * np.arange(_NPIX)
+_GRID_SKY = sky_mask(10.0 ** _GRID, telluric=True)
 _FLATTEN_PIXELS = 201
 _CLIP = (-1.0, 0.6)
 _MIN_OVERLAP = 400
@@ -215,7 +218,7 @@ def default_templates() -> XcorrTemplates:
 def _on_grid(wavelength, flux, good):
     """Spectrum on the absolute log grid (index j: log10 w = 3.0 + 1e-4 j)."""
     lw = np.log10(wavelength)
-    grid = _LOG0 + _DLOG * np.arange(_NPIX)
+    grid = _GRID
     inside = (grid >= lw[0]) & (grid <= lw[-1])
     f = np.zeros(_NPIX)
     w = np.zeros(_NPIX)
@@ -225,7 +228,7 @@ def _on_grid(wavelength, flux, good):
     # a grid pixel is usable when both bracketing input pixels are good
     j = np.clip(np.searchsorted(lw, grid[inside]), 1, lw.size - 1)
     w[inside] = (good[j] & good[j - 1]).astype(np.float64)
-    w[sky_mask(10.0 ** grid, telluric=True)] = 0.0
+    w[_GRID_SKY] = 0.0
     return f, w
 
 
