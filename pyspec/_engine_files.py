@@ -5,14 +5,15 @@ directory beside its final path and swapped in whole; ``engine.json``
 describes it and records a size/CRC32 of every other file. This module
 writes that directory (:func:`write_engine_dir`), checks a description before
 any of it is used (:func:`check_info`) and reads the arrays back
-(:func:`load_array`). The metadata columns are written and read by
-:mod:`pyspec.meta_columns`, the model and index containers by the
-engine's backend (:mod:`pyspec.backends`).
+(:func:`load_array`). The metadata is one column set, ``meta/``, written and
+read by :mod:`pyspec.meta_columns` (:func:`open_engine_meta`; engines of
+versions 1 and 2 keep ``meta/colNNN.npy`` files, read by the legacy reader
+:mod:`pyspec._meta_legacy`); the model and index containers are the
+engine's backend's (:mod:`pyspec.backends`).
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import shutil
@@ -22,13 +23,27 @@ from typing import Any
 import numpy as np
 
 from pyspec import _integrity
+from pyspec._meta_legacy import ENGINE_COLUMN_FILE, LegacyEngineColumns
 from pyspec.backends import Backend, backend_for_class, backend_of, engine_kinds
 from pyspec.errors import IndexFormatError
-from pyspec.meta_columns import column_crc, column_records, save_array, write_column_folder
+from pyspec.meta_columns import (
+    SET_FILE,
+    ColumnSet,
+    ColumnStack,
+    column_crc,
+    is_unit,
+    save_array,
+    write_stack,
+    write_table,
+)
 
 ENGINE_FORMAT = "pyspec-engine"
-ENGINE_VERSION = 2
+ENGINE_VERSION = 3
 LEGACY_VERSIONS = (1,)  # engines written before checksums
+#: versions whose metadata is meta/colNNN.npy described by "meta_columns" (the legacy reader)
+COLUMN_FILE_VERSIONS = (1, 2)
+#: the checksum record of the metadata column set's manifest
+META_RECORD = f"meta/{SET_FILE}"
 #: The arrays of a "pca" re-rank space (see :mod:`pyspec.rerank_space`), under ``rerank/``.
 RERANK_FILES = ("pca_mean.npy", "pca_axes.npy", "pca_projection.npy")
 
@@ -57,15 +72,15 @@ def load_array(path: Path, shape: tuple[int, ...], mmap: bool = True) -> np.ndar
 
 # ----------------------------------------------------------------------------- integrity
 
-_COLUMN_FILE = re.compile(r"col\d{3,6}\.npy")
 _INFO_TYPES = {"kind": str, "model_class": str, "n_spectra": int, "n_pixels": int,
-               "grid": dict, "meta_columns": list}
+               "grid": dict}
 
 
-def file_checksums(folder: Path, schema: list[dict[str, Any]]) -> dict[str, Any]:
-    """Records of every file of a freshly written engine directory."""
+def file_checksums(folder: Path, meta_record: dict[str, Any]) -> dict[str, Any]:
+    """Records of every file of a freshly written engine directory (the metadata set's
+    manifest records its own columns)."""
     sums = {name: _integrity.file_record(folder / name) for name in ("model.bin", "index.bin")}
-    sums.update(column_records(folder / "meta", schema))
+    sums[META_RECORD] = meta_record
     for name in RERANK_FILES:
         rel = f"rerank/{name}"
         if (folder / rel).is_file():
@@ -78,8 +93,10 @@ def file_checksums(folder: Path, schema: list[dict[str, Any]]) -> dict[str, Any]
 def check_info(info_path: Path, info: dict[str, Any]) -> None:
     """Types, ranges and file names of an engine description, before any is used.
 
-    Column file names must be plain ``colNNN.npy`` names: a description can
-    never make the engine read a file outside its ``meta/`` folder.
+    Column file names (of a version-1/2 engine's ``meta_columns``) must be
+    plain ``colNNN.npy`` names, as a column set's must be ``cNNN.npy``: a
+    description can never make the engine read a file outside its ``meta/``
+    folder.
     """
     def bad(msg: str) -> IndexFormatError:
         return IndexFormatError(f"{info_path}: invalid engine description ({msg})")
@@ -109,21 +126,24 @@ def check_info(info_path: Path, info: dict[str, Any]) -> None:
     for key in ("store", "store_relative"):
         if info.get(key) is not None and not isinstance(info[key], str):
             raise bad(f"{key!r} must be a string or null")
+    legacy_meta = info.get("version") in COLUMN_FILE_VERSIONS
+    if legacy_meta and not isinstance(info.get("meta_columns"), list):
+        raise bad("'meta_columns' must be a list")
     names, files = set(), set()
-    for entry in info["meta_columns"]:
+    for entry in info["meta_columns"] if legacy_meta else ():
         if not isinstance(entry, dict):
             raise bad("meta_columns entries must be objects")
         name, file = entry.get("name"), entry.get("file")
         if not isinstance(name, str) or name in names:
             raise bad(f"column name {name!r} is missing or repeated")
-        if not isinstance(file, str) or not _COLUMN_FILE.fullmatch(file) or file in files:
+        if not isinstance(file, str) or not ENGINE_COLUMN_FILE.fullmatch(file) or file in files:
             raise bad(f"column file {file!r} is not a plain colNNN.npy name")
         if entry.get("kind") not in ("str", "num"):
             raise bad(f"column {name!r} has unknown kind {entry.get('kind')!r}")
         for key in ("unit", "description"):
             if entry.get(key) is not None and not isinstance(entry[key], str):
                 raise bad(f"column {name!r}: {key} must be a string or null")
-        if entry.get("unit") is not None and not _is_unit(entry["unit"]):
+        if entry.get("unit") is not None and not is_unit(entry["unit"]):
             raise bad(f"column {name!r}: {entry['unit']!r} is not a unit")
         names.add(name)
         files.add(file)
@@ -139,9 +159,10 @@ def check_info(info_path: Path, info: dict[str, Any]) -> None:
                  or re.fullmatch(r"[0-9a-f]{64}", str(stamp["manifest_sha256"]))
                  and isinstance(stamp["manifest_sha256"], str))):
         raise bad("invalid store fingerprint")
-    if info.get("version") == ENGINE_VERSION:
+    if info.get("version") != 1:
         sums = info.get("checksums")
-        wanted = {"model.bin", "index.bin", *(f"meta/{f}" for f in files)}
+        wanted = {"model.bin", "index.bin",
+                  *((f"meta/{f}" for f in files) if legacy_meta else (META_RECORD,))}
         if rerank["space"] == "pca":
             wanted |= {f"rerank/{name}" for name in RERANK_FILES}
         if not isinstance(sums, dict) or set(sums) != wanted:
@@ -187,17 +208,6 @@ def preprocessor_from(settings: dict[str, Any], where: Path) -> Any:
         raise IndexFormatError(f"{where}: invalid preprocessing settings ({exc})") from None
 
 
-@functools.lru_cache(maxsize=256)
-def _is_unit(text: str) -> bool:
-    from astropy import units
-
-    try:
-        units.Unit(text, parse_strict="raise")
-    except (ValueError, TypeError):
-        return False
-    return True
-
-
 def check_size(path: Path, record: dict[str, Any]) -> None:
     """Cheap open-time check of a self-checking container: size as recorded."""
     try:
@@ -227,6 +237,8 @@ def write_engine_dir(out: Path, model: Any, index: Any, meta: Any, grid: Any, *,
                      backend: Backend | None = None) -> None:
     """Write a complete engine directory at ``out`` (see :meth:`pyspec.Engine.write`).
 
+    ``meta``: an astropy Table, or a :class:`~pyspec.meta_columns.ColumnStack`
+    (a store's ``meta_columns``), merged into ``meta/`` column by column.
     Everything goes into a temporary directory beside ``out`` that replaces
     ``out`` only once complete, so a reader never sees half an engine.
     """
@@ -239,7 +251,8 @@ def write_engine_dir(out: Path, model: Any, index: Any, meta: Any, grid: Any, *,
     try:
         model.save(tmp / "model.bin")
         index.save(tmp / "index.bin")
-        schema = write_column_folder(meta, tmp / "meta")
+        meta_record = (write_stack(meta, tmp / "meta") if isinstance(meta, ColumnStack)
+                       else write_table(meta, tmp / "meta"))
         rerank_info: dict[str, Any] = {"space": "flux"}
         if rerank is not None:
             basis, projection = rerank
@@ -269,18 +282,36 @@ def write_engine_dir(out: Path, model: Any, index: Any, meta: Any, grid: Any, *,
             "store": None if store_path is None else str(store_path),
             "store_relative": None if store_path is None else
             os.path.relpath(store_path, out.resolve().parent / out.name),
-            "meta_columns": schema,
             "store_fingerprint": store_fingerprint,
             "rerank": rerank_info,
             "timings_s": dict(timings or {}),
             "provenance": provenance(command=command),
         }
-        info["checksums"] = file_checksums(tmp, schema)
+        info["checksums"] = file_checksums(tmp, meta_record)
         _integrity.atomic_write(tmp / "engine.json", _integrity.dumps_checked(info))
         _integrity.replace_dir(tmp, out)  # the old engine stays until this point
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def open_engine_meta(path: Path, info: dict[str, Any]) -> ColumnStack:
+    """The metadata reader of an engine directory (its columns mapped, headers checked).
+
+    A version-3 engine's ``meta/`` is one column set, checked against its
+    record in ``engine.json``; older engines' ``meta/colNNN.npy`` files are read
+    through the legacy reader. A description with an empty ``meta_columns``
+    (a sharded engine's manifest) opens no file.
+    """
+    n = int(info["n_spectra"])
+    if info.get("format") == ENGINE_FORMAT and info.get("version") not in COLUMN_FILE_VERSIONS:
+        source = ColumnSet(path / "meta", info["checksums"][META_RECORD], eager=True)
+        if source.n_rows != n:
+            raise IndexFormatError(f"{path / 'meta'}: {source.n_rows} rows of metadata, "
+                                   f"engine.json says {n}")
+        return ColumnStack([source])
+    return ColumnStack([LegacyEngineColumns(path / "meta", info.get("meta_columns", []), n,
+                                            info.get("checksums"))])
 
 
 def read_engine_dir(path: Path, mmap: bool) -> tuple[dict[str, Any], Any, Any]:
@@ -293,7 +324,7 @@ def read_engine_dir(path: Path, mmap: bool) -> tuple[dict[str, Any], Any, Any]:
                                     what="engine description")
     if info.get("format") != ENGINE_FORMAT:
         raise IndexFormatError(f"{info_path}: not a pyspec engine description")
-    if info.get("version") not in (ENGINE_VERSION, *LEGACY_VERSIONS):
+    if info.get("version") not in (ENGINE_VERSION, *COLUMN_FILE_VERSIONS):
         raise IndexFormatError(f"{info_path}: engine format version {info.get('version')} "
                                f"is not supported (this pyspec reads {ENGINE_VERSION})")
     check_info(info_path, info)

@@ -70,7 +70,8 @@ def apply_umask(path: str | os.PathLike, directory: bool = False) -> None:
 
 # ----------------------------------------------------------------------------- writing
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in directory ``path`` durable (best effort)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -100,7 +101,7 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         except OSError:
             pass
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def make_temp_dir(parent: str | os.PathLike, name: str) -> Path:
@@ -180,7 +181,7 @@ def replace_dir(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
         os.rename(out, aside / "old")
         os.rename(tmp, out)
         shutil.rmtree(aside, ignore_errors=True)
-    _fsync_dir(out.parent)
+    fsync_dir(out.parent)
 
 
 # ----------------------------------------------------------------------------- checksums

@@ -7,7 +7,8 @@ and writes::
     DIR/engine.json     kind, model class, grid, preprocessing, store path, sizes, provenance
     DIR/model.bin       the model (PILHasher/LSHHasher/ITQHasher/ProductQuantizer .save())
     DIR/index.bin       HammingIndex (binary codes) or PQIndex (product-quantised codes)
-    DIR/meta/           the store's metadata, one .npy file per column (memory-mapped)
+    DIR/meta/           the store's metadata: one column set (pyspec.meta_columns), one
+                        memory-mapped .npy file per column
     DIR/rerank/         re-rank space "pca": the principal basis and every row's projection
 
 What a model kind needs (its index class, what the index takes, the metric,
@@ -28,9 +29,10 @@ projections on the store's principal components, see
 :mod:`pyspec.rerank_space`), and returns an astropy Table of neighbours with
 their metadata (:mod:`pyspec._engine_query`).
 
-Integrity and atomicity (version 2 engines): ``engine.json`` carries a
-checksum of its own content and a size/CRC32 record of every other file
-(plus each metadata column's dtype and data CRC). :meth:`Engine.open` checks
+Integrity and atomicity (version 3 engines; 2 and 1 still open): ``engine.json``
+carries a checksum of its own content and a size/CRC32 record of every other
+file (``meta/columns.json`` records each metadata column's file, dtype and
+data CRC). :meth:`Engine.open` checks
 the description, the column headers and the containers (which check
 themselves); a column's data is checked the first time it is read, and
 :meth:`Engine.verify` (``pyspec verify``) checks every byte. A build writes
@@ -55,6 +57,7 @@ import numpy as np
 from pyspec import _integrity
 from pyspec._engine_files import (
     dir_identity,
+    open_engine_meta,
     preprocessor_from,
     read_engine_dir,
     safe_params,
@@ -64,7 +67,6 @@ from pyspec._engine_query import RESULT_COLUMNS, QueryMixin
 from pyspec._validation import as_float_matrix
 from pyspec.backends import Backend, backend_for_class, backend_of, get_backend, make_model
 from pyspec.errors import IndexFormatError
-from pyspec.meta_columns import ColumnFolder
 
 __all__ = ["Engine", "make_model", "RESULT_COLUMNS"]
 
@@ -100,6 +102,13 @@ def _encode_rows(backend: Backend, model: Any, index: Any, flux: Any, start: int
         backend.add(index, payload, np.arange(a, b, dtype=np.int64), num_threads=num_threads)
         bar.update(b - a)
     return keys
+
+
+def _store_meta(store: Any) -> Any:
+    """What an engine's metadata is written from: the store's column reader where it has
+    one (merged column by column, never loaded whole), else its metadata table."""
+    stack = getattr(store, "meta_columns", None)
+    return stack if stack is not None else store.meta
 
 
 def _progress(total: int, desc: str, progress: bool) -> Any:
@@ -153,8 +162,7 @@ class Engine(QueryMixin):
         self.index = index
         self.grid = WavelengthGrid.from_dict(info["grid"])
         self.n_pixels = len(self.grid)
-        self._meta_cols = ColumnFolder(self.path / "meta", info["meta_columns"],
-                                       info["n_spectra"], info.get("checksums"))
+        self._meta_cols = open_engine_meta(self.path, info)
         self._meta_table: Any = None
         self._table_templates: dict[tuple, Any] = {}
         self._provenance_parts: dict[str, Any] | None = None
@@ -288,7 +296,7 @@ class Engine(QueryMixin):
                               f"{type(model).__name__} on {getattr(store, 'path', 'the store')}")
 
         timings = {"fit": round(fit_s, 3), "pca": round(pca_s, 3), "encode": round(encode_s, 3)}
-        return cls.write(out, model, index, store.meta, grid,
+        return cls.write(out, model, index, _store_meta(store), grid,
                          preprocessing=preprocessing,
                          store_path=getattr(store, "path", None), timings=timings,
                          overwrite=overwrite, store_fingerprint=store_fingerprint(store),
@@ -306,7 +314,8 @@ class Engine(QueryMixin):
 
         :meth:`build` ends here; call it directly to assemble an engine from
         codes encoded elsewhere (e.g. a distributed encoding job). Index ids
-        must be rows of ``meta`` (and of the store at ``store_path``).
+        must be rows of ``meta`` (and of the store at ``store_path``): an
+        astropy Table, or a store's ``meta_columns`` reader.
         ``rerank``: (PrincipalBasis, projections of every row) for the "pca"
         re-rank space; None re-ranks by L2 between the stored spectra.
         ``backend``: the index's backend when not the model class's default.
@@ -370,8 +379,7 @@ class Engine(QueryMixin):
                                    "rebuild it to get them")
         for name, record in sums.items():
             _integrity.check_file(self.path / name, record)
-        for name in self._meta_cols.colnames:
-            self._meta_cols.array(name)
+        self._meta_cols.verify()
         if self.rerank_space == "pca":
             self._pca = None  # read and check the re-rank arrays' data anew
             self._principal()
@@ -468,7 +476,7 @@ class Engine(QueryMixin):
                          space=search_space(self.info.get("preprocessing")), rerank=rerank,
                          num_threads=num_threads, bar=bar)
         timings = {**self.info.get("timings_s", {}), "add": round(time.perf_counter() - t0, 3)}
-        write_engine_dir(self.path, self.model, index, store.meta, store.grid,
+        write_engine_dir(self.path, self.model, index, store.meta_columns, store.grid,
                          preprocessing=self.info.get("preprocessing"), store_path=store.path,
                          timings=timings, store_fingerprint=store_fingerprint(store),
                          rerank=rerank, command="Engine.add", backend=self.backend)

@@ -3,23 +3,28 @@
 A store is a directory::
 
     flux.f32, ivar.f32     float32 (n_spectra, n_pixels), row-major, little-endian
-    parts/part-NNNNNN.npz  metadata columns (and rejects) of each appended chunk
+    parts/part-NNNNNN/     metadata of each appended chunk: a column set
+                           (:mod:`pyspec.meta_columns`) whose attrs hold the
+                           chunk's first row, matrix CRCs and rejects
     grid.json              the WavelengthGrid (WavelengthGrid.to_dict)
     preprocessing.json     the preprocessing settings (Preprocessor.to_dict or user dict)
     manifest.json          written last by close(): rows, parts, pixels, checksums
 
-Integrity: ``manifest.json`` (version 2) carries a checksum of its own
+Integrity: ``manifest.json`` (version 3) carries a checksum of its own
 content and a ``{"size", "crc32"}`` record of ``grid.json``,
-``preprocessing.json`` and every part; each part records the CRC32 of its
-rows of ``flux.f32`` and ``ivar.f32``. Opening checks the descriptions,
-loading the metadata checks the parts, and the matrices are checked by
-:meth:`SpectrumStore.verify` (``pyspec verify``) and, lazily, by the first
-full pass of :meth:`SpectrumStore.iter_chunks`. Stores of version 1
-(without checksums) still open.
+``preprocessing.json`` and every part's ``columns.json``, which in turn
+records its column files; each part records the CRC32 of its rows of
+``flux.f32`` and ``ivar.f32``. Opening checks the descriptions, reading
+metadata checks the parts and columns it reads, and the matrices are checked
+by :meth:`SpectrumStore.verify` (``pyspec verify``) and, lazily, by the first
+full pass of :meth:`SpectrumStore.iter_chunks`. Stores of versions 1
+(without checksums) and 2 (parts as ``part-NNNNNN.npz``) still open, through
+the legacy reader (:mod:`pyspec._meta_legacy`); appending to one adds parts
+in the current format after the old ones.
 
 Appends are crash-safe: matrix rows are appended to ``flux.f32``/``ivar.f32``
 as they come, and their metadata is buffered and committed as one part (after
-an ``fsync`` of the matrices, via temporary file + rename) every
+an ``fsync`` of the matrices, via a temporary directory + rename) every
 ``rows_per_part`` rows, so a part on disk always describes rows that are fully
 written. ``manifest.json`` is (re)written only by :meth:`StoreWriter.close`;
 :meth:`SpectrumStore.open` reads exactly the rows and parts the manifest
@@ -31,16 +36,17 @@ or rejected.
 
 Memory stays bounded: the writer buffers at most ``rows_per_part`` metadata
 rows (default 16384, a few MB) and the pending rejects; readers memory-map the
-matrices. Parts of 16384 rows keep a store of a million spectra at about 60
-metadata files.
+matrices and the metadata columns (:attr:`SpectrumStore.meta_columns` reads
+columns or rows without loading the table). Parts of 16384 rows keep a store
+of a million spectra at about 60 metadata parts.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
+import shutil
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -49,14 +55,27 @@ from typing import Any
 import numpy as np
 
 from pyspec import _integrity
+from pyspec._meta_legacy import PART_FILE as _LEGACY_PART_RE
+from pyspec._meta_legacy import LegacyStorePart
 from pyspec.errors import IndexFormatError
-from pyspec.meta_columns import columns_from_rows, concat_columns, part_columns, part_keys
+from pyspec.meta_columns import (
+    SET_FILE,
+    STORE_UNITS,
+    ArraySource,
+    ColumnSet,
+    ColumnSetWriter,
+    ColumnSource,
+    ColumnStack,
+    columns_from_rows,
+    concat_columns,
+)
 from pyspec.preprocess import WavelengthGrid, as_grid
 
 FORMAT = "pyspec-spectrum-store"
-VERSION = 2
+VERSION = 3
 _LEGACY_VERSIONS = (1,)  # stores written before checksums
-_PART_RE = re.compile(r"part-(\d{6})\.npz$")
+_NPZ_VERSIONS = (1, 2)  # stores whose parts are all part-NNNNNN.npz (the legacy reader)
+_PART_RE = re.compile(r"part-(\d{6})$")
 #: pending rejects are flushed into a part once this many accumulate
 _REJECT_FLUSH = 4096
 
@@ -74,10 +93,16 @@ def _read_json(path: Path) -> Any:
         raise IndexFormatError(f"{path}: not valid JSON ({exc})") from None
 
 
+def _part_key(p: Path) -> str:
+    """A part's entry in the manifest's checksums: the file that describes it."""
+    return f"parts/{p.name}" if p.suffix == ".npz" else f"parts/{p.name}/{SET_FILE}"
+
+
 def _check_manifest(path: Path, manifest: dict[str, Any]) -> None:
     """Types and ranges of the manifest fields (before any of them sizes anything)."""
-    if manifest.get("format") != FORMAT or manifest.get("version") not in (
-            VERSION, *_LEGACY_VERSIONS):
+    version = manifest.get("version")
+    if manifest.get("format") != FORMAT or isinstance(version, bool) or version not in (
+            VERSION, *_NPZ_VERSIONS):
         raise IndexFormatError(f"{path}: not a version-{VERSION} pyspec spectrum store")
     for key in ("n_spectra", "n_pixels", "n_parts"):
         v = manifest.get(key)
@@ -87,16 +112,20 @@ def _check_manifest(path: Path, manifest: dict[str, Any]) -> None:
     if manifest.get("dtype", "<f4") != "<f4":
         raise IndexFormatError(f"{path}: matrices of dtype {manifest.get('dtype')!r}; this "
                                "pyspec reads little-endian float32 ('<f4')")
-    if manifest["version"] == VERSION:
-        sums = manifest.get("checksums")
-        if not isinstance(sums, dict) or len(sums) != manifest["n_parts"] + 2:
-            raise IndexFormatError(f"{path}: manifest checksums do not list the store's files")
-        wanted = ["grid.json", "preprocessing.json"] + [
-            f"parts/part-{i:06d}.npz" for i in range(manifest["n_parts"])]
-        if not isinstance(sums, dict) or sorted(sums) != sorted(wanted):
-            raise IndexFormatError(f"{path}: manifest checksums do not list the store's files")
-        for name in wanted:
-            _integrity.check_record(sums[name], f"{path}/{name}")
+    if version in _LEGACY_VERSIONS:
+        return
+    sums = manifest.get("checksums")
+    if not isinstance(sums, dict) or len(sums) != manifest["n_parts"] + 2:
+        raise IndexFormatError(f"{path}: manifest checksums do not list the store's files")
+    wanted = ["grid.json", "preprocessing.json"]
+    for i in range(manifest["n_parts"]):
+        old, new = f"parts/part-{i:06d}.npz", f"parts/part-{i:06d}/{SET_FILE}"
+        # version 2 has old parts only; version 3 may begin with old parts (appended to)
+        wanted.append(old if version != VERSION or old in sums else new)
+    if sorted(sums) != sorted(wanted):
+        raise IndexFormatError(f"{path}: manifest checksums do not list the store's files")
+    for name in wanted:
+        _integrity.check_record(sums[name], f"{path}/{name}")
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -104,15 +133,16 @@ def _json_bytes(obj: Any) -> bytes:
 
 
 def _scan_parts(path: Path) -> list[Path]:
-    """Contiguous committed parts part-000000 ... in order."""
+    """Contiguous committed parts part-000000 ... in order (column-set directories, or the
+    ``.npz`` files of a store written before them)."""
     parts_dir = path / "parts"
     if not parts_dir.is_dir():
         return []
-    found = {}
+    found: dict[int, Path] = {}
     for p in parts_dir.iterdir():
-        m = _PART_RE.match(p.name)
-        if m:
-            found[int(m.group(1))] = p
+        m = _PART_RE.match(p.name) or _LEGACY_PART_RE.match(p.name)
+        if m and (p.suffix == ".npz" or p.is_dir()):
+            found.setdefault(int(m.group(1)), p)
     out = []
     k = 0
     while k in found:
@@ -121,28 +151,34 @@ def _scan_parts(path: Path) -> list[Path]:
     return out
 
 
-def _load_part(p: Path) -> dict[str, np.ndarray]:
-    """A part's arrays, bounded, CRC-checked (zip) and schema-checked."""
-    part = _integrity.read_npz(p)
+def _open_part(p: Path, record: Any = None) -> ColumnSource:
+    """A committed part as a column source, its store attrs checked (any format)."""
+    part: ColumnSource = LegacyStorePart(p, record) if p.suffix == ".npz" \
+        else ColumnSet(p, record)
 
     def bad(msg: str) -> IndexFormatError:
         return IndexFormatError(f"store part {p}: {msg}")
 
-    for key in ("n_rows", "row_start"):
-        v = part.get(key)
-        if v is None or v.shape != () or v.dtype.kind not in "iu" or int(v) < 0:
+    attrs = part.attrs
+    for key in ("row_start", "flux_crc32", "ivar_crc32"):
+        v = attrs.get(key)
+        if (v is None and key == "row_start") or v is not None and (
+                isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 63):
             raise bad(f"missing or invalid {key!r}")
-    rf, rr = part.get("reject_file"), part.get("reject_reason")
-    if (rf is None or rr is None or rf.ndim != 1 or rf.shape != rr.shape
-            or rf.dtype.kind != "U" or rr.dtype.kind != "U"):
-        raise bad("missing or inconsistent reject columns")
-    part_columns(part, f"store part {p}")  # every column: 1-D, n rows, numbers or text
-    for key, v in part.items():
-        if key.endswith("_crc32") and (v.shape != () or v.dtype.kind not in "iu"):
-            raise bad(f"invalid {key!r}")
-    if "m_file" not in part or part["m_file"].dtype.kind != "U":
+    rejects = attrs.get("rejects")
+    if not isinstance(rejects, list) or not all(
+            isinstance(r, list) and len(r) == 2 and all(isinstance(x, str) for x in r)
+            for r in rejects):
+        raise bad("missing or invalid rejects")
+    file = part.specs.get("file")
+    if file is None or file.kind != "str":
         raise bad("missing 'file' column")
     return part
+
+
+def _schema() -> ArraySource:
+    """The columns every store has, even one without rows."""
+    return ArraySource(columns_from_rows([]), 0, STORE_UNITS, "<store schema>")
 
 
 def _block_crc(arr: np.ndarray, crc: int = 0) -> int:
@@ -188,15 +224,16 @@ class StoreWriter:
             _atomic_write(path / "grid.json", _json_bytes(grid.to_dict()))
             _atomic_write(path / "preprocessing.json", _json_bytes(preprocessing))
         (path / "parts").mkdir(exist_ok=True)
-        # temporary files of an interrupted write (old ".tmp" names and mkstemp ones)
+        # temporary files and part directories of an interrupted write (one writer at a time)
         stale = {*(path / "parts").glob("*.tmp"), *(path / "parts").glob(".*.tmp"),
-                 *path.glob(".*.tmp")}
+                 *path.glob(".*.tmp"), *(path / "parts").glob(".part-*.tmp-*")}
         for p in stale:
-            p.unlink()
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
         self._parts = _scan_parts(path)
-        self._n_rows = 0
-        for p in self._parts:
-            self._n_rows += int(_load_part(p)["n_rows"])
+        self._n_rows = sum(_open_part(p).n_rows for p in self._parts)
         nbytes = self._n_rows * self.n_pixels * 4
         for name in ("flux.f32", "ivar.f32"):
             f = path / name
@@ -238,13 +275,18 @@ class StoreWriter:
         """Rows written so far (committed or buffered)."""
         return self._n_rows + self._pending_rows
 
+    def _committed(self) -> ColumnStack:
+        """The committed parts, read through the metadata reader (a part at a time)."""
+        return ColumnStack([_open_part(p) for p in self._parts], _schema())
+
     def done_files(self) -> set[str]:
         """Input files already stored or rejected (for resuming)."""
         done: set[str] = set()
-        for p in self._parts:
-            part = _load_part(p)
-            done.update(part["m_file"].tolist())
-            done.update(part["reject_file"].tolist())
+        committed = self._committed()
+        for _, _, cols in committed.iter_sources(["file"]):
+            done.update(cols["file"].tolist())
+        for part in committed.sources:
+            done.update(f for f, _ in part.attrs.get("rejects", ()))
         done.update(f for f, _ in self._pending_rejects)
         for cols, _ in self._pending_meta:
             done.update(cols["file"].tolist())
@@ -253,7 +295,8 @@ class StoreWriter:
     def content_hashes(self) -> dict[str, str]:
         """content_hash -> first stored file with that content (for deduplicating inputs)."""
         out: dict[str, str] = {}
-        pieces = [part_columns(_load_part(p), f"store part {p}") for p in self._parts]
+        pieces = [cols for _, _, cols in self._committed().iter_sources(["content_hash",
+                                                                          "file"])]
         pieces += [cols for cols, _ in self._pending_meta]
         for cols in pieces:
             hashes = cols.get("content_hash")
@@ -328,20 +371,16 @@ class StoreWriter:
             self.flush()
 
     def _write_part(self, cols: dict[str, np.ndarray], n_rows: int) -> None:
-        rej = self._pending_rejects
-        cols = part_keys(cols)
         if n_rows == 0:
-            cols.update(part_keys(columns_from_rows([])))
-        cols["n_rows"] = np.array(n_rows, dtype=np.int64)
-        cols["row_start"] = np.array(self._n_rows, dtype=np.int64)
-        cols["reject_file"] = np.array([f for f, _ in rej], dtype=str)
-        cols["reject_reason"] = np.array([r for _, r in rej], dtype=str)
-        cols["flux_crc32"] = np.array(self._pending_crc["flux"], dtype=np.int64)
-        cols["ivar_crc32"] = np.array(self._pending_crc["ivar"], dtype=np.int64)
-        path = self.path / "parts" / f"part-{len(self._parts):06d}.npz"
-        buf = io.BytesIO()
-        np.savez(buf, **cols)
-        _atomic_write(path, buf.getvalue())
+            cols = columns_from_rows([])
+        attrs = {"row_start": self._n_rows, "flux_crc32": self._pending_crc["flux"],
+                 "ivar_crc32": self._pending_crc["ivar"],
+                 "rejects": [[f, r] for f, r in self._pending_rejects]}
+        path = self.path / "parts" / f"part-{len(self._parts):06d}"
+        with ColumnSetWriter(path, n_rows) as writer:
+            for name, values in cols.items():
+                writer.add(name, values, unit=STORE_UNITS.get(name))
+            writer.commit(attrs)  # the part exists, complete, from here on
         self._pending_crc = {"flux": 0, "ivar": 0}
         self._parts.append(path)
         self._n_rows += n_rows
@@ -354,7 +393,7 @@ class StoreWriter:
         self.flush()
         from pyspec import __version__
 
-        files = ["grid.json", "preprocessing.json"] + [f"parts/{p.name}" for p in self._parts]
+        files = ["grid.json", "preprocessing.json"] + [_part_key(p) for p in self._parts]
         manifest = {"format": FORMAT, "version": VERSION, "n_spectra": self._n_rows,
                     "n_pixels": self.n_pixels, "n_parts": len(self._parts),
                     "dtype": "<f4", "pyspec_version": __version__,
@@ -410,6 +449,8 @@ class SpectrumStore:
         self.ivar = self._map("ivar.f32", n, m)
         self._meta = None
         self._rejects = None
+        self._sources: list[ColumnSource] | None = None
+        self._stack: ColumnStack | None = None
         self._blocks: list[tuple[int, int, dict[str, int]]] | None = None
         self._verified: set[int] = set()  # blocks whose matrix CRCs have been checked
 
@@ -499,40 +540,61 @@ class SpectrumStore:
         return (f"SpectrumStore({str(self.path)!r}, {len(self)} spectra x "
                 f"{self.manifest['n_pixels']} pixels, grid={self.grid.name or self.grid.kind})")
 
-    def _parts(self) -> list[dict[str, np.ndarray]]:
-        paths = _scan_parts(self.path)
-        n_parts = int(self.manifest["n_parts"])
-        if len(paths) < n_parts:
-            raise IndexFormatError(f"{self.path}: manifest lists {n_parts} parts, "
-                                   f"{len(paths)} found")
-        sums = self.manifest.get("checksums", {})
-        parts = []
-        start = 0
-        for p in paths[:n_parts]:
-            record = sums.get(f"parts/{p.name}")
-            if record is not None:
-                _integrity.check_file(p, record)
-            part = _load_part(p)
-            if int(part["row_start"]) != start:
-                raise IndexFormatError(f"store part {p}: starts at row {int(part['row_start'])}, "
-                                       f"expected {start}")
-            start += int(part["n_rows"])
-            parts.append(part)
-        if start != len(self):
-            raise IndexFormatError(f"{self.path}: parts describe {start} rows, the manifest "
-                                   f"{len(self)}")
-        return parts
+    def _parts(self) -> list[ColumnSource]:
+        """The manifest's parts, opened (their descriptions checked against its records)."""
+        if self._sources is None:
+            paths = _scan_parts(self.path)
+            n_parts = int(self.manifest["n_parts"])
+            if len(paths) < n_parts:
+                raise IndexFormatError(f"{self.path}: manifest lists {n_parts} parts, "
+                                       f"{len(paths)} found")
+            sums = self.manifest.get("checksums", {})
+            legacy = self.manifest["version"] in _NPZ_VERSIONS
+            parts = []
+            start = 0
+            for p in paths[:n_parts]:
+                if legacy and p.suffix != ".npz":
+                    raise IndexFormatError(f"store part {p}: a version-"
+                                           f"{self.manifest['version']} store has .npz parts")
+                record = sums.get(_part_key(p))
+                if record is None and sums:
+                    raise IndexFormatError(f"store part {p}: not listed in the manifest")
+                part = _open_part(p, record)
+                if part.attrs["row_start"] != start:
+                    raise IndexFormatError(f"store part {p}: starts at row "
+                                           f"{part.attrs['row_start']}, expected {start}")
+                start += part.n_rows
+                parts.append(part)
+            if start != len(self):
+                raise IndexFormatError(f"{self.path}: parts describe {start} rows, the manifest "
+                                       f"{len(self)}")
+            self._sources = parts
+        return self._sources
+
+    @property
+    def meta_columns(self) -> ColumnStack:
+        """The metadata reader: columns or rows without loading the whole table.
+
+        ``store.meta_columns.rows(rows)`` (an astropy Table of those rows),
+        ``.column(name)``, ``.colnames``; see :class:`pyspec.meta_columns.ColumnStack`.
+        """
+        if self._stack is None:
+            self._stack = ColumnStack(self._parts(), _schema())
+        return self._stack
+
+    def meta_rows(self, rows: Any, columns: Sequence[str] | None = None) -> Any:
+        """Metadata of the given rows only (astropy Table, in the given order)."""
+        return self.meta_columns.rows(rows, columns)
 
     def _row_blocks(self) -> list[tuple[int, int, dict[str, int]]]:
         """(start, stop, {"flux": crc, "ivar": crc}) of every part with recorded CRCs."""
         if self._blocks is None:
             blocks = []
             for part in self._parts():
-                if "flux_crc32" in part and "ivar_crc32" in part:
-                    a = int(part["row_start"])
-                    blocks.append((a, a + int(part["n_rows"]),
-                                   {"flux": int(part["flux_crc32"]),
-                                    "ivar": int(part["ivar_crc32"])}))
+                if "flux_crc32" in part.attrs and "ivar_crc32" in part.attrs:
+                    a = part.attrs["row_start"]
+                    blocks.append((a, a + part.n_rows, {"flux": part.attrs["flux_crc32"],
+                                                        "ivar": part.attrs["ivar_crc32"]}))
             self._blocks = blocks
         return self._blocks
 
@@ -566,7 +628,8 @@ class SpectrumStore:
                                    "re-ingest it to get them")
         for name, record in self.manifest["checksums"].items():
             _integrity.check_file(self.path / name, record)
-        self._load_tables()
+        self._sources = self._stack = None  # read every part and column anew
+        n_columns = self.meta_columns.verify()
         for i, (a, b, _) in enumerate(self._row_blocks()):
             crcs = {"flux": 0, "ivar": 0}
             for s in range(a, b, chunk_size):
@@ -575,42 +638,27 @@ class SpectrumStore:
                 crcs["ivar"] = _block_crc(self.ivar[s:e], crcs["ivar"])
             self._check_block(i, crcs)
         return {"files": len(self.manifest["checksums"]), "parts": len(self._row_blocks()),
-                "rows": len(self)}
-
-    def _load_tables(self) -> None:
-        from astropy.table import Table
-
-        parts = self._parts()
-        pieces = [(part_columns(part, f"store part of {self.path}"), int(part["n_rows"]))
-                  for part in parts]
-        # the schema columns exist even in a store without rows
-        cols = concat_columns([(columns_from_rows([]), 0), *pieces])
-        meta = Table(cols) if cols else Table()
-        if len(meta) != len(self):
-            raise IndexFormatError(f"{self.path}: metadata has {len(meta)} rows, matrix "
-                                   f"{len(self)}")
-        if "ra" in meta.colnames:
-            for k in ("ra", "dec"):
-                meta[k].unit = "deg"
-        meta.meta["grid"] = self.grid.name or self.grid.kind
-        self._meta = meta
-        rf = [p["reject_file"] for p in parts]
-        rr = [p["reject_reason"] for p in parts]
-        self._rejects = Table({"file": np.concatenate(rf) if rf else np.array([], dtype=str),
-                               "reason": np.concatenate(rr) if rr else np.array([], dtype=str)})
+                "columns": n_columns, "rows": len(self)}
 
     @property
     def meta(self):  # -> astropy.table.Table
-        """Per-spectrum metadata (astropy Table, one row per matrix row)."""
+        """Per-spectrum metadata (astropy Table, one row per matrix row; the whole table is
+        read on first use: prefer :attr:`meta_columns` / :meth:`meta_rows` on large stores)."""
         if self._meta is None:
-            self._load_tables()
+            meta = self.meta_columns.table()
+            meta.meta["grid"] = self.grid.name or self.grid.kind
+            self._meta = meta
         return self._meta
 
     @property
     def rejects(self):  # -> astropy.table.Table
         """Inputs that were not stored: columns file, reason."""
         if self._rejects is None:
-            self._load_tables()
+            from astropy.table import Table
+
+            rejects = [r for part in self._parts() for r in part.attrs["rejects"]]
+            self._rejects = Table({"file": np.array([f for f, _ in rejects], dtype=str),
+                                   "reason": np.array([r for _, r in rejects], dtype=str)})
         return self._rejects
 
     @property

@@ -64,28 +64,44 @@ def test_flux_bit_flip_is_caught_by_verify_and_the_first_pass(art):
             pass
 
 
-def test_part_with_a_compressed_member_is_refused(art):
-    part = art["store"] / "parts" / "part-000000.npz"
+def test_old_part_with_a_compressed_member_is_refused(tmp_path):
+    """The legacy reader's .npz parts (stores written before column sets)."""
+    from pathlib import Path
+
+    store = tmp_path / "store"
+    shutil.copytree(Path(__file__).parent / "data" / "legacy_meta" / "store", store)
+    part = store / "parts" / "part-000000.npz"
     arrays = integrity.read_npz(part)
-    arrays["m_id"] = np.array(["x" * 1000] * 16)  # inflates 1000x in a savez_compressed file
+    arrays["m_id"] = np.array(["x" * 1000] * 4)  # inflates 1000x in a savez_compressed file
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     part.write_bytes(buf.getvalue())
     with pytest.raises(IndexFormatError, match="compressed or oversized"):
         integrity.read_npz(part)
-    store = SpectrumStore.open(art["store"])
+    store = SpectrumStore.open(store)
     with pytest.raises(IndexFormatError):  # the manifest's record catches it first
         _ = store.meta
 
 
-def test_version_1_store_without_checksums_still_opens(art):
-    manifest = json.loads((art["store"] / "manifest.json").read_text())
+def test_part_column_grown_past_its_record_is_refused(art):
+    column = art["store"] / "parts" / "part-000000" / "c000.npy"
+    column.write_bytes(column.read_bytes() + b"\0" * 4096)
+    with pytest.raises(IndexFormatError, match="c000.npy"):
+        SpectrumStore.open(art["store"]).verify()
+
+
+def test_version_1_store_without_checksums_still_opens(tmp_path):
+    from pathlib import Path
+
+    path = tmp_path / "store"  # a store written before column sets, then before checksums
+    shutil.copytree(Path(__file__).parent / "data" / "legacy_meta" / "store", path)
+    manifest = json.loads((path / "manifest.json").read_text())
     for key in ("checksum", "checksums"):
         manifest.pop(key)
     manifest["version"] = 1
-    (art["store"] / "manifest.json").write_text(json.dumps(manifest))
-    store = SpectrumStore.open(art["store"])
-    assert len(store.meta) == 48
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    store = SpectrumStore.open(path)
+    assert len(store.meta) == 10
     with pytest.raises(IndexFormatError, match="version-1 store has no checksums"):
         store.verify()
 
@@ -108,22 +124,48 @@ def test_huge_grid_is_refused_before_allocating(art):
 def test_column_file_outside_meta_is_never_read(art, tmp_path):
     secret = tmp_path / "secret.npy"
     np.save(secret, np.array([b"secret"] * 48))
+    meta = art["engine-hamming"] / "meta"
+    saved = (meta / "columns.json").read_bytes(), \
+        (art["engine-hamming"] / "engine.json").read_bytes()
+    for name in ("../../secret.npy", str(secret), "../c000.npy"):
+        # a re-signed column set, re-recorded in a re-signed engine.json: only the
+        # reader's own check of the name stands between it and the file
+        integrity.atomic_write(meta / "columns.json", saved[0])
+        _resign(meta / "columns.json",
+                lambda info, name=name: info["columns"][0].update(file=name))
+        record = integrity.file_record(meta / "columns.json")
+        _resign(art["engine-hamming"] / "engine.json",
+                lambda info, record=record: info["checksums"].update(
+                    {"meta/columns.json": record}))
+        with pytest.raises(IndexFormatError, match="not a plain cNNN.npy name"):
+            Engine.open(art["engine-hamming"])
+        (art["engine-hamming"] / "engine.json").write_bytes(saved[1])
+
+
+def test_old_engine_column_file_outside_meta_is_never_read(tmp_path):
+    from pathlib import Path
+
+    engine = tmp_path / "legacy"
+    shutil.copytree(Path(__file__).parent / "data" / "legacy_meta", engine)
+    engine = engine / "engine"
+    secret = tmp_path / "secret.npy"
+    np.save(secret, np.array([b"secret"] * 10))
     for name in ("../../secret.npy", str(secret), "../col000.npy"):
         def edit(info, name=name):
             info["meta_columns"][0]["file"] = name
             info["checksums"] = {("meta/" + name if k == "meta/col000.npy" else k): v
                                  for k, v in info["checksums"].items()}
-        shutil.copy(art["engine-hamming"] / "engine.json", tmp_path / "saved.json")
-        _resign(art["engine-hamming"] / "engine.json", edit)
+        shutil.copy(engine / "engine.json", tmp_path / "saved.json")
+        _resign(engine / "engine.json", edit)
         with pytest.raises(IndexFormatError, match="not a plain colNNN.npy name"):
-            Engine.open(art["engine-hamming"])
-        shutil.copy(tmp_path / "saved.json", art["engine-hamming"] / "engine.json")
+            Engine.open(engine)
+        shutil.copy(tmp_path / "saved.json", engine / "engine.json")
 
 
 def test_metadata_column_bit_flip_is_caught(art):
-    _flip(art["engine-hamming"] / "meta" / "col000.npy")
+    _flip(art["engine-hamming"] / "meta" / "c000.npy")
     engine = Engine.open(art["engine-hamming"])  # header intact: opens
-    with pytest.raises(IndexFormatError, match="col000.npy: metadata column checksum mismatch"):
+    with pytest.raises(IndexFormatError, match="c000.npy: metadata column checksum mismatch"):
         engine.meta_rows(np.arange(3))
     with pytest.raises(IndexFormatError, match="checksum mismatch"):
         engine.verify()
@@ -280,7 +322,7 @@ def test_cli_verify(art, capsys):
 
 
 def test_cli_errors_are_one_typed_line(art, capsys, monkeypatch):
-    (art["store"] / "parts" / "part-000001.npz").write_bytes(b"PK\x03\x04 not a zip")
+    (art["store"] / "parts" / "part-000001" / "columns.json").write_bytes(b"{not json")
     assert main(["build", str(art["store"]), "--out", str(art["store"].parent / "e"),
                  "--model", "lsh", "--quiet"]) == 1
     err = capsys.readouterr().err

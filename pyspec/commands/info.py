@@ -89,7 +89,7 @@ def describe(path: Path) -> list[tuple[str, str]]:
                 ("rejected inputs", f"{len(store.rejects):,d}"), ("size", size),
                 ("grid", _grid_line(store.grid.to_dict())),
                 ("preprocessing", _recipe_line(store.preprocessing)),
-                ("metadata columns", ", ".join(store.meta.colnames))]
+                ("metadata columns", ", ".join(store.meta_columns.colnames))]
     if path.is_file():
         what, cls = file_kind(path)
         obj = cls.load(path)

@@ -160,7 +160,7 @@ def build_sharded(store: Any, model: Any = "pil", out: str | os.PathLike = "engi
         from pyspec.catalogue import provenance
 
         info = {key: first.info[key] for key in ("kind", "model_class", "n_bits", "n_pixels",
-                                                  "grid", "preprocessing", "meta_columns")}
+                                                  "grid", "preprocessing")}
         info.update({
             "format": SHARDED_ENGINE_FORMAT, "version": VERSION,
             "model_params": _safe_params(model),

@@ -150,13 +150,13 @@ def open_any_store(path: str | os.PathLike) -> Any:
 # A large store's full metadata table costs ~1 kB per spectrum (and several times that while
 # its parts are joined); these read only the columns or rows asked for, part by part.
 
-def _store_parts(store: Any) -> list[Any]:
-    """Committed metadata parts in row order (of every shard, in order, for a sharded store)."""
-    from pyspec.store import _scan_parts
+def _meta_reader(store: Any) -> Any:
+    """The metadata reader of a store (every shard's parts, in order, for a sharded store)."""
+    from pyspec.meta_columns import ColumnStack
 
     if isinstance(store, ShardedStore):
-        return [p for shard in store.shards for p in _store_parts(shard)]
-    return _scan_parts(store.path)[:int(store.manifest["n_parts"])]
+        return ColumnStack([src for shard in store.shards for src in shard.meta_columns.sources])
+    return store.meta_columns
 
 
 def select_store_rows(store: Any, select: Callable[[Any], np.ndarray]) -> np.ndarray:
@@ -168,42 +168,13 @@ def select_store_rows(store: Any, select: Callable[[Any], np.ndarray]) -> np.nda
     """
     from astropy.table import Table
 
-    out, start = [], 0
-    for p in _store_parts(store):
-        with np.load(p, allow_pickle=False) as z:
-            n = int(z["n_rows"])
-            cols = {k: z[f"m_{k}"] for k in ("class", "subclass") if f"m_{k}" in z.files}
-        if n:
-            table = Table(cols) if cols else Table({"_row": np.arange(n)})
-            out.append(start + np.asarray(select(table), np.int64))
-        start += n
+    out = []
+    for start, n, cols in _meta_reader(store).iter_sources(["class", "subclass"]):
+        table = Table(cols) if cols else Table({"_row": np.arange(n)})
+        out.append(start + np.asarray(select(table), np.int64))
     return np.concatenate(out) if out else np.empty(0, np.int64)
 
 
 def store_meta_rows(store: Any, rows: np.ndarray) -> Any:
-    """Metadata Table of the given store rows (in that order), reading the parts one by one."""
-    from astropy.table import Table
-
-    from pyspec.meta_columns import PART_PREFIX, columns_from_rows, concat_columns
-
-    rows = np.asarray(rows, np.int64)
-    order = np.argsort(rows, kind="stable")
-    pieces, start = [], 0
-    for p in _store_parts(store):
-        with np.load(p, allow_pickle=False) as z:
-            n = int(z["n_rows"])
-            lo, hi = np.searchsorted(rows[order], [start, start + n])
-            if hi > lo:
-                local = rows[order[lo:hi]] - start
-                pieces.append(({k[len(PART_PREFIX):]: z[k][local] for k in z.files
-                                if k.startswith(PART_PREFIX)}, int(hi - lo)))
-        start += n
-    cols = concat_columns([(columns_from_rows([]), 0), *pieces])
-    table = Table(cols)
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(order.size)
-    table = table[inverse]
-    for k in ("ra", "dec"):
-        if k in table.colnames:
-            table[k].unit = "deg"
-    return table
+    """Metadata Table of the given store rows (in that order), reading only those rows."""
+    return _meta_reader(store).rows(np.asarray(rows, np.int64))
