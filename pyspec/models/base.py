@@ -262,7 +262,49 @@ def streaming_median(embed_chunks: Callable[[], Iterator[np.ndarray]], n_units: 
     return np.where(gap, (below + above) / 2, edge).astype(np.float32)
 
 
-class BaseHasher(TransformerMixin, BaseEstimator):
+class SpectrumTransformer(TransformerMixin, BaseEstimator):
+    """The scikit-learn glue every pyspec model shares (hashers and the product quantiser).
+
+    Parameters are plain attributes set by ``__init__`` (``get_params`` and
+    ``set_params`` come from :class:`~sklearn.base.BaseEstimator`); subclasses
+    name the attribute that exists once fitted (``_FITTED_ATTR``), the values
+    of their ``output`` parameter (``_OUTPUTS``) and the one output that is
+    float32 whatever the input (``_FLOAT_OUTPUT``).
+    """
+
+    _FITTED_ATTR = ""
+    _OUTPUTS: tuple[str, ...] = ()
+    _FLOAT_OUTPUT = ""
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, self._FITTED_ATTR):
+            name = type(self).__name__
+            raise NotFittedError(f"this {name} is not fitted yet; call fit(X) with training "
+                                 f"spectra first (or {name}.load(path))")
+
+    def _check_output(self) -> str:
+        if not isinstance(self.output, str) or self.output not in self._OUTPUTS:
+            raise ValueError(f"output must be one of {self._OUTPUTS}, got {self.output!r}")
+        return self.output
+
+    def _check_n_features(self, arr: np.ndarray) -> None:
+        """Refuse spectra of another width than those the model was fitted on."""
+        if arr.ndim == 2 and arr.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {arr.shape[1]} features, but {type(self).__name__} is "
+                             f"expecting {self.n_features_in_} features as input (expected "
+                             f"{self.n_features_in_} pixels per spectrum, as in fit)")
+
+    def __sklearn_tags__(self):  # noqa: ANN204 (sklearn.utils.Tags)
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = True
+        tags.input_tags.allow_nan = False
+        # codes are integers whatever the input; only the float output keeps float32
+        tags.transformer_tags.preserves_dtype = (["float32"] if self.output == self._FLOAT_OUTPUT
+                                                 else [])
+        return tags
+
+
+class BaseHasher(SpectrumTransformer):
     """Common API of the hashers: fit, transform, encode, embed, save, load.
 
     A scikit-learn transformer: ``transform`` returns what ``output`` names
@@ -279,36 +321,16 @@ class BaseHasher(TransformerMixin, BaseEstimator):
     """
 
     _KIND = b"??"
+    _FITTED_ATTR = "thresholds_"
+    _OUTPUTS = OUTPUTS
+    _FLOAT_OUTPUT = "embedding"  # bits are uint8 and packed codes uint64 whatever the input
 
     # ------------------------------------------------------------ checks
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "thresholds_"):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call "
-                                 f"fit(X) with training spectra first (or {type(self).__name__}"
-                                 ".load(path))")
-
     def _check_X(self, X: object) -> np.ndarray:
         self._check_fitted()
         arr = reject_unsupported(X)
-        if arr.ndim == 2 and arr.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {arr.shape[1]} features, but {type(self).__name__} is "
-                             f"expecting {self.n_features_in_} features as input (expected "
-                             f"{self.n_features_in_} pixels per spectrum, as in fit)")
+        self._check_n_features(arr)
         return as_float_matrix(arr, "X", n_features=self.n_features_in_)
-
-    def _check_output(self) -> str:
-        if not isinstance(self.output, str) or self.output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
-        return self.output
-
-    def __sklearn_tags__(self):  # noqa: ANN204 (sklearn.utils.Tags)
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = True
-        tags.input_tags.allow_nan = False
-        # bits are uint8 and packed codes uint64 whatever the input; embeddings float32
-        tags.transformer_tags.preserves_dtype = (["float32"] if self.output == "embedding"
-                                                 else [])
-        return tags
 
     # ------------------------------------------------------------ public API
     def fit(self, X: object, y: object = None, num_threads: int | None = None) -> BaseHasher:

@@ -19,14 +19,18 @@ import os
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import _check_feature_names_in
 
 from pyspec import _core
 from pyspec._fileformat import read_container, write_container
 from pyspec._validation import as_float_matrix, check_num_threads, describe
-from pyspec.errors import IndexFormatError, NotFittedError
-from pyspec.models.base import check_has_pixels, check_random_state, reject_unsupported
+from pyspec.errors import IndexFormatError
+from pyspec.models.base import (
+    SpectrumTransformer,
+    check_has_pixels,
+    check_random_state,
+    reject_unsupported,
+)
 
 __all__ = ["ProductQuantizer", "segment_bounds"]
 
@@ -85,7 +89,7 @@ def _check_int(value: object, name: str, lo: int, hi: int) -> int:
     return int(value)
 
 
-class ProductQuantizer(TransformerMixin, BaseEstimator):
+class ProductQuantizer(SpectrumTransformer):
     """Product quantiser over contiguous wavelength segments.
 
     Parameters
@@ -142,6 +146,10 @@ class ProductQuantizer(TransformerMixin, BaseEstimator):
     (500, 40)
     """
 
+    _FITTED_ATTR = "codebook_"
+    _OUTPUTS = _OUTPUTS
+    _FLOAT_OUTPUT = "reconstruction"  # codes are uint8/uint16 whatever the input
+
     def __init__(self, n_segments: int = 25, n_centroids: int = 256, *,
                  random_state: Any = None, n_iter: int = 25, tol: float = 1e-4,
                  init: str = "k-means++", max_points_per_centroid: int | None = 256,
@@ -161,12 +169,6 @@ class ProductQuantizer(TransformerMixin, BaseEstimator):
     def code_dtype(self) -> np.dtype:
         """uint8 when n_centroids <= 256, else uint16."""
         return np.dtype(np.uint8 if self.n_centroids <= 256 else np.uint16)
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "codebook_"):
-            raise NotFittedError(
-                "this ProductQuantizer is not fitted yet; call fit(X) with training spectra "
-                "or ProductQuantizer.load(path) first")
 
     def _set_codebook(self, codebook: np.ndarray, bounds: np.ndarray) -> None:
         """Store centroids; the kernels' blocked, padded layout is built in C++."""
@@ -332,20 +334,6 @@ class ProductQuantizer(TransformerMixin, BaseEstimator):
         return np.asarray([f"productquantizer_segment{m}"
                            for m in range(len(self.segment_bounds_) - 1)], dtype=object)
 
-    def _check_output(self) -> str:
-        if not isinstance(self.output, str) or self.output not in _OUTPUTS:
-            raise ValueError(f"output must be one of {_OUTPUTS}, got {self.output!r}")
-        return self.output
-
-    def __sklearn_tags__(self):  # noqa: ANN204 (sklearn.utils.Tags)
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = True
-        tags.input_tags.allow_nan = False
-        # codes are uint8/uint16; reconstructions are float32 whatever the input
-        tags.transformer_tags.preserves_dtype = (["float32"] if self.output == "reconstruction"
-                                                 else [])
-        return tags
-
     def encode(self, X: Any, num_threads: int | None = None) -> np.ndarray:
         """Codes of the nearest centroid in every segment.
 
@@ -361,10 +349,7 @@ class ProductQuantizer(TransformerMixin, BaseEstimator):
         self._check_fitted()
         nt = check_num_threads(num_threads)
         X = reject_unsupported(X)
-        if X.ndim == 2 and X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but ProductQuantizer is expecting "
-                             f"{self.n_features_in_} features as input (expected "
-                             f"{self.n_features_in_} pixels per spectrum, as in fit)")
+        self._check_n_features(X)
         if X.ndim == 1:
             X = X[np.newaxis, :]
         if X.ndim != 2:
