@@ -41,6 +41,7 @@ __all__ = ["PQIndex"]
 
 _KIND = b"QX"
 _QUERY_BATCH = 1024  # queries per kernel call: bounds table memory, keeps Ctrl-C responsive
+_RANGE_BLOCK = 1 << 16  # code rows a range search scans at a time (bounds its temporaries)
 _METRICS = ("l2", "chi2")
 
 
@@ -353,20 +354,34 @@ class PQIndex:
             raise ValueError(f"radius must be a finite number >= 0 (squared L2), got {radius!r}")
         Q = as_float_matrix(queries, "queries", n_features=self.pq.n_features_in_)
         codes, stored_ids = self._snapshot()[:2]
-        if filter is not None:
-            keep = _filter.allowed_positions(stored_ids, filter)
-            codes, stored_ids = codes[keep], stored_ids[keep]
-        tables = self.pq.distance_tables(Q, num_threads=nt or None)
+        # bounded memory: distance tables of at most _QUERY_BATCH queries and the codes of
+        # at most _RANGE_BLOCK rows at a time (each row's sum is the same whatever the block)
+        positions = None if filter is None else _filter.allowed_positions(stored_ids, filter)
+        n = codes.shape[0] if positions is None else positions.size
+        r = np.float32(radius)
         lims = np.zeros(Q.shape[0] + 1, dtype=np.int64)
         hit_ids, hit_dist = [], []
-        idx = codes.astype(np.intp)
-        for qi in range(Q.shape[0]):
-            d = adc_distances(tables[qi], idx)
-            rows = np.flatnonzero(d <= np.float32(radius))
-            order = np.lexsort((stored_ids[rows], d[rows]))
-            hit_ids.append(stored_ids[rows][order])
-            hit_dist.append(d[rows][order])
-            lims[qi + 1] = lims[qi] + rows.size
+        for q0 in range(0, Q.shape[0], _QUERY_BATCH):
+            tables = self.pq.distance_tables(Q[q0:q0 + _QUERY_BATCH], num_threads=nt or None)
+            found: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in tables]
+            for a in range(0, n, _RANGE_BLOCK):
+                rows = slice(a, min(n, a + _RANGE_BLOCK)) if positions is None \
+                    else positions[a:a + _RANGE_BLOCK]
+                block = codes[rows].astype(np.intp)
+                block_ids = stored_ids[rows]
+                for qi, table in enumerate(tables):
+                    d = adc_distances(table, block)
+                    hit = np.flatnonzero(d <= r)
+                    if hit.size:
+                        found[qi].append((block_ids[hit], d[hit]))
+            for qi, parts in enumerate(found, start=q0):
+                ids_q = np.concatenate([i for i, _ in parts]) if parts else np.empty(0, np.int64)
+                dist_q = np.concatenate([d for _, d in parts]) if parts \
+                    else np.empty(0, np.float32)
+                order = np.lexsort((ids_q, dist_q))
+                hit_ids.append(ids_q[order])
+                hit_dist.append(dist_q[order])
+                lims[qi + 1] = lims[qi] + order.size
         ids = np.concatenate(hit_ids) if hit_ids else np.empty(0, np.int64)
         dist = np.concatenate(hit_dist) if hit_dist else np.empty(0, np.float32)
         return RangeResult(lims=lims, ids=ids.astype(np.int64), distances=dist.astype(np.float32))
