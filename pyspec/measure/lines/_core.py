@@ -459,16 +459,31 @@ def redshift(spectra: Any, *, tol: float = 0.001, min_lines: int = 3,
     ValueError
         Bad parameters, or an unusable single spectrum.
     """
-    args = _check_detect_args(window, quantile, nsigma, min_pixels, half_window, max_lines)
     items, single = as_prepared(spectra)
     if single and items[0].error is not None:
         raise ValueError(items[0].error)
+    out = [r for r, _ in cl_redshifts(
+        items, tol=tol, min_lines=min_lines, z_range=z_range, window=window, quantile=quantile,
+        nsigma=nsigma, min_pixels=min_pixels, half_window=half_window, max_lines=max_lines,
+        confirm_nsigma=confirm_nsigma, local_scatter=local_scatter)]
+    return out[0] if single else out
+
+
+def cl_redshifts(items: list[Prepared], *, tol: float = 0.001, min_lines: int = 3,
+                 z_range: tuple[float, float] = (-0.01, 1.5), window: float = 150.0,
+                 quantile: float | None = 0.9, nsigma: float | None = 3.0, min_pixels: int = 2,
+                 half_window: int = 2, max_lines: int = 40,
+                 confirm_nsigma: float | None = 2.0, local_scatter: bool = True
+                 ) -> list[tuple[RedshiftResult, _Analysis]]:
+    """The CL redshift of each prepared spectrum with the analysis its line search made
+    (settings as in :func:`redshift`), for callers that go on measuring the same spectra."""
+    args = _check_detect_args(window, quantile, nsigma, min_pixels, half_window, max_lines)
     out = []
     for it in items:
         a = _analyse(it, args[0])
         _detect(a, *args[1:], local_scatter)
-        out.append(_redshift_one(a, tol, min_lines, z_range, confirm_nsigma))
-    return out[0] if single else out
+        out.append((_redshift_one(a, tol, min_lines, z_range, confirm_nsigma), a))
+    return out
 
 
 # ---------------------------------------------------------------- RT redshift

@@ -213,10 +213,11 @@ def line_fluxes(spectra: Any, z: Any = None, *, method: str = "direct",
     items, single = as_prepared(spectra)
     if single and items[0].error is not None:
         raise ValueError(items[0].error)
-    zs = _resolve_z(items, z, window)
+    zs, analyses = _resolve_z(items, z, window)
     rows = []
-    for it, zi in zip(items, zs, strict=True):
-        a = _analyse(it, window)
+    for it, zi, a in zip(items, zs, analyses, strict=True):
+        # the line search's analysis when z came from it: each spectrum is analysed once
+        a = _analyse(it, window) if a is None else a
         rows.append(_flux_row(a, zi, half_width_kms, method, snr_min))
     return rows[0] if single else rows_table(rows, LINE_COLUMN_INFO)
 
@@ -238,22 +239,27 @@ def header_z(meta: dict) -> float:
     return z if np.isfinite(z) and z > -0.1 else np.nan
 
 
-def _resolve_z(items: list[Prepared], z: Any, window: float) -> np.ndarray:
+def _resolve_z(items: list[Prepared], z: Any, window: float
+               ) -> tuple[np.ndarray, list[_Analysis | None]]:
+    """The redshift of each spectrum and, when the line search found it (``z`` None), the
+    analysis it made (the line fluxes reuse it: the detection leaves the continuum and
+    residual that they read unchanged)."""
     n = len(items)
+    analyses: list[_Analysis | None] = [None] * n
     if z is None:
         out = np.full(n, np.nan)
         for i, it in enumerate(items):
             if it.error is not None:
                 continue
-            a = _analyse(it, window)
+            a = analyses[i] = _analyse(it, window)
             _detect(a, 0.9, 3.0, 2, 2, 40)
             r = _redshift_one(a, 0.001, 3, (-0.01, 1.5))
             out[i] = r.z if r.ok else header_z(it.meta)
-        return out
+        return out, analyses
     zs = np.asarray(z, dtype=np.float64)
     if zs.ndim == 0:
-        return np.full(n, float(zs))
+        return np.full(n, float(zs)), analyses
     if zs.shape != (n,):
         raise ValueError(f"z has shape {zs.shape}, expected ({n},) for {n} spectra")
-    return zs
+    return zs, analyses
 

@@ -139,16 +139,15 @@ def best_redshift(spectra: Any, *, templates: XcorrTemplates | None | bool = Non
     ValueError
         Bad parameters, or an unusable single spectrum.
     """
-    from pyspec.measure.lines._core import redshift
+    from pyspec.measure.lines._core import cl_redshifts
     from pyspec.measure.lines._input import as_prepared
 
     items, single = as_prepared(spectra)
     if single and items[0].error is not None:
         raise ValueError(items[0].error)
-    cls = redshift(spectra, tol=tol, z_range=z_range, **kwargs)
-    cls = [cls] if single else cls
     confirm = kwargs.get("confirm_nsigma", 2.0)
-    out = [combine(c, it, templates, z_range, tol,
-                   None if c.ok or it.error is not None else _analysed(it, **kwargs), confirm)
-           for c, it in zip(cls, items, strict=True)]
+    # one analysis per spectrum: the CL line search's, reused by the [O III] doublet search
+    out = [combine(c, it, templates, z_range, tol, a, confirm)
+           for it, (c, a) in zip(items, cl_redshifts(items, tol=tol, z_range=z_range, **kwargs),
+                                 strict=True)]
     return out[0] if single else out
