@@ -45,6 +45,7 @@ import math
 import numbers
 import os
 import re
+import shutil
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ from pyspec import _integrity
 from pyspec.errors import IndexFormatError
 from pyspec.io._base import META_FLOAT_KEYS, META_KEYS
 
-__all__ = ["ArraySource", "ColumnSet", "ColumnSetWriter", "ColumnSource", "ColumnSpec",
+__all__ = ["InMemoryColumns", "ColumnSet", "ColumnSetWriter", "ColumnSource", "ColumnSpec",
            "ColumnStack", "check_column", "column_crc", "columns_from_rows", "concat_columns",
            "rows_from_columns", "storable", "write_stack", "write_table"]
 
@@ -319,7 +320,7 @@ class ColumnSource:
         raise NotImplementedError
 
 
-class ArraySource(ColumnSource):
+class InMemoryColumns(ColumnSource):
     """Columns held in memory (a store's schema, a writer's pending rows)."""
 
     def __init__(self, columns: Mapping[str, np.ndarray], n_rows: int,
@@ -438,9 +439,8 @@ class ColumnSetWriter:
         return _integrity.file_record(self.folder / SET_FILE)
 
     def abort(self) -> None:
+        """Remove the temporary directory (nothing was put in place)."""
         if self._tmp is not None:
-            import shutil
-
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
@@ -453,8 +453,7 @@ def write_table(table: Any, folder: str | os.PathLike,
     stored (see :func:`storable`) are left out. Returns the manifest's record.
     """
     names = list(table.colnames) if hasattr(table, "colnames") else list(table)
-    n = len(table) if hasattr(table, "colnames") else (len(next(iter(table.values())))
-                                                       if names else 0)
+    n = len(table) if hasattr(table, "colnames") else len(table[names[0]]) if names else 0
     with ColumnSetWriter(folder, n) as writer:
         for name in names:
             col = table[name]

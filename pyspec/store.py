@@ -61,11 +61,11 @@ from pyspec.errors import IndexFormatError
 from pyspec.meta_columns import (
     SET_FILE,
     STORE_UNITS,
-    ArraySource,
     ColumnSet,
     ColumnSetWriter,
     ColumnSource,
     ColumnStack,
+    InMemoryColumns,
     columns_from_rows,
     concat_columns,
 )
@@ -176,9 +176,9 @@ def _open_part(p: Path, record: Any = None) -> ColumnSource:
     return part
 
 
-def _schema() -> ArraySource:
+def _schema() -> InMemoryColumns:
     """The columns every store has, even one without rows."""
-    return ArraySource(columns_from_rows([]), 0, STORE_UNITS, "<store schema>")
+    return InMemoryColumns(columns_from_rows([]), 0, STORE_UNITS, "<store schema>")
 
 
 def _block_crc(arr: np.ndarray, crc: int = 0) -> int:

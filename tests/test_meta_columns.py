@@ -11,10 +11,10 @@ from astropy.table import MaskedColumn, Table
 import pyspec._integrity as integrity
 from pyspec.errors import IndexFormatError
 from pyspec.meta_columns import (
-    ArraySource,
     ColumnSet,
     ColumnSetWriter,
     ColumnStack,
+    InMemoryColumns,
     check_column,
     columns_from_rows,
     concat_columns,
@@ -131,7 +131,7 @@ def test_stack_reads_parts_as_the_old_joiner_did(tmp_path, seed) -> None:
                 writer.add(name, values)
             record = writer.commit()
         sources.append(ColumnSet(tmp_path / f"part-{k}", record))
-    schema = ArraySource(columns_from_rows([]), 0)
+    schema = InMemoryColumns(columns_from_rows([]), 0)
     stack = ColumnStack(sources, schema)
     expected = concat_columns([(columns_from_rows([]), 0),
                                *((c, len(c["id"])) for c in pieces)])
