@@ -31,6 +31,7 @@ from pyspec.meta_columns import (
     ColumnSpec,
     check_column,
     column_crc,
+    encode_text,
     map_npy,
 )
 
@@ -87,9 +88,7 @@ class LegacyStorePart(ColumnSource):
             width = None
             if arr.dtype.kind == "U":  # the current format's text: UTF-8 bytes
                 width = max(1, arr.dtype.itemsize // 4)
-                arr = np.char.encode(arr, "utf-8") if arr.size else np.zeros(0, "S1")
-                if arr.dtype.itemsize == 0:
-                    arr = arr.astype("S1")
+                arr = encode_text(arr)
             self._arrays[name] = arr
             self.specs[name] = ColumnSpec(name, "num" if width is None else "str", arr.dtype,
                                           width, STORE_UNITS.get(name))

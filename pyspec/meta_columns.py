@@ -190,6 +190,23 @@ def concat_columns(pieces: Sequence[tuple[Mapping[str, np.ndarray], int]]
     return out
 
 
+def encode_text(arr: np.ndarray) -> np.ndarray:
+    """numpy text as UTF-8 bytes (at least one byte wide)."""
+    try:  # ASCII, the usual case: numpy's cast runs in C (np.char.encode loops in Python)
+        out = arr.astype(f"S{max(1, arr.dtype.itemsize // 4)}")
+    except UnicodeEncodeError:
+        out = np.char.encode(arr, "utf-8")
+    return out if out.dtype.itemsize else out.astype("S1")
+
+
+def decode_text(arr: np.ndarray, width: int) -> np.ndarray:
+    """UTF-8 bytes as numpy text ``U<width>``."""
+    try:  # ASCII: numpy's cast, in C
+        return arr.astype(f"U{width}")
+    except UnicodeDecodeError:
+        return np.char.decode(arr, "utf-8").astype(f"U{width}")
+
+
 def storable(col: Any) -> tuple[np.ndarray, str, int | None] | None:
     """``(array, kind, width)`` of a column as a column set stores it, or None if it cannot be.
 
@@ -207,7 +224,7 @@ def storable(col: Any) -> tuple[np.ndarray, str, int | None] | None:
         arr = np.array(["" if v is None else str(v) for v in arr], dtype=str)
     if arr.dtype.kind == "U":
         width = max(1, arr.dtype.itemsize // 4)
-        arr = np.char.encode(arr, "utf-8") if arr.size else np.zeros(0, "S1")
+        arr = encode_text(arr)
     elif arr.dtype.kind == "S":
         width = max(1, arr.dtype.itemsize)
     elif arr.dtype.kind in "biuf":
@@ -689,7 +706,7 @@ class ColumnStack:
         """Values of column ``name`` from its stored form (text decoded at the column's width)."""
         spec = self.spec(name)
         if spec.kind == "str":
-            return np.char.decode(stored, "utf-8").astype(f"U{spec.width}")
+            return decode_text(stored, spec.width)
         return np.array(stored)
 
     def _gather(self, name: str, rows: np.ndarray, where: np.ndarray | None) -> np.ndarray:
