@@ -89,6 +89,7 @@ def make_inputs(root: Path) -> dict[str, Path]:
     # a version-1 store whose part is a 1 MB compressed npz inflating to 1 GB
     p["store-npz"] = root / "store-npz"
     shutil.copytree(p["store"], p["store-npz"])
+    shutil.rmtree(p["store-npz"] / "parts" / "part-000000")  # an old-layout part replaces it
     manifest = loads_checked(p["store-npz"] / "manifest.json")
     manifest.update(version=1)
     manifest.pop("checksums")

@@ -139,7 +139,7 @@ def _scan_parts(path: Path) -> list[Path]:
     if not parts_dir.is_dir():
         return []
     found: dict[int, Path] = {}
-    for p in parts_dir.iterdir():
+    for p in sorted(parts_dir.iterdir()):  # sorted: a directory before an .npz of one number
         m = _PART_RE.match(p.name) or _LEGACY_PART_RE.match(p.name)
         if m and (p.suffix == ".npz" or p.is_dir()):
             found.setdefault(int(m.group(1)), p)
