@@ -31,7 +31,6 @@ from pyspec.meta_columns import (
     ColumnSpec,
     check_column,
     column_crc,
-    encode_text,
     map_npy,
 )
 
@@ -85,10 +84,8 @@ class LegacyStorePart(ColumnSource):
                 continue
             name = key[len(PART_PREFIX):]
             arr = check_column(v, self.n_rows, "biufU", f"store part {self.path}", name)
-            width = None
-            if arr.dtype.kind == "U":  # the current format's text: UTF-8 bytes
-                width = max(1, arr.dtype.itemsize // 4)
-                arr = encode_text(arr)
+            # text stays numpy text: the reader converts it only where it meets new parts
+            width = max(1, arr.dtype.itemsize // 4) if arr.dtype.kind == "U" else None
             self._arrays[name] = arr
             self.specs[name] = ColumnSpec(name, "num" if width is None else "str", arr.dtype,
                                           width, STORE_UNITS.get(name))

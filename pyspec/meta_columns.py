@@ -308,7 +308,7 @@ class ColumnSpec:
     """What a reader needs to know of a stored column before reading it."""
 
     name: str
-    kind: str  # "str" (UTF-8 bytes, decoded to text) or "num"
+    kind: str  # "str" (UTF-8 bytes decoded to text; numpy text in old store parts) or "num"
     dtype: np.dtype  # as stored
     width: int | None  # text: characters to decode to; numbers: None
     unit: str | None = None
@@ -487,7 +487,11 @@ def write_stack(stack: ColumnStack, folder: str | os.PathLike) -> dict[str, Any]
     with ColumnSetWriter(folder, len(stack)) as writer:
         for name in stack.colnames:
             spec = stack.spec(name)
-            writer.add_blocks(spec, (stack.block(i, name) for i in stack.nonempty))
+            if spec.dtype.kind == "U":  # text of old store parts: encoded as one column
+                writer.add(name, stack.column(name), unit=spec.unit,
+                           description=spec.description)
+            else:
+                writer.add_blocks(spec, (stack.block(i, name) for i in stack.nonempty))
         return writer.commit()
 
 
@@ -665,7 +669,11 @@ class ColumnStack:
                 if filled and like.kind == "num":  # a missing number reads as its text
                     widths.append(_text_width(like.dtype))
                     sizes.append(_text_width(like.dtype))
-                spec = ColumnSpec(name, "str", np.dtype(f"S{max(sizes)}"), max(widths))
+                # UTF-8 bytes, unless every source holds numpy text (old store parts): then
+                # the text is read as it is, never encoded and decoded again
+                unicode = all(s.dtype.kind == "U" for s in used if s.kind == "str")
+                spec = ColumnSpec(name, "str", np.dtype(f"U{max(widths)}" if unicode
+                                                        else f"S{max(sizes)}"), max(widths))
             else:
                 spec = ColumnSpec(name, "num", np.result_type(*(s.dtype for s in used),
                                                               *([like.dtype] if filled else [])),
@@ -686,6 +694,10 @@ class ColumnStack:
             return arr
         if target.kind == "str" and source.kind == "num":
             return arr.astype(str).astype(target.dtype)
+        if target.dtype.kind == "S" and arr.dtype.kind == "U":
+            return encode_text(arr).astype(target.dtype)
+        if target.dtype.kind == "U" and arr.dtype.kind == "S":
+            return decode_text(arr, target.width)
         return arr.astype(target.dtype)
 
     def _take(self, i: int, name: str, local: np.ndarray | slice) -> np.ndarray:
@@ -705,7 +717,7 @@ class ColumnStack:
     def decode(self, name: str, stored: np.ndarray) -> np.ndarray:
         """Values of column ``name`` from its stored form (text decoded at the column's width)."""
         spec = self.spec(name)
-        if spec.kind == "str":
+        if spec.kind == "str" and spec.dtype.kind == "S":
             return decode_text(stored, spec.width)
         return np.array(stored)
 
