@@ -39,6 +39,19 @@ def engine(store, tmp_path_factory):
     return Engine.build(store, hasher, out=tmp_path_factory.mktemp("e") / "engine")
 
 
+def test_sample_store_with_another_preset(store, tmp_path) -> None:
+    """build_sample_store(preprocessing=...) prepares and records that preset (the bench's
+    first-wave configuration is an engine on the "l2" recipe)."""
+    l2 = build_sample_store(tmp_path / "l2", 0, preprocessing="l2")[0]
+    assert l2.preprocessing["name"] == "l2"
+    assert l2.preprocessing["normalise"] == "l2"
+    assert l2.preprocessing["grid"] == store.preprocessing["grid"]  # the same LAMOST grid
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(l2.flux), axis=1), 1.0, rtol=1e-5)
+    assert store.preprocessing["name"] == "similarity"  # the default stays the default
+    with pytest.raises(ValueError, match="unknown preprocessing preset"):
+        build_sample_store(tmp_path / "bad", 0, preprocessing="nope")
+
+
 def test_build_writes_directory_and_opens(engine, store) -> None:
     for name in ("engine.json", "model.bin", "index.bin", "meta"):
         assert (engine.path / name).exists()

@@ -1,29 +1,47 @@
 """Query-by-example latency: one FITS spectrum against 1,000,000 indexed 256-bit codes.
 
-pyspec: ``Engine.query(path, k=10)`` end to end (pyspec.read_spectrum, the
-store's Preprocessor, PILHasher.transform, HammingIndex.search, metadata
+pyspec: ``Engine.query(path, k=10, rerank=0)`` end to end (pyspec.read_spectrum,
+the store's Preprocessor, PILHasher.transform, HammingIndex.search, metadata
 rows into an astropy Table), and the same four steps timed one by one.
 
-Peer, "the usual parts": astropy ``fits.open`` + column reads, NumPy
-preprocessing (mask bad pixels, ``np.interp`` onto the engine's grid, L2
-normalisation), NumPy encoding (the same fitted PIL network's matrices:
-``sigmoid(X W + b)`` per layer, threshold, ``np.packbits``) and faiss
+Three comparisons, all against peers built from "the usual parts": astropy
+``fits.open`` + column reads, NumPy encoding (the same fitted PIL network's
+matrices: ``sigmoid(X W + b)`` per layer, threshold, ``np.packbits``) and faiss
 ``IndexBinaryFlat`` over the same codes, at 1 thread (its best setting for a
-single query, see run()); pyspec is timed at its default and at 1 thread
-(``--query-threads``). Both return the 10 nearest codes. "default" means
-``num_threads=None``: all cores (or ``OMP_NUM_THREADS``) for the forward pass
-and the scan.
+single query, see run()). They differ in the engine and in how the peer
+prepares the query:
 
-The engine: a 256-bit PIL hasher (hidden 512-384-256, as in the demo) fitted
-on the shipped LAMOST sample plus simulated spectra (``pyspec demo``'s
-store); the index holds those spectra's codes followed by uniformly random
-codes up to ``--query-n`` (search cost does not depend on the codes'
-content), with a metadata table of the same length. The query is a real
-LAMOST DR10 file from the sample (gzip FITS, COADD binary-table layout). p50 and p99 over ``--query-reps`` repetitions
-after a warm-up; ``ratio`` = peer time / pyspec time (> 1: pyspec faster).
-The "encode" step is ``Engine.encode_prepared`` (what ``query`` runs: one
-thread for a single spectrum unless ``num_threads`` is given). The
-"end_to_end CPU time" rows give ``time.process_time`` per query, which on a
+1. Default engine (the default "similarity" recipe: robust masked continuum,
+   division, clipping, masked ends and sky lines) vs the *plain* peer (mask
+   bad pixels, ``np.interp`` onto the grid, L2 normalisation). The rows named
+   after the steps; the peer does less work than pyspec here (no continuum).
+2. "like-for-like peer (continuum)": the same default engine vs a peer that
+   prepares the spectrum the way the default recipe does, in NumPy/SciPy
+   (``scipy.ndimage.median_filter`` over the recipe's 500 A window on the
+   flux with bad pixels interpolated over, division, clipping to the recipe's
+   range, the recipe's masked pixels set to 1): the same work on both sides.
+3. "first-wave config (l2 engine)": an engine whose store was prepared with
+   the ``l2`` preset (the first wave's default) vs the plain peer: the
+   configuration of the first wave's 2.44x, which must not regress by more
+   than 10%.
+
+pyspec is timed at its default and at 1 thread (``--query-threads``); "default"
+means ``num_threads=None``: all cores (or ``OMP_NUM_THREADS``) for the forward
+pass and the scan. Both sides return the 10 nearest codes.
+
+Each engine: a 256-bit PIL hasher (hidden 512-384-256, as in the demo) fitted
+on the shipped LAMOST sample plus simulated spectra (``pyspec demo``'s store,
+prepared by the engine's recipe); the index holds those spectra's codes
+followed by uniformly random codes up to ``--query-n`` (search cost does not
+depend on the codes' content), with a metadata table of the same length. The
+query is a real LAMOST DR10 file from the sample (gzip FITS, COADD
+binary-table layout). p50 and p99 over ``--query-reps`` repetitions after a
+warm-up; the pipelines run in separate loops (no idle thread pool spinning
+against the other's queries) that alternate in 4 blocks, so that a change of
+machine load reaches all of them alike. ``ratio`` = peer time / pyspec time
+(> 1: pyspec faster). The "encode" step is ``Engine.encode_prepared`` (what
+``query`` runs: one thread for a single spectrum unless ``num_threads`` is
+given). The "CPU time" rows give ``time.process_time`` per query, which on a
 loaded machine stays near the work done while wall time also counts waiting
 for a core.
 """
@@ -31,6 +49,7 @@ for a core.
 from __future__ import annotations
 
 import argparse
+import inspect
 import tempfile
 import time
 from pathlib import Path
@@ -56,16 +75,36 @@ def _pct(times: list[float]) -> tuple[float, float]:
     return float(np.percentile(a, 50)), float(np.percentile(a, 99))
 
 
-def make_engine(workdir: Path, n_codes: int, n_simulated: int, seed: int = 0):
-    """An engine directory with ``n_codes`` codes (real ones first, then random)."""
+def _sample_store(store_dir: Path, n_simulated: int, seed: int, preprocessing: str | None):
+    """The demo's sample store, prepared with ``preprocessing`` (None: the default recipe)."""
+    from pyspec.data.sample_store import build_sample_store
+
+    if preprocessing is None:
+        return build_sample_store(store_dir, n_simulated, seed)[0]
+    if "preprocessing" in inspect.signature(build_sample_store).parameters:
+        return build_sample_store(store_dir, n_simulated, seed, preprocessing=preprocessing)[0]
+    else:  # a tree before the preprocessing= keyword (A/B runs against main ca91938)
+        import pyspec.preprocess
+
+        saved = pyspec.preprocess.DEFAULT_PREPROCESSING
+        pyspec.preprocess.DEFAULT_PREPROCESSING = preprocessing
+        try:
+            return build_sample_store(store_dir, n_simulated, seed)[0]
+        finally:
+            pyspec.preprocess.DEFAULT_PREPROCESSING = saved
+
+
+def make_engine(workdir: Path, n_codes: int, n_simulated: int, seed: int = 0,
+                preprocessing: str | None = None):
+    """An engine directory with ``n_codes`` codes (real ones first, then random), its store
+    prepared with the ``preprocessing`` preset (default: the default recipe)."""
     from astropy.table import Table
 
-    from pyspec.data.sample_store import build_sample_store
     from pyspec.engine import Engine
     from pyspec.index.hamming import HammingIndex
     from pyspec.models.pil import PILHasher
 
-    store, _, _, _ = build_sample_store(workdir / "store", n_simulated, seed)
+    store = _sample_store(workdir / "store", n_simulated, seed, preprocessing)
     hasher = PILHasher(n_bits=256, hidden=(512, 384), random_state=seed).fit(
         np.asarray(store.flux))
     real = hasher.encode(np.asarray(store.flux))
@@ -155,101 +194,189 @@ def _time_rerank(engine, path: Path, reps: int) -> list[float]:
     return times[1:]
 
 
+def _peer_prep_continuum(masked: np.ndarray, window_px: int, clip: tuple[float, float]):
+    """The like-for-like peer's preparation: the default recipe's steps in NumPy/SciPy.
+
+    Bad pixels out (``np.interp`` over the good ones onto the grid), a running
+    median of the same window (``scipy.ndimage.median_filter``), division, clipping
+    to the recipe's range and the recipe's masked pixels (outside 4000-8800 A, sky
+    lines) set to the continuum level, as the default "similarity" recipe does.
+    """
+    from scipy.ndimage import median_filter
+
+    def prep(wave, flux, ivar, grid):
+        good = (ivar > 0) & np.isfinite(flux)
+        f = np.interp(grid, wave[good], flux[good])
+        cont = median_filter(f, size=window_px, mode="nearest")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = np.clip(f / cont, *clip)
+        x[masked | ~np.isfinite(x)] = 1.0
+        return x.astype(np.float32)[None, :]
+
+    return prep
+
+
+class _Case:
+    """One engine and the peer pipelines timed against it (same model, same codes)."""
+
+    def __init__(self, engine, codes, peer_preps: dict) -> None:
+        import faiss
+
+        self.engine = engine
+        self.encode_np = _peer_encoder(engine.model)
+        self.fidx = faiss.IndexBinaryFlat(256)
+        self.fidx.add(codes.view(np.uint8).reshape(codes.shape[0], 32))
+        self.peer_preps = peer_preps
+
+
+_STEPS = ("read", "preprocess", "encode", "search", "end_to_end")
+
+
+def _time_pyspec(engine, path: Path, threads: int, reps: int, steps: dict, cpu: list) -> None:
+    """``reps`` end-to-end queries, then ``reps`` step-by-step ones, appended to the lists."""
+    from pyspec.io import read_spectrum
+
+    nt = threads or None
+    engine.query(path, k=10, num_threads=nt, rerank=0)
+    for _ in range(reps):
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        engine.query(path, k=10, num_threads=nt, rerank=0)
+        steps["end_to_end"].append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        spec = read_spectrum(path)
+        t1 = time.perf_counter()
+        flux = engine.preprocessor.apply(spec).flux
+        t2 = time.perf_counter()
+        code = engine.encode_prepared(flux, num_threads=nt)
+        t3 = time.perf_counter()
+        engine.index.search(code, 10, num_threads=nt)
+        t4 = time.perf_counter()
+        for name, dt in zip(_STEPS[:4], (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            steps[name].append(dt)
+
+
+def _time_peer(case: _Case, prep, path: Path, reps: int, steps: dict, cpu: list) -> None:
+    grid = case.engine.grid.wavelength
+    for _ in range(reps):
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        w, f, iv = _peer_read(path)
+        t1 = time.perf_counter()
+        x = prep(w, f, iv, grid)
+        t2 = time.perf_counter()
+        q = case.encode_np(x)
+        t3 = time.perf_counter()
+        case.fidx.search(q, 10)
+        t4 = time.perf_counter()
+        for name, dt in zip(_STEPS[:4], (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            steps[name].append(dt)
+        steps["end_to_end"].append(t4 - t0)
+        cpu.append(time.process_time() - c0)
+
+
+def _ratio_row(case: str, ours: list[float], peer: list[float]) -> dict:
+    p50, p99 = _pct(ours)
+    q50, q99 = _pct(peer)
+    return {"case": case, "pyspec_p50_ms": p50, "pyspec_p99_ms": p99, "peer_p50_ms": q50,
+            "peer_p99_ms": q99, "ratio_p50": q50 / p50 if p50 > 0 else float("nan")}
+
+
 def run(args: argparse.Namespace) -> list[dict]:
     import faiss
 
     from pyspec.data import SAMPLE_DIR
-    from pyspec.io import read_spectrum
+    from pyspec.preprocess import wavelength_mask
 
     n = 20_000 if args.quick else args.query_n
     reps = 20 if args.quick else args.query_reps
     n_sim = 600 if args.quick else args.query_simulated
+    rounds = max(1, min(4, reps // 10))
     path = SAMPLE_DIR / _QUERY_FILE
+    # faiss parallelises a binary flat search over queries, so one query runs on one
+    # thread anyway; a second OpenMP pool only adds spin-wait contention with
+    # OpenBLAS (measured here: 1.4 ms p50 at 1 thread, up to 300 ms p90 at 2)
+    faiss.omp_set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="pyspec-bench-query-") as tmp:
         t0 = time.perf_counter()
-        engine, codes = make_engine(Path(tmp), n, n_sim)
+        engine, codes = make_engine(Path(tmp) / "default", n, n_sim)
         setup_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         engine = type(engine).open(engine.path)
         open_s = time.perf_counter() - t0
+        l2_engine, l2_codes = make_engine(Path(tmp) / "l2", n, n_sim, preprocessing="l2")
         grid = engine.grid.wavelength
-        encode_np = _peer_encoder(engine.model)
-        # faiss parallelises a binary flat search over queries, so one query runs on one
-        # thread anyway; a second OpenMP pool only adds spin-wait contention with
-        # OpenBLAS (measured here: 1.4 ms p50 at 1 thread, up to 300 ms p90 at 2)
-        faiss.omp_set_num_threads(1)
-        fidx = faiss.IndexBinaryFlat(256)
-        fidx.add(codes.view(np.uint8).reshape(codes.shape[0], 32))
+        prep = engine.preprocessor
+        masked = wavelength_mask(grid, prep.wavelength_range, prep.mask_sky)
+        window_px = int(round(prep.continuum_window / float(np.median(np.diff(grid))))) | 1
+        cases = {"default": _Case(engine, codes, {"plain": _peer_prep,
+                                                  "continuum": _peer_prep_continuum(
+                                                      masked, window_px, prep.clip)}),
+                 "l2": _Case(l2_engine, l2_codes, {"plain": _peer_prep})}
 
         # warm-up and agreement check (same neighbour distances from both pipelines)
         ours = engine.query(path, k=10, rerank=0)
         w, f, iv = _peer_read(path)
-        q = encode_np(_peer_prep(w, f, iv, grid))
-        fd, _ = fidx.search(q, 10)
+        fd, _ = cases["default"].fidx.search(
+            cases["default"].encode_np(_peer_prep(w, f, iv, grid)), 10)
 
-        names = ("read", "preprocess", "encode", "search", "end_to_end")
-        steps = {th: {k: [] for k in names} for th in args.query_threads}
-        peer = {k: [] for k in names}
-        cpu = {th: [] for th in args.query_threads}
-        peer_cpu = []
-        # separate loops (not interleaved) so that one pipeline's idle OpenMP/BLAS
-        # threads do not spin against the other's measurements
-        for th in args.query_threads:
-            nt = th or None
-            engine.query(path, k=10, num_threads=nt, rerank=0)
-            for _ in range(reps):
-                c0 = time.process_time()
-                t0 = time.perf_counter()
-                engine.query(path, k=10, num_threads=nt, rerank=0)
-                steps[th]["end_to_end"].append(time.perf_counter() - t0)
-                cpu[th].append(time.process_time() - c0)
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                spec = read_spectrum(path)
-                t1 = time.perf_counter()
-                flux = engine.preprocessor.apply(spec).flux
-                t2 = time.perf_counter()
-                code = engine.encode_prepared(flux, num_threads=nt)
-                t3 = time.perf_counter()
-                engine.index.search(code, 10, num_threads=nt)
-                t4 = time.perf_counter()
-                for name, dt in zip(names[:4], (t1 - t0, t2 - t1, t3 - t2, t4 - t3),
-                                    strict=True):
-                    steps[th][name].append(dt)
-        for _ in range(reps):
-            c0 = time.process_time()
-            t0 = time.perf_counter()
-            w, f, iv = _peer_read(path)
-            t1 = time.perf_counter()
-            x = _peer_prep(w, f, iv, grid)
-            t2 = time.perf_counter()
-            q = encode_np(x)
-            t3 = time.perf_counter()
-            fidx.search(q, 10)
-            t4 = time.perf_counter()
-            for name, dt in zip(names[:4], (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-                peer[name].append(dt)
-            peer["end_to_end"].append(t4 - t0)
-            peer_cpu.append(time.process_time() - c0)
+        def fresh() -> dict:
+            return {k: [] for k in _STEPS}
+
+        ours_t = {(c, th): fresh() for c in cases for th in args.query_threads}
+        ours_cpu = {key: [] for key in ours_t}
+        peer_t = {(c, p): fresh() for c in cases for p in cases[c].peer_preps}
+        peer_cpu = {key: [] for key in peer_t}
+        # separate loops (not interleaved query by query) so that one pipeline's idle
+        # OpenMP/BLAS threads do not spin against the other's measurements; the loops
+        # alternate in ``rounds`` blocks so that a change of machine load between
+        # blocks reaches every pipeline alike
+        for _ in range(rounds):
+            for c, case in cases.items():
+                for th in args.query_threads:
+                    _time_pyspec(case.engine, path, th, reps // rounds, ours_t[c, th],
+                                 ours_cpu[c, th])
+                for p, peer_prep in case.peer_preps.items():
+                    _time_peer(case, peer_prep, path, reps // rounds, peer_t[c, p],
+                               peer_cpu[c, p])
 
         rerank_s = _time_rerank(engine, path, reps)
 
     rows = []
+    plain = peer_t["default", "plain"]
     for th in args.query_threads:
-        for name in names:
-            p50, p99 = _pct(steps[th][name])
-            q50, q99 = _pct(peer[name])
-            rows.append({"case": f"{name}, {n:,d} codes, pyspec threads={th or 'default'}",
-                         "pyspec_p50_ms": p50, "pyspec_p99_ms": p99, "peer_p50_ms": q50,
-                         "peer_p99_ms": q99,
-                         "ratio_p50": q50 / p50 if p50 > 0 else float("nan")})
+        label = th or "default"
+        for name in _STEPS:
+            rows.append(_ratio_row(f"{name}, {n:,d} codes, pyspec threads={label}",
+                                   ours_t["default", th][name], plain[name]))
         # CPU time (all threads of the process) of the end-to-end query: on a loaded
         # machine wall time also counts waiting for a core, CPU time does not
-        c50, c99 = _pct(cpu[th])
-        q50, q99 = _pct(peer_cpu)
-        rows.append({"case": f"end_to_end CPU time, pyspec threads={th or 'default'}",
-                     "pyspec_p50_ms": c50, "pyspec_p99_ms": c99, "peer_p50_ms": q50,
-                     "peer_p99_ms": q99, "ratio_p50": q50 / c50 if c50 > 0 else float("nan")})
+        rows.append(_ratio_row(f"end_to_end CPU time, pyspec threads={label}",
+                               ours_cpu["default", th], peer_cpu["default", "plain"]))
+    # like for like: the peer prepares the query as the default recipe does
+    cont = peer_t["default", "continuum"]
+    rows.append(_ratio_row("like-for-like peer (continuum): preprocess",
+                           ours_t["default", args.query_threads[0]]["preprocess"],
+                           cont["preprocess"]))
+    for th in args.query_threads:
+        label = th or "default"
+        rows.append(_ratio_row(f"like-for-like peer (continuum): end_to_end, pyspec "
+                               f"threads={label}", ours_t["default", th]["end_to_end"],
+                               cont["end_to_end"]))
+        rows.append(_ratio_row(f"like-for-like peer (continuum): end_to_end CPU time, "
+                               f"pyspec threads={label}", ours_cpu["default", th],
+                               peer_cpu["default", "continuum"]))
+    # the first wave's configuration: an engine on the "l2" recipe vs the plain peer
+    for th in args.query_threads:
+        label = th or "default"
+        rows.append(_ratio_row(f"first-wave config (l2 engine): end_to_end, pyspec "
+                               f"threads={label}", ours_t["l2", th]["end_to_end"],
+                               peer_t["l2", "plain"]["end_to_end"]))
+        rows.append(_ratio_row(f"first-wave config (l2 engine): end_to_end CPU time, "
+                               f"pyspec threads={label}", ours_cpu["l2", th],
+                               peer_cpu["l2", "plain"]))
     # the peer's simpler preprocessing (np.interp, no flux-conserving rebin) gives
     # a slightly different code, so its nearest code need not be the query's own
     rows.append({"case": "first neighbour distance (pyspec / peer)",
@@ -260,7 +387,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     rows.append({"case": "re-rank stage: exact L2 of 100 stored candidates (k=10)",
                  "pyspec_p50_ms": r50, "pyspec_p99_ms": r99})
     for th in args.query_threads:
-        p50, p99 = _pct(steps[th]["end_to_end"])
+        p50, p99 = _pct(ours_t["default", th]["end_to_end"])
         rows.append({"case": f"two-stage end_to_end = codes + re-rank, pyspec threads="
                              f"{th or 'default'}", "pyspec_p50_ms": p50 + r50,
                      "pyspec_p99_ms": p99 + r99})

@@ -47,7 +47,8 @@ def _simulated_spectra(prep: Preprocessor, n: int, seed: int
     return prep.apply(spectra), rows
 
 
-def build_sample_store(store_dir: str | Path, n_simulated: int, seed: int = 0
+def build_sample_store(store_dir: str | Path, n_simulated: int, seed: int = 0,
+                       preprocessing: str | None = None
                        ) -> tuple[SpectrumStore, int, int, str]:
     """Store of the shipped real spectra (first rows) plus ``n_simulated`` simulated ones.
 
@@ -59,6 +60,9 @@ def build_sample_store(store_dir: str | Path, n_simulated: int, seed: int = 0
         Simulated spectra to add (0: the real spectra only).
     seed : int
         Seed of the simulation.
+    preprocessing : str, optional
+        Preset of :data:`pyspec.preprocess.PREPROCESSING_PRESETS` on the
+        LAMOST grid (default: the default recipe, "similarity").
 
     Returns
     -------
@@ -78,7 +82,8 @@ def build_sample_store(store_dir: str | Path, n_simulated: int, seed: int = 0
 
     if n_simulated < 0:
         raise ValueError(f"n_simulated must be >= 0, got {n_simulated}")
-    prep = Preprocessor.from_dict({**Preprocessor.preset(DEFAULT_PREPROCESSING).to_dict(),
+    preset = Preprocessor.preset(preprocessing or DEFAULT_PREPROCESSING)
+    prep = Preprocessor.from_dict({**preset.to_dict(),
                                    "grid": Preprocessor(SAMPLE_GRID).grid.to_dict()})
     read = read_spectra(sample_files())
     batch = prep.apply(read.spectra)

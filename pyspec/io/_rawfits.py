@@ -305,6 +305,22 @@ class RawHDU:
             return []
         return [c[0] for c in self._layout()]
 
+    def _column_view(self, fmt: Any, off: int, nrows: int, rowlen: int) -> np.ndarray:
+        """Zero-copy strided view of one column: (nrows,) or (nrows, repeat).
+
+        The same array as the field of a one-field structured view, without
+        building a structured dtype per column (a few microseconds each, per file).
+        """
+        if isinstance(fmt, tuple):
+            base, (repeat,) = fmt
+            shape: tuple[int, ...] = (nrows, repeat)
+            strides: tuple[int, ...] = (rowlen, base.itemsize)
+        else:
+            base = np.dtype(fmt)
+            shape, strides = (nrows,), (rowlen,)
+        return np.ndarray(shape, dtype=base, buffer=self._buf, offset=self._offset + off,
+                          strides=strides)
+
     def column(self, name: str) -> np.ndarray:
         """One column (case-insensitive name), shape (n_rows,) or (n_rows, repeat).
 
@@ -316,11 +332,7 @@ class RawHDU:
         rowlen = self.header.get("NAXIS1")
         for k, (n, fmt, off) in enumerate(self._layout(), start=1):
             if n.lower() == name.lower():
-                # a one-field structured view: no need to build all columns' dtype
-                one = np.dtype({"names": ["v"], "formats": [fmt], "offsets": [off],
-                                "itemsize": rowlen})
-                col = np.frombuffer(self._buf, dtype=one, count=nrows,
-                                    offset=self._offset)["v"]
+                col = self._column_view(fmt, off, nrows, rowlen)
                 h = self.header
                 if f"TSCAL{k}" not in h and f"TZERO{k}" not in h:
                     return col
