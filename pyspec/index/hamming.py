@@ -442,7 +442,7 @@ class HammingIndex:
         if n and (method == "mih" or (method == "auto" and n >= _mih.MIH_MIN_CODES)):
             widths = _mih.choose_widths(n_bits, int(n))
             total += 4 * (widths.size * int(n) + int((2 ** widths.astype(np.int64) + 1).sum()))
-            total += widths.nbytes
+            total += widths.nbytes + 4 * n_bits  # + the bit order
         return int(total)
 
     # -- method choice and multi-index hashing -----------------------------
@@ -517,8 +517,7 @@ class HammingIndex:
         codes, ids, tables = self._synced_view()
         # "auto" caps each query's MIH work at one scan (then scans it).
         max_work = len(ids) if self.method == "auto" else 0
-        out_ids, dist, _ = _core.mih_knn(q, codes, ids, *tables, k,
-                                         self.pad_distance, max_work, threads)
+        out_ids, dist, _ = tables.knn(q, codes, ids, k, self.pad_distance, max_work, threads)
         return out_ids, dist
 
     def _range(self, q: np.ndarray, radius: int,
@@ -530,8 +529,7 @@ class HammingIndex:
             return _core.hamming_range(q, codes, ids, radius, threads)
         codes, ids, tables = self._synced_view()
         max_work = len(ids) if self.method == "auto" else 0
-        offsets, out_ids, dist, _ = _core.mih_range(q, codes, ids, *tables, radius,
-                                                    max_work, threads)
+        offsets, out_ids, dist, _ = tables.range_search(q, codes, ids, radius, max_work, threads)
         return offsets, out_ids, dist
 
     # -- persistence -------------------------------------------------------
