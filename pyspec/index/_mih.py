@@ -30,6 +30,9 @@ from pyspec import _core
 MIH_MIN_CODES = 1 << 16
 # Substring widths: log2(n) bits balances bucket size (~1 row per bucket
 # for uniform codes) against probes per radius (Norouzi et al., section 4);
+# rounded up, because codes of similar spectra crowd their buckets: at 10M
+# codes 11 tables of 23-24 bits verify ~20% fewer codes per query than 12
+# of 21-22 (bench/RESULTS.md, issue 21, session 7), for tables ~1.5x as big.
 # 24 bits caps a table's offsets at 64 MiB.
 _MIN_WIDTH, _MAX_WIDTH, _MAX_TABLES = 8, 24, 64
 # Stored codes used as sample queries by the cost model (evenly spaced rows).
@@ -63,7 +66,7 @@ def check_method(method: object) -> str:
 
 def choose_widths(n_bits: int, n_codes: int) -> np.ndarray:
     """Substring widths (int32, summing to ``n_bits``) for ``n_codes`` codes."""
-    target = round(math.log2(max(n_codes, 2)))
+    target = math.ceil(math.log2(max(n_codes, 2)))
     width = min(max(target, _MIN_WIDTH, -(-n_bits // _MAX_TABLES)), _MAX_WIDTH, n_bits)
     m = -(-n_bits // width)
     widths = np.full(m, n_bits // m, dtype=np.int32)
