@@ -175,7 +175,8 @@ class HammingIndex:
         per search, the cheaper of the two by a cost model (see
         :meth:`plan`); a query whose MIH work would exceed a scan's is then
         answered by the scan. The default is "scan": on codes of real-like
-        spectra the tables (about twice the codes' memory) did not pay
+        spectra the tables (two to three times the codes' memory) did not
+        pay, even with substrings of learned, weakly correlated bits
         (bench/RESULTS.md, issue 21), so they are built only when asked for.
 
     Attributes
