@@ -4,8 +4,10 @@
 // wrapper is pyspec.index.hamming.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <utility>
 #include <vector>
@@ -122,19 +124,33 @@ int table_count(const Widths& widths) {
 
 // Checks that offsets and rows have the sizes the widths and n_codes imply
 // (their contents are checked by mih_check_tables when read from a file).
+// The bit order (None: the identity) must list sum(widths) bits; its
+// entries are checked by the kernels.
+const std::int32_t* bit_order_of(const std::optional<Widths>& bit_order, const Widths& widths) {
+  if (!bit_order) return nullptr;
+  std::int64_t total = 0;
+  for (py::ssize_t t = 0; t < widths.shape(0); ++t) total += widths.data()[t];
+  if (bit_order->ndim() != 1 || bit_order->shape(0) != total)
+    throw std::invalid_argument("bit_order must have shape (sum(widths),)");
+  return bit_order->data();
+}
+
 MihTables tables_of(const Widths& widths, const Table& offsets, const Table& rows,
-                    index_t n_codes) {
+                    const std::optional<Widths>& bit_order, index_t n_codes) {
   const int m = table_count(widths);
   if (offsets.ndim() != 1 || offsets.shape(0) != mih_offsets_size(widths.data(), m))
     throw std::invalid_argument("offsets size does not match the widths");
   if (rows.ndim() != 2 || rows.shape(0) != m || rows.shape(1) != n_codes)
     throw std::invalid_argument("rows must have shape (n_tables, n_codes)");
-  return MihTables{widths.data(), m, offsets.data(), rows.data()};
+  return MihTables{widths.data(), m, offsets.data(), rows.data(),
+                   bit_order_of(bit_order, widths)};
 }
 
-py::tuple mih_build_tables(const Codes& codes, const Widths& widths, int num_threads) {
+py::tuple mih_build_tables(const Codes& codes, const Widths& widths, int num_threads,
+                          const std::optional<Widths>& bit_order) {
   const int w = code_words(codes, "codes");
   const int m = table_count(widths);
+  const std::int32_t* order = bit_order_of(bit_order, widths);
   const index_t n = codes.shape(0);
   Table offsets({static_cast<py::ssize_t>(mih_offsets_size(widths.data(), m))});
   Table rows({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(n)});
@@ -144,13 +160,13 @@ py::tuple mih_build_tables(const Codes& codes, const Widths& widths, int num_thr
   std::uint32_t* r = rows.mutable_data();
   {
     py::gil_scoped_release release;
-    mih_build(c, n, w, wd, m, num_threads, o, r);
+    mih_build(c, n, w, wd, m, order, num_threads, o, r);
   }
   return py::make_tuple(offsets, rows);
 }
 
 bool mih_check(const Widths& widths, index_t n_codes, const Table& offsets, const Table& rows) {
-  const MihTables t = tables_of(widths, offsets, rows, n_codes);
+  const MihTables t = tables_of(widths, offsets, rows, std::nullopt, n_codes);
   py::gil_scoped_release release;
   return mih_check_tables(t.widths, t.n_tables, n_codes, t.offsets, t.rows);
 }
@@ -158,13 +174,13 @@ bool mih_check(const Widths& widths, index_t n_codes, const Table& offsets, cons
 py::tuple mih_knn_search(const Codes& queries, const Codes& codes, const Ids& ids,
                          const Widths& widths, const Table& offsets, const Table& rows,
                          index_t k, std::int32_t pad_distance, std::int64_t max_work,
-                         int num_threads) {
+                         int num_threads, const std::optional<Widths>& bit_order) {
   const int w = check_pair(queries, codes);
   check_ids(ids, codes);
   if (k < 0) throw std::invalid_argument("k must be >= 0");
   const index_t nq = queries.shape(0);
   const index_t n = codes.shape(0);
-  const MihTables t = tables_of(widths, offsets, rows, n);
+  const MihTables t = tables_of(widths, offsets, rows, bit_order, n);
   py::array_t<std::int32_t> distances({nq, k});
   py::array_t<index_t> out_ids({nq, k});
   Work work({nq});
@@ -183,12 +199,13 @@ py::tuple mih_knn_search(const Codes& queries, const Codes& codes, const Ids& id
 
 py::tuple mih_range_search(const Codes& queries, const Codes& codes, const Ids& ids,
                            const Widths& widths, const Table& offsets, const Table& rows,
-                           std::int32_t radius, std::int64_t max_work, int num_threads) {
+                           std::int32_t radius, std::int64_t max_work, int num_threads,
+                           const std::optional<Widths>& bit_order) {
   const int w = check_pair(queries, codes);
   check_ids(ids, codes);
   const index_t nq = queries.shape(0);
   const index_t n = codes.shape(0);
-  const MihTables t = tables_of(widths, offsets, rows, n);
+  const MihTables t = tables_of(widths, offsets, rows, bit_order, n);
   RangeHits hits;
   Work work({nq});
   const word_t* q = queries.data();
@@ -219,6 +236,7 @@ void bind_hamming(py::module_& m) {
         "Full int32 distance matrix (nq, n). Use pyspec.index.hamming.hamming_distances.");
   m.def("mih_build", &mih_build_tables, py::arg("codes").noconvert(),
         py::arg("widths").noconvert(), py::arg("num_threads") = 0,
+        py::arg("bit_order").noconvert() = py::none(),
         "Multi-index hashing tables -> (offsets uint32, rows uint32 (m, n)). "
         "Use pyspec.HammingIndex(method='mih').");
   m.def("mih_check_tables", &mih_check, py::arg("widths").noconvert(), py::arg("n_codes"),
@@ -228,12 +246,14 @@ void bind_hamming(py::module_& m) {
         py::arg("ids").noconvert(), py::arg("widths").noconvert(),
         py::arg("offsets").noconvert(), py::arg("rows").noconvert(), py::arg("k"),
         py::arg("pad_distance"), py::arg("max_work") = 0, py::arg("num_threads") = 0,
+        py::arg("bit_order").noconvert() = py::none(),
         "Exact k-NN by multi-index hashing -> (ids, distances, work). "
         "Use pyspec.HammingIndex.search.");
   m.def("mih_range", &mih_range_search, py::arg("queries").noconvert(),
         py::arg("codes").noconvert(), py::arg("ids").noconvert(), py::arg("widths").noconvert(),
         py::arg("offsets").noconvert(), py::arg("rows").noconvert(), py::arg("radius"),
         py::arg("max_work") = 0, py::arg("num_threads") = 0,
+        py::arg("bit_order").noconvert() = py::none(),
         "Range search by multi-index hashing -> (offsets, ids, distances, work). "
         "Use pyspec.HammingIndex.range_search.");
 }

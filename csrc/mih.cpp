@@ -30,23 +30,30 @@ namespace {
 // prefetched: enough to overlap the misses of a large bucket.
 constexpr std::uint32_t kPrefetchAhead = 8;
 
-// Substring layout derived from the widths: start bit and offset-array base
-// of each table.
+// Substring layout derived from the widths and the bit order: for each
+// table, the code bits its key is made of, their mask (for substring
+// distances of a code XOR query) and its offset-array base.
 struct Layout {
   int m = 0;
+  int n_words = 0;
+  bool contiguous = true;  // bit order 0, 1, 2, ...: keys are bit ranges
   int starts[kMihMaxTables];
   int widths[kMihMaxTables];
   std::int64_t bases[kMihMaxTables];
+  std::uint16_t bits[kMaxCodeWords * 64];  // table t: bits[starts[t] .. + widths[t])
+  word_t masks[kMihMaxTables][kMaxCodeWords];
   int max_width = 0;
 };
 
-Layout make_layout(const std::int32_t* widths, int n_tables, int n_words) {
+Layout make_layout(const std::int32_t* widths, int n_tables, const std::int32_t* bit_order,
+                   int n_words) {
   if (n_tables < 1 || n_tables > kMihMaxTables)
     throw std::invalid_argument("mih: n_tables must be in [1, 64]");
   if (n_words < 1 || n_words > kMaxCodeWords)
     throw std::invalid_argument("mih: n_words must be in [1, 8]");
   Layout l;
   l.m = n_tables;
+  l.n_words = n_words;
   int start = 0;
   std::int64_t base = 0;
   for (int t = 0; t < n_tables; ++t) {
@@ -56,10 +63,28 @@ Layout make_layout(const std::int32_t* widths, int n_tables, int n_words) {
     l.widths[t] = w;
     l.bases[t] = base;
     start += w;
+    if (start > 64 * n_words) throw std::invalid_argument("mih: widths exceed the code length");
     base += (std::int64_t{1} << w) + 1;
     l.max_width = std::max(l.max_width, w);
   }
-  if (start > 64 * n_words) throw std::invalid_argument("mih: widths exceed the code length");
+  // The bit order must list distinct bits: MIH's pigeonhole argument (and so
+  // exactness) needs the substrings to be disjoint.
+  word_t seen[kMaxCodeWords] = {};
+  for (int j = 0; j < start; ++j) {
+    const int bit = bit_order == nullptr ? j : bit_order[j];
+    if (bit < 0 || bit >= 64 * n_words)
+      throw std::invalid_argument("mih: bit_order entries must be bit positions of the code");
+    const word_t one = word_t{1} << (bit & 63);
+    if (seen[bit >> 6] & one) throw std::invalid_argument("mih: bit_order repeats a bit");
+    seen[bit >> 6] |= one;
+    l.bits[j] = static_cast<std::uint16_t>(bit);
+    if (bit != j) l.contiguous = false;
+  }
+  for (int t = 0; t < n_tables; ++t) {
+    std::fill_n(l.masks[t], kMaxCodeWords, word_t{0});
+    for (int j = l.starts[t]; j < l.starts[t] + l.widths[t]; ++j)
+      l.masks[t][l.bits[j] >> 6] |= word_t{1} << (l.bits[j] & 63);
+  }
   return l;
 }
 
@@ -70,6 +95,25 @@ inline std::uint32_t substring(const word_t* code, int start, int width) {
   word_t v = code[w] >> off;
   if (off + width > 64) v |= code[w + 1] << (64 - off);
   return static_cast<std::uint32_t>(v & ((word_t{1} << width) - 1));
+}
+
+// Key of table t: its bits of the code, bit j of the key = the table's j-th
+// bit. A bit range when the order is the identity; gathered bit by bit
+// otherwise (a learned order, mih_build's cost is dominated by this).
+inline std::uint32_t table_key(const Layout& l, const word_t* code, int t) {
+  if (l.contiguous) return substring(code, l.starts[t], l.widths[t]);
+  const std::uint16_t* bits = l.bits + l.starts[t];
+  std::uint32_t key = 0;
+  for (int j = 0; j < l.widths[t]; ++j)
+    key |= static_cast<std::uint32_t>((code[bits[j] >> 6] >> (bits[j] & 63)) & 1) << j;
+  return key;
+}
+
+// Bits of table t that differ, given x = code XOR query.
+inline int table_distance(const Layout& l, const word_t* x, int t) {
+  int d = 0;
+  for (int w = 0; w < l.n_words; ++w) d += popcount64(x[w] & l.masks[t][w]);
+  return d;
 }
 
 void check_sizes(index_t n_queries, index_t n_codes) {
@@ -96,7 +140,7 @@ class Searcher {
 
   void start(const word_t* query) {
     query_ = query;
-    for (int t = 0; t < l_.m; ++t) keys_[t] = substring(query, l_.starts[t], l_.widths[t]);
+    for (int t = 0; t < l_.m; ++t) keys_[t] = table_key(l_, query, t);
     work_ = 0;
   }
   std::int64_t work() const { return work_; }
@@ -144,7 +188,7 @@ class Searcher {
     for (int w = 0; w < n_words_; ++w) x[w] = code[w] ^ query_[w];
     for (int j = 0; j < l_.m; ++j) {
       if (j == t) continue;
-      const int d = popcount64(substring(x, l_.starts[j], l_.widths[j]));
+      const int d = table_distance(l_, x, j);
       if (d < r || (j < t && d == r)) return false;
     }
     return true;
@@ -211,8 +255,9 @@ std::int64_t mih_offsets_size(const std::int32_t* widths, int n_tables) {
 }
 
 void mih_build(const word_t* codes, index_t n_codes, int n_words, const std::int32_t* widths,
-               int n_tables, int num_threads, std::uint32_t* offsets, std::uint32_t* rows) {
-  const Layout l = make_layout(widths, n_tables, n_words);
+               int n_tables, const std::int32_t* bit_order, int num_threads,
+               std::uint32_t* offsets, std::uint32_t* rows) {
+  const Layout l = make_layout(widths, n_tables, bit_order, n_words);
   check_sizes(0, n_codes);
   const int threads = std::min(resolve_threads(num_threads), n_tables);
   (void)threads;  // only read by the OpenMP clause
@@ -220,21 +265,29 @@ void mih_build(const word_t* codes, index_t n_codes, int n_words, const std::int
   // them into bucket starts, the scatter advances off[key] to the bucket's
   // end (= the next bucket's start), and one shift restores the starts.
   // Rows are visited in ascending order, so each bucket lists them sorted.
+  // The keys are computed once per table (a gathered key costs one step per
+  // bit) and kept for the scatter.
+  ErrorCapture errors;
 PYSPEC_OMP(omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1))
   for (int t = 0; t < n_tables; ++t) {
-    std::uint32_t* off = offsets + l.bases[t];
-    std::uint32_t* out = rows + static_cast<std::int64_t>(t) * n_codes;
-    const std::size_t n_keys = std::size_t{1} << l.widths[t];
-    std::fill(off, off + n_keys + 1, 0u);
-    for (index_t i = 0; i < n_codes; ++i)
-      ++off[substring(codes + i * n_words, l.starts[t], l.widths[t]) + 1];
-    for (std::size_t key = 0; key < n_keys; ++key) off[key + 1] += off[key];
-    for (index_t i = 0; i < n_codes; ++i)
-      out[off[substring(codes + i * n_words, l.starts[t], l.widths[t])]++] =
-          static_cast<std::uint32_t>(i);
-    for (std::size_t key = n_keys; key > 0; --key) off[key] = off[key - 1];
-    off[0] = 0;
+    errors.run([&] {
+      std::uint32_t* off = offsets + l.bases[t];
+      std::uint32_t* out = rows + static_cast<std::int64_t>(t) * n_codes;
+      const std::size_t n_keys = std::size_t{1} << l.widths[t];
+      std::vector<std::uint32_t> keys(static_cast<std::size_t>(n_codes));
+      std::fill(off, off + n_keys + 1, 0u);
+      for (index_t i = 0; i < n_codes; ++i) {
+        keys[static_cast<std::size_t>(i)] = table_key(l, codes + i * n_words, t);
+        ++off[keys[static_cast<std::size_t>(i)] + 1];
+      }
+      for (std::size_t key = 0; key < n_keys; ++key) off[key + 1] += off[key];
+      for (index_t i = 0; i < n_codes; ++i)
+        out[off[keys[static_cast<std::size_t>(i)]]++] = static_cast<std::uint32_t>(i);
+      for (std::size_t key = n_keys; key > 0; --key) off[key] = off[key - 1];
+      off[0] = 0;
+    });
   }
+  errors.rethrow();
 }
 
 bool mih_check_tables(const std::int32_t* widths, int n_tables, index_t n_codes,
@@ -258,7 +311,7 @@ void mih_knn(const word_t* queries, index_t n_queries, const word_t* codes, cons
              index_t n_codes, int n_words, const MihTables& tables, index_t k,
              std::int32_t pad_distance, std::int64_t max_work, int num_threads,
              std::int32_t* out_distances, index_t* out_ids, std::int64_t* out_work) {
-  const Layout l = make_layout(tables.widths, tables.n_tables, n_words);
+  const Layout l = make_layout(tables.widths, tables.n_tables, tables.bit_order, n_words);
   check_sizes(n_queries, n_codes);
   if (k < 0) throw std::invalid_argument("mih_knn: k must be >= 0");
   std::fill(out_work, out_work + n_queries, 0);
@@ -301,7 +354,7 @@ void mih_range(const word_t* queries, index_t n_queries, const word_t* codes,
                const index_t* ids, index_t n_codes, int n_words, const MihTables& tables,
                std::int32_t radius, std::int64_t max_work, int num_threads, RangeHits& out,
                std::int64_t* out_work) {
-  const Layout l = make_layout(tables.widths, tables.n_tables, n_words);
+  const Layout l = make_layout(tables.widths, tables.n_tables, tables.bit_order, n_words);
   check_sizes(n_queries, n_codes);
   using Hits = RangeHitList;
   std::vector<Hits> per_query(static_cast<std::size_t>(n_queries));

@@ -2,8 +2,8 @@
 // only the codes sharing a nearly equal substring with the query.
 //
 // Method (Norouzi, Punjani & Fleet, "Fast search in Hamming space with
-// multi-index hashing", CVPR 2012): the n_bits of a code are cut into m
-// contiguous substrings of widths[t] bits (t = 0..m-1, sum = n_bits). If two
+// multi-index hashing", CVPR 2012): the n_bits of a code are split into m
+// disjoint substrings of widths[t] bits (t = 0..m-1, sum = n_bits). If two
 // codes differ in d bits, at least one substring differs in at most
 // floor(d / m) bits (pigeonhole), so probing, in each substring's table, all
 // keys within a small radius of the query's substring finds every code
@@ -32,13 +32,18 @@
 //
 // Table layout (built by mih_build, read by the searches):
 //   widths  : int32 (m,), 1 <= widths[t] <= kMihMaxWidth, sum <= 64 * n_words.
-//             Substring t covers bits [sum(widths[:t]), sum(widths[:t+1])),
-//             with bit j in word j / 64 at position j % 64.
+//   bit_order : int32 (sum(widths),) distinct bit positions, or none (the
+//             identity 0, 1, 2, ...). Substring t is made of the code bits
+//             bit_order[sum(widths[:t]) .. sum(widths[:t+1])), the j-th of
+//             them is bit j of the key; bit p of a code is bit p % 64 of
+//             word p / 64. Any order keeps results exact (the pigeonhole
+//             argument only needs disjoint substrings); a learned order that
+//             groups weakly correlated bits spreads clustered codes over
+//             more buckets (pyspec/index/_mih.py chooses it).
 //   offsets : uint32, concatenation over t of (2^widths[t] + 1) entries;
 //             bucket `key` of table t is rows_t[off_t[key] : off_t[key+1]].
 //   rows    : uint32 (m, n_codes); rows_t is a permutation of 0..n_codes-1.
-// Codes must have every bit above sum(widths) zero (queries too): those bits
-// are in no substring. n_codes < 2^32.
+// Codes must have every bit outside the substrings zero (queries too). n_codes < 2^32.
 //
 // Threading: parallel over queries (each query on one thread, dynamic
 // schedule); results do not depend on the thread count. The scan fallback
@@ -68,10 +73,12 @@ std::int64_t mih_offsets_size(const std::int32_t* widths, int n_tables);
 
 // Builds the tables of `codes` (uint64 (n_codes, n_words)) into `offsets`
 // (mih_offsets_size entries) and `rows` (uint32 (n_tables, n_codes)).
-// Parallel over tables. Throws std::invalid_argument for bad widths or
-// n_codes >= 2^32.
+// `bit_order` as in the layout above (nullptr: the identity). Parallel over
+// tables. Throws std::invalid_argument for bad widths, a bit order that
+// repeats a bit or names one outside the code, or n_codes >= 2^32.
 void mih_build(const word_t* codes, index_t n_codes, int n_words, const std::int32_t* widths,
-               int n_tables, int num_threads, std::uint32_t* offsets, std::uint32_t* rows);
+               int n_tables, const std::int32_t* bit_order, int num_threads,
+               std::uint32_t* offsets, std::uint32_t* rows);
 
 // Checks tables read from a file before they are searched (a corrupted
 // table could index out of bounds): offsets non-decreasing per table,
@@ -86,6 +93,7 @@ struct MihTables {
   int n_tables;
   const std::uint32_t* offsets;
   const std::uint32_t* rows;
+  const std::int32_t* bit_order;  // sum(widths) bits, or nullptr: 0, 1, 2, ...
 };
 
 // k nearest codes of each query; same arrays, ordering, padding and errors

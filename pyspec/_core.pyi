@@ -47,12 +47,15 @@ def hamming_distances(
 ) -> npt.NDArray[np.int32]: ...
 
 # Multi-index hashing (csrc/mih.hpp): widths int32 (m,), offsets uint32
-# (sum(2**widths + 1),), rows uint32 (m, n_codes); work int64 (n_queries,),
-# negative (-work - 1) for queries answered by the scan fallback.
+# (sum(2**widths + 1),), rows uint32 (m, n_codes); bit_order int32
+# (sum(widths),) distinct bits forming the substrings (None: 0, 1, 2, ...);
+# work int64 (n_queries,), negative (-work - 1) for queries answered by the
+# scan fallback.
 def mih_build(
     codes: npt.NDArray[np.uint64],
     widths: npt.NDArray[np.int32],
     num_threads: int = 0,
+    bit_order: npt.NDArray[np.int32] | None = None,
 ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]]: ...
 def mih_check_tables(
     widths: npt.NDArray[np.int32],
@@ -71,6 +74,7 @@ def mih_knn(
     pad_distance: int,
     max_work: int = 0,
     num_threads: int = 0,
+    bit_order: npt.NDArray[np.int32] | None = None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int64]]: ...
 def mih_range(
     queries: npt.NDArray[np.uint64],
@@ -82,6 +86,7 @@ def mih_range(
     radius: int,
     max_work: int = 0,
     num_threads: int = 0,
+    bit_order: npt.NDArray[np.int32] | None = None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int32],
            npt.NDArray[np.int64]]: ...
 

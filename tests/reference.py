@@ -47,9 +47,13 @@ def hamming_range_ref(queries: np.ndarray, codes: np.ndarray, ids: np.ndarray,
             np.concatenate(out_d or [np.empty(0, np.int32)]).astype(np.int32))
 
 
-def mih_substrings_ref(codes: np.ndarray, widths: np.ndarray) -> np.ndarray:
-    """int64 (n, m): substring t of each code = bits [sum(widths[:t]), sum(widths[:t+1]))."""
+def mih_substrings_ref(codes: np.ndarray, widths: np.ndarray,
+                       bit_order: np.ndarray | None = None) -> np.ndarray:
+    """int64 (n, m): substring t of each code = bits [sum(widths[:t]), sum(widths[:t+1]))
+    of the code with its bits taken in ``bit_order`` (None: 0, 1, 2, ...)."""
     bits = np.unpackbits(codes.view(np.uint8), axis=1, bitorder="little").astype(np.int64)
+    if bit_order is not None:
+        bits = bits[:, bit_order]
     starts = np.concatenate([[0], np.cumsum(widths)])
     keys = np.zeros((codes.shape[0], len(widths)), dtype=np.int64)
     for t, w in enumerate(widths):
@@ -57,9 +61,10 @@ def mih_substrings_ref(codes: np.ndarray, widths: np.ndarray) -> np.ndarray:
     return keys
 
 
-def mih_tables_ref(codes: np.ndarray, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def mih_tables_ref(codes: np.ndarray, widths: np.ndarray,
+                   bit_order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(offsets uint32, rows uint32 (m, n)): per table a CSR of rows bucketed by substring."""
-    keys = mih_substrings_ref(codes, widths)
+    keys = mih_substrings_ref(codes, widths, bit_order)
     offsets, rows = [], []
     for t, w in enumerate(widths):
         counts = np.bincount(keys[:, t], minlength=1 << int(w))

@@ -16,7 +16,7 @@ import pickle
 import numpy as np
 import pytest
 
-from pyspec import HammingIndex
+from pyspec import HammingIndex, _core
 from pyspec._fileformat import read_container, write_container
 from pyspec.errors import IndexFormatError
 from pyspec.index._mih import MIH_MIN_CODES
@@ -110,11 +110,16 @@ def test_save_load_keeps_tables_memory_mapped(tmp_path, clustered):
     expected = index.search(queries, 10)
     path = tmp_path / "index.bin"
     index.save(path)
+    order = index._mih_tables.bit_order
+    # the learned order is a permutation, and not the identity on clustered codes
+    np.testing.assert_array_equal(np.sort(order), np.arange(256))
+    assert (order != np.arange(256)).any()
     for mmap in (False, True):
         loaded = HammingIndex.load(path, mmap=mmap)
         assert loaded.method == "auto"
         assert loaded._mih_tables is not None
         assert isinstance(loaded._mih_tables.rows, np.memmap) == mmap
+        np.testing.assert_array_equal(loaded._mih_tables.bit_order, order)
         assert loaded.plan(k=10).method == "mih"
         _assert_same(loaded.search(queries, 10), expected)
     loaded.add(codes[:10])  # copies out of the map, then searches the new codes too
@@ -136,10 +141,14 @@ def test_corrupted_or_foreign_tables_are_rejected(tmp_path, clustered):
         "offsets": dict(arrays, mih_offsets=arrays["mih_offsets"][::-1].copy()),
         "widths": dict(arrays, mih_widths=arrays["mih_widths"] + 1),
         "incomplete": {k: v for k, v in arrays.items() if k != "mih_rows"},
+        "order_repeats": dict(arrays, mih_bit_order=np.zeros(256, np.int32)),
+        "order_outside": dict(arrays, mih_bit_order=arrays["mih_bit_order"] + 1),
+        "order_short": dict(arrays, mih_bit_order=arrays["mih_bit_order"][:-1].copy()),
+        "order_dtype": dict(arrays, mih_bit_order=arrays["mih_bit_order"].astype(np.int64)),
     }
     for name, bad in cases.items():
         write_container(tmp_path / f"{name}.bin", b"HX", bad, meta)
-        with pytest.raises(IndexFormatError):
+        with pytest.raises(IndexFormatError, match="bit order" if "order" in name else None):
             HammingIndex.load(tmp_path / f"{name}.bin")
     write_container(tmp_path / "method.bin", b"HX", arrays, dict(meta, method="fast"))
     with pytest.raises(IndexFormatError, match="method"):
@@ -202,3 +211,22 @@ def test_auto_index_saved_without_tables_scans_until_the_next_add(tmp_path, clus
     loaded.add(codes[:5])
     assert loaded._mih_tables is not None
     assert loaded.plan(k=10).method == "mih"
+
+
+def test_tables_written_before_the_learned_bit_order_still_load(tmp_path, clustered):
+    # Session-6 files: contiguous substrings, no mih_bit_order array.
+    codes, queries = clustered
+    index = _filled(codes, "mih")
+    index.save(tmp_path / "new.bin")
+    arrays, meta = read_container(tmp_path / "new.bin", b"HX")
+    del arrays["mih_bit_order"]
+    arrays["mih_offsets"], arrays["mih_rows"] = _core.mih_build(codes, arrays["mih_widths"])
+    write_container(tmp_path / "old.bin", b"HX", arrays, meta)
+    for mmap in (False, True):
+        loaded = HammingIndex.load(tmp_path / "old.bin", mmap=mmap)
+        assert loaded._mih_tables.bit_order is None
+        for k in (1, 10):
+            _assert_same(loaded.search(queries, k), index.search(queries, k))
+        _assert_same(loaded.range_search(queries, 5), index.range_search(queries, 5))
+    loaded.save(tmp_path / "again.bin")  # still written without an order
+    assert "mih_bit_order" not in read_container(tmp_path / "again.bin", b"HX")[0]

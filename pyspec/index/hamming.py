@@ -175,7 +175,8 @@ class HammingIndex:
         per search, the cheaper of the two by a cost model (see
         :meth:`plan`); a query whose MIH work would exceed a scan's is then
         answered by the scan. The default is "scan": on codes of real-like
-        spectra the tables (about twice the codes' memory) did not pay
+        spectra the tables (two to three times the codes' memory) did not
+        pay, even with substrings of learned, weakly correlated bits
         (bench/RESULTS.md, issue 21), so they are built only when asked for.
 
     Attributes
@@ -442,7 +443,7 @@ class HammingIndex:
         if n and (method == "mih" or (method == "auto" and n >= _mih.MIH_MIN_CODES)):
             widths = _mih.choose_widths(n_bits, int(n))
             total += 4 * (widths.size * int(n) + int((2 ** widths.astype(np.int64) + 1).sum()))
-            total += widths.nbytes
+            total += widths.nbytes + 4 * n_bits  # + the bit order
         return int(total)
 
     # -- method choice and multi-index hashing -----------------------------
@@ -517,8 +518,7 @@ class HammingIndex:
         codes, ids, tables = self._synced_view()
         # "auto" caps each query's MIH work at one scan (then scans it).
         max_work = len(ids) if self.method == "auto" else 0
-        out_ids, dist, _ = _core.mih_knn(q, codes, ids, *tables, k,
-                                         self.pad_distance, max_work, threads)
+        out_ids, dist, _ = tables.knn(q, codes, ids, k, self.pad_distance, max_work, threads)
         return out_ids, dist
 
     def _range(self, q: np.ndarray, radius: int,
@@ -530,8 +530,7 @@ class HammingIndex:
             return _core.hamming_range(q, codes, ids, radius, threads)
         codes, ids, tables = self._synced_view()
         max_work = len(ids) if self.method == "auto" else 0
-        offsets, out_ids, dist, _ = _core.mih_range(q, codes, ids, *tables, radius,
-                                                    max_work, threads)
+        offsets, out_ids, dist, _ = tables.range_search(q, codes, ids, radius, max_work, threads)
         return offsets, out_ids, dist
 
     # -- persistence -------------------------------------------------------

@@ -5,7 +5,9 @@ ids, ties by id), at 1, 2 and 4 threads. The data is clustered like codes of
 similar spectra: a few centres, each row a centre with 0-40 bits flipped, so
 neighbour distances range from 0 (duplicates, many ties; ids are shuffled)
 to far, and buckets are crowded. Widths cover word-crossing substrings,
-unequal widths and single-table layouts.
+unequal widths and single-table layouts; bit orders cover the identity, a
+random permutation (substrings gather bits from every word) and the order
+learned from the codes (pyspec.index._mih.learn_bit_order).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pytest
 from reference import hamming_knn_ref, hamming_range_ref, mih_tables_ref
 
 from pyspec import _core
-from pyspec.index._mih import choose_widths
+from pyspec.index._mih import choose_widths, learn_bit_order
 
 _CACHE: dict[tuple, dict] = {}
 
@@ -38,8 +40,9 @@ def clustered_codes(rng: np.random.Generator, n: int, n_bits: int) -> np.ndarray
     return np.ascontiguousarray(codes)
 
 
-def make_case(n_bits: int, widths: tuple[int, ...] | None = None, n: int = 3000) -> dict:
-    key = (n_bits, widths, n)
+def make_case(n_bits: int, widths: tuple[int, ...] | None = None, n: int = 3000,
+              order: str | None = None) -> dict:
+    key = (n_bits, widths, n, order)
     if key in _CACHE:
         return _CACHE[key]
     rng = np.random.default_rng(77 + n_bits + n)
@@ -51,9 +54,14 @@ def make_case(n_bits: int, widths: tuple[int, ...] | None = None, n: int = 3000)
     far = _mask_bits(rng.integers(0, 2**64, size=(3, n_words), dtype=np.uint64), n_bits)
     queries = np.ascontiguousarray(np.concatenate([near, fresh, far]))
     w = choose_widths(n_bits, n) if widths is None else np.asarray(widths, dtype=np.int32)
-    offsets, rows = _core.mih_build(codes, w, 2)
+    bit_order = None
+    if order == "learned":
+        bit_order = learn_bit_order(codes, n_bits, w)
+    elif order == "random":
+        bit_order = rng.permutation(n_bits).astype(np.int32)
+    offsets, rows = _core.mih_build(codes, w, 2, bit_order=bit_order)
     case = {"codes": codes, "ids": ids, "queries": queries, "widths": w, "offsets": offsets,
-            "rows": rows, "n_bits": n_bits}
+            "rows": rows, "n_bits": n_bits, "bit_order": bit_order}
     _CACHE[key] = case
     return case
 
@@ -62,44 +70,49 @@ def make_case(n_bits: int, widths: tuple[int, ...] | None = None, n: int = 3000)
 # layouts: substrings crossing word boundaries (15-bit substrings start at
 # 60, 120, 180, 240), unequal widths up to the widest (24), one table over a
 # whole short code.
-LAYOUTS = [(32, None), (64, None), (200, None), (256, None), (512, None),
-           (256, (15,) * 17 + (1,)), (128, (7, 24, 20, 20, 20, 20, 17)), (20, (20,))]
+LAYOUTS = [(32, None, None), (64, None, None), (200, None, None), (256, None, None),
+           (512, None, None), (256, (15,) * 17 + (1,), None),
+           (128, (7, 24, 20, 20, 20, 20, 17), None), (20, (20,), None),
+           (256, None, "learned"), (200, None, "random"),
+           (128, (7, 24, 20, 20, 20, 20, 17), "random")]
 
 
 def tables(case: dict) -> tuple:
     return case["widths"], case["offsets"], case["rows"]
 
 
-@pytest.mark.parametrize(("n_bits", "widths"), LAYOUTS)
-def test_build_equals_reference(n_bits, widths):
-    case = make_case(n_bits, widths)
+@pytest.mark.parametrize(("n_bits", "widths", "order"), LAYOUTS)
+def test_build_equals_reference(n_bits, widths, order):
+    case = make_case(n_bits, widths, order=order)
     assert int(case["widths"].sum()) == n_bits
-    ref_offsets, ref_rows = mih_tables_ref(case["codes"], case["widths"])
+    ref_offsets, ref_rows = mih_tables_ref(case["codes"], case["widths"], case["bit_order"])
     np.testing.assert_array_equal(case["offsets"], ref_offsets)
     np.testing.assert_array_equal(case["rows"], ref_rows)
     assert _core.mih_check_tables(*tables(case)[:1], len(case["codes"]), *tables(case)[1:])
 
 
-@pytest.mark.parametrize(("n_bits", "widths"), LAYOUTS)
-def test_knn_equals_reference(num_threads, n_bits, widths):
-    case = make_case(n_bits, widths)
+@pytest.mark.parametrize(("n_bits", "widths", "order"), LAYOUTS)
+def test_knn_equals_reference(num_threads, n_bits, widths, order):
+    case = make_case(n_bits, widths, order=order)
     for k in (1, 10, 64):
         ref_ids, ref_d = hamming_knn_ref(case["queries"], case["codes"], case["ids"], k,
                                          n_bits + 1)
         ids, d, work = _core.mih_knn(case["queries"], case["codes"], case["ids"], *tables(case),
-                                     k, n_bits + 1, 0, num_threads)
+                                     k, n_bits + 1, 0, num_threads,
+                                     bit_order=case["bit_order"])
         np.testing.assert_array_equal(d, ref_d, err_msg=f"k={k}")
         np.testing.assert_array_equal(ids, ref_ids, err_msg=f"k={k}")
         assert (work > 0).all()  # no budget: every query answered by MIH
 
 
-@pytest.mark.parametrize(("n_bits", "widths"), LAYOUTS)
-def test_range_equals_reference(num_threads, n_bits, widths):
-    case = make_case(n_bits, widths)
+@pytest.mark.parametrize(("n_bits", "widths", "order"), LAYOUTS)
+def test_range_equals_reference(num_threads, n_bits, widths, order):
+    case = make_case(n_bits, widths, order=order)
     for radius in (0, 3, n_bits // 8, n_bits // 3):
         ref = hamming_range_ref(case["queries"], case["codes"], case["ids"], radius)
         off, ids, d, _ = _core.mih_range(case["queries"], case["codes"], case["ids"],
-                                         *tables(case), radius, 0, num_threads)
+                                         *tables(case), radius, 0, num_threads,
+                                         bit_order=case["bit_order"])
         np.testing.assert_array_equal(off, ref[0], err_msg=f"radius={radius}")
         np.testing.assert_array_equal(d, ref[2], err_msg=f"radius={radius}")
         np.testing.assert_array_equal(ids, ref[1], err_msg=f"radius={radius}")
@@ -186,3 +199,43 @@ def test_wrong_arrays_straight_to_core(rng):
         _core.mih_build(codes, np.array([24, 24, 24], np.int32))
     with pytest.raises(ValueError, match="k must be"):
         _core.mih_knn(codes, codes, ids, w, off, rows, -1, 65)
+
+
+def test_learned_bit_order_is_a_permutation_that_spreads_correlated_bits():
+    # Codes whose bits come in identical pairs (bit 2i+1 = bit 2i): contiguous
+    # 8-bit substrings hold 4 bits of information each; the learned order
+    # puts one bit of each pair in a table, so its buckets are far emptier.
+    rng = np.random.default_rng(5)
+    half = rng.integers(0, 2, size=(4000, 64), dtype=np.uint8)
+    bits = np.repeat(half, 2, axis=1)
+    codes = np.packbits(bits, axis=1, bitorder="little").view(np.uint64)
+    widths = np.full(16, 8, dtype=np.int32)
+    order = learn_bit_order(codes, 128, widths)
+    np.testing.assert_array_equal(np.sort(order), np.arange(128))
+
+    def collisions(bit_order):
+        offsets, _ = _core.mih_build(np.ascontiguousarray(codes), widths, 1, bit_order=bit_order)
+        counts = np.diff(offsets.astype(np.int64).reshape(16, 257), axis=1)
+        return float((counts.astype(np.float64) ** 2).sum())
+
+    assert collisions(order) < 0.2 * collisions(None)
+
+
+def test_bad_bit_order_is_a_typed_error():
+    case = make_case(64, n=40)
+    codes, ids = case["codes"], case["ids"]
+    w, off, rows = tables(case)
+    repeated = np.arange(64, dtype=np.int32)
+    repeated[5] = 4
+    outside = np.arange(64, dtype=np.int32)
+    outside[0] = 64
+    for bad, match in ((repeated, "repeats"), (outside, "bit position"),
+                       (np.arange(63, dtype=np.int32), "shape")):
+        with pytest.raises(ValueError, match=match):
+            _core.mih_build(codes, w, bit_order=bad)
+        with pytest.raises(ValueError, match=match):
+            _core.mih_knn(codes, codes, ids, w, off, rows, 3, 65, bit_order=bad)
+        with pytest.raises(ValueError, match=match):
+            _core.mih_range(codes, codes, ids, w, off, rows, 3, bit_order=bad)
+    with pytest.raises(TypeError):
+        _core.mih_build(codes, w, bit_order=np.arange(64, dtype=np.int64))
