@@ -207,3 +207,18 @@ def store_meta_rows(store: Any, rows: np.ndarray) -> Any:
         if k in table.colnames:
             table[k].unit = "deg"
     return table
+
+
+def row_ranges(store: Any, n_parts: int, align: int = 1) -> list[tuple[str, int, int, int]]:
+    """(store path, first row, end row, global row of the first) of each part of ``store``:
+    the shard stores of a sharded store, else ``n_parts`` about equal row ranges of one
+    store, each starting at a multiple of ``align`` rows (empty ones left out)."""
+    if isinstance(store, ShardedStore):
+        return [(str(s.path), 0, len(s), int(off))
+                for s, off in zip(store.shards, store.offsets[:-1], strict=True)]
+    n = len(store)
+    bounds = np.minimum(np.round(np.linspace(0, n, int(n_parts) + 1) / align) * align, n)
+    bounds[-1] = n
+    bounds = bounds.astype(int)
+    return [(str(store.path), int(a), int(b), int(a))
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
