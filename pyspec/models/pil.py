@@ -40,6 +40,7 @@ Gram sums (partial sums add up, :func:`add_layer_stats`) and
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -113,12 +114,15 @@ def _standardise(S: np.ndarray, W: np.ndarray, nt: int | None) -> tuple[np.ndarr
 
 def add_layer_stats(a: list[linalg.GramAccumulator], b: list[linalg.GramAccumulator]
                     ) -> list[linalg.GramAccumulator]:
-    """Sum two parts' :meth:`PILHasher._layer_stats` (into ``a``, which is returned)."""
+    """The sum of two parts' :meth:`PILHasher._layer_stats` (new accumulators: a cluster may
+    still hold the parts)."""
+    out = []
     for x, y in zip(a, b, strict=True):
-        x.gram += y.gram
-        x.cross += y.cross
-        x.n_samples += y.n_samples
-    return a
+        total = copy.copy(x)
+        total.gram, total.cross = x.gram + y.gram, x.cross + y.cross
+        total.n_samples = x.n_samples + y.n_samples
+        out.append(total)
+    return out
 
 
 class PILHasher(BaseHasher):
