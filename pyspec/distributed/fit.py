@@ -57,7 +57,13 @@ from pyspec.models.base import (
     fold_blocks,
 )
 from pyspec.models.pil import PILHasher, add_layer_stats
-from pyspec.models.pq import ProductQuantizer, farthest_rows, kmeans_stats, merge_farthest
+from pyspec.models.pq import (
+    ProductQuantizer,
+    farthest_rows,
+    kmeans_stats,
+    merge_farthest,
+    squared_norm,
+)
 from pyspec.search_checks import to_search_space
 
 __all__ = ["fit_streamed", "STREAMED_MODELS"]
@@ -136,6 +142,11 @@ def _pq_stats(path: str, start: int, stop: int, offset: int, local: np.ndarray |
     parts = [kmeans_stats(x, centers, bounds, nt)
              for x in _PartRows(path, start, stop, space).rows(local)]
     return functools.reduce(operator.add, parts)
+
+
+def _pq_norm(path: str, start: int, stop: int, offset: int, local: np.ndarray | None, *,
+             bounds: np.ndarray, space: str | None) -> float:
+    return sum(squared_norm(x, bounds) for x in _PartRows(path, start, stop, space).rows(local))
 
 
 def _pq_farthest(path: str, start: int, stop: int, offset: int, local: np.ndarray | None, *,
@@ -224,7 +235,9 @@ def _fit_pq(pq: ProductQuantizer, store: Any, parts: list[tuple], client: Any,
                                 functools.partial(merge_farthest, want=want), centers=c,
                                 bounds=bounds, want=want, space=space, nt=nt)
 
-    pq._lloyd(centers, bounds, stats, farthest)
+    xnorm_total = reduce_per_shard(client, _pq_norm, tasks, operator.add, bounds=bounds,
+                                   space=space)
+    pq._lloyd(centers, bounds, xnorm_total, stats, farthest)
 
 
 def fit_streamed(model: Any, store: Any, *, client: Any = None, n_parts: int | None = None,

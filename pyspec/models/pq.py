@@ -91,11 +91,10 @@ class KMeansStats(NamedTuple):
     sums: np.ndarray       # float64 (K, D): per centroid, the sum of its rows' segments
     counts: np.ndarray     # int64 (M, K): rows assigned to each centroid of each segment
     best_total: float      # sum of the rows' ||c||^2 - 2 x.c scores to their centroids
-    xnorm_total: float     # sum of the rows' squared norms
 
     def __add__(self, other: tuple) -> KMeansStats:  # type: ignore[override]
         return KMeansStats(self.sums + other[0], self.counts + other[1],
-                           self.best_total + other[2], self.xnorm_total + other[3])
+                           self.best_total + other[2])
 
 
 def _assign(X: np.ndarray, centers: np.ndarray, bounds: np.ndarray,
@@ -110,11 +109,16 @@ def kmeans_stats(X: np.ndarray, centers: np.ndarray, bounds: np.ndarray,
                  nt: int = 0) -> KMeansStats:
     """Assignment of rows X (float32, C-contiguous) to ``centers`` and the sums a Lloyd
     step needs. Statistics of disjoint row sets add up (``a + b``) to those of their
-    union, so shards compute them apart and a client reduces them."""
+    union, so shards compute them apart and a client reduces them. (The inertia adds
+    the rows' squared norms, which do not change between steps: :func:`squared_norm`.)"""
     codes, best = _assign(X, centers, bounds, nt)
     sums, counts = _core.pq_accumulate(X, codes, bounds, centers.shape[0], num_threads=nt)
-    xnorm = ProductQuantizer._segment_sq_norms(X, bounds)
-    return KMeansStats(sums, counts, float(best.sum(dtype=np.float64)), float(xnorm.sum()))
+    return KMeansStats(sums, counts, float(best.sum(dtype=np.float64)))
+
+
+def squared_norm(X: np.ndarray, bounds: np.ndarray) -> float:
+    """Sum of the squared values of rows X (float64, summed segment by segment)."""
+    return float(ProductQuantizer._segment_sq_norms(X, bounds).sum())
 
 
 def farthest_rows(X: np.ndarray, centers: np.ndarray, bounds: np.ndarray, want: dict[int, int],
@@ -314,7 +318,8 @@ class ProductQuantizer(TransformerMixin, BaseEstimator):
         if rows is not None:
             X = np.ascontiguousarray(X[rows])
         centers = self._kmeans_init(X, bounds, rng, nt)
-        self._lloyd(centers, bounds, lambda c: kmeans_stats(X, c, bounds, nt),
+        self._lloyd(centers, bounds, squared_norm(X, bounds),
+                    lambda c: kmeans_stats(X, c, bounds, nt),
                     lambda c, want: farthest_rows(X, c, bounds, want, None, nt))
         return self
 
@@ -362,9 +367,11 @@ class ProductQuantizer(TransformerMixin, BaseEstimator):
         seeds = rng.integers(0, 2**63 - 1, size=len(bounds) - 1, dtype=np.int64).astype(np.uint64)
         return _core.pq_kmeanspp(X, bounds, int(self.n_centroids), seeds, num_threads=nt)
 
-    def _lloyd(self, centers: np.ndarray, bounds: np.ndarray,
+    def _lloyd(self, centers: np.ndarray, bounds: np.ndarray, xnorm_total: float,
                stats: Any, farthest: Any) -> None:
         """Lloyd iterations from ``centers``; sets the codebook, ``inertia_`` and ``n_iter_``.
+
+        ``xnorm_total``: :func:`squared_norm` of every training row.
 
         ``stats(centers)`` is :func:`kmeans_stats` summed over every training row
         and ``farthest(centers, want)`` :func:`farthest_rows` merged over them
@@ -378,15 +385,14 @@ class ProductQuantizer(TransformerMixin, BaseEstimator):
         it = 0
         for it in range(1, int(self.n_iter) + 1):  # noqa: B007 (it is read after the loop)
             part = stats(centers)
-            inertia = max(part.xnorm_total + part.best_total, 0.0)
+            inertia = max(xnorm_total + part.best_total, 0.0)
             centers = self._update(centers, part.sums, part.counts, bounds, farthest)
             if prev is not None and prev - inertia <= self.tol * prev:
                 break
             prev = inertia
         self._set_codebook(centers, bounds)
         if int(self.n_iter) == 0:
-            part = stats(centers)
-            inertia = max(part.xnorm_total + part.best_total, 0.0)
+            inertia = max(xnorm_total + stats(centers).best_total, 0.0)
         self.inertia_ = inertia
         self.n_iter_ = it
 
