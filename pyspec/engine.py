@@ -177,7 +177,8 @@ class Engine(QueryMixin):
               num_threads: int | None = None, progress: bool = False,
               overwrite: bool = False, random_state: int | None = 0,
               allow_unknown_preprocessing: bool = False, rerank_space: str = "pca",
-              n_components: int | None = None, backend: str | Backend | None = None) -> Engine:
+              n_components: int | None = None, backend: str | Backend | None = None,
+              rerank_basis: Any = None) -> Engine:
         """Fit (if needed) ``model``, encode ``store`` in chunks and write the engine to ``out``.
 
         Parameters
@@ -219,6 +220,9 @@ class Engine(QueryMixin):
             A backend of :mod:`pyspec.backends` other than the model class's
             default, e.g. "pil-graph" (a PILHasher's embeddings in an HNSW
             graph).
+        rerank_basis : PrincipalBasis, optional
+            For ``rerank_space="pca"``: a basis fitted elsewhere, used instead of
+            fitting one here (the shards of a sharded build share one).
 
         Returns
         -------
@@ -273,9 +277,9 @@ class Engine(QueryMixin):
             from pyspec.rerank_space import PCA_COMPONENTS, fit_principal_basis, n_pca_components
 
             c = n_pca_components(n, n_pix, n_components or PCA_COMPONENTS)
-            basis = fit_principal_basis(store.flux, c, chunk_size=chunk_size,
-                                        random_state=random_state,
-                                        transform=lambda x: to_search_space(x, space))
+            basis = rerank_basis or fit_principal_basis(
+                store.flux, c, chunk_size=chunk_size, random_state=random_state,
+                transform=lambda x: to_search_space(x, space))
             rerank = basis, np.empty((n, basis.n_components), np.float32)
         pca_s = time.perf_counter() - t0
         n_in = getattr(model, "n_features_in_", None)

@@ -25,6 +25,14 @@ uses pyspec's own engines:
 * ``method="pq"``: the same with a :class:`~pyspec.models.pq.ProductQuantizer`
   and the ADC scan of :class:`~pyspec.index.pq.PQIndex` for the candidates.
 
+``source`` may also be an :class:`~pyspec.Engine`, single or sharded
+(:func:`engine_neighbours`): every stored spectrum is then a query of the
+engine's own two-stage search (its codes select candidates, exact squared L2
+in its re-rank space orders them). A sharded engine runs each block of
+queries against every shard (as Dask tasks when it has a client) and merges
+the shards' lists exactly by (distance, global row), so its graph is the
+graph of one engine over the same spectra, edge for edge.
+
 ``source`` may be a float matrix, a :class:`~pyspec.SpectrumStore` (or its
 directory): stores are read through their memory map block by block, and
 when the neighbour table itself would be large (``n * k`` above
@@ -46,7 +54,7 @@ from pyspec._numba_cache import CACHE
 from pyspec._topk import _insert_sorted, _reset_topk, _row_norms
 from pyspec._validation import check_num_threads
 
-__all__ = ["knn_graph", "knn_neighbours", "METHODS"]
+__all__ = ["knn_graph", "knn_neighbours", "engine_neighbours", "METHODS"]
 
 METHODS = ("auto", "exact", "ivf", "hamming", "pq")
 MODES = ("connectivity", "distance")
@@ -375,6 +383,47 @@ def _project(x: np.ndarray, n_components: int, n_train: int, seed: int) -> np.nd
     return out
 
 
+def engine_neighbours(engine: Any, k: int = 10, *, n_candidates: int | None = None,
+                      block_size: int = 4096, num_threads: int | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest other rows of every row of an engine, by the engine's own search.
+
+    Each block of stored rows is searched (:meth:`Engine.search_prepared`:
+    on a sharded engine, per shard and merged by (distance, global row)) for
+    ``n_candidates`` candidates (default as in a query:
+    :func:`pyspec.search_checks.default_candidates`), which are re-ranked
+    by exact squared L2 in the engine's re-rank space (:meth:`Engine.rerank`);
+    a row's own entry is dropped. Returns (ids int64 (n, k), squared
+    distances float32 (n, k)) ordered by (distance, row), as
+    :func:`knn_neighbours` does.
+    """
+    from pyspec.search_checks import default_candidates
+
+    n = len(engine)
+    k = _check_k(k, n)
+    m = default_candidates(k + 1, n) if n_candidates is None else int(n_candidates)
+    if not k + 1 <= m <= n:
+        raise ValueError(f"n_candidates must be in [k + 1, n_spectra] = [{k + 1}, {n}], "
+                         f"got {n_candidates!r}")
+    flux = engine.store.flux
+    ids = np.empty((n, k), np.int64)
+    dist = np.empty((n, k), np.float32)
+    for s in range(0, n, max(1, int(block_size))):
+        e = min(n, s + max(1, int(block_size)))
+        q = np.asarray(flux[s:e], np.float32)
+        cand = engine.search_prepared(q, m, num_threads=num_threads).ids
+        got_i, got_d = engine.rerank(q, cand, k + 1)
+        # drop the row itself wherever it ranks (another row may tie with it at 0)
+        order = np.argsort(got_i == np.arange(s, e)[:, None], axis=1, kind="stable")[:, :k]
+        ids[s:e] = np.take_along_axis(got_i, order, axis=1)
+        dist[s:e] = np.take_along_axis(got_d, order, axis=1)
+    return ids, dist
+
+
+def _is_engine(source: Any) -> bool:
+    return hasattr(source, "search_prepared") and hasattr(source, "rerank")
+
+
 def knn_neighbours(source: Any, k: int = 10, method: str = "auto", *,
                    n_components: int | None = None, n_candidates: int | None = None,
                    n_probe: int | None = None, list_size: int | None = None,
@@ -393,7 +442,15 @@ def knn_neighbours(source: Any, k: int = 10, method: str = "auto", *,
     Large tables (``n * k > memmap_threshold``) are memory-mapped files in
     ``memmap_dir`` (default: the system temporary folder), deleted when the
     arrays are no longer referenced on POSIX systems.
+
+    An :class:`~pyspec.Engine` (single or sharded) as ``source`` takes
+    ``method="auto"`` and gives :func:`engine_neighbours`.
     """
+    if _is_engine(source):
+        if method != "auto":
+            raise ValueError(f"an engine's graph comes from its own search: method must be "
+                             f"'auto', got {method!r}")
+        return engine_neighbours(source, k, n_candidates=n_candidates, num_threads=num_threads)
     x = _as_source(source)
     n = x.shape[0]
     k = _check_k(k, n)
@@ -498,8 +555,10 @@ def knn_graph(source: Any, k: int = 10, method: str = "auto", *, mode: str = "co
 
     Parameters
     ----------
-    source : ndarray (n, d), SpectrumStore or store directory
-        Spectra on one grid, finite (a store's rows are).
+    source : ndarray (n, d), SpectrumStore, store directory or Engine
+        Spectra on one grid, finite (a store's rows are); or an engine,
+        single or sharded, whose own search finds the neighbours
+        (:func:`engine_neighbours`; ``method`` stays "auto").
     k : int
         Neighbours per spectrum (self excluded), 1 <= k < n.
     method : "auto", "exact", "ivf", "hamming" or "pq"

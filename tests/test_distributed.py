@@ -52,9 +52,8 @@ def hasher(data):
 
 @pytest.fixture(scope="module")
 def single(data, hasher, tmp_path_factory):
-    # sharded engines re-rank on the stored spectra (no principal-component space yet)
-    return Engine.build(data[0], hasher, out=tmp_path_factory.mktemp("e") / "single",
-                        rerank_space="flux")
+    # sharded engines re-rank in the single engine's principal-component space (issue 19)
+    return Engine.build(data[0], hasher, out=tmp_path_factory.mktemp("e") / "single")
 
 
 @pytest.fixture(scope="module")

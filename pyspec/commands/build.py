@@ -39,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "when that is fewer)")
     parser.add_argument("--fit-sample", type=int, default=None, metavar="N",
                         help="fit an unfitted model on N random spectra (default: all)")
+    parser.add_argument("--fit", default="sample", choices=["sample", "streamed"],
+                        help="sharded builds: fit the model here on --fit-sample spectra or all "
+                             "of them (sample, default), or stream every spectrum through the "
+                             "shards' workers, reducing only statistics here (streamed; pil, pq)")
     parser.add_argument("--chunk-size", type=int, default=8192,
                         help="spectra encoded per chunk (bounds memory; default 8192)")
     add_seed(parser)
@@ -72,7 +76,7 @@ def load_model_file(path: str) -> object:
 _FLAGS = {"n_bits": "--n-bits", "hidden": "--hidden", "n_centroids": "--centroids",
           "n_segments": "--segments", "fit_sample": "--fit-sample",
           "chunk_size": "--chunk-size", "overwrite": "--overwrite",
-          "rerank_space": "--rerank-space", "n_components": "--components"}
+          "rerank_space": "--rerank-space", "n_components": "--components", "fit": "--fit"}
 
 
 def cli_message(message: str) -> str:
@@ -99,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
     if args.shards is not None and args.shards < 1:
         raise ValueError(f"--shards must be >= 1, got {args.shards}")
     sharded = args.shards is not None or uses_cluster(args) or is_sharded_store(args.store)
+    if args.fit == "streamed" and not sharded:
+        raise ValueError("--fit streamed fits across shards: add --shards N, --scheduler or --dask")
     store = open_store(args.store) if not is_sharded_store(args.store) else None
     if args.model_file:
         model = load_model_file(args.model_file)
@@ -120,7 +126,9 @@ def run(args: argparse.Namespace) -> int:
                 engine = build_sharded(store or args.store, model, args.out, n_shards=args.shards,
                                        client=client, fit_sample=args.fit_sample,
                                        chunk_size=args.chunk_size, num_threads=args.num_threads,
-                                       overwrite=args.overwrite, random_state=args.seed)
+                                       overwrite=args.overwrite, random_state=args.seed,
+                                       fit=args.fit, rerank_space=args.rerank_space,
+                                       n_components=args.components)
         else:
             with fit_progress(args, f"build: fit {type(model).__name__}, encode, re-rank space"):
                 engine = Engine.build(

@@ -1,4 +1,4 @@
-"""Scale-out: sharded ingest, build and search, on a Dask cluster or in this process.
+"""Scale-out: sharded ingest, model fit, build and search, on a Dask cluster or here.
 
 Every job here takes ``client=``: a ``distributed.Client``, a scheduler
 address (``"tcp://host:8786"``) or ``None``. With ``None`` the shards are
@@ -19,14 +19,18 @@ Layout on disk:
 Global ids are the concatenation of the shards in manifest order, and
 per-shard top-k lists are merged by (distance, global id): a sharded engine
 answers exactly (ids and distances) what one engine over the concatenated
-spectra answers.
+spectra answers, re-ranked ones included (one principal basis for all
+shards), and so does :func:`pyspec.knn_graph.knn_graph` over it. A model is
+fitted on a sample in the client or streamed across the shards
+(:func:`fit_model`, :func:`fit_streamed`: statistics per shard, reduced).
 """
 
 import importlib
 from typing import Any
 
 # imported on first use, so that `pyspec --help` and the CLI flags stay cheap
-_WHERE = {"build_sharded": "build", "ShardedEngine": "engine",
+_WHERE = {"build_sharded": "build", "fit_model": "build", "fit_streamed": "fit",
+          "ShardedEngine": "engine",
           "ShardedIngestSummary": "ingest", "ingest_sharded": "ingest",
           "merge_ranges": "merge", "merge_topk": "merge",
           "ShardedStore": "store", "open_any_store": "store", "connect": "tasks"}

@@ -8,7 +8,10 @@ row offset. :class:`ShardedEngine` is an :class:`~pyspec.Engine`: ``query``,
 ``Engine.open(DIR)`` returns one. Queries are encoded once (every shard holds
 the same model), each shard is scanned for its own top-k, locally or as a
 Dask task per shard, and the lists are merged exactly by (distance, global
-row) (:mod:`pyspec.distributed.merge`).
+row) (:mod:`pyspec.distributed.merge`). Re-ranking reads every shard's
+projections on the one principal basis the build fitted over the whole
+store (checked on open), as one row space: the re-ranked results are those
+of a single engine too.
 """
 
 from __future__ import annotations
@@ -156,6 +159,7 @@ class ShardedEngine(Engine):
             if s.info["model_class"] != info["model_class"] or s.kind != info["kind"]:
                 raise IndexFormatError(f"{s.path}: a {s.info['model_class']} shard in a "
                                        f"{info['model_class']} engine")
+        _check_same_basis(path, info, shards)
         if sum(len(s) for s in shards) != int(info["n_spectra"]):
             raise IndexFormatError(f"{path}: shards hold {sum(len(s) for s in shards)} spectra, "
                                    f"the manifest says {info['n_spectra']}")
@@ -209,12 +213,36 @@ class ShardedEngine(Engine):
                                   payload=payload, radius=int(radius), num_threads=num_threads)
         return merge_ranges(parts)
 
+    def _principal(self) -> tuple[Any, Any]:
+        """(the shared PrincipalBasis, every shard's projections as one row space)."""
+        if self._pca is None:
+            parts = [s._principal() for s in self.shards]
+            self._pca = parts[0][0], ConcatRows([p[1] for p in parts])
+        return self._pca
+
     @property
     def store(self) -> Any:
         """The shards' stores as one row space (for re-ranking and neighbour spectra)."""
         if self._store is None:
             self._store = _ShardedStoreView(self)
         return self._store
+
+
+def _check_same_basis(path: Path, info: dict[str, Any], shards: list[Engine]) -> None:
+    """A "pca" sharded engine re-ranks in one space: every shard holds the same basis
+    (same data checksums of its mean and axes)."""
+    if (info.get("rerank") or {}).get("space") != "pca":
+        return
+
+    def basis_crcs(shard: Engine) -> tuple:
+        sums = shard.info.get("checksums") or {}
+        return tuple((sums.get(f"rerank/{name}") or {}).get("data_crc32")
+                     for name in ("pca_mean.npy", "pca_axes.npy"))
+
+    if any(s.rerank_space != "pca" for s in shards) or \
+            len({basis_crcs(s) for s in shards}) != 1:
+        raise IndexFormatError(f"{path}: the shards do not share one principal basis; "
+                               "rebuild the sharded engine")
 
 
 def _shard_search_local(shard: Engine, payload: np.ndarray, k: int,

@@ -178,3 +178,18 @@ def select_store_rows(store: Any, select: Callable[[Any], np.ndarray]) -> np.nda
 def store_meta_rows(store: Any, rows: np.ndarray) -> Any:
     """Metadata Table of the given store rows (in that order), reading only those rows."""
     return _meta_reader(store).rows(np.asarray(rows, np.int64))
+
+
+def row_ranges(store: Any, n_parts: int, align: int = 1) -> list[tuple[str, int, int, int]]:
+    """(store path, first row, end row, global row of the first) of each part of ``store``:
+    the shard stores of a sharded store, else ``n_parts`` about equal row ranges of one
+    store, each starting at a multiple of ``align`` rows (empty ones left out)."""
+    if isinstance(store, ShardedStore):
+        return [(str(s.path), 0, len(s), int(off))
+                for s, off in zip(store.shards, store.offsets[:-1], strict=True)]
+    n = len(store)
+    bounds = np.minimum(np.round(np.linspace(0, n, int(n_parts) + 1) / align) * align, n)
+    bounds[-1] = n
+    bounds = bounds.astype(int)
+    return [(str(store.path), int(a), int(b), int(a))
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]

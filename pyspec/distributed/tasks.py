@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -55,6 +56,37 @@ def run_per_shard(client: Any, fn: Callable[..., Any], shard_args: Sequence[tupl
         return client.gather(futures)
     finally:
         for f in futures:
+            f.release()
+
+
+def reduce_per_shard(client: Any, fn: Callable[..., Any], shard_args: Sequence[tuple],
+                     merge: Callable[[Any, Any], Any], **shared: Any) -> Any:
+    """``functools.reduce(merge, [fn(*args, **shared) for args in shard_args])``.
+
+    With a client the shard results never travel to the client one by one:
+    ``merge`` runs as cluster tasks over pairs of neighbouring results, then
+    pairs of those (a tree of depth log2(shards)), and only the total comes
+    back. ``merge`` must be associative (sums, minima, merged top lists);
+    ``shared`` values go to the cluster once, as in :func:`run_per_shard`.
+    """
+    if not shard_args:
+        raise ValueError("nothing to reduce: no shards")
+    if client is None:
+        return functools.reduce(merge, (fn(*args, **shared) for args in shard_args))
+    # a one-element list: scatter sends a list's items apart, and the value must stay whole
+    shared_futures = {k: client.scatter([v], broadcast=True, hash=False)[0]
+                      for k, v in shared.items()}
+    level = [client.submit(fn, *args, **shared_futures, pure=False) for args in shard_args]
+    made = list(level)
+    while len(level) > 1:
+        pairs = [client.submit(merge, level[i], level[i + 1], pure=False)
+                 for i in range(0, len(level) - 1, 2)]
+        level = pairs + level[len(pairs) * 2:]
+        made += pairs
+    try:
+        return level[0].result()
+    finally:
+        for f in made + list(shared_futures.values()):
             f.release()
 
 

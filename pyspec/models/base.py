@@ -12,6 +12,7 @@ packing into the Hamming engine's uint64 layout and save/load through
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -186,8 +187,62 @@ def midpoint_median(values: np.ndarray) -> np.ndarray:
     return ((part[m].astype(np.float64) + part[m + 1]) / 2).astype(np.float32)
 
 
-def streaming_median(embed_chunks: Callable[[], Iterator[np.ndarray]], n_units: int,
-                     lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def _histogram_block(block: np.ndarray, lo: np.ndarray, width: np.ndarray
+                     ) -> tuple[np.ndarray, int]:
+    """Per-unit counts of one block in ``_MEDIAN_BINS`` bins over ``[lo, lo + width)``,
+    plus an under- and an overflow bin: (n_units, _MEDIAN_BINS + 2) int64, rows counted."""
+    nb = _MEDIAN_BINS
+    n_units = block.shape[1]
+    idx = np.floor((block - lo) / width * nb).astype(np.int64) + 1
+    np.clip(idx, 0, nb + 1, out=idx)
+    flat = (np.arange(n_units)[np.newaxis, :] * (nb + 2) + idx).ravel()
+    return np.bincount(flat, minlength=n_units * (nb + 2)).reshape(n_units, nb + 2), block.shape[0]
+
+
+def _range_block(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-unit (min, max) of one block (float64; +-inf for an empty block)."""
+    if not block.shape[0]:
+        return np.full(block.shape[1], np.inf), np.full(block.shape[1], -np.inf)
+    return block.min(axis=0).astype(np.float64), block.max(axis=0).astype(np.float64)
+
+
+def _gap_block(block: np.ndarray, edge: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-unit (largest value <= edge, smallest value > edge) of one block."""
+    under_edge = block <= edge
+    if not block.shape[0]:
+        return np.full(block.shape[1], -np.inf), np.full(block.shape[1], np.inf)
+    return (np.where(under_edge, block, -np.inf).max(axis=0),
+            np.where(under_edge, np.inf, block).min(axis=0))
+
+
+def _sum_pair(a: tuple, b: tuple) -> tuple:
+    return a[0] + b[0], a[1] + b[1]
+
+
+def _range_pair(a: tuple, b: tuple) -> tuple:
+    return np.minimum(a[0], b[0]), np.maximum(a[1], b[1])
+
+
+def _gap_pair(a: tuple, b: tuple) -> tuple:
+    return np.maximum(a[0], b[0]), np.minimum(a[1], b[1])
+
+
+def fold_blocks(embed_chunks: Callable[[], Iterator[np.ndarray]]) -> Callable[..., Any]:
+    """The in-process ``fold`` of :func:`streaming_median`: ``block_fn`` on every block of
+    ``embed_chunks()``, the results combined left to right by ``combine``."""
+    def fold(block_fn: Callable[[np.ndarray], Any], combine: Callable[[Any, Any], Any]) -> Any:
+        acc = None
+        for block in embed_chunks():
+            part = block_fn(block)
+            acc = part if acc is None else combine(acc, part)
+        return acc
+
+    return fold
+
+
+def streaming_median(embed_chunks: Callable[[], Iterator[np.ndarray]] | None, n_units: int,
+                     lo: np.ndarray, hi: np.ndarray,
+                     fold: Callable[..., Any] | None = None) -> np.ndarray:
     """Per-unit medians of a stream of (n, n_units) float32 blocks in bounded memory.
 
     Three passes over ``embed_chunks()``: a 4096-bin histogram per unit over
@@ -198,23 +253,25 @@ def streaming_median(embed_chunks: Callable[[], Iterator[np.ndarray]], n_units: 
     thresholding gives fraction of ones 0.5 up to the values sharing that
     fine bin, and no spectrum sits on a threshold.
     Memory: two (n_units, 4098) int64 arrays, whatever the number of rows.
+
+    Every pass is a fold: a per-block statistic (counts, extremes) combined by
+    an associative, order-free rule (sums, min/max), so the passes may run
+    anywhere. ``fold(block_fn, combine)`` applies ``block_fn`` to every block
+    and combines the results (default: :func:`fold_blocks` over
+    ``embed_chunks``; :mod:`pyspec.distributed.fit` folds per shard on a
+    cluster and reduces the shards' results), and the medians do not depend
+    on how the blocks were cut or grouped.
     """
+    if fold is None:
+        fold = fold_blocks(embed_chunks)
     lo = np.asarray(lo, dtype=np.float64).copy()
     hi = np.asarray(hi, dtype=np.float64).copy()
     width = np.maximum(hi - lo, 1e-30)
-    units = np.arange(n_units)
     nb = _MEDIAN_BINS
 
     def histogram(lo_: np.ndarray, width_: np.ndarray) -> tuple[np.ndarray, int]:
-        counts = np.zeros((n_units, nb + 2), dtype=np.int64)
-        total = 0
-        for block in embed_chunks():
-            idx = np.floor((block - lo_) / width_ * nb).astype(np.int64) + 1
-            np.clip(idx, 0, nb + 1, out=idx)
-            flat = (units[np.newaxis, :] * (nb + 2) + idx).ravel()
-            counts += np.bincount(flat, minlength=n_units * (nb + 2)).reshape(n_units, nb + 2)
-            total += block.shape[0]
-        return counts, total
+        got = fold(functools.partial(_histogram_block, lo=lo_, width=width_), _sum_pair)
+        return (np.zeros((n_units, nb + 2), np.int64), 0) if got is None else got
 
     counts, total = histogram(lo, width)
     if total == 0:
@@ -231,15 +288,11 @@ def streaming_median(embed_chunks: Callable[[], Iterator[np.ndarray]], n_units: 
     if under.any() or over.any():
         # The median fell outside [lo, hi]: fall back to one more coarse pass
         # over the true range of those units.
-        mins = np.full(n_units, np.inf)
-        maxs = np.full(n_units, -np.inf)
-        for block in embed_chunks():
-            mins = np.minimum(mins, block.min(axis=0))
-            maxs = np.maximum(maxs, block.max(axis=0))
+        mins, maxs = fold(_range_block, _range_pair)
         redo = under | over
         lo2 = np.where(redo, mins, lo)
         hi2 = np.where(redo, maxs, hi)
-        return streaming_median(embed_chunks, n_units, lo2, np.nextafter(hi2, np.inf))
+        return streaming_median(embed_chunks, n_units, lo2, np.nextafter(hi2, np.inf), fold)
     fine, _ = histogram(flo, fw)
     # The fine pass counts everything below the coarse bin in its underflow
     # bin, so its cumulative sum is the global rank directly.
@@ -252,12 +305,7 @@ def streaming_median(embed_chunks: Callable[[], Iterator[np.ndarray]], n_units: 
     # the edge itself can land exactly on the median spectrum's value, whose
     # bit would then flip under the last-ulp differences between a batched
     # and a single-row forward pass (see midpoint_median).
-    below = np.full(n_units, -np.inf)
-    above = np.full(n_units, np.inf)
-    for block in embed_chunks():
-        under_edge = block <= edge
-        below = np.maximum(below, np.where(under_edge, block, -np.inf).max(axis=0))
-        above = np.minimum(above, np.where(under_edge, np.inf, block).min(axis=0))
+    below, above = fold(functools.partial(_gap_block, edge=edge), _gap_pair)
     gap = np.isfinite(below) & np.isfinite(above)
     return np.where(gap, (below + above) / 2, edge).astype(np.float32)
 
@@ -481,13 +529,22 @@ class BaseHasher(SpectrumTransformer):
         """
         if not is_chunked_source(X):
             X = ArraySource(X)
+        return self._thresholds_of(n, lambda: self._embed_source(X, nt))
+
+    def _thresholds_of(self, n: int, embed_chunks: Callable[[], Iterator[np.ndarray]],
+                       first: np.ndarray | None = None,
+                       fold: Callable[..., Any] | None = None) -> np.ndarray:
+        """:meth:`_fit_thresholds` on embeddings from ``embed_chunks()`` (all ``n`` rows in
+        order); a streamed fit passes the first chunk_rows embeddings (``first``) and
+        the ``fold`` of :func:`streaming_median` it runs the passes with."""
         if n * int(self.n_bits) <= _EXACT_MEDIAN_LIMIT:
-            return midpoint_median(np.concatenate(list(self._embed_source(X, nt))))
-        first = next(self._embed_source(X, nt))
+            return midpoint_median(np.concatenate(list(embed_chunks())))
+        if first is None:
+            first = next(embed_chunks())
         q_lo, q_hi = np.quantile(first, [0.001, 0.999], axis=0)
         span = np.maximum(q_hi - q_lo, 1e-6)
-        return streaming_median(lambda: self._embed_source(X, nt), first.shape[1],
-                                q_lo - span / 2, q_hi + span / 2)
+        return streaming_median(embed_chunks, first.shape[1], q_lo - span / 2, q_hi + span / 2,
+                                fold)
 
     # ------------------------------------------------------------ persistence
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -31,11 +31,17 @@ data: one for all layers with ``encoder="random"`` (the systems are solved
 together in one batched call), one per layer with ``encoder="beta"``, plus
 two for the median thresholds (two-level histograms, see
 :func:`pyspec.models.base.streaming_median`); an in-memory array uses exact
-``np.median``.
+``np.median``. The passes go through two hooks, so they can also run where
+the spectra are: :meth:`PILHasher._layer_stats` gives a block of spectra's
+Gram sums (partial sums add up, :func:`add_layer_stats`) and
+:meth:`PILHasher._fit_layers` solves the layers from summed statistics;
+:mod:`pyspec.distributed.fit` computes them per shard on a cluster.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -104,6 +110,19 @@ def _standardise(S: np.ndarray, W: np.ndarray, nt: int | None) -> tuple[np.ndarr
     if not sd > 1e-30:
         sd = 1.0
     return (W / sd).astype(np.float32), (-mu / sd).astype(np.float32)
+
+
+def add_layer_stats(a: list[linalg.GramAccumulator], b: list[linalg.GramAccumulator]
+                    ) -> list[linalg.GramAccumulator]:
+    """The sum of two parts' :meth:`PILHasher._layer_stats` (new accumulators: a cluster may
+    still hold the parts)."""
+    out = []
+    for x, y in zip(a, b, strict=True):
+        total = copy.copy(x)
+        total.gram, total.cross = x.gram + y.gram, x.cross + y.cross
+        total.n_samples = x.n_samples + y.n_samples
+        out.append(total)
+    return out
 
 
 class PILHasher(BaseHasher):
@@ -246,6 +265,13 @@ class PILHasher(BaseHasher):
         return X
 
     def _fit(self, X: object, n: int, d: int, rng: np.random.Generator, nt: int | None) -> None:
+        widths = self._fit_widths(n)
+        S = self._calibration_sample(X, n, d, rng)
+        self._fit_layers(S, widths, rng, nt, lambda layers: self._layer_stats(X, layers, nt))
+
+    def _fit_widths(self, n: int) -> list[int]:
+        """Checked parameters and layer widths (hidden layers, then the code layer) for n
+        training spectra; sets ``hidden_widths_``."""
         self._check_params()
         widths = self._widths(n)
         self.hidden_widths_ = widths[:-1]
@@ -254,45 +280,74 @@ class PILHasher(BaseHasher):
                 f"X: {n} spectra are fewer than the widest hidden layer ({max(widths)} units); "
                 f"each layer needs at least as many spectra as units: pass more spectra or "
                 f"smaller hidden widths or n_bits, or hidden='auto' (the default)")
-        S = self._calibration_sample(X, n, d, rng)
+        return widths
+
+    def _fit_layers(self, S: np.ndarray, widths: list[int], rng: np.random.Generator,
+                    nt: int | None,
+                    gram_sums: Callable[[list[int]], list[linalg.GramAccumulator]]) -> None:
+        """Fit every layer from the calibration sample ``S`` and Gram sums over all spectra.
+
+        ``gram_sums(layers)`` returns :meth:`_layer_stats` of those layers summed
+        over every training spectrum, for the model as fitted so far: one pass
+        over the data per call. :meth:`_fit` computes them here, chunk by chunk;
+        a streamed fit (:mod:`pyspec.distributed.fit`) sums each shard's on a
+        cluster. Either way the sums, hence the model, are the same (up to the
+        order of float64 additions).
+        """
         self.input_weights_, self.input_biases_ = [], []
         self.encoder_weights_, self.encoder_biases_ = [], []
         self.decoders_, self.solve_info_ = [], []
         if self.encoder == "random":
             # All input weights are known up front: one pass, one batched solve.
-            dims, Sl = [d], S
+            Sl = S
             for p in widths:
                 W, b = self._init_weights(Sl, p, rng, nt)
                 self.input_weights_.append(W)
                 self.input_biases_.append(b)
                 Sl = linalg.dense_forward(Sl, W, b, self.activation, nt)
-                dims.append(p)
-            accs = [linalg.GramAccumulator(p, dims[i], nt) for i, p in enumerate(widths)]
-            for _, chunk in iter_source(X, self.chunk_rows, d):
-                x = chunk
-                for acc, W, b in zip(accs, self.input_weights_, self.input_biases_):
-                    h = linalg.dense_forward(x, W, b, self.activation, nt)
-                    acc.add(h, x)
-                    x = h
-            self._solve(accs, nt)
+            self._solve(gram_sums(list(range(len(widths)))), nt)
             self.encoder_weights_ = list(self.input_weights_)
             self.encoder_biases_ = list(self.input_biases_)
             return
         Sl = S
-        for p in widths:
+        for layer, p in enumerate(widths):
             W, b = self._init_weights(Sl, p, rng, nt)
             self.input_weights_.append(W)
             self.input_biases_.append(b)
-            enc = list(zip(self.encoder_weights_, self.encoder_biases_))
-            acc = linalg.GramAccumulator(p, Sl.shape[1], nt)
-            for _, chunk in iter_source(X, self.chunk_rows, d):
-                x = self._forward(chunk, enc, nt)
-                acc.add(linalg.dense_forward(x, W, b, self.activation, nt), x)
-            beta = self._solve([acc], nt)[0]
+            beta = self._solve(gram_sums([layer]), nt)[0]
             E, c = _standardise(Sl, beta.T, nt)
             self.encoder_weights_.append(E)
             self.encoder_biases_.append(c)
             Sl = linalg.dense_forward(Sl, E, c, self.activation, nt)
+
+    def _layer_stats(self, X: object, layers: list[int], nt: int | None
+                     ) -> list[linalg.GramAccumulator]:
+        """Partial statistics of autoencoder ``layers`` over the spectra X (array or store).
+
+        One :class:`~pyspec.linalg.GramAccumulator` per layer: ``H^T H`` and
+        ``H^T X_l`` summed over X's rows, where ``X_l`` is the layer's input and
+        ``H = g(X_l W + b)``. The input weights of ``layers`` and the encoders of
+        the layers before them must be set. Sums over disjoint parts of the
+        training set add up (:func:`add_layer_stats`) to the sums over all of
+        it, which is what lets shards compute them apart. ``layers`` is every
+        layer (``encoder="random"``: each feeds the next through its input
+        weights) or one layer (``encoder="beta"``).
+        """
+        if self.encoder == "beta" and len(layers) != 1:
+            raise ValueError("encoder='beta' fits one layer per pass")
+        first = layers[0]
+        d = self.input_weights_[0].shape[0]
+        accs = [linalg.GramAccumulator(self.input_weights_[i].shape[1],
+                                       self.input_weights_[i].shape[0], nt) for i in layers]
+        enc = list(zip(self.encoder_weights_, self.encoder_biases_, strict=True))[:first]
+        for _, chunk in iter_source(X, self.chunk_rows, d):
+            x = self._forward(chunk, enc, nt)
+            for acc, i in zip(accs, layers, strict=True):
+                h = linalg.dense_forward(x, self.input_weights_[i], self.input_biases_[i],
+                                         self.activation, nt)
+                acc.add(h, x)
+                x = h
+        return accs
 
     def _solve(self, accs: list[linalg.GramAccumulator], nt: int | None) -> list[np.ndarray]:
         lams = [float(self.ridge) * max(float(np.trace(a.gram)) / a.gram.shape[0], 1e-300)

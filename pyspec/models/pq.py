@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numbers
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sklearn.utils.validation import _check_feature_names_in
@@ -87,6 +87,76 @@ def _check_int(value: object, name: str, lo: int, hi: int) -> int:
     if not lo <= value <= hi:
         raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
     return int(value)
+
+
+class KMeansStats(NamedTuple):
+    """One Lloyd step's statistics over some training rows (see :func:`kmeans_stats`)."""
+
+    sums: np.ndarray       # float64 (K, D): per centroid, the sum of its rows' segments
+    counts: np.ndarray     # int64 (M, K): rows assigned to each centroid of each segment
+    best_total: float      # sum of the rows' ||c||^2 - 2 x.c scores to their centroids
+
+    def __add__(self, other: tuple) -> KMeansStats:  # type: ignore[override]
+        return KMeansStats(self.sums + other[0], self.counts + other[1],
+                           self.best_total + other[2])
+
+
+def _assign(X: np.ndarray, centers: np.ndarray, bounds: np.ndarray,
+            nt: int) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, per-segment best scores) of rows X against ``centers`` (compiled kernels)."""
+    pq = ProductQuantizer(n_segments=len(bounds) - 1, n_centroids=centers.shape[0])
+    pq._set_codebook(centers, bounds)
+    return pq._encode_raw(X, True, nt)
+
+
+def kmeans_stats(X: np.ndarray, centers: np.ndarray, bounds: np.ndarray,
+                 nt: int = 0) -> KMeansStats:
+    """Assignment of rows X (float32, C-contiguous) to ``centers`` and the sums a Lloyd
+    step needs. Statistics of disjoint row sets add up (``a + b``) to those of their
+    union, so shards compute them apart and a client reduces them. (The inertia adds
+    the rows' squared norms, which do not change between steps: :func:`squared_norm`.)"""
+    codes, best = _assign(X, centers, bounds, nt)
+    sums, counts = _core.pq_accumulate(X, codes, bounds, centers.shape[0], num_threads=nt)
+    return KMeansStats(sums, counts, float(best.sum(dtype=np.float64)))
+
+
+def squared_norm(X: np.ndarray, bounds: np.ndarray) -> float:
+    """Sum of the squared values of rows X (float64, summed segment by segment)."""
+    return float(ProductQuantizer._segment_sq_norms(X, bounds).sum())
+
+
+def farthest_rows(X: np.ndarray, centers: np.ndarray, bounds: np.ndarray, want: dict[int, int],
+                  row_ids: np.ndarray | None = None, nt: int = 0) -> dict[int, tuple]:
+    """Per segment m of ``want``, the ``want[m]`` rows of X farthest from their own centroid
+    there (ties: lower id): (distances, ids, their segment values). ``row_ids``: increasing
+    ids of X's rows (default 0, 1, ...).
+
+    Empty clusters take these rows (:meth:`ProductQuantizer._update`); the
+    candidates of several parts merge with :func:`merge_farthest`.
+    """
+    _, best = _assign(X, centers, bounds, nt)
+    xnorm = ProductQuantizer._segment_sq_norms(X, bounds)
+    out = {}
+    for m, e in want.items():
+        dist = xnorm[:, m] + best[:, m]
+        order = np.lexsort((np.arange(dist.size), -dist))[:e]
+        s, t = int(bounds[m]), int(bounds[m + 1])
+        ids = order.astype(np.int64) if row_ids is None else np.asarray(row_ids)[order]
+        out[m] = (dist[order], ids, X[order, s:t])
+    return out
+
+
+def merge_farthest(a: dict[int, tuple], b: dict[int, tuple], want: dict[int, int]
+                   ) -> dict[int, tuple]:
+    """The :func:`farthest_rows` of two parts' candidates together."""
+    out = {}
+    for m, e in want.items():
+        d = np.concatenate([a[m][0], b[m][0]])
+        rows = np.concatenate([a[m][1], b[m][1]])
+        vals = np.concatenate([a[m][2], b[m][2]])
+        order = np.lexsort((rows, -d))[:e]
+        out[m] = (d[order], rows[order], vals[order])
+    return out
 
 
 class ProductQuantizer(SpectrumTransformer):
@@ -246,11 +316,23 @@ class ProductQuantizer(SpectrumTransformer):
         if X.ndim != 2:
             raise ValueError(f"X: expected a 2-D array (n_spectra, n_pixels), got {describe(X)}")
         X = as_float_matrix(X, "X")
-        n, D = X.shape
+        bounds, rng, rows = self._kmeans_plan(*X.shape)
+        if rows is not None:
+            X = np.ascontiguousarray(X[rows])
+        centers = self._kmeans_init(X, bounds, rng, nt)
+        self._lloyd(centers, bounds, squared_norm(X, bounds),
+                    lambda c: kmeans_stats(X, c, bounds, nt),
+                    lambda c, want: farthest_rows(X, c, bounds, want, None, nt))
+        return self
+
+    def _kmeans_plan(self, n: int, D: int) -> tuple[np.ndarray, np.random.Generator,
+                                                    np.ndarray | None]:
+        """Checked parameters for n training spectra of D pixels: (segment bounds, the
+        random generator, the sorted rows k-means trains on or None for all rows)."""
         check_has_pixels(n, D)
         M = _check_int(self.n_segments, "n_segments", 1, max(D, 1))
         K = _check_int(self.n_centroids, "n_centroids", 1, _MAX_CENTROIDS)
-        n_iter = _check_int(self.n_iter, "n_iter", 0, 1 << 30)
+        _check_int(self.n_iter, "n_iter", 0, 1 << 30)
         if not isinstance(self.tol, numbers.Real) or not self.tol >= 0:
             raise ValueError(f"tol must be a real number >= 0, got {self.tol!r}")
         if self.init not in ("k-means++", "random"):
@@ -262,59 +344,79 @@ class ProductQuantizer(SpectrumTransformer):
                 f"one spectrum per centroid; train on at least {K} spectra or lower n_centroids")
         bounds = segment_bounds(D, M)
         rng = check_random_state(self.random_state)
-
         mppc = self.max_points_per_centroid
+        rows = None
         if mppc is not None:
             mppc = _check_int(mppc, "max_points_per_centroid", 1, 1 << 40)
             if n > K * mppc:
                 rows = np.sort(rng.choice(n, size=K * mppc, replace=False))
-                X = np.ascontiguousarray(X[rows])
-                n = X.shape[0]
+        return bounds, rng, rows
 
+    def _init_rows(self, n_train: int, rng: np.random.Generator) -> np.ndarray | None:
+        """Training rows (0..n_train-1) that seed the centroids for init="random" (drawn
+        from ``rng``); None for k-means++, which reads every training row."""
         if self.init == "k-means++":
-            seeds = rng.integers(0, 2**63 - 1, size=M, dtype=np.int64).astype(np.uint64)
-            centers = _core.pq_kmeanspp(X, bounds, K, seeds, num_threads=nt)
-        else:
-            centers = np.ascontiguousarray(X[np.sort(rng.choice(n, size=K, replace=False))])
+            return None
+        return np.sort(rng.choice(n_train, size=int(self.n_centroids), replace=False))
 
-        xnorm = self._segment_sq_norms(X, bounds)
-        xnorm_total = float(xnorm.sum())
+    def _kmeans_init(self, X: np.ndarray, bounds: np.ndarray, rng: np.random.Generator,
+                     nt: int) -> np.ndarray:
+        """Initial centroids from the training rows X: k-means++ per segment (C++) or the
+        rows :meth:`_init_rows` draws."""
+        rows = self._init_rows(X.shape[0], rng)
+        if rows is not None:
+            return np.ascontiguousarray(X[rows])
+        seeds = rng.integers(0, 2**63 - 1, size=len(bounds) - 1, dtype=np.int64).astype(np.uint64)
+        return _core.pq_kmeanspp(X, bounds, int(self.n_centroids), seeds, num_threads=nt)
+
+    def _lloyd(self, centers: np.ndarray, bounds: np.ndarray, xnorm_total: float,
+               stats: Any, farthest: Any) -> None:
+        """Lloyd iterations from ``centers``; sets the codebook, ``inertia_`` and ``n_iter_``.
+
+        ``xnorm_total``: :func:`squared_norm` of every training row.
+
+        ``stats(centers)`` is :func:`kmeans_stats` summed over every training row
+        and ``farthest(centers, want)`` :func:`farthest_rows` merged over them
+        (only called when a cluster is empty): :meth:`fit` computes both over
+        its array, a streamed fit (:mod:`pyspec.distributed.fit`) per shard,
+        reduced. Same statistics, same centroids (up to the order of float64
+        additions).
+        """
         prev = None
         inertia = np.inf
         it = 0
-        for it in range(1, n_iter + 1):  # noqa: B007 (it is read after the loop)
-            self._set_codebook(centers, bounds)
-            codes, best = self._encode_raw(X, True, nt)
-            inertia = max(xnorm_total + float(best.sum(dtype=np.float64)), 0.0)
-            sums, counts = _core.pq_accumulate(X, codes, bounds, K, num_threads=nt)
-            centers = self._update(centers, sums, counts, bounds, X, xnorm, best)
+        for it in range(1, int(self.n_iter) + 1):  # noqa: B007 (it is read after the loop)
+            part = stats(centers)
+            inertia = max(xnorm_total + part.best_total, 0.0)
+            centers = self._update(centers, part.sums, part.counts, bounds, farthest)
             if prev is not None and prev - inertia <= self.tol * prev:
                 break
             prev = inertia
         self._set_codebook(centers, bounds)
-        if n_iter == 0:
-            _, best = self._encode_raw(X, True, nt)
-            inertia = max(xnorm_total + float(best.sum(dtype=np.float64)), 0.0)
+        if int(self.n_iter) == 0:
+            inertia = max(xnorm_total + stats(centers).best_total, 0.0)
         self.inertia_ = inertia
         self.n_iter_ = it
-        return self
 
     @staticmethod
     def _update(centers: np.ndarray, sums: np.ndarray, counts: np.ndarray, bounds: np.ndarray,
-                X: np.ndarray, xnorm: np.ndarray, best: np.ndarray) -> np.ndarray:
+                farthest: Any) -> np.ndarray:
         """New centroids = cluster means; an empty cluster takes the training
         row farthest from its own centroid in that segment (ties: lower row)."""
         new = centers.copy()
+        want = {}
         for m in range(len(bounds) - 1):
             s, e = int(bounds[m]), int(bounds[m + 1])
             cnt = counts[m]
             full = cnt > 0
             new[full, s:e] = (sums[full, s:e] / cnt[full, None]).astype(np.float32)
-            empty = np.flatnonzero(~full)
-            if empty.size:
-                dist = xnorm[:, m] + best[:, m]
-                order = np.lexsort((np.arange(dist.size), -dist))
-                new[empty, s:e] = X[order[: empty.size], s:e]
+            if not full.all():
+                want[m] = int(np.count_nonzero(~full))
+        if want:
+            rows = farthest(centers, want)
+            for m, values in rows.items():
+                s, e = int(bounds[m]), int(bounds[m + 1])
+                new[np.flatnonzero(counts[m] == 0), s:e] = values[2]
         return new
 
     def transform(self, X: Any, num_threads: int | None = None) -> np.ndarray:
