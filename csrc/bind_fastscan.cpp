@@ -3,8 +3,10 @@
 // PQIndex(pq, fast_scan=True) (pyspec.index._fastscan).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -62,16 +64,19 @@ void check_tables(const Arr<float>& tables) {
        "tables: expected float32 (nq, M, K) with 1 <= K <= 16");
 }
 
-py::tuple quantise(const Arr<float>& tables, int group) {
+py::tuple quantise(const Arr<float>& tables, int group, const std::optional<Arr<float>>& kth) {
   check_tables(tables);
   const std::int64_t nq = tables.shape(0), M = tables.shape(1), K = tables.shape(2);
   fastscan_levels(M, group);  // checks the group
+  need(!kth || (kth->ndim() == 1 && kth->shape(0) == nq), "kth_bound: expected float32 (nq,)");
   Arr<std::uint8_t> q({nq, M, kFastScanK});
   Arr<float> offsets({nq, M}), inv({nq});
   Arr<std::int32_t> margin({nq});
-  pq_fastscan_quantise(tables.data(), nq, M, K, group, q.mutable_data(), offsets.mutable_data(),
-                       inv.mutable_data(), margin.mutable_data());
-  return py::make_tuple(q, offsets, inv, margin);
+  Arr<std::uint16_t> thr0({nq});
+  pq_fastscan_quantise(tables.data(), nq, M, K, group, kth ? kth->data() : nullptr,
+                       q.mutable_data(), offsets.mutable_data(), inv.mutable_data(),
+                       margin.mutable_data(), thr0.mutable_data());
+  return py::make_tuple(q, offsets, inv, margin, thr0);
 }
 
 Arr<std::uint16_t> sums(const Arr<std::uint8_t>& packed, std::int64_t n,
@@ -103,7 +108,7 @@ py::tuple search(const Arr<float>& tables, const Arr<std::uint8_t>& codes,
   need(ids.ndim() == 1 && ids.shape(0) == n, "ids: expected (n,)");
   need(k >= 0, "k must be >= 0");
   check_packed(packed, n, M);
-  fastscan_levels(M, group);
+  if (group != 0) fastscan_levels(M, group);  // checks the group; 0 = the default
   Arr<std::int64_t> out_ids({nq, k}), n_cand({nq});
   Arr<float> out_dist({nq, k});
   std::vector<std::vector<std::int64_t>> cand;
@@ -133,14 +138,15 @@ void bind_fastscan(py::module_& m) {
   m.def("pq_fastscan_levels", &fastscan_levels, py::arg("n_segments"), py::arg("group") = 2,
         "Largest quantised table entry for M segments and a byte-sum group.");
   m.def("pq_fastscan_quantise", &quantise, py::arg("tables").noconvert(), py::arg("group") = 2,
+        py::arg("kth_bound").noconvert() = py::none(),
         "Quantised tables of float ADC tables (nq, M, K <= 16): (q (nq, M, 16) uint8, "
-        "offsets (nq, M), inv_scale (nq,), margin (nq,)).");
+        "offsets (nq, M), inv_scale (nq,), margin (nq,), thr0 (nq,) uint16).");
   m.def("pq_fastscan_sums", &sums, py::arg("packed").noconvert(), py::arg("n"),
         py::arg("q").noconvert(), py::arg("group") = 2, py::arg("num_threads") = 0,
         "Quantised sums (nq, n) uint16 of every packed row for byte tables q (nq, M, 16).");
   m.def("pq_fastscan_search", &search, py::arg("tables").noconvert(),
         py::arg("codes").noconvert(), py::arg("packed").noconvert(), py::arg("ids").noconvert(),
-        py::arg("k"), py::arg("num_threads") = 0, py::arg("group") = 2,
+        py::arg("k"), py::arg("num_threads") = 0, py::arg("group") = 0,
         py::arg("return_candidates") = false,
         "Fast-scan k-NN: (ids (nq, k), distances (nq, k), n_candidates (nq,)[, candidate "
         "rows per query]); distances are the float ADC sums of pq_search.");

@@ -71,15 +71,16 @@ detail::FastScanFn active_kernel() {
 struct Collector {
   std::int64_t k = 0;
   std::int32_t margin = 0;
+  std::uint16_t bound = kNoThreshold;  // thr0 of the quantisation
   std::vector<std::uint16_t> heap;
   std::vector<std::uint16_t> cand_sum;
   std::vector<std::int64_t> cand_row;
   std::size_t cap = 4096;
 
   std::uint16_t threshold() const {
-    if (static_cast<std::int64_t>(heap.size()) < k) return kNoThreshold;
+    if (static_cast<std::int64_t>(heap.size()) < k) return bound;
     const std::int64_t t = std::int64_t(heap.front()) + margin;
-    return static_cast<std::uint16_t>(std::min<std::int64_t>(t, kNoThreshold));
+    return static_cast<std::uint16_t>(std::min<std::int64_t>(t, bound));
   }
   // Drops candidates above `thr`; grows the cap when most of them stay.
   void compact(std::uint16_t thr) {
@@ -151,6 +152,7 @@ void finish_query(Collector* parts, int nparts, const float* table, std::int64_t
   Collector all;
   all.k = k;
   all.margin = parts[0].margin;
+  all.bound = parts[0].bound;
   for (int t = 0; t < nparts; ++t)
     for (const std::uint16_t s : parts[t].heap) {
       if (static_cast<std::int64_t>(all.heap.size()) < k) {
@@ -180,6 +182,8 @@ void finish_query(Collector* parts, int nparts, const float* table, std::int64_t
   if (candidates) std::sort(candidates->begin(), candidates->end());
 }
 
+// Rows (at least) of the float-ADC sample that bounds the k-th distance.
+constexpr std::int64_t kFastScanSample = 1024;
 // Below this many (query, block, pair) steps a search runs on one thread.
 constexpr std::int64_t kParallelMinSteps = std::int64_t(1) << 16;
 // Queries per task when a batch is split over threads: their tables (about
@@ -230,6 +234,12 @@ void pq_fastscan_unpack(const std::uint8_t* packed, std::int64_t n, std::int64_t
   }
 }
 
+int fastscan_default_group(std::int64_t M) {
+  // byte sums of 2 segments when the clipped scale keeps >= 3M units
+  // (margin ~ M units) at levels 127, else single segments (levels 255)
+  return 127 - M - 3 >= 3 * M ? 2 : 1;
+}
+
 int fastscan_levels(std::int64_t M, int group) {
   if (group != 1 && group != 2 && group != 4)
     throw std::invalid_argument("fast-scan group must be 1, 2 or 4");
@@ -238,23 +248,46 @@ int fastscan_levels(std::int64_t M, int group) {
 }
 
 void pq_fastscan_quantise(const float* tables, std::int64_t nq, std::int64_t M, std::int64_t K,
-                          int group, std::uint8_t* q, float* offsets, float* inv,
-                          std::int32_t* margin) {
+                          int group, const float* kth_bound, std::uint8_t* q, float* offsets,
+                          float* inv, std::int32_t* margin, std::uint16_t* thr0) {
   if (K < 1 || K > kFastScanK) throw std::invalid_argument("fast-scan needs 1..16 centroids");
   const int levels = fastscan_levels(M, group);
+  const double u = std::ldexp(1.0, -24), gamma = M * u / (1.0 - M * u);
+  const double entry_err = M * (0.5 + 1e-4);  // one row's entry rounding, units
   for (std::int64_t i = 0; i < nq; ++i) {
     const float* T = tables + i * M * K;
     float range = 0.0f;
-    double abs_sum = 0.0;  // sum over segments of the largest |entry|
+    double abs_sum = 0.0, off_sum = 0.0;
     for (std::int64_t m = 0; m < M; ++m) {
       const float* row = T + m * K;
       const float lo = *std::min_element(row, row + K), hi = *std::max_element(row, row + K);
       offsets[i * M + m] = lo;
+      off_sum += lo;
       range = std::max(range, hi - lo);
       abs_sum += std::max(std::fabs(static_cast<double>(lo)), std::fabs(static_cast<double>(hi)));
     }
-    const float s = range > 0.0f ? static_cast<float>(levels / static_cast<double>(range)) : 0.0f;
+    // Bound on the row sums that can reach the top k, in units of the scale
+    // s: -1 when there is none. Rows of float ADC <= D have
+    // S <= (D - sum mn) s + entry_err + float slack.
+    auto sum_bound = [&](float s) -> double {
+      if (!kth_bound) return -1.0;
+      return std::floor((kth_bound[i] - off_sum) * s + entry_err + 2.0 * gamma * abs_sum * s + 1.0);
+    };
+    float s = range > 0.0f ? static_cast<float>(levels / static_cast<double>(range)) : 0.0f;
+    double bound = sum_bound(s);
+    if (kth_bound && kth_bound[i] - off_sum > 0.0 && levels > M + 3) {
+      // Clipped scale: (D - sum mn) maps to levels - M - 3 units, entries
+      // beyond saturate at `levels`; kept when finer and when a saturated
+      // entry alone exceeds the bound (so clipped rows are never candidates).
+      const float sc = static_cast<float>((levels - M - 3) / (kth_bound[i] - off_sum));
+      const double bc = sum_bound(sc);
+      if (sc > s && bc < levels) {
+        s = sc;
+        bound = bc;
+      }
+    }
     inv[i] = s;
+    thr0[i] = static_cast<std::uint16_t>(bound < 0.0 ? kNoThreshold : std::min(bound, 65535.0));
     std::uint8_t* qi = q + i * M * kFastScanK;
     std::memset(qi, 0, static_cast<std::size_t>(M * kFastScanK));
     for (std::int64_t m = 0; m < M; ++m)
@@ -262,13 +295,26 @@ void pq_fastscan_quantise(const float* tables, std::int64_t nq, std::int64_t M, 
         const float v = std::nearbyint((T[m * K + j] - offsets[i * M + m]) * s);
         qi[m * kFastScanK + j] = static_cast<std::uint8_t>(std::min(v, static_cast<float>(levels)));
       }
-    // 2 x M x (1/2 + 1e-4) units of entry rounding, plus twice the float
-    // sum's error (gamma_M x abs_sum) in units, plus 1.
-    const double u = std::ldexp(1.0, -24), gamma = M * u / (1.0 - M * u);
-    const double m_units = M * (1.0 + 2e-4) + 2.0 * gamma * abs_sum * s + 1.0;
+    // two rows' entry rounding, twice the float sum's error, plus 1
+    const double m_units = 2.0 * entry_err + 2.0 * gamma * abs_sum * s + 1.0;
     margin[i] = static_cast<std::int32_t>(std::min(std::ceil(m_units), 65535.0));
   }
 }
+
+namespace {
+// Float ADC k-th smallest over a strided sample of rows (pq_fastscan.hpp):
+// an upper bound of the k-th smallest over all rows.
+float sample_kth(const float* table, std::int64_t M, std::int64_t K, const std::uint8_t* codes,
+                 std::int64_t n, std::int64_t k, std::vector<float>& buf) {
+  const std::int64_t want = std::min(n, std::max<std::int64_t>(kFastScanSample, 8 * k));
+  const std::int64_t stride = n / want;
+  buf.resize(static_cast<std::size_t>(want));
+  for (std::int64_t r = 0; r < want; ++r) buf[r] = adc_row(table, M, K, codes + r * stride * M);
+  const std::int64_t kk = std::min(k, want) - 1;
+  std::nth_element(buf.begin(), buf.begin() + kk, buf.end());
+  return buf[kk];
+}
+}  // namespace
 
 void pq_fastscan_sums(const std::uint8_t* packed, std::int64_t n, std::int64_t M,
                       const std::uint8_t* q, std::int64_t nq, int group, std::uint16_t* out,
@@ -288,7 +334,8 @@ void pq_fastscan_sums(const std::uint8_t* packed, std::int64_t n, std::int64_t M
     }
   };
   const detail::FastScanFn kernel = active_kernel();
-  [[maybe_unused]] const int nt = nq * nb * P < kParallelMinSteps ? 1 : resolve_threads(num_threads);
+  [[maybe_unused]] const int nt =
+      nq * nb * P < kParallelMinSteps ? 1 : resolve_threads(num_threads);
   PYSPEC_OMP(omp parallel for num_threads(nt) schedule(static))
   for (std::int64_t i = 0; i < nq; ++i) {
     Out o{out + i * n, n};
@@ -305,12 +352,19 @@ void pq_fastscan_search(const float* tables, std::int64_t nq, std::int64_t M, st
                         std::vector<std::vector<std::int64_t>>* candidates, int num_threads) {
   if (candidates) candidates->assign(static_cast<std::size_t>(nq), {});
   if (k <= 0 || nq <= 0) return;
+  if (group == 0) group = fastscan_default_group(M);
   const std::int64_t P = fastscan_pairs(M), nb = fastscan_blocks(n), lb = fastscan_lut_bytes(M);
   std::vector<std::uint8_t> q(static_cast<std::size_t>(nq * M * kFastScanK));
   std::vector<float> offsets(static_cast<std::size_t>(nq * M)), inv(static_cast<std::size_t>(nq));
   std::vector<std::int32_t> margin(static_cast<std::size_t>(nq));
-  pq_fastscan_quantise(tables, nq, M, K, group, q.data(), offsets.data(), inv.data(),
-                       margin.data());
+  std::vector<std::uint16_t> thr0(static_cast<std::size_t>(nq));
+  std::vector<float> kth(static_cast<std::size_t>(nq)), buf;
+  const bool sampled = n >= k;  // else every row is a candidate anyway
+  if (sampled)
+    for (std::int64_t i = 0; i < nq; ++i)
+      kth[i] = sample_kth(tables + i * M * K, M, K, codes, n, k, buf);
+  pq_fastscan_quantise(tables, nq, M, K, group, sampled ? kth.data() : nullptr, q.data(),
+                       offsets.data(), inv.data(), margin.data(), thr0.data());
   std::vector<std::uint8_t> lut(static_cast<std::size_t>(nq * lb));
   for (std::int64_t i = 0; i < nq; ++i)
     detail::fastscan_lut_layout(q.data() + i * M * kFastScanK, M, lut.data() + i * lb);
@@ -330,10 +384,11 @@ void pq_fastscan_search(const float* tables, std::int64_t nq, std::int64_t M, st
       errors.run([&] {
         const std::int64_t q0 = g * kQueryGroup, cnt = std::min(kQueryGroup, nq - q0);
         std::vector<Collector> col(static_cast<std::size_t>(cnt));
-        std::vector<std::uint16_t> thr(static_cast<std::size_t>(cnt), kNoThreshold);
+        std::vector<std::uint16_t> thr(thr0.begin() + q0, thr0.begin() + q0 + cnt);
         for (std::int64_t i = 0; i < cnt; ++i) {
           col[i].k = k;
           col[i].margin = margin[q0 + i];
+          col[i].bound = thr0[q0 + i];
         }
         ScanContext sc{col.data(), thr.data(), n};
         kernel(packed, P, 0, nb, lut.data() + q0 * lb, lb, cnt, group, thr.data(),
@@ -348,12 +403,13 @@ void pq_fastscan_search(const float* tables, std::int64_t nq, std::int64_t M, st
       for (std::int64_t i = 0; i < nq; ++i) {
         col[t * nq + i].k = k;
         col[t * nq + i].margin = margin[i];
+        col[t * nq + i].bound = thr0[i];
       }
     PYSPEC_OMP(omp parallel for num_threads(nt) schedule(static, 1))
     for (int t = 0; t < nt; ++t) {
       errors.run([&] {
         const std::int64_t b0 = nb * t / nt, b1 = nb * (t + 1) / nt;
-        std::vector<std::uint16_t> thr(static_cast<std::size_t>(nq), kNoThreshold);
+        std::vector<std::uint16_t> thr(thr0);
         ScanContext sc{col.data() + t * nq, thr.data(), n};
         kernel(packed, P, b0, b1, lut.data(), lb, nq, group, thr.data(),
                detail::FastScanSink{collect, &sc});

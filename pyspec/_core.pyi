@@ -173,5 +173,5 @@ def pq_fastscan_quantise(tables: _F32, group: int = 2) -> tuple[
 def pq_fastscan_sums(packed: npt.NDArray[np.uint8], n: int, q: npt.NDArray[np.uint8],
                      group: int = 2, num_threads: int = 0) -> npt.NDArray[np.uint16]: ...
 def pq_fastscan_search(tables: _F32, codes: npt.NDArray[np.uint8], packed: npt.NDArray[np.uint8],
-                       ids: _I64, k: int, num_threads: int = 0, group: int = 2,
+                       ids: _I64, k: int, num_threads: int = 0, group: int = 0,
                        return_candidates: bool = False) -> tuple[Any, ...]: ...

@@ -24,18 +24,52 @@ LEVELS = pyspec.available_simd_levels()
 GROUPS = [1, 2, 4]
 
 
-def quantise_ref(tables: np.ndarray, group: int):
-    """The documented table quantisation in NumPy: (q, inv, margin)."""
+def quantise_ref(tables: np.ndarray, group: int, kth: np.ndarray | None = None):
+    """The documented table quantisation (csrc/pq_fastscan.hpp), evaluated in the
+    kernel's float32 / float64 operation order: (q, inv, thr0)."""
     nq, M, K = tables.shape
     levels = min(255 // group, 65535 // M)
-    lo = tables.min(axis=2)
-    rng = (tables.max(axis=2) - lo).max(axis=1)
-    inv = np.where(rng > 0, levels / np.where(rng > 0, rng, 1).astype(np.float64), 0)
-    inv = inv.astype(np.float32)
-    v = np.rint((tables - lo[:, :, None]) * inv[:, None, None])
+    gamma = M * 2.0**-24 / (1 - M * 2.0**-24)
+    entry_err = M * (0.5 + 1e-4)
     q = np.zeros((nq, M, 16), dtype=np.uint8)
-    q[:, :, :K] = np.minimum(v, np.float32(levels)).astype(np.uint8)
-    return q, inv
+    inv = np.zeros(nq, dtype=np.float32)
+    thr0 = np.full(nq, 65535, dtype=np.uint16)
+    for i in range(nq):
+        lo, hi = tables[i].min(axis=1), tables[i].max(axis=1)
+        off_sum = abs_sum = 0.0
+        for m in range(M):  # sequential float64 sums, as the kernel
+            off_sum += float(lo[m])
+            abs_sum += max(abs(float(lo[m])), abs(float(hi[m])))
+        rng = float((hi - lo).max())
+        s = np.float32(levels / rng) if rng > 0 else np.float32(0)
+
+        def bound(s, i=i, off_sum=off_sum, abs_sum=abs_sum):
+            if kth is None:
+                return -1.0
+            return np.floor((float(kth[i]) - off_sum) * float(s) + entry_err
+                            + 2.0 * gamma * abs_sum * float(s) + 1.0)
+
+        b = bound(s)
+        if kth is not None and float(kth[i]) - off_sum > 0 and levels > M + 3:
+            sc = np.float32((levels - M - 3) / (float(kth[i]) - off_sum))
+            if sc > s and bound(sc) < levels:
+                s, b = sc, bound(sc)
+        inv[i] = s
+        if b >= 0:
+            thr0[i] = min(b, 65535)
+        v = np.rint((tables[i] - lo[:, None]) * s)
+        q[i, :, :K] = np.minimum(v, np.float32(levels)).astype(np.uint8)
+    return q, inv, thr0
+
+
+def sample_kth_ref(tables: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
+    """The search's bound on the k-th distance: k-th smallest float ADC over the
+    strided sample of max(1024, 8k) rows (all rows when fewer)."""
+    n = len(codes)
+    want = min(n, max(1024, 8 * k))
+    rows = np.arange(want) * (n // want)
+    kth = np.sort(pq_adc_ref(tables, codes[rows]), axis=1)[:, min(k, want) - 1]
+    return np.ascontiguousarray(kth)
 
 
 def sums_ref(q: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -81,11 +115,19 @@ def test_quantised_tables_match_reference(rng: np.random.Generator, group: int) 
     for M, K in [(25, 16), (50, 16), (7, 5), (300, 16)]:
         tables = rng.gamma(2.0, 1.0, size=(4, M, K)).astype(np.float32)
         tables[3] = 1.5  # a flat table: every entry 0
-        q, offsets, inv, margin = _core.pq_fastscan_quantise(tables, group)
-        q_ref, inv_ref = quantise_ref(tables, group)
-        np.testing.assert_array_equal(inv, inv_ref)
-        np.testing.assert_array_equal(q, q_ref)
-        np.testing.assert_array_equal(offsets, tables.min(axis=2))
+        # plain scale, then clipped at a bound of the k-th distance
+        lo = tables.min(axis=2)
+        kth = (lo + 0.05 * (tables.mean(axis=2) - lo)).sum(axis=1).astype(np.float32)
+        for bound in (None, kth):
+            q, offsets, inv, margin, thr0 = _core.pq_fastscan_quantise(tables, group, bound)
+            q_ref, inv_ref, thr0_ref = quantise_ref(tables, group, bound)
+            np.testing.assert_array_equal(inv, inv_ref)
+            np.testing.assert_array_equal(q, q_ref)
+            np.testing.assert_array_equal(thr0, thr0_ref)
+            np.testing.assert_array_equal(offsets, tables.min(axis=2))
+        q, offsets, inv, margin, _ = _core.pq_fastscan_quantise(tables, group)
+        if _core.pq_fastscan_levels(M, group) > 4 * M:  # the clipped scale is finer here
+            assert np.all(_core.pq_fastscan_quantise(tables, group, kth)[2][:3] > inv[:3])
         levels = _core.pq_fastscan_levels(M, group)
         assert q.max() <= levels
         assert levels * group <= 255
@@ -114,12 +156,14 @@ def test_quantised_sums_equal_reference(rng: np.random.Generator, level: str, gr
 def test_candidates_and_topk_equal_reference(rng: np.random.Generator, level: str,
                                              threads: int) -> None:
     for n, M, K, k, nq in [(1000, 25, 16, 10, 5), (777, 50, 16, 7, 40), (70, 3, 9, 5, 2),
+                           (5000, 25, 16, 10, 3),
                            (1000, 24, 16, 100, 1)]:
         codes, tables = random_case(rng, n, M, K, nq)
         ids = rng.permutation(n * 3)[:n].astype(np.int64)
         packed = _core.pq_fastscan_pack(codes)
         for group in GROUPS:
-            q, _, _, margin = _core.pq_fastscan_quantise(tables, group)
+            q, _, _, margin, thr0 = _core.pq_fastscan_quantise(
+                tables, group, sample_kth_ref(tables, codes, k))
             S = sums_ref(q, codes)
             with pyspec.simd_level(level):
                 got_ids, got_d, ncand, cand = _core.pq_fastscan_search(
@@ -131,7 +175,7 @@ def test_candidates_and_topk_equal_reference(rng: np.random.Generator, level: st
             np.testing.assert_array_equal(got_d, ref_d)
             for i in range(nq):
                 kth = np.sort(S[i])[min(k, n) - 1]
-                expect = np.flatnonzero(S[i] <= kth + margin[i])
+                expect = np.flatnonzero(S[i] <= min(int(thr0[i]), kth + margin[i]))
                 np.testing.assert_array_equal(cand[i], expect)
                 assert ncand[i] == expect.size
                 # the exact top k is inside the candidates
