@@ -143,11 +143,38 @@ inline float adc_row(const float* table, std::int64_t M, std::int64_t K, const s
   return s;
 }
 
+// Lower bound of a row's float ADC distance from its quantised sum S
+// (pq_fastscan.hpp): sum mn + (S - M (1/2 + 1e-4)) / inv - gamma_M sum |T|,
+// less a relative 1e-12 for the float64 evaluation. -inf without a scale.
+struct SumLowerBound {
+  double base = 0.0, per_unit = 0.0;  // bound = base + S * per_unit
+  SumLowerBound(const float* table, std::int64_t M, std::int64_t K, float inv) {
+    if (!(inv > 0.0f)) {
+      base = -std::numeric_limits<double>::infinity();
+      return;
+    }
+    double off_sum = 0.0, abs_sum = 0.0;
+    for (std::int64_t m = 0; m < M; ++m) {
+      const float* row = table + m * K;
+      const float lo = *std::min_element(row, row + K), hi = *std::max_element(row, row + K);
+      off_sum += lo;
+      abs_sum += std::max(std::fabs(static_cast<double>(lo)), std::fabs(static_cast<double>(hi)));
+    }
+    const double u = std::ldexp(1.0, -24), gamma = M * u / (1.0 - M * u);
+    per_unit = 1.0 / inv;
+    base = off_sum - M * (0.5 + 1e-4) * per_unit - gamma * abs_sum - 1e-12 * (abs_sum + 1.0);
+  }
+  double at(std::uint16_t S) const { return base + S * per_unit; }
+};
+
 // Merges the collectors of one query (one per thread part), cuts the
-// candidates to S <= S_k + margin with the global k-th sum, re-ranks them.
+// candidates to S <= min(thr0, S_k + margin) with the global k-th sum, and
+// re-ranks them in ascending S, stopping once the lower bound of the next
+// sum exceeds the k-th float distance found (so far fewer rows than the
+// cut set are read from the row-major codes, in random order).
 void finish_query(Collector* parts, int nparts, const float* table, std::int64_t M,
-                  std::int64_t K, const std::uint8_t* codes, const index_t* ids, std::int64_t k,
-                  index_t* out_ids, float* out_dist, std::int64_t* n_candidates,
+                  std::int64_t K, float inv, const std::uint8_t* codes, const index_t* ids,
+                  std::int64_t k, index_t* out_ids, float* out_dist, std::int64_t* n_candidates,
                   std::vector<std::int64_t>* candidates) {
   Collector all;
   all.k = k;
@@ -165,25 +192,44 @@ void finish_query(Collector* parts, int nparts, const float* table, std::int64_t
       }
     }
   const std::uint16_t thr = all.threshold();
-  TopK<float> top(static_cast<std::size_t>(k));
+  // counting sort of the cut set by S (sums span at most thr + 1 values)
+  std::vector<std::int64_t> start(static_cast<std::size_t>(thr) + 2, 0);
   std::int64_t count = 0;
+  for (int t = 0; t < nparts; ++t)
+    for (const std::uint16_t s : parts[t].cand_sum)
+      if (s <= thr) {
+        ++start[s + 1];
+        ++count;
+      }
+  for (std::size_t v = 1; v < start.size(); ++v) start[v] += start[v - 1];
+  std::vector<std::int64_t> rows(static_cast<std::size_t>(count));
+  std::vector<std::uint16_t> sums(static_cast<std::size_t>(count));
   for (int t = 0; t < nparts; ++t) {
     const Collector& c = parts[t];
-    for (std::size_t i = 0; i < c.cand_sum.size(); ++i) {
-      if (c.cand_sum[i] > thr) continue;
-      const std::int64_t row = c.cand_row[i];
-      ++count;
-      if (candidates) candidates->push_back(row);
-      top.push(adc_row(table, M, K, codes + row * M), ids[row]);
-    }
+    for (std::size_t i = 0; i < c.cand_sum.size(); ++i)
+      if (c.cand_sum[i] <= thr) {
+        const std::int64_t at = start[c.cand_sum[i]]++;
+        rows[at] = c.cand_row[i];
+        sums[at] = c.cand_sum[i];
+      }
+  }
+  const SumLowerBound lower(table, M, K, inv);
+  TopK<float> top(static_cast<std::size_t>(k));
+  for (std::int64_t i = 0; i < count; ++i) {
+    if (top.full() && lower.at(sums[i]) > static_cast<double>(top.worst())) break;
+    top.push(adc_row(table, M, K, codes + rows[i] * M), ids[rows[i]]);
   }
   top.extract_sorted(out_dist, out_ids, std::numeric_limits<float>::infinity());
   if (n_candidates) *n_candidates = count;
-  if (candidates) std::sort(candidates->begin(), candidates->end());
+  if (candidates) {
+    *candidates = rows;
+    std::sort(candidates->begin(), candidates->end());
+  }
 }
 
 // Rows (at least) of the float-ADC sample that bounds the k-th distance.
 constexpr std::int64_t kFastScanSample = 1024;
+constexpr std::int64_t kSampleChunks = 8;
 // Below this many (query, block, pair) steps a search runs on one thread.
 constexpr std::int64_t kParallelMinSteps = std::int64_t(1) << 16;
 // Queries per task when a batch is split over threads: their tables (about
@@ -234,10 +280,10 @@ void pq_fastscan_unpack(const std::uint8_t* packed, std::int64_t n, std::int64_t
   }
 }
 
-int fastscan_default_group(std::int64_t M) {
-  // byte sums of 2 segments when the clipped scale keeps >= 3M units
-  // (margin ~ M units) at levels 127, else single segments (levels 255)
-  return 127 - M - 3 >= 3 * M ? 2 : 1;
+int fastscan_default_group(std::int64_t /*M*/) {
+  // single segments (levels 255): the finer scale's fewer candidates win
+  // over the cheaper byte sums of g = 2 on simulated spectra
+  return 1;
 }
 
 int fastscan_levels(std::int64_t M, int group) {
@@ -302,15 +348,26 @@ void pq_fastscan_quantise(const float* tables, std::int64_t nq, std::int64_t M, 
 }
 
 namespace {
-// Float ADC k-th smallest over a strided sample of rows (pq_fastscan.hpp):
-// an upper bound of the k-th smallest over all rows.
+// Float ADC k-th smallest over a sample of the rows (pq_fastscan.hpp):
+// an upper bound of the k-th smallest over all rows. The sample is
+// kSampleChunks runs of contiguous rows spread over the database (runs, not
+// single strided rows: a strided row costs a cache miss each), or every row
+// when there are at most twice as many as wanted (runs never overlap).
 float sample_kth(const float* table, std::int64_t M, std::int64_t K, const std::uint8_t* codes,
                  std::int64_t n, std::int64_t k, std::vector<float>& buf) {
-  const std::int64_t want = std::min(n, std::max<std::int64_t>(kFastScanSample, 8 * k));
-  const std::int64_t stride = n / want;
-  buf.resize(static_cast<std::size_t>(want));
-  for (std::int64_t r = 0; r < want; ++r) buf[r] = adc_row(table, M, K, codes + r * stride * M);
-  const std::int64_t kk = std::min(k, want) - 1;
+  const std::int64_t want = std::max<std::int64_t>(kFastScanSample, 8 * k);
+  buf.clear();
+  if (n <= 2 * want) {
+    for (std::int64_t r = 0; r < n; ++r) buf.push_back(adc_row(table, M, K, codes + r * M));
+  } else {
+    const std::int64_t len = (want + kSampleChunks - 1) / kSampleChunks;
+    for (std::int64_t c = 0; c < kSampleChunks; ++c) {
+      const std::int64_t r0 = (n - len) * c / (kSampleChunks - 1);
+      for (std::int64_t r = r0; r < r0 + len; ++r)
+        buf.push_back(adc_row(table, M, K, codes + r * M));
+    }
+  }
+  const std::int64_t kk = std::min<std::int64_t>(k, static_cast<std::int64_t>(buf.size())) - 1;
   std::nth_element(buf.begin(), buf.begin() + kk, buf.end());
   return buf[kk];
 }
@@ -371,7 +428,7 @@ void pq_fastscan_search(const float* tables, std::int64_t nq, std::int64_t M, st
   const detail::FastScanFn kernel = active_kernel();
   int nt = nq * nb * P < kParallelMinSteps ? 1 : resolve_threads(num_threads);
   auto finish = [&](Collector* parts, int nparts, std::int64_t i) {
-    finish_query(parts, nparts, tables + i * M * K, M, K, codes, ids, k, out_ids + i * k,
+    finish_query(parts, nparts, tables + i * M * K, M, K, inv[i], codes, ids, k, out_ids + i * k,
                  out_dist + i * k, n_candidates ? n_candidates + i : nullptr,
                  candidates ? &(*candidates)[static_cast<std::size_t>(i)] : nullptr);
   };

@@ -34,8 +34,8 @@
 // sum to a few units (one far centroid sets the range, the neighbours sit
 // near every segment's minimum), and the margin then admits a third of the
 // database. The search first takes D, the k-th smallest float ADC distance
-// over a strided sample of the rows (kFastScanSample, at least 8k; an upper
-// bound of the true k-th), and scales D - sum_m mn_m to levels - M - 3 units
+// over a sample of the rows (8 runs of contiguous rows, 1024 or 8k rows in
+// all; every row when n <= 2 x that; an upper bound of the true k-th), and scales D - sum_m mn_m to levels - M - 3 units
 // instead, saturating larger entries at `levels`. A row of float ADC <= D
 // has S <= thr0 = floor((D - sum mn) inv + M (1/2 + 1e-4) + float slack
 // + 1) < levels, so rows with a saturated entry (S >= levels) are never
@@ -45,14 +45,16 @@
 // the same thr0 bound).
 //
 // Search = scan + re-rank. The scan keeps, per query, the k smallest sums
-// seen and a threshold thr = (current k-th) + margin; the SIMD kernels
-// compare 32 sums with thr in registers and hand only rows with S <= thr to
-// the (portable) candidate collector. At the end the candidates are cut to
-// S <= S_k + margin with the final S_k (so the candidate set is a function
-// of the sums alone, whatever the thread split), and re-ranked with the
-// float table in segment order: distances and ids are bit for bit those of
-// the float ADC scan (pq_search) over the same codes, ordered by
-// (distance, id).
+// seen and a threshold thr = min(thr0, current k-th + margin); the SIMD
+// kernels compare 32 sums with thr in registers and hand only rows with
+// S <= thr to the (portable) candidate collector. At the end the candidates
+// are cut to S <= min(thr0, S_k + margin) with the final S_k (so the
+// candidate set is a function of the sums alone, whatever the thread
+// split) and re-ranked with the float table in segment order, in ascending
+// S, stopping when the lower bound of the next sum (sum mn + (S - M/2 ...)
+// / inv - float slack) exceeds the k-th float distance found: distances and
+// ids are bit for bit those of the float ADC scan (pq_search) over the same
+// codes, ordered by (distance, id).
 #pragma once
 
 #include <cstdint>
@@ -88,9 +90,10 @@ void pq_fastscan_quantise(const float* tables, std::int64_t nq, std::int64_t M, 
                           float* inv, std::int32_t* margin, std::uint16_t* thr0);
 // levels of the quantisation for M segments and a group.
 int fastscan_levels(std::int64_t M, int group);
-// The group a search uses when given 0: 2 for M <= 31, else 1 (fewer
-// candidates: measured 53 vs 25 at M = 25, 202 vs 51 at M = 50 per
-// 20,000 simulated spectra, k = 10, while g = 2 scans ~10% faster).
+// The group a search uses when given 0: 1. With g = 2 the scan is ~10%
+// faster on random codes, but the coarser scale doubles (M = 25) to
+// quadruples (M = 50) the candidates on simulated spectra, and the search
+// was slower (1M codes, M = 25: 0.76 vs 0.63 ms per query).
 int fastscan_default_group(std::int64_t M);
 
 // Quantised sums of every row for nq byte tables q (nq, M, 16): out (nq, n)

@@ -31,6 +31,16 @@ struct Isa {
   static V add8(V a, V b) { return _mm256_add_epi8(a, b); }
   static V add16(V a, V b) { return _mm256_add_epi16(a, b); }
   static __m256i fold(V a) { return a; }
+  // x <= thr (unsigned) as min(x, thr) == x; movemask gives two bits per
+  // 16-bit lane, the low one is kept
+  static std::uint32_t rows_le(__m256i even, __m256i odd, std::uint16_t thr) {
+    const __m256i th = _mm256_set1_epi16(static_cast<short>(thr));
+    const std::uint32_t me = static_cast<std::uint32_t>(
+        _mm256_movemask_epi8(_mm256_cmpeq_epi16(_mm256_min_epu16(even, th), even)));
+    const std::uint32_t mo = static_cast<std::uint32_t>(
+        _mm256_movemask_epi8(_mm256_cmpeq_epi16(_mm256_min_epu16(odd, th), odd)));
+    return (me & 0x55555555u) | ((mo & 0x55555555u) << 1);
+  }
 };
 
 }  // namespace

@@ -32,11 +32,24 @@ struct Isa {
   static V srli16(V a, int n) { return _mm512_srli_epi16(a, static_cast<unsigned>(n)); }
   static V add8(V a, V b) { return _mm512_add_epi8(a, b); }
   static V add16(V a, V b) { return _mm512_add_epi16(a, b); }
-  // zero-masked extracts: GCC 12 warns (-Wmaybe-uninitialized) about the
-  // undefined pass-through operand of the plain ones
+  // The low half through a union (no instruction; GCC 12 warns
+  // -Wmaybe-uninitialized about the undefined operand of the cast and
+  // extract intrinsics), the high half by one extract.
   static __m256i fold(V a) {
-    return _mm256_add_epi16(_mm512_maskz_extracti64x4_epi64(0xff, a, 0),
-                            _mm512_maskz_extracti64x4_epi64(0xff, a, 1));
+    union {
+      __m512i z;
+      __m256i y[2];
+    } u;
+    u.z = a;
+    return _mm256_add_epi16(u.y[0], u.y[1]);
+  }
+  // unsigned compares straight into mask registers (AVX-512BW/VL), the
+  // even and odd rows' bits interleaved with pdep (BMI2)
+  static std::uint32_t rows_le(__m256i even, __m256i odd, std::uint16_t thr) {
+    const __m256i th = _mm256_set1_epi16(static_cast<short>(thr));
+    const std::uint32_t me = _mm256_cmple_epu16_mask(even, th);
+    const std::uint32_t mo = _mm256_cmple_epu16_mask(odd, th);
+    return _pdep_u32(me, 0x55555555u) | _pdep_u32(mo, 0xaaaaaaaau);
   }
 };
 

@@ -19,8 +19,10 @@
 // zero above), load_lut(p), lut_offset(unit) (bytes from a query table's
 // start to the unit's low-nibble rows; the high-nibble rows follow 64 bytes
 // later), shuffle(table, idx), and_(a, b), srli16(a, n), add8, add16,
-// and fold(v) -> __m256i (the sum of the 256-bit halves of 16-bit lanes;
-// identity for AVX2).
+// fold(v) -> __m256i (the sum of the 256-bit halves of 16-bit lanes;
+// identity for AVX2), and rows_le(even, odd, thr): the 32-bit mask of the
+// block's rows whose sum is <= thr (bit 2j: even[j], row 2j; bit 2j+1:
+// odd[j]).
 // No standard-library templates (pq.hpp).
 #pragma once
 
@@ -95,13 +97,7 @@ struct FastScanBody {
     for (int t = 0; t < QT; ++t) {
       const __m256i odd = Isa::fold(bb[t]);
       const __m256i even = _mm256_sub_epi16(Isa::fold(a[t]), _mm256_slli_epi16(odd, 8));
-      const __m256i th = _mm256_set1_epi16(static_cast<short>(thr[q0 + t]));
-      // x <= thr (unsigned): min(x, thr) == x; two mask bits per 16-bit lane
-      const std::uint32_t me = static_cast<std::uint32_t>(
-          _mm256_movemask_epi8(_mm256_cmpeq_epi16(_mm256_min_epu16(even, th), even)));
-      const std::uint32_t mo = static_cast<std::uint32_t>(
-          _mm256_movemask_epi8(_mm256_cmpeq_epi16(_mm256_min_epu16(odd, th), odd)));
-      const std::uint32_t mask = (me & 0x55555555u) | ((mo & 0x55555555u) << 1);
+      const std::uint32_t mask = Isa::rows_le(even, odd, thr[q0 + t]);
       if (mask == 0) continue;
       // rows in order: 16-bit lanes interleaved even/odd, then 128-bit halves
       const __m256i ul = _mm256_unpacklo_epi16(even, odd), uh = _mm256_unpackhi_epi16(even, odd);

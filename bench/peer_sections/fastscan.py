@@ -150,19 +150,24 @@ def faiss_fastscan(pq, codes: np.ndarray):
 
 
 def _recall(found: np.ndarray, truth: np.ndarray) -> float:
-    hits = sum(len(np.intersect1d(f[f >= 0], t[t >= 0])) for f, t in zip(found, truth))
+    hits = sum(len(np.intersect1d(f[f >= 0], t[t >= 0])) for f, t in zip(found, truth, strict=True))
     return hits / max(1, int((truth >= 0).sum()))
 
 
-def _timed(fn, repeat: int = 3) -> tuple[float, float]:
-    """Best (wall, process CPU) seconds of ``repeat`` calls after one warm-up."""
-    fn()
-    wall = cpu = float("inf")
+def _timed_pair(ours, theirs, repeat: int = 5) -> tuple[float, float, float, float]:
+    """Best (wall, process CPU) seconds of each of two functions over ``repeat``
+    alternating calls after one warm-up each (alternating, so a change of the
+    machine's load hits both): (wall_ours, cpu_ours, wall_theirs, cpu_theirs)."""
+    ours()
+    theirs()
+    best = [float("inf")] * 4
     for _ in range(repeat):
-        w, c = time.perf_counter(), time.process_time()
-        fn()
-        wall, cpu = min(wall, time.perf_counter() - w), min(cpu, time.process_time() - c)
-    return wall, cpu
+        for j, fn in enumerate((ours, theirs)):
+            w, c = time.perf_counter(), time.process_time()
+            fn()
+            best[2 * j] = min(best[2 * j], time.perf_counter() - w)
+            best[2 * j + 1] = min(best[2 * j + 1], time.process_time() - c)
+    return tuple(best)
 
 
 # ---- rows ------------------------------------------------------------------------------------
@@ -207,8 +212,7 @@ def speed_rows(M: int, pq, codes: np.ndarray, queries: np.ndarray, args, quick: 
                     peer.search(q, K)
 
             per = len(Q) if each else 1
-            w_ours, c_ours = _timed(ours)
-            w_theirs, c_theirs = _timed(theirs)
+            w_ours, c_ours, w_theirs, c_theirs = _timed_pair(ours, theirs)
             row = {"case": f"{M} x 4 bit, {n:,} codes, {label}", "threads": threads,
                    "pyspec_ms": 1e3 * w_ours / per, "faiss_ms": 1e3 * w_theirs / per,
                    "ratio": w_theirs / w_ours}

@@ -63,12 +63,17 @@ def quantise_ref(tables: np.ndarray, group: int, kth: np.ndarray | None = None):
 
 
 def sample_kth_ref(tables: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
-    """The search's bound on the k-th distance: k-th smallest float ADC over the
-    strided sample of max(1024, 8k) rows (all rows when fewer)."""
+    """The search's bound on the k-th distance: k-th smallest float ADC over 8
+    runs of contiguous rows, max(1024, 8k) rows in all (every row when n is at
+    most twice that)."""
     n = len(codes)
-    want = min(n, max(1024, 8 * k))
-    rows = np.arange(want) * (n // want)
-    kth = np.sort(pq_adc_ref(tables, codes[rows]), axis=1)[:, min(k, want) - 1]
+    want = max(1024, 8 * k)
+    if n <= 2 * want:
+        rows = np.arange(n)
+    else:
+        length = -(-want // 8)
+        rows = np.concatenate([np.arange(length) + (n - length) * c // 7 for c in range(8)])
+    kth = np.sort(pq_adc_ref(tables, codes[rows]), axis=1)[:, min(k, len(rows)) - 1]
     return np.ascontiguousarray(kth)
 
 
@@ -156,7 +161,7 @@ def test_quantised_sums_equal_reference(rng: np.random.Generator, level: str, gr
 def test_candidates_and_topk_equal_reference(rng: np.random.Generator, level: str,
                                              threads: int) -> None:
     for n, M, K, k, nq in [(1000, 25, 16, 10, 5), (777, 50, 16, 7, 40), (70, 3, 9, 5, 2),
-                           (5000, 25, 16, 10, 3),
+                           (5000, 25, 16, 10, 3), (9000, 4, 16, 3, 2),
                            (1000, 24, 16, 100, 1)]:
         codes, tables = random_case(rng, n, M, K, nq)
         ids = rng.permutation(n * 3)[:n].astype(np.int64)
