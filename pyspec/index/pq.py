@@ -457,7 +457,8 @@ class PQIndex:
         norms and segment bounds; with ``vectors``, float32 re-rank spectra
         held in memory (and their inverse variances with ``ivar``) and their
         row map. A first search may add the scan-layout copy of the codes and
-        the 8-bit codebook copy (see the class notes).
+        the 8-bit codebook copy (see the class notes), or with ``fast_scan``
+        the packed copy (32 x ceil(n_segments / 2) bytes per 32 spectra).
         """
         for name, v in (("n", n), ("n_segments", n_segments), ("n_centroids", n_centroids),
                         ("n_features", n_features)):
