@@ -135,14 +135,14 @@ void bind_fastscan(py::module_& m) {
         "Codes (n, M) uint8 < 16 in the fast-scan layout (csrc/pq_fastscan.hpp).");
   m.def("pq_fastscan_unpack", &unpack, py::arg("packed").noconvert(), py::arg("n"),
         py::arg("n_segments"), "Inverse of pq_fastscan_pack.");
-  m.def("pq_fastscan_levels", &fastscan_levels, py::arg("n_segments"), py::arg("group") = 2,
+  m.def("pq_fastscan_levels", &fastscan_levels, py::arg("n_segments"), py::arg("group") = 1,
         "Largest quantised table entry for M segments and a byte-sum group.");
-  m.def("pq_fastscan_quantise", &quantise, py::arg("tables").noconvert(), py::arg("group") = 2,
+  m.def("pq_fastscan_quantise", &quantise, py::arg("tables").noconvert(), py::arg("group") = 1,
         py::arg("kth_bound").noconvert() = py::none(),
         "Quantised tables of float ADC tables (nq, M, K <= 16): (q (nq, M, 16) uint8, "
         "offsets (nq, M), inv_scale (nq,), margin (nq,), thr0 (nq,) uint16).");
   m.def("pq_fastscan_sums", &sums, py::arg("packed").noconvert(), py::arg("n"),
-        py::arg("q").noconvert(), py::arg("group") = 2, py::arg("num_threads") = 0,
+        py::arg("q").noconvert(), py::arg("group") = 1, py::arg("num_threads") = 0,
         "Quantised sums (nq, n) uint16 of every packed row for byte tables q (nq, M, 16).");
   m.def("pq_fastscan_search", &search, py::arg("tables").noconvert(),
         py::arg("codes").noconvert(), py::arg("packed").noconvert(), py::arg("ids").noconvert(),
