@@ -46,7 +46,11 @@ def packed_codes(index: Any, codes: np.ndarray) -> np.ndarray:
 
     PQIndex replaces its code array on every change (never modifies it in
     place), so the array's identity tells whether the cached copy is current.
+    Other arrays (the gathered codes of a filtered search) are packed for
+    the call only, so they never evict the index's own packed copy.
     """
+    if codes is not index._codes:
+        return _core.pq_fastscan_pack(codes)
     cache = index._fastscan_cache
     if cache is None or cache[0] is not codes:
         cache = (codes, _core.pq_fastscan_pack(codes))

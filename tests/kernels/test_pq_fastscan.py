@@ -259,10 +259,12 @@ def test_index_matches_plain_index(fitted_4bit, tmp_path) -> None:
         index.add(X[:1000], ids[:1000])
         index.add(X[1000:], ids[1000:])  # a second add invalidates the packed copy
     Q = X[::97] + 0.01
-    for kwargs in ({}, {"filter": ids[::3]}, {"num_threads": 3}):
+    for kwargs in ({}, {"num_threads": 3}, {"filter": ids[::3]}):
         a, b = plain.search(Q, 10, **kwargs), fast.search(Q, 10, **kwargs)
         np.testing.assert_array_equal(a.ids, b.ids)
         np.testing.assert_array_equal(a.distances, b.distances)
+    # a filtered search packs its gathered codes for the call only
+    assert fast._fastscan_cache[0] is fast._codes
     for index in (plain, fast):
         index.attach_vectors(X)
     a, b = plain.search(Q, 5, rerank=40), fast.search(Q, 5, rerank=40)
