@@ -42,5 +42,6 @@ PYBIND11_MODULE(_core, m) {
 
   pyspec::bind_hamming(m);
   pyspec::bind_pq(m);
+  pyspec::bind_fastscan(m);
   pyspec::bind_linalg(m);
 }

@@ -4,7 +4,7 @@ Users call the public wrappers in :mod:`pyspec`; each family keeps its own
 section below, matching its ``csrc/bind_<family>.cpp``.
 """
 
-from typing import overload
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -167,3 +167,17 @@ def pq_kmeanspp(X: _F32, bounds: _I64, n_centroids: int, seeds: npt.NDArray[np.u
 # 0 interleaved, 1 gather, -1 the static rule (PYSPEC_PQ_SCAN, else interleaved)
 def pq_set_scan_variant(variant: int) -> None: ...
 def pq_scan_variant() -> int: ...
+# 4-bit fast scan (csrc/pq_fastscan.hpp)
+def pq_fastscan_pack(codes: npt.NDArray[np.uint8], num_threads: int = 0
+                     ) -> npt.NDArray[np.uint8]: ...
+def pq_fastscan_unpack(packed: npt.NDArray[np.uint8], n: int, n_segments: int
+                       ) -> npt.NDArray[np.uint8]: ...
+def pq_fastscan_levels(n_segments: int, group: int = 1) -> int: ...
+def pq_fastscan_quantise(tables: _F32, group: int = 1, kth_bound: _F32 | None = None
+                         ) -> tuple[npt.NDArray[np.uint8], _F32, _F32, npt.NDArray[np.int32],
+                                    npt.NDArray[np.uint16]]: ...
+def pq_fastscan_sums(packed: npt.NDArray[np.uint8], n: int, q: npt.NDArray[np.uint8],
+                     group: int = 1, num_threads: int = 0) -> npt.NDArray[np.uint16]: ...
+def pq_fastscan_search(tables: _F32, codes: npt.NDArray[np.uint8], packed: npt.NDArray[np.uint8],
+                       ids: _I64, k: int, num_threads: int = 0, group: int = 0,
+                       return_candidates: bool = False) -> tuple[Any, ...]: ...

@@ -33,7 +33,7 @@ from pyspec._validation import (
     describe,
 )
 from pyspec.errors import IndexFormatError, NotFittedError
-from pyspec.index import _filter
+from pyspec.index import _fastscan, _filter
 from pyspec.index._result import RangeResult, SearchResult
 from pyspec.models.pq import ProductQuantizer
 
@@ -66,6 +66,11 @@ class PQIndex:
     ----------
     pq : ProductQuantizer
         A fitted quantiser; it encodes added spectra and builds query tables.
+    fast_scan : bool, default False
+        4-bit fast scan (quantisers with ``n_centroids <= 16``): the codes are
+        also kept packed two per byte and scanned with query tables held in
+        SIMD registers; the same ids and distances as the plain scan, faster
+        (:mod:`pyspec.index._fastscan`).
 
     Notes
     -----
@@ -95,12 +100,14 @@ class PQIndex:
     ((2, 3), dtype('float32'))
     """
 
-    def __init__(self, pq: ProductQuantizer) -> None:
+    def __init__(self, pq: ProductQuantizer, fast_scan: bool = False) -> None:
         if not isinstance(pq, ProductQuantizer):
             raise TypeError(f"pq must be a ProductQuantizer, got {type(pq).__name__}")
         if not hasattr(pq, "codebook_"):
             raise NotFittedError("PQIndex needs a fitted ProductQuantizer; call pq.fit(X) first")
         self.pq = pq
+        self.fast_scan = _fastscan.check(pq, fast_scan)
+        self._fastscan_cache: tuple | None = None  # (codes, packed layout), _fastscan.packed_codes
         self._M = len(pq.segment_bounds_) - 1
         self._codes = np.empty((0, self._M), dtype=pq.code_dtype)
         self._ids = np.empty(0, dtype=np.int64)
@@ -145,6 +152,7 @@ class PQIndex:
             self._consolidate()
             state = dict(self.__dict__)
         del state["_lock"]  # locks do not pickle; a copy gets its own
+        state["_fastscan_cache"] = None  # rebuilt from the codes
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -305,16 +313,15 @@ class PQIndex:
         if rerank is None:
             row_ids = stored_ids if positions is None else stored_ids[positions]
             for q0 in range(0, nq, _QUERY_BATCH):
-                i, d = _core.pq_search(Q[q0:q0 + _QUERY_BATCH], *args, codes, row_ids,
-                                       k, num_threads=nt, **extra)
+                i, d = self._adc_search(Q[q0:q0 + _QUERY_BATCH], args, codes, row_ids,
+                                        k, nt, extra)
                 out_ids[q0:q0 + len(i)], out_dist[q0:q0 + len(i)] = i, d
             return SearchResult(ids=out_ids, distances=out_dist)
         if positions is None:
             positions = np.arange(len(stored_ids), dtype=np.int64)
         for q0 in range(0, nq, _QUERY_BATCH):
             qb = Q[q0:q0 + _QUERY_BATCH]
-            pos, _ = _core.pq_search(qb, *args, codes, positions, rerank, num_threads=nt,
-                                     **extra)
+            pos, _ = self._adc_search(qb, args, codes, positions, rerank, nt, extra)
             for r in range(len(qb)):
                 qi = q0 + r
                 cand = pos[r][pos[r] >= 0]
@@ -386,6 +393,13 @@ class PQIndex:
         dist = np.concatenate(hit_dist) if hit_dist else np.empty(0, np.float32)
         return RangeResult(lims=lims, ids=ids.astype(np.int64), distances=dist.astype(np.float32))
 
+    def _adc_search(self, Q: np.ndarray, args: tuple, codes: np.ndarray, ids: np.ndarray,
+                    k: int, nt: int, extra: dict) -> tuple[np.ndarray, np.ndarray]:
+        """ADC top k (ids, distances) of the rows ``codes`` (labelled ``ids``)."""
+        if self.fast_scan:
+            return _fastscan.search(self, Q, codes, ids, k, nt)
+        return _core.pq_search(Q, *args, codes, ids, k, num_threads=nt, **extra)
+
     def _exact(self, q: np.ndarray, rows: np.ndarray, metric: str,
                qivar: np.ndarray | None, vectors: tuple) -> np.ndarray:
         """Exact distances (float32 from float64 sums) of q to stored rows."""
@@ -437,7 +451,8 @@ class PQIndex:
         with self._lock:
             self._consolidate()
             arrays = [self._codes, self._ids, self._scan, self._vec_rows, self.pq.codebook_,
-                      self.pq.segment_bounds_, self.pq._ctb, self.pq._cnorm]
+                      self.pq.segment_bounds_, self.pq._ctb, self.pq._cnorm,
+                      (self._fastscan_cache or (None, None))[1]]
             bound = self.pq._bounds_copy
             if isinstance(bound, tuple):
                 arrays += [a for a in bound[:4]]  # bound[4] is codebook_ itself
@@ -457,7 +472,8 @@ class PQIndex:
         norms and segment bounds; with ``vectors``, float32 re-rank spectra
         held in memory (and their inverse variances with ``ivar``) and their
         row map. A first search may add the scan-layout copy of the codes and
-        the 8-bit codebook copy (see the class notes).
+        the 8-bit codebook copy (see the class notes), or with ``fast_scan``
+        the packed copy (32 x ceil(n_segments / 2) bytes per 32 spectra).
         """
         for name, v in (("n", n), ("n_segments", n_segments), ("n_centroids", n_centroids),
                         ("n_features", n_features)):
@@ -484,6 +500,7 @@ class PQIndex:
         codes, ids, _, attached = self._snapshot()
         meta = self.pq._meta()
         meta["code_dtype"] = str(codes.dtype)
+        meta.update(_fastscan.file_meta(self.fast_scan))
         arrays = {"codes": codes, "ids": ids, "codebook": self.pq.codebook_,
                   "bounds": self.pq.segment_bounds_}
         if vectors and attached is not None:
@@ -504,7 +521,7 @@ class PQIndex:
         """
         arrays, meta = read_container(path, _KIND, mmap=mmap)
         pq = ProductQuantizer._from_parts(arrays, meta, str(path))
-        index = cls(pq)
+        index = cls(pq, fast_scan=_fastscan.from_meta(meta, str(path)))
         try:
             codes, ids = arrays["codes"], arrays["ids"]
         except KeyError as exc:
