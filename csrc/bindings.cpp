@@ -43,4 +43,5 @@ PYBIND11_MODULE(_core, m) {
   pyspec::bind_hamming(m);
   pyspec::bind_pq(m);
   pyspec::bind_linalg(m);
+  pyspec::bind_ivf(m);
 }

@@ -10,4 +10,5 @@ namespace pyspec {
 void bind_hamming(pybind11::module_& m);
 void bind_pq(pybind11::module_& m);
 void bind_linalg(pybind11::module_& m);
+void bind_ivf(pybind11::module_& m);
 }  // namespace pyspec
