@@ -16,7 +16,7 @@ from pyspec import _core
 from pyspec._bits import pack_bits, unpack_bits
 from pyspec._fileformat import read_container, write_container
 from pyspec.errors import IndexFormatError
-from pyspec.index._ivf_train import kmajority
+from pyspec.index._ivf_train import bit_votes, kmajority
 from pyspec.index.ivf import IVFHammingIndex
 
 
@@ -164,6 +164,9 @@ def test_thread_count_independence():
 def test_kmajority_centroids_are_majority_bits():
     codes = discrete_clusters(4000, n_centres=20, max_flips=30, seed=5)
     bits = unpack_bits(codes, 256)
+    labels = np.random.default_rng(1).integers(0, 7, size=len(codes))
+    reference = np.stack([bits[labels == c].sum(axis=0) for c in range(8)])
+    np.testing.assert_array_equal(bit_votes(codes, labels, 8), reference)
     # converged (no code changes cell): each centroid is its cell's majority
     cent = kmajority(codes, 20, 256, np.random.default_rng(0), threads=1, n_iter=50)
     labels = _core.hamming_knn(codes, cent, np.arange(20), 1, 257, 1)[0][:, 0]

@@ -19,9 +19,16 @@ Methods, over the same codes and queries, at each ``--ivf-nprobe``:
   it searches the same metric; its truth is the exact ranking of that subset;
 * the flat scan (pyspec ``HammingIndex``), recall 1.
 
-Timings: single queries (``--ivf-single`` of them, each timed, median) and
-one batch of all queries, at ``--ivf-threads`` threads; QPS = queries per
-second, ``x_flat`` = QPS / flat-scan QPS of the same case and run.
+Recall: ``recall@10`` counts the returned codes at or under the exact 10th
+distance (ties do not matter: codes of spectra tie often, and faiss and
+hnswlib do not order equal distances by id); ``id_recall@10`` is the share
+of the exact ids (ties broken by id, as pyspec does).
+
+Timings: single queries (``--ivf-single`` of them, each timed once, not
+best of several: a repeated query would find its lists in the cache;
+median) and one batch of all queries (best of 3), at
+``--ivf-threads`` threads; QPS = queries per second, ``x_flat`` = QPS /
+flat-scan QPS of the same case and run.
 ``--ivf-plot`` writes recall against QPS for every method.
 """
 
@@ -35,6 +42,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import best_time  # noqa: E402
 
 from peer_sections.mih import _recall, _time_each  # noqa: E402
 
@@ -56,17 +65,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--ivf-plot", default=str(_FIGURE), help="PNG to write ('' for none)")
 
 
-def _batch_time(fn, queries: np.ndarray) -> float:
-    """Seconds of fn(queries) after a warm-up on 32 queries."""
-    fn(queries[:32])
-    t0 = time.perf_counter()
-    fn(queries)
-    return time.perf_counter() - t0
+def _tied_recall(ids: np.ndarray, dist: np.ndarray, exact_dist: np.ndarray) -> float:
+    """Share of the k returned codes at or under the exact k-th distance: recall that
+    does not depend on how a method orders codes at equal distance (codes of
+    spectra tie often; faiss and hnswlib do not break ties by id)."""
+    k = exact_dist.shape[1]
+    hits = ((dist <= exact_dist[:, -1:]) & (ids >= 0)).sum(axis=1)
+    return float(np.mean(np.minimum(hits, k) / k))
 
 
-def _row(method: str, param: str, found: np.ndarray, truth: np.ndarray, single_s: float,
+def _row(method: str, param: str, found: tuple, truth, single_s: float,
          batch_s: float, n_queries: int, flat: dict | None) -> dict:
-    row = {"method": method, "param": param, "recall@10": _recall(found, truth),
+    row = {"method": method, "param": param,
+           "recall@10": _tied_recall(found[0], found[1], truth.distances),
+           "id_recall@10": _recall(found[0], truth.ids),
            "single_ms": single_s * 1e3, "single_qps": 1.0 / single_s,
            "batch_qps": n_queries / batch_s}
     if flat is not None:
@@ -95,7 +107,7 @@ def _sweep(label: str, search, params, queries, truth, n_single, flat) -> list[d
     for value in params:
         found = search(queries, value)
         single = _time_each(lambda q, v=value: search(q, v), queries[:n_single])
-        batch = _batch_time(lambda q, v=value: search(q, v), queries)
+        batch = best_time(lambda v=value: search(queries, v), warmup=True)
         rows.append(_row(label, str(value), found, truth, single, batch, len(queries), flat))
         print(f"  {label} {value}: recall {rows[-1]['recall@10']:.3f}", flush=True)
     return rows
@@ -123,9 +135,10 @@ def run(args: argparse.Namespace) -> list[dict]:
     exact = flat_index.search(queries, k)
 
     def flat_search(q, _):
-        return flat_index.search(q, k, num_threads=threads).ids
+        res = flat_index.search(q, k, num_threads=threads)
+        return res.ids, res.distances
 
-    flat = _sweep("flat scan", flat_search, ["-"], queries, exact.ids, n_single, None)[0]
+    flat = _sweep("flat scan", flat_search, ["-"], queries, exact, n_single, None)[0]
     rows.append(flat)
     flat_index = None  # frees the copy of the codes before the next index
 
@@ -146,10 +159,11 @@ def run(args: argparse.Namespace) -> list[dict]:
                  "single_qps": f"{ivf.memory_usage() / 2**20:.0f} MiB"})
 
     def ivf_search(q, nprobe):
-        return ivf.search(q, k, num_threads=threads, nprobe=nprobe).ids
+        res = ivf.search(q, k, num_threads=threads, nprobe=nprobe)
+        return res.ids, res.distances
 
     probes = sorted({p for p in args.ivf_nprobe if p <= n_lists} | {auto})
-    ivf_rows = _sweep("pyspec IVFHammingIndex", ivf_search, probes, queries, exact.ids,
+    ivf_rows = _sweep("pyspec IVFHammingIndex", ivf_search, probes, queries, exact,
                       n_single, flat)
     for row in ivf_rows:
         if row["param"] == str(auto):
@@ -167,10 +181,11 @@ def run(args: argparse.Namespace) -> list[dict]:
 
         def faiss_search(q, nprobe, index=index):
             index.nprobe = nprobe
-            return index.search(q.view(np.uint8), k)[1]
+            dist, ids = index.search(q.view(np.uint8), k)
+            return ids, dist
 
         rows += _sweep(label, faiss_search, [p for p in probes if p <= n_lists], queries,
-                       exact.ids, n_single, flat)
+                       exact, n_single, flat)
         del index
 
     if args.ivf_hnsw_n:
@@ -190,7 +205,7 @@ def _hnsw_rows(args, codes, queries, k, threads, n_single, flat) -> list[dict]:
 
     subset = pyspec.HammingIndex(256)
     subset.add(codes)
-    truth = subset.search(queries, k).ids
+    truth = subset.search(queries, k)
     del subset
     graph = hnswlib.Index(space="l2", dim=256)
     graph.init_index(max_elements=len(codes), M=16, ef_construction=100, random_seed=0)
@@ -202,8 +217,9 @@ def _hnsw_rows(args, codes, queries, k, threads, n_single, flat) -> list[dict]:
 
     def hnsw_search(q, ef):  # the timed call unpacks its queries too (~10 us per query)
         graph.set_ef(max(ef, k))
-        return graph.knn_query(unpack_bits(q, 256).astype(np.float32), k=k,
-                               num_threads=threads)[0]
+        labels, dist = graph.knn_query(unpack_bits(q, 256).astype(np.float32), k=k,
+                                       num_threads=threads)
+        return labels.astype(np.int64), dist
 
     label = f"hnswlib on 0/1 floats ({len(codes)} codes, M=16)"
     return _sweep(label, hnsw_search, args.ivf_hnsw_ef, queries, truth, n_single, flat)
