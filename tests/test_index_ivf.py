@@ -324,3 +324,47 @@ def test_memory_usage_and_estimate(data):
     assert IVFHammingIndex.estimate_memory(10**7) < 0.5 * 2**30
     assert "IVFHammingIndex" in repr(index)
     assert pyspec.IVFHammingIndex is IVFHammingIndex
+
+
+def test_rerank_by_exact_vectors():
+    rng = np.random.default_rng(4)
+    centres, planes = rng.normal(size=(10, 16)), rng.normal(size=(16, 256))
+    vecs = (centres[rng.integers(0, 10, 3050)] + 0.6 * rng.normal(size=(3050, 16)))
+    vecs = vecs.astype(np.float32)
+    codes = pack_bits(vecs @ planes > 0)
+    ids = rng.permutation(5000)[:3000].astype(np.int64)
+    table = np.zeros((5000, 16), np.float32)  # row = id
+    table[ids] = vecs[:3000]
+    index = IVFHammingIndex(256, n_lists=20)
+    index.add(codes[:3000], ids)
+    q, qv = codes[3000:], vecs[3000:]
+
+    def best(cand: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        d = ((table[cand].astype(np.float64) - query) ** 2).sum(axis=1).astype(np.float32)
+        order = np.lexsort((cand, d))[:k]
+        return cand[order], d[order]
+
+    # every list, every code a candidate: the exact L2 k-NN
+    res = index.search(q, 5, nprobe=20, rerank=3000, vectors=table, query_vectors=qv)
+    short = index.search(q, 30, nprobe=4)
+    res30 = index.search(q, 5, nprobe=4, rerank=30, vectors=table, query_vectors=qv)
+    for i in range(len(q)):
+        want_ids, want_d = best(ids, qv[i], 5)
+        np.testing.assert_array_equal(res.ids[i], want_ids)
+        np.testing.assert_allclose(res.distances[i], want_d, rtol=1e-6)
+        # a shortlist of 30: the best 5 of the 30 nearest codes in 4 lists
+        np.testing.assert_array_equal(res30.ids[i], best(short.ids[i], qv[i], 5)[0])
+    assert res.distances.dtype == np.float32
+    padded = index.search(q[:2], 5, nprobe=1, rerank=4000, vectors=table, query_vectors=qv[:2])
+    assert (padded.ids >= 0).all()  # k <= probed codes: no padding left after re-ranking
+
+    with pytest.raises(ValueError, match="together"):
+        index.search(q, 5, rerank=10)
+    with pytest.raises(ValueError, match="must be >= k"):
+        index.search(q, 5, rerank=3, vectors=table, query_vectors=qv)
+    with pytest.raises(TypeError, match="vectors"):
+        index.search(q, 5, rerank=10, vectors=table.tolist(), query_vectors=qv)
+    with pytest.raises(ValueError, match="rows"):
+        index.search(q, 5, rerank=10, vectors=table[:100], query_vectors=qv)
+    with pytest.raises(ValueError, match="one per query"):
+        index.search(q, 5, rerank=10, vectors=table, query_vectors=qv[:3])

@@ -34,7 +34,14 @@ import numpy as np
 from pyspec import _core
 from pyspec._bits import n_words as _n_words
 from pyspec._fileformat import read_container, write_container
-from pyspec._validation import as_ids, check_k, check_num_threads, check_result_size, describe
+from pyspec._validation import (
+    as_float_matrix,
+    as_ids,
+    check_k,
+    check_num_threads,
+    check_result_size,
+    describe,
+)
 from pyspec.errors import IndexFormatError
 from pyspec.index import _ivf_train
 from pyspec.index._result import SearchResult
@@ -47,6 +54,8 @@ _KIND = b"IV"
 DEFAULT_RECALL = 0.95
 #: stored codes used as held-out queries by the default tuning
 TUNE_QUERIES = 256
+# queries re-ranked together (bounds the gathered candidate vectors)
+_RERANK_BLOCK = 64
 
 
 def _check_count(name: str, value: object, allow_none: bool = True) -> int | None:
@@ -65,6 +74,33 @@ def _check_recall(recall: object) -> float:
             or not 0.0 < float(recall) <= 1.0:
         raise ValueError(f"recall must be a number in (0, 1], got {recall!r}")
     return float(recall)
+
+
+def _rerank(candidates: np.ndarray, qv: np.ndarray, vectors: np.ndarray,
+            k: int) -> SearchResult:
+    """Best ``k`` of each row of ``candidates`` by exact squared L2 (float32), ordered
+    by (distance, id); missing candidates (-1) and absent rows are padding."""
+    if candidates.size and int(candidates.max()) >= vectors.shape[0]:
+        raise ValueError(f"vectors has {vectors.shape[0]} rows but the index holds id "
+                         f"{int(candidates.max())}; pass the vector of each id at row id")
+    nq = candidates.shape[0]
+    out_ids = np.full((nq, k), -1, dtype=np.int64)
+    out_dist = np.full((nq, k), np.inf, dtype=np.float32)
+    for s in range(0, nq, _RERANK_BLOCK):
+        cand = candidates[s:s + _RERANK_BLOCK]
+        rows = np.maximum(cand, 0).ravel()
+        srt = np.argsort(rows, kind="stable")  # sorted reads are kinder to a memory map
+        x = np.empty((rows.size, vectors.shape[1]), dtype=np.float64)
+        x[srt] = vectors[rows[srt]]
+        diff = x.reshape(cand.shape + (-1,)) - qv[s:s + _RERANK_BLOCK, None, :]
+        dist = np.einsum("qrd,qrd->qr", diff, diff).astype(np.float32)
+        dist[cand < 0] = np.inf
+        order = np.lexsort((cand, dist), axis=1)[:, :k]
+        kept = min(k, cand.shape[1])
+        out_ids[s:s + len(cand), :kept] = np.take_along_axis(cand, order, axis=1)
+        out_dist[s:s + len(cand), :kept] = np.take_along_axis(dist, order, axis=1)
+    out_ids[~np.isfinite(out_dist)] = -1
+    return SearchResult(ids=out_ids, distances=out_dist)
 
 
 class IVFHammingIndex:
@@ -283,7 +319,9 @@ class IVFHammingIndex:
 
     # -- search --------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int, num_threads: int | None = None,
-               nprobe: int | None = None) -> SearchResult:
+               nprobe: int | None = None, rerank: int | None = None,
+               vectors: np.ndarray | None = None,
+               query_vectors: np.ndarray | None = None) -> SearchResult:
         """The ``k`` nearest codes of each query among its ``nprobe`` nearest lists.
 
         Parameters
@@ -297,18 +335,34 @@ class IVFHammingIndex:
         nprobe : int or None
             Lists to scan for this call; None: the index's ``nprobe`` (or
             the tuned default, see the class notes).
+        rerank : int or None
+            When given (>= k): the ``rerank`` nearest codes are re-scored by
+            exact squared L2 between ``query_vectors`` and ``vectors`` (e.g.
+            the spectra or PIL embeddings the codes were made from) and the
+            best ``k`` of them returned.
+        vectors : ndarray (n_rows, d), float, or a memory map; row = id
+            The float vector of each stored id (``vectors[id]``); only the
+            candidates' rows are read. Needed with ``rerank``.
+        query_vectors : array-like (n_queries, d), float
+            The queries' float vectors. Needed with ``rerank``.
 
         Returns
         -------
         SearchResult
-            ``ids`` int64 and ``distances`` int32 (n_queries, k), each row
-            ordered by (distance, id).
+            ``ids`` int64 and ``distances`` (n_queries, k), each row ordered
+            by (distance, id): int32 Hamming distances, or float32 squared
+            L2 with ``rerank`` (padding: id -1, distance ``n_bits + 1`` or
+            +inf).
         """
         q = _check_codes(queries, self.n_bits, "queries", allow_1d=True)
         k = check_k(k)
         threads = check_num_threads(num_threads)
         probe_count = _check_count("nprobe", nprobe)
         check_result_size(q.shape[0], k, len(self))
+        if rerank is not None or vectors is not None or query_vectors is not None:
+            qv = self._check_rerank(q, k, rerank, vectors, query_vectors)
+            short = self.search(q, rerank, num_threads, nprobe)
+            return _rerank(short.ids, qv, vectors, k)
         if probe_count is None:
             probe_count = self.effective_nprobe(num_threads)
         centroids, codes, ids, offsets = self._view
@@ -321,6 +375,24 @@ class IVFHammingIndex:
         out_ids, dist = _core.ivf_hamming_knn(q, codes, ids, offsets, probes, k,
                                               self.pad_distance, threads)
         return SearchResult(ids=out_ids, distances=dist)
+
+    @staticmethod
+    def _check_rerank(q: np.ndarray, k: int, rerank: object, vectors: object,
+                      query_vectors: object) -> np.ndarray:
+        if rerank is None or vectors is None or query_vectors is None:
+            raise ValueError("re-ranking needs rerank=, vectors= (row = id) and "
+                             "query_vectors= together")
+        if check_k(rerank) < k:
+            raise ValueError(f"rerank ({rerank}) must be >= k ({k})")
+        if not isinstance(vectors, np.ndarray) or vectors.ndim != 2 \
+                or vectors.dtype.kind != "f":
+            raise TypeError(f"vectors: expected a 2-D float array or memory map (row = id), "
+                            f"got {describe(vectors)}")
+        qv = as_float_matrix(query_vectors, "query_vectors", n_features=vectors.shape[1])
+        if qv.shape[0] != q.shape[0]:
+            raise ValueError(f"query_vectors: expected {q.shape[0]} rows (one per query), "
+                             f"got {qv.shape[0]}")
+        return qv
 
     def effective_nprobe(self, num_threads: int | None = None) -> int:
         """The ``nprobe`` a search without one uses: the index's, or the tuned
