@@ -15,6 +15,7 @@ import pyspec
 from pyspec import _core
 from pyspec._bits import pack_bits, unpack_bits
 from pyspec._fileformat import read_container, write_container
+from pyspec.commands.verify import verify_path
 from pyspec.errors import IndexFormatError
 from pyspec.index._ivf_train import bit_votes, kmajority
 from pyspec.index.ivf import IVFHammingIndex
@@ -224,6 +225,7 @@ def test_save_load_round_trip(tmp_path, data):
         assert back.memory_usage() == index.memory_usage()
         back.add(queries)  # a loaded (even memory-mapped) index takes more codes
         assert len(back) == len(codes) + len(queries)
+    assert verify_path(path) == f"IVF Hamming index, {len(codes)} entries"  # pyspec verify
     clone = pickle.loads(pickle.dumps(index))
     np.testing.assert_array_equal(clone.search(queries, 10).ids, before.ids)
     empty = IVFHammingIndex(128, n_lists=7)
