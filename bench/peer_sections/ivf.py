@@ -176,7 +176,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     ivf = None
     for label, centroids in peers:
         t0 = time.perf_counter()
+        faiss.omp_set_num_threads(2)  # building is not what the rows compare
         index, _quantizer = _faiss_ivf(faiss, codes, n_lists, centroids)
+        faiss.omp_set_num_threads(threads)
         print(f"  {label}: built in {time.perf_counter() - t0:.1f} s", flush=True)
 
         def faiss_search(q, nprobe, index=index):
@@ -192,7 +194,9 @@ def run(args: argparse.Namespace) -> list[dict]:
         rows += _hnsw_rows(args, codes[:args.ivf_hnsw_n], queries, k, threads, n_single,
                            flat if args.ivf_hnsw_n >= n else None)
     if args.ivf_plot and not quick:
-        _plot(rows, n, threads, Path(args.ivf_plot))
+        from ivf_plot import plot
+
+        plot([(f"{n / 1e6:g}M codes", rows)], threads, Path(args.ivf_plot))
     return rows
 
 
@@ -223,30 +227,3 @@ def _hnsw_rows(args, codes, queries, k, threads, n_single, flat) -> list[dict]:
 
     label = f"hnswlib on 0/1 floats ({len(codes)} codes, M=16)"
     return _sweep(label, hnsw_search, args.ivf_hnsw_ef, queries, truth, n_single, flat)
-
-
-def _plot(rows: list[dict], n: int, threads: int, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
-    methods = [m for m in dict.fromkeys(r["method"] for r in rows) if "build" not in m]
-    for ax, column, title in ((axes[0], "single_qps", "single queries"),
-                              (axes[1], "batch_qps", "batch of 1,000 queries")):
-        for i, method in enumerate(methods):
-            pts = sorted((r[column], r["recall@10"]) for r in rows if r["method"] == method)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="os^Dv"[i % 5],
-                    color=f"C{i}", label=method, linestyle="-" if len(pts) > 1 else "none")
-        ax.axhline(0.95, color="grey", linewidth=0.6, linestyle=":")
-        ax.set_xscale("log")
-        ax.set_xlabel(f"queries per second ({threads} thread{'s' if threads > 1 else ''})")
-        ax.set_title(title)
-    axes[0].set_ylabel("recall@10 of the exact Hamming ranking")
-    axes[1].legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"IVF over {n / 1e6:g}M 256-bit PIL codes of simulated spectra, k = 10")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    print(f"  wrote {path}", flush=True)
