@@ -50,7 +50,9 @@ def plot(runs: list[tuple[str, list[dict]]], threads: int, path: Path) -> None:
         for ax, column, case in ((pair[0], "single_qps", "single queries"),
                                  (pair[1], "batch_qps", "batch of 1,000 queries")):
             for method in dict.fromkeys(r["method"] for r in rows if "build" not in r["method"]):
-                pts = sorted((r[column], r["recall@10"]) for r in rows if r["method"] == method)
+                # in sweep order (nprobe or ef ascending): on a loaded machine QPS
+                # is noisy, recall is not
+                pts = [(r[column], r["recall@10"]) for r in rows if r["method"] == method]
                 colour, marker = style[method]
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, color=colour,
                         label=method, linestyle="-" if len(pts) > 1 else "none")
