@@ -225,6 +225,7 @@ def test_save_load_round_trip(tmp_path, data):
         assert back.memory_usage() == index.memory_usage()
         back.add(queries)  # a loaded (even memory-mapped) index takes more codes
         assert len(back) == len(codes) + len(queries)
+        assert IVFHammingIndex.load(path, mmap=mmap).remove_ids(ids[:10]) == 10
     assert verify_path(path) == f"IVF Hamming index, {len(codes)} entries"  # pyspec verify
     clone = pickle.loads(pickle.dumps(index))
     np.testing.assert_array_equal(clone.search(queries, 10).ids, before.ids)

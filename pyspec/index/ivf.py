@@ -311,7 +311,7 @@ class IVFHammingIndex:
             if removed:
                 lists = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
                 counts = np.bincount(lists[keep], minlength=offsets.size - 1)
-                new_offsets = np.zeros_like(offsets)
+                new_offsets = np.zeros(offsets.shape, dtype=np.int64)
                 np.cumsum(counts, out=new_offsets[1:])
                 self._set(centroids, np.ascontiguousarray(codes[keep]),
                           np.ascontiguousarray(stored[keep]), new_offsets)
