@@ -11,4 +11,5 @@ void bind_hamming(pybind11::module_& m);
 void bind_pq(pybind11::module_& m);
 void bind_fastscan(pybind11::module_& m);
 void bind_linalg(pybind11::module_& m);
+void bind_ivf(pybind11::module_& m);
 }  // namespace pyspec

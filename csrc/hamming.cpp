@@ -351,6 +351,8 @@ void knn_by_histogram(const HammingKernels& kern, const word_t* queries, index_t
 
 }  // namespace
 
+const HammingKernels& selected_hamming_kernels() { return selected_kernels(); }
+
 void hamming_knn(const word_t* queries, index_t n_queries, const word_t* codes,
                  const index_t* ids, index_t n_codes, int n_words, index_t k,
                  std::int32_t pad_distance, int num_threads, std::int32_t* out_distances,

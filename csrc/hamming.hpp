@@ -138,5 +138,8 @@ const HammingKernels& hamming_kernels();
 namespace avx512 {
 const HammingKernels& hamming_kernels();
 }
+// The variant of hamming_simd_level(), as the drivers use it (ivf.cpp scans
+// inverted lists with it).
+const HammingKernels& selected_hamming_kernels();
 
 }  // namespace pyspec

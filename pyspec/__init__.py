@@ -30,6 +30,7 @@ _EXPORTS = {
     "HammingIndex": "pyspec.index.hamming",
     "PQIndex": "pyspec.index.pq",
     "GraphIndex": "pyspec.index.graph",
+    "IVFHammingIndex": "pyspec.index.ivf",
     "Spectrum": "pyspec.io",
     "SpectrumBatch": "pyspec.io",
     "read_spectrum": "pyspec.io",

@@ -90,6 +90,20 @@ def mih_range(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int32],
            npt.NDArray[np.int64]]: ...
 
+# --- inverted file (csrc/bind_ivf.cpp) ---
+# codes grouped by list (CSR offsets int64 (n_lists + 1,)); probes int64
+# (n_queries, n_probe) list numbers, -1 skipped. Wrapper: pyspec.IVFHammingIndex.
+def ivf_hamming_knn(
+    queries: npt.NDArray[np.uint64],
+    codes: npt.NDArray[np.uint64],
+    ids: npt.NDArray[np.int64],
+    offsets: npt.NDArray[np.int64],
+    probes: npt.NDArray[np.int64],
+    k: int,
+    pad_distance: int,
+    num_threads: int = 0,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]: ...
+
 # --- linalg (csrc/bind_linalg.cpp) ---
 gram_row_block: int
 

@@ -1,1 +1,3 @@
-"""Indexes over codes: Hamming (binary), PQ (quantised), graph (HNSW)."""
+"""Indexes over codes: Hamming (binary), PQ (quantised), graph (HNSW), IVF (inverted lists)."""
+
+from pyspec.index.ivf import IVFHammingIndex  # noqa: F401  (also pyspec.IVFHammingIndex)

@@ -1,0 +1,70 @@
+// Bindings of the inverted-file family (ivf.hpp): check shapes, release the
+// GIL, forward. Arrays are non-converting (.noconvert()): a wrong dtype or a
+// non-C-contiguous array is a TypeError. The public wrapper is
+// pyspec.index.ivf.IVFHammingIndex.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "bindings.hpp"
+#include "ivf.hpp"
+
+namespace py = pybind11;
+
+namespace pyspec {
+namespace {
+
+using Words = py::array_t<word_t, py::array::c_style>;
+using Int64 = py::array_t<index_t, py::array::c_style>;
+
+void expect(bool ok, const std::string& what) {
+  if (!ok) throw std::invalid_argument("ivf_hamming_knn: " + what);
+}
+
+py::tuple ivf_knn(const Words& queries, const Words& codes, const Int64& ids,
+                  const Int64& offsets, const Int64& probes, index_t k,
+                  std::int32_t pad_distance, int num_threads) {
+  expect(queries.ndim() == 2 && codes.ndim() == 2, "queries and codes must be 2-D");
+  const auto n_words = codes.shape(1);
+  expect(n_words >= 1 && n_words <= kMaxCodeWords && queries.shape(1) == n_words,
+         "queries and codes need the same word count in [1, 8]");
+  expect(ids.ndim() == 1 && ids.shape(0) == codes.shape(0), "ids must have shape (n_codes,)");
+  expect(offsets.ndim() == 1 && offsets.shape(0) >= 1, "offsets must have shape (n_lists + 1,)");
+  expect(probes.ndim() == 2 && probes.shape(0) == queries.shape(0),
+         "probes must have shape (n_queries, n_probe)");
+  expect(k >= 0, "k must be >= 0");
+  const index_t nq = queries.shape(0);
+  py::array_t<std::int32_t> distances({nq, k});
+  py::array_t<index_t> out_ids({nq, k});
+  const word_t* q = queries.data();
+  const word_t* c = codes.data();
+  const index_t* id = ids.data();
+  const index_t* off = offsets.data();
+  const index_t* pr = probes.data();
+  std::int32_t* d_out = distances.mutable_data();
+  index_t* i_out = out_ids.mutable_data();
+  const index_t n = codes.shape(0);
+  const index_t n_lists = offsets.shape(0) - 1;
+  const index_t n_probe = probes.shape(1);
+  {
+    py::gil_scoped_release release;
+    ivf_hamming_knn(q, nq, c, id, n, static_cast<int>(n_words), off, n_lists, pr, n_probe, k,
+                    pad_distance, num_threads, d_out, i_out);
+  }
+  return py::make_tuple(out_ids, distances);
+}
+
+}  // namespace
+
+void bind_ivf(py::module_& m) {
+  m.def("ivf_hamming_knn", &ivf_knn, py::arg("queries").noconvert(),
+        py::arg("codes").noconvert(), py::arg("ids").noconvert(),
+        py::arg("offsets").noconvert(), py::arg("probes").noconvert(), py::arg("k"),
+        py::arg("pad_distance"), py::arg("num_threads") = 0,
+        "k-NN over the probed inverted lists -> (ids int64 (nq, k), distances int32 (nq, k)). "
+        "Use pyspec.IVFHammingIndex.search.");
+}
+
+}  // namespace pyspec
