@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from pyspec._validation import as_float_matrix
+from pyspec.store_rows import StoreRowReader  # the rows reader `pyspec queries` streams through
 
-__all__ = ["PRESETS", "QuerySelection", "representative_queries",
+__all__ = ["PRESETS", "QuerySelection", "StoreRowReader", "representative_queries",
            "representative_queries_streamed"]
 
 _WORKING_MEMORY_MB = 32
@@ -363,46 +364,3 @@ def assign_block(rows: np.ndarray, clustering: _Clustering,
     reps = _Representatives(clustering.n_clusters)
     reps.update(rows, labels, dist)
     return labels, reps
-
-
-# ----------------------------------------------------------------------------- store access
-
-class StoreRowReader:
-    """``read_rows`` for :func:`representative_queries_streamed` over rows of a store.
-
-    ``reader(i)`` is the flux of store rows ``rows[i]`` (``i`` ascending; for a
-    :class:`~pyspec.distributed.ShardedStore`, global rows). The rows are read
-    from the ``flux.f32`` files through a file handle, one read per run of
-    consecutive rows, not through the memory map: mapped pages stay in the
-    process's resident set once touched, so a pass over a large store through
-    the map would grow memory with the store. Picklable (for cluster tasks).
-    """
-
-    def __init__(self, store: Any, rows: np.ndarray) -> None:
-        from pathlib import Path
-
-        stores = getattr(store, "shards", None) or [store]
-        self.paths = [str(Path(s.path) / "flux.f32") for s in stores]
-        self.offsets = np.cumsum([0] + [len(s) for s in stores]).astype(np.int64)
-        self.n_pixels = int(store.flux.shape[1])
-        self.rows = np.asarray(rows, np.int64)
-
-    def __call__(self, index: np.ndarray) -> np.ndarray:
-        rows = self.rows[np.asarray(index, np.int64)]
-        m = self.n_pixels
-        out = np.empty((rows.size, m), np.float32)
-        if not rows.size:
-            return out
-        shard = np.searchsorted(self.offsets, rows, side="right") - 1
-        # a run: consecutive rows of one file
-        new_run = (np.diff(rows, prepend=rows[0] - 2) != 1) | \
-            (np.diff(shard, prepend=shard[0] - 1) != 0)
-        starts = np.flatnonzero(new_run)
-        ends = np.append(starts[1:], rows.size)
-        for s in np.unique(shard):
-            with open(self.paths[s], "rb") as fh:
-                for a, b in zip(starts, ends, strict=True):
-                    if shard[a] == s:
-                        fh.seek(int(rows[a] - self.offsets[s]) * m * 4)
-                        out[a:b] = np.fromfile(fh, "<f4", count=(b - a) * m).reshape(b - a, m)
-        return out
