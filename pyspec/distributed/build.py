@@ -50,6 +50,11 @@ class _RowRange:
         return store_meta_rows(self._store, np.arange(self._start, self._stop))
 
 
+# engine.json entries every shard shares, copied into the manifest
+_SHARED_INFO = ("kind", "model_class", "n_bits", "n_pixels", "grid", "preprocessing",
+                "meta_columns")
+
+
 def _build_shard(store_path: str, start: int, stop: int, out: str, *, model: Any,
                  chunk_size: int, num_threads: int | None) -> dict[str, Any]:
     """One task: encode rows ``start:stop`` of the store at ``store_path`` into ``out``."""
@@ -64,7 +69,9 @@ def _build_shard(store_path: str, start: int, stop: int, out: str, *, model: Any
     # never be read
     eng = Engine.build(view, model, out=out, chunk_size=chunk_size, num_threads=num_threads,
                        overwrite=True, rerank_space="flux")
-    return {"n_spectra": len(eng), "encode_s": eng.info["timings_s"]["encode"]}
+    # the facts the manifest copies, so that the caller need not open a shard engine
+    return {"n_spectra": len(eng), "encode_s": eng.info["timings_s"]["encode"],
+            "info": {key: eng.info[key] for key in _SHARED_INFO}}
 
 
 def _shard_plan(store: Any, n_shards: int) -> list[tuple[str, int, int]]:
@@ -153,14 +160,12 @@ def build_sharded(store: Any, model: Any = "pil", out: str | os.PathLike = "engi
         done = run_per_shard(client, _build_shard, tasks, model=model,
                              chunk_size=int(chunk_size), num_threads=num_threads)
         encode_s = time.perf_counter() - t0
-        first = Engine.open(tmp / names[0])
         entries = [{"path": name, "n_spectra": int(d["n_spectra"]), "store_row_offset": a,
                     "encode_s": d["encode_s"]}
                    for name, (_, a, _), d in zip(names, plan, done, strict=True)]
         from pyspec.catalogue import provenance
 
-        info = {key: first.info[key] for key in ("kind", "model_class", "n_bits", "n_pixels",
-                                                  "grid", "preprocessing", "meta_columns")}
+        info = dict(done[0]["info"])
         info.update({
             "format": SHARDED_ENGINE_FORMAT, "version": VERSION,
             "model_params": _safe_params(model),
