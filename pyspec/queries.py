@@ -35,6 +35,10 @@ __all__ = ["PRESETS", "QuerySelection", "StoreRowReader", "representative_querie
 
 _WORKING_MEMORY_MB = 32
 
+# BIRCH sub-clusters the global (agglomerative, quadratic) step may take with
+# birch_threshold="auto": 4096**2 float64 distances = 128 MiB
+_MAX_SUBCLUSTERS = 4096
+
 PRESETS: dict[str, dict[str, Any]] = {
     # 50 BIRCH groups x 20 KMeans sub-clusters (M dwarfs in the M-star study)
     "dwarf": {"method": "birch-kmeans", "n_groups": 50, "n_subclusters": 20},
@@ -92,8 +96,12 @@ def _birch_groups(scores: np.ndarray, n_groups: int, threshold: float | str
     """BIRCH labels with ``n_groups`` global clusters.
 
     With ``threshold="auto"`` the CF-tree radius starts at a tenth of the
-    data's RMS spread and is halved until the tree has at least ``n_groups``
-    leaf sub-clusters, so the global step never runs short of sub-clusters.
+    data's RMS spread and is searched (halved, doubled, then bisected) until
+    the tree has at least ``n_groups`` and at most ``_MAX_SUBCLUSTERS`` leaf
+    sub-clusters: the global step never runs short of sub-clusters, and its
+    agglomerative clustering, quadratic in them, stays within ~128 MiB
+    whatever the sample (noisy spectra can leave nearly one sub-cluster per
+    spectrum at a tenth of the spread: 16 GB for 50,000 of them).
     """
     from sklearn.cluster import Birch
 
@@ -101,12 +109,19 @@ def _birch_groups(scores: np.ndarray, n_groups: int, threshold: float | str
     t = 0.1 * spread if threshold == "auto" else float(threshold)
     if not t > 0:
         t = 1e-6
+    most = max(_MAX_SUBCLUSTERS, 2 * n_groups)
+    too_many, too_few = 0.0, np.inf  # thresholds known to give too many / too few
     for _ in range(30):
         birch = Birch(threshold=t, n_clusters=None, branching_factor=50).fit(scores)
-        if len(birch.subcluster_centers_) >= n_groups or threshold != "auto":
+        n_sub = len(birch.subcluster_centers_)
+        if threshold != "auto" or n_groups <= n_sub <= most:
             break
-        t /= 2.0
-    n_sub = len(birch.subcluster_centers_)
+        if n_sub < n_groups:
+            too_few = t
+        else:
+            too_many = t
+        t = (t / 2.0 if too_many == 0.0 else t * 2.0 if too_few == np.inf
+             else float(np.sqrt(too_many * too_few)))
     if n_sub < n_groups:
         raise ValueError(f"BIRCH found only {n_sub} sub-clusters for {n_groups} groups at "
                          f"threshold {t:g}; lower the threshold or the number of groups")
