@@ -12,6 +12,9 @@ whose label occurs only once have no relevant spectra and are skipped.
 :func:`evaluate_hashers` runs this for several hashers and code lengths on a
 held-out query split (queries never seen by the fit), with exact L2 on the same
 input as the ceiling row, and returns an astropy Table (write it as ECSV);
+:func:`evaluate_store` does the same on the labelled spectra of a store in
+bounded memory (one metadata column read, the spectra streamed block by
+block), with the table the in-memory evaluation gives;
 :func:`plot_precision_recall` draws the curves like the paper's Figure 8.
 :func:`euclidean_recall` measures how many exact Euclidean neighbours the
 Hamming ranking recovers.
