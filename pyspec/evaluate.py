@@ -12,6 +12,9 @@ whose label occurs only once have no relevant spectra and are skipped.
 :func:`evaluate_hashers` runs this for several hashers and code lengths on a
 held-out query split (queries never seen by the fit), with exact L2 on the same
 input as the ceiling row, and returns an astropy Table (write it as ECSV);
+:func:`evaluate_store` does the same on the labelled spectra of a store in
+bounded memory (one metadata column read, the spectra streamed block by
+block), with the table the in-memory evaluation gives;
 :func:`plot_precision_recall` draws the curves like the paper's Figure 8.
 :func:`euclidean_recall` measures how many exact Euclidean neighbours the
 Hamming ranking recovers.
@@ -20,11 +23,13 @@ Hamming ranking recovers.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from pyspec._validation import as_float_matrix
+from pyspec.store_rows import RowSource, StoreRowReader, store_meta_column
 
 # Queries per block of the distance matrix: at most 256, and at most 2**22
 # distances (16 MiB int32, 32 MiB for the argsort) per block.
@@ -191,36 +196,54 @@ def holdout_split(n: int, n_queries: int | None, holdout: float,
     return queries, np.setdiff1d(np.arange(n), queries)
 
 
-def ranked_precision_recall(order: np.ndarray, query_labels: np.ndarray,
-                            db_labels: np.ndarray, cut: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Summed precision and recall at ``cut`` of database rankings ``order`` (nq, n_db)
-    and the number of queries counted (those with a relevant database entry)."""
+def ranked_true_positives(order: np.ndarray, query_labels: np.ndarray, db_labels: np.ndarray,
+                          cut: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """True positives at ``cut`` (int64, (m, cut.size)) of database rankings ``order``
+    (nq, n_db) and the relevant database entries of each query (m,), for the m queries
+    that have one."""
     relevant = (db_labels[None, :] == query_labels[:, None]).sum(axis=1)
     use = relevant > 0
     hits = db_labels[order[use]] == query_labels[use, None]
-    tp = np.cumsum(hits, axis=1)[:, cut - 1]
-    return (tp / cut).sum(axis=0), (tp / relevant[use, None]).sum(axis=0), int(use.sum())
+    return np.cumsum(hits, axis=1)[:, cut - 1], relevant[use]
 
 
-def _exact_ranker(Xq: np.ndarray, Xdb: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """Database rows of held-out queries ``qb`` by (squared L2, row); the database is
-    converted to float64 once, not once per query block."""
+# Distances held at once by the exact-L2 ranking (128 MiB of float64): the queries are ranked
+# in passes of as many as fit, each pass reading the database block by block.
+_EXACT_DISTANCES = 1 << 24
+
+
+def _exact_rankings(Xq: np.ndarray, database: RowSource, step: int
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(qb, order)``: database rows of held-out queries ``qb`` (blocks of ``step``)
+    by (squared L2, row).
+
+    Each pass computes the distances of up to ``_EXACT_DISTANCES / n_db``
+    queries to every database row, converting one database block to float64
+    at a time, so memory does not grow with the database.
+    """
+    n_db = len(database)
+    per_pass = max(1, min(Xq.shape[0], _EXACT_DISTANCES // n_db))
+    rows = max(64, (1 << 21) // max(Xq.shape[1], 1))  # 16 MiB float64 database blocks
     q64 = Xq.astype(np.float64)
-    db = Xdb.astype(np.float64)
-    sq_db = np.einsum("ij,ij->i", db, db)
+    sq_q = np.einsum("ij,ij->i", q64, q64)
+    for a in range(0, Xq.shape[0], per_pass):
+        b = min(a + per_pass, Xq.shape[0])
+        d2 = np.empty((b - a, n_db))
+        for start, block, _ in database.iter_chunks(rows):
+            db = block.astype(np.float64)
+            d2[:, start:start + db.shape[0]] = (sq_q[a:b, None] - 2.0 * q64[a:b] @ db.T
+                                                + np.einsum("ij,ij->i", db, db))
+        for s in range(a, b, step):
+            yield np.arange(s, min(s + step, b)), np.argsort(d2[s - a:s - a + step], axis=1,
+                                                             kind="stable")
 
-    def rank(qb: np.ndarray) -> np.ndarray:
-        q = q64[qb]
-        d2 = np.einsum("ij,ij->i", q, q)[:, None] - 2.0 * q @ db.T + sq_db
-        return np.argsort(d2, axis=1, kind="stable")
 
-    return rank
-
-
-def _hamming_ranker(index, q_codes: np.ndarray, n_db: int,
-                    num_threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
-    """Database rows of held-out queries ``qb`` by (Hamming distance, row)."""
-    return lambda qb: index.search(q_codes[qb], n_db, num_threads=num_threads).ids
+def _hamming_rankings(index, q_codes: np.ndarray, n_db: int, step: int,
+                      num_threads: int | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(qb, order)``: database rows of held-out queries ``qb`` by (Hamming distance, row)."""
+    for s in range(0, q_codes.shape[0], step):
+        qb = np.arange(s, min(s + step, q_codes.shape[0]))
+        yield qb, index.search(q_codes[qb], n_db, num_threads=num_threads).ids
 
 
 def evaluate_hashers(X: np.ndarray, labels: Sequence, hashers: Sequence[str] = HASHERS,
@@ -229,15 +252,17 @@ def evaluate_hashers(X: np.ndarray, labels: Sequence, hashers: Sequence[str] = H
                      hasher_params: dict[str, dict] | None = None, cutoffs: np.ndarray | None = None,
                      num_threads: int | None = None,
                      progress: Callable[[str], None] | None = None, holdout: float = 0.2,
-                     exact: bool = True):
+                     exact: bool = True, fit_sample: int | None = None):
     """Fit every hasher at every code length and measure held-out precision/recall.
 
     A random ``holdout`` fraction of the spectra (at most ``n_queries``) are
-    the queries; the hashers are fitted on the others (labels unused), which
-    form the database the queries are ranked against (by Hamming distance,
-    ties by row). ``exact`` adds the ceiling row "exact-l2" (n_bits 0):
-    the same queries ranked by exact Euclidean distance on the same input,
-    what any code of these spectra can at best approach.
+    the queries; the hashers are fitted on the others (labels unused), or on
+    ``fit_sample`` of them drawn at random, and the others form the database
+    the queries are ranked against (by Hamming distance, ties by row).
+    ``exact`` adds the ceiling row "exact-l2" (n_bits 0): the same queries
+    ranked by exact Euclidean distance on the same input, what any code of
+    these spectra can at best approach. :func:`evaluate_store` does the same
+    on a store without loading it.
 
     Returns
     -------
@@ -246,14 +271,96 @@ def evaluate_hashers(X: np.ndarray, labels: Sequence, hashers: Sequence[str] = H
         holds n_spectra, n_pixels, n_queries, n_database, label counts and
         parameters.
     """
-    from astropy.table import Table
-
     X = as_float_matrix(X, "X", allow_1d=False)
     lab = np.asarray(labels)
     if lab.shape != (X.shape[0],):
         raise ValueError(f"labels: expected {X.shape[0]} labels, got shape {lab.shape}")
-    _, lab_idx = np.unique(lab, return_inverse=True)
-    queries, database = holdout_split(X.shape[0], n_queries, holdout, random_state)
+    values, lab_idx, counts = np.unique(lab, return_inverse=True, return_counts=True)
+    return _evaluate(X.__getitem__, X.shape, lab_idx, values, counts, hashers, code_lengths,
+                     n_queries=n_queries, random_state=random_state,
+                     hasher_params=hasher_params, cutoffs=cutoffs, num_threads=num_threads,
+                     progress=progress, holdout=holdout, exact=exact, fit_sample=fit_sample)
+
+
+def evaluate_store(store: Any, label_column: str = "subclass", hashers: Sequence[str] = HASHERS,
+                   code_lengths: Sequence[int] = (32, 64, 128, 256), *,
+                   label_mode: str = "full", min_class_size: int = 2,
+                   progress: Callable[[str], None] | None = None, **kwargs: Any):
+    """:func:`evaluate_hashers` on the labelled spectra of a store, in bounded memory.
+
+    The labels are the store's metadata column ``label_column`` (stripped
+    text; ``label_mode="first-letter"`` keeps its first letter, upper case,
+    e.g. G2V -> G); spectra without a label ("", "--", "None", "nan") and
+    those of labels with fewer than ``min_class_size`` members are left out.
+    Only that column is read, and the spectra are read block by block (fit,
+    encode and the exact ranking), so memory does not grow with the store;
+    the table is the one :func:`evaluate_hashers` gives for the same spectra
+    and labels in memory. ``store``: a SpectrumStore, a sharded store or a
+    path; ``kwargs`` as for :func:`evaluate_hashers`.
+    """
+    from pyspec.distributed.store import open_any_store
+
+    if not hasattr(store, "flux"):
+        store = open_any_store(store)
+    if label_mode not in ("full", "first-letter"):
+        raise ValueError(f"label_mode must be 'full' or 'first-letter', got {label_mode!r}")
+    try:
+        column = store_meta_column(store, label_column)
+    except KeyError as exc:
+        raise ValueError(f"{store.path}: {exc.args[0]}; choose another label column") from None
+    # one label text per distinct stored value, not one Python string per spectrum
+    raw, inverse = np.unique(column, return_inverse=True)
+    del column
+    text = np.array([str(v).strip() for v in raw], dtype=str)
+    if label_mode == "first-letter":
+        text = np.array([t[:1].upper() for t in text], dtype=str)
+    values, code = np.unique(text, return_inverse=True)
+    lab = code[inverse]
+    missing = np.flatnonzero(np.isin(values, ["", "--", "None", "nan"]))
+    counts = np.bincount(lab, minlength=values.size)
+    small = (counts < int(min_class_size)) & ~np.isin(np.arange(values.size), missing)
+    if small.any() and progress is not None:
+        progress(f"dropping {int(counts[small].sum())} spectra of labels with < "
+                 f"{min_class_size} members")
+    keep = ~np.isin(np.arange(values.size), missing) & ~small
+    rows = np.flatnonzero(keep[lab])
+    used, lab_idx, n_of = np.unique(lab[rows], return_inverse=True, return_counts=True)
+    if rows.size < 3:
+        raise ValueError(f"{store.path}: only {rows.size} spectra have a {label_column!r} label "
+                         f"shared with at least {min_class_size - 1} other")
+    n_pixels = int(store.flux.shape[1])
+    if progress is not None:
+        progress(f"{rows.size} spectra x {n_pixels} pixels, {used.size} labels")
+    return _evaluate(StoreRowReader(store, rows), (rows.size, n_pixels), lab_idx,
+                     values[used], n_of, hashers, code_lengths, progress=progress, **kwargs)
+
+
+def _fit_input(database: RowSource, fit_sample: int | None,
+               random_state: int | None) -> np.ndarray | RowSource:
+    """What the hashers fit on: all database rows (streamed) or ``fit_sample`` random ones."""
+    n_db = len(database)
+    if fit_sample is None or fit_sample >= n_db:
+        return database
+    rng = np.random.default_rng(random_state)
+    sample = np.sort(rng.choice(n_db, size=int(fit_sample), replace=False))
+    return database.read_rows(database.positions[sample])
+
+
+def _evaluate(read_rows: Callable[[np.ndarray], np.ndarray], shape: tuple[int, int],
+              lab_idx: np.ndarray, values: np.ndarray, counts: np.ndarray,
+              hashers: Sequence[str], code_lengths: Sequence[int], *,
+              n_queries: int | None = 1000, random_state: int | None = 0,
+              hasher_params: dict[str, dict] | None = None, cutoffs: np.ndarray | None = None,
+              num_threads: int | None = None, progress: Callable[[str], None] | None = None,
+              holdout: float = 0.2, exact: bool = True, fit_sample: int | None = None):
+    """The evaluation over spectra ``read_rows(rows)`` (float32, ascending rows) with label
+    codes ``lab_idx`` (into ``values``, whose members number ``counts``)."""
+    from astropy.table import Table
+
+    if fit_sample is not None and (isinstance(fit_sample, bool) or int(fit_sample) < 2):
+        raise ValueError(f"fit_sample must be an int >= 2 or None, got {fit_sample!r}")
+    n, n_pixels = int(shape[0]), int(shape[1])
+    queries, database = holdout_split(n, n_queries, holdout, random_state)
     n_db = database.size
     cut = default_cutoffs(n_db) if cutoffs is None else np.asarray(cutoffs, dtype=np.int64)
     if cut.size == 0 or cut.min() < 1 or cut.max() > n_db:
@@ -263,14 +370,16 @@ def evaluate_hashers(X: np.ndarray, labels: Sequence, hashers: Sequence[str] = H
     rows = {k: [] for k in ("hasher", "n_bits", "cutoff", "precision", "recall", "fit_time")}
     step = _block(n_db)
 
-    def add(name: str, nb: int, rank: Callable[[np.ndarray], np.ndarray], fit_time: float) -> None:
-        prec, rec, used = np.zeros(cut.size), np.zeros(cut.size), 0
-        for s in range(0, queries.size, step):
-            qb = np.arange(s, min(s + step, queries.size))
-            p, r, u = ranked_precision_recall(rank(qb), q_lab[qb], db_lab, cut)
-            prec, rec, used = prec + p, rec + r, used + u
+    def add(name: str, nb: int, rankings: Iterator[tuple[np.ndarray, np.ndarray]],
+            fit_time: float) -> None:
+        # per-query counts, averaged at the end: the means do not depend on the query blocks
+        tps, rels = zip(*(ranked_true_positives(order, q_lab[qb], db_lab, cut)
+                          for qb, order in rankings), strict=True)
+        tp, relevant = np.concatenate(tps), np.concatenate(rels)
+        used = tp.shape[0]
         if used == 0:
             raise ValueError("no held-out query has a database spectrum with its label")
+        prec, rec = (tp / cut).sum(axis=0), (tp / relevant[:, None]).sum(axis=0)
         rows["hasher"] += [name] * cut.size
         rows["n_bits"] += [nb] * cut.size
         rows["cutoff"] += list(cut)
@@ -284,27 +393,29 @@ def evaluate_hashers(X: np.ndarray, labels: Sequence, hashers: Sequence[str] = H
         n_used[0] = used
 
     n_used = [0]
-    Xq, Xdb = X[queries], X[database]
+    Xq = read_rows(queries)
+    db = RowSource(read_rows, database)
     if exact:
-        add("exact-l2", 0, _exact_ranker(Xq, Xdb), 0.0)
+        add("exact-l2", 0, _exact_rankings(Xq, db, step), 0.0)
+    n_fit = n_db if fit_sample is None else min(n_db, int(fit_sample))
     for name in hashers:
         for nb in code_lengths:
             params = dict(hasher_params.get(name, {}))
             if name == "pil" and "hidden" not in params:
-                params["hidden"] = default_pil_hidden(n_db, nb)
+                params["hidden"] = default_pil_hidden(n_fit, nb)
             model = make_hasher(name, int(nb), random_state, **params)
             t0 = time.perf_counter()
-            db_codes = model.fit(Xdb, num_threads=num_threads).encode(Xdb, num_threads=num_threads)
+            model.fit(_fit_input(db, fit_sample, random_state), num_threads=num_threads)
+            db_codes = model.encode(db, num_threads=num_threads)
             fit_time = time.perf_counter() - t0
             q_codes = model.encode(Xq, num_threads=num_threads)
-            add(name, int(nb), _hamming_ranker(_index(db_codes), q_codes, n_db, num_threads),
-                fit_time)
+            add(name, int(nb), _hamming_rankings(_index(db_codes), q_codes, n_db, step,
+                                                 num_threads), fit_time)
     table = Table(rows)
     table["fit_time"].unit = "s"
-    values, counts = np.unique(lab, return_counts=True)
-    table.meta.update({"n_spectra": int(X.shape[0]), "n_pixels": int(X.shape[1]),
+    table.meta.update({"n_spectra": n, "n_pixels": n_pixels,
                        "n_queries": n_used[0], "n_database": int(n_db), "holdout": holdout,
-                       "random_state": random_state,
+                       "random_state": random_state, "fit_sample": fit_sample,
                        "labels": {str(v): int(c) for v, c in zip(values, counts,
                                                                   strict=True)},
                        "hasher_params": {k: {p: (list(v) if isinstance(v, tuple) else v)

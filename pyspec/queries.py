@@ -28,11 +28,16 @@ from typing import Any
 import numpy as np
 
 from pyspec._validation import as_float_matrix
+from pyspec.store_rows import StoreRowReader  # the rows reader `pyspec queries` streams through
 
-__all__ = ["PRESETS", "QuerySelection", "representative_queries",
+__all__ = ["PRESETS", "QuerySelection", "StoreRowReader", "representative_queries",
            "representative_queries_streamed"]
 
 _WORKING_MEMORY_MB = 32
+
+# BIRCH sub-clusters the global (agglomerative, quadratic) step may take with
+# birch_threshold="auto": 4096**2 float64 distances = 128 MiB
+_MAX_SUBCLUSTERS = 4096
 
 PRESETS: dict[str, dict[str, Any]] = {
     # 50 BIRCH groups x 20 KMeans sub-clusters (M dwarfs in the M-star study)
@@ -91,8 +96,12 @@ def _birch_groups(scores: np.ndarray, n_groups: int, threshold: float | str
     """BIRCH labels with ``n_groups`` global clusters.
 
     With ``threshold="auto"`` the CF-tree radius starts at a tenth of the
-    data's RMS spread and is halved until the tree has at least ``n_groups``
-    leaf sub-clusters, so the global step never runs short of sub-clusters.
+    data's RMS spread and is searched (halved, doubled, then bisected) until
+    the tree has at least ``n_groups`` and at most ``_MAX_SUBCLUSTERS`` leaf
+    sub-clusters: the global step never runs short of sub-clusters, and its
+    agglomerative clustering, quadratic in them, stays within ~128 MiB
+    whatever the sample (noisy spectra can leave nearly one sub-cluster per
+    spectrum at a tenth of the spread: 16 GB for 50,000 of them).
     """
     from sklearn.cluster import Birch
 
@@ -100,12 +109,19 @@ def _birch_groups(scores: np.ndarray, n_groups: int, threshold: float | str
     t = 0.1 * spread if threshold == "auto" else float(threshold)
     if not t > 0:
         t = 1e-6
+    most = max(_MAX_SUBCLUSTERS, 2 * n_groups)
+    too_many, too_few = 0.0, np.inf  # thresholds known to give too many / too few
     for _ in range(30):
         birch = Birch(threshold=t, n_clusters=None, branching_factor=50).fit(scores)
-        if len(birch.subcluster_centers_) >= n_groups or threshold != "auto":
+        n_sub = len(birch.subcluster_centers_)
+        if threshold != "auto" or n_groups <= n_sub <= most:
             break
-        t /= 2.0
-    n_sub = len(birch.subcluster_centers_)
+        if n_sub < n_groups:
+            too_few = t
+        else:
+            too_many = t
+        t = (t / 2.0 if too_many == 0.0 else t * 2.0 if too_few == np.inf
+             else float(np.sqrt(too_many * too_few)))
     if n_sub < n_groups:
         raise ValueError(f"BIRCH found only {n_sub} sub-clusters for {n_groups} groups at "
                          f"threshold {t:g}; lower the threshold or the number of groups")
@@ -363,46 +379,3 @@ def assign_block(rows: np.ndarray, clustering: _Clustering,
     reps = _Representatives(clustering.n_clusters)
     reps.update(rows, labels, dist)
     return labels, reps
-
-
-# ----------------------------------------------------------------------------- store access
-
-class StoreRowReader:
-    """``read_rows`` for :func:`representative_queries_streamed` over rows of a store.
-
-    ``reader(i)`` is the flux of store rows ``rows[i]`` (``i`` ascending; for a
-    :class:`~pyspec.distributed.ShardedStore`, global rows). The rows are read
-    from the ``flux.f32`` files through a file handle, one read per run of
-    consecutive rows, not through the memory map: mapped pages stay in the
-    process's resident set once touched, so a pass over a large store through
-    the map would grow memory with the store. Picklable (for cluster tasks).
-    """
-
-    def __init__(self, store: Any, rows: np.ndarray) -> None:
-        from pathlib import Path
-
-        stores = getattr(store, "shards", None) or [store]
-        self.paths = [str(Path(s.path) / "flux.f32") for s in stores]
-        self.offsets = np.cumsum([0] + [len(s) for s in stores]).astype(np.int64)
-        self.n_pixels = int(store.flux.shape[1])
-        self.rows = np.asarray(rows, np.int64)
-
-    def __call__(self, index: np.ndarray) -> np.ndarray:
-        rows = self.rows[np.asarray(index, np.int64)]
-        m = self.n_pixels
-        out = np.empty((rows.size, m), np.float32)
-        if not rows.size:
-            return out
-        shard = np.searchsorted(self.offsets, rows, side="right") - 1
-        # a run: consecutive rows of one file
-        new_run = (np.diff(rows, prepend=rows[0] - 2) != 1) | \
-            (np.diff(shard, prepend=shard[0] - 1) != 0)
-        starts = np.flatnonzero(new_run)
-        ends = np.append(starts[1:], rows.size)
-        for s in np.unique(shard):
-            with open(self.paths[s], "rb") as fh:
-                for a, b in zip(starts, ends, strict=True):
-                    if shard[a] == s:
-                        fh.seek(int(rows[a] - self.offsets[s]) * m * 4)
-                        out[a:b] = np.fromfile(fh, "<f4", count=(b - a) * m).reshape(b - a, m)
-        return out

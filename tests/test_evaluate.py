@@ -185,3 +185,110 @@ def test_evaluate_command_store(tmp_path):
         np.array(["G", "K", "M"])[y], return_counts=True))}
     assert main(["evaluate", "--store", str(path), "--label-column", "nope",
                  "--out", str(out)]) == 1
+
+
+# ----------------------------------------------------------------------------- streamed store
+
+def _labelled_store(path, n=240, rows_per_part=64):
+    """A store of synthetic labelled spectra: subclass labels with blanks and a singleton,
+    written in several metadata parts. Returns (flux, subclass labels)."""
+    from pyspec import store as store_mod
+    from pyspec.preprocess import WavelengthGrid
+
+    X, y = synthetic_labelled_spectra(n, 140, n_classes=3, noise=0.05, random_state=5)
+    names = np.array(["G2V", "K5 ", "M0"], dtype=object)[y]
+    names[[3, 50, 51]] = ""  # unlabelled: left out
+    names[7] = "A0"  # a label with one member: left out
+    with store_mod.SpectrumStore.create(path, WavelengthGrid.preset("halpha-140"),
+                                        rows_per_part=rows_per_part) as w:
+        w.append(X, np.ones_like(X), [{"id": str(i), "subclass": s}
+                                      for i, s in enumerate(names)])
+    return X, names.astype(str)
+
+
+def _assert_same_table(a, b):
+    assert a.colnames == b.colnames
+    for c in a.colnames:
+        if c != "fit_time":  # seconds, the one column that is measured
+            np.testing.assert_array_equal(a[c], b[c])
+    for key in ("n_spectra", "n_pixels", "n_queries", "n_database", "labels", "fit_sample"):
+        assert a.meta[key] == b.meta[key], key
+
+
+@pytest.mark.parametrize("fit_sample", [None, 90])
+def test_evaluate_store_is_the_in_memory_evaluation(tmp_path, fit_sample):
+    from pyspec.evaluate import evaluate_store
+
+    X, names = _labelled_store(tmp_path / "store")
+    keep = ~np.isin(names, ["", "A0"])
+    kwargs = dict(n_queries=40, hasher_params={"pil": {"hidden": (48, 32)}},
+                  fit_sample=fit_sample)
+    streamed = evaluate_store(tmp_path / "store", "subclass", ["pil", "lsh"], [32], **kwargs)
+    in_memory = evaluate_hashers(X[keep], np.char.strip(names[keep]), ["pil", "lsh"], [32],
+                                 **kwargs)
+    _assert_same_table(streamed, in_memory)
+    assert streamed.meta["n_spectra"] == keep.sum()
+    # first letters: G, K, M (the singleton A0 is now alone as "A" and still left out)
+    letters = evaluate_store(tmp_path / "store", "subclass", ["lsh"], [32],
+                             label_mode="first-letter", n_queries=40)
+    assert letters.meta["labels"] == {k: int(v) for k, v in zip(*np.unique(
+        np.char.strip(names[keep]).astype("<U1"), return_counts=True), strict=True)}
+
+
+def test_exact_ranking_in_passes_is_the_one_pass_ranking(tmp_path, monkeypatch):
+    import pyspec.evaluate as ev
+
+    X, y = synthetic_labelled_spectra(300, 60, n_classes=4, noise=0.1, random_state=6)
+    one = evaluate_hashers(X, y, [], [], n_queries=60)
+    monkeypatch.setattr(ev, "_EXACT_DISTANCES", 1000)  # 4 queries per pass, 15 passes
+    many = evaluate_hashers(X, y, [], [], n_queries=60)
+    _assert_same_table(one, many)
+    # and it is the brute-force ranking by (squared L2, row)
+    queries, database = ev.holdout_split(300, 60, 0.2, 0)
+    d2 = ((X[queries, None, :].astype(np.float64) - X[database]) ** 2).sum(-1)
+    order = np.lexsort((np.broadcast_to(np.arange(database.size), d2.shape), d2), axis=1)
+    hits = y[database][order] == y[queries][:, None]
+    cut = np.asarray(one["cutoff"])
+    tp = np.cumsum(hits, axis=1)[:, cut - 1]
+    np.testing.assert_allclose(one["precision"], (tp / cut).mean(axis=0))
+
+
+def test_evaluate_store_on_a_sharded_store(tmp_path):
+    from pyspec.distributed.store import write_sharded_manifest
+    from pyspec.evaluate import evaluate_store
+    from pyspec.store import SpectrumStore
+
+    _labelled_store(tmp_path / "one")
+    one = SpectrumStore.open(tmp_path / "one")
+    meta = one.meta
+    dirs = []
+    for i, (a, b) in enumerate([(0, 100), (100, len(one))]):  # the same rows in two stores
+        d = tmp_path / "sh" / f"shard-{i:04d}"
+        with SpectrumStore.create(d, one.grid, one.preprocessing, rows_per_part=64) as w:
+            w.append(one.flux[a:b], one.ivar[a:b],
+                     [{"id": meta["id"][r], "subclass": meta["subclass"][r]}
+                      for r in range(a, b)])
+        dirs.append(d)
+    write_sharded_manifest(tmp_path / "sh", dirs)
+    args = (["lsh"], [64])
+    _assert_same_table(evaluate_store(tmp_path / "sh", "subclass", *args, n_queries=30),
+                       evaluate_store(one, "subclass", *args, n_queries=30))
+    with pytest.raises(ValueError, match="no metadata column 'nope'"):
+        evaluate_store(one, "nope", *args)
+
+
+def test_evaluate_command_store_equals_flux_input(tmp_path, capsys):
+    X, names = _labelled_store(tmp_path / "store")
+    keep = ~np.isin(names, ["", "A0"])
+    np.save(tmp_path / "flux.npy", X[keep])
+    np.save(tmp_path / "labels.npy", np.char.strip(names[keep]))
+    common = ["--hashers", "lsh,pil", "--n-bits", "32", "--hidden", "40,32", "--n-queries",
+              "30", "--fit-sample", "100", "--quiet"]
+    assert main(["evaluate", "--store", str(tmp_path / "store"), *common,
+                 "--out", str(tmp_path / "s.ecsv")]) == 0
+    assert main(["evaluate", "--flux", str(tmp_path / "flux.npy"), "--labels",
+                 str(tmp_path / "labels.npy"), *common, "--out", str(tmp_path / "f.ecsv")]) == 0
+    _assert_same_table(Table.read(tmp_path / "s.ecsv"), Table.read(tmp_path / "f.ecsv"))
+    assert main(["evaluate", "--store", str(tmp_path / "store"), *common, "--fit-sample", "1",
+                 "--out", str(tmp_path / "x.ecsv")]) == 1
+    assert "--fit-sample" in capsys.readouterr().err

@@ -95,3 +95,20 @@ def test_bad_input(rng) -> None:
     bad[3, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         representative_queries(bad)
+
+
+def test_auto_birch_threshold_caps_the_sub_clusters(monkeypatch):
+    # noise without structure: at a tenth of the spread nearly every point is its own
+    # sub-cluster, and the global (quadratic) step would take them all
+    import pyspec.queries as q
+
+    scores = np.random.default_rng(3).normal(size=(800, 6))
+    birch, groups = q._birch_groups(scores, 4, "auto")
+    assert len(birch.subcluster_centers_) > 100
+    monkeypatch.setattr(q, "_MAX_SUBCLUSTERS", 100)
+    birch, groups = q._birch_groups(scores, 4, "auto")
+    assert 4 <= len(birch.subcluster_centers_) <= 100
+    assert np.unique(groups).size == 4
+    # an explicit threshold is taken as given
+    birch, _ = q._birch_groups(scores, 4, 0.1)
+    assert len(birch.subcluster_centers_) > 100

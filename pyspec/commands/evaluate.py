@@ -11,8 +11,9 @@ Inputs (one of):
   :class:`pyspec.preprocess.Preprocessor` and labelled from
   ``--label-column`` (``--label-mode first-letter`` keeps the spectral type
   letter, e.g. G2V -> G); unreadable files are reported and skipped;
-* ``--store DIR``: a SpectrumStore written by ``pyspec ingest``, labelled
-  from its metadata column ``--label-column``;
+* ``--store DIR``: a SpectrumStore written by ``pyspec ingest`` (or a sharded
+  one), labelled from its metadata column ``--label-column``; streamed
+  (:func:`pyspec.evaluate.evaluate_store`): memory does not grow with the store;
 * ``--simulate N``: N structured synthetic spectra with class labels.
 
 Writes the table (``-o/--out``: .ecsv, .fits, .vot or .csv) and, with
@@ -45,7 +46,7 @@ from pyspec.commands import (
     add_quiet,
     add_seed,
 )
-from pyspec.commands._workflow import check_new_file, check_out, write_table
+from pyspec.commands._workflow import check_new_file, check_out, open_store, write_table
 
 HELP = "precision/recall of binary hashes (PIL, LSH, ITQ) on labelled spectra"
 
@@ -90,6 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_n_bits(parser, default=[32, 64, 128, 256], type=_int_list,
                help="code lengths, comma separated (default 32,64,128,256)")
     parser.add_argument("--n-queries", type=int, default=1000, help="queries drawn at random")
+    parser.add_argument("--fit-sample", type=int, default=None, metavar="N",
+                        help="fit each model on N random database spectra (default: on all of "
+                             "them; with --store they are streamed from the store)")
     add_seed(parser)
     parser.add_argument("--pil-encoder", choices=["beta", "random"], default=None)
     parser.add_argument("--pil-init", choices=["orthogonal", "pinv"], default=None)
@@ -180,14 +184,30 @@ def print_summary(table: object, at: int = 10) -> None:
             print(f"{name:10s} {bits:>5s} {table['precision'][i]:7.3f} {table['recall'][i]:7.3f}")
 
 
+def _load_in_memory(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str, dict | None]:
+    """(flux, labels, source description, preprocessing recipe) of --flux, --fits-index or
+    --simulate."""
+    from pyspec.evaluate import synthetic_labelled_spectra
+
+    if args.flux:
+        if not args.labels:
+            raise ValueError("--flux needs --labels")
+        X = np.load(args.flux, allow_pickle=False)
+        return X, read_labels(args.labels, args.label_column, len(X)), str(args.flux), None
+    if args.fits_index:
+        X, labels, recipe = load_fits_index(args)
+        return X, labels, str(args.fits_index), recipe
+    if args.simulate < 10:
+        raise ValueError("--simulate needs at least 10 spectra")
+    X, labels = synthetic_labelled_spectra(args.simulate, args.sim_pixels, args.sim_classes,
+                                           args.sim_noise, random_state=args.seed)
+    return X, labels, (f"simulated ({args.simulate} x {args.sim_pixels}, {args.sim_classes} "
+                       f"classes, noise {args.sim_noise})"), None
+
+
 def run(args: argparse.Namespace) -> int:
     from pyspec.catalogue import provenance
-    from pyspec.evaluate import (
-        HASHERS,
-        evaluate_hashers,
-        plot_precision_recall,
-        synthetic_labelled_spectra,
-    )
+    from pyspec.evaluate import HASHERS, evaluate_hashers, evaluate_store, plot_precision_recall
 
     hashers = [h.strip() for h in args.hashers.split(",") if h.strip()]
     unknown = set(hashers) - set(HASHERS)
@@ -195,58 +215,49 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--hashers: unknown {sorted(unknown)}; choose from {list(HASHERS)}")
     if args.n_queries < 1:
         raise ValueError("--n-queries must be >= 1")
+    if args.fit_sample is not None and args.fit_sample < 2:
+        raise ValueError(f"--fit-sample must be >= 2, got {args.fit_sample}")
     check_out(args)
     check_new_file(args.plot, "--plot", args.overwrite)
     say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
     recipe = None  # the preprocessing of the spectra, where pyspec made it
-    if args.flux:
-        if not args.labels:
-            raise ValueError("--flux needs --labels")
-        X = np.load(args.flux, allow_pickle=False)
-        labels = read_labels(args.labels, args.label_column, len(X))
-        source = str(args.flux)
-    elif args.fits_index:
-        X, labels, recipe = load_fits_index(args)
-        source = str(args.fits_index)
-    elif args.store:
-        from pyspec.store import SpectrumStore
-
-        store = SpectrumStore.open(args.store)
-        recipe = store.preprocessing
-        if args.label_column not in store.meta.colnames:
-            raise ValueError(f"{args.store}: no metadata column {args.label_column!r} "
-                             f"(columns: {store.meta.colnames}); use --label-column")
-        labels = np.array([str(v).strip() for v in store.meta[args.label_column]])
-        if args.label_mode == "first-letter":
-            labels = np.array([v[:1].upper() for v in labels])
-        X = np.asarray(store.flux)
-        labelled = np.array([bool(v) and v not in ("--", "None", "nan") for v in labels])
-        X, labels = X[labelled], labels[labelled]
-        source = str(args.store)
-    else:
-        if args.simulate < 10:
-            raise ValueError("--simulate needs at least 10 spectra")
-        X, labels = synthetic_labelled_spectra(args.simulate, args.sim_pixels, args.sim_classes,
-                                               args.sim_noise, random_state=args.seed)
-        source = (f"simulated ({args.simulate} x {args.sim_pixels}, {args.sim_classes} classes, "
-                  f"noise {args.sim_noise})")
-    labels = np.asarray(labels).astype(str)
-    values, counts = np.unique(labels, return_counts=True)
-    keep = np.isin(labels, values[counts >= args.min_class_size])
-    if not keep.all():
-        say(f"dropping {int((~keep).sum())} spectra of labels with < {args.min_class_size} members")
-    X, labels = X[keep], labels[keep]
-    say(f"{len(X)} spectra x {X.shape[1]} pixels, {len(np.unique(labels))} labels")
     params = {}
     pil = {k: v for k, v in (("encoder", args.pil_encoder), ("init", args.pil_init),
                              ("hidden", args.hidden))
            if v is not None}
     if pil:
         params["pil"] = pil
-    table = evaluate_hashers(X, labels, hashers, args.n_bits, n_queries=args.n_queries,
-                             random_state=args.seed, hasher_params=params,
-                             num_threads=args.num_threads, progress=say,
-                             holdout=args.holdout)
+    common = dict(n_queries=args.n_queries, random_state=args.seed, hasher_params=params,
+                  num_threads=args.num_threads, progress=say, holdout=args.holdout,
+                  fit_sample=args.fit_sample)
+    if args.store:
+        # streamed: the store's spectra are read block by block, its metadata one column
+        from pyspec.distributed.store import is_sharded_store, open_any_store
+        from pyspec.store_rows import store_meta_names
+
+        store = (open_any_store(args.store) if is_sharded_store(args.store)
+                 else open_store(args.store))
+        recipe = store.preprocessing
+        if args.label_column not in (names := store_meta_names(store)):
+            raise ValueError(f"{args.store}: no metadata column {args.label_column!r} "
+                             f"(columns: {names}); use --label-column")
+        table = evaluate_store(store, args.label_column, hashers, args.n_bits,
+                               label_mode=args.label_mode, min_class_size=args.min_class_size,
+                               **common)
+        source = str(args.store)
+        n_spectra = table.meta["n_spectra"]
+    else:
+        X, labels, source, recipe = _load_in_memory(args)
+        labels = np.asarray(labels).astype(str)
+        values, counts = np.unique(labels, return_counts=True)
+        keep = np.isin(labels, values[counts >= args.min_class_size])
+        if not keep.all():
+            say(f"dropping {int((~keep).sum())} spectra of labels with < "
+                f"{args.min_class_size} members")
+        X, labels = X[keep], labels[keep]
+        say(f"{len(X)} spectra x {X.shape[1]} pixels, {len(np.unique(labels))} labels")
+        table = evaluate_hashers(X, labels, hashers, args.n_bits, **common)
+        n_spectra = len(X)
     table.meta["source"] = source
     table.meta.update(provenance(command="pyspec evaluate", inputs=[source], recipe=recipe))
     if not args.quiet:
@@ -254,6 +265,6 @@ def run(args: argparse.Namespace) -> int:
     write_table(table, args.out, args.format)
     say(f"wrote {args.out}")
     if args.plot:
-        plot_precision_recall(table, args.plot, title=f"{source}: {len(X)} spectra")
+        plot_precision_recall(table, args.plot, title=f"{source}: {n_spectra} spectra")
         say(f"wrote {args.plot}")
     return 0

@@ -53,6 +53,10 @@ class _RowRange:
         return store_meta_rows(self._store, np.arange(self._start, self._stop))
 
 
+# engine.json entries every shard shares, copied into the manifest
+_SHARED_INFO = ("kind", "model_class", "n_bits", "n_pixels", "grid", "preprocessing")
+
+
 def _build_shard(store_path: str, start: int, stop: int, out: str, *, model: Any,
                  chunk_size: int, num_threads: int | None, basis: Any) -> dict[str, Any]:
     """One task: encode rows ``start:stop`` of the store at ``store_path`` into ``out``."""
@@ -68,7 +72,11 @@ def _build_shard(store_path: str, start: int, stop: int, out: str, *, model: Any
     eng = Engine.build(view, model, out=out, chunk_size=chunk_size, num_threads=num_threads,
                        overwrite=True, rerank_space="flux" if basis is None else "pca",
                        rerank_basis=basis)
-    return {"n_spectra": len(eng), "encode_s": eng.info["timings_s"]["encode"]}
+    # the facts the manifest copies, so that the caller need not open a shard engine
+    info = {key: eng.info[key] for key in _SHARED_INFO}
+    if basis is not None:
+        info["rerank"] = eng.info["rerank"]
+    return {"n_spectra": len(eng), "encode_s": eng.info["timings_s"]["encode"], "info": info}
 
 
 FITS = ("sample", "streamed")
@@ -206,16 +214,12 @@ def build_sharded(store: Any, model: Any = "pil", out: str | os.PathLike = "engi
         done = run_per_shard(client, _build_shard, tasks, model=model, basis=basis,
                              chunk_size=int(chunk_size), num_threads=num_threads)
         encode_s = time.perf_counter() - t0
-        first = Engine.open(tmp / names[0])
         entries = [{"path": name, "n_spectra": int(d["n_spectra"]), "store_row_offset": a,
                     "encode_s": d["encode_s"]}
                    for name, (_, a, _, _), d in zip(names, plan, done, strict=True)]
         from pyspec.catalogue import provenance
 
-        info = {key: first.info[key] for key in ("kind", "model_class", "n_bits", "n_pixels",
-                                                  "grid", "preprocessing")}
-        if basis is not None:
-            info["rerank"] = first.info["rerank"]
+        info = dict(done[0]["info"])
         info.update({
             "format": SHARDED_ENGINE_FORMAT, "version": VERSION,
             "model_params": _safe_params(model),

@@ -126,7 +126,9 @@ def cluster_client(args: argparse.Namespace) -> Iterator[Any]:
             yield client
         return
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      protocol="tcp://", host="127.0.0.1", dashboard_address=None) as cluster, \
+                      protocol="tcp://", host="127.0.0.1",
+                      # a free port: the default (8787) may be taken by another cluster
+                      dashboard_address="127.0.0.1:0") as cluster, \
             Client(cluster) as client:
         yield client
 
