@@ -81,15 +81,9 @@ class RowSource:
 
 def store_meta_names(store: Any) -> list[str]:
     """Names of a store's metadata columns (from the parts' listings; no column is read)."""
-    from pyspec.distributed.store import _store_parts
-    from pyspec.meta_columns import PART_PREFIX, columns_from_rows
+    from pyspec.distributed.store import _meta_reader
 
-    names = dict.fromkeys(columns_from_rows([]))
-    for p in _store_parts(store):
-        with np.load(p, allow_pickle=False) as z:
-            names.update(dict.fromkeys(k[len(PART_PREFIX):] for k in z.files
-                                       if k.startswith(PART_PREFIX)))
-    return list(names)
+    return list(_meta_reader(store).colnames)
 
 
 def store_meta_column(store: Any, name: str) -> np.ndarray:
@@ -100,16 +94,9 @@ def store_meta_column(store: Any, name: str) -> np.ndarray:
     KeyError
         The store has no such column (the message lists those it has).
     """
-    from pyspec.distributed.store import _store_parts
-    from pyspec.meta_columns import PART_PREFIX, columns_from_rows, concat_columns
+    from pyspec.distributed.store import _meta_reader
 
-    if name not in (names := store_meta_names(store)):
-        raise KeyError(f"no metadata column {name!r} (columns: {names})")
-    schema = columns_from_rows([])
-    key = PART_PREFIX + name
-    pieces: list[tuple[dict[str, np.ndarray], int]] = [
-        ({name: schema[name]} if name in schema else {}, 0)]
-    for p in _store_parts(store):
-        with np.load(p, allow_pickle=False) as z:
-            pieces.append(({name: z[key]} if key in z.files else {}, int(z["n_rows"])))
-    return concat_columns(pieces)[name]
+    reader = _meta_reader(store)
+    if name not in reader.colnames:
+        raise KeyError(f"no metadata column {name!r} (columns: {list(reader.colnames)})")
+    return reader.column(name)
