@@ -98,3 +98,14 @@ def saved_figures(monkeypatch: pytest.MonkeyPatch) -> list:
 
     monkeypatch.setattr(Figure, "savefig", record)
     return saved
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A Dask client of 2 single-threaded in-process workers (inproc://: no sockets, no
+    dashboard), shared by one test module."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as c:
+        yield c

@@ -170,15 +170,6 @@ def test_build_refuses_existing_out_and_bad_shards(data, hasher, sharded) -> Non
         build_sharded(data[0], hasher, sharded.path.parent / "x", n_shards=0)
 
 
-@pytest.fixture(scope="module")
-def client():
-    distributed = pytest.importorskip("distributed")
-    # in-process workers talking over inproc:// (no sockets at all)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as c:
-        yield c
-
 
 def test_dask_build_and_search_equal_single_engine(client, data, hasher, single,
                                                    tmp_path) -> None:

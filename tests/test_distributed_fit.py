@@ -49,14 +49,6 @@ def store(tmp_path_factory):
     return _store(tmp_path_factory.mktemp("fit") / "store", 900, 3)
 
 
-@pytest.fixture(scope="module")
-def client():
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as c:
-        yield c
-
 
 def _pil(**kw):
     return PILHasher(n_bits=64, hidden=(96, 80), random_state=0, chunk_rows=100, **kw)

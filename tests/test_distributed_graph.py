@@ -47,14 +47,6 @@ def engines(store, tmp_path_factory):
     return one, many
 
 
-@pytest.fixture(scope="module")
-def client():
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as c:
-        yield c
-
 
 def test_sharded_engines_rerank_in_the_single_engines_pca_space(engines, store) -> None:
     one, many = engines

@@ -66,17 +66,10 @@ def _simulator(seed: int):
     return Simulator(grid=3900.0 + 2.0 * np.arange(N_PIXELS), seed=seed)
 
 
-def _prepared(batch) -> np.ndarray:
-    valid = batch.ivar > 0
-    count = np.maximum(valid.sum(axis=1, keepdims=True), 1)
-    mean = np.where(valid, batch.flux, 0).sum(axis=1, keepdims=True) / count
-    flux = np.where(valid, batch.flux, mean).astype(np.float32)
-    norm = np.linalg.norm(flux, axis=1, keepdims=True)
-    return np.ascontiguousarray(flux / np.where(norm > 0, norm, 1), dtype=np.float32)
-
-
 def spectra(seed: int, n: int):
-    """Chunks of prepared spectra ``0 .. n - 1`` of a seed."""
+    """Chunks of prepared spectra ``0 .. n - 1`` of a seed (masked pixels filled, unit L2)."""
+    from simulated_codes import _prepared
+
     sim = _simulator(seed)
     for s in range(0, n, CHUNK):
         yield _prepared(sim.generate(s, min(n, s + CHUNK)))
