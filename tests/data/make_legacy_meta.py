@@ -5,7 +5,7 @@ Stores and engines written before the one metadata format (issue 20) keep their 
 this pyspec still opens, verifies and answers them as the old code did. Regenerate (only with
 the old code) by::
 
-    /work/main/.venv/bin/python tests/data/make_legacy_meta.py OUT
+    OLD/.venv/bin/python tests/data/make_legacy_meta.py OUT   # OLD: a checkout of ca91938
 
 which writes ``OUT/store``, ``OUT/engine`` and ``OUT/expected.json`` (what the old code read
 back: metadata tables, rejects, a search and its metadata rows).
