@@ -106,7 +106,7 @@ def _sweep(label: str, search, params, queries, truth, n_single, flat) -> list[d
     rows = []
     for value in params:
         found = search(queries, value)
-        single = _time_each(lambda q, v=value: search(q, v), queries[:n_single])
+        single = _time_each(lambda q, v=value: search(q, v), queries[:n_single])[0]  # median
         batch = best_time(lambda v=value: search(queries, v), warmup=True)
         rows.append(_row(label, str(value), found, truth, single, batch, len(queries), flat))
         print(f"  {label} {value}: recall {rows[-1]['recall@10']:.3f}", flush=True)
