@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from extras import require_test_extra
 
 import pyspec
 
@@ -104,7 +105,7 @@ def saved_figures(monkeypatch: pytest.MonkeyPatch) -> list:
 def client():
     """A Dask client of 2 single-threaded in-process workers (inproc://: no sockets, no
     dashboard), shared by one test module."""
-    distributed = pytest.importorskip("distributed")
+    distributed = require_test_extra("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as c:

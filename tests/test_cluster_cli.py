@@ -12,6 +12,7 @@ import shutil
 
 import numpy as np
 import pytest
+from extras import require_test_extra
 
 from pyspec.catalogue import read_catalogue
 from pyspec.cli import main
@@ -19,7 +20,7 @@ from pyspec.data import sample_files
 from pyspec.distributed.store import ShardedStore
 from pyspec.engine import Engine
 
-distributed = pytest.importorskip("distributed")
+distributed = require_test_extra("distributed")
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import shutil
 
 import numpy as np
 import pytest
+from extras import require_test_extra
 from io_builders import write_bad_inputs, write_lamost_image
 
 from pyspec.data import sample_files
@@ -124,7 +125,7 @@ def _die_mid_shard(marker: str, after: int) -> None:
 
 def test_worker_killed_mid_ingest_resumes_with_nothing_lost_or_doubled(inputs, reference,
                                                                         tmp_path) -> None:
-    distributed = pytest.importorskip("distributed")
+    distributed = require_test_extra("distributed")
     _, ref = reference
     marker = str(tmp_path / "died")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from extras import require_test_extra
 
 from pyspec.cli import main
 from pyspec.commands._workflow import select_rows
@@ -100,7 +101,7 @@ def test_sampled_fit_assigns_every_spectrum(store) -> None:
 
 @pytest.fixture(scope="module")
 def address():
-    distributed = pytest.importorskip("distributed")
+    distributed = require_test_extra("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   protocol="tcp://", host="127.0.0.1",
                                   dashboard_address=None) as cluster:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from extras import require_test_extra
 from pq_data import structured_spectra
 from reference import knn_ref, pq_adc_ref
 
@@ -62,7 +63,7 @@ def test_recall_vs_exact_and_faiss(data) -> None:
     """Recall@10 of ADC search against exact L2 search on structured spectra,
     and no worse than faiss IndexPQ with the same segments and centroids.
     Measured when set: pyspec 0.67, faiss 0.57 (M=20, K=256, 4000 x 400)."""
-    faiss = pytest.importorskip("faiss")
+    faiss = require_test_extra("faiss")
     X, Q = data
     pq = ProductQuantizer(n_segments=20, n_centroids=256, random_state=0).fit(X)
     index = PQIndex(pq)
