@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import numbers
 import os
-import threading
 from typing import Any
 
 import numpy as np
@@ -45,7 +44,7 @@ from pyspec._validation import (
 from pyspec.errors import IndexFormatError
 from pyspec.index import _ivf_train
 from pyspec.index._result import SearchResult
-from pyspec.index.hamming import _check_codes, _check_n_bits, _pad_mask
+from pyspec.index.hamming import HammingIndex, _check_codes, _check_n_bits, _pad_mask
 
 __all__ = ["IVFHammingIndex"]
 
@@ -171,12 +170,8 @@ class IVFHammingIndex:
         """Publish a new state in one attribute store (readers take ``_view`` once)."""
         self._view = (centroids, codes, ids, offsets)
 
-    @property
-    def _write_lock(self) -> threading.Lock:
-        lock = self.__dict__.get("_lock")
-        if lock is None:  # created lazily so unpickled/loaded indexes get one too
-            lock = self.__dict__.setdefault("_lock", threading.Lock())
-        return lock
+    # the same lazily created lock as HammingIndex (unpickled/loaded indexes get one too)
+    _write_lock = HammingIndex._write_lock
 
     def __len__(self) -> int:
         return len(self._view[2])
