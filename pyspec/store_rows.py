@@ -81,9 +81,7 @@ class RowSource:
 
 def store_meta_names(store: Any) -> list[str]:
     """Names of a store's metadata columns (from the parts' listings; no column is read)."""
-    from pyspec.distributed.store import _meta_reader
-
-    return list(_meta_reader(store).colnames)
+    return list(store.meta_columns.colnames)
 
 
 def store_meta_column(store: Any, name: str) -> np.ndarray:
@@ -94,9 +92,7 @@ def store_meta_column(store: Any, name: str) -> np.ndarray:
     KeyError
         The store has no such column (the message lists those it has).
     """
-    from pyspec.distributed.store import _meta_reader
-
-    reader = _meta_reader(store)
+    reader = store.meta_columns
     if name not in reader.colnames:
         raise KeyError(f"no metadata column {name!r} (columns: {list(reader.colnames)})")
     return reader.column(name)

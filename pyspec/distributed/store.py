@@ -99,6 +99,14 @@ class ShardedStore:
         return self._meta
 
     @property
+    def meta_columns(self) -> Any:
+        """The metadata reader over every shard's parts, in order (as
+        :attr:`pyspec.SpectrumStore.meta_columns`: columns or rows without the whole table)."""
+        from pyspec.meta_columns import ColumnStack
+
+        return ColumnStack([src for shard in self.shards for src in shard.meta_columns.sources])
+
+    @property
     def rejects(self) -> Any:
         """Rejected inputs of every shard (file, reason)."""
         from astropy.table import vstack
@@ -150,15 +158,6 @@ def open_any_store(path: str | os.PathLike) -> Any:
 # A large store's full metadata table costs ~1 kB per spectrum (and several times that while
 # its parts are joined); these read only the columns or rows asked for, part by part.
 
-def _meta_reader(store: Any) -> Any:
-    """The metadata reader of a store (every shard's parts, in order, for a sharded store)."""
-    from pyspec.meta_columns import ColumnStack
-
-    if isinstance(store, ShardedStore):
-        return ColumnStack([src for shard in store.shards for src in shard.meta_columns.sources])
-    return store.meta_columns
-
-
 def select_store_rows(store: Any, select: Callable[[Any], np.ndarray]) -> np.ndarray:
     """Store rows chosen by ``select``, reading the metadata part by part.
 
@@ -169,7 +168,7 @@ def select_store_rows(store: Any, select: Callable[[Any], np.ndarray]) -> np.nda
     from astropy.table import Table
 
     out = []
-    for start, n, cols in _meta_reader(store).iter_sources(["class", "subclass"]):
+    for start, n, cols in store.meta_columns.iter_sources(["class", "subclass"]):
         table = Table(cols) if cols else Table({"_row": np.arange(n)})
         out.append(start + np.asarray(select(table), np.int64))
     return np.concatenate(out) if out else np.empty(0, np.int64)
@@ -177,7 +176,7 @@ def select_store_rows(store: Any, select: Callable[[Any], np.ndarray]) -> np.nda
 
 def store_meta_rows(store: Any, rows: np.ndarray) -> Any:
     """Metadata Table of the given store rows (in that order), reading only those rows."""
-    return _meta_reader(store).rows(np.asarray(rows, np.int64))
+    return store.meta_columns.rows(np.asarray(rows, np.int64))
 
 
 def row_ranges(store: Any, n_parts: int, align: int = 1) -> list[tuple[str, int, int, int]]:
