@@ -11,7 +11,9 @@ its store.
 
 from __future__ import annotations
 
+import itertools
 import os
+import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,12 @@ from pyspec.meta_columns import column_crc
 
 # Output columns of a query, in this order, when the store has them.
 RESULT_COLUMNS = ("id", "file", "ra", "dec", "class", "subclass", "z", "snr_r")
+
+# Keys of remembered query spectra (table.meta["query_key"]): a random prefix per process
+# (a table written by one process never matches a query of another) and a counter (cheaper
+# than a uuid4 per query, which reads the OS's random source).
+_QUERY_KEYS_PREFIX = uuid.uuid4().hex[:16] + "-"
+_QUERY_KEYS = itertools.count()
 
 
 class QueryMixin:
@@ -234,16 +242,16 @@ class QueryMixin:
         cols.update((c, v) for c, v in values.items() if c not in cols)
         if unit is not None:
             units = {**units, "distance": unit}
-        from pyspec.catalogue import provenance
+        from pyspec.catalogue import provenance, restamp
 
-        if self._provenance_parts is None:  # fixed for the engine's lifetime
-            self._provenance_parts = {
-                "engine": {"path": str(self.path.resolve()), "kind": self.kind,
-                           "n_spectra": len(self),
-                           "grid": self.grid.name if hasattr(self.grid, "name") else None},
-                "model": {"class": self.info["model_class"],
-                          **self.info.get("model_params", {})}}
-        meta = provenance(command="query", **self._provenance_parts, k=k, rerank=rerank)
+        if self._provenance_block is None:  # fixed for the engine's lifetime
+            self._provenance_block = provenance(
+                command="query",
+                engine={"path": str(self.path.resolve()), "kind": self.kind,
+                        "n_spectra": len(self),
+                        "grid": self.grid.name if hasattr(self.grid, "name") else None},
+                model={"class": self.info["model_class"], **self.info.get("model_params", {})})
+        meta = restamp(self._provenance_block, k=k, rerank=rerank)
         return self._result_table(cols, units, descriptions, meta)
 
     def _candidates(self, k: int, rerank: int | None) -> int:
@@ -265,13 +273,11 @@ class QueryMixin:
 
     def _remember_queries(self, table: Any, flux: np.ndarray) -> None:
         """Keep the prepared query flux so :meth:`plot_query` draws the table's own query."""
-        import uuid
-
         store = self.__dict__.setdefault("_query_flux", {})
         if len(store) >= 64:  # bounded: the oldest results lose their flux
             # default None: queries on other threads may evict the same entry at once
             store.pop(next(iter(store), None), None)
-        key = uuid.uuid4().hex
+        key = f"{_QUERY_KEYS_PREFIX}{next(_QUERY_KEYS)}"
         store[key] = flux
         table.meta["query_key"] = key
 

@@ -26,9 +26,9 @@ Known column names (``id``, ``ra``, ``dec``, ``z``, ``snr_r``, ``distance``,
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
+import time as _time
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -272,7 +272,7 @@ def provenance(*, command: str | None = None, engine: Mapping[str, Any] | None =
         simd = None
     block = {
         "pyspec_version": __version__,
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_utc": utc_now_iso(),
         "simd_level": simd,
     }
     if command is not None:
@@ -285,6 +285,43 @@ def provenance(*, command: str | None = None, engine: Mapping[str, Any] | None =
         block["inputs"] = [str(p) for p in inputs]
     block.update(extra)
     return _jsonable(block)
+
+
+def restamp(block: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    """A fresh copy of a :func:`provenance` block, created now, with ``extra`` items.
+
+    For callers that stamp many results with the same block (one per query):
+    building it once and restamping costs a few microseconds instead of the
+    full block's. Nested dicts and lists are copied, so a result's ``meta``
+    never shares mutable state with the block or with another result.
+    """
+    out = _copy_plain(block)
+    out["created_utc"] = utc_now_iso()
+    out.update(_jsonable(extra))
+    return out
+
+
+def _copy_plain(value: Any) -> Any:
+    """Copy of JSON-like data (dicts, lists, scalars); cheaper than ``copy.deepcopy``."""
+    if isinstance(value, dict):
+        return {k: _copy_plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy_plain(v) for v in value]
+    return value
+
+
+_utc_stamp: tuple[int, str] = (-1, "")  # (whole second, its ISO text): one strftime per second
+
+
+def utc_now_iso() -> str:
+    """The current UTC time as ISO 8601 to the second (``2026-12-07T04:05:06Z``)."""
+    global _utc_stamp
+    now = int(_time.time())
+    second, text = _utc_stamp  # one tuple: threads see a consistent pair
+    if second != now:
+        text = _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(now))
+        _utc_stamp = (now, text)
+    return text
 
 
 def write_catalogue(table: Table, path: str | os.PathLike, format: str | None = None,

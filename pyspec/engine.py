@@ -165,7 +165,7 @@ class Engine(QueryMixin):
         self._meta_cols = open_engine_meta(self.path, info)
         self._meta_table: Any = None
         self._table_templates: dict[tuple, Any] = {}
-        self._provenance_parts: dict[str, Any] | None = None
+        self._provenance_block: dict[str, Any] | None = None
         self._preprocessor: Any = None
         self._store: Any = None
         self._pca: tuple[Any, np.ndarray] | None = None

@@ -591,9 +591,11 @@ class ColumnSet(ColumnSource):
     def _map(self, name: str) -> np.ndarray:
         if name not in self._mapped:
             path = self.path / self._records[name]["file"]
-            arr = map_npy(path, "metadata column")
-            self._mapped[name] = check_column(arr, self.n_rows, self.specs[name].dtype.kind,
-                                              str(path), name, self.specs[name].dtype.str)
+            arr = check_column(map_npy(path, "metadata column"), self.n_rows,
+                               self.specs[name].dtype.kind, str(path), name,
+                               self.specs[name].dtype.str)
+            # a plain ndarray view of the map: row lookups skip np.memmap's Python hooks
+            self._mapped[name] = np.asarray(arr)
         return self._mapped[name]
 
     def stored(self, name: str) -> np.ndarray:

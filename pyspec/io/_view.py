@@ -82,13 +82,25 @@ def _read_regular_file(path: Any, name: str) -> bytes:
             raise FitsFormatError(f"{name}: not a regular file (a FIFO, device or socket)")
         if st.st_size > MAX_INPUT_BYTES:
             raise _too_large(name, "the file")
-        with os.fdopen(os.dup(fd), "rb") as fh:
-            raw = fh.read(st.st_size + 1)  # read(n) allocates n bytes up front
+        raw = _read_fd(fd, st.st_size + 1)  # one byte more: a file that grew is caught below
     finally:
         os.close(fd)
     if len(raw) > MAX_INPUT_BYTES:
         raise _too_large(name, "the file")
     return raw
+
+
+def _read_fd(fd: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes of ``fd`` (until end of file): os.read directly, without the
+    buffered file object (~10 us less per spectrum); a short read is continued."""
+    chunks = []
+    while limit > 0:
+        block = os.read(fd, limit)
+        if not block:
+            break
+        chunks.append(block)
+        limit -= len(block)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def source_name(source: Any) -> str:
