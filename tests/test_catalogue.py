@@ -17,6 +17,7 @@ from pyspec.catalogue import (
     catalogue_format,
     provenance,
     read_catalogue,
+    restamp,
     write_catalogue,
 )
 
@@ -46,6 +47,24 @@ def test_provenance_block() -> None:
     assert p["command"] == "c" and p["inputs"] == ["x"] and p["k"] == 3
     assert p["created_utc"].endswith("Z") and p["pyspec_version"]
     json.dumps(p)  # serialisable
+
+
+def test_restamp_copies_the_block_with_a_new_time_and_items() -> None:
+    import datetime as dt
+
+    block = provenance(command="query", engine={"path": "/e", "grid": None},
+                       model={"class": "PILHasher", "hidden": [512, 384]})
+    block["created_utc"] = "2000-01-01T00:00:00Z"
+    stamped = restamp(block, k=np.int64(10), rerank=0)
+    assert stamped["k"] == 10 and type(stamped["k"]) is int and stamped["rerank"] == 0
+    assert list(stamped)[:6] == list(block)  # the block's items first, in its order
+    now = dt.datetime.strptime(stamped["created_utc"], "%Y-%m-%dT%H:%M:%SZ")
+    utc_now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    assert abs((utc_now - now).total_seconds()) < 5
+    stamped["model"]["hidden"].append(1)  # a result's meta shares nothing with the block
+    stamped["engine"]["path"] = "/other"
+    assert block["model"]["hidden"] == [512, 384] and block["engine"]["path"] == "/e"
+    assert "k" not in block and block["created_utc"] == "2000-01-01T00:00:00Z"
 
 
 def test_annotate_known_columns(table: Table) -> None:
