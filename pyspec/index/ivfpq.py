@@ -165,6 +165,14 @@ class IVFPQIndex:
         """Publish a new state in one attribute store (readers take ``_view`` once)."""
         self._view = (codes, ids, terms, offsets)
 
+    def _set_coarse(self, coarse: ProductQuantizer) -> None:
+        """Install the coarse quantiser and the list numbers 0..n_lists-1 as one-segment
+        codes (with their ids) for the probe selection in :meth:`_coarse_rank`."""
+        numbers = np.arange(coarse.codebook_.shape[0], dtype=np.int64)
+        self._list_numbers = (np.ascontiguousarray(numbers[:, None], dtype=coarse.code_dtype),
+                              numbers)
+        self._coarse = coarse
+
     _write_lock = IVFHammingIndex._write_lock
 
     def __len__(self) -> int:
@@ -246,7 +254,7 @@ class IVFPQIndex:
                 lists = coarse.encode(sample, num_threads=_public(threads))[:, 0]
                 sample -= coarse.codebook_[lists]
             self.pq.fit(sample, num_threads=_public(threads))
-        self._coarse = coarse
+        self._set_coarse(coarse)
         self._tune_x = np.ascontiguousarray(X[tune_rows])
         self._tuned = None
         self._set(np.empty((0, len(self.pq.segment_bounds_) - 1), self.pq.code_dtype),
@@ -322,16 +330,12 @@ class IVFPQIndex:
                      threads: int) -> tuple[np.ndarray, np.ndarray]:
         """(probes int64, squared distances float32), both (nq, n_probe): the
         ``n_probe`` nearest centroids of each query by (distance, list number)."""
-        d2 = self._coarse.distance_tables(Q, num_threads=_public(threads))[:, 0, :]
-        n_lists = d2.shape[1]
-        if n_probe < n_lists:
-            cand = np.argpartition(d2, n_probe - 1, axis=1)[:, :n_probe]
-        else:
-            cand = np.broadcast_to(np.arange(n_lists), d2.shape)
-        cand_d = np.take_along_axis(d2, cand, axis=1)
-        order = np.lexsort((cand, cand_d), axis=1)
-        probes = np.ascontiguousarray(np.take_along_axis(cand, order, axis=1), dtype=np.int64)
-        return probes, np.take_along_axis(cand_d, order, axis=1)
+        tables = self._coarse.distance_tables(Q, num_threads=_public(threads))
+        # the compiled ADC top-k over one-segment "codes" 0..n_lists-1 selects the
+        # nearest centroids by (distance, number): numpy's argpartition of a few
+        # thousand floats cost more than the whole list scan
+        codes, numbers = self._list_numbers
+        return _core.pq_search_tables(tables, codes, numbers, n_probe, threads)
 
     def search(self, queries: Any, k: int, num_threads: int | None = None,
                nprobe: int | None = None, rerank: int | None = None,
@@ -580,7 +584,7 @@ class IVFPQIndex:
                     or not 1 <= tuned[0] <= centroids.shape[0] or not 0 <= tuned[1] <= n):
                 raise bad(f"has an invalid tuned nprobe {tuned!r}")
             index._tuned = (tuned[0], tuned[1])
-        index._coarse = _coarse_model(np.array(centroids))
+        index._set_coarse(_coarse_model(np.array(centroids)))
         index._tune_x = np.array(tune_x)
         index._set(codes, ids, terms, offsets)
         return index
