@@ -117,26 +117,28 @@ def test_residuals_beat_plain_codes(data):
 
 def test_default_nprobe_recall(data, residual_index):
     """Tuned on 256 held-out training vectors to recall 0.95 of the exhaustive ADC
-    ranking; on 200 fresh queries the mean recall is >= 0.95 minus three standard
-    errors of a 200-query mean (sd of per-query recall <= 0.3 here: 0.064), and
-    nprobe = 1 does markedly worse (the bound is not met by any probe count)."""
+    ranking; on 200 fresh queries the mean recall must be >= 0.95 minus three
+    standard errors of a 200-query mean (per-query sd <= 0.3: 0.064); measured
+    0.954 at nprobe 3, where nprobe = 1 finds 0.79."""
     X, Q = data
     index = pickle.loads(pickle.dumps(residual_index))
     nprobe = index.effective_nprobe()
     assert 1 < nprobe < 32
     full = index.search(Q, 10, nprobe=32).ids
-    got = index.search(Q, 10).ids
-    rec = [len(np.intersect1d(a, b)) / 10 for a, b in zip(got, full, strict=True)]
-    assert np.mean(rec) >= 0.95 - 3 * 0.3 / np.sqrt(len(Q))
-    one = index.search(Q, 10, nprobe=1).ids
-    assert np.mean([len(np.intersect1d(a, b)) / 10 for a, b in zip(one, full, strict=True)]) \
-        < np.mean(rec) - 0.1
-    # exact re-ranking of 100 candidates against the float vectors: recall of the
-    # brute-force L2 top 10 >= that of the ADC ranking itself minus the same margin
+
+    def recall(found, truth):
+        return np.mean([len(np.intersect1d(a, b)) / 10 for a, b in zip(found, truth, strict=True)])
+
+    rec = recall(index.search(Q, 10).ids, full)
+    assert rec >= 0.95 - 3 * 0.3 / np.sqrt(len(Q))
+    assert recall(index.search(Q, 10, nprobe=1).ids, full) < rec - 0.1
+    # Exact re-ranking of 100 candidates at the default nprobe recovers neighbours
+    # the codes mis-order, so it beats the exhaustive ADC ranking against the
+    # brute-force L2 top 10 (measured 0.936 vs 0.883; sd of the paired difference
+    # ~0.14 per query, 0.01 for the mean).
     truth = np.argsort(((Q[:, None, :] - X[None]) ** 2).sum(-1), axis=1)[:, :10]
-    rr = index.search(Q, 10, rerank=100, vectors=X).ids
-    rec_rr = np.mean([len(np.intersect1d(a, b)) / 10 for a, b in zip(rr, truth, strict=True)])
-    assert rec_rr >= 0.95 - 3 * 0.3 / np.sqrt(len(Q))
+    assert recall(index.search(Q, 10, rerank=100, vectors=X).ids, truth) \
+        > recall(full, truth) + 0.02
 
 
 def test_tune_curve_matches_search(data, residual_index):
