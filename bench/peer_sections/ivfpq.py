@@ -255,33 +255,58 @@ def _hnsw_build(X: np.ndarray, Q: np.ndarray, k: int):
 
 
 def plot(rows: list[dict], path: Path, n: int) -> None:
-    """recall_L2 against QPS, single queries and batches, one curve per method and
-    thread count."""
+    """QPS against recall: top row recall_L2 (every method), bottom row recall_ADC
+    (the IVFPQ rows: pyspec vs faiss over the same lists and codebooks); single
+    queries left, batches right; solid 1 thread, dashed 2."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
-    curves = {}
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8.6))
+    curves: dict[tuple, list[dict]] = {}
     for r in rows:
         if "threads" in r:
-            curves.setdefault((r["method"], r["threads"]), []).append(r)
+            curves.setdefault((r["method"], int(r["threads"])), []).append(r)
     names = list(dict.fromkeys(m for m, _ in curves))
     for (method, threads), pts in curves.items():
-        colour = f"C{names.index(method)}"
-        for ax, column in zip(axes, ("single_qps", "batch_qps"), strict=True):
-            ax.plot([p["recall_L2"] for p in pts], [p[column] for p in pts], marker="o",
-                    color=colour, linestyle="-" if threads == 1 else "--",
-                    label=f"{method}, {threads} thread{'s' if threads > 1 else ''}")
-    for ax, title in zip(axes, ("single queries", "batches of 100"), strict=True):
-        ax.set_yscale("log")
-        ax.set_xlabel("recall@10 of the exact L2 top 10")
-        ax.set_ylabel("queries per second")
-        ax.set_title(f"{title}, {n / 1e6:g}M simulated spectra")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+        style = {"color": f"C{names.index(method)}", "marker": "o",
+                 "linestyle": "-" if threads == 1 else "--",
+                 "label": f"{method}, {threads} thread{'s' if threads > 1 else ''}"}
+        for row, key in ((0, "recall_L2"), (1, "recall_ADC")):
+            if not all(isinstance(p[key], float) for p in pts) or (row and "re-rank" in method):
+                continue
+            for ax, column in zip(axes[row], ("single_qps", "batch_qps"), strict=True):
+                ax.plot([p[key] for p in pts], [p[column] for p in pts], **style)
+    for row, what in ((0, "the exact L2 top 10"), (1, "the exhaustive ADC top 10")):
+        for ax, title in zip(axes[row], ("single queries", "batches of 100"), strict=True):
+            ax.set_yscale("log")
+            ax.set_xlabel(f"recall@10 of {what}")
+            ax.set_ylabel("queries per second")
+            ax.set_title(f"{title}, {n / 1e6:g}M simulated spectra")
+            ax.grid(alpha=0.3)
+        axes[row][0].legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_log(log: Path, path: Path = _FIGURE) -> None:
+    """The figure from the ``## ivfpq`` table a ``peers.py ivfpq`` run printed."""
+    lines = log.read_text().splitlines()
+    table = [line for line in lines[lines.index("## ivfpq") + 1:] if line.startswith("|")]
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    rows = []
+    for line in table[2:]:
+        row = dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True))
+        for key in ("recall_L2", "recall_ADC", "single_qps", "batch_qps"):
+            try:
+                row[key] = float(row[key])
+            except ValueError:
+                pass
+        if not row["threads"]:
+            del row["threads"]
+        rows.append(row)
+    build = next(r["method"] for r in rows if "build" in r["method"])
+    plot(rows, path, int(build.split(": ")[1].split()[0]))
