@@ -6,8 +6,6 @@
 #include "ivfpq.hpp"
 
 #include <algorithm>
-#include <cmath>
-#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <vector>
@@ -27,34 +25,10 @@ inline detail::AdcU16Fn row_adc(const detail::PQKernels& kn, const std::uint16_t
   return kn.adc_u16;
 }
 
-// Per-thread buffers: one block of ADC sums and of surviving row numbers (L1).
+// Per-thread buffers: one block of ADC sums (kScanBlock floats, L1).
 struct Scratch {
   std::vector<float> sums = std::vector<float>(kScanBlock);
-  std::vector<std::int32_t> idx = std::vector<std::int32_t>(kScanBlock);
 };
-
-// Early exit (pq_adc.hpp, adc_survivors): once the top-k is full, a row whose
-// partial ADC sum exceeds `worst - bias - min(code term)` cannot enter, so its
-// remaining segments are skipped (tables hold squared distances >= 0: partial
-// sums only grow). The margin covers the float rounding of the two additions
-// that follow, so a skipped row's final value, computed from its partial sum,
-// still exceeds `worst` and is rejected; without terms the bound is `worst`
-// itself, as in pq_search.
-// PYSPEC_IVFPQ_EARLY_EXIT=0 turns the early exit off (same results; for
-// timing it against the full scan).
-bool early_exit_enabled() {
-  static const bool enabled = [] {
-    const char* env = std::getenv("PYSPEC_IVFPQ_EARLY_EXIT");
-    return !(env && env[0] == '0');
-  }();
-  return enabled;
-}
-
-inline float adc_bound(float worst, float bias, float term_min, bool terms) {
-  if (!terms) return worst;
-  const float scale = std::fabs(worst) + std::fabs(bias) + std::fabs(term_min);
-  return (worst - bias - term_min) + 1e-5f * scale + 1e-30f;
-}
 
 struct Scan {
   detail::PQKernels kern;
@@ -73,17 +47,8 @@ void scan_list(const Scan& s, const float* table, const Code* codes, const index
   for (index_t b = begin; b < end; b += kScanBlock) {
     const std::int64_t nb = std::min<std::int64_t>(kScanBlock, end - b);
     const Code* blk = codes + b * s.M;
-    const bool terms = code_terms || bias;
-    float bound = kInf;
-    if (top.full() && early_exit_enabled()) {
-      float term_min = 0.0f;
-      if (code_terms) term_min = *std::min_element(code_terms + b, code_terms + b + nb);
-      bound = adc_bound(top.worst(), bias ? *bias : 0.0f, term_min, terms);
-    }
     if (s.grouped)
-      adc_grouped(table, s.M, s.K, blk, nb, bound, sums);
-    else if (bound < kInf)
-      adc_survivors(table, s.M, s.K, blk, nb, bound, sums, scratch.idx.data());
+      adc_grouped(table, s.M, s.K, blk, nb, kInf, sums);
     else
       row_adc(s.kern, blk)(table, s.M, s.K, blk, nb, n_codes - b, sums);
     if (code_terms)
