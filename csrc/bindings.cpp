@@ -45,4 +45,5 @@ PYBIND11_MODULE(_core, m) {
   pyspec::bind_fastscan(m);
   pyspec::bind_linalg(m);
   pyspec::bind_ivf(m);
+  pyspec::bind_ivfpq(m);
 }

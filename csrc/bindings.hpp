@@ -12,4 +12,5 @@ void bind_pq(pybind11::module_& m);
 void bind_fastscan(pybind11::module_& m);
 void bind_linalg(pybind11::module_& m);
 void bind_ivf(pybind11::module_& m);
+void bind_ivfpq(pybind11::module_& m);
 }  // namespace pyspec

@@ -31,6 +31,7 @@ _EXPORTS = {
     "PQIndex": "pyspec.index.pq",
     "GraphIndex": "pyspec.index.graph",
     "IVFHammingIndex": "pyspec.index.ivf",
+    "IVFPQIndex": "pyspec.index.ivfpq",
     "Spectrum": "pyspec.io",
     "SpectrumBatch": "pyspec.io",
     "read_spectrum": "pyspec.io",

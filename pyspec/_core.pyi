@@ -104,6 +104,19 @@ def ivf_hamming_knn(
     num_threads: int = 0,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]: ...
 
+# --- ivfpq (csrc/bind_ivfpq.cpp) ---
+def ivfpq_search(
+    tables: npt.NDArray[np.float32],
+    codes: npt.NDArray[np.uint8] | npt.NDArray[np.uint16],
+    ids: npt.NDArray[np.int64],
+    code_terms: npt.NDArray[np.float32] | None,
+    offsets: npt.NDArray[np.int64],
+    probes: npt.NDArray[np.int64],
+    probe_terms: npt.NDArray[np.float32] | None,
+    k: int,
+    num_threads: int = 0,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
+
 # --- linalg (csrc/bind_linalg.cpp) ---
 gram_row_block: int
 

@@ -14,6 +14,7 @@ FILE_KINDS = {
     b"QX": ("PQ index", "pyspec.index.pq", "PQIndex"),
     b"GX": ("graph index", "pyspec.index.graph", "GraphIndex"),
     b"IV": ("IVF Hamming index", "pyspec.index.ivf", "IVFHammingIndex"),
+    b"IQ": ("IVFPQ index", "pyspec.index.ivfpq", "IVFPQIndex"),
     b"PL": ("PIL model", "pyspec.models.pil", "PILHasher"),
     b"LS": ("LSH model", "pyspec.models.lsh", "LSHHasher"),
     b"IT": ("ITQ model", "pyspec.models.itq", "ITQHasher"),
