@@ -233,7 +233,11 @@ void finish_query(Collector* parts, int nparts, const float* table, std::int64_t
   }
   const SumLowerBound lower(table, M, K, inv);
   TopK<float> top(static_cast<std::size_t>(k));
+  constexpr std::int64_t kAhead = 8;  // rows requested ahead: the reads are scattered
+  for (std::int64_t i = 0; i < std::min(kAhead, count); ++i)
+    __builtin_prefetch(codes + rows[i] * M);
   for (std::int64_t i = 0; i < count; ++i) {
+    if (i + kAhead < count) __builtin_prefetch(codes + rows[i + kAhead] * M);
     if (top.full() && lower.at(sums[i]) > static_cast<double>(top.worst())) break;
     top.push(adc_row(table, M, K, codes + rows[i] * M), ids[rows[i]]);
   }

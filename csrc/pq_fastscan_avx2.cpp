@@ -1,7 +1,8 @@
 // AVX2 fast-scan kernel: pq_fastscan_impl.hpp with 32-byte vectors, one
 // segment pair per code load, four queries per tile (8 accumulators of the
-// 16 ymm registers; the byte path's tiles are below). Compiled with -mavx2 and reached only through the
-// dispatcher in pq_fastscan.cpp. No standard-library templates (pq.hpp).
+// 16 ymm registers; the byte path's tiles are below). Compiled with -mavx2
+// and reached only through the dispatcher in pq_fastscan.cpp. No
+// standard-library templates (pq.hpp).
 #include <immintrin.h>
 
 #include "pq_fastscan.hpp"
