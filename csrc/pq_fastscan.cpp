@@ -502,8 +502,13 @@ void pq_fastscan_search(const float* tables, std::int64_t nq, std::int64_t M, st
     // batches: equal query groups (at most kQueryGroup, a multiple of the
     // threads, so that no thread is left with a short last group), each
     // group prepared and scanned over every block by one task
+    // (at least 4 groups per thread while they keep kMinQueriesPerThread
+    // queries: a thread that is descheduled on a busy machine then holds
+    // back a small group, not half of the batch)
     const std::int64_t per_round = kQueryGroup * nt;
-    const std::int64_t ngroups = nt * ((nq + per_round - 1) / per_round);
+    const std::int64_t few = std::min<std::int64_t>(4, nq / (kMinQueriesPerThread * nt));
+    const std::int64_t rounds = std::max((nq + per_round - 1) / per_round, few);
+    const std::int64_t ngroups = nt * std::max<std::int64_t>(rounds, 1);
     PYSPEC_OMP(omp parallel for num_threads(nt) schedule(dynamic, 1))
     for (std::int64_t g = 0; g < ngroups; ++g) {
       errors.run([&] {
