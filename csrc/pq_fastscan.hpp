@@ -40,9 +40,9 @@
 // has S <= thr0 = floor((D - sum mn) inv + M (1/2 + 1e-4) + float slack
 // + 1) < levels, so rows with a saturated entry (S >= levels) are never
 // candidates and every candidate's sum obeys the bound above. The scan's
-// threshold is min(thr0, S_k + margin). The clipped scale is used when it
-// is finer than the plain one and thr0 < levels (else the plain scale, with
-// the same thr0 bound).
+// threshold is min(thr0, S_k + margin). The clipped scale is used when
+// thr0 < levels and it is finer than the plain one or the plain one's
+// bound is >= 255 (else the plain scale, with the same thr0 bound).
 //
 // Byte path. With the clipped scale thr0 < levels <= 255, and no row whose
 // sum reaches 255 can be a candidate: the scan then accumulates bytes with

@@ -52,7 +52,7 @@ def quantise_ref(tables: np.ndarray, group: int, kth: np.ndarray | None = None):
         b = bound(s)
         if kth is not None and float(kth[i]) - off_sum > 0 and levels > M + 3:
             sc = np.float32((levels - M - 3) / (float(kth[i]) - off_sum))
-            if sc > s and bound(sc) < levels:
+            if (sc > s or b >= 255) and bound(sc) < levels:
                 s, b = sc, bound(sc)
         inv[i] = s
         if b >= 0:
@@ -187,7 +187,8 @@ def test_candidates_and_topk_equal_reference(rng: np.random.Generator, level: st
     byte_path = []  # per case and group: every thr0 < 255 (the saturated byte sums)
     for n, M, K, k, nq in [(1000, 25, 16, 10, 5), (777, 50, 16, 7, 40), (70, 3, 9, 5, 2),
                            (5000, 25, 16, 10, 3), (9000, 4, 16, 3, 2),
-                           (1000, 24, 16, 100, 1), (300, 3, 16, 250, 3)]:
+                           (1000, 24, 16, 100, 1), (300, 3, 16, 250, 3),
+                           (200, 260, 16, 5, 2)]:  # levels <= M + 3: the plain scale
         codes, tables = random_case(rng, n, M, K, nq)
         ids = rng.permutation(n * 3)[:n].astype(np.int64)
         packed = _core.pq_fastscan_pack(codes)
