@@ -80,7 +80,7 @@ py::tuple quantise(const Arr<float>& tables, int group, const std::optional<Arr<
 }
 
 Arr<std::uint16_t> sums(const Arr<std::uint8_t>& packed, std::int64_t n,
-                        const Arr<std::uint8_t>& q, int group, int num_threads) {
+                        const Arr<std::uint8_t>& q, int group, bool saturate, int num_threads) {
   need(q.ndim() == 3 && q.shape(1) >= 1 && q.shape(2) == kFastScanK,
        "q: expected uint8 (nq, M, 16)");
   const std::int64_t nq = q.shape(0), M = q.shape(1);
@@ -92,7 +92,8 @@ Arr<std::uint16_t> sums(const Arr<std::uint8_t>& packed, std::int64_t n,
   Arr<std::uint16_t> out({nq, n});
   {
     py::gil_scoped_release release;
-    pq_fastscan_sums(packed.data(), n, M, q.data(), nq, group, out.mutable_data(), num_threads);
+    pq_fastscan_sums(packed.data(), n, M, q.data(), nq, group, saturate, out.mutable_data(),
+                     num_threads);
   }
   return out;
 }
@@ -142,8 +143,10 @@ void bind_fastscan(py::module_& m) {
         "Quantised tables of float ADC tables (nq, M, K <= 16): (q (nq, M, 16) uint8, "
         "offsets (nq, M), inv_scale (nq,), margin (nq,), thr0 (nq,) uint16).");
   m.def("pq_fastscan_sums", &sums, py::arg("packed").noconvert(), py::arg("n"),
-        py::arg("q").noconvert(), py::arg("group") = 1, py::arg("num_threads") = 0,
-        "Quantised sums (nq, n) uint16 of every packed row for byte tables q (nq, M, 16).");
+        py::arg("q").noconvert(), py::arg("group") = 1, py::arg("saturate") = false,
+        py::arg("num_threads") = 0,
+        "Quantised sums (nq, n) uint16 of every packed row for byte tables q (nq, M, 16); "
+        "saturate=True: min(sum, 255) from the search's byte path.");
   m.def("pq_fastscan_search", &search, py::arg("tables").noconvert(),
         py::arg("codes").noconvert(), py::arg("packed").noconvert(), py::arg("ids").noconvert(),
         py::arg("k"), py::arg("num_threads") = 0, py::arg("group") = 0,

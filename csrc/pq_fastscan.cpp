@@ -28,7 +28,8 @@ inline std::int64_t lut_row(std::int64_t p, std::int64_t h) {
 
 void scan_scalar(const std::uint8_t* packed, std::int64_t P, std::int64_t b0, std::int64_t b1,
                  const std::uint8_t* lut, std::int64_t lut_stride, std::int64_t nq,
-                 int /*group*/, std::uint16_t* thr, const detail::FastScanSink& sink) {
+                 int /*group*/, bool saturate, std::uint16_t* thr,
+                 const detail::FastScanSink& sink) {
   std::uint16_t sums[kFastScanBlock];
   for (std::int64_t b = b0; b < b1; ++b) {
     const std::uint8_t* blk = packed + b * P * 32;
@@ -43,6 +44,7 @@ void scan_scalar(const std::uint8_t* packed, std::int64_t P, std::int64_t b0, st
       }
       std::uint32_t mask = 0;
       for (int i = 0; i < kFastScanBlock; ++i) {
+        if (saturate) acc[i] = std::min<std::uint32_t>(acc[i], 255);
         sums[i] = static_cast<std::uint16_t>(acc[i]);
         if (acc[i] <= thr[q]) mask |= std::uint32_t(1) << i;
       }
@@ -61,6 +63,22 @@ detail::FastScanFn active_kernel() {
 #endif
     default: return detail::fastscan_kernel_scalar();
   }
+}
+
+// The kernel of a search's call over nq queries. Byte-path calls of fewer
+// than 4 queries take the AVX2 kernel at the AVX-512 level: its 32-byte
+// code loads stream the packed codes faster there (1M x 50 codes, one
+// query: 0.92 vs 1.08 ms CPU on the AMD EPYC of bench/RESULTS.md, same in
+// L2-resident runs of 25 segments), while the AVX-512 tiles of 4 queries
+// win for batches.
+detail::FastScanFn search_kernel(bool bytes, std::int64_t nq) {
+#if defined(PYSPEC_HAVE_AVX512) && defined(PYSPEC_HAVE_AVX2)
+  if (bytes && nq < 4 && selected_simd_level() == SimdLevel::AVX512)
+    return detail::fastscan_kernel_avx2();
+#endif
+  (void)bytes;
+  (void)nq;
+  return active_kernel();
 }
 
 // ---- candidate collection (one per query and thread) ----
@@ -215,7 +233,11 @@ void finish_query(Collector* parts, int nparts, const float* table, std::int64_t
   }
   const SumLowerBound lower(table, M, K, inv);
   TopK<float> top(static_cast<std::size_t>(k));
+  constexpr std::int64_t kAhead = 8;  // rows requested ahead: the reads are scattered
+  for (std::int64_t i = 0; i < std::min(kAhead, count); ++i)
+    __builtin_prefetch(codes + rows[i] * M);
   for (std::int64_t i = 0; i < count; ++i) {
+    if (i + kAhead < count) __builtin_prefetch(codes + rows[i + kAhead] * M);
     if (top.full() && lower.at(sums[i]) > static_cast<double>(top.worst())) break;
     top.push(adc_row(table, M, K, codes + rows[i] * M), ids[rows[i]]);
   }
@@ -235,6 +257,9 @@ constexpr std::int64_t kParallelMinSteps = std::int64_t(1) << 16;
 // Queries per task when a batch is split over threads: their tables (about
 // 0.5 kB each at 25 segments) stay in L1 with a chunk of blocks.
 constexpr std::int64_t kQueryGroup = 32;
+// With fewer queries per thread the threads split the database instead:
+// the query tiles stay full and no thread waits on a short last group.
+constexpr std::int64_t kMinQueriesPerThread = 8;
 
 }  // namespace
 
@@ -327,7 +352,10 @@ void pq_fastscan_quantise(const float* tables, std::int64_t nq, std::int64_t M, 
       // entry alone exceeds the bound (so clipped rows are never candidates).
       const float sc = static_cast<float>((levels - M - 3) / (kth_bound[i] - off_sum));
       const double bc = sum_bound(sc);
-      if (sc > s && bc < levels) {
+      // also when coarser, if the plain scale's bound would keep the scan
+      // off the byte path (thr0 >= 255): a twice slower scan costs more than
+      // the extra candidates (0.5% of the queries at 50 segments)
+      if ((sc > s || bound >= 255.0) && bc < levels) {
         s = sc;
         bound = bc;
       }
@@ -353,18 +381,41 @@ namespace {
 // kSampleChunks runs of contiguous rows spread over the database (runs, not
 // single strided rows: a strided row costs a cache miss each), or every row
 // when there are at most twice as many as wanted (runs never overlap).
+// Appends the float ADC of rows [r0, r1) to buf, each summed in segment
+// order (adc_row's value), 8 rows interleaved: one row's sum is a chain of
+// dependent adds, 8 independent chains keep the adder busy (the sample took
+// ~5% of a single query at 1M x 50 codes).
+void adc_rows(const float* table, std::int64_t M, std::int64_t K, const std::uint8_t* codes,
+              std::int64_t r0, std::int64_t r1, std::vector<float>& buf) {
+  constexpr int kRows = 8;
+  std::int64_t r = r0;
+  for (; r + kRows <= r1; r += kRows) {
+    const std::uint8_t* c = codes + r * M;
+    float s[kRows] = {};
+    std::uint8_t top = 0;
+    for (std::int64_t m = 0; m < M; ++m)
+      for (int j = 0; j < kRows; ++j) {
+        const std::uint8_t v = c[j * M + m];
+        top = std::max(top, v);
+        s[j] += table[m * K + (v < K ? v : 0)];  // a bad code throws below
+      }
+    if (top >= K) throw std::invalid_argument("fast-scan: a code exceeds n_centroids");
+    buf.insert(buf.end(), s, s + kRows);
+  }
+  for (; r < r1; ++r) buf.push_back(adc_row(table, M, K, codes + r * M));
+}
+
 float sample_kth(const float* table, std::int64_t M, std::int64_t K, const std::uint8_t* codes,
                  std::int64_t n, std::int64_t k, std::vector<float>& buf) {
   const std::int64_t want = std::max<std::int64_t>(kFastScanSample, 8 * k);
   buf.clear();
   if (n <= 2 * want) {
-    for (std::int64_t r = 0; r < n; ++r) buf.push_back(adc_row(table, M, K, codes + r * M));
+    adc_rows(table, M, K, codes, 0, n, buf);
   } else {
     const std::int64_t len = (want + kSampleChunks - 1) / kSampleChunks;
     for (std::int64_t c = 0; c < kSampleChunks; ++c) {
       const std::int64_t r0 = (n - len) * c / (kSampleChunks - 1);
-      for (std::int64_t r = r0; r < r0 + len; ++r)
-        buf.push_back(adc_row(table, M, K, codes + r * M));
+      adc_rows(table, M, K, codes, r0, r0 + len, buf);
     }
   }
   const std::int64_t kk = std::min<std::int64_t>(k, static_cast<std::int64_t>(buf.size())) - 1;
@@ -374,8 +425,8 @@ float sample_kth(const float* table, std::int64_t M, std::int64_t K, const std::
 }  // namespace
 
 void pq_fastscan_sums(const std::uint8_t* packed, std::int64_t n, std::int64_t M,
-                      const std::uint8_t* q, std::int64_t nq, int group, std::uint16_t* out,
-                      int num_threads) {
+                      const std::uint8_t* q, std::int64_t nq, int group, bool saturate,
+                      std::uint16_t* out, int num_threads) {
   const std::int64_t P = fastscan_pairs(M), nb = fastscan_blocks(n), lb = fastscan_lut_bytes(M);
   std::vector<std::uint8_t> lut(static_cast<std::size_t>(nq * lb));
   for (std::int64_t i = 0; i < nq; ++i)
@@ -391,14 +442,14 @@ void pq_fastscan_sums(const std::uint8_t* packed, std::int64_t n, std::int64_t M
     }
   };
   const detail::FastScanFn kernel = active_kernel();
-  [[maybe_unused]] const int nt =
-      nq * nb * P < kParallelMinSteps ? 1 : resolve_threads(num_threads);
-  PYSPEC_OMP(omp parallel for num_threads(nt) schedule(static))
-  for (std::int64_t i = 0; i < nq; ++i) {
-    Out o{out + i * n, n};
-    std::uint16_t thr = kNoThreshold;
-    kernel(packed, P, 0, nb, lut.data() + i * lb, lb, 1, group, &thr,
-           detail::FastScanSink{Out::fn, &o});
+  // every query in one kernel call (its query tiles), block ranges over threads
+  const int nt = nq * nb * P < kParallelMinSteps ? 1 : resolve_threads(num_threads);
+  PYSPEC_OMP(omp parallel for num_threads(nt) schedule(static, 1))
+  for (int t = 0; t < nt; ++t) {
+    Out o{out, n};
+    std::vector<std::uint16_t> thr(static_cast<std::size_t>(nq), kNoThreshold);
+    kernel(packed, P, nb * t / nt, nb * (t + 1) / nt, lut.data(), lb, nq, group, saturate,
+           thr.data(), detail::FastScanSink{Out::fn, &o});
   }
 }
 
@@ -415,61 +466,81 @@ void pq_fastscan_search(const float* tables, std::int64_t nq, std::int64_t M, st
   std::vector<float> offsets(static_cast<std::size_t>(nq * M)), inv(static_cast<std::size_t>(nq));
   std::vector<std::int32_t> margin(static_cast<std::size_t>(nq));
   std::vector<std::uint16_t> thr0(static_cast<std::size_t>(nq));
-  std::vector<float> kth(static_cast<std::size_t>(nq)), buf;
-  const bool sampled = n >= k;  // else every row is a candidate anyway
-  if (sampled)
-    for (std::int64_t i = 0; i < nq; ++i)
-      kth[i] = sample_kth(tables + i * M * K, M, K, codes, n, k, buf);
-  pq_fastscan_quantise(tables, nq, M, K, group, sampled ? kth.data() : nullptr, q.data(),
-                       offsets.data(), inv.data(), margin.data(), thr0.data());
+  std::vector<float> kth(static_cast<std::size_t>(nq));
   std::vector<std::uint8_t> lut(static_cast<std::size_t>(nq * lb));
-  for (std::int64_t i = 0; i < nq; ++i)
-    detail::fastscan_lut_layout(q.data() + i * M * kFastScanK, M, lut.data() + i * lb);
-  const detail::FastScanFn kernel = active_kernel();
-  int nt = nq * nb * P < kParallelMinSteps ? 1 : resolve_threads(num_threads);
+  const bool sampled = n >= k;  // else every row is a candidate anyway
+  // bounds, quantised tables and kernel-layout tables of queries [i0, i1);
+  // true when they can take the byte path (every thr0 < 255)
+  auto prepare = [&](std::int64_t i0, std::int64_t i1) {
+    std::vector<float> buf;
+    if (sampled)
+      for (std::int64_t i = i0; i < i1; ++i)
+        kth[i] = sample_kth(tables + i * M * K, M, K, codes, n, k, buf);
+    pq_fastscan_quantise(tables + i0 * M * K, i1 - i0, M, K, group,
+                         sampled ? kth.data() + i0 : nullptr, q.data() + i0 * M * kFastScanK,
+                         offsets.data() + i0 * M, inv.data() + i0, margin.data() + i0,
+                         thr0.data() + i0);
+    bool bytes = true;
+    for (std::int64_t i = i0; i < i1; ++i) {
+      detail::fastscan_lut_layout(q.data() + i * M * kFastScanK, M, lut.data() + i * lb);
+      bytes = bytes && thr0[i] < 255;
+    }
+    return bytes;
+  };
+  auto collectors = [&](Collector* col, std::int64_t i0, std::int64_t i1) {
+    for (std::int64_t i = i0; i < i1; ++i) {
+      col[i - i0].k = k;
+      col[i - i0].margin = margin[i];
+      col[i - i0].bound = thr0[i];
+    }
+  };
   auto finish = [&](Collector* parts, int nparts, std::int64_t i) {
     finish_query(parts, nparts, tables + i * M * K, M, K, inv[i], codes, ids, k, out_ids + i * k,
                  out_dist + i * k, n_candidates ? n_candidates + i : nullptr,
                  candidates ? &(*candidates)[static_cast<std::size_t>(i)] : nullptr);
   };
+  const int nt = nq * nb * P < kParallelMinSteps ? 1 : resolve_threads(num_threads);
   ErrorCapture errors;
-  if (nq >= nt) {
-    // batches: query groups over threads, each group over every block
-    const std::int64_t ngroups = (nq + kQueryGroup - 1) / kQueryGroup;
+  if (nt == 1 || nq >= kMinQueriesPerThread * nt) {
+    // batches: equal query groups (at most kQueryGroup, a multiple of the
+    // threads, so that no thread is left with a short last group), each
+    // group prepared and scanned over every block by one task
+    // (at least 4 groups per thread while they keep kMinQueriesPerThread
+    // queries: a thread that is descheduled on a busy machine then holds
+    // back a small group, not half of the batch)
+    const std::int64_t per_round = kQueryGroup * nt;
+    const std::int64_t few = std::min<std::int64_t>(4, nq / (kMinQueriesPerThread * nt));
+    const std::int64_t rounds = std::max((nq + per_round - 1) / per_round, few);
+    const std::int64_t ngroups = nt * std::max<std::int64_t>(rounds, 1);
     PYSPEC_OMP(omp parallel for num_threads(nt) schedule(dynamic, 1))
     for (std::int64_t g = 0; g < ngroups; ++g) {
       errors.run([&] {
-        const std::int64_t q0 = g * kQueryGroup, cnt = std::min(kQueryGroup, nq - q0);
+        const std::int64_t q0 = nq * g / ngroups, q1 = nq * (g + 1) / ngroups, cnt = q1 - q0;
+        if (cnt == 0) return;
+        const bool bytes = prepare(q0, q1);
         std::vector<Collector> col(static_cast<std::size_t>(cnt));
-        std::vector<std::uint16_t> thr(thr0.begin() + q0, thr0.begin() + q0 + cnt);
-        for (std::int64_t i = 0; i < cnt; ++i) {
-          col[i].k = k;
-          col[i].margin = margin[q0 + i];
-          col[i].bound = thr0[q0 + i];
-        }
+        collectors(col.data(), q0, q1);
+        std::vector<std::uint16_t> thr(thr0.begin() + q0, thr0.begin() + q1);
         ScanContext sc{col.data(), thr.data(), n};
-        kernel(packed, P, 0, nb, lut.data() + q0 * lb, lb, cnt, group, thr.data(),
-               detail::FastScanSink{collect, &sc});
+        search_kernel(bytes, cnt)(packed, P, 0, nb, lut.data() + q0 * lb, lb, cnt, group, bytes,
+                                  thr.data(), detail::FastScanSink{collect, &sc});
         for (std::int64_t i = 0; i < cnt; ++i) finish(&col[i], 1, q0 + i);
       });
     }
   } else {
-    // few queries: database blocks over threads, then one merge per query
+    // few queries per thread: database blocks over threads, then one merge
+    // per query
+    const bool bytes = prepare(0, nq);
     std::vector<Collector> col(static_cast<std::size_t>(nt * nq));
-    for (int t = 0; t < nt; ++t)
-      for (std::int64_t i = 0; i < nq; ++i) {
-        col[t * nq + i].k = k;
-        col[t * nq + i].margin = margin[i];
-        col[t * nq + i].bound = thr0[i];
-      }
+    for (int t = 0; t < nt; ++t) collectors(col.data() + t * nq, 0, nq);
     PYSPEC_OMP(omp parallel for num_threads(nt) schedule(static, 1))
     for (int t = 0; t < nt; ++t) {
       errors.run([&] {
         const std::int64_t b0 = nb * t / nt, b1 = nb * (t + 1) / nt;
         std::vector<std::uint16_t> thr(thr0);
         ScanContext sc{col.data() + t * nq, thr.data(), n};
-        kernel(packed, P, b0, b1, lut.data(), lb, nq, group, thr.data(),
-               detail::FastScanSink{collect, &sc});
+        search_kernel(bytes, nq)(packed, P, b0, b1, lut.data(), lb, nq, group, bytes, thr.data(),
+                                 detail::FastScanSink{collect, &sc});
       });
     }
     errors.rethrow();

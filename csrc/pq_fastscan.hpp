@@ -40,9 +40,15 @@
 // has S <= thr0 = floor((D - sum mn) inv + M (1/2 + 1e-4) + float slack
 // + 1) < levels, so rows with a saturated entry (S >= levels) are never
 // candidates and every candidate's sum obeys the bound above. The scan's
-// threshold is min(thr0, S_k + margin). The clipped scale is used when it
-// is finer than the plain one and thr0 < levels (else the plain scale, with
-// the same thr0 bound).
+// threshold is min(thr0, S_k + margin). The clipped scale is used when
+// thr0 < levels and it is finer than the plain one or the plain one's
+// bound is >= 255 (else the plain scale, with the same thr0 bound).
+//
+// Byte path. With the clipped scale thr0 < levels <= 255, and no row whose
+// sum reaches 255 can be a candidate: the scan then accumulates bytes with
+// unsigned saturation (min(S, 255), exact for every row that can pass), one
+// instruction per looked-up vector instead of three for the 16-bit sums,
+// and the candidates are the same rows with the same sums.
 //
 // Search = scan + re-rank. The scan keeps, per query, the k smallest sums
 // seen and a threshold thr = min(thr0, current k-th + margin); the SIMD
@@ -99,16 +105,20 @@ int fastscan_default_group(std::int64_t M);
 // Quantised sums of every row for nq byte tables q (nq, M, 16): out (nq, n)
 // uint16. The caller guarantees sum_m max_j q[m][j] <= 65535 and that a
 // u8 sum of `group` entries cannot wrap (max entry * group <= 255).
+// saturate: min(S, 255) from the byte path of the search.
 void pq_fastscan_sums(const std::uint8_t* packed, std::int64_t n, std::int64_t M,
-                      const std::uint8_t* q, std::int64_t nq, int group, std::uint16_t* out,
-                      int num_threads);
+                      const std::uint8_t* q, std::int64_t nq, int group, bool saturate,
+                      std::uint16_t* out, int num_threads);
 
 // k-NN search (above). tables: float32 (nq, M, K) ADC tables, K <= 16;
 // codes: (n, M) row-major, packed: the same codes in the fast-scan layout;
 // ids: (n,). group: 1, 2, 4 or 0 (fastscan_default_group). Output (nq, k) ascending by (distance, id), padded (-1, +inf).
 // n_candidates (nq, optional): rows re-ranked per query. candidates
 // (optional): the candidate rows of each query, sorted. Parallel over
-// queries when nq >= threads, else over database blocks.
+// queries when there are at least 8 per thread (equal groups of at most 32,
+// a multiple of the threads; each task bounds, quantises and scans its
+// own), else over database blocks. A kernel call takes the byte path
+// (pq_fastscan_impl.hpp) when all its queries' thr0 are < 255.
 void pq_fastscan_search(const float* tables, std::int64_t nq, std::int64_t M, std::int64_t K,
                         const std::uint8_t* codes, const std::uint8_t* packed,
                         const index_t* ids, std::int64_t n, std::int64_t k, int group,
@@ -136,10 +146,12 @@ struct FastScanSink {
 };
 // Scans blocks [b0, b1) of `packed` (P pairs) for nq queries (kernel-layout
 // tables at lut + q * lut_stride), comparing sums with thr[q]. `group` as in
-// pq_fastscan_quantise.
+// pq_fastscan_quantise. saturate: the sums are min(S, 255) (byte
+// accumulation with unsigned saturation, `group` unused), for callers whose
+// thresholds are all < 255, so that no saturated row can pass.
 using FastScanFn = void (*)(const std::uint8_t* packed, std::int64_t P, std::int64_t b0,
                             std::int64_t b1, const std::uint8_t* lut, std::int64_t lut_stride,
-                            std::int64_t nq, int group, std::uint16_t* thr,
+                            std::int64_t nq, int group, bool saturate, std::uint16_t* thr,
                             const FastScanSink& sink);
 FastScanFn fastscan_kernel_scalar();
 #ifdef PYSPEC_HAVE_AVX2

@@ -16,6 +16,9 @@ namespace {
 struct Isa {
   using V = __m512i;
   static constexpr int kPairs = 2, kQueries = 8;
+  // byte path: 4 queries x 4 blocks (16 accumulators, 8 table rows), single
+  // queries 2 blocks at a time
+  static constexpr int kQ8 = 4, kB8 = 4, kB1 = 2;
 
   static V zero() { return _mm512_setzero_si512(); }
   static V nibble_mask() { return _mm512_set1_epi8(0x0f); }
@@ -32,16 +35,23 @@ struct Isa {
   static V srli16(V a, int n) { return _mm512_srli_epi16(a, static_cast<unsigned>(n)); }
   static V add8(V a, V b) { return _mm512_add_epi8(a, b); }
   static V add16(V a, V b) { return _mm512_add_epi16(a, b); }
+  static V adds8(V a, V b) { return _mm512_adds_epu8(a, b); }
   // The low half through a union (no instruction; GCC 12 warns
   // -Wmaybe-uninitialized about the undefined operand of the cast and
   // extract intrinsics), the high half by one extract.
+  union Halves {
+    __m512i z;
+    __m256i y[2];
+  };
   static __m256i fold(V a) {
-    union {
-      __m512i z;
-      __m256i y[2];
-    } u;
-    u.z = a;
-    return _mm256_add_epi16(u.y[0], u.y[1]);
+    Halves h;
+    h.z = a;
+    return _mm256_add_epi16(h.y[0], h.y[1]);
+  }
+  static __m256i fold8(V a) {
+    Halves h;
+    h.z = a;
+    return _mm256_adds_epu8(h.y[0], h.y[1]);
   }
   // unsigned compares straight into mask registers (AVX-512BW/VL), the
   // even and odd rows' bits interleaved with pdep (BMI2)
@@ -50,6 +60,9 @@ struct Isa {
     const std::uint32_t me = _mm256_cmple_epu16_mask(even, th);
     const std::uint32_t mo = _mm256_cmple_epu16_mask(odd, th);
     return _pdep_u32(me, 0x55555555u) | _pdep_u32(mo, 0xaaaaaaaau);
+  }
+  static std::uint32_t rows_le8(__m256i s, std::uint16_t thr) {
+    return _mm256_cmple_epu8_mask(s, _mm256_set1_epi8(static_cast<char>(thr)));
   }
 };
 

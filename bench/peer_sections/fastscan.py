@@ -28,6 +28,7 @@ codes (M = 25, 50) and of 8-bit PQ (25 x 256 centroids, the first-wave PQ).
 
     python bench/peers.py fastscan            # 1M spectra (~10 min to simulate once)
     python bench/peers.py fastscan --quick    # 20,000 spectra
+    python bench/peers.py fastscan --fs-profile --fs-threads 1 --fs-quality-n 0  # + stages
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--fs-single", type=int, default=100, help="single queries timed (default 100)")
     g.add_argument("--fs-quality-n", type=int, default=50_000,
                    help="spectra of the exact-L2 quality rows (default 50000; 0 = skip)")
+    g.add_argument("--fs-profile", action="store_true",
+                   help="also the stage rows: CPU time of the tables, of the fixed costs of a "
+                        "search and of the kernel call per SIMD level")
 
 
 # ---- data ---------------------------------------------------------------------------------
@@ -216,6 +220,55 @@ def speed_rows(M: int, pq, codes: np.ndarray, queries: np.ndarray, args, quick: 
     return rows
 
 
+def _cpu_ms(fn, per: int, repeat: int = 3) -> float:
+    """Best process CPU time of ``fn`` over ``repeat`` calls after a warm-up, ms / ``per``."""
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        c = time.process_time()
+        fn()
+        best = min(best, time.process_time() - c)
+    return 1e3 * best / per
+
+
+def profile_rows(M: int, pq, codes: np.ndarray, queries: np.ndarray) -> list:
+    """Where a fast-scan search spends its time (1 thread, CPU ms per query):
+    the float tables, the fixed costs of a search (the same call over the first
+    3,000 codes: the sampled bound, quantisation, candidates and re-rank, and
+    a negligible scan), the kernel call over every code per SIMD level, and the
+    whole PQIndex.search."""
+    import pyspec
+    from pyspec import _core
+    from pyspec.index.pq import PQIndex
+
+    ids = np.arange(len(codes), dtype=np.int64)
+    packed = _core.pq_fastscan_pack(codes)
+    small = np.ascontiguousarray(codes[:3000])
+    small_packed = _core.pq_fastscan_pack(small)
+    fast = PQIndex(pq, fast_scan=True)
+    fast.add(codes)
+    rows = []
+    for label, Q in [("1 query", queries[:20]), ("batch 100", queries[:100])]:
+        each = len(Q) == 20
+        parts = [Q[i:i + 1] for i in range(len(Q))] if each else [Q]
+        tables = [pq.distance_tables(q) for q in parts]
+
+        def call(c, p, i, tables=tables):
+            return lambda: [_core.pq_fastscan_search(t, c, p, i, K, num_threads=1) for t in tables]
+
+        row = {"case": f"{M} x 4 bit, {len(codes):,} codes, {label}: CPU ms per query",
+               "tables": _cpu_ms(lambda parts=parts: [pq.distance_tables(q) for q in parts],
+                                 len(Q)),
+               "fixed (3,000 codes)": _cpu_ms(call(small, small_packed, ids[:3000]), len(Q))}
+        for level in pyspec.available_simd_levels():
+            with pyspec.simd_level(level):
+                row[f"search {level}"] = _cpu_ms(call(codes, packed, ids), len(Q))
+        row["PQIndex.search"] = _cpu_ms(
+            lambda parts=parts: [fast.search(q, K, num_threads=1) for q in parts], len(Q))
+        rows.append(row)
+    return rows
+
+
 def quality_rows(pqs: dict, kept: np.ndarray, queries: np.ndarray, quick: bool) -> list:
     """recall@10 against exact L2 on the kept spectra: 4-bit codes (float ADC,
     which fast scan returns exactly) and 8-bit PQ (25 x 256)."""
@@ -252,6 +305,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     rows: list[dict] = []
     for M in segments:
         rows += speed_rows(M, pqs[M], codes[M], queries, args, quick)
+        if getattr(args, "fs_profile", False):
+            rows += profile_rows(M, pqs[M], codes[M], queries)
     if keep:
         rows += quality_rows(pqs, kept, queries, quick)
     return rows

@@ -52,7 +52,7 @@ def quantise_ref(tables: np.ndarray, group: int, kth: np.ndarray | None = None):
         b = bound(s)
         if kth is not None and float(kth[i]) - off_sum > 0 and levels > M + 3:
             sc = np.float32((levels - M - 3) / (float(kth[i]) - off_sum))
-            if sc > s and bound(sc) < levels:
+            if (sc > s or b >= 255) and bound(sc) < levels:
                 s, b = sc, bound(sc)
         inv[i] = s
         if b >= 0:
@@ -157,18 +157,46 @@ def test_quantised_sums_equal_reference(rng: np.random.Generator, level: str, gr
 
 
 @pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_saturated_sums_equal_reference(rng: np.random.Generator, level: str,
+                                        threads: int) -> None:
+    """The byte path (min(S, 255)) for every query tile and block tile and
+    their tails: 1..9 queries, 1 to 8 blocks per tile plus a partial block,
+    even and odd numbers of segment pairs; sums on both sides of 255."""
+    for n, M, nq in [(1, 1, 1), (33, 3, 2), (300, 25, 5), (290, 50, 9), (97, 7, 3),
+                     (40_000, 8, 4)]:
+        codes = rng.integers(0, 16, size=(n, M), dtype=np.uint8)
+        top = max(1, 2 * 255 // M)  # sums spread over about 0 .. 2 x 255
+        q = np.zeros((nq, M, 16), dtype=np.uint8)
+        q[:] = rng.integers(0, min(top, 255) + 1, size=(nq, M, 16))
+        packed = _core.pq_fastscan_pack(codes)
+        ref = sums_ref(q, codes)
+        with pyspec.simd_level(level):
+            got = _core.pq_fastscan_sums(packed, n, q, saturate=True, num_threads=threads)
+            plain = _core.pq_fastscan_sums(packed, n, q, num_threads=threads)
+        np.testing.assert_array_equal(got, np.minimum(ref, 255))
+        np.testing.assert_array_equal(plain, ref)
+        if n > 100 and M > 1:
+            assert (ref > 255).any()
+            assert (ref < 255).any()
+
+
+@pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("threads", [1, 3])
 def test_candidates_and_topk_equal_reference(rng: np.random.Generator, level: str,
                                              threads: int) -> None:
+    byte_path = []  # per case and group: every thr0 < 255 (the saturated byte sums)
     for n, M, K, k, nq in [(1000, 25, 16, 10, 5), (777, 50, 16, 7, 40), (70, 3, 9, 5, 2),
                            (5000, 25, 16, 10, 3), (9000, 4, 16, 3, 2),
-                           (1000, 24, 16, 100, 1)]:
+                           (1000, 24, 16, 100, 1), (300, 3, 16, 250, 3),
+                           (200, 260, 16, 5, 2)]:  # levels <= M + 3: the plain scale
         codes, tables = random_case(rng, n, M, K, nq)
         ids = rng.permutation(n * 3)[:n].astype(np.int64)
         packed = _core.pq_fastscan_pack(codes)
         for group in GROUPS:
             q, _, _, margin, thr0 = _core.pq_fastscan_quantise(
                 tables, group, sample_kth_ref(tables, codes, k))
+            byte_path.append(bool((thr0 < 255).all()))
             S = sums_ref(q, codes)
             with pyspec.simd_level(level):
                 got_ids, got_d, ncand, cand = _core.pq_fastscan_search(
@@ -186,6 +214,29 @@ def test_candidates_and_topk_equal_reference(rng: np.random.Generator, level: st
                 # the exact top k is inside the candidates
                 top = np.lexsort((ids, adc[i]))[:k]
                 assert np.isin(top, cand[i]).all()
+    assert any(byte_path)  # both the byte and the 16-bit path
+    assert not all(byte_path)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_thread_splits_equal_reference(rng: np.random.Generator, level: str) -> None:
+    """Large enough to run in parallel: a batch split into equal query groups
+    (30 queries on 3 threads), the database split into block ranges (few
+    queries per thread), and a thread count above the queries."""
+    for n, M, nq, threads in [(20_000, 8, 30, 3), (150_000, 16, 3, 3), (150_000, 32, 1, 2),
+                              (30_000, 10, 17, 2)]:
+        codes, tables = random_case(rng, n, M, 16, nq)
+        ids = np.arange(n, dtype=np.int64)[::-1].copy()
+        packed = _core.pq_fastscan_pack(codes)
+        adc = pq_adc_ref(tables, codes)
+        ref_ids, ref_d = knn_ref(adc, ids, 10)
+        with pyspec.simd_level(level):
+            one = _core.pq_fastscan_search(tables, codes, packed, ids, 10, num_threads=1)
+            got = _core.pq_fastscan_search(tables, codes, packed, ids, 10, num_threads=threads)
+        np.testing.assert_array_equal(got[0], ref_ids)
+        np.testing.assert_array_equal(got[1], ref_d)
+        # the candidate set is a function of the sums alone, whatever the split
+        np.testing.assert_array_equal(got[2], one[2])
 
 
 @pytest.mark.parametrize("level", LEVELS)
