@@ -10,6 +10,7 @@
 
 #include "bindings.hpp"
 #include "ivf.hpp"
+#include "ivf_exact.hpp"
 
 namespace py = pybind11;
 
@@ -56,6 +57,43 @@ py::tuple ivf_knn(const Words& queries, const Words& codes, const Int64& ids,
   return py::make_tuple(out_ids, distances);
 }
 
+py::tuple ivf_knn_exact(const Words& queries, const Words& centroids, const Words& codes,
+                        const Int64& ids, const Int64& rings, int n_bits, index_t k,
+                        std::int32_t pad_distance, int num_threads) {
+  const auto fail = [](const std::string& what) {
+    throw std::invalid_argument("ivf_hamming_knn_exact: " + what);
+  };
+  if (queries.ndim() != 2 || codes.ndim() != 2 || centroids.ndim() != 2)
+    fail("queries, centroids and codes must be 2-D");
+  const auto n_words = codes.shape(1);
+  if (n_words < 1 || n_words > kMaxCodeWords || queries.shape(1) != n_words ||
+      centroids.shape(1) != n_words)
+    fail("queries, centroids and codes need the same word count in [1, 8]");
+  if (n_bits < 1 || n_bits > 64 * n_words) fail("n_bits must be in [1, 64 * n_words]");
+  if (ids.ndim() != 1 || ids.shape(0) != codes.shape(0)) fail("ids must have shape (n_codes,)");
+  if (rings.ndim() != 1 || rings.shape(0) != centroids.shape(0) * (n_bits + 1) + 1)
+    fail("rings must have shape (n_lists * (n_bits + 1) + 1,)");
+  if (k < 0) fail("k must be >= 0");
+  const index_t nq = queries.shape(0);
+  py::array_t<std::int32_t> distances({nq, k});
+  py::array_t<index_t> out_ids({nq, k});
+  const word_t* q = queries.data();
+  const word_t* cen = centroids.data();
+  const word_t* c = codes.data();
+  const index_t* id = ids.data();
+  const index_t* ring = rings.data();
+  std::int32_t* d_out = distances.mutable_data();
+  index_t* i_out = out_ids.mutable_data();
+  const index_t n = codes.shape(0);
+  const index_t n_lists = centroids.shape(0);
+  {
+    py::gil_scoped_release release;
+    ivf_hamming_knn_exact(q, nq, cen, n_lists, c, id, n, static_cast<int>(n_words), n_bits,
+                          ring, k, pad_distance, num_threads, d_out, i_out);
+  }
+  return py::make_tuple(out_ids, distances);
+}
+
 }  // namespace
 
 void bind_ivf(py::module_& m) {
@@ -65,6 +103,12 @@ void bind_ivf(py::module_& m) {
         py::arg("pad_distance"), py::arg("num_threads") = 0,
         "k-NN over the probed inverted lists -> (ids int64 (nq, k), distances int32 (nq, k)). "
         "Use pyspec.IVFHammingIndex.search.");
+  m.def("ivf_hamming_knn_exact", &ivf_knn_exact, py::arg("queries").noconvert(),
+        py::arg("centroids").noconvert(), py::arg("codes").noconvert(),
+        py::arg("ids").noconvert(), py::arg("rings").noconvert(), py::arg("n_bits"),
+        py::arg("k"), py::arg("pad_distance"), py::arg("num_threads") = 0,
+        "Exact k-NN through ring-sorted inverted lists -> (ids int64 (nq, k), distances int32 "
+        "(nq, k)). Use pyspec.IVFHammingIndex.search(exact=True).");
 }
 
 }  // namespace pyspec

@@ -103,6 +103,17 @@ def ivf_hamming_knn(
     pad_distance: int,
     num_threads: int = 0,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]: ...
+def ivf_hamming_knn_exact(
+    queries: npt.NDArray[np.uint64],
+    centroids: npt.NDArray[np.uint64],
+    codes: npt.NDArray[np.uint64],
+    ids: npt.NDArray[np.int64],
+    rings: npt.NDArray[np.int64],
+    n_bits: int,
+    k: int,
+    pad_distance: int,
+    num_threads: int = 0,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]: ...
 
 # --- linalg (csrc/bind_linalg.cpp) ---
 gram_row_block: int
