@@ -12,8 +12,9 @@
 // Order: the lists are visited by increasing d(q, c) (a counting sort of the
 // centroid distances), so the nearest lists fill the top-k first and tau
 // shrinks before the far lists are reached; a list whose band is empty costs
-// two reads of the ring table. The band is inclusive (codes whose bound
-// equals tau are scanned) and the top-k is ordered by (distance, id), so the
+// a comparison with the list's radii, a list within reach two reads of the
+// ring table (prefetched a chunk of lists at a time). The band is inclusive
+// (codes whose bound equals tau are scanned) and the top-k is ordered by (distance, id), so the
 // result is exactly hamming_knn's over all codes, ties included, whatever
 // the visiting order or thread count.
 //
@@ -44,13 +45,21 @@ namespace pyspec {
 //             rings[(l + 1) * (n_bits + 1)] is the end of list l (last entry
 //             = n_codes). The caller guarantees the sorting; the kernel checks
 //             that every run it reads lies inside its list (memory safety).
+// offsets   : int64 (n_lists + 1,), the list starts (rings[l * (n_bits + 1)]),
+//             checked like ivf_hamming_knn's (contiguous: the ring table's
+//             list starts lie 2 kB apart).
+// radii     : int32 (n_lists, 2): the smallest and largest ring holding a
+//             row of each list (an empty list: any pair with first > second).
+//             Read before the ring table, so a list out of reach costs no
+//             random read; a wrong pair can lose neighbours (caller derives
+//             it from rings) but never makes the kernel read outside a list.
 // n_bits    : code length in bits (distances are 0..n_bits).
 // k, pad_distance, out_distances, out_ids: as for hamming_knn.
 // Throws std::invalid_argument for bad sizes or ring entries.
 void ivf_hamming_knn_exact(const word_t* queries, index_t n_queries, const word_t* centroids,
                            index_t n_lists, const word_t* codes, const index_t* ids,
-                           index_t n_codes, int n_words, int n_bits, const index_t* rings,
-                           index_t k, std::int32_t pad_distance, int num_threads,
+                           index_t n_codes, int n_words, int n_bits, const index_t* offsets,
+                           const index_t* rings, const std::int32_t* radii, index_t k, std::int32_t pad_distance, int num_threads,
                            std::int32_t* out_distances, index_t* out_ids);
 
 }  // namespace pyspec

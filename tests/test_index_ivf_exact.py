@@ -168,14 +168,17 @@ def test_corrupt_ring_offsets_raise_typed_error(tmp_path, clustered):
         IVFHammingIndex.load(tmp_path / "missing.pyspec")
     # the kernel itself refuses runs outside their list (memory safety)
     q = np.ascontiguousarray(codes[:2])
+    c, x, i, offsets, _, radii = index._view
     past_end = rings.copy()
-    past_end[257] = rings[-1] + 5  # list 0 would end past the codes
-    with pytest.raises(ValueError, match="ring"):
-        _core.ivf_hamming_knn_exact(q, index.centroids, index.codes, index.ids, past_end,
-                                    256, 10, 257, 1)
-    with pytest.raises(ValueError, match="rings"):
-        _core.ivf_hamming_knn_exact(q, index.centroids, index.codes, index.ids, rings[:-1],
-                                    256, 10, 257, 1)
+    past_end[1:-1] = rings[-1] + 5  # every ring past the codes
+    for bad_offsets, bad_rings, bad_radii, match in (
+            (offsets, past_end, radii, "ring offsets"),
+            (offsets, rings[:-1], radii, "rings must have shape"),
+            (offsets[::-1].copy(), rings, radii, "offsets"),
+            (offsets, rings, np.full_like(radii, 300), "radii")):
+        with pytest.raises(ValueError, match=match):
+            _core.ivf_hamming_knn_exact(q, c, x, i, bad_offsets, bad_rings, bad_radii, 256, 10,
+                                        257, 1)
 
 
 def test_exact_arguments_and_rerank(clustered):

@@ -32,6 +32,18 @@ def row_distances(codes: np.ndarray, centroids: np.ndarray, lists: np.ndarray) -
     return out
 
 
+def list_radii(rings: np.ndarray, n_lists: int, n_bits: int) -> np.ndarray:
+    """int32 (n_lists, 2): the smallest and largest ring holding a row of each list
+    (an empty list: (n_bits + 1, -1)). Lets the kernel pass over a list out of
+    reach without reading its ring offsets."""
+    filled = np.diff(rings).reshape(n_lists, n_bits + 1) > 0
+    radii = np.empty((n_lists, 2), dtype=np.int32)
+    radii[:, 0] = np.argmax(filled, axis=1)
+    radii[:, 1] = n_bits - np.argmax(filled[:, ::-1], axis=1)
+    radii[~filled.any(axis=1)] = (n_bits + 1, -1)
+    return radii
+
+
 def rows_keys(rings: np.ndarray) -> np.ndarray:
     """The key ``list * R + distance`` of every row of a ring layout, int64 (n,)."""
     return np.repeat(np.arange(rings.size - 1, dtype=np.int64), np.diff(rings))

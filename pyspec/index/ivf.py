@@ -175,7 +175,8 @@ class IVFHammingIndex:
         ``rings``: the ring offsets (:mod:`pyspec.index._ivf_rings`); the list
         offsets are every ``n_bits + 1``-th of them.
         """
-        self._view = (centroids, codes, ids, rings[::self.n_bits + 1].copy(), rings)
+        self._view = (centroids, codes, ids, rings[::self.n_bits + 1].copy(), rings,
+                      _ivf_rings.list_radii(rings, centroids.shape[0], self.n_bits))
 
     # the same lazily created lock as HammingIndex (unpickled/loaded indexes get one too)
     _write_lock = HammingIndex._write_lock
@@ -275,7 +276,7 @@ class IVFHammingIndex:
                 return
             if not self.is_trained:
                 self._train_locked(codes, threads)
-            centroids, old_codes, old_ids, _, rings = self._view
+            centroids, old_codes, old_ids, _, rings, _ = self._view
             lists = _ivf_train.nearest_lists(codes, centroids, 1, threads)[:, 0]
             keys = lists * (self.n_bits + 1) + _ivf_rings.row_distances(codes, centroids, lists)
             parts = [(old_codes, old_ids, _ivf_rings.rows_keys(rings)), (codes, new_ids, keys)]
@@ -291,7 +292,7 @@ class IVFHammingIndex:
         if drop.ndim > 1 or (drop.size and drop.dtype.kind not in "iu"):
             raise TypeError(f"ids: expected a 1-D array of integer ids, got {describe(drop)}")
         with self._write_lock:
-            centroids, codes, stored, _, rings = self._view
+            centroids, codes, stored, _, rings, _ = self._view
             keep = ~np.isin(stored, drop.astype(np.int64).ravel())
             removed = int(keep.size - keep.sum())
             if removed:
@@ -364,15 +365,15 @@ class IVFHammingIndex:
             qv = self._check_rerank(q, k, rerank, vectors, query_vectors)
             short = self.search(q, rerank, num_threads, nprobe, exact=exact)
             return _rerank(short.ids, qv, vectors, k)
-        centroids, codes, ids, offsets, rings = self._view
+        centroids, codes, ids, offsets, rings, radii = self._view
         if len(ids) == 0 or k == 0 or q.shape[0] == 0:
             return SearchResult(ids=np.full((q.shape[0], k), -1, dtype=np.int64),
                                 distances=np.full((q.shape[0], k), self.pad_distance,
                                                   dtype=np.int32))
         if exact:
-            out_ids, dist = _core.ivf_hamming_knn_exact(q, centroids, codes, ids, rings,
-                                                        self.n_bits, k, self.pad_distance,
-                                                        threads)
+            out_ids, dist = _core.ivf_hamming_knn_exact(q, centroids, codes, ids, offsets,
+                                                        rings, radii, self.n_bits, k,
+                                                        self.pad_distance, threads)
             return SearchResult(ids=out_ids, distances=dist)
         if probe_count is None:
             probe_count = self.effective_nprobe(num_threads)
@@ -464,7 +465,7 @@ class IVFHammingIndex:
 
     def _tune_curve(self, recall: float, k: int, queries: np.ndarray | None, n_queries: int,
                     threads: int) -> tuple[int, np.ndarray]:
-        centroids, codes, ids, offsets, _ = self._view
+        centroids, codes, ids, offsets, *_ = self._view
         n, n_lists = codes.shape[0], centroids.shape[0]
         # exact neighbours ranked as searches rank them, by (distance, id)
         if queries is None:
@@ -494,15 +495,15 @@ class IVFHammingIndex:
     # -- memory ----------------------------------------------------------------
     def memory_usage(self) -> int:
         """Bytes of the arrays the index holds: codes, ids, list and ring offsets,
-        centroids (a memory map's size for a loaded ``mmap=True`` index)."""
+        list radii, centroids (a memory map's size for a loaded ``mmap=True`` index)."""
         return int(sum(a.nbytes for a in self._view))
 
     @staticmethod
     def estimate_memory(n: int, n_bits: int = 256, n_lists: int | None = None) -> int:
         """Bytes :meth:`memory_usage` reports for ``n`` codes: ``n * (8 * n_words + 8)``
         for codes and ids, ``8 * (n_lists + 1)`` list offsets, ``8 * (n_lists *
-        (n_bits + 1) + 1)`` ring offsets and ``8 * n_words * n_lists`` centroids
-        (``n_lists`` default ``4 sqrt(n)``)."""
+        (n_bits + 1) + 1)`` ring offsets, ``8 * n_lists`` list radii and ``8 * n_words
+        * n_lists`` centroids (``n_lists`` default ``4 sqrt(n)``)."""
         n_bits = _check_n_bits(n_bits)
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
             raise ValueError(f"n must be an int >= 0, got {n!r}")
@@ -510,7 +511,7 @@ class IVFHammingIndex:
         lists = min(lists, max(int(n), 1))
         nw = _n_words(n_bits)
         return (int(n) * (8 * nw + 8) + 8 * (lists + 1) + 8 * (lists * (n_bits + 1) + 1)
-                + 8 * nw * lists)
+                + 8 * lists + 8 * nw * lists)
 
     # -- persistence -------------------------------------------------------------
     def _meta(self) -> dict[str, Any]:
@@ -520,7 +521,7 @@ class IVFHammingIndex:
                 "layout_version": FORMAT_VERSION}
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        return dict(zip(("centroids", "codes", "ids", "offsets", "rings"), self._view,
+        return dict(zip(("centroids", "codes", "ids", "offsets", "rings"), self._view[:5],
                         strict=True))
 
     def save(self, path: str | os.PathLike) -> None:
