@@ -58,9 +58,11 @@ py::tuple ivf_knn(const Words& queries, const Words& codes, const Int64& ids,
 }
 
 py::tuple ivf_knn_exact(const Words& queries, const Words& centroids, const Words& codes,
-                        const Int64& ids, const Int64& offsets, const Int64& rings,
-                        const py::array_t<std::int32_t, py::array::c_style>& radii, int n_bits,
-                        index_t k,
+                        const Int64& ids, const Int64& offsets,
+                        const py::array_t<std::int32_t, py::array::c_style>& radii,
+                        const Int64& ring_base,
+                        const py::array_t<std::uint32_t, py::array::c_style>& ring_rel,
+                        int n_bits, index_t k,
                         std::int32_t pad_distance, int num_threads) {
   const auto fail = [](const std::string& what) {
     throw std::invalid_argument("ivf_hamming_knn_exact: " + what);
@@ -75,8 +77,9 @@ py::tuple ivf_knn_exact(const Words& queries, const Words& centroids, const Word
   if (ids.ndim() != 1 || ids.shape(0) != codes.shape(0)) fail("ids must have shape (n_codes,)");
   if (offsets.ndim() != 1 || offsets.shape(0) != centroids.shape(0) + 1)
     fail("offsets must have shape (n_lists + 1,)");
-  if (rings.ndim() != 1 || rings.shape(0) != centroids.shape(0) * (n_bits + 1) + 1)
-    fail("rings must have shape (n_lists * (n_bits + 1) + 1,)");
+  if (ring_base.ndim() != 1 || ring_base.shape(0) != centroids.shape(0) + 1 ||
+      ring_rel.ndim() != 1)
+    fail("ring_base must have shape (n_lists + 1,), ring_rel be 1-D");
   if (radii.ndim() != 2 || radii.shape(0) != centroids.shape(0) || radii.shape(1) != 2)
     fail("radii must have shape (n_lists, 2)");
   if (k < 0) fail("k must be >= 0");
@@ -88,7 +91,9 @@ py::tuple ivf_knn_exact(const Words& queries, const Words& centroids, const Word
   const word_t* c = codes.data();
   const index_t* id = ids.data();
   const index_t* off = offsets.data();
-  const index_t* ring = rings.data();
+  const index_t* base = ring_base.data();
+  const std::uint32_t* rel = ring_rel.data();
+  const index_t n_rel = ring_rel.shape(0);
   const std::int32_t* rad = radii.data();
   std::int32_t* d_out = distances.mutable_data();
   index_t* i_out = out_ids.mutable_data();
@@ -97,7 +102,7 @@ py::tuple ivf_knn_exact(const Words& queries, const Words& centroids, const Word
   {
     py::gil_scoped_release release;
     ivf_hamming_knn_exact(q, nq, cen, n_lists, c, id, n, static_cast<int>(n_words), n_bits,
-                          off, ring, rad, k, pad_distance, num_threads, d_out, i_out);
+                          off, rad, base, rel, n_rel, k, pad_distance, num_threads, d_out, i_out);
   }
   return py::make_tuple(out_ids, distances);
 }
@@ -114,8 +119,8 @@ void bind_ivf(py::module_& m) {
   m.def("ivf_hamming_knn_exact", &ivf_knn_exact, py::arg("queries").noconvert(),
         py::arg("centroids").noconvert(), py::arg("codes").noconvert(),
         py::arg("ids").noconvert(), py::arg("offsets").noconvert(),
-        py::arg("rings").noconvert(),
-        py::arg("radii").noconvert(), py::arg("n_bits"),
+        py::arg("radii").noconvert(), py::arg("ring_base").noconvert(),
+        py::arg("ring_rel").noconvert(), py::arg("n_bits"),
         py::arg("k"), py::arg("pad_distance"), py::arg("num_threads") = 0,
         "Exact k-NN through ring-sorted inverted lists -> (ids int64 (nq, k), distances int32 "
         "(nq, k)). Use pyspec.IVFHammingIndex.search(exact=True).");

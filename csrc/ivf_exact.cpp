@@ -18,11 +18,14 @@ namespace {
 // Codes handed to one block-kernel call (as in ivf.cpp: the buffers stay in L2).
 constexpr std::size_t kBandBlock = 4096;
 // Lists of the visiting order taken at a time. The lists are visited in
-// distance order, not memory order, so each band costs cache misses; a
-// chunk's reachable lists have their ring entries prefetched together.
-// (Prefetching the bands' first codes too, or pipelining chunks three deep,
-// measured no faster at 10M codes.)
+// distance order, not memory order, so each band costs two or three cache
+// misses (ring entries, then codes); a chunk's reachable lists have their
+// ring entries prefetched together, then their first codes, then are
+// scanned, so the misses overlap instead of queueing.
 constexpr index_t kChunk = 32;
+// Rows of a band whose cache lines are prefetched (the hardware prefetcher
+// follows a longer run by itself).
+constexpr index_t kPrefetchRows = 16;
 // Lists of the visiting order handed to a thread at a time (single query).
 constexpr index_t kThreadChunk = 4 * kChunk;
 // Below this many queries x lists a call runs on one thread (a query costs at
@@ -36,13 +39,27 @@ struct Scratch {
   std::vector<std::int32_t> list_dist;  // d(q, c) per list
   std::vector<index_t> order;           // lists by increasing d(q, c)
   std::vector<index_t> bucket;          // counting-sort starts, n_bits + 2
-  Scratch(index_t n_lists, int n_bits)
-      : pos(std::max<std::size_t>(kBandBlock, static_cast<std::size_t>(n_lists))),
-        dist(pos.size()),
-        list_dist(static_cast<std::size_t>(n_lists)),
-        order(static_cast<std::size_t>(n_lists)),
-        bucket(static_cast<std::size_t>(n_bits) + 2) {}
+  // Sized for n_lists lists; grows only, so a thread's buffers are reused
+  // from call to call (fresh ones would page-fault on every query).
+  void fit(index_t n_lists, int n_bits) {
+    const std::size_t lists = static_cast<std::size_t>(n_lists);
+    if (pos.size() < std::max(kBandBlock, lists)) {
+      pos.resize(std::max(kBandBlock, lists));
+      dist.resize(pos.size());
+    }
+    if (list_dist.size() < lists) {
+      list_dist.resize(lists);
+      order.resize(lists);
+    }
+    bucket.resize(static_cast<std::size_t>(n_bits) + 2);
+  }
 };
+
+Scratch& thread_scratch(index_t n_lists, int n_bits) {
+  thread_local Scratch s;
+  s.fit(n_lists, n_bits);
+  return s;
+}
 
 struct Exact {
   const HammingKernels& kern;
@@ -53,8 +70,14 @@ struct Exact {
   int n_words;
   int n_bits;
   const index_t* offsets;
-  const index_t* rings;
+  const index_t* ring_base;      // (n_lists + 1,): start of each list's ring entries
+  const std::uint32_t* ring_rel;  // rows (from the list start) of rings min..max + 1
   const std::int32_t* radii;  // (n_lists, 2): nearest and farthest row's ring
+
+  // Entry of ring r (radii[2l] <= r <= radii[2l + 1] + 1) of list l.
+  const std::uint32_t* ring_entry(index_t l, std::int32_t r) const {
+    return ring_rel + ring_base[l] + (r - radii[2 * l]);
+  }
 
   // d(q, c) for every list, then the lists ordered by it (counting sort: the
   // distances are 0..n_bits).
@@ -88,8 +111,8 @@ struct Exact {
     std::int32_t lo, hi;
     band(l, dqc, top.full() ? top.worst() : n_bits, lo, hi);
     if (lo > hi) return;
-    const index_t* ring = rings + l * (n_bits + 1);
-    const index_t first = ring[lo], end = ring[hi + 1];
+    const index_t first = offsets[l] + *ring_entry(l, lo);
+    const index_t end = offsets[l] + *ring_entry(l, hi + 1);
     if (first < offsets[l] || end > offsets[l + 1] || first > end)
       throw std::invalid_argument("ivf_hamming_knn_exact: ring offsets out of order");
     for (index_t b = first; b < end;) {
@@ -113,30 +136,64 @@ struct Exact {
       std::int32_t lo, hi;
       band(l, list_dist[l], tau, lo, hi);
       if (lo > hi) continue;
-      const index_t* ring = rings + l * (n_bits + 1);
-      __builtin_prefetch(ring + lo);
-      __builtin_prefetch(ring + hi + 1);
+      __builtin_prefetch(ring_entry(l, lo));
+      __builtin_prefetch(ring_entry(l, hi + 1));
       reach[m++] = l;
     }
     return m;
   }
 
-  // Visits lists order[begin:end) of the visiting order, a chunk at a time:
-  // the chunk's reachable lists first (their ring entries prefetched
-  // together, so the misses overlap), then their bands.
+  // Prefetches the first codes of the bands of reach[0:m) under tau (which
+  // only narrows before they are scanned).
+  void prefetch_codes(const index_t* reach, int m, const std::int32_t* list_dist,
+                      std::int32_t tau) const {
+    for (int j = 0; j < m; ++j) {
+      const index_t l = reach[j];
+      std::int32_t lo, hi;
+      band(l, list_dist[l], tau, lo, hi);
+      const index_t first = std::min(offsets[l] + *ring_entry(l, lo), offsets[l + 1]);
+      const index_t end = std::min({offsets[l] + *ring_entry(l, hi + 1), offsets[l + 1],
+                                    first + kPrefetchRows});
+      const index_t rows_per_line = std::max(1, 8 / n_words);
+      for (index_t r = first; r < end; r += rows_per_line) __builtin_prefetch(codes + r * n_words);
+    }
+  }
+
+  // Visits lists order[begin:end) of the visiting order, a chunk at a time,
+  // as a three-stage pipeline: chunk i + 2 is filtered by radii and its ring
+  // entries prefetched, chunk i + 1 has its first codes prefetched, chunk i
+  // is scanned; each miss has a chunk's work to arrive.
   void visit(const word_t* query, const index_t* order, const std::int32_t* list_dist,
              index_t begin, index_t end, TopK<std::int32_t>& top, Scratch& s) const {
-    index_t reach[kChunk];
-    for (index_t c = begin; c < end; c += kChunk) {
+    index_t reach[3][kChunk];
+    int count[3] = {0, 0, 0};
+    std::int32_t tau_at[3] = {n_bits, n_bits, n_bits};
+    const index_t n_chunks = (end - begin + kChunk - 1) / kChunk;
+    for (index_t i = 0; i < n_chunks + 2; ++i) {
       const std::int32_t tau = top.full() ? top.worst() : n_bits;
-      const int m = reachable(order, list_dist, c, std::min(end, c + kChunk), tau, reach);
-      for (int j = 0; j < m; ++j) scan_band(query, reach[j], list_dist[reach[j]], top, s);
+      if (i < n_chunks) {
+        const index_t c = begin + i * kChunk;
+        const int slot = static_cast<int>(i % 3);
+        count[slot] = reachable(order, list_dist, c, std::min(end, c + kChunk), tau,
+                                reach[slot]);
+        tau_at[slot] = tau;
+      }
+      if (i >= 1 && i - 1 < n_chunks) {
+        const int slot = static_cast<int>((i - 1) % 3);
+        prefetch_codes(reach[slot], count[slot], list_dist, tau_at[slot]);
+      }
+      if (i >= 2) {
+        const int slot = static_cast<int>((i - 2) % 3);
+        for (int j = 0; j < count[slot]; ++j)
+          scan_band(query, reach[slot][j], list_dist[reach[slot][j]], top, s);
+      }
     }
   }
 };
 
 void check_inputs(index_t n_queries, index_t n_lists, index_t n_codes, int n_words, int n_bits,
-                  const index_t* offsets, const std::int32_t* radii, index_t k) {
+                  const index_t* offsets, const std::int32_t* radii, const index_t* ring_base,
+                  index_t n_ring_rel, index_t k) {
   if (n_words < 1 || n_words > kMaxCodeWords)
     throw std::invalid_argument("ivf_hamming_knn_exact: n_words must be in [1, 8]");
   if (n_bits < 1 || n_bits > 64 * n_words)
@@ -148,9 +205,16 @@ void check_inputs(index_t n_queries, index_t n_lists, index_t n_codes, int n_wor
   for (index_t l = 0; l < n_lists; ++l) {
     if (offsets[l + 1] < offsets[l])
       throw std::invalid_argument("ivf_hamming_knn_exact: offsets must be non-decreasing");
-    if (radii[2 * l] <= radii[2 * l + 1] && (radii[2 * l] < 0 || radii[2 * l + 1] > n_bits))
+    const bool filled = radii[2 * l] <= radii[2 * l + 1];
+    if (filled && (radii[2 * l] < 0 || radii[2 * l + 1] > n_bits))
       throw std::invalid_argument("ivf_hamming_knn_exact: list radii out of range");
+    const index_t span = filled ? radii[2 * l + 1] - radii[2 * l] + 2 : 0;
+    if (ring_base[l + 1] - ring_base[l] != span)
+      throw std::invalid_argument("ivf_hamming_knn_exact: ring entries disagree with radii");
   }
+  if (ring_base[0] != 0 || ring_base[n_lists] != n_ring_rel)
+    throw std::invalid_argument("ivf_hamming_knn_exact: ring entries must run from 0 to their "
+                                "count");
 }
 
 }  // namespace
@@ -158,13 +222,15 @@ void check_inputs(index_t n_queries, index_t n_lists, index_t n_codes, int n_wor
 void ivf_hamming_knn_exact(const word_t* queries, index_t n_queries, const word_t* centroids,
                            index_t n_lists, const word_t* codes, const index_t* ids,
                            index_t n_codes, int n_words, int n_bits, const index_t* offsets,
-                           const index_t* rings, const std::int32_t* radii, index_t k,
+                           const std::int32_t* radii, const index_t* ring_base,
+                           const std::uint32_t* ring_rel, index_t n_ring_rel, index_t k,
                            std::int32_t pad_distance, int num_threads,
                            std::int32_t* out_distances, index_t* out_ids) {
-  check_inputs(n_queries, n_lists, n_codes, n_words, n_bits, offsets, radii, k);
+  check_inputs(n_queries, n_lists, n_codes, n_words, n_bits, offsets, radii, ring_base,
+               n_ring_rel, k);
   if (n_queries == 0 || k == 0) return;
   const Exact ex{selected_hamming_kernels(), centroids, n_lists, codes, ids,
-                 n_words, n_bits, offsets, rings, radii};
+                 n_words, n_bits, offsets, ring_base, ring_rel, radii};
   const std::size_t kk = static_cast<std::size_t>(k);
   const double work = static_cast<double>(n_queries) * static_cast<double>(n_lists);
   const int threads = work < kParallelMinLists ? 1 : resolve_threads(num_threads);
@@ -173,10 +239,10 @@ void ivf_hamming_knn_exact(const word_t* queries, index_t n_queries, const word_
   if (n_queries >= threads) {
 PYSPEC_OMP(omp parallel num_threads(threads) if (threads > 1))
     {
-      std::unique_ptr<Scratch> s;
+      Scratch* s = nullptr;
       std::unique_ptr<TopK<std::int32_t>> top;
       errors.run([&] {
-        s = std::make_unique<Scratch>(n_lists, n_bits);
+        s = &thread_scratch(n_lists, n_bits);
         top = std::make_unique<TopK<std::int32_t>>(kk);
       });
 PYSPEC_OMP(omp for schedule(dynamic, 1))
@@ -196,7 +262,7 @@ PYSPEC_OMP(omp for schedule(dynamic, 1))
   }
   // Fewer queries than threads: one query's lists are shared out in visiting
   // order, each thread pruning with its own top-k.
-  Scratch shared(n_lists, n_bits);
+  Scratch& shared = thread_scratch(n_lists, n_bits);
   for (index_t q = 0; q < n_queries; ++q) {
     const word_t* query = queries + q * n_words;
     ex.order_lists(query, shared);
@@ -204,8 +270,14 @@ PYSPEC_OMP(omp for schedule(dynamic, 1))
                                           TopK<std::int32_t>(kk));
 PYSPEC_OMP(omp parallel num_threads(threads))
     {
-      std::unique_ptr<Scratch> s;
-      errors.run([&] { s = std::make_unique<Scratch>(0, n_bits); });
+      Scratch* s = nullptr;
+      // the calling thread's scratch holds the shared order: the team member
+      // on the calling thread (thread 0) uses a buffer of its own
+      thread_local Scratch own;
+      errors.run([&] {
+        own.fit(0, n_bits);
+        s = &own;
+      });
       TopK<std::int32_t>& top = parts[static_cast<std::size_t>(thread_id())];
 PYSPEC_OMP(omp for schedule(dynamic, 1))
       for (index_t c = 0; c < n_lists; c += kThreadChunk) {

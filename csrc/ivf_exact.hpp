@@ -12,8 +12,8 @@
 // Order: the lists are visited by increasing d(q, c) (a counting sort of the
 // centroid distances), so the nearest lists fill the top-k first and tau
 // shrinks before the far lists are reached; a list whose band is empty costs
-// a comparison with the list's radii, a list within reach two reads of the
-// ring table (prefetched a chunk of lists at a time). The band is inclusive
+// a comparison with the list's radii, a list within reach two reads of its
+// ring entries (prefetched a chunk of lists ahead) and its band. The band is inclusive
 // (codes whose bound equals tau are scanned) and the top-k is ordered by (distance, id), so the
 // result is exactly hamming_knn's over all codes, ties included, whatever
 // the visiting order or thread count.
@@ -40,26 +40,30 @@ namespace pyspec {
 // centroids : uint64 (n_lists, n_words), the list centroids.
 // codes     : uint64 (n_codes, n_words), grouped by list and, inside a list,
 //             sorted by distance to the list's centroid; ids int64 (n_codes,).
-// rings     : int64 (n_lists * (n_bits + 1) + 1,): rings[l * (n_bits + 1) + r]
-//             is the first row of list l at distance >= r from its centroid,
-//             rings[(l + 1) * (n_bits + 1)] is the end of list l (last entry
-//             = n_codes). The caller guarantees the sorting; the kernel checks
-//             that every run it reads lies inside its list (memory safety).
-// offsets   : int64 (n_lists + 1,), the list starts (rings[l * (n_bits + 1)]),
-//             checked like ivf_hamming_knn's (contiguous: the ring table's
-//             list starts lie 2 kB apart).
-// radii     : int32 (n_lists, 2): the smallest and largest ring holding a
-//             row of each list (an empty list: any pair with first > second).
-//             Read before the ring table, so a list out of reach costs no
-//             random read; a wrong pair can lose neighbours (caller derives
-//             it from rings) but never makes the kernel read outside a list.
+// offsets   : int64 (n_lists + 1,), the list starts, checked like
+//             ivf_hamming_knn's.
+// radii     : int32 (n_lists, 2): the smallest and largest ring (distance to
+//             the centroid) holding a row of each list (an empty list: any
+//             pair with first > second). Read first, so a list out of reach
+//             costs no random read.
+// ring_base, ring_rel: the rings of the rows, compactly: for list l and ring
+//             r in [radii[l, 0], radii[l, 1] + 1], ring_rel[ring_base[l] + r -
+//             radii[l, 0]] (uint32) is the first row of list l at distance
+//             >= r, counted from the list start (so the entry after the last
+//             ring is the list size). ring_base int64 (n_lists + 1,), each
+//             list spanning radii[l, 1] - radii[l, 0] + 2 entries (0 when
+//             empty). A few MB at 10^7 codes instead of the 2 kB per list of
+//             a full table: the lookups stay in cache. The caller guarantees
+//             the sorting; the kernel checks the spans and that every run it
+//             reads lies inside its list (memory safety).
 // n_bits    : code length in bits (distances are 0..n_bits).
 // k, pad_distance, out_distances, out_ids: as for hamming_knn.
 // Throws std::invalid_argument for bad sizes or ring entries.
 void ivf_hamming_knn_exact(const word_t* queries, index_t n_queries, const word_t* centroids,
                            index_t n_lists, const word_t* codes, const index_t* ids,
                            index_t n_codes, int n_words, int n_bits, const index_t* offsets,
-                           const index_t* rings, const std::int32_t* radii, index_t k, std::int32_t pad_distance, int num_threads,
+                           const std::int32_t* radii, const index_t* ring_base,
+                           const std::uint32_t* ring_rel, index_t n_ring_rel, index_t k, std::int32_t pad_distance, int num_threads,
                            std::int32_t* out_distances, index_t* out_ids);
 
 }  // namespace pyspec

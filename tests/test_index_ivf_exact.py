@@ -168,17 +168,19 @@ def test_corrupt_ring_offsets_raise_typed_error(tmp_path, clustered):
         IVFHammingIndex.load(tmp_path / "missing.pyspec")
     # the kernel itself refuses runs outside their list (memory safety)
     q = np.ascontiguousarray(codes[:2])
-    c, x, i, offsets, _, radii = index._view
-    past_end = rings.copy()
-    past_end[1:-1] = rings[-1] + 5  # every ring past the codes
-    for bad_offsets, bad_rings, bad_radii, match in (
-            (offsets, past_end, radii, "ring offsets"),
-            (offsets, rings[:-1], radii, "rings must have shape"),
-            (offsets[::-1].copy(), rings, radii, "offsets"),
-            (offsets, rings, np.full_like(radii, 300), "radii")):
+    c, x, i, offsets, _, (radii, base, rel) = index._view
+    good = (offsets, radii, base, rel)
+    bad_cases = {"ring offsets out of order": (offsets, radii, base,
+                                               np.full_like(rel, len(x) + 5)),
+                 "disagree with radii": (offsets, np.full_like(radii, 2), base, rel),
+                 "ring_base must have shape": (offsets, radii, base[:-1], rel),
+                 "run from 0": (offsets, radii, base, rel[:-1]),
+                 "offsets": (offsets[::-1].copy(), radii, base, rel),
+                 "radii out of range": (offsets, np.full_like(radii, 300), base, rel)}
+    for match, args in bad_cases.items():
         with pytest.raises(ValueError, match=match):
-            _core.ivf_hamming_knn_exact(q, c, x, i, bad_offsets, bad_rings, bad_radii, 256, 10,
-                                        257, 1)
+            _core.ivf_hamming_knn_exact(q, c, x, i, *args, 256, 10, 257, 1)
+    _core.ivf_hamming_knn_exact(q, c, x, i, *good, 256, 10, 257, 1)
 
 
 def test_exact_arguments_and_rerank(clustered):

@@ -175,8 +175,9 @@ class IVFHammingIndex:
         ``rings``: the ring offsets (:mod:`pyspec.index._ivf_rings`); the list
         offsets are every ``n_bits + 1``-th of them.
         """
+        radii = _ivf_rings.list_radii(rings, centroids.shape[0], self.n_bits)
         self._view = (centroids, codes, ids, rings[::self.n_bits + 1].copy(), rings,
-                      _ivf_rings.list_radii(rings, centroids.shape[0], self.n_bits))
+                      (radii, *_ivf_rings.compact_rings(rings, radii, self.n_bits)))
 
     # the same lazily created lock as HammingIndex (unpickled/loaded indexes get one too)
     _write_lock = HammingIndex._write_lock
@@ -365,14 +366,14 @@ class IVFHammingIndex:
             qv = self._check_rerank(q, k, rerank, vectors, query_vectors)
             short = self.search(q, rerank, num_threads, nprobe, exact=exact)
             return _rerank(short.ids, qv, vectors, k)
-        centroids, codes, ids, offsets, rings, radii = self._view
+        centroids, codes, ids, offsets, _, compact = self._view
         if len(ids) == 0 or k == 0 or q.shape[0] == 0:
             return SearchResult(ids=np.full((q.shape[0], k), -1, dtype=np.int64),
                                 distances=np.full((q.shape[0], k), self.pad_distance,
                                                   dtype=np.int32))
         if exact:
             out_ids, dist = _core.ivf_hamming_knn_exact(q, centroids, codes, ids, offsets,
-                                                        rings, radii, self.n_bits, k,
+                                                        *compact, self.n_bits, k,
                                                         self.pad_distance, threads)
             return SearchResult(ids=out_ids, distances=dist)
         if probe_count is None:
@@ -496,14 +497,18 @@ class IVFHammingIndex:
     def memory_usage(self) -> int:
         """Bytes of the arrays the index holds: codes, ids, list and ring offsets,
         list radii, centroids (a memory map's size for a loaded ``mmap=True`` index)."""
-        return int(sum(a.nbytes for a in self._view))
+        *arrays, compact = self._view
+        return int(sum(a.nbytes for a in (*arrays, *compact)))
 
     @staticmethod
     def estimate_memory(n: int, n_bits: int = 256, n_lists: int | None = None) -> int:
-        """Bytes :meth:`memory_usage` reports for ``n`` codes: ``n * (8 * n_words + 8)``
-        for codes and ids, ``8 * (n_lists + 1)`` list offsets, ``8 * (n_lists *
-        (n_bits + 1) + 1)`` ring offsets, ``8 * n_lists`` list radii and ``8 * n_words
-        * n_lists`` centroids (``n_lists`` default ``4 sqrt(n)``)."""
+        """Bytes :meth:`memory_usage` reports for ``n`` codes, at most: ``n * (8 *
+        n_words + 8)`` for codes and ids, ``8 * (n_lists + 1)`` list offsets, ``8 *
+        (n_lists * (n_bits + 1) + 1)`` ring offsets, ``8 * n_words * n_lists``
+        centroids, and the search's compact copy of the rings: ``16 * n_lists + 8``
+        bytes of radii and bases plus 4 bytes per occupied ring and list (counted
+        here as all ``n_bits + 2``; ~60 on codes of spectra). ``n_lists`` default
+        ``4 sqrt(n)``."""
         n_bits = _check_n_bits(n_bits)
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
             raise ValueError(f"n must be an int >= 0, got {n!r}")
@@ -511,7 +516,7 @@ class IVFHammingIndex:
         lists = min(lists, max(int(n), 1))
         nw = _n_words(n_bits)
         return (int(n) * (8 * nw + 8) + 8 * (lists + 1) + 8 * (lists * (n_bits + 1) + 1)
-                + 8 * lists + 8 * nw * lists)
+                + 8 * nw * lists + 16 * lists + 8 + 4 * lists * (n_bits + 2))
 
     # -- persistence -------------------------------------------------------------
     def _meta(self) -> dict[str, Any]:
