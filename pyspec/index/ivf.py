@@ -15,6 +15,14 @@ scan's only by neighbours stored in lists that were not probed; with
 By default ``nprobe`` is chosen per index as the smallest that reaches a
 recall of 0.95 of the exact ranking (:meth:`IVFHammingIndex.tune`).
 
+Exact search (``search(q, k, exact=True)``): the rows of each list are
+kept sorted by their distance to the list's centroid, with ring offsets
+(:mod:`pyspec.index._ivf_rings`); by the triangle inequality a code x of
+list c is within tau of q only if ``|d(q, c) - d(c, x)| <= tau``, so the
+compiled kernel (``_core.ivf_hamming_knn_exact``) visits the lists nearest
+first and reads of each only that band of rows under the current k-th
+distance. The result is the scan's, ids and distances, ties included.
+
 Files: pyspec's checked container format, kind ``b"IV"``.
 
 Threads: any number of threads may search while one thread adds or
