@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("ivf_exact")
     g.add_argument("--ivfx-n", type=int, default=10_000_000, help="database codes")
     g.add_argument("--ivfx-single", type=int, default=100, help="single queries timed")
+    g.add_argument("--ivfx-queries", type=int, default=1000,
+                   help="queries used (checked identical, batches drawn from them)")
     g.add_argument("--ivfx-batch", type=int, nargs="+", default=[100, 1000])
     g.add_argument("--ivfx-threads", type=int, nargs="+", default=[1, 2])
     g.add_argument("--ivfx-multihash-n", type=int, default=1_000_000,
@@ -166,6 +168,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     n = 100_000 if quick else args.ivfx_n
     k = 10
     codes, queries = cached_codes(n, quick)  # memory map: the indexes copy it once each
+    queries = queries[:args.ivfx_queries]
     n_single = min(args.ivfx_single, 10 if quick else len(queries))
     batches = [b for b in (args.ivfx_batch if not quick else [100]) if b <= len(queries)]
     rows: list[dict] = []
