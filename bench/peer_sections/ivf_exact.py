@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("ivf_exact")
     g.add_argument("--ivfx-n", type=int, default=10_000_000, help="database codes")
     g.add_argument("--ivfx-single", type=int, default=100, help="single queries timed")
+    g.add_argument("--ivfx-lists", choices=["4sqrt", "sqrt"], default="4sqrt",
+                   help="lists: the IVF default (4 sqrt(n)) or sqrt(n), which visits fewer "
+                        "lists per exact query")
     g.add_argument("--ivfx-queries", type=int, default=1000,
                    help="queries used (checked identical, batches drawn from them)")
     g.add_argument("--ivfx-batch", type=int, nargs="+", default=[100, 1000])
@@ -129,7 +132,8 @@ def _methods(pyspec, faiss, ivf, flat, k: int, faiss_peers: dict) -> dict:
     return methods
 
 
-def _build(pyspec, codes: np.ndarray, k: int, queries: np.ndarray, path: str = ""):
+def _build(pyspec, codes: np.ndarray, k: int, queries: np.ndarray, path: str = "",
+           rule: str = "4sqrt"):
     t0 = time.perf_counter()
     if path and Path(path).exists():
         ivf = pyspec.IVFHammingIndex.load(path)
@@ -137,7 +141,8 @@ def _build(pyspec, codes: np.ndarray, k: int, queries: np.ndarray, path: str = "
             raise SystemExit(f"{path} holds {len(ivf)} codes, not {len(codes)}")
         how = "loaded"
     else:
-        ivf = pyspec.IVFHammingIndex(256)
+        n_lists = None if rule == "4sqrt" else round(np.sqrt(len(codes)))
+        ivf = pyspec.IVFHammingIndex(256, n_lists=n_lists)
         ivf.add(codes, num_threads=2)  # the build is not what the rows compare
         how = "build"
         if path:
@@ -173,7 +178,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     batches = [b for b in (args.ivfx_batch if not quick else [100]) if b <= len(queries)]
     rows: list[dict] = []
 
-    ivf, flat, truth, build = _build(pyspec, codes, k, queries, args.ivfx_index)
+    ivf, flat, truth, build = _build(pyspec, codes, k, queries, args.ivfx_index,
+                                     args.ivfx_lists)
     sizes = ivf.list_sizes
     d10 = truth.distances[:, -1]
     rows.append({"case": f"{n} codes: exact IVF, {sizes.size} lists, {build}, "
@@ -197,7 +203,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     m = min(args.ivfx_multihash_n, n)
     if m and not quick:
         sub = codes[:m]
-        ivf, flat, truth, _ = _build(pyspec, sub, k, queries)
+        ivf, flat, truth, _ = _build(pyspec, sub, k, queries, rule=args.ivfx_lists)
         multi = faiss.IndexBinaryMultiHash(256, 8, 32)
         multi.nflip = 1
         t0 = time.perf_counter()
