@@ -82,7 +82,8 @@ def test_k_above_n_and_empty_lists(clustered):
     assert_exact(index, codes[:500][keep], ids[:500][keep], queries, 10)
     trained_only = IVFHammingIndex(256, n_lists=8).train(codes[:100])
     res = trained_only.search(queries[:2], 3, exact=True)
-    assert (res.ids == -1).all() and (res.distances == 257).all()
+    assert (res.ids == -1).all()
+    assert (res.distances == 257).all()
 
 
 def test_add_and_remove_keep_rings(clustered):
