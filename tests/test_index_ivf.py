@@ -94,6 +94,9 @@ def test_short_codes_exact(n_bits):
     got = index.search(queries, 5, nprobe=20)
     np.testing.assert_array_equal(got.ids, ref.ids)
     np.testing.assert_array_equal(got.distances, ref.distances)
+    got = index.search(queries, 5, exact=True)  # rings of 0..n_bits, not 0..64 * n_words
+    np.testing.assert_array_equal(got.ids, ref.ids)
+    np.testing.assert_array_equal(got.distances, ref.distances)
 
 
 def test_default_nprobe_recall_on_clustered_codes(data):
