@@ -352,7 +352,7 @@ class IVFHammingIndex:
             spectra leave a few percent of the rows to read, uniform random
             codes nearly all. Each list in reach costs a few random reads,
             so fewer, larger lists suit it: at 10M codes of simulated
-            spectra ``n_lists = sqrt(n)`` answered ~2.5x faster than the
+            spectra ``n_lists = sqrt(n)`` answered ~2-2.5x faster than the
             default ``4 sqrt(n)`` (bench/RESULTS.md, issue 21 exact IVF).
 
         Returns
