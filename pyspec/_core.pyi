@@ -103,6 +103,20 @@ def ivf_hamming_knn(
     pad_distance: int,
     num_threads: int = 0,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]: ...
+def ivf_hamming_knn_exact(
+    queries: npt.NDArray[np.uint64],
+    centroids: npt.NDArray[np.uint64],
+    codes: npt.NDArray[np.uint64],
+    ids: npt.NDArray[np.int64],
+    offsets: npt.NDArray[np.int64],
+    radii: npt.NDArray[np.int32],
+    ring_base: npt.NDArray[np.int64],
+    ring_rel: npt.NDArray[np.uint32],
+    n_bits: int,
+    k: int,
+    pad_distance: int,
+    num_threads: int = 0,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]: ...
 
 # --- ivfpq (csrc/bind_ivfpq.cpp) ---
 def ivfpq_search(

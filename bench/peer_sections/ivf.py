@@ -10,10 +10,14 @@ Methods, over the same codes and queries, at each ``--ivf-nprobe``:
 * pyspec ``IVFHammingIndex`` (``--ivf-lists`` lists, default 4 sqrt(n);
   binary k-majority quantiser trained on 40 codes per list), plus the
   ``nprobe`` its default tuning chooses (recall 0.95 on 256 stored codes);
+* pyspec ``IVFHammingIndex.search(exact=True)`` (the scan's result, through
+  the ring-sorted lists; recall 1);
 * faiss ``IndexBinaryIVF`` with the same lists: its quantiser is an
-  ``IndexBinaryFlat`` holding pyspec's centroids (same partition, so the
-  rows compare the list scans); with ``--ivf-faiss-train`` also one trained
-  by faiss itself (float k-means on the bits, rounded), which is slow;
+  ``IndexBinaryFlat`` holding pyspec's centroids and its lists are filled
+  with pyspec's assignment (``add_core`` with precomputed lists: the same
+  partition without a second 10^7-code assignment scan, so the rows compare
+  the list scans); with ``--ivf-faiss-train`` also one trained by faiss
+  itself (float k-means on the bits, rounded), which is slow;
 * hnswlib (``--ivf-hnsw-n`` codes, 0 = skip) on the codes unpacked to 0/1
   float vectors: squared L2 between 0/1 vectors is the Hamming distance, so
   it searches the same metric; its truth is the exact ranking of that subset;
@@ -45,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from timing import best_time  # noqa: E402
 
+from peer_sections.ivf_exact import cached_codes  # noqa: E402
 from peer_sections.mih import _recall, _time_each  # noqa: E402
 
 NAME = "ivf"
@@ -63,6 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--ivf-hnsw-n", type=int, default=0, help="hnswlib codes (0: skip)")
     g.add_argument("--ivf-hnsw-ef", type=int, nargs="+", default=[10, 20, 40, 80, 160])
     g.add_argument("--ivf-plot", default=str(_FIGURE), help="PNG to write ('' for none)")
+    g.add_argument("--ivf-index", default="",
+                   help="IVF index file: loaded when it exists (built from the same codes), "
+                        "else built and saved there ('' = build, do not save)")
+    g.add_argument("--ivf-no-faiss", action="store_true", help="skip faiss IndexBinaryIVF")
 
 
 def _tied_recall(ids: np.ndarray, dist: np.ndarray, exact_dist: np.ndarray) -> float:
@@ -87,17 +96,23 @@ def _row(method: str, param: str, found: tuple, truth, single_s: float,
     return row
 
 
-def _faiss_ivf(faiss, codes: np.ndarray, n_lists: int, centroids: np.ndarray | None):
+def _faiss_ivf(faiss, codes: np.ndarray, n_lists: int, ivf=None):
+    """faiss IndexBinaryIVF trained by faiss, or (``ivf`` given) holding pyspec's
+    centroids and lists (codes added with their precomputed list numbers)."""
     quantizer = faiss.IndexBinaryFlat(256)
     index = faiss.IndexBinaryIVF(quantizer, 256, n_lists)
-    if centroids is None:
+    if ivf is None:
         sample = codes[np.random.default_rng(0).choice(len(codes), min(len(codes), 40 * n_lists),
                                                        replace=False)]
         index.train(sample.view(np.uint8))
+        index.add(codes.view(np.uint8))
     else:
-        quantizer.add(np.ascontiguousarray(centroids).view(np.uint8))
+        quantizer.add(np.ascontiguousarray(ivf.centroids).view(np.uint8))
         index.is_trained = True
-    index.add(codes.view(np.uint8))
+        lists = np.repeat(np.arange(n_lists, dtype=np.int64), ivf.list_sizes)
+        ids = np.ascontiguousarray(ivf.ids)
+        x = np.ascontiguousarray(ivf.codes).view(np.uint8)
+        index.add_core(len(ids), faiss.swig_ptr(x), faiss.swig_ptr(ids), faiss.swig_ptr(lists))
     index.own_fields = False
     return index, quantizer  # the quantizer must outlive the index
 
@@ -115,7 +130,6 @@ def _sweep(label: str, search, params, queries, truth, n_single, flat) -> list[d
 
 def run(args: argparse.Namespace) -> list[dict]:
     import faiss
-    from simulated_codes import simulated_codes
 
     import pyspec
 
@@ -123,7 +137,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     n = 50_000 if quick else args.ivf_n
     k, threads = 10, args.ivf_threads
     faiss.omp_set_num_threads(threads)
-    codes_map, queries = simulated_codes(n, log=not quick)
+    codes_map, queries = cached_codes(n, quick)  # memory map, never a 10^7 generation
     codes = np.ascontiguousarray(codes_map)
     del codes_map
     n_single = min(args.ivf_single, 10 if quick else len(queries))
@@ -143,11 +157,20 @@ def run(args: argparse.Namespace) -> list[dict]:
     flat_index = None  # frees the copy of the codes before the next index
 
     t0 = time.perf_counter()
-    ivf = pyspec.IVFHammingIndex(256, n_lists=n_lists)
-    ivf.train(codes, num_threads=threads)
-    t_train = time.perf_counter() - t0
-    ivf.add(codes, num_threads=threads)
-    t_add = time.perf_counter() - t0 - t_train
+    if args.ivf_index and Path(args.ivf_index).exists():
+        ivf = pyspec.IVFHammingIndex.load(args.ivf_index)
+        if len(ivf) != n:
+            raise SystemExit(f"{args.ivf_index} holds {len(ivf)} codes, not {n}")
+        n_lists = ivf.centroids.shape[0]
+        t_train, t_add = 0.0, time.perf_counter() - t0  # "add" = loading the file
+    else:
+        ivf = pyspec.IVFHammingIndex(256, n_lists=n_lists)
+        ivf.train(codes, num_threads=threads)
+        t_train = time.perf_counter() - t0
+        ivf.add(codes, num_threads=threads)
+        t_add = time.perf_counter() - t0 - t_train
+        if args.ivf_index:
+            ivf.save(args.ivf_index)
     t0 = time.perf_counter()
     auto = ivf.effective_nprobe(threads)
     t_tune = time.perf_counter() - t0
@@ -170,14 +193,22 @@ def run(args: argparse.Namespace) -> list[dict]:
             row["param"] += " (default)"
     rows += ivf_rows
 
-    peers = [("faiss IndexBinaryIVF (pyspec lists)", ivf.centroids)]
+    def ivf_exact(q, _):
+        res = ivf.search(q, k, num_threads=threads, exact=True)
+        return res.ids, res.distances
+
+    rows += _sweep("pyspec IVFHammingIndex exact=True", ivf_exact, ["exact"], queries, exact,
+                   n_single, flat)
+    if rows[-1]["id_recall@10"] != 1.0:
+        raise RuntimeError("exact IVF search differs from the scan")
+
+    peers = [] if args.ivf_no_faiss else [("faiss IndexBinaryIVF (pyspec lists)", ivf)]
     if args.ivf_faiss_train:
         peers.append(("faiss IndexBinaryIVF (faiss-trained)", None))
-    ivf = None
-    for label, centroids in peers:
+    for label, source in peers:
         t0 = time.perf_counter()
         faiss.omp_set_num_threads(2)  # building is not what the rows compare
-        index, _quantizer = _faiss_ivf(faiss, codes, n_lists, centroids)
+        index, _quantizer = _faiss_ivf(faiss, codes, n_lists, source)
         faiss.omp_set_num_threads(threads)
         print(f"  {label}: built in {time.perf_counter() - t0:.1f} s", flush=True)
 
@@ -189,6 +220,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         rows += _sweep(label, faiss_search, [p for p in probes if p <= n_lists], queries,
                        exact, n_single, flat)
         del index
+    ivf = None
 
     if args.ivf_hnsw_n:
         rows += _hnsw_rows(args, codes[:args.ivf_hnsw_n], queries, k, threads, n_single,

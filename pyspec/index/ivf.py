@@ -15,6 +15,14 @@ scan's only by neighbours stored in lists that were not probed; with
 By default ``nprobe`` is chosen per index as the smallest that reaches a
 recall of 0.95 of the exact ranking (:meth:`IVFHammingIndex.tune`).
 
+Exact search (``search(q, k, exact=True)``): the rows of each list are
+kept sorted by their distance to the list's centroid, with ring offsets
+(:mod:`pyspec.index._ivf_rings`); by the triangle inequality a code x of
+list c is within tau of q only if ``|d(q, c) - d(c, x)| <= tau``, so the
+compiled kernel (``_core.ivf_hamming_knn_exact``) visits the lists nearest
+first and reads of each only that band of rows under the current k-th
+distance. The result is the scan's, ids and distances, ties included.
+
 Files: pyspec's checked container format, kind ``b"IV"``.
 
 Threads: any number of threads may search while one thread adds or
@@ -42,13 +50,16 @@ from pyspec._validation import (
     describe,
 )
 from pyspec.errors import IndexFormatError
-from pyspec.index import _ivf_train
+from pyspec.index import _ivf_rings, _ivf_train
 from pyspec.index._result import SearchResult
 from pyspec.index.hamming import HammingIndex, _check_codes, _check_n_bits, _pad_mask
 
 __all__ = ["IVFHammingIndex"]
 
 _KIND = b"IV"
+#: layout version written by :meth:`IVFHammingIndex.save`: 2 = rows sorted by distance
+#: to their centroid inside each list, with ring offsets (1, unversioned: lists only)
+FORMAT_VERSION = 2
 #: recall of the exact k=10 ranking the default ``nprobe`` is tuned to reach
 DEFAULT_RECALL = 0.95
 #: stored codes used as held-out queries by the default tuning
@@ -166,9 +177,15 @@ class IVFHammingIndex:
 
     # -- state ---------------------------------------------------------------
     def _set(self, centroids: np.ndarray, codes: np.ndarray, ids: np.ndarray,
-             offsets: np.ndarray) -> None:
-        """Publish a new state in one attribute store (readers take ``_view`` once)."""
-        self._view = (centroids, codes, ids, offsets)
+             rings: np.ndarray) -> None:
+        """Publish a new state in one attribute store (readers take ``_view`` once).
+
+        ``rings``: the ring offsets (:mod:`pyspec.index._ivf_rings`); the list
+        offsets are every ``n_bits + 1``-th of them.
+        """
+        radii = _ivf_rings.list_radii(rings, centroids.shape[0], self.n_bits)
+        self._view = (centroids, codes, ids, rings[::self.n_bits + 1].copy(), rings,
+                      (radii, *_ivf_rings.compact_rings(rings, radii, self.n_bits)))
 
     # the same lazily created lock as HammingIndex (unpickled/loaded indexes get one too)
     _write_lock = HammingIndex._write_lock
@@ -202,6 +219,13 @@ class IVFHammingIndex:
     @property
     def list_sizes(self) -> np.ndarray:
         return np.diff(self._view[3])
+
+    @property
+    def rings(self) -> np.ndarray:
+        """Ring offsets, int64 (n_lists * (n_bits + 1) + 1,): entry ``l * (n_bits + 1) + r``
+        is the first row of list ``l`` (in :attr:`codes`) at distance ``>= r`` from
+        its centroid; read-only."""
+        return self._readonly(self._view[4])
 
     @property
     def pad_distance(self) -> int:
@@ -241,7 +265,7 @@ class IVFHammingIndex:
         centroids = _ivf_train.kmajority(sample, n_lists, self.n_bits, rng, threads)
         self._tuned = None
         self._set(centroids, self._view[1], self._view[2],
-                  np.zeros(centroids.shape[0] + 1, np.int64))
+                  np.zeros(centroids.shape[0] * (self.n_bits + 1) + 1, np.int64))
 
     def add(self, codes: np.ndarray, ids: np.ndarray | None = None,
             num_threads: int | None = None) -> None:
@@ -250,7 +274,8 @@ class IVFHammingIndex:
         Trains the quantiser on these codes first if :meth:`train` was not
         called. ``ids`` as for :meth:`pyspec.HammingIndex.add` (default
         ``len(self) .. len(self) + n - 1``). Costs one assignment scan
-        against the centroids plus a re-pack of all lists.
+        against the centroids plus a re-pack of all lists (a stable sort of
+        every row by list and distance to its centroid).
         """
         codes = _check_codes(codes, self.n_bits, "codes")
         threads = check_num_threads(num_threads)
@@ -260,36 +285,12 @@ class IVFHammingIndex:
                 return
             if not self.is_trained:
                 self._train_locked(codes, threads)
-            centroids, old_codes, old_ids, offsets = self._view
+            centroids, old_codes, old_ids, _, rings, _ = self._view
             lists = _ivf_train.nearest_lists(codes, centroids, 1, threads)[:, 0]
-            self._set(centroids, *self._merged(old_codes, old_ids, offsets, codes, new_ids,
-                                               lists))
-
-    @staticmethod
-    def _merged(old_codes: np.ndarray, old_ids: np.ndarray, offsets: np.ndarray,
-                codes: np.ndarray, ids: np.ndarray,
-                lists: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """New (codes, ids, offsets): every list's old rows, then its new rows in input order."""
-        n_lists = offsets.size - 1
-        old_counts = np.diff(offsets)
-        new_counts = np.bincount(lists, minlength=n_lists)
-        merged = np.zeros(n_lists + 1, dtype=np.int64)
-        np.cumsum(old_counts + new_counts, out=merged[1:])
-        out_codes = np.empty((merged[-1], old_codes.shape[1]), dtype=np.uint64)
-        out_ids = np.empty(merged[-1], dtype=np.int64)
-        shift = merged[:-1] - offsets[:-1]  # old rows move down by the new rows of earlier lists
-        dest = np.arange(old_ids.size, dtype=np.int64)
-        dest += np.repeat(shift, old_counts)
-        out_codes[dest] = old_codes
-        out_ids[dest] = old_ids
-        order = np.argsort(lists, kind="stable")
-        sorted_lists = lists[order]
-        first_new = np.concatenate([[0], np.cumsum(new_counts)[:-1]])
-        dest = (np.arange(lists.size, dtype=np.int64) - first_new[sorted_lists]
-                + merged[sorted_lists] + old_counts[sorted_lists])
-        out_codes[dest] = codes[order]
-        out_ids[dest] = ids[order]
-        return out_codes, out_ids, merged
+            keys = lists * (self.n_bits + 1) + _ivf_rings.row_distances(codes, centroids, lists)
+            parts = [(old_codes, old_ids, _ivf_rings.rows_keys(rings)), (codes, new_ids, keys)]
+            self._set(centroids, *_ivf_rings.ring_layout(parts, centroids.shape[0],
+                                                         self.n_bits))
 
     def remove_ids(self, ids: object) -> int:
         """Remove every stored code whose id is in ``ids``; return how many were removed.
@@ -300,24 +301,23 @@ class IVFHammingIndex:
         if drop.ndim > 1 or (drop.size and drop.dtype.kind not in "iu"):
             raise TypeError(f"ids: expected a 1-D array of integer ids, got {describe(drop)}")
         with self._write_lock:
-            centroids, codes, stored, offsets = self._view
+            centroids, codes, stored, _, rings, _ = self._view
             keep = ~np.isin(stored, drop.astype(np.int64).ravel())
             removed = int(keep.size - keep.sum())
             if removed:
-                lists = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
-                counts = np.bincount(lists[keep], minlength=offsets.size - 1)
-                new_offsets = np.zeros(offsets.shape, dtype=np.int64)
-                np.cumsum(counts, out=new_offsets[1:])
+                keys = _ivf_rings.rows_keys(rings)[keep]
                 self._set(centroids, np.ascontiguousarray(codes[keep]),
-                          np.ascontiguousarray(stored[keep]), new_offsets)
+                          np.ascontiguousarray(stored[keep]),
+                          _ivf_rings.rings_from_keys(keys, centroids.shape[0], self.n_bits))
         return removed
 
     # -- search --------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int, num_threads: int | None = None,
                nprobe: int | None = None, rerank: int | None = None,
                vectors: np.ndarray | None = None,
-               query_vectors: np.ndarray | None = None) -> SearchResult:
-        """The ``k`` nearest codes of each query among its ``nprobe`` nearest lists.
+               query_vectors: np.ndarray | None = None, exact: bool = False) -> SearchResult:
+        """The ``k`` nearest codes of each query among its ``nprobe`` nearest lists,
+        or among all codes with ``exact=True``.
 
         Parameters
         ----------
@@ -340,6 +340,20 @@ class IVFHammingIndex:
             candidates' rows are read. Needed with ``rerank``.
         query_vectors : array-like (n_queries, d), float
             The queries' float vectors. Needed with ``rerank``.
+        exact : bool, default False
+            Return exactly what a linear scan (:class:`~pyspec.HammingIndex`)
+            returns, ids and distances, ties included, while reading only
+            the codes the triangle inequality cannot rule out: lists are
+            visited nearest centroid first, and in list ``l`` only the rows
+            whose distance to the centroid is within the current k-th
+            distance of the query's distance to it (see
+            :mod:`pyspec.index._ivf_rings`). ``nprobe`` must then be None.
+            How much it skips depends on the codes: clustered codes of
+            spectra leave a few percent of the rows to read, uniform random
+            codes nearly all. Each list in reach costs a few random reads,
+            so fewer, larger lists suit it: at 10M codes of simulated
+            spectra ``n_lists = sqrt(n)`` answered ~2-2.5x faster than the
+            default ``4 sqrt(n)`` (bench/RESULTS.md, issue 21 exact IVF).
 
         Returns
         -------
@@ -353,18 +367,28 @@ class IVFHammingIndex:
         k = check_k(k)
         threads = check_num_threads(num_threads)
         probe_count = _check_count("nprobe", nprobe)
+        if not isinstance(exact, (bool, np.bool_)):
+            raise TypeError(f"exact must be a bool, got {type(exact).__name__}")
+        if exact and probe_count is not None:
+            raise ValueError("exact=True searches every list that may hold a neighbour; "
+                             "do not pass nprobe with it")
         check_result_size(q.shape[0], k, len(self))
         if rerank is not None or vectors is not None or query_vectors is not None:
             qv = self._check_rerank(q, k, rerank, vectors, query_vectors)
-            short = self.search(q, rerank, num_threads, nprobe)
+            short = self.search(q, rerank, num_threads, nprobe, exact=exact)
             return _rerank(short.ids, qv, vectors, k)
-        if probe_count is None:
-            probe_count = self.effective_nprobe(num_threads)
-        centroids, codes, ids, offsets = self._view
+        centroids, codes, ids, offsets, _, compact = self._view
         if len(ids) == 0 or k == 0 or q.shape[0] == 0:
             return SearchResult(ids=np.full((q.shape[0], k), -1, dtype=np.int64),
                                 distances=np.full((q.shape[0], k), self.pad_distance,
                                                   dtype=np.int32))
+        if exact:
+            out_ids, dist = _core.ivf_hamming_knn_exact(q, centroids, codes, ids, offsets,
+                                                        *compact, self.n_bits, k,
+                                                        self.pad_distance, threads)
+            return SearchResult(ids=out_ids, distances=dist)
+        if probe_count is None:
+            probe_count = self.effective_nprobe(num_threads)
         probes = _ivf_train.nearest_lists(q, centroids, min(probe_count, centroids.shape[0]),
                                           threads)
         out_ids, dist = _core.ivf_hamming_knn(q, codes, ids, offsets, probes, k,
@@ -453,7 +477,7 @@ class IVFHammingIndex:
 
     def _tune_curve(self, recall: float, k: int, queries: np.ndarray | None, n_queries: int,
                     threads: int) -> tuple[int, np.ndarray]:
-        centroids, codes, ids, offsets = self._view
+        centroids, codes, ids, offsets, *_ = self._view
         n, n_lists = codes.shape[0], centroids.shape[0]
         # exact neighbours ranked as searches rank them, by (distance, id)
         if queries is None:
@@ -482,38 +506,54 @@ class IVFHammingIndex:
 
     # -- memory ----------------------------------------------------------------
     def memory_usage(self) -> int:
-        """Bytes of the arrays the index holds: codes, ids, list offsets, centroids
-        (a memory map's size for a loaded ``mmap=True`` index)."""
-        return int(sum(a.nbytes for a in self._view))
+        """Bytes of the arrays the index holds: codes, ids, list and ring offsets,
+        list radii, centroids (a memory map's size for a loaded ``mmap=True`` index)."""
+        *arrays, compact = self._view
+        return int(sum(a.nbytes for a in (*arrays, *compact)))
 
     @staticmethod
     def estimate_memory(n: int, n_bits: int = 256, n_lists: int | None = None) -> int:
-        """Bytes :meth:`memory_usage` reports for ``n`` codes: ``n * (8 * n_words + 8)``
-        for codes and ids, ``8 * (n_lists + 1)`` offsets and ``8 * n_words * n_lists``
-        centroids (``n_lists`` default ``4 sqrt(n)``)."""
+        """Bytes :meth:`memory_usage` reports for ``n`` codes, at most: ``n * (8 *
+        n_words + 8)`` for codes and ids, ``8 * (n_lists + 1)`` list offsets, ``8 *
+        (n_lists * (n_bits + 1) + 1)`` ring offsets, ``8 * n_words * n_lists``
+        centroids, and the search's compact copy of the rings: ``16 * n_lists + 8``
+        bytes of radii and bases plus 4 bytes per occupied ring and list (counted
+        here as all ``n_bits + 2``; ~60 on codes of spectra). ``n_lists`` default
+        ``4 sqrt(n)``."""
         n_bits = _check_n_bits(n_bits)
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
             raise ValueError(f"n must be an int >= 0, got {n!r}")
         lists = _check_count("n_lists", n_lists) or _ivf_train.default_n_lists(int(n))
         lists = min(lists, max(int(n), 1))
         nw = _n_words(n_bits)
-        return int(n) * (8 * nw + 8) + 8 * (lists + 1) + 8 * nw * lists
+        return (int(n) * (8 * nw + 8) + 8 * (lists + 1) + 8 * (lists * (n_bits + 1) + 1)
+                + 8 * nw * lists + 16 * lists + 8 + 4 * lists * (n_bits + 2))
 
     # -- persistence -------------------------------------------------------------
     def _meta(self) -> dict[str, Any]:
         return {"n_bits": self.n_bits, "n_lists": self.n_lists, "nprobe": self.nprobe,
                 "n_train": self.n_train, "random_state": self.random_state,
-                "n_codes": len(self), "tuned": None if self._tuned is None else list(self._tuned)}
+                "n_codes": len(self), "tuned": None if self._tuned is None else list(self._tuned),
+                "layout_version": FORMAT_VERSION}
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return dict(zip(("centroids", "codes", "ids", "offsets", "rings"), self._view[:5],
+                        strict=True))
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the index atomically to ``path`` (pyspec container, kind ``IV``)."""
-        centroids, codes, ids, offsets = self._view
-        write_container(path, _KIND, {"centroids": centroids, "codes": codes, "ids": ids,
-                                      "offsets": offsets}, self._meta())
+        """Write the index atomically to ``path`` (pyspec container, kind ``IV``,
+        layout version 2: lists sorted by distance to their centroid, ring offsets)."""
+        write_container(path, _KIND, self._arrays(), self._meta())
 
     @classmethod
     def load(cls, path: str | os.PathLike, mmap: bool = False) -> IVFHammingIndex:
         """Read an index written by :meth:`save` (``mmap=True`` maps codes and ids).
+
+        Files of layout version 1 (before exact search: no ring offsets) are
+        re-sorted into the ring layout in memory as they load (``mmap`` is
+        then moot: the codes are copied); saving writes version 2. Loading
+        checks every row's distance to its centroid against the ring offsets
+        (one pass over the codes).
 
         Raises
         ------
@@ -537,6 +577,10 @@ class IVFHammingIndex:
                         random_state=meta.get("random_state", 0))
         except (TypeError, ValueError) as exc:
             raise bad(f"has invalid parameters ({exc})") from None
+        version = meta.get("layout_version", 1)
+        if version not in (1, FORMAT_VERSION):
+            raise bad(f"has layout version {version!r}; this pyspec reads 1 and "
+                      f"{FORMAT_VERSION} (a newer pyspec wrote it?)")
         parts = [arrays.get(name) for name in ("centroids", "codes", "ids", "offsets")]
         if any(a is None for a in parts):
             raise bad("lacks one of the arrays centroids, codes, ids, offsets")
@@ -569,13 +613,22 @@ class IVFHammingIndex:
                     or not 1 <= tuned[0] <= max(n_lists, 1) or not 0 <= tuned[1] <= n):
                 raise bad(f"has an invalid tuned nprobe {tuned!r}")
             index._tuned = (tuned[0], tuned[1])
-        index._set(centroids, codes, ids, offsets)
+        if version == 1:  # lists in insertion order: sort them into rings
+            lists = np.repeat(np.arange(n_lists, dtype=np.int64), np.diff(offsets))
+            keys = lists * (index.n_bits + 1) + _ivf_rings.row_distances(codes, centroids, lists)
+            index._set(centroids, *_ivf_rings.ring_layout([(codes, ids, keys)], n_lists,
+                                                          index.n_bits))
+            return index
+        rings = arrays.get("rings")
+        problem = _ivf_rings.ring_problem(rings, offsets, codes, centroids, index.n_bits)
+        if problem is not None:
+            raise bad(f"ring offsets {problem}")
+        index._set(centroids, codes, ids, rings)
         return index
 
     def __getstate__(self) -> dict[str, Any]:
         return {"meta": self._meta(),
-                "arrays": dict(zip(("centroids", "codes", "ids", "offsets"),
-                                   (np.array(a) for a in self._view), strict=True))}
+                "arrays": {name: np.array(a) for name, a in self._arrays().items()}}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         other = type(self)._from_parts(state["arrays"], state["meta"], "pickle")
