@@ -160,8 +160,6 @@ class QueryMixin:
         if isinstance(spectrum, np.ndarray) and spectrum.ndim != 1:
             raise ValueError(f"query() takes one spectrum; got an array of shape {spectrum.shape}, "
                              "use query_batch()")
-        if not prepared:  # the weights come back into cache while the spectrum is prepared
-            self._weight_warmer().start()
         flux, metas, rejects = self.prepare(spectrum, prepared)
         if rejects:
             from pyspec.errors import SpectrumCoverageError
@@ -255,17 +253,6 @@ class QueryMixin:
                 model={"class": self.info["model_class"], **self.info.get("model_params", {})})
         meta = restamp(self._provenance_block, k=k, rerank=rerank)
         return self._result_table(cols, units, descriptions, meta)
-
-    def _weight_warmer(self) -> Any:
-        """The :class:`pyspec._warm.WeightWarmer` of the engine's model (made once)."""
-        warmer = self.__dict__.get("_warmer")
-        if warmer is None or warmer[0] is not self.model:
-            from pyspec._warm import WeightWarmer
-
-            streamed = getattr(self.model, "streamed_arrays", None)
-            warmer = (self.model, WeightWarmer(streamed() if streamed else []))
-            self.__dict__["_warmer"] = warmer
-        return warmer[1]
 
     def _candidates(self, k: int, rerank: int | None) -> int:
         """Candidates to re-rank exactly (0 = codes only); see :meth:`query`."""

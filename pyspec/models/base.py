@@ -373,12 +373,6 @@ class BaseHasher(SpectrumTransformer):
     _OUTPUTS = OUTPUTS
     _FLOAT_OUTPUT = "embedding"  # bits are uint8 and packed codes uint64 whatever the input
 
-    def streamed_arrays(self) -> list[np.ndarray]:
-        """The fitted arrays :meth:`encode` reads in full for every spectrum (e.g. a
-        network's weight matrices), so a caller can bring them into cache ahead of a
-        query (see :meth:`pyspec.Engine.query`). Default: none."""
-        return []
-
     # ------------------------------------------------------------ checks
     def _check_X(self, X: object) -> np.ndarray:
         self._check_fitted()

@@ -366,10 +366,6 @@ class PILHasher(BaseHasher):
     def _embed(self, X: np.ndarray, nt: int | None) -> np.ndarray:
         return self._forward(X, list(zip(self.encoder_weights_, self.encoder_biases_)), nt)
 
-    def streamed_arrays(self) -> list[np.ndarray]:
-        """The encoder's weight matrices (a single spectrum's forward pass reads each once)."""
-        return list(getattr(self, "encoder_weights_", []))
-
     def layer_inputs(self, X: np.ndarray, layer: int, num_threads: int | None = None) -> np.ndarray:
         """Input of autoencoder ``layer`` (0-based) for spectra X, float32 (n, d_layer)."""
         X = self._check_X(X)
