@@ -23,6 +23,14 @@ def check_num_threads(num_threads: int | None) -> int:
     return int(num_threads)
 
 
+def ids_to_remove(ids: object) -> np.ndarray:
+    """The ids a ``remove_ids`` call names, as int64 (any 1-D integer array-like)."""
+    drop = np.asarray(ids)
+    if drop.ndim > 1 or (drop.size and drop.dtype.kind not in "iu"):
+        raise TypeError(f"ids: expected a 1-D array of integer ids, got {describe(drop)}")
+    return drop.astype(np.int64).ravel()
+
+
 def check_k(k: int) -> int:
     """Validate a neighbour count (0 allowed: returns empty rows)."""
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):

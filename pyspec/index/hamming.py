@@ -27,7 +27,14 @@ from pyspec import _core
 from pyspec._bits import n_words as _n_words
 from pyspec._bits import pack_bits
 from pyspec._fileformat import read_container, write_container
-from pyspec._validation import as_ids, check_k, check_num_threads, check_result_size, describe
+from pyspec._validation import (
+    as_ids,
+    check_k,
+    check_num_threads,
+    check_result_size,
+    describe,
+    ids_to_remove,
+)
 from pyspec.errors import IndexFormatError
 from pyspec.index import _filter, _mih
 from pyspec.index._result import RangeResult, SearchResult
@@ -403,11 +410,9 @@ class HammingIndex:
         before). Searches running meanwhile finish on the rows they started
         with. MIH tables, if any, are rebuilt.
         """
-        drop = np.asarray(ids)
-        if drop.ndim > 1 or (drop.size and drop.dtype.kind not in "iu"):
-            raise TypeError(f"ids: expected a 1-D array of integer ids, got {describe(drop)}")
+        drop = ids_to_remove(ids)
         with self._write_lock:
-            keep = ~np.isin(self._ids[: self._n], drop.astype(np.int64).ravel())
+            keep = ~np.isin(self._ids[: self._n], drop)
             removed = int(self._n - keep.sum())
             if removed:
                 self._codes = np.ascontiguousarray(self._codes[: self._n][keep])

@@ -48,6 +48,7 @@ from pyspec._validation import (
     check_num_threads,
     check_result_size,
     describe,
+    ids_to_remove,
 )
 from pyspec.errors import IndexFormatError
 from pyspec.index import _ivf_rings, _ivf_train
@@ -297,12 +298,10 @@ class IVFHammingIndex:
 
         The others keep their ids and lists; the quantiser is unchanged.
         """
-        drop = np.asarray(ids)
-        if drop.ndim > 1 or (drop.size and drop.dtype.kind not in "iu"):
-            raise TypeError(f"ids: expected a 1-D array of integer ids, got {describe(drop)}")
+        drop = ids_to_remove(ids)
         with self._write_lock:
             centroids, codes, stored, _, rings, _ = self._view
-            keep = ~np.isin(stored, drop.astype(np.int64).ravel())
+            keep = ~np.isin(stored, drop)
             removed = int(keep.size - keep.sum())
             if removed:
                 keys = _ivf_rings.rows_keys(rings)[keep]

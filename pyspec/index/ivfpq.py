@@ -56,6 +56,7 @@ from pyspec._validation import (
     check_num_threads,
     check_result_size,
     describe,
+    ids_to_remove,
 )
 from pyspec.errors import IndexFormatError, NotFittedError
 from pyspec.index import _ivf_train
@@ -309,12 +310,10 @@ class IVFPQIndex:
 
     def remove_ids(self, ids: object) -> int:
         """Remove every stored code whose id is in ``ids``; return how many were removed."""
-        drop = np.asarray(ids)
-        if drop.ndim > 1 or (drop.size and drop.dtype.kind not in "iu"):
-            raise TypeError(f"ids: expected a 1-D array of integer ids, got {describe(drop)}")
+        drop = ids_to_remove(ids)
         with self._write_lock:
             codes, stored, terms, offsets = self._view
-            keep = ~np.isin(stored, drop.astype(np.int64).ravel())
+            keep = ~np.isin(stored, drop)
             removed = int(keep.size - keep.sum())
             if removed:
                 lists = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))

@@ -31,6 +31,7 @@ from pyspec._validation import (
     check_num_threads,
     check_result_size,
     describe,
+    ids_to_remove,
 )
 from pyspec.errors import IndexFormatError, NotFittedError
 from pyspec.index import _fastscan, _filter
@@ -428,12 +429,10 @@ class PQIndex:
         The others keep their ids; attached re-rank vectors stay attached
         (the removed spectra's rows are skipped, nothing is copied).
         """
-        drop = np.asarray(ids)
-        if drop.ndim > 1 or (drop.size and drop.dtype.kind not in "iu"):
-            raise TypeError(f"ids: expected a 1-D array of integer ids, got {describe(drop)}")
+        drop = ids_to_remove(ids)
         with self._lock:
             self._consolidate()
-            keep = ~np.isin(self._ids, drop.astype(np.int64).ravel())
+            keep = ~np.isin(self._ids, drop)
             removed = int(keep.size - keep.sum())
             if removed:
                 self._codes = np.ascontiguousarray(self._codes[keep])
