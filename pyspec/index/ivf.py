@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import numbers
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -112,6 +113,25 @@ def _rerank(candidates: np.ndarray, qv: np.ndarray, vectors: np.ndarray,
         out_dist[s:s + len(cand), :kept] = np.take_along_axis(dist, order, axis=1)
     out_ids[~np.isfinite(out_dist)] = -1
     return SearchResult(ids=out_ids, distances=out_dist)
+
+
+def auto_nprobe(index: Any, num_threads: int | None,
+                default: Callable[[int], int] | None) -> int:
+    """``effective_nprobe`` of an IVF index: its ``nprobe``, else the tuned default,
+    tuned again (``default(threads)``, under the write lock) when never tuned or once the
+    index has doubled since; 1 when it is empty or ``default`` is None (nothing to tune on).
+    """
+    if index.nprobe is not None:
+        return index.nprobe
+    tuned, n = index._tuned, len(index)
+    if tuned is not None and n < 2 * max(tuned[1], 1):
+        return tuned[0]
+    if n == 0 or default is None:
+        return 1
+    with index._write_lock:
+        if index._tuned is None or len(index) >= 2 * max(index._tuned[1], 1):
+            index._tuned = (default(check_num_threads(num_threads)), len(index))
+        return index._tuned[0]
 
 
 class IVFHammingIndex:
@@ -415,20 +435,8 @@ class IVFHammingIndex:
     def effective_nprobe(self, num_threads: int | None = None) -> int:
         """The ``nprobe`` a search without one uses: the index's, or the tuned
         default (tuned now if never tuned or if the index has doubled since)."""
-        if self.nprobe is not None:
-            return self.nprobe
-        tuned = self._tuned
-        n = len(self)
-        if tuned is not None and n < 2 * max(tuned[1], 1):
-            return tuned[0]
-        if n == 0:
-            return 1
-        with self._write_lock:
-            if self._tuned is None or len(self) >= 2 * max(self._tuned[1], 1):
-                chosen = self._tune_curve(DEFAULT_RECALL, 10, None, TUNE_QUERIES,
-                                          check_num_threads(num_threads))[0]
-                self._tuned = (chosen, len(self))
-            return self._tuned[0]
+        return auto_nprobe(self, num_threads, lambda threads: self._tune_curve(
+            DEFAULT_RECALL, 10, None, TUNE_QUERIES, threads)[0])
 
     def tune(self, recall: float = DEFAULT_RECALL, k: int = 10, queries: np.ndarray | None = None,
              n_queries: int = TUNE_QUERIES, num_threads: int | None = None) -> int:

@@ -61,7 +61,14 @@ from pyspec._validation import (
 from pyspec.errors import IndexFormatError, NotFittedError
 from pyspec.index import _ivf_train
 from pyspec.index._result import SearchResult
-from pyspec.index.ivf import DEFAULT_RECALL, IVFHammingIndex, _check_count, _check_recall, _rerank
+from pyspec.index.ivf import (
+    DEFAULT_RECALL,
+    IVFHammingIndex,
+    _check_count,
+    _check_recall,
+    _rerank,
+    auto_nprobe,
+)
 from pyspec.models.pq import ProductQuantizer
 
 __all__ = ["IVFPQIndex"]
@@ -400,20 +407,11 @@ class IVFPQIndex:
     # -- tuning ----------------------------------------------------------------
     def effective_nprobe(self, num_threads: int | None = None) -> int:
         """The ``nprobe`` a search without one uses: the index's, or the tuned
-        default (tuned now if never tuned or if the index has doubled since)."""
-        if self.nprobe is not None:
-            return self.nprobe
-        tuned, n = self._tuned, len(self)
-        if tuned is not None and n < 2 * max(tuned[1], 1):
-            return tuned[0]
-        if n == 0 or self._tune_x is None or not len(self._tune_x):
-            return 1
-        with self._write_lock:
-            if self._tuned is None or len(self) >= 2 * max(self._tuned[1], 1):
-                chosen = self._tune_curve(DEFAULT_RECALL, 10, None,
-                                          check_num_threads(num_threads))[0]
-                self._tuned = (chosen, len(self))
-            return self._tuned[0]
+        default (tuned now if never tuned or if the index has doubled since), tuned on
+        the held-out training vectors (1 without them)."""
+        tunable = self._tune_x is not None and len(self._tune_x) > 0
+        return auto_nprobe(self, num_threads, (lambda threads: self._tune_curve(
+            DEFAULT_RECALL, 10, None, threads)[0]) if tunable else None)
 
     def tune(self, recall: float = DEFAULT_RECALL, k: int = 10, queries: Any = None,
              num_threads: int | None = None) -> int:
