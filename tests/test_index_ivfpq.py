@@ -16,7 +16,7 @@ from pyspec._fileformat import read_container, write_container
 from pyspec.commands.verify import verify_path
 from pyspec.errors import IndexFormatError, NotFittedError
 from pyspec.index.pq import adc_distances
-from tests.pq_data import structured_spectra
+from pq_data import structured_spectra
 
 N, D = 6000, 64
 
