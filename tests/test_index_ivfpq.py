@@ -10,13 +10,13 @@ import pickle
 
 import numpy as np
 import pytest
+from pq_data import structured_spectra
 
 import pyspec
 from pyspec._fileformat import read_container, write_container
 from pyspec.commands.verify import verify_path
 from pyspec.errors import IndexFormatError, NotFittedError
 from pyspec.index.pq import adc_distances
-from pq_data import structured_spectra
 
 N, D = 6000, 64
 
