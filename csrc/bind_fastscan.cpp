@@ -19,13 +19,6 @@ namespace py = pybind11;
 namespace pyspec {
 namespace {
 
-template <class T>
-using Arr = py::array_t<T, py::array::c_style>;
-
-void need(bool ok, const std::string& msg) {
-  if (!ok) throw std::invalid_argument(msg);
-}
-
 void check_codes(const Arr<std::uint8_t>& codes) {
   need(codes.ndim() == 2 && codes.shape(1) >= 1, "codes: expected uint8 (n, M), M >= 1");
 }

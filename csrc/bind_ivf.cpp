@@ -20,9 +20,7 @@ namespace {
 using Words = py::array_t<word_t, py::array::c_style>;
 using Int64 = py::array_t<index_t, py::array::c_style>;
 
-void expect(bool ok, const std::string& what) {
-  if (!ok) throw std::invalid_argument("ivf_hamming_knn: " + what);
-}
+void expect(bool ok, const std::string& what) { need(ok, "ivf_hamming_knn: " + what); }
 
 py::tuple ivf_knn(const Words& queries, const Words& codes, const Int64& ids,
                   const Int64& offsets, const Int64& probes, index_t k,

@@ -19,12 +19,7 @@ namespace py = pybind11;
 namespace pyspec {
 namespace {
 
-template <class T>
-using Arr = py::array_t<T, py::array::c_style>;
-
-void expect(bool ok, const std::string& what) {
-  if (!ok) throw std::invalid_argument("ivfpq_search: " + what);
-}
+void expect(bool ok, const std::string& what) { need(ok, "ivfpq_search: " + what); }
 
 template <class Code>
 py::tuple search(const Arr<float>& tables, const Arr<Code>& codes, const Arr<index_t>& ids,

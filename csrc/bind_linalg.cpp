@@ -18,10 +18,6 @@ namespace {
 using F32 = py::array_t<float, py::array::c_style>;
 using F64 = py::array_t<double, py::array::c_style>;
 
-void need(bool ok, const char* msg) {
-  if (!ok) throw std::invalid_argument(msg);
-}
-
 void gram_accumulate_py(const F32& H, const std::optional<F32>& X, F64& G,
                         std::optional<F64>& C, int num_threads) {
   need(H.ndim() == 2 && G.ndim() == 2, "gram_accumulate: H and G must be 2-D");

@@ -18,13 +18,6 @@ namespace py = pybind11;
 namespace pyspec {
 namespace {
 
-template <class T>
-using Arr = py::array_t<T, py::array::c_style>;
-
-void need(bool ok, const std::string& msg) {
-  if (!ok) throw std::invalid_argument(msg);
-}
-
 // Checks the PQ layout arrays (see pq.hpp) and returns a view of them.
 PQCodebook make_codebook(const Arr<float>& ct, const Arr<float>& cnorm,
                          const Arr<std::int64_t>& bounds, std::int64_t K) {
