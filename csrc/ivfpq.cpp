@@ -18,13 +18,6 @@
 namespace pyspec {
 namespace {
 
-inline detail::AdcU8Fn row_adc(const detail::PQKernels& kn, const std::uint8_t*) {
-  return kn.adc_u8;
-}
-inline detail::AdcU16Fn row_adc(const detail::PQKernels& kn, const std::uint16_t*) {
-  return kn.adc_u16;
-}
-
 // Per-thread buffers: one block of ADC sums (kScanBlock floats, L1).
 struct Scratch {
   std::vector<float> sums = std::vector<float>(kScanBlock);
@@ -50,7 +43,7 @@ void scan_list(const Scan& s, const float* table, const Code* codes, const index
     if (s.grouped)
       adc_grouped(table, s.M, s.K, blk, nb, kInf, sums);
     else
-      row_adc(s.kern, blk)(table, s.M, s.K, blk, nb, n_codes - b, sums);
+      detail::adc_kernel(s.kern, blk)(table, s.M, s.K, blk, nb, n_codes - b, sums);
     if (code_terms)
       for (std::int64_t i = 0; i < nb; ++i) sums[i] = sums[i] + code_terms[b + i];
     if (bias)

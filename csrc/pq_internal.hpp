@@ -1,5 +1,5 @@
 // Internal pieces shared by the PQ translation units (pq_dispatch.cpp,
-// pq_tables.cpp, pq_scan.cpp, pq_train.cpp): sizes that decide threading and
+// pq_tables.cpp, pq_scan.cpp, pq_train.cpp, ivfpq.cpp): sizes that decide threading and
 // blocking, the 64-byte aligned scratch buffers, codebook checks and the
 // dispatcher's kernel table. Not included by the ISA files.
 #pragma once
@@ -19,6 +19,10 @@ namespace detail {
 // The kernels of the selected SIMD level, with the ADC scan variant applied
 // (pq_dispatch.cpp).
 PQKernels pq_active_kernels();
+
+// The level's row-major ADC kernel for a code type (uint8 or uint16 codes).
+inline AdcU8Fn adc_kernel(const PQKernels& kn, const std::uint8_t*) { return kn.adc_u8; }
+inline AdcU16Fn adc_kernel(const PQKernels& kn, const std::uint16_t*) { return kn.adc_u16; }
 }  // namespace detail
 
 namespace {

@@ -17,13 +17,7 @@
 namespace pyspec {
 namespace {
 
-// The level's kernels for a code type.
-inline detail::AdcU8Fn adc_kernel(const detail::PQKernels& kn, const std::uint8_t*) {
-  return kn.adc_u8;
-}
-inline detail::AdcU16Fn adc_kernel(const detail::PQKernels& kn, const std::uint16_t*) {
-  return kn.adc_u16;
-}
+// The level's segment-major kernels for a code type.
 inline detail::VAdcU8Fn vadc_kernel(const detail::PQKernels& kn, const std::uint8_t*) {
   return kn.vadc_u8;
 }
@@ -39,7 +33,7 @@ inline void adc(const detail::PQKernels& kn, const float* table, std::int64_t M,
                 std::int32_t* idx) {
   if (use_grouped_scan(M, K)) return adc_grouped(table, M, K, codes, n, bound, out);
   if (bound < kInf) return adc_survivors(table, M, K, codes, n, bound, out, idx);
-  adc_kernel(kn, codes)(table, M, K, codes, n, readable, out);
+  detail::adc_kernel(kn, codes)(table, M, K, codes, n, readable, out);
 }
 
 // Pushes the nb distances d[i] (ids[i]) that can enter the top-k into h.
