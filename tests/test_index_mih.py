@@ -1,12 +1,13 @@
-"""HammingIndex(method=...): identical results for "scan", "mih" and "auto".
+"""HammingIndex(method=...): identical results for "scan", "mih", "ivf" and "auto".
 
 The scan is itself checked against the NumPy reference
 (tests/kernels/test_hamming.py), so here every method must equal it exactly.
-"auto" builds MIH tables from MIH_MIN_CODES (65,536) codes on, so the
+"auto" builds inverted lists from IVF_MIN_CODES (65,536) codes on, so the
 indexes here hold 70,000 codes: clustered ones (near-duplicate spectra: a
-few hundred centres with 0-6 flipped bits, where MIH reads few codes) and
-uniform ones (no structure: the k-th neighbour of 256-bit codes is ~90 bits
-away, MIH would probe more than a scan reads).
+few hundred centres with 0-6 flipped bits, where MIH and the lists read few
+codes) and uniform ones (no structure: the k-th neighbour of 256-bit codes
+is ~90 bits away, every band of the lists is the whole list and MIH would
+probe more than a scan reads).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 from pyspec import HammingIndex, _core
 from pyspec._fileformat import read_container, write_container
 from pyspec.errors import IndexFormatError
-from pyspec.index._mih import MIH_MIN_CODES
+from pyspec.index._ivf_method import IVF_MIN_CODES
 
 N = 70_000
 
@@ -65,7 +66,7 @@ def test_every_method_returns_the_scan_result(request, data):
     codes, queries = request.getfixturevalue(data)
     ids = np.random.default_rng(1).permutation(N).astype(np.int64) // 3  # tied ids too
     scan = _filled(codes, "scan", ids)
-    for method in ("mih", "auto"):
+    for method in ("mih", "auto", "ivf"):
         index = _filled(codes, method, ids)
         for k in (1, 10, 100):
             for threads in (1, 2):
@@ -77,18 +78,22 @@ def test_every_method_returns_the_scan_result(request, data):
 
 def test_auto_plan_follows_the_code_distribution(clustered, uniform):
     near = _filled(clustered[0], "auto")
+    assert near._mih_tables is None  # "auto" weighs the lists, not MIH
     plan = near.plan(k=10)
-    assert plan.method == "mih"
-    assert plan.mih_work < plan.scan_work
+    assert plan.method == "ivf"
+    assert plan.ivf_work < plan.scan_work / 2
     in_batch = near.plan(k=10, n_queries=1000)  # the scan shares its passes: a third per query
     assert in_batch.scan_work == round(N / 3)
-    assert in_batch.mih_work == plan.mih_work
+    assert in_batch.ivf_work == plan.ivf_work
+    assert near.plan(radius=3).method == "scan"  # the lists serve k-NN only
     far = _filled(uniform[0], "auto")
     assert far.plan(k=10).method == "scan"
+    assert far.plan(k=10).ivf_work > N / 2
     small = _filled(clustered[0][:1000], "auto")
     assert small.plan(k=10).method == "scan"
-    assert small._mih_tables is None
+    assert small._lists is None
     assert _filled(clustered[0][:1000], "mih").plan(k=10).method == "mih"
+    assert _filled(clustered[0][:1000], "ivf").plan(k=10).method == "ivf"
     assert _filled(clustered[0], "scan").plan(radius=3).method == "scan"
     with pytest.raises(ValueError, match="exactly one"):
         near.plan()
@@ -106,7 +111,7 @@ def test_tables_follow_adds(clustered):
 
 def test_save_load_keeps_tables_memory_mapped(tmp_path, clustered):
     codes, queries = clustered
-    index = _filled(codes, "auto")
+    index = _filled(codes, "mih")
     expected = index.search(queries, 10)
     path = tmp_path / "index.bin"
     index.save(path)
@@ -116,7 +121,7 @@ def test_save_load_keeps_tables_memory_mapped(tmp_path, clustered):
     assert (order != np.arange(256)).any()
     for mmap in (False, True):
         loaded = HammingIndex.load(path, mmap=mmap)
-        assert loaded.method == "auto"
+        assert loaded.method == "mih"
         assert loaded._mih_tables is not None
         assert isinstance(loaded._mih_tables.rows, np.memmap) == mmap
         np.testing.assert_array_equal(loaded._mih_tables.bit_order, order)
@@ -165,7 +170,7 @@ def test_method_is_validated_and_pickled(clustered):
     assert again.method == "mih"
     assert "method='mih'" in repr(again)
     _assert_same(again.search(clustered[1], 5), index.search(clustered[1], 5))
-    assert MIH_MIN_CODES > 500
+    assert IVF_MIN_CODES > 500
 
 
 def test_engine_reports_the_plan_of_its_index(clustered):
@@ -176,7 +181,7 @@ def test_engine_reports_the_plan_of_its_index(clustered):
     engine.backend, engine.index = get_backend("pil"), _filled(clustered[0], "auto")
     engine.info = {"n_spectra": len(engine.index)}
     assert engine.search_plan(10) == engine.index.plan(k=10)
-    assert engine.search_plan(10).method == "mih"
+    assert engine.search_plan(10).method == "ivf"
     engine.backend, engine.info = get_backend("pq"), {"n_spectra": 7}
     assert engine.search_plan(10).method == "scan"
 
@@ -196,21 +201,31 @@ def test_index_written_before_mih_loads_as_a_scan_index(tmp_path, clustered):
     assert loaded.plan(k=10).method == "scan"
 
 
-def test_auto_index_saved_without_tables_scans_until_the_next_add(tmp_path, clustered):
+def test_auto_index_saved_without_lists_scans_until_the_next_add(tmp_path, clustered):
+    # As session 8 wrote "auto" indexes: MIH tables, no inverted lists.
     codes, queries = clustered
     old = _filled(codes, "auto")
     old.save(tmp_path / "old.bin")
     arrays, meta = read_container(tmp_path / "old.bin", b"HX")
-    arrays = {k: v for k, v in arrays.items() if not k.startswith("mih_")}
+    arrays = {k: v for k, v in arrays.items() if not k.startswith("ivf_")}
+    del meta["lists"]
+    mih_path = tmp_path / "mih.bin"
+    _filled(codes, "mih").save(mih_path)
+    arrays.update({k: v for k, v in read_container(mih_path, b"HX")[0].items()
+                   if k.startswith("mih_")})
     write_container(tmp_path / "old.bin", b"HX", arrays, meta)
     loaded = HammingIndex.load(tmp_path / "old.bin", mmap=True)
     assert loaded.method == "auto"
     assert loaded.plan(k=10).method == "scan"
+    assert "no inverted lists" in loaded.plan(k=10).reason
     assert loaded._mih_tables is None
+    assert loaded._lists is None
     _assert_same(loaded.search(queries, 10), old.search(queries, 10))
     loaded.add(codes[:5])
-    assert loaded._mih_tables is not None
-    assert loaded.plan(k=10).method == "mih"
+    assert loaded._lists is not None
+    assert loaded.plan(k=10).method == "ivf"
+    _assert_same(loaded.search(queries, 10),
+                 _filled(np.concatenate([codes, codes[:5]]), "scan").search(queries, 10))
 
 
 def test_tables_written_before_the_learned_bit_order_still_load(tmp_path, clustered):

@@ -1,18 +1,16 @@
-"""Multi-index hashing tables and the cost model behind ``HammingIndex(method=...)``.
+"""Multi-index hashing tables behind ``HammingIndex(method="mih")``.
 
 Multi-index hashing (Norouzi, Punjani & Fleet 2012) cuts each code into
 ``m`` substrings and keeps one hash table per substring; an exact search
 probes the keys near the query's substrings and verifies the rows found on
 the full code (see ``csrc/mih.hpp``). The compiled kernels return exactly
 the linear scan's result, ties included; this module chooses the substring
-widths, builds and checks the tables, and decides between MIH and the scan.
+widths, builds and checks the tables.
 
-Cost model: both methods are priced in "codes a linear scan reads in the
-same time" (scan of ``n`` codes = ``n`` units; a bucket probe and a
-candidate verification have fixed prices measured in ``csrc/mih.cpp``).
-MIH's price depends on how far the k-th neighbour is and how crowded the
-buckets are, i.e. on the code distribution, so it is estimated by running
-MIH for a small fixed sample of the stored codes used as queries.
+MIH is used only when asked for: on codes of real-like spectra it read
+0.43-0.67 of the codes per query at 10-40M (bench/RESULTS.md, issue 21),
+so ``method="auto"`` weighs the exact inverted lists against the scan
+instead (:mod:`pyspec.index._plan`).
 """
 
 from __future__ import annotations
@@ -24,10 +22,6 @@ import numpy as np
 
 from pyspec import _core
 
-# Below this many codes the linear scan is always chosen (and no tables are
-# built for method="auto"): a scan of 65k 256-bit codes takes ~20 us, a
-# few MIH probes and cache misses cost about as much.
-MIH_MIN_CODES = 1 << 16
 # Substring widths: log2(n) bits balances bucket size (~1 row per bucket
 # for uniform codes) against probes per radius (Norouzi et al., section 4);
 # rounded up, because codes of similar spectra crowd their buckets: at 10M
@@ -35,35 +29,10 @@ MIH_MIN_CODES = 1 << 16
 # of 21-22 (bench/RESULTS.md, issue 21, session 7), for tables ~1.5x as big.
 # 24 bits caps a table's offsets at 64 MiB.
 _MIN_WIDTH, _MAX_WIDTH, _MAX_TABLES = 8, 24, 64
-# Stored codes used as sample queries by the cost model (evenly spaced rows).
-_PLAN_SAMPLE = 16
 # Random pairs of codes the bit order is learned from: substrings of ~20
 # bits of clustered codes collide for ~0.5% of pairs, i.e. still ~600 pairs
 # at the last bits; learning costs ~0.5 s, a few % of a 10M-code build.
 _ORDER_PAIRS = 1 << 17
-# A batch of at least this many queries shares every pass of the scan over
-# the codes (csrc/hamming.cpp, kTransposeMinQueries), which costs each query
-# about a third of a lone scan: 1M codes, 1 thread, 0.90 ms for one query,
-# 273 ms for 1,000 (bench/RESULTS.md, Hamming). MIH gains nothing from
-# batching, so for batches it is weighed against that third.
-BATCH_MIN_QUERIES = 32
-_BATCH_SCAN_SHARE = 1 / 3
-# MIH is chosen when its estimated work is below this fraction of a scan's:
-# sample queries are stored codes, whose own exact match makes their k-th
-# neighbour slightly nearer than a fresh query's.
-_PLAN_MARGIN = 0.5
-
-METHODS = ("auto", "scan", "mih")
-
-
-def check_method(method: object) -> str:
-    """Validate ``HammingIndex(method=...)``."""
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, "
-                         f"got {method!r}")
-    return method
-
-
 def choose_widths(n_bits: int, n_codes: int) -> np.ndarray:
     """Substring widths (int32, summing to ``n_bits``) for ``n_codes`` codes."""
     target = math.ceil(math.log2(max(n_codes, 2)))
@@ -189,64 +158,3 @@ def tables_from_arrays(arrays: dict[str, np.ndarray], n_bits: int,
     if not _core.mih_check_tables(widths, n_codes, offsets, rows):
         return "multi-index hashing tables are corrupted (offsets or rows out of range)"
     return MihTables(widths, offsets, rows, None if order is None else np.asarray(order))
-
-
-class SearchPlan(NamedTuple):
-    """Which method a search uses and why.
-
-    method : "scan" or "mih".
-    scan_work : int, the scan's price per query (codes read; a third of
-        the codes for batches, which share the scan's passes).
-    mih_work : float or None, MIH's estimated price per query in the same
-        units (None when not estimated).
-    reason : str, one line for logs.
-    """
-
-    method: str
-    scan_work: int
-    mih_work: float | None
-    reason: str
-
-
-def estimate_work(codes: np.ndarray, ids: np.ndarray, tables: MihTables, k: int | None,
-                  radius: int | None, pad_distance: int) -> float:
-    """Mean MIH work per query over a fixed sample of stored codes (one thread).
-
-    Each sample query stops at the price of a scan (``max_work = n``); a
-    query that would need more counts as that plus one scan.
-    """
-    n = codes.shape[0]
-    rows = np.unique(np.linspace(0, n - 1, num=min(_PLAN_SAMPLE, n)).astype(np.int64))
-    sample = np.ascontiguousarray(codes[rows])
-    if radius is None:
-        *_, work = tables.knn(sample, codes, ids, k, pad_distance, n, 1)
-    else:
-        *_, work = tables.range_search(sample, codes, ids, radius, n, 1)
-    spent = np.where(work < 0, -work - 1 + n, work)
-    return float(spent.mean())
-
-
-def plan(method: str, codes: np.ndarray, ids: np.ndarray, tables: MihTables | None,
-         k: int | None = None, radius: int | None = None, pad_distance: int = 0,
-         batch: bool = False) -> SearchPlan:
-    """The :class:`SearchPlan` for a k-NN (``k``) or range (``radius``) search.
-
-    ``batch``: at least :data:`BATCH_MIN_QUERIES` queries, which makes each
-    query's share of the scan cheaper.
-    """
-    n = codes.shape[0]
-    if method == "scan":
-        return SearchPlan("scan", n, None, "method='scan'")
-    if method == "mih":
-        return SearchPlan("mih", n, None, "method='mih'")
-    if n < MIH_MIN_CODES:
-        return SearchPlan("scan", n, None, f"auto: {n} codes < {MIH_MIN_CODES}, scan")
-    if tables is None:
-        return SearchPlan("scan", n, None, "auto: no MIH tables (index loaded without them)")
-    work = estimate_work(codes, ids, tables, k, radius, pad_distance)
-    scan_work = round(n * _BATCH_SCAN_SHARE) if batch else n
-    chosen = "mih" if work < _PLAN_MARGIN * scan_work else "scan"
-    return SearchPlan(chosen, scan_work, work,
-                      f"auto: MIH ~{work:.3g} vs scan {scan_work} code reads per query"
-                      f"{' (batch)' if batch else ''} -> {chosen}")
-

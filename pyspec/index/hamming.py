@@ -19,7 +19,7 @@ from __future__ import annotations
 import numbers
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,8 +36,11 @@ from pyspec._validation import (
     ids_to_remove,
 )
 from pyspec.errors import IndexFormatError
-from pyspec.index import _filter, _mih
+from pyspec.index import _filter, _ivf_method, _mih, _plan
 from pyspec.index._result import RangeResult, SearchResult
+
+if TYPE_CHECKING:
+    from pyspec.index.ivf import IVFHammingIndex
 
 __all__ = ["HammingIndex", "as_codes", "hamming_distances"]
 
@@ -173,18 +176,24 @@ class HammingIndex:
     n_bits : int, default 256
         Code length in bits, 1..512; codes are stored as uint64 of shape
         (n, ceil(n_bits / 64)) with unused high bits zero.
-    method : {"scan", "auto", "mih"}, default "scan"
-        How searches find the neighbours; results are identical whatever the
-        method. "scan" reads every code. "mih" uses multi-index hashing
-        tables (built by :meth:`add`, saved and memory-mapped with the
-        index) and reads only codes that share a nearly equal substring with
-        the query. "auto" builds the tables from 65,536 codes on and picks,
-        per search, the cheaper of the two by a cost model (see
-        :meth:`plan`); a query whose MIH work would exceed a scan's is then
-        answered by the scan. The default is "scan": on codes of real-like
-        spectra the tables (two to three times the codes' memory) did not
-        pay, even with substrings of learned, weakly correlated bits
-        (bench/RESULTS.md, issue 21), so they are built only when asked for.
+    method : {"scan", "auto", "ivf", "mih"}, default "scan"
+        How k-NN searches find the neighbours; results are identical
+        whatever the method. "scan" reads every code. "ivf" also keeps the
+        codes in ``sqrt(n)`` inverted lists sorted by distance to their
+        centroid (built by :meth:`add`, saved and memory-mapped with the
+        index; a second copy of the codes and ids) and reads only the band
+        of each list that the triangle inequality leaves open (see
+        :class:`~pyspec.IVFHammingIndex`, ``exact=True``): on codes of
+        real-like spectra ~1-2% of the codes, 15-20x faster than the scan
+        for a single query at 1M-10M codes. "auto" builds the lists from
+        65,536 codes on and picks, per search, the cheaper of the two by a
+        cost model (see :meth:`plan`): on codes without structure (uniformly
+        random bits) it keeps the scan. "mih" uses multi-index hashing
+        tables and reads only codes that share a nearly equal substring with
+        the query; on codes of real-like spectra they did not pay (two to
+        three times the codes' memory, slower than the scan at 1M-10M,
+        bench/RESULTS.md, issue 21). Range searches scan (or use the MIH
+        tables with "mih").
 
     Attributes
     ----------
@@ -216,15 +225,18 @@ class HammingIndex:
         self._codes = np.empty((0, self.n_words), dtype=np.uint64)
         self._ids = np.empty(0, dtype=np.int64)
         self._n = 0
-        self.method = _mih.check_method(method)
+        self.method = _plan.check_method(method)
         self._mih_tables: _mih.MihTables | None = None
-        self._plans: dict[tuple[str, bool, str, int], _mih.SearchPlan] = {}
+        self._lists: IVFHammingIndex | None = None  # method "ivf" / "auto"
+        self._lists_trained = 0  # codes the lists' centroids were trained on
+        self._plans: dict[tuple[str, bool, str, int], _plan.SearchPlan] = {}
         self._publish()
 
     # -- thread safety -----------------------------------------------------
     def _publish(self) -> None:
         """Make rows ``[0, _n)`` visible to searches (one atomic attribute store)."""
-        self._view = (self._codes[: self._n], self._ids[: self._n], self._mih_tables)
+        self._view = (self._codes[: self._n], self._ids[: self._n], self._mih_tables,
+                      self._lists)
 
     def _snapshot(self) -> tuple[np.ndarray, np.ndarray]:
         """Codes and ids of the published rows, consistent with each other."""
@@ -236,13 +248,25 @@ class HammingIndex:
         Tables are brought up to date (the tail left by the last adds indexed)
         under the write lock, so a reader never pairs tables with other rows.
         """
-        codes, ids, tables = self._view
+        codes, ids, tables, _ = self._view
         if tables is None or tables.n_codes != len(ids):
             with self._write_lock:
                 self._mih_sync()
                 self._publish()
-                codes, ids, tables = self._view
+                codes, ids, tables, _ = self._view
         return codes, ids, tables
+
+    def _synced_lists(self) -> tuple[np.ndarray, np.ndarray, IVFHammingIndex | None]:
+        """Published codes, ids and inverted lists holding exactly those codes (the
+        tail left by the last adds assigned to its lists first, under the write lock).
+        None for lists an index has not built (loaded without them)."""
+        codes, ids, _, lists = self._view
+        if lists is not None and len(lists) != len(ids):
+            with self._write_lock:
+                self._lists_sync()
+                self._publish()
+                codes, ids, _, lists = self._view
+        return codes, ids, lists
 
     @property
     def _write_lock(self) -> threading.Lock:
@@ -312,7 +336,7 @@ class HammingIndex:
         self._codes[self._n: need] = codes
         self._ids[self._n: need] = ids
         self._n = need
-        self._mih_after_add()
+        self._after_add()
         self._publish()  # only now can searches see the new rows
 
     # -- search ------------------------------------------------------------
@@ -408,7 +432,7 @@ class HammingIndex:
 
         The other codes keep their ids (searches report the same ids as
         before). Searches running meanwhile finish on the rows they started
-        with. MIH tables, if any, are rebuilt.
+        with. MIH tables, if any, are rebuilt; inverted lists lose the removed rows.
         """
         drop = ids_to_remove(ids)
         with self._write_lock:
@@ -419,15 +443,19 @@ class HammingIndex:
                 self._ids = np.ascontiguousarray(self._ids[: self._n][keep])
                 self._n = self._codes.shape[0]
                 self._mih_tables = None
-                self._mih_after_add()  # rebuilds the tables when the method wants them
+                if self._lists is not None:  # keeps the others' lists and rings
+                    self._lists.remove_ids(drop)
+                self._after_add()  # rebuilds the tables when the method wants them
                 self._publish()
         return removed
 
     def memory_usage(self) -> int:
         """Bytes of the arrays the index holds: codes and ids (with the spare
-        capacity kept for cheap adds, or a memory map's size) and MIH tables."""
-        codes, ids, tables = self._codes, self._ids, self._mih_tables
+        capacity kept for cheap adds, or a memory map's size), MIH tables and
+        inverted lists."""
+        codes, ids, tables, lists = self._codes, self._ids, self._mih_tables, self._lists
         extra = 0 if tables is None else sum(a.nbytes for a in tables.arrays().values())
+        extra += 0 if lists is None else lists.memory_usage()
         return int(codes.nbytes + ids.nbytes + extra)
 
     @staticmethod
@@ -435,84 +463,103 @@ class HammingIndex:
         """Bytes :meth:`memory_usage` reports for ``n`` codes added in one call.
 
         ``n * (8 * ceil(n_bits / 64) + 8)`` (codes and int64 ids; at least
-        1024 rows are allocated), plus the MIH tables for ``method="mih"``
-        (and ``"auto"`` from 65,536 codes): ``4 * (m * n + sum(2**w + 1)) +
-        4 * m`` for ``m`` substrings of ``w`` bits.
+        1024 rows are allocated), plus the MIH tables for ``method="mih"``:
+        ``4 * (m * n + sum(2**w + 1)) + 4 * m`` for ``m`` substrings of ``w``
+        bits, or the inverted lists for ``"ivf"`` (and ``"auto"`` from 65,536
+        codes): :meth:`pyspec.IVFHammingIndex.estimate_memory` with
+        ``sqrt(n)`` lists (a second copy of the codes and ids).
         """
         n_bits = _check_n_bits(n_bits)
-        method = _mih.check_method(method)
+        method = _plan.check_method(method)
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
             raise ValueError(f"n must be an int >= 0, got {n!r}")
         rows = max(int(n), 1024)
         total = rows * (8 * _n_words(n_bits) + 8)
-        if n and (method == "mih" or (method == "auto" and n >= _mih.MIH_MIN_CODES)):
+        if n and (method == "ivf" or (method == "auto" and n >= _ivf_method.IVF_MIN_CODES)):
+            from pyspec.index.ivf import IVFHammingIndex
+
+            total += IVFHammingIndex.estimate_memory(int(n), n_bits,
+                                                     _ivf_method.n_lists_for(int(n)))
+        if n and method == "mih":
             widths = _mih.choose_widths(n_bits, int(n))
             total += 4 * (widths.size * int(n) + int((2 ** widths.astype(np.int64) + 1).sum()))
             total += widths.nbytes + 4 * n_bits  # + the bit order
         return int(total)
 
-    # -- method choice and multi-index hashing -----------------------------
+    # -- method choice, inverted lists and multi-index hashing -------------
     def plan(self, k: int | None = None, radius: int | None = None,
-             n_queries: int = 1) -> _mih.SearchPlan:
+             n_queries: int = 1) -> _plan.SearchPlan:
         """The method a search of ``n_queries`` queries uses, and why.
 
         Give ``k`` for a k-NN search or ``radius`` for a range search.
 
-        With ``method="auto"`` the choice comes from a cost model: the scan
-        reads ``len(self)`` codes per query; the work of multi-index hashing
-        depends on how near the neighbours are and how crowded the tables'
-        buckets are, so it is measured on 16 stored codes used as queries
-        (cached until the next :meth:`add`). Both are in "codes a scan reads
-        in the same time"; MIH is chosen below half the scan's work. From
-        32 queries on, the scan shares its passes over the codes between
-        queries and is priced at a third of that.
+        With ``method="auto"`` the choice comes from a cost model, in "codes
+        a scan reads in the same time": the scan reads ``len(self)`` codes
+        per query; the exact inverted-list search reads the bands its
+        queries' k-th distance leaves open, which depends on how the codes
+        cluster, so it is measured on 16 stored codes used as queries
+        (cached until the next :meth:`add`, see
+        :func:`pyspec.index._ivf_method.estimate_work`). The lists are
+        chosen below half the scan's work. From 32 queries on, the scan
+        shares its passes over the codes between queries and is priced at a
+        third of that. Range searches scan, except with ``method="mih"``.
 
         Returns
         -------
         SearchPlan
-            ``method`` ("scan" or "mih"), ``scan_work``, ``mih_work``
-            (estimated, or None) and a one-line ``reason``.
+            ``method`` ("scan", "ivf" or "mih"), ``scan_work``, ``mih_work``
+            and ``ivf_work`` (estimated, or None) and a one-line ``reason``.
         """
         if (k is None) == (radius is None):
             raise ValueError("pass exactly one of k (k-NN search) or radius (range search)")
-        batch = n_queries >= _mih.BATCH_MIN_QUERIES
-        codes, ids, tables = self._view
+        batch = n_queries >= _plan.BATCH_MIN_QUERIES
+        codes, ids, _, lists = self._view
         key = ((self.method, batch, "knn", min(check_k(k), len(ids))) if k is not None
                else (self.method, batch, "range", _check_radius(radius)))
         cached = self._plans.get(key)
         if cached is not None:
             return cached
-        if self.method == "auto" and tables is not None:
-            # index the tail left by the last adds (an index loaded without
-            # tables stays without: building them is add's job, not a query's)
-            codes, ids, tables = self._synced_view()
-        found = _mih.plan(self.method, codes, ids, tables,
-                          k=key[3] if k is not None else None,
-                          radius=key[3] if radius is not None else None,
-                          pad_distance=self.pad_distance, batch=batch)
+        if self.method in ("ivf", "auto"):
+            if k is not None:
+                # assign the tail left by the last adds (an index loaded without
+                # lists stays without: building them is add's job, not a query's)
+                codes, ids, lists = self._synced_lists()
+            found = _ivf_method.plan(self.method, codes, lists, key[3] if k is not None else None,
+                                     batch)
+        else:
+            found = _plan.fixed(self.method, len(ids))
         self._plans[key] = found
         return found
 
-    def _mih_after_add(self) -> None:
-        """Keep the tables current at add time, rebuilding when the codes doubled.
+    def _after_add(self) -> None:
+        """Keep the method's structure current at add time, rebuilding it when the
+        codes doubled since it was built.
 
-        A rebuild costs one pass per table over all codes, so rebuilding
-        only when the unindexed tail reaches the indexed part keeps the
-        total cost of many small adds within twice one final build; a
-        search or save indexes whatever tail is left (:meth:`_mih_sync`).
+        A rebuild costs a pass over all codes (per table for MIH; a training
+        and a sort for the lists), so rebuilding only when the unindexed
+        tail reaches the indexed part keeps the total cost of many small
+        adds within twice one final build; a search or save indexes
+        whatever tail is left (:meth:`_mih_sync`, :meth:`_lists_sync`).
         """
         self._plans.clear()
-        wanted = self.method == "mih" or (self.method == "auto"
-                                          and self._n >= _mih.MIH_MIN_CODES)
-        if not wanted:
-            return
-        built = 0 if self._mih_tables is None else self._mih_tables.n_codes
-        if self._n >= 2 * built:
-            self._mih_sync()
+        if self.method == "mih":
+            built = 0 if self._mih_tables is None else self._mih_tables.n_codes
+            if self._n >= 2 * built:
+                self._mih_sync()
+        elif self.method == "ivf" or (self.method == "auto"
+                                      and self._n >= _ivf_method.IVF_MIN_CODES):
+            if self._n and (self._lists is None or self._n >= 2 * self._lists_trained):
+                self._lists = _ivf_method.build(self._codes[: self._n], self._ids[: self._n],
+                                                self.n_bits)
+                self._lists_trained = self._n
 
     def _mih_sync(self) -> None:
         if self._mih_tables is None or self._mih_tables.n_codes != self._n:
             self._mih_tables = _mih.build_tables(self._codes[: self._n], self.n_bits)
+
+    def _lists_sync(self) -> None:
+        if self._lists is not None:
+            _ivf_method.extend(self._lists, self._codes[: self._n], self._ids[: self._n])
 
     def _knn(self, q: np.ndarray, k: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
         codes, ids = self._snapshot()
@@ -520,10 +567,11 @@ class HammingIndex:
                   if k and len(ids) and self.method != "scan" else None)
         if chosen is None or chosen.method == "scan":
             return _core.hamming_knn(q, codes, ids, k, self.pad_distance, threads)
+        if chosen.method == "ivf":
+            _, _, lists = self._synced_lists()
+            return _ivf_method.knn(lists, q, k, threads)
         codes, ids, tables = self._synced_view()
-        # "auto" caps each query's MIH work at one scan (then scans it).
-        max_work = len(ids) if self.method == "auto" else 0
-        out_ids, dist, _ = tables.knn(q, codes, ids, k, self.pad_distance, max_work, threads)
+        out_ids, dist, _ = tables.knn(q, codes, ids, k, self.pad_distance, 0, threads)
         return out_ids, dist
 
     def _range(self, q: np.ndarray, radius: int,
@@ -534,17 +582,22 @@ class HammingIndex:
         if chosen is None or chosen.method == "scan":
             return _core.hamming_range(q, codes, ids, radius, threads)
         codes, ids, tables = self._synced_view()
-        max_work = len(ids) if self.method == "auto" else 0
-        offsets, out_ids, dist, _ = tables.range_search(q, codes, ids, radius, max_work, threads)
+        offsets, out_ids, dist, _ = tables.range_search(q, codes, ids, radius, 0, threads)
         return offsets, out_ids, dist
 
     # -- persistence -------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
-        """Write the index atomically to ``path`` (pyspec container, kind ``HX``)."""
-        arrays = {"codes": self.codes, "ids": self.ids}
+        """Write the index atomically to ``path`` (pyspec container, kind ``HX``), with
+        its MIH tables or inverted lists (brought up to date first)."""
+        codes, ids, lists = self._synced_lists()
+        arrays = {"codes": codes, "ids": ids}
+        meta: dict[str, Any] = {"n_bits": self.n_bits, "n_codes": len(ids),
+                                "method": self.method}
         arrays.update(self._mih_arrays())
-        write_container(path, _KIND, arrays,
-                        {"n_bits": self.n_bits, "n_codes": self._n, "method": self.method})
+        if lists is not None:
+            arrays.update(_ivf_method.arrays(lists))
+            meta["lists"] = _ivf_method.meta(lists)
+        write_container(path, _KIND, arrays, meta)
 
     def _mih_arrays(self) -> dict[str, np.ndarray]:
         """The MIH tables to save (brought up to date first), or none."""
@@ -599,16 +652,24 @@ class HammingIndex:
         if mask and codes.shape[0] and (codes[:, -1] & np.uint64(mask)).any():
             raise bad(f"codes have bits set above bit {n_bits - 1}")
         method = meta.get("method", "scan")
-        if method not in _mih.METHODS:
+        if method not in _plan.METHODS:
             raise bad(f"invalid search method {method!r} in metadata")
         tables = _mih.tables_from_arrays(arrays, n_bits, codes.shape[0])
         if isinstance(tables, str):
             raise bad(tables)
+        lists = _ivf_method.from_arrays(arrays, meta.get("lists"), n_bits, codes.shape[0],
+                                        source)
+        if isinstance(lists, str):
+            raise bad(lists)
         index = cls(n_bits, method=method)
         index._codes = codes
         index._ids = ids
         index._n = codes.shape[0]
-        index._mih_tables = tables
+        # only the method's own structure is kept (files of "auto" before the
+        # inverted lists hold MIH tables, which "auto" no longer uses)
+        index._mih_tables = tables if method == "mih" else None
+        if method in ("ivf", "auto") and lists is not None:
+            index._lists, index._lists_trained = lists, codes.shape[0]
         index._publish()
         return index
 
