@@ -166,7 +166,7 @@ class Backend:
         return None
 
     def plan(self, index: Any, k: int, n: int) -> Any:
-        from pyspec.index._mih import SearchPlan
+        from pyspec.index._plan import SearchPlan
 
         return SearchPlan("scan", n, None, f"{self.kind} engine: full scan")
 
@@ -196,7 +196,9 @@ class HammingBackend(Backend):
     def new_index(self, model: Any) -> Any:
         from pyspec.index.hamming import HammingIndex
 
-        return HammingIndex(n_bits=int(model.n_bits))
+        # "auto": exact inverted lists once they pay (codes of real-like spectra
+        # from 65,536 codes on), the scan otherwise; same results either way
+        return HammingIndex(n_bits=int(model.n_bits), method="auto")
 
     def load_index(self, path: Path, model: Any, mmap: bool) -> Any:
         from pyspec.index.hamming import HammingIndex
@@ -256,7 +258,7 @@ class PQBackend(Backend):
         index.add(payload, ids=ids, num_threads=num_threads)
 
     def plan(self, index: Any, k: int, n: int) -> Any:
-        from pyspec.index._mih import SearchPlan
+        from pyspec.index._plan import SearchPlan
 
         return SearchPlan("scan", n, None, "product-quantisation engine: ADC scan")
 
@@ -296,7 +298,7 @@ class GraphBackend(Backend):
         index.add(payload, ids=ids, num_threads=num_threads)
 
     def plan(self, index: Any, k: int, n: int) -> Any:
-        from pyspec.index._mih import SearchPlan
+        from pyspec.index._plan import SearchPlan
 
         return SearchPlan("graph", n, None, "HNSW graph over the model's embeddings")
 

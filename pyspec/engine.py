@@ -687,6 +687,7 @@ class Engine(QueryMixin):
                                          int(radius), num_threads=num_threads)
 
     def search_plan(self, k: int = 10) -> Any:
-        """How a k-NN search runs: ``index.plan(k)`` for Hamming engines (MIH or scan, and
-        why, see :meth:`pyspec.HammingIndex.plan`); PQ engines always scan."""
+        """How a k-NN search runs: ``index.plan(k)`` for Hamming engines (the exact
+        inverted lists or the scan, and why, see :meth:`pyspec.HammingIndex.plan`); PQ
+        engines always scan."""
         return self.backend.plan(self.index, k, len(self))

@@ -8,6 +8,7 @@ astropy's copy of the UCD1+ controlled vocabulary.
 from __future__ import annotations
 
 import argparse
+import re
 import warnings
 from pathlib import Path
 
@@ -165,6 +166,7 @@ def test_info_describes_store_engine_and_model(small, tmp_path, capsys) -> None:
     assert "engine (hamming index)" in out
     assert "LSHHasher" in out
     assert '"n_bits": 64' in out
+    assert re.search(r"search \(k=10\) +scan \(auto: \d+ codes < 65536", out)  # small: scan
     flux = tmp_path / "flux.npy"
     np.save(flux, np.random.default_rng(0).standard_normal((40, 30)).astype(np.float32))
     assert main(["train", str(flux), "-o", str(tmp_path / "m.bin"), "--model", "lsh",

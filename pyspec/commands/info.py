@@ -60,8 +60,10 @@ def describe(path: Path) -> list[tuple[str, str]]:
     if path.is_dir() and (path / "engine.json").exists():
         from pyspec.engine import Engine
 
-        info = Engine.open(path).info
+        engine = Engine.open(path)
+        info = engine.info
         rerank = info.get("rerank") or {}
+        plan = engine.search_plan(10)
         return [("kind", f"engine ({info['kind']} index)"), ("spectra", f"{info['n_spectra']:,d}"),
                 ("size", size), ("model", info["model_class"]),
                 ("model parameters", json.dumps(info.get("model_params", {}), sort_keys=True)),
@@ -69,6 +71,7 @@ def describe(path: Path) -> list[tuple[str, str]]:
                 ("preprocessing", _recipe_line(info.get("preprocessing"))),
                 ("re-rank space", rerank.get("space", "flux") +
                  (f", {rerank['n_components']} components" if "n_components" in rerank else "")),
+                ("search (k=10)", f"{plan.method} ({plan.reason})"),
                 ("store", str(info.get("store")))]
     if path.is_dir() and (path / "sharded-engine.json").exists():
         info = json.loads((path / "sharded-engine.json").read_text())
