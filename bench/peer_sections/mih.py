@@ -8,16 +8,18 @@ Rows:
 
 * the distance distribution of the exact neighbours (d1, d10 percentiles,
   share of queries with an exact duplicate), which decides MIH's speed;
-* the plan of ``HammingIndex(method="auto")`` and MIH's work per query
-  (codes verified + bucket probes, in scan-equivalent units);
+* MIH's work per query (codes verified + bucket probes, in scan-equivalent
+  units), and the plan of ``HammingIndex(method="auto")`` (the engines'
+  index: exact inverted lists or the scan, by its cost model);
 * single queries (``--mih-single`` of them, each timed, 1 thread, median)
   and a batch of ``--mih-batch`` queries at each ``--mih-threads``: pyspec
-  MIH alone (``method="mih"``), pyspec ``method="auto"`` (the cost model's
-  choice, with MIH queries over budget answered by the scan), pyspec scan
+  MIH alone (``method="mih"``), pyspec ``method="auto"`` (its own index
+  over the same codes; the cost model's choice), pyspec scan
   (same index, ``method="scan"``), faiss ``IndexBinaryFlat`` (exact)
   and faiss ``IndexBinaryMultiHash`` (``--mih-faiss-nhash`` tables of
   256/nhash bits, ``nflip`` = 1; approximate: its recall@10 against the
-  exact ranking is reported). ``vs_*`` = peer time / MIH time.
+  exact ranking is reported). ``vs_*`` = peer time / MIH time,
+  ``auto_vs_*`` = peer time / auto time.
 
 Every pyspec result is checked identical (ids and distances) to the scan.
 """
@@ -68,10 +70,6 @@ def _time_once(fn, queries: np.ndarray) -> tuple[float, None]:
     return time.perf_counter() - t0, None
 
 
-def _auto_search(index, k: int, threads: int):
-    return lambda q: index.search(q, k, num_threads=threads)
-
-
 def _recall(found: np.ndarray, exact: np.ndarray) -> float:
     pairs = zip(found, exact, strict=True)
     return float(np.mean([len(set(f) & set(e)) / len(e) for f, e in pairs]))
@@ -119,19 +117,21 @@ def run(args: argparse.Namespace) -> list[dict]:
     *_, plain_work = plain.knn(queries[:n_single], index.codes, index.ids, k,
                                index.pad_distance, 0, 1)
     del plain
+    t0 = time.perf_counter()
     auto = pyspec.HammingIndex(256, method="auto")
-    auto._codes, auto._ids, auto._n, auto._mih_tables = (index._codes, index._ids, len(index),
-                                                          tables)
-    auto._publish()
+    auto.add(index.codes)
+    auto_build_s = time.perf_counter() - t0
     plan = auto.plan(k=k)
+    batch_plan = auto.plan(k=k, n_queries=max(32, args.mih_batch))
     rows.append({"case": f"MIH tables: widths {sorted(set(tables.widths.tolist()))} x "
                          f"{len(tables.widths)}, {table_mb:.0f} MiB, build {build_s:.1f} s",
                  "work_median": float(np.median(work)), "work_p90": float(np.percentile(work, 90)),
                  "work/n": float(np.median(work)) / n,
                  "contiguous_work/n": float(np.median(plain_work)) / n,
                  "contiguous_work_p90/n": float(np.percentile(plain_work, 90)) / n,
-                 "auto": plan.method,
-                 "auto_reason": plan.reason})
+                 "auto_build_s": auto_build_s,
+                 "auto": plan.reason,
+                 "auto_batch": batch_plan.reason})
 
     flat = None
     if not args.mih_no_flat:
@@ -159,6 +159,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     got = ours("mih", 1)(queries)
     if not (np.array_equal(got.ids, exact.ids) and np.array_equal(got.distances, exact.distances)):
         raise RuntimeError("MIH and the scan disagree")
+    got = auto.search(queries, k, num_threads=1)
+    if not (np.array_equal(got.ids, exact.ids) and np.array_equal(got.distances, exact.distances)):
+        raise RuntimeError("method='auto' and the scan disagree")
     if flat is not None:
         d_flat, _ = theirs(flat, 1)(queries)
         if not np.array_equal(d_flat, exact.distances):
@@ -176,7 +179,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     for label, threads, timer in cases:
         row = {"case": f"{n} codes, {label}", "threads": threads}
         timed = {"mih": timer(ours("mih", threads)),
-                 "auto": timer(_auto_search(auto, k, threads)),
+                 "auto": timer(lambda q: auto.search(q, k, num_threads=threads)),
                  "scan": timer(ours("scan", threads))}
         if flat is not None:
             timed["faiss_flat"] = timer(theirs(flat, threads))
@@ -190,6 +193,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                             ("faiss_multihash", "multihash")):
             if name in timed:
                 row[f"vs_{short}"] = timed[name][0] / timed["mih"][0]
+                row[f"auto_vs_{short}"] = timed[name][0] / timed["auto"][0]
         if multi is not None:
             row["multihash_recall@10"] = multi_recall
         row["target"] = ">= 10x"

@@ -500,7 +500,7 @@ class HammingIndex:
         cluster, so it is measured on 16 stored codes used as queries
         (cached until the next :meth:`add`, see
         :func:`pyspec.index._ivf_method.estimate_work`). The lists are
-        chosen below half the scan's work. From 32 queries on, the scan
+        chosen below three quarters of the scan's work. From 32 queries on, the scan
         shares its passes over the codes between queries and is priced at a
         third of that. Range searches scan, except with ``method="mih"``.
 
