@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numbers
 import os
-import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,6 +36,10 @@ from pyspec._validation import (
 )
 from pyspec.errors import IndexFormatError
 from pyspec.index import _filter, _ivf_method, _mih, _plan
+from pyspec.index._codes import _MAX_BITS, lazy_write_lock
+from pyspec.index._codes import check_codes as _check_codes
+from pyspec.index._codes import check_n_bits as _check_n_bits
+from pyspec.index._codes import pad_mask as _pad_mask
 from pyspec.index._result import RangeResult, SearchResult
 
 if TYPE_CHECKING:
@@ -45,51 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["HammingIndex", "as_codes", "hamming_distances"]
 
 _KIND = b"HX"
-_MAX_BITS = 512
-
-
-def _check_n_bits(n_bits: object) -> int:
-    if isinstance(n_bits, bool) or not isinstance(n_bits, numbers.Integral):
-        raise TypeError(f"n_bits must be an int in [1, {_MAX_BITS}], got {type(n_bits).__name__}")
-    if not 1 <= n_bits <= _MAX_BITS:
-        raise ValueError(f"n_bits must be in [1, {_MAX_BITS}], got {n_bits}")
-    return int(n_bits)
-
-
-def _pad_mask(n_bits: int) -> int:
-    """Bits of the last word that must be zero (0 when n_bits % 64 == 0)."""
-    used = n_bits % 64
-    return 0 if used == 0 else ((1 << 64) - 1) ^ ((1 << used) - 1)
-
-
-def _check_codes(codes: object, n_bits: int, name: str, allow_1d: bool = False) -> np.ndarray:
-    """Return ``codes`` unchanged if it is exactly what the kernels take, else raise.
-
-    The one deliberate reshaping is a single 1-D code -> one row when ``allow_1d``.
-    """
-    nw = _n_words(n_bits)
-    expected = f"expected uint64 codes of shape (n, {nw}) for n_bits={n_bits}"
-    if not isinstance(codes, np.ndarray):
-        raise TypeError(f"{name}: {expected}, got {type(codes).__name__}; "
-                        "use pyspec.index.hamming.as_codes to convert")
-    if codes.dtype != np.uint64 or not codes.dtype.isnative:
-        hint = ("pack boolean bits with pyspec.index.hamming.as_codes (pyspec._bits.pack_bits)"
-                if codes.dtype == np.bool_ else "use pyspec.index.hamming.as_codes to convert")
-        raise TypeError(f"{name}: {expected}, got {describe(codes)}; {hint}")
-    if codes.ndim == 1 and allow_1d:
-        codes = codes[np.newaxis, :]
-    if codes.ndim != 2 or codes.shape[1] != nw:
-        raise ValueError(f"{name}: {expected}, got {describe(codes)}")
-    if not codes.flags.c_contiguous:
-        raise ValueError(f"{name}: {expected} and C-contiguous, got a non-contiguous array; "
-                         "use np.ascontiguousarray(codes) or pyspec.index.hamming.as_codes")
-    mask = _pad_mask(n_bits)
-    if mask and codes.shape[0] and (codes[:, -1] & np.uint64(mask)).any():
-        bad = np.flatnonzero(codes[:, -1] & np.uint64(mask))
-        raise ValueError(f"{name}: {bad.size} code(s) have bits set above bit {n_bits - 1} "
-                         f"(rows {', '.join(map(str, bad[:5]))}); codes of {n_bits} bits "
-                         "must leave the rest of the last word zero")
-    return codes
 
 
 def as_codes(x: object, n_bits: int = 256) -> np.ndarray:
@@ -268,12 +226,7 @@ class HammingIndex:
                 codes, ids, _, lists = self._view
         return codes, ids, lists
 
-    @property
-    def _write_lock(self) -> threading.Lock:
-        lock = self.__dict__.get("_lock")
-        if lock is None:  # created lazily so unpickled/loaded indexes get one too
-            lock = self.__dict__.setdefault("_lock", threading.Lock())
-        return lock
+    _write_lock = lazy_write_lock
 
     # -- storage -----------------------------------------------------------
     def __len__(self) -> int:

@@ -53,8 +53,11 @@ from pyspec._validation import (
 )
 from pyspec.errors import IndexFormatError
 from pyspec.index import _ivf_rings, _ivf_train
+from pyspec.index._codes import check_codes as _check_codes
+from pyspec.index._codes import check_n_bits as _check_n_bits
+from pyspec.index._codes import lazy_write_lock
+from pyspec.index._codes import pad_mask as _pad_mask
 from pyspec.index._result import SearchResult
-from pyspec.index.hamming import HammingIndex, _check_codes, _check_n_bits, _pad_mask
 
 __all__ = ["IVFHammingIndex"]
 
@@ -209,7 +212,7 @@ class IVFHammingIndex:
                       (radii, *_ivf_rings.compact_rings(rings, radii, self.n_bits)))
 
     # the same lazily created lock as HammingIndex (unpickled/loaded indexes get one too)
-    _write_lock = HammingIndex._write_lock
+    _write_lock = lazy_write_lock
 
     def __len__(self) -> int:
         return len(self._view[2])
