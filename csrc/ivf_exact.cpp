@@ -28,6 +28,18 @@ constexpr index_t kChunk = 32;
 constexpr index_t kPrefetchRows = 16;
 // Lists of the visiting order handed to a thread at a time (single query).
 constexpr index_t kThreadChunk = 4 * kChunk;
+// Batches of at least this many queries run list-major (Exact::batch); below
+// it each query visits its lists nearest first on its own.
+constexpr index_t kBatchMinQueries = 32;
+// Queries a thread takes through the lists together in a batch (their
+// centroid distances, list-major, stay in L2: n_lists * kBatchGroup int16).
+constexpr index_t kBatchGroup = 256;
+// Lists (of its visiting order, with their ties) each query of a batch visits
+// on its own first, more until its top-k is full: its k-th distance then
+// prunes the list-major pass. More lists tighten it further, but each costs
+// the random reads the list-major pass avoids: at 10M codes (1 thread, batch
+// of 1,000) 1 list was 1.4x faster than 64 (bench/RESULTS.md, session 10).
+constexpr index_t kBatchWarmLists = 1;
 // Below this many queries x lists a call runs on one thread (a query costs at
 // least a distance and a radius check per list; a team costs a few microseconds).
 constexpr double kParallelMinLists = 1 << 12;
@@ -189,6 +201,45 @@ struct Exact {
       }
     }
   }
+
+  // A batch of queries[0:m): each query first visits its nearest lists on
+  // its own (visit(), as a single query), then the group goes through all
+  // lists in memory order, every query scanning its band of the list
+  // (scan_band() under its current k-th distance) while the list's codes
+  // are in cache. The lists are read in address order, once per group, so
+  // the hardware prefetcher streams them, where a query alone jumps between
+  // lists in distance order. Lists a query already visited are skipped (its
+  // warm set is every list within warm_dist of it, so no code is pushed
+  // twice). Exact for the same reason as visit(): any order of lists with
+  // bands under the current k-th distance gives the scan's top-k.
+  void batch(const word_t* queries, index_t m, TopK<std::int32_t>* tops, std::int16_t* dqc,
+             std::int32_t* warm_dist, Scratch& s) const {
+    for (index_t q = 0; q < m; ++q) {
+      const word_t* query = queries + q * n_words;
+      order_lists(query, s);
+      // the nearest list and those tied with it, then further lists (with
+      // their ties) until the top-k is full
+      std::int32_t last = -1;
+      for (index_t end = 0; end < n_lists && (end < kBatchWarmLists || !tops[q].full());) {
+        last = s.list_dist[s.order[end]];
+        index_t stop = end + 1;
+        while (stop < n_lists && s.list_dist[s.order[stop]] == last) ++stop;
+        visit(query, s.order.data(), s.list_dist.data(), end, stop, tops[q], s);
+        end = stop;
+      }
+      warm_dist[q] = last;
+      for (index_t l = 0; l < n_lists; ++l)
+        dqc[l * m + q] = static_cast<std::int16_t>(s.list_dist[l]);
+    }
+    for (index_t l = 0; l < n_lists; ++l) {
+      const std::int16_t* row = dqc + l * m;
+      if (l + 1 < n_lists) __builtin_prefetch(codes + offsets[l + 1] * n_words);
+      for (index_t q = 0; q < m; ++q) {
+        if (row[q] <= warm_dist[q]) continue;
+        scan_band(queries + q * n_words, l, row[q], tops[q], s);
+      }
+    }
+  }
 };
 
 void check_inputs(index_t n_queries, index_t n_lists, index_t n_codes, int n_words, int n_bits,
@@ -236,6 +287,40 @@ void ivf_hamming_knn_exact(const word_t* queries, index_t n_queries, const word_
   const int threads = work < kParallelMinLists ? 1 : resolve_threads(num_threads);
   ErrorCapture errors;
 
+  if (n_queries >= kBatchMinQueries) {
+    // groups of at most kBatchGroup queries, at least one per thread
+    const index_t group = std::max<index_t>(
+        1, std::min(kBatchGroup, (n_queries + threads - 1) / threads));
+    const index_t n_groups = (n_queries + group - 1) / group;
+PYSPEC_OMP(omp parallel num_threads(threads) if (threads > 1))
+    {
+      Scratch* s = nullptr;
+      std::vector<TopK<std::int32_t>> tops;
+      std::vector<std::int16_t> dqc;
+      std::vector<std::int32_t> warm;
+      errors.run([&] {
+        s = &thread_scratch(n_lists, n_bits);
+        tops.assign(static_cast<std::size_t>(group), TopK<std::int32_t>(kk));
+        dqc.resize(static_cast<std::size_t>(n_lists) * static_cast<std::size_t>(group));
+        warm.resize(static_cast<std::size_t>(group));
+      });
+PYSPEC_OMP(omp for schedule(dynamic, 1))
+      for (index_t g = 0; g < n_groups; ++g) {
+        if (!s || warm.empty()) continue;  // allocation failed; rethrown below
+        errors.run([&] {
+          const index_t first = g * group;
+          const index_t m = std::min(group, n_queries - first);
+          for (index_t q = 0; q < m; ++q) tops[static_cast<std::size_t>(q)].reset(kk);
+          ex.batch(queries + first * n_words, m, tops.data(), dqc.data(), warm.data(), *s);
+          for (index_t q = 0; q < m; ++q)
+            tops[static_cast<std::size_t>(q)].extract_sorted(
+                out_distances + (first + q) * k, out_ids + (first + q) * k, pad_distance);
+        });
+      }
+    }
+    errors.rethrow();
+    return;
+  }
   if (n_queries >= threads) {
 PYSPEC_OMP(omp parallel num_threads(threads) if (threads > 1))
     {

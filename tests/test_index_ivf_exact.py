@@ -54,6 +54,34 @@ def test_exact_equals_brute_force(clustered, kind, threads):
         assert_exact(index, codes, ids, queries, k, threads)
 
 
+@pytest.mark.parametrize("kind", ["clustered", "uniform"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_batches_go_list_major_and_stay_exact(clustered, kind, threads):
+    """Batches of 32+ queries take the list-major path (groups of up to 256 queries,
+    a group of one at 257); small lists make a query's first visits run past its
+    nearest list until its top-k is full. Equal to brute force and to the results
+    of the same queries searched one at a time (the per-query path)."""
+    if kind == "clustered":
+        codes, ids, _ = clustered
+        queries = np.concatenate([clustered_codes(6_300)[6_000:], codes[:20]])
+    else:
+        codes, queries = uniform_codes(3_000), uniform_codes(300, seed=2)
+        queries[::7] = codes[::70][: queries[::7].shape[0]]  # duplicates: ties at 0
+        ids = np.arange(3_000, dtype=np.int64)[::-1].copy()
+    index = IVFHammingIndex(256, n_lists=400)  # ~7-15 codes per list
+    index.add(codes, ids)
+    for n_queries in (32, 33, 257):
+        batch = np.ascontiguousarray(queries[:n_queries])
+        for k in (1, 10, 77):
+            assert_exact(index, codes, ids, batch, k, threads)
+    one_by_one = [index.search(q, 10, num_threads=1, exact=True) for q in queries[:40]]
+    together = index.search(np.ascontiguousarray(queries[:40]), 10, num_threads=threads,
+                            exact=True)
+    np.testing.assert_array_equal(np.vstack([r.ids for r in one_by_one]), together.ids)
+    np.testing.assert_array_equal(np.vstack([r.distances for r in one_by_one]),
+                                  together.distances)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_single_query_split_over_threads(threads):
     """A single query with more threads than queries shares its lists out (enough

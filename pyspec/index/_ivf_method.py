@@ -47,6 +47,13 @@ _PLAN_SAMPLE = 16
 # at 1M codes of simulated spectra, k=10, 1 thread: priced at ~1/25 of a
 # scan, measured 1/15.
 _BAND_ROW_PRICE = 3.0
+# A batch goes through the lists in memory order (csrc/ivf_exact.cpp,
+# Exact::batch), streaming the bands instead of jumping to them: a band row
+# costs about 0.3 of a lone query's (measured ivf/scan time ratio of batches
+# of 200 against this estimate: 0.26 / 0.30 / 0.28 at 100k / 400k / 1M codes
+# of the default recipe's simulated spectra, 1 thread; bench/RESULTS.md,
+# session 10).
+_BATCH_BAND_ROW_PRICE = 0.9
 
 
 def n_lists_for(n: int) -> int:
@@ -78,8 +85,10 @@ def knn(lists: IVFHammingIndex, queries: np.ndarray, k: int,
     return found.ids, found.distances
 
 
-def estimate_work(lists: IVFHammingIndex, codes: np.ndarray, k: int) -> float:
-    """Mean price of an exact search per query, in codes a scan reads in the same time.
+def estimate_work(lists: IVFHammingIndex, codes: np.ndarray, k: int,
+                  batch: bool = False) -> float:
+    """Mean price of an exact search per query, in codes a scan reads in the same time
+    (``batch``: a query of a batch of ``BATCH_MIN_QUERIES`` or more).
 
     Measured on a fixed sample of stored codes used as queries, each left
     out of its own neighbours: their exact k-th distance ``tau`` gives the
@@ -101,7 +110,8 @@ def estimate_work(lists: IVFHammingIndex, codes: np.ndarray, k: int) -> float:
     hi = np.clip(dqc + tau[:, None], -1, n_bits)
     base = np.arange(n_lists, dtype=np.int64) * stride
     band = np.where(lo <= hi, rings[base + hi + 1] - rings[base + lo], 0)
-    return float(_BAND_ROW_PRICE * band.sum(axis=1).mean() + n_lists)
+    price = _BATCH_BAND_ROW_PRICE if batch else _BAND_ROW_PRICE
+    return float(price * band.sum(axis=1).mean() + n_lists)
 
 
 def plan(method: str, codes: np.ndarray, lists: IVFHammingIndex | None, k: int | None,
@@ -118,7 +128,7 @@ def plan(method: str, codes: np.ndarray, lists: IVFHammingIndex | None, k: int |
         return SearchPlan("scan", n, None, f"auto: {n} codes < {IVF_MIN_CODES}, scan")
     if lists is None:
         return SearchPlan("scan", n, None, "auto: no inverted lists (index loaded without them)")
-    work = estimate_work(lists, codes, k)
+    work = estimate_work(lists, codes, k, batch)
     scan_work = scan_price(n, batch)
     chosen = "ivf" if work < PLAN_MARGIN * scan_work else "scan"
     return SearchPlan(chosen, scan_work, None,

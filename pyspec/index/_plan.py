@@ -16,8 +16,9 @@ METHODS = ("auto", "scan", "mih", "ivf")
 # A batch of at least this many queries shares every pass of the scan over
 # the codes (csrc/hamming.cpp, kTransposeMinQueries), which costs each query
 # about a third of a lone scan: 1M codes, 1 thread, 0.90 ms for one query,
-# 273 ms for 1,000 (bench/RESULTS.md, Hamming). The inverted lists gain
-# nothing from batching, so for batches they are weighed against that third.
+# 273 ms for 1,000 (bench/RESULTS.md, Hamming). For batches the inverted
+# lists are weighed against that third (and priced for their own batch path,
+# _ivf_method._BATCH_BAND_ROW_PRICE).
 BATCH_MIN_QUERIES = 32
 _BATCH_SCAN_SHARE = 1 / 3
 # Another method is chosen when its estimated work is below this fraction

@@ -453,9 +453,11 @@ class HammingIndex:
         cluster, so it is measured on 16 stored codes used as queries
         (cached until the next :meth:`add`, see
         :func:`pyspec.index._ivf_method.estimate_work`). The lists are
-        chosen below three quarters of the scan's work. From 32 queries on, the scan
-        shares its passes over the codes between queries and is priced at a
-        third of that. Range searches scan, except with ``method="mih"``.
+        chosen below three quarters of the scan's work. From 32 queries on,
+        the scan shares its passes over the codes between queries and is
+        priced at a third of that, and the lists stream their bands in memory
+        order for the whole batch, priced at 0.3 of a lone query's. Range
+        searches scan, except with ``method="mih"``.
 
         Returns
         -------
