@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     for label, threads, timer in cases:
         row = {"case": f"{n} codes, {label}", "threads": threads}
         timed = {"mih": timer(ours("mih", threads)),
-                 "auto": timer(lambda q: auto.search(q, k, num_threads=threads)),
+                 "auto": timer(lambda q, t=threads: auto.search(q, k, num_threads=t)),
                  "scan": timer(ours("scan", threads))}
         if flat is not None:
             timed["faiss_flat"] = timer(theirs(flat, threads))
