@@ -203,10 +203,12 @@ def test_index_written_before_mih_loads_as_a_scan_index(tmp_path, clustered):
     assert loaded.plan(k=10).method == "scan"
 
 
-def test_auto_index_saved_without_lists_scans_until_the_next_add(tmp_path, clustered):
-    # As session 8 wrote "auto" indexes: MIH tables, no inverted lists.
+@pytest.mark.parametrize("method", ["auto", "ivf"])
+def test_index_saved_without_lists_scans_until_the_next_add(tmp_path, clustered, method):
+    # As session 8 wrote "auto" indexes: MIH tables, no inverted lists (an "ivf"
+    # file without them can only be crafted; it must not fail at search time).
     codes, queries = clustered
-    old = _filled(codes, "auto")
+    old = _filled(codes, method)
     old.save(tmp_path / "old.bin")
     arrays, meta = read_container(tmp_path / "old.bin", b"HX")
     arrays = {k: v for k, v in arrays.items() if not k.startswith("ivf_")}
@@ -217,7 +219,7 @@ def test_auto_index_saved_without_lists_scans_until_the_next_add(tmp_path, clust
                    if k.startswith("mih_")})
     write_container(tmp_path / "old.bin", b"HX", arrays, meta)
     loaded = HammingIndex.load(tmp_path / "old.bin", mmap=True)
-    assert loaded.method == "auto"
+    assert loaded.method == method
     assert loaded.plan(k=10).method == "scan"
     assert "no inverted lists" in loaded.plan(k=10).reason
     assert loaded._mih_tables is None

@@ -42,7 +42,7 @@ table of the same length:
   ``Engine.build`` makes it, so its cost model picks the exact inverted
   lists (same answers as the scan) when they pay; the plan is reported.
   The codes are cached under ``$PYSPEC_QUERY_CACHE`` (default
-  /tmp/pyspec-query; 1M takes ~25 min on one core for the default recipe).
+  /tmp/pyspec-query; 1M took ~6 min per recipe on this 2-core machine).
 * "random": uniformly random bits, the first wave's setting, on which the
   cost model keeps the scan (no structure to prune with).
 

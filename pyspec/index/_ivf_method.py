@@ -6,9 +6,10 @@ filters and ``codes`` read them there) and, beside them, an
 ``search(exact=True)`` returns exactly the scan's k nearest, ties by id
 (``csrc/ivf_exact.hpp``: rows sorted by distance to their list's centroid,
 only the band the triangle inequality allows is read). On codes of
-real-like spectra a query reads ~1-2% of the codes (bench/RESULTS.md,
-issue 21); on uniformly random codes every band is the whole list and the
-cost model (:func:`estimate_work`) keeps the scan.
+real-like spectra a query took 1/20 of the scan's time at 10M codes and
+1/4 at 1M (bench/RESULTS.md, session 10); on uniformly random codes every
+band is the whole list and the cost model (:func:`estimate_work`) keeps the
+scan.
 
 Sizes: ``sqrt(n)`` lists, which the exact search prefers to the
 approximate search's ``4 sqrt(n)`` (at 10M codes 20.8x the scan against
@@ -122,12 +123,13 @@ def plan(method: str, codes: np.ndarray, lists: IVFHammingIndex | None, k: int |
     if k is None:
         return SearchPlan("scan", n, None, f"method={method!r}: range searches scan "
                                            "(the inverted lists serve k-NN only)")
-    if method == "ivf":
-        return fixed("ivf", n)
-    if n < IVF_MIN_CODES:
+    if method == "auto" and n < IVF_MIN_CODES:
         return SearchPlan("scan", n, None, f"auto: {n} codes < {IVF_MIN_CODES}, scan")
     if lists is None:
-        return SearchPlan("scan", n, None, "auto: no inverted lists (index loaded without them)")
+        return SearchPlan("scan", n, None, f"method={method!r}: no inverted lists (index "
+                                           "loaded without them; the next add builds them)")
+    if method == "ivf":
+        return fixed("ivf", n)
     work = estimate_work(lists, codes, k, batch)
     scan_work = scan_price(n, batch)
     chosen = "ivf" if work < PLAN_MARGIN * scan_work else "scan"
