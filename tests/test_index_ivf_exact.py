@@ -56,11 +56,12 @@ def test_exact_equals_brute_force(clustered, kind, threads):
 
 @pytest.mark.parametrize("kind", ["clustered", "uniform"])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_batches_go_list_major_and_stay_exact(clustered, kind, threads):
+def test_batches_go_list_major_and_stay_exact(clustered, kind, threads, simd_level):
     """Batches of 32+ queries take the list-major path (groups of up to 256 queries,
     a group of one at 257); small lists make a query's first visits run past its
     nearest list until its top-k is full. Equal to brute force and to the results
-    of the same queries searched one at a time (the per-query path)."""
+    of the same queries searched one at a time (the per-query path), at every SIMD
+    level of the block kernels."""
     if kind == "clustered":
         codes, ids, _ = clustered
         queries = np.concatenate([clustered_codes(6_300)[6_000:], codes[:20]])
